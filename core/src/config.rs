@@ -1,0 +1,374 @@
+//! Configuration: `confab.toml` plus `CONFAB_*` environment overrides.
+//!
+//! Every key has a default that needs nothing installed: SQLite under `./data`,
+//! listening on 127.0.0.1:8080. Each key `section.name` can be overridden by the
+//! environment variable `CONFAB_SECTION_NAME` (for example `CONFAB_DATABASE_URL`).
+//! [`KEYS`] is the single list of keys; `docs/operations.md` documents the same list.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors while reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not valid TOML: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The complete server configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for the SQLite database and the mail outbox.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    pub auth: AuthConfig,
+    pub privacy: PrivacyConfig,
+    pub templates: TemplatesConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP server binds to.
+    pub listen: SocketAddr,
+    /// The externally visible base URL, used in links. Empty: derived from `listen`.
+    pub public_url: String,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://…` or `postgres://…`. Empty: `sqlite://{data_dir}/confab.db`.
+    pub url: String,
+    /// Connections in the pool.
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `confab_core=debug,info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// How long a web session lasts without signing in again.
+    pub session_ttl_hours: u32,
+    /// Mark cookies `Secure`. Defaults to true when `public_url` is https.
+    pub cookie_secure: Option<bool>,
+    /// Failed sign-ins per email address allowed within `login_window_minutes`.
+    pub login_max_failures: u32,
+    pub login_window_minutes: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Days call metadata is kept before it is purged.
+    pub retention_days: u32,
+    /// How often the background purge runs.
+    pub purge_interval_minutes: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplatesConfig {
+    /// Directory with operator overrides of `pages/*.html`. Empty: built-in templates only.
+    pub dir: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            log: LogConfig::default(),
+            auth: AuthConfig::default(),
+            privacy: PrivacyConfig::default(),
+            templates: TemplatesConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: String::new(),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: String::new(), max_connections: 8 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Pretty, level: "info".into() }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl_hours: 24 * 14,
+            cookie_secure: None,
+            login_max_failures: 10,
+            login_window_minutes: 15,
+        }
+    }
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self { retention_days: 30, purge_interval_minutes: 60 }
+    }
+}
+
+impl Default for TemplatesConfig {
+    fn default() -> Self {
+        Self { dir: String::new() }
+    }
+}
+
+/// Every configuration key, as `(toml path, environment variable)`.
+pub const KEYS: &[(&str, &str)] = &[
+    ("data_dir", "CONFAB_DATA_DIR"),
+    ("server.listen", "CONFAB_SERVER_LISTEN"),
+    ("server.public_url", "CONFAB_SERVER_PUBLIC_URL"),
+    ("server.max_body_bytes", "CONFAB_SERVER_MAX_BODY_BYTES"),
+    ("database.url", "CONFAB_DATABASE_URL"),
+    ("database.max_connections", "CONFAB_DATABASE_MAX_CONNECTIONS"),
+    ("log.format", "CONFAB_LOG_FORMAT"),
+    ("log.level", "CONFAB_LOG_LEVEL"),
+    ("auth.session_ttl_hours", "CONFAB_AUTH_SESSION_TTL_HOURS"),
+    ("auth.cookie_secure", "CONFAB_AUTH_COOKIE_SECURE"),
+    ("auth.login_max_failures", "CONFAB_AUTH_LOGIN_MAX_FAILURES"),
+    ("auth.login_window_minutes", "CONFAB_AUTH_LOGIN_WINDOW_MINUTES"),
+    ("privacy.retention_days", "CONFAB_PRIVACY_RETENTION_DAYS"),
+    ("privacy.purge_interval_minutes", "CONFAB_PRIVACY_PURGE_INTERVAL_MINUTES"),
+    ("templates.dir", "CONFAB_TEMPLATES_DIR"),
+];
+
+impl Config {
+    /// Reads `path` (if given) and applies `CONFAB_*` variables from the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::load`], with the environment supplied by `env` (tests pass a map).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for (key, var) in KEYS {
+            if let Some(raw) = env(var) {
+                set_path(&mut table, key, env_value(&raw));
+            }
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::Invalid(format!(
+                "database.url must start with sqlite: or postgres://, got {url:?}"
+            )));
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid("server.max_body_bytes must be at least 1024".into()));
+        }
+        if self.privacy.retention_days == 0 {
+            return Err(ConfigError::Invalid("privacy.retention_days must be at least 1".into()));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::Invalid("database.max_connections must be at least 1".into()));
+        }
+        if !self.server.public_url.is_empty() {
+            url::Url::parse(&self.server.public_url).map_err(|e| {
+                ConfigError::Invalid(format!("server.public_url is not a URL: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The database URL, with the embedded SQLite default filled in.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}/confab.db?mode=rwc", self.data_dir.display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// The base URL links are built on, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        if self.server.public_url.is_empty() {
+            format!("http://{}", self.server.listen)
+        } else {
+            self.server.public_url.trim_end_matches('/').to_string()
+        }
+    }
+
+    /// Whether session cookies carry the `Secure` attribute.
+    pub fn cookie_secure(&self) -> bool {
+        self.auth.cookie_secure.unwrap_or_else(|| self.public_url().starts_with("https://"))
+    }
+}
+
+/// Environment values are TOML scalars when they parse as one (`true`, `30`), strings otherwise.
+fn env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !v.is_table() && !v.is_array())
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) {
+    match key.split_once('.') {
+        None => {
+            table.insert(key.to_string(), value);
+        }
+        Some((section, rest)) => {
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            // Just made sure it is a table.
+            set_path(entry.as_table_mut().expect("table"), rest, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(toml: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("confab.toml");
+        if let Some(text) = toml {
+            std::fs::write(&path, text).unwrap();
+        }
+        let env: HashMap<String, String> =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::load_with_env(toml.map(|_| path.as_path()), |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = load(None, &[]).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url(), "sqlite://./data/confab.db?mode=rwc");
+        assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+        assert_eq!(c.privacy.retention_days, 30);
+        assert!(!c.cookie_secure());
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let c = load(
+            Some("[privacy]\nretention_days = 7\n[server]\npublic_url = \"https://call.example.org/\"\n"),
+            &[("CONFAB_PRIVACY_RETENTION_DAYS", "14"), ("CONFAB_LOG_FORMAT", "json")],
+        )
+        .unwrap();
+        assert_eq!(c.privacy.retention_days, 14);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.public_url(), "https://call.example.org");
+        assert!(c.cookie_secure());
+    }
+
+    #[test]
+    fn every_key_has_an_environment_variable_that_works() {
+        let samples: HashMap<&str, &str> = [
+            ("CONFAB_DATA_DIR", "/tmp/x"),
+            ("CONFAB_SERVER_LISTEN", "0.0.0.0:9000"),
+            ("CONFAB_SERVER_PUBLIC_URL", "https://a.example"),
+            ("CONFAB_SERVER_MAX_BODY_BYTES", "2048"),
+            ("CONFAB_DATABASE_URL", "postgres://u@h/db"),
+            ("CONFAB_DATABASE_MAX_CONNECTIONS", "3"),
+            ("CONFAB_LOG_FORMAT", "json"),
+            ("CONFAB_LOG_LEVEL", "debug"),
+            ("CONFAB_AUTH_SESSION_TTL_HOURS", "1"),
+            ("CONFAB_AUTH_COOKIE_SECURE", "true"),
+            ("CONFAB_AUTH_LOGIN_MAX_FAILURES", "3"),
+            ("CONFAB_AUTH_LOGIN_WINDOW_MINUTES", "5"),
+            ("CONFAB_PRIVACY_RETENTION_DAYS", "2"),
+            ("CONFAB_PRIVACY_PURGE_INTERVAL_MINUTES", "9"),
+            ("CONFAB_TEMPLATES_DIR", "/srv/tpl"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(samples.len(), KEYS.len(), "every key needs a sample");
+        let env: Vec<(&str, &str)> = samples.iter().map(|(k, v)| (*k, *v)).collect();
+        let c = load(None, &env).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.server.listen.port(), 9000);
+        assert_eq!(c.server.max_body_bytes, 2048);
+        assert_eq!(c.database_url(), "postgres://u@h/db");
+        assert_eq!(c.database.max_connections, 3);
+        assert_eq!(c.log.level, "debug");
+        assert_eq!(c.auth.session_ttl_hours, 1);
+        assert_eq!(c.auth.cookie_secure, Some(true));
+        assert_eq!(c.auth.login_max_failures, 3);
+        assert_eq!(c.auth.login_window_minutes, 5);
+        assert_eq!(c.privacy.retention_days, 2);
+        assert_eq!(c.privacy.purge_interval_minutes, 9);
+        assert_eq!(c.templates.dir, "/srv/tpl");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        assert!(matches!(load(Some("[server]\nlisten_on = 1\n"), &[]), Err(ConfigError::Invalid(_))));
+        assert!(matches!(load(Some("not toml ["), &[]), Err(ConfigError::Parse { .. })));
+        assert!(load(None, &[("CONFAB_DATABASE_URL", "mysql://x")]).is_err());
+        assert!(load(None, &[("CONFAB_PRIVACY_RETENTION_DAYS", "0")]).is_err());
+    }
+}

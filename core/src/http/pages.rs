@@ -1,0 +1,594 @@
+//! The web pages: sign in/out, the dashboard, and the public link page `/j/{id}`.
+//!
+//! Forms post with a CSRF token: the session's token once signed in, a
+//! double-submit cookie before (sign-in form, guests on the link page).
+
+use axum::Router;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use serde::{Deserialize, Serialize};
+use tera::Context;
+
+use super::extract::{CSRF_COOKIE, SESSION_COOKIE, WebUser};
+use crate::AppState;
+use crate::accounts::{self, AccountError};
+use crate::links::{self, LinkError, LinkView, NewLink, PublicLink};
+use crate::privacy::{self, CallEventKind};
+use crate::secret::{Secret, constant_time_eq, random_base62};
+use crate::store::LinkFilter;
+use crate::validate;
+
+/// Guest names: 1–64 characters after trimming, any script.
+pub const MAX_GUEST_NAME_CHARS: usize = 64;
+const DASHBOARD_PAGE_SIZE: u64 = 50;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/dashboard", get(dashboard))
+        .route("/dashboard/links", post(dashboard_create_link))
+        .route("/dashboard/links/{id}/revoke", post(dashboard_revoke_link))
+        .route("/dashboard/tokens", post(dashboard_create_token))
+        .route("/dashboard/tokens/{id}/revoke", post(dashboard_revoke_token))
+        .route("/j/{id}", get(join_page).post(join_request))
+        .route("/static/{file}", get(static_file))
+}
+
+/// A page failure, shown as the message page.
+pub struct PageError {
+    status: StatusCode,
+    heading: &'static str,
+    text: String,
+}
+
+impl PageError {
+    fn new(status: StatusCode, heading: &'static str, text: impl Into<String>) -> Self {
+        Self { status, heading, text: text.into() }
+    }
+
+    fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "page failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Please try again in a moment.")
+    }
+
+    fn csrf() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "This form has expired",
+            "Go back, reload the page and submit the form again.",
+        )
+    }
+}
+
+impl From<crate::store::StoreError> for PageError {
+    fn from(err: crate::store::StoreError) -> Self {
+        Self::internal(err)
+    }
+}
+
+/// Renders [`PageError`]s with the state's templates (needs the state, so handlers
+/// return `Result<Response, Response>` through [`AppState::page_error`]).
+impl AppState {
+    fn page_error(&self, err: PageError) -> Response {
+        self.message_page(err.status, err.heading, &err.text, "bad", None)
+    }
+
+    fn message_page(
+        &self,
+        status: StatusCode,
+        heading: &str,
+        text: &str,
+        tone: &str,
+        action: Option<(&str, &str)>,
+    ) -> Response {
+        let mut ctx = Context::new();
+        ctx.insert("heading", heading);
+        ctx.insert("text", text);
+        ctx.insert("tone", tone);
+        ctx.insert("action_href", &action.map(|a| a.0));
+        ctx.insert("action_label", &action.map(|a| a.1));
+        (status, self.render("pages/message.html", &ctx)).into_response()
+    }
+
+    /// Renders a page template; a template error becomes a plain 500.
+    pub(crate) fn render(&self, name: &str, ctx: &Context) -> Response {
+        match self.templates.render(name, ctx) {
+            Ok(html) => Html(html).into_response(),
+            Err(err) => {
+                tracing::error!(template = name, error = ?err, "template failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+            }
+        }
+    }
+
+    fn cookie<'c>(&self, name: &'c str, value: String) -> Cookie<'c> {
+        Cookie::build((name, value))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.config.cookie_secure())
+            .build()
+    }
+}
+
+/// A form body; a body that is not a form gets a 400 page, not a bare error.
+pub struct PageForm<T>(T);
+
+impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for PageForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let status = match &rejection {
+                    FormRejection::InvalidFormContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                Err(state.page_error(PageError::new(status, "That didn't work", "The form could not be read. Reload the page and try again.")))
+            }
+        }
+    }
+}
+
+/// The pre-sign-in CSRF token: the cookie's value, or a new one to set.
+fn csrf_cookie_token(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
+    match jar.get(CSRF_COOKIE) {
+        Some(c) if c.value().len() == 32 => {
+            let value = c.value().to_string();
+            (jar, value)
+        }
+        _ => {
+            let value = random_base62(32);
+            (jar.add(state.cookie(CSRF_COOKIE, value.clone())), value)
+        }
+    }
+}
+
+fn csrf_cookie_matches(jar: &CookieJar, sent: &str) -> bool {
+    jar.get(CSRF_COOKIE).is_some_and(|c| !sent.is_empty() && constant_time_eq(c.value(), sent))
+}
+
+fn session_csrf_matches(user: &WebUser, sent: &str) -> bool {
+    constant_time_eq(&user.session.csrf_token, sent)
+}
+
+/// Only same-site relative paths are followed after sign-in.
+fn safe_next(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") { next } else { "/dashboard" }
+}
+
+fn base_context(user: Option<&WebUser>) -> Context {
+    let mut ctx = Context::new();
+    if let Some(user) = user {
+        ctx.insert(
+            "user",
+            &serde_json::json!({ "display_name": user.account.display_name, "email": user.account.email }),
+        );
+        ctx.insert("csrf", &user.session.csrf_token);
+    }
+    ctx
+}
+
+async fn home(user: Option<WebUser>) -> Redirect {
+    Redirect::to(if user.is_some() { "/dashboard" } else { "/login" })
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+async fn login_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    user: Option<WebUser>,
+    axum::extract::Query(query): axum::extract::Query<NextQuery>,
+) -> Response {
+    if user.is_some() {
+        return Redirect::to(safe_next(&query.next)).into_response();
+    }
+    let (jar, csrf) = csrf_cookie_token(&state, jar);
+    render_login(&state, jar, &csrf, &query.next, "", None, StatusCode::OK)
+}
+
+fn render_login(
+    state: &AppState,
+    jar: CookieJar,
+    csrf: &str,
+    next: &str,
+    email: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let mut ctx = Context::new();
+    ctx.insert("csrf", csrf);
+    ctx.insert("next", next);
+    ctx.insert("email", email);
+    ctx.insert("error", &error);
+    (status, jar, state.render("pages/login.html", &ctx)).into_response()
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+async fn login(State(state): State<AppState>, jar: CookieJar, PageForm(form): PageForm<LoginForm>) -> Response {
+    if !csrf_cookie_matches(&jar, &form.csrf) {
+        return state.page_error(PageError::csrf());
+    }
+    let now = state.clock.now();
+    let (jar, csrf) = csrf_cookie_token(&state, jar);
+    match accounts::authenticate(&state.store, &state.throttle, &form.email, Secret::new(form.password), now).await {
+        Ok(account) => {
+            let ttl = chrono::Duration::hours(i64::from(state.config.auth.session_ttl_hours));
+            match accounts::start_session(&state.store, account.id, now, ttl).await {
+                Ok(session) => {
+                    let mut cookie = state.cookie(SESSION_COOKIE, session.cookie_value.expose().to_string());
+                    cookie.set_max_age(time_duration(ttl));
+                    // A fresh CSRF cookie for the next anonymous form, so a token seen before sign-in is useless after.
+                    let jar = jar.add(cookie).add(state.cookie(CSRF_COOKIE, random_base62(32)));
+                    (jar, Redirect::to(safe_next(&form.next))).into_response()
+                }
+                Err(err) => state.page_error(PageError::internal(err)),
+            }
+        }
+        Err(AccountError::InvalidCredentials) => render_login(
+            &state, jar, &csrf, &form.next, &form.email, Some("Wrong email address or password."), StatusCode::UNAUTHORIZED,
+        ),
+        Err(err @ AccountError::Throttled { .. }) => {
+            let message = format!("{}.", capitalize(&err.to_string()));
+            render_login(&state, jar, &csrf, &form.next, &form.email, Some(&message), StatusCode::TOO_MANY_REQUESTS)
+        }
+        Err(err) => state.page_error(PageError::internal(err)),
+    }
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().collect::<String>() + chars.as_str()).unwrap_or_default()
+}
+
+fn time_duration(d: chrono::Duration) -> cookie::time::Duration {
+    cookie::time::Duration::seconds(d.num_seconds())
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(State(state): State<AppState>, user: WebUser, jar: CookieJar, PageForm(form): PageForm<CsrfForm>) -> Response {
+    if !session_csrf_matches(&user, &form.csrf) {
+        return state.page_error(PageError::csrf());
+    }
+    if let Err(err) = accounts::end_session(&state.store, &user.cookie_value).await {
+        return state.page_error(PageError::internal(err));
+    }
+    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
+    (jar, Redirect::to("/login")).into_response()
+}
+
+#[derive(Deserialize)]
+struct DashboardQuery {
+    #[serde(default)]
+    before: Option<i64>,
+}
+
+#[derive(Default)]
+struct DashboardExtras<'a> {
+    error: Option<String>,
+    form_title: &'a str,
+    form_description: &'a str,
+    new_token: Option<String>,
+    token_error: Option<String>,
+}
+
+async fn render_dashboard(state: &AppState, user: &WebUser, before: Option<i64>, extras: DashboardExtras<'_>, status: StatusCode) -> Result<Response, PageError> {
+    let policy = state.policy.get(&state.store).await?;
+    let (items, next) = links::list(&state.store, &user.account, LinkFilter::All, before, DASHBOARD_PAGE_SIZE)
+        .await
+        .map_err(PageError::internal)?;
+    let views: Vec<LinkView> = items.iter().map(|l| LinkView::new(l, state.public_url())).collect();
+    let tokens: Vec<super::users::TokenView> =
+        state.store.tokens_of(user.account.id).await?.into_iter().map(Into::into).collect();
+    let mut ctx = base_context(Some(user));
+    ctx.insert("links", &views);
+    ctx.insert("next_cursor", &next);
+    ctx.insert("tokens", &tokens);
+    ctx.insert("can_create", &(user.account.is_admin() || policy.member_link_creation));
+    ctx.insert("error", &extras.error);
+    ctx.insert("form_title", extras.form_title);
+    ctx.insert("form_description", extras.form_description);
+    ctx.insert("new_token", &extras.new_token);
+    ctx.insert("token_error", &extras.token_error);
+    Ok((status, state.render("pages/dashboard.html", &ctx)).into_response())
+}
+
+async fn dashboard(
+    State(state): State<AppState>,
+    user: WebUser,
+    axum::extract::Query(query): axum::extract::Query<DashboardQuery>,
+) -> Response {
+    render_dashboard(&state, &user, query.before, DashboardExtras::default(), StatusCode::OK)
+        .await
+        .unwrap_or_else(|e| state.page_error(e))
+}
+
+#[derive(Deserialize)]
+struct CreateLinkForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    guests_need_approval: Option<String>,
+    #[serde(default)]
+    max_participants: Option<String>,
+}
+
+async fn dashboard_create_link(State(state): State<AppState>, user: WebUser, PageForm(form): PageForm<CreateLinkForm>) -> Response {
+    if !session_csrf_matches(&user, &form.csrf) {
+        return state.page_error(PageError::csrf());
+    }
+    let result = async {
+        let policy = state.policy.get(&state.store).await?;
+        let max_participants = match form.max_participants.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(v) => Some(v.parse::<i32>().map_err(|_| {
+                LinkError::Invalid(validate::Invalid::new("max_participants", "must be a whole number between 1 and 32"))
+            })?),
+        };
+        let input = NewLink {
+            title: form.title.clone(),
+            description: Some(form.description.clone()),
+            schedule: None,
+            guests_need_approval: Some(form.guests_need_approval.is_some()),
+            max_participants,
+        };
+        links::create(&state.store, &policy, &user.account, input, state.clock.now()).await
+    }
+    .await;
+    match result {
+        Ok(_) => {
+            state.metrics.links_created.inc();
+            Redirect::to("/dashboard").into_response()
+        }
+        Err(err) => {
+            let (status, message) = match &err {
+                LinkError::Invalid(invalid) => (StatusCode::UNPROCESSABLE_ENTITY, capitalize(&invalid.to_string())),
+                LinkError::CreationDisabled => (StatusCode::FORBIDDEN, capitalize(&err.to_string())),
+                _ => return state.page_error(PageError::internal(err)),
+            };
+            let extras = DashboardExtras {
+                error: Some(message),
+                form_title: &form.title,
+                form_description: &form.description,
+                ..Default::default()
+            };
+            render_dashboard(&state, &user, None, extras, status).await.unwrap_or_else(|e| state.page_error(e))
+        }
+    }
+}
+
+async fn dashboard_revoke_link(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    PageForm(form): PageForm<CsrfForm>,
+) -> Response {
+    if !session_csrf_matches(&user, &form.csrf) {
+        return state.page_error(PageError::csrf());
+    }
+    match links::revoke(&state.store, &user.account, &id, state.clock.now()).await {
+        Ok(_) => Redirect::to("/dashboard").into_response(),
+        Err(LinkError::NotFound) => state.page_error(PageError::new(StatusCode::NOT_FOUND, "Link not found", "This link does not exist or is not yours.")),
+        Err(err) => state.page_error(PageError::internal(err)),
+    }
+}
+
+#[derive(Deserialize)]
+struct CreateTokenForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+async fn dashboard_create_token(State(state): State<AppState>, user: WebUser, PageForm(form): PageForm<CreateTokenForm>) -> Response {
+    if !session_csrf_matches(&user, &form.csrf) {
+        return state.page_error(PageError::csrf());
+    }
+    let extras = match accounts::issue_token(&state.store, user.account.id, &form.name, state.clock.now()).await {
+        Ok(issued) => DashboardExtras { new_token: Some(issued.secret.expose().to_string()), ..Default::default() },
+        Err(AccountError::Invalid(invalid)) => DashboardExtras {
+            token_error: Some(capitalize(&invalid.to_string().replacen("name", "token name", 1))),
+            ..Default::default()
+        },
+        Err(err) => return state.page_error(PageError::internal(err)),
+    };
+    let status = if extras.token_error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::CREATED };
+    let mut response = render_dashboard(&state, &user, None, extras, status).await.unwrap_or_else(|e| state.page_error(e));
+    // The page shows a secret: never cache it.
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn dashboard_revoke_token(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    PageForm(form): PageForm<CsrfForm>,
+) -> Response {
+    if !session_csrf_matches(&user, &form.csrf) {
+        return state.page_error(PageError::csrf());
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return state.page_error(PageError::new(StatusCode::NOT_FOUND, "Token not found", "This token does not exist."));
+    };
+    match state.store.revoke_token(user.account.id, id, state.clock.now()).await {
+        Ok(Some(_)) => Redirect::to("/dashboard").into_response(),
+        Ok(None) => state.page_error(PageError::new(StatusCode::NOT_FOUND, "Token not found", "This token does not exist.")),
+        Err(err) => state.page_error(PageError::internal(err)),
+    }
+}
+
+/// What the link page can show for an id, or the page to show instead.
+async fn joinable_link(state: &AppState, id: &str, user: Option<&WebUser>) -> Result<crate::store::link::Model, Response> {
+    let found = links::resolve(&state.store, id).await.map_err(|e| state.page_error(PageError::internal(e)))?;
+    let link = match found {
+        PublicLink::Active(link) => link,
+        PublicLink::Revoked(_) => {
+            return Err(state.message_page(
+                StatusCode::GONE,
+                "This link was revoked",
+                "The person who shared it turned it off. Ask them for a new link.",
+                "bad",
+                None,
+            ));
+        }
+        PublicLink::NotFound => {
+            return Err(state.message_page(
+                StatusCode::NOT_FOUND,
+                "Link not found",
+                "Check that you copied the whole address. Links that were replaced with a new one stop working.",
+                "bad",
+                None,
+            ));
+        }
+    };
+    if user.is_none() {
+        let policy = state.policy.get(&state.store).await.map_err(|e| state.page_error(e.into()))?;
+        if !policy.guest_access {
+            let next = format!("/login?next=/j/{}", link.public_id);
+            return Err(state.message_page(
+                StatusCode::FORBIDDEN,
+                "Guest access is turned off",
+                "This organization only lets signed-in members join calls. Sign in to continue.",
+                "bad",
+                Some((&next, "Sign in")),
+            ));
+        }
+    }
+    Ok(link)
+}
+
+#[derive(Serialize)]
+struct JoinView<'a> {
+    id: &'a str,
+    title: &'a str,
+    description: Option<&'a str>,
+    needs_approval: bool,
+}
+
+fn render_join(state: &AppState, jar: CookieJar, link: &crate::store::link::Model, user: Option<&WebUser>, name: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let (jar, csrf) = csrf_cookie_token(state, jar);
+    let mut ctx = base_context(user);
+    let view = JoinView {
+        id: &link.public_id,
+        title: &link.title,
+        description: link.description.as_deref(),
+        needs_approval: user.is_none() && link.guests_need_approval,
+    };
+    ctx.extend(Context::from_serialize(&view).unwrap_or_default());
+    ctx.insert("csrf", &csrf); // the join form uses the double-submit cookie, signed in or not
+    ctx.insert("name", name);
+    ctx.insert("error", &error);
+    (status, jar, state.render("pages/join.html", &ctx)).into_response()
+}
+
+async fn join_page(State(state): State<AppState>, Path(id): Path<String>, user: Option<WebUser>, jar: CookieJar) -> Response {
+    match joinable_link(&state, &id, user.as_ref()).await {
+        Ok(link) => {
+            let name = user.as_ref().map(|u| u.account.display_name.as_str()).unwrap_or("");
+            render_join(&state, jar, &link, user.as_ref(), name, None, StatusCode::OK)
+        }
+        Err(page) => page,
+    }
+}
+
+#[derive(Deserialize)]
+struct JoinForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+async fn join_request(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    user: Option<WebUser>,
+    jar: CookieJar,
+    PageForm(form): PageForm<JoinForm>,
+) -> Response {
+    if !csrf_cookie_matches(&jar, &form.csrf) {
+        return state.page_error(PageError::csrf());
+    }
+    let link = match joinable_link(&state, &id, user.as_ref()).await {
+        Ok(link) => link,
+        Err(page) => return page,
+    };
+    let name = match validate::text("name", &form.name, 1, MAX_GUEST_NAME_CHARS) {
+        Ok(name) => name,
+        Err(_) => {
+            let error = format!("Enter a name of 1 to {MAX_GUEST_NAME_CHARS} characters.");
+            return render_join(&state, jar, &link, user.as_ref(), &form.name, Some(&error), StatusCode::UNPROCESSABLE_ENTITY);
+        }
+    };
+    let now = state.clock.now();
+    if let Err(err) = privacy::record(&state.store, &link.public_id, CallEventKind::JoinRequested, Some(&name), now).await {
+        return state.page_error(PageError::internal(err));
+    }
+    state.message_page(
+        StatusCode::ACCEPTED,
+        "Live calls aren't available here yet",
+        &format!("Thanks, {name}. This server does not host live calls yet, so nobody can let you in right now."),
+        "info",
+        None,
+    )
+}
+
+const APP_CSS: &str = include_str!("../../static/app.css");
+const DASHBOARD_JS: &str = include_str!("../../static/dashboard.js");
+
+async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    let (body, content_type) = match file.as_str() {
+        "app.css" => (APP_CSS, "text/css; charset=utf-8"),
+        "dashboard.js" => (DASHBOARD_JS, "text/javascript; charset=utf-8"),
+        _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
+    };
+    let etag = format!("\"{}\"", &crate::secret::sha256_hex(body)[..16]);
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CACHE_CONTROL, "public, max-age=300".to_string()),
+            (header::ETAG, etag),
+        ],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,189 @@
+//! # confab-core
+//!
+//! The Confab server as a library, and the `confab` binary (`src/main.rs`).
+//!
+//! [`App::build`] turns a [`Config`] into a running application: it connects the
+//! [`store::Store`] (SQLite by default, PostgreSQL by URL), applies migrations and
+//! prepares templates. [`App::router`] is the complete axum router, which tests call
+//! directly; [`App::serve`] binds the socket and runs until SIGINT/SIGTERM.
+//!
+//! Domain rules live in plain modules that take `now` as an argument:
+//! [`links`] (the call-link lifecycle), [`accounts`] (users, sessions, tokens),
+//! [`policy`] (organization restrictions) and [`privacy`] (call metadata and its
+//! retention). The [`http`] module is a thin layer over them.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), confab_core::AppError> {
+//! let config = confab_core::Config::load(None)?;
+//! let app = confab_core::App::build(config).await?;
+//! app.serve().await
+//! # }
+//! ```
+
+use std::sync::Arc;
+
+pub mod accounts;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod links;
+pub mod metrics;
+pub mod policy;
+pub mod privacy;
+pub mod secret;
+pub mod shutdown;
+pub mod store;
+mod templates;
+pub mod validate;
+
+pub use clock::{Clock, FakeClock, SystemClock};
+pub use config::Config;
+
+use accounts::LoginThrottle;
+use policy::PolicyCache;
+use shutdown::Shutdown;
+use store::{Store, StoreError};
+
+/// Why the application could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("template error: {0}")]
+    Templates(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Everything a request handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub policy: Arc<PolicyCache>,
+    pub throttle: Arc<LoginThrottle>,
+    pub metrics: Arc<metrics::Metrics>,
+    templates: Arc<tera::Tera>,
+    public_url: Arc<str>,
+}
+
+impl AppState {
+    /// The base URL links are built on, without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+}
+
+/// A built application: state plus the router over it.
+pub struct App {
+    state: AppState,
+}
+
+impl App {
+    /// Connects the database, applies migrations and loads templates, with the system clock.
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`App::build`] with a chosen clock (tests pass a [`FakeClock`]).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
+        let store = Store::connect(&config.database_url(), config.database.max_connections).await?;
+        store.migrate().await?;
+        Self::with_store(config, store, clock)
+    }
+
+    /// Builds the application over an already migrated store.
+    pub fn with_store(config: Config, store: Store, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
+        let templates = templates::load(&config.templates.dir).map_err(AppError::Templates)?;
+        let throttle = LoginThrottle::new(
+            config.auth.login_max_failures,
+            chrono::Duration::minutes(i64::from(config.auth.login_window_minutes)),
+        );
+        let state = AppState {
+            store,
+            public_url: config.public_url().into(),
+            config: Arc::new(config),
+            clock,
+            policy: Arc::new(PolicyCache::default()),
+            throttle: Arc::new(throttle),
+            metrics: Arc::new(metrics::Metrics::default()),
+            templates: Arc::new(templates),
+        };
+        Ok(Self { state })
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The complete HTTP router.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.state.clone())
+    }
+
+    /// Serves on the configured address until SIGINT or SIGTERM, then drains
+    /// in-flight requests and stops background jobs.
+    pub async fn serve(self) -> Result<(), AppError> {
+        let addr = self.state.config.server.listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind { addr, source })?;
+        self.serve_on(listener, shutdown_signal()).await
+    }
+
+    /// Serves on `listener` until `stop` resolves.
+    pub async fn serve_on(
+        self,
+        listener: tokio::net::TcpListener,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let (trigger, shutdown) = Shutdown::new();
+        let state = self.state.clone();
+        let purge = tokio::spawn(privacy::run_purge_job(
+            state.store.clone(),
+            state.clock.clone(),
+            state.config.privacy.retention_days,
+            std::time::Duration::from_secs(u64::from(state.config.privacy.purge_interval_minutes.max(1)) * 60),
+            shutdown.clone(),
+        ));
+        let local = listener.local_addr().map_err(AppError::Serve)?;
+        tracing::info!(address = %local, url = %state.public_url(), database = state.store.backend_name(), "Confab is ready");
+        let result = axum::serve(listener, self.router())
+            .with_graceful_shutdown(async move {
+                stop.await;
+                tracing::info!("shutting down: finishing in-flight requests");
+            })
+            .await;
+        trigger.trigger();
+        let _ = purge.await;
+        state.store.clone().close().await;
+        result.map_err(AppError::Serve)
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,121 @@
+//! A link's optional schedule: when the call is planned, in which time zone, and
+//! how it repeats (an RFC 5545 RRULE).
+
+use chrono::{DateTime, Utc};
+use sea_orm::ActiveValue::Set;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::store::link;
+use crate::validate::Invalid;
+
+const MAX_RRULE_CHARS: usize = 512;
+
+/// A schedule as submitted.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleInput {
+    /// Start, RFC 3339 with offset (e.g. `2026-12-01T10:00:00+01:00`).
+    pub start: DateTime<Utc>,
+    /// End, after `start`.
+    pub end: DateTime<Utc>,
+    /// IANA time zone the meeting is planned in (e.g. `Europe/Berlin`). Default: `UTC`.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// Recurrence rule without the `RRULE:` prefix (e.g. `FREQ=WEEKLY;BYDAY=MO`).
+    #[serde(default)]
+    pub rrule: Option<String>,
+}
+
+/// A validated schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Schedule {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub time_zone: String,
+    pub rrule: Option<String>,
+}
+
+impl ScheduleInput {
+    pub fn validate(self) -> Result<Schedule, Invalid> {
+        if self.end <= self.start {
+            return Err(Invalid::new("schedule.end", "must be after the start"));
+        }
+        if self.end - self.start > chrono::Duration::days(31) {
+            return Err(Invalid::new("schedule.end", "a call cannot last longer than 31 days"));
+        }
+        let time_zone = self.time_zone.unwrap_or_else(|| "UTC".into());
+        let tz: chrono_tz::Tz = time_zone
+            .parse()
+            .map_err(|_| Invalid::new("schedule.time_zone", "must be an IANA time zone such as Europe/Berlin"))?;
+        let rrule = self
+            .rrule
+            .map(|r| r.trim().trim_start_matches("RRULE:").to_string())
+            .filter(|r| !r.is_empty());
+        if let Some(rule) = &rrule {
+            check_rrule(rule, self.start, tz)?;
+        }
+        Ok(Schedule { start: self.start, end: self.end, time_zone, rrule })
+    }
+}
+
+fn check_rrule(rule: &str, start: DateTime<Utc>, tz: chrono_tz::Tz) -> Result<(), Invalid> {
+    let bad = |why: String| Invalid::new("schedule.rrule", why);
+    if rule.len() > MAX_RRULE_CHARS || rule.chars().any(|c| c.is_control()) {
+        return Err(bad(format!("must be one line of at most {MAX_RRULE_CHARS} characters")));
+    }
+    let local = start.with_timezone(&tz).format("%Y%m%dT%H%M%S");
+    let text = format!("DTSTART;TZID={}:{local}\nRRULE:{rule}", tz.name());
+    text.parse::<rrule::RRuleSet>()
+        .map(|_| ())
+        .map_err(|e| bad(format!("is not a valid recurrence rule: {e}")))
+}
+
+impl Schedule {
+    pub(crate) fn from_row(link: &link::Model) -> Option<Self> {
+        Some(Self {
+            start: link.schedule_start?,
+            end: link.schedule_end?,
+            time_zone: link.schedule_tz.clone().unwrap_or_else(|| "UTC".into()),
+            rrule: link.schedule_rrule.clone(),
+        })
+    }
+
+    /// Writes `schedule` (or its absence) into a link row.
+    pub(crate) fn apply(schedule: Option<&Schedule>, row: &mut link::ActiveModel) {
+        row.schedule_start = Set(schedule.map(|s| s.start));
+        row.schedule_end = Set(schedule.map(|s| s.end));
+        row.schedule_tz = Set(schedule.map(|s| s.time_zone.clone()));
+        row.schedule_rrule = Set(schedule.and_then(|s| s.rrule.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(rrule: Option<&str>, tz: Option<&str>) -> ScheduleInput {
+        ScheduleInput {
+            start: "2026-12-01T09:00:00Z".parse().unwrap(),
+            end: "2026-12-01T10:00:00Z".parse().unwrap(),
+            time_zone: tz.map(Into::into),
+            rrule: rrule.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn accepts_a_weekly_meeting() {
+        let s = input(Some("RRULE:FREQ=WEEKLY;BYDAY=TU;COUNT=10"), Some("Europe/Berlin")).validate().unwrap();
+        assert_eq!(s.rrule.as_deref(), Some("FREQ=WEEKLY;BYDAY=TU;COUNT=10"));
+        assert_eq!(s.time_zone, "Europe/Berlin");
+    }
+
+    #[test]
+    fn rejects_bad_schedules() {
+        assert_eq!(input(Some("FREQ=SOMETIMES"), None).validate().unwrap_err().field, "schedule.rrule");
+        assert_eq!(input(None, Some("Mars/Olympus")).validate().unwrap_err().field, "schedule.time_zone");
+        let mut backwards = input(None, None);
+        backwards.end = backwards.start;
+        assert_eq!(backwards.validate().unwrap_err().field, "schedule.end");
+    }
+}

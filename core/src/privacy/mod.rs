@@ -1,0 +1,97 @@
+//! Privacy: the call-metadata log and its retention.
+//!
+//! Confab never writes call content (media, chat, shared-activity payloads) to disk.
+//! What it keeps is limited metadata — which link, when a call was attempted,
+//! started or ended, who was invited or asked to join — and only for
+//! `privacy.retention_days` (30 by default). A background job purges older rows,
+//! and `confab privacy purge` does the same on demand.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::shutdown::Shutdown;
+use crate::store::{Store, StoreError};
+
+/// What happened, in the call-metadata log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallEventKind {
+    /// Someone opened a link and asked to join.
+    JoinRequested,
+    CallStarted,
+    CallEnded,
+    Admitted,
+    Denied,
+    Removed,
+    Invited,
+}
+
+impl CallEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::JoinRequested => "join_requested",
+            Self::CallStarted => "call_started",
+            Self::CallEnded => "call_ended",
+            Self::Admitted => "admitted",
+            Self::Denied => "denied",
+            Self::Removed => "removed",
+            Self::Invited => "invited",
+        }
+    }
+}
+
+/// Appends one line to the call-metadata log.
+pub async fn record(
+    store: &Store,
+    link_id: &str,
+    kind: CallEventKind,
+    subject: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    store.insert_call_event(link_id, kind.as_str(), subject, now).await
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeReport {
+    /// Call-metadata rows older than the retention period.
+    pub call_events: u64,
+    /// Expired web sessions.
+    pub sessions: u64,
+}
+
+/// Deletes call metadata older than `retention_days` before `now`, and expired sessions.
+pub async fn purge(store: &Store, now: DateTime<Utc>, retention_days: u32) -> Result<PurgeReport, StoreError> {
+    let cutoff = now - Duration::days(i64::from(retention_days));
+    Ok(PurgeReport {
+        call_events: store.delete_call_events_before(cutoff).await?,
+        sessions: store.delete_expired_sessions(now).await?,
+    })
+}
+
+/// Runs [`purge`] every `interval` until `shutdown` resolves.
+pub async fn run_purge_job(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    retention_days: u32,
+    interval: std::time::Duration,
+    shutdown: Shutdown,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait() => return,
+        }
+        match purge(&store, clock.now(), retention_days).await {
+            Ok(report) if report.call_events + report.sessions > 0 => {
+                tracing::info!(call_events = report.call_events, sessions = report.sessions, "privacy purge");
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "privacy purge failed; will retry"),
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Database migrations for Confab.
+//!
+//! Every migration is written with sea-query's schema builder so that the same
+//! code runs on SQLite (the embedded default) and PostgreSQL. The server applies
+//! pending migrations at start; `confab migrate` applies them explicitly.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_foundation;
+
+/// The ordered list of Confab's migrations.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_foundation::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        Alias::new("confab_migrations").into_iden()
+    }
+}
