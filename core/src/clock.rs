@@ -30,7 +30,9 @@ pub struct FakeClock {
 
 impl FakeClock {
     pub fn new(start: DateTime<Utc>) -> Self {
-        Self { micros: Arc::new(AtomicI64::new(start.timestamp_micros())) }
+        Self {
+            micros: Arc::new(AtomicI64::new(start.timestamp_micros())),
+        }
     }
 
     pub fn advance(&self, by: Duration) {

@@ -14,7 +14,10 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not valid TOML: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid configuration: {0}")]
@@ -91,7 +94,7 @@ pub struct PrivacyConfig {
     pub purge_interval_minutes: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TemplatesConfig {
     /// Directory with operator overrides of `pages/*.html`. Empty: built-in templates only.
@@ -124,13 +127,19 @@ impl Default for ServerConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: String::new(), max_connections: 8 }
+        Self {
+            url: String::new(),
+            max_connections: 8,
+        }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Pretty, level: "info".into() }
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
     }
 }
 
@@ -147,13 +156,10 @@ impl Default for AuthConfig {
 
 impl Default for PrivacyConfig {
     fn default() -> Self {
-        Self { retention_days: 30, purge_interval_minutes: 60 }
-    }
-}
-
-impl Default for TemplatesConfig {
-    fn default() -> Self {
-        Self { dir: String::new() }
+        Self {
+            retention_days: 30,
+            purge_interval_minutes: 60,
+        }
     }
 }
 
@@ -164,15 +170,24 @@ pub const KEYS: &[(&str, &str)] = &[
     ("server.public_url", "CONFAB_SERVER_PUBLIC_URL"),
     ("server.max_body_bytes", "CONFAB_SERVER_MAX_BODY_BYTES"),
     ("database.url", "CONFAB_DATABASE_URL"),
-    ("database.max_connections", "CONFAB_DATABASE_MAX_CONNECTIONS"),
+    (
+        "database.max_connections",
+        "CONFAB_DATABASE_MAX_CONNECTIONS",
+    ),
     ("log.format", "CONFAB_LOG_FORMAT"),
     ("log.level", "CONFAB_LOG_LEVEL"),
     ("auth.session_ttl_hours", "CONFAB_AUTH_SESSION_TTL_HOURS"),
     ("auth.cookie_secure", "CONFAB_AUTH_COOKIE_SECURE"),
     ("auth.login_max_failures", "CONFAB_AUTH_LOGIN_MAX_FAILURES"),
-    ("auth.login_window_minutes", "CONFAB_AUTH_LOGIN_WINDOW_MINUTES"),
+    (
+        "auth.login_window_minutes",
+        "CONFAB_AUTH_LOGIN_WINDOW_MINUTES",
+    ),
     ("privacy.retention_days", "CONFAB_PRIVACY_RETENTION_DAYS"),
-    ("privacy.purge_interval_minutes", "CONFAB_PRIVACY_PURGE_INTERVAL_MINUTES"),
+    (
+        "privacy.purge_interval_minutes",
+        "CONFAB_PRIVACY_PURGE_INTERVAL_MINUTES",
+    ),
     ("templates.dir", "CONFAB_TEMPLATES_DIR"),
 ];
 
@@ -189,12 +204,15 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let mut table = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.into(), source })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.into(),
-                    message: e.to_string(),
-                })?
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        path: path.into(),
+                        message: e.to_string(),
+                    })?
             }
             None => toml::Table::new(),
         };
@@ -212,19 +230,28 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let url = self.database_url();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             return Err(ConfigError::Invalid(format!(
                 "database.url must start with sqlite: or postgres://, got {url:?}"
             )));
         }
         if self.server.max_body_bytes < 1024 {
-            return Err(ConfigError::Invalid("server.max_body_bytes must be at least 1024".into()));
+            return Err(ConfigError::Invalid(
+                "server.max_body_bytes must be at least 1024".into(),
+            ));
         }
         if self.privacy.retention_days == 0 {
-            return Err(ConfigError::Invalid("privacy.retention_days must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "privacy.retention_days must be at least 1".into(),
+            ));
         }
         if self.database.max_connections == 0 {
-            return Err(ConfigError::Invalid("database.max_connections must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "database.max_connections must be at least 1".into(),
+            ));
         }
         if !self.server.public_url.is_empty() {
             url::Url::parse(&self.server.public_url).map_err(|e| {
@@ -254,7 +281,9 @@ impl Config {
 
     /// Whether session cookies carry the `Secure` attribute.
     pub fn cookie_secure(&self) -> bool {
-        self.auth.cookie_secure.unwrap_or_else(|| self.public_url().starts_with("https://"))
+        self.auth
+            .cookie_secure
+            .unwrap_or_else(|| self.public_url().starts_with("https://"))
     }
 }
 
@@ -297,8 +326,10 @@ mod tests {
         if let Some(text) = toml {
             std::fs::write(&path, text).unwrap();
         }
-        let env: HashMap<String, String> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::load_with_env(toml.map(|_| path.as_path()), |k| env.get(k).cloned())
     }
 
@@ -366,8 +397,14 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_rejected() {
-        assert!(matches!(load(Some("[server]\nlisten_on = 1\n"), &[]), Err(ConfigError::Invalid(_))));
-        assert!(matches!(load(Some("not toml ["), &[]), Err(ConfigError::Parse { .. })));
+        assert!(matches!(
+            load(Some("[server]\nlisten_on = 1\n"), &[]),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            load(Some("not toml ["), &[]),
+            Err(ConfigError::Parse { .. })
+        ));
         assert!(load(None, &[("CONFAB_DATABASE_URL", "mysql://x")]).is_err());
         assert!(load(None, &[("CONFAB_PRIVACY_RETENTION_DAYS", "0")]).is_err());
     }

@@ -54,7 +54,10 @@ pub enum AppError {
     #[error("template error: {0}")]
     Templates(String),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -98,7 +101,11 @@ impl App {
     }
 
     /// Builds the application over an already migrated store.
-    pub fn with_store(config: Config, store: Store, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
+    pub fn with_store(
+        config: Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, AppError> {
         let templates = templates::load(&config.templates.dir).map_err(AppError::Templates)?;
         let throttle = LoginThrottle::new(
             config.auth.login_max_failures,
@@ -148,7 +155,9 @@ impl App {
             state.store.clone(),
             state.clock.clone(),
             state.config.privacy.retention_days,
-            std::time::Duration::from_secs(u64::from(state.config.privacy.purge_interval_minutes.max(1)) * 60),
+            std::time::Duration::from_secs(
+                u64::from(state.config.privacy.purge_interval_minutes.max(1)) * 60,
+            ),
             shutdown.clone(),
         ));
         let local = listener.local_addr().map_err(AppError::Serve)?;

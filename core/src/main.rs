@@ -16,7 +16,11 @@ use confab_core::{App, Clock, Config, SystemClock, privacy};
 use serde::Serialize;
 
 #[derive(Parser)]
-#[command(name = "confab", version, about = "Self-hosted call links: run the server and script it")]
+#[command(
+    name = "confab",
+    version,
+    about = "Self-hosted call links: run the server and script it"
+)]
 struct Cli {
     /// Configuration file (TOML). Every key can also be set with CONFAB_* variables.
     #[arg(long, global = true, env = "CONFAB_CONFIG")]
@@ -220,7 +224,10 @@ enum PrivacyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -272,10 +279,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn init_tracing(config: &Config, serving: bool) {
-    let default = if serving { config.log.level.as_str() } else { "warn" };
+    let default = if serving {
+        config.log.level.as_str()
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CONFAB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Pretty => builder.try_init(),
@@ -287,19 +300,30 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::build(config).await?;
     let state = app.state().clone();
     let addr = state.config.server.listen;
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    println!("Confab is running at {}/ (ready in {} ms)", state.public_url(), started.elapsed().as_millis());
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    println!(
+        "Confab is running at {}/ (ready in {} ms)",
+        state.public_url(),
+        started.elapsed().as_millis()
+    );
     if state.store.count_admins().await? == 0 {
         println!(
             "No administrator yet. Create the first one with:\n  confab user create --admin --email you@example.org --name \"Your Name\"\n(from a source checkout: cargo run --release -- user create --admin …)"
         );
     }
-    app.serve_on(listener, confab_core::shutdown_signal()).await?;
+    app.serve_on(listener, confab_core::shutdown_signal())
+        .await?;
     println!("Confab stopped.");
     Ok(())
 }
 
-fn print<T: Serialize>(out: Output, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+fn print<T: Serialize>(
+    out: Output,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
     if out.json {
         println!("{}", serde_json::to_string_pretty(value)?);
     } else {
@@ -329,16 +353,32 @@ struct UserOut {
 
 impl UserOut {
     fn new(a: Account, generated_password: Option<String>) -> Self {
-        Self { id: a.id, email: a.email, display_name: a.display_name, role: a.role, created_at: a.created_at, generated_password }
+        Self {
+            id: a.id,
+            email: a.email,
+            display_name: a.display_name,
+            role: a.role,
+            created_at: a.created_at,
+            generated_password,
+        }
     }
 }
 
 async fn user_command(store: &Store, clock: &dyn Clock, cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
-        UserCommand::Create { email, name, admin, password_stdin, out } => {
+        UserCommand::Create {
+            email,
+            name,
+            admin,
+            password_stdin,
+            out,
+        } => {
             let (password, generated) = if password_stdin {
                 let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .context("cannot read the password from standard input")?;
                 let line = line.trim_end_matches(['\r', '\n']).to_string();
                 if line.is_empty() {
                     bail!("--password-stdin: standard input had no password");
@@ -351,13 +391,24 @@ async fn user_command(store: &Store, clock: &dyn Clock, cmd: UserCommand) -> any
             let role = if admin { Role::Admin } else { Role::Member };
             let account = accounts::create_user(
                 store,
-                NewUser { email, display_name: name, password: Secret::new(password), role },
+                NewUser {
+                    email,
+                    display_name: name,
+                    password: Secret::new(password),
+                    role,
+                },
                 clock.now(),
             )
             .await?;
             let user = UserOut::new(account, generated);
             print(out, &user, || {
-                let mut text = format!("Created {} {} <{}> (id {}).", user.role_word(), user.display_name, user.email, user.id);
+                let mut text = format!(
+                    "Created {} {} <{}> (id {}).",
+                    user.role_word(),
+                    user.display_name,
+                    user.email,
+                    user.id
+                );
                 if let Some(p) = &user.generated_password {
                     text.push_str(&format!("\nPassword (shown once): {p}"));
                 }
@@ -382,7 +433,15 @@ async fn user_command(store: &Store, clock: &dyn Clock, cmd: UserCommand) -> any
                 }
                 users
                     .iter()
-                    .map(|u| format!("{:>5}  {:<7} {:<32} {}", u.id, u.role_word(), u.email, u.display_name))
+                    .map(|u| {
+                        format!(
+                            "{:>5}  {:<7} {:<32} {}",
+                            u.id,
+                            u.role_word(),
+                            u.email,
+                            u.display_name
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             })
@@ -413,7 +472,15 @@ struct TokenOut {
 
 impl TokenOut {
     fn new(t: confab_core::store::api_token::Model, token: Option<String>) -> Self {
-        Self { id: t.id, name: t.name, prefix: t.prefix, token, created_at: t.created_at, last_used_at: t.last_used_at, revoked_at: t.revoked_at }
+        Self {
+            id: t.id,
+            name: t.name,
+            prefix: t.prefix,
+            token,
+            created_at: t.created_at,
+            last_used_at: t.last_used_at,
+            revoked_at: t.revoked_at,
+        }
     }
 }
 
@@ -426,13 +493,21 @@ async fn token_command(store: &Store, clock: &dyn Clock, cmd: TokenCommand) -> a
             print(out, &token, || {
                 format!(
                     "{}\nToken {} (id {}) for {}. It is shown only this once; use it as: Authorization: Bearer <token>",
-                    issued.secret.expose(), token.name, token.id, account.email
+                    issued.secret.expose(),
+                    token.name,
+                    token.id,
+                    account.email
                 )
             })
         }
         TokenCommand::List { user, out } => {
             let account = user_by_email(store, &user).await?;
-            let tokens: Vec<TokenOut> = store.tokens_of(account.id).await?.into_iter().map(|t| TokenOut::new(t, None)).collect();
+            let tokens: Vec<TokenOut> = store
+                .tokens_of(account.id)
+                .await?
+                .into_iter()
+                .map(|t| TokenOut::new(t, None))
+                .collect();
             print(out, &tokens, || {
                 tokens
                     .iter()
@@ -454,25 +529,37 @@ async fn token_command(store: &Store, clock: &dyn Clock, cmd: TokenCommand) -> a
                 bail!("{} has no token with id {id}", account.email);
             };
             let token = TokenOut::new(token, None);
-            print(out, &token, || format!("Revoked token {} ({}).", token.id, token.name))
+            print(out, &token, || {
+                format!("Revoked token {} ({}).", token.id, token.name)
+            })
         }
     }
 }
 
 fn describe_link(link: &LinkView) -> String {
-    let mut text = format!("{}\n  title:   {}\n  status:  {}\n  id:      {}", link.url, link.title, link.status, link.id);
+    let mut text = format!(
+        "{}\n  title:   {}\n  status:  {}\n  id:      {}",
+        link.url, link.title, link.status, link.id
+    );
     if let Some(d) = &link.description {
         text.push_str(&format!("\n  about:   {d}"));
     }
     if let Some(s) = &link.schedule {
-        text.push_str(&format!("\n  when:    {} – {} ({})", s.start, s.end, s.time_zone));
+        text.push_str(&format!(
+            "\n  when:    {} – {} ({})",
+            s.start, s.end, s.time_zone
+        ));
         if let Some(r) = &s.rrule {
             text.push_str(&format!("\n  repeats: {r}"));
         }
     }
     text.push_str(&format!(
         "\n  guests:  {}, up to {} people",
-        if link.policy.guests_need_approval { "wait for approval" } else { "join directly" },
+        if link.policy.guests_need_approval {
+            "wait for approval"
+        } else {
+            "join directly"
+        },
         link.policy.max_participants
     ));
     text
@@ -480,21 +567,47 @@ fn describe_link(link: &LinkView) -> String {
 
 /// Finds a link by id and acts as its owner.
 async fn link_and_owner(store: &Store, id: &str) -> anyhow::Result<Account> {
-    let Some(link) = links::LinkId::parse(id) else { bail!("{id:?} is not a link id") };
-    let Some(link) = store.link_by_public_id(link.as_str()).await? else { bail!("no link with id {id}") };
-    let Some(owner) = store.user_by_id(link.owner_id).await? else { bail!("the link's owner no longer exists") };
+    let Some(link) = links::LinkId::parse(id) else {
+        bail!("{id:?} is not a link id")
+    };
+    let Some(link) = store.link_by_public_id(link.as_str()).await? else {
+        bail!("no link with id {id}")
+    };
+    let Some(owner) = store.user_by_id(link.owner_id).await? else {
+        bail!("the link's owner no longer exists")
+    };
     Ok(owner.into())
 }
 
-async fn link_command(store: &Store, clock: &dyn Clock, public_url: &str, cmd: LinkCommand) -> anyhow::Result<()> {
+async fn link_command(
+    store: &Store,
+    clock: &dyn Clock,
+    public_url: &str,
+    cmd: LinkCommand,
+) -> anyhow::Result<()> {
     let now = clock.now();
     let (link, out) = match cmd {
-        LinkCommand::Create { owner, title, description, start, end, time_zone, rrule, no_approval, max_participants, out } => {
+        LinkCommand::Create {
+            owner,
+            title,
+            description,
+            start,
+            end,
+            time_zone,
+            rrule,
+            no_approval,
+            max_participants,
+            out,
+        } => {
             let owner = user_by_email(store, &owner).await?;
             let schedule = match (start, end) {
                 (Some(start), Some(end)) => Some(ScheduleInput {
-                    start: start.parse().with_context(|| format!("--start {start:?} is not an RFC 3339 time"))?,
-                    end: end.parse().with_context(|| format!("--end {end:?} is not an RFC 3339 time"))?,
+                    start: start
+                        .parse()
+                        .with_context(|| format!("--start {start:?} is not an RFC 3339 time"))?,
+                    end: end
+                        .parse()
+                        .with_context(|| format!("--end {end:?} is not an RFC 3339 time"))?,
                     time_zone,
                     rrule,
                 }),
@@ -508,22 +621,35 @@ async fn link_command(store: &Store, clock: &dyn Clock, public_url: &str, cmd: L
                 max_participants,
             };
             let policy = PolicyCache::default().get(store).await?;
-            (links::create(store, &policy, &owner, input, now).await?, out)
+            (
+                links::create(store, &policy, &owner, input, now).await?,
+                out,
+            )
         }
-        LinkCommand::List { owner, status, limit, out } => {
+        LinkCommand::List {
+            owner,
+            status,
+            limit,
+            out,
+        } => {
             let owner = user_by_email(store, &owner).await?;
             let filter = match status {
                 StatusArg::Active => LinkFilter::Active,
                 StatusArg::Revoked => LinkFilter::Revoked,
                 StatusArg::All => LinkFilter::All,
             };
-            let (items, _) = links::list(store, &owner, filter, None, limit.clamp(1, 10_000)).await?;
+            let (items, _) =
+                links::list(store, &owner, filter, None, limit.clamp(1, 10_000)).await?;
             let views: Vec<LinkView> = items.iter().map(|l| LinkView::new(l, public_url)).collect();
             return print(out, &views, || {
                 if views.is_empty() {
                     return format!("{} has no links.", owner.email);
                 }
-                views.iter().map(|l| format!("{}  {}", l.url, l.title)).collect::<Vec<_>>().join("\n")
+                views
+                    .iter()
+                    .map(|l| format!("{}  {}", l.url, l.title))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
         }
         LinkCommand::Show { id, out } => {
@@ -543,18 +669,29 @@ async fn link_command(store: &Store, clock: &dyn Clock, public_url: &str, cmd: L
     print(out, &view, || describe_link(&view))
 }
 
-async fn policy_command(store: &Store, clock: &dyn Clock, cmd: PolicyCommand) -> anyhow::Result<()> {
+async fn policy_command(
+    store: &Store,
+    clock: &dyn Clock,
+    cmd: PolicyCommand,
+) -> anyhow::Result<()> {
     let cache = PolicyCache::default();
     let (policy, out) = match cmd {
         PolicyCommand::Show { out } => (cache.get(store).await?, out),
-        PolicyCommand::Set { guest_access, member_link_creation, disable_plugin, enable_plugin, out } => {
+        PolicyCommand::Set {
+            guest_access,
+            member_link_creation,
+            disable_plugin,
+            enable_plugin,
+            out,
+        } => {
             let current = cache.get(store).await?;
-            let disabled_plugins = (!disable_plugin.is_empty() || !enable_plugin.is_empty()).then(|| {
-                let mut list = current.disabled_plugins.clone();
-                list.extend(disable_plugin);
-                list.retain(|p| !enable_plugin.contains(p));
-                list
-            });
+            let disabled_plugins =
+                (!disable_plugin.is_empty() || !enable_plugin.is_empty()).then(|| {
+                    let mut list = current.disabled_plugins.clone();
+                    list.extend(disable_plugin);
+                    list.retain(|p| !enable_plugin.contains(p));
+                    list
+                });
             let on = |s: Switch| matches!(s, Switch::On);
             let patch = PolicyPatch {
                 guest_access: guest_access.map(on),
@@ -570,7 +707,11 @@ async fn policy_command(store: &Store, clock: &dyn Clock, cmd: PolicyCommand) ->
             "guest access:          {}\nmember link creation:  {}\ndisabled plugins:      {}",
             word(policy.guest_access),
             word(policy.member_link_creation),
-            if policy.disabled_plugins.is_empty() { "none".to_string() } else { policy.disabled_plugins.join(", ") }
+            if policy.disabled_plugins.is_empty() {
+                "none".to_string()
+            } else {
+                policy.disabled_plugins.join(", ")
+            }
         )
     })
 }

@@ -29,7 +29,11 @@ pub struct OrgPolicy {
 
 impl Default for OrgPolicy {
     fn default() -> Self {
-        Self { guest_access: true, member_link_creation: true, disabled_plugins: Vec::new() }
+        Self {
+            guest_access: true,
+            member_link_creation: true,
+            disabled_plugins: Vec::new(),
+        }
     }
 }
 
@@ -60,7 +64,11 @@ impl OrgPolicy {
 
 /// Plugin names: 1–64 of `a-z`, `0-9` and `-`.
 pub fn valid_plugin_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// Reads the policy through a short-lived cache.
@@ -77,7 +85,8 @@ impl PolicyCache {
             return Ok(policy.clone());
         }
         let policy = OrgPolicy::from_row(store.org_policy().await?);
-        *self.cached.write().unwrap_or_else(|e| e.into_inner()) = Some((policy.clone(), Instant::now()));
+        *self.cached.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((policy.clone(), Instant::now()));
         Ok(policy)
     }
 
@@ -90,7 +99,11 @@ impl PolicyCache {
     ) -> Result<OrgPolicy, PolicyError> {
         if let Some(plugins) = &patch.disabled_plugins {
             if let Some(bad) = plugins.iter().find(|p| !valid_plugin_name(p)) {
-                return Err(Invalid::new("disabled_plugins", format!("{bad:?} is not a plugin name (a-z, 0-9, -)")).into());
+                return Err(Invalid::new(
+                    "disabled_plugins",
+                    format!("{bad:?} is not a plugin name (a-z, 0-9, -)"),
+                )
+                .into());
             }
             if plugins.len() > 256 {
                 return Err(Invalid::new("disabled_plugins", "at most 256 entries").into());
@@ -103,13 +116,16 @@ impl PolicyCache {
         let row = store
             .save_org_policy(
                 patch.guest_access.unwrap_or(current.guest_access),
-                patch.member_link_creation.unwrap_or(current.member_link_creation),
+                patch
+                    .member_link_creation
+                    .unwrap_or(current.member_link_creation),
                 serde_json::to_string(&disabled).unwrap_or_else(|_| "[]".into()),
                 now,
             )
             .await?;
         let policy = OrgPolicy::from_row(row);
-        *self.cached.write().unwrap_or_else(|e| e.into_inner()) = Some((policy.clone(), Instant::now()));
+        *self.cached.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((policy.clone(), Instant::now()));
         Ok(policy)
     }
 }

@@ -10,7 +10,11 @@ use sha2::{Digest, Sha256};
 /// links at punctuation, and need no escaping anywhere. Each character carries
 /// log2(62) ≈ 5.95 bits.
 pub fn random_base62(len: usize) -> String {
-    rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }
 
 /// SHA-256 of `value`, hex encoded. Tokens and session ids are high-entropy random

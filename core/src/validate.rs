@@ -10,7 +10,10 @@ pub struct Invalid {
 
 impl Invalid {
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self { field, message: message.into() }
+        Self {
+            field,
+            message: message.into(),
+        }
     }
 }
 
@@ -30,7 +33,10 @@ pub fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<
         ));
     }
     let multiline_ok = max > 256; // long text (descriptions) may contain line breaks
-    if trimmed.chars().any(|c| c.is_control() && !(multiline_ok && (c == '\n' || c == '\r' || c == '\t'))) {
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() && !(multiline_ok && (c == '\n' || c == '\r' || c == '\t')))
+    {
         return Err(Invalid::new(field, "must not contain control characters"));
     }
     Ok(trimmed.to_string())
@@ -39,7 +45,12 @@ pub fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<
 /// Lowercases and checks an email address (the practical subset of RFC 5321).
 pub fn email(value: &str) -> Result<String, Invalid> {
     let value = value.trim().to_lowercase();
-    let bad = || Invalid::new("email", "must be a valid email address, like ada@example.org");
+    let bad = || {
+        Invalid::new(
+            "email",
+            "must be a valid email address, like ada@example.org",
+        )
+    };
     if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad());
     }
@@ -60,8 +71,14 @@ pub fn email(value: &str) -> Result<String, Invalid> {
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
-        && local.chars().all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
-    if domain_ok && local_ok { Ok(value) } else { Err(bad()) }
+        && local
+            .chars()
+            .all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+    if domain_ok && local_ok {
+        Ok(value)
+    } else {
+        Err(bad())
+    }
 }
 
 #[cfg(test)]
@@ -82,7 +99,17 @@ mod tests {
     #[test]
     fn emails() {
         assert_eq!(email(" Ada@Example.ORG ").unwrap(), "ada@example.org");
-        for bad in ["", "ada", "ada@", "@example.org", "ada@example", "a b@example.org", "ada@ex..org", "ada@@example.org", "ada@example.org\r\nBcc: x@y.z"] {
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.org",
+            "ada@example",
+            "a b@example.org",
+            "ada@ex..org",
+            "ada@@example.org",
+            "ada@example.org\r\nBcc: x@y.z",
+        ] {
             assert!(email(bad).is_err(), "{bad:?} accepted");
         }
     }

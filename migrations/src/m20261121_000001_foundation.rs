@@ -94,12 +94,31 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Users::Table)
-                    .col(ColumnDef::new(Users::Id).big_integer().not_null().auto_increment().primary_key())
-                    .col(ColumnDef::new(Users::Email).string_len(254).not_null().unique_key())
-                    .col(ColumnDef::new(Users::DisplayName).string_len(256).not_null())
+                    .col(
+                        ColumnDef::new(Users::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Users::Email)
+                            .string_len(254)
+                            .not_null()
+                            .unique_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Users::DisplayName)
+                            .string_len(256)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Users::Role).string_len(16).not_null())
                     .col(ColumnDef::new(Users::PasswordHash).string().not_null())
-                    .col(ColumnDef::new(Users::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Users::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -108,11 +127,28 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Sessions::Table)
-                    .col(ColumnDef::new(Sessions::IdHash).string_len(64).not_null().primary_key())
+                    .col(
+                        ColumnDef::new(Sessions::IdHash)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(Sessions::UserId).big_integer().not_null())
-                    .col(ColumnDef::new(Sessions::CsrfToken).string_len(64).not_null())
-                    .col(ColumnDef::new(Sessions::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Sessions::ExpiresAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Sessions::CsrfToken)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Sessions::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Sessions::ExpiresAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .foreign_key(&mut fk_to_users(Sessions::Table, "fk_sessions_user"))
                     .to_owned(),
             )
@@ -131,14 +167,37 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(ApiTokens::Table)
-                    .col(ColumnDef::new(ApiTokens::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(
+                        ColumnDef::new(ApiTokens::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(ApiTokens::UserId).big_integer().not_null())
                     .col(ColumnDef::new(ApiTokens::Name).string_len(256).not_null())
-                    .col(ColumnDef::new(ApiTokens::TokenHash).string_len(64).not_null().unique_key())
+                    .col(
+                        ColumnDef::new(ApiTokens::TokenHash)
+                            .string_len(64)
+                            .not_null()
+                            .unique_key(),
+                    )
                     .col(ColumnDef::new(ApiTokens::Prefix).string_len(16).not_null())
-                    .col(ColumnDef::new(ApiTokens::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(ApiTokens::LastUsedAt).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(ApiTokens::RevokedAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(ApiTokens::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ApiTokens::LastUsedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(ApiTokens::RevokedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .foreign_key(&mut fk_to_users(ApiTokens::Table, "fk_api_tokens_user"))
                     .to_owned(),
             )
@@ -148,20 +207,55 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Links::Table)
-                    .col(ColumnDef::new(Links::Pk).big_integer().not_null().auto_increment().primary_key())
-                    .col(ColumnDef::new(Links::PublicId).string_len(32).not_null().unique_key())
+                    .col(
+                        ColumnDef::new(Links::Pk)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Links::PublicId)
+                            .string_len(32)
+                            .not_null()
+                            .unique_key(),
+                    )
                     .col(ColumnDef::new(Links::OwnerId).big_integer().not_null())
                     .col(ColumnDef::new(Links::Title).string_len(512).not_null())
                     .col(ColumnDef::new(Links::Description).text().null())
-                    .col(ColumnDef::new(Links::ScheduleStart).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(Links::ScheduleEnd).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(Links::ScheduleStart)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Links::ScheduleEnd)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .col(ColumnDef::new(Links::ScheduleTz).string_len(64).null())
                     .col(ColumnDef::new(Links::ScheduleRrule).string_len(1024).null())
-                    .col(ColumnDef::new(Links::GuestsNeedApproval).boolean().not_null())
+                    .col(
+                        ColumnDef::new(Links::GuestsNeedApproval)
+                            .boolean()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Links::MaxParticipants).integer().not_null())
-                    .col(ColumnDef::new(Links::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Links::UpdatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Links::RevokedAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(Links::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Links::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Links::RevokedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_links_owner")
@@ -187,11 +281,24 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(OrgPolicy::Table)
-                    .col(ColumnDef::new(OrgPolicy::Id).integer().not_null().primary_key())
+                    .col(
+                        ColumnDef::new(OrgPolicy::Id)
+                            .integer()
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(OrgPolicy::GuestAccess).boolean().not_null())
-                    .col(ColumnDef::new(OrgPolicy::MemberLinkCreation).boolean().not_null())
+                    .col(
+                        ColumnDef::new(OrgPolicy::MemberLinkCreation)
+                            .boolean()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(OrgPolicy::DisabledPlugins).text().not_null())
-                    .col(ColumnDef::new(OrgPolicy::UpdatedAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(OrgPolicy::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -214,11 +321,21 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(CallEvents::Table)
-                    .col(ColumnDef::new(CallEvents::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(
+                        ColumnDef::new(CallEvents::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(CallEvents::LinkId).string_len(32).not_null())
                     .col(ColumnDef::new(CallEvents::Kind).string_len(32).not_null())
                     .col(ColumnDef::new(CallEvents::Subject).string_len(320).null())
-                    .col(ColumnDef::new(CallEvents::At).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(CallEvents::At)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -242,7 +359,9 @@ impl MigrationTrait for Migration {
             Sessions::Table.into_iden(),
             Users::Table.into_iden(),
         ] {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
         }
         Ok(())
     }

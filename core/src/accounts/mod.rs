@@ -6,8 +6,10 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -75,7 +77,11 @@ impl Role {
     }
 
     pub fn from_db(value: &str) -> Role {
-        if value == "admin" { Role::Admin } else { Role::Member }
+        if value == "admin" {
+            Role::Admin
+        } else {
+            Role::Member
+        }
     }
 }
 
@@ -117,7 +123,11 @@ pub struct NewUser {
 }
 
 /// Validates and creates a user.
-pub async fn create_user(store: &Store, input: NewUser, now: DateTime<Utc>) -> Result<Account, AccountError> {
+pub async fn create_user(
+    store: &Store,
+    input: NewUser,
+    now: DateTime<Utc>,
+) -> Result<Account, AccountError> {
     let email = validate::email(&input.email)?;
     let display_name = validate::text("display_name", &input.display_name, 1, MAX_NAME_CHARS)?;
     let chars = input.password.expose().chars().count();
@@ -132,7 +142,9 @@ pub async fn create_user(store: &Store, input: NewUser, now: DateTime<Utc>) -> R
         return Err(AccountError::EmailTaken);
     }
     let hash = hash_password(input.password).await?;
-    let user = store.insert_user(&email, &display_name, input.role.as_str(), &hash, now).await?;
+    let user = store
+        .insert_user(&email, &display_name, input.role.as_str(), &hash, now)
+        .await?;
     Ok(user.into())
 }
 
@@ -153,7 +165,11 @@ pub async fn hash_password(password: Secret) -> Result<String, AccountError> {
 async fn verify_password(hash: String, password: Secret) -> bool {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|parsed| Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.expose().as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await
@@ -215,8 +231,13 @@ pub async fn issue_token(
     let name = validate::text("name", name, 1, MAX_NAME_CHARS)?;
     let secret = format!("{TOKEN_PREFIX}{}", random_base62(TOKEN_RANDOM_CHARS));
     let prefix: String = secret.chars().take(TOKEN_PREFIX.len() + 6).collect();
-    let record = store.insert_token(user_id, &name, &sha256_hex(&secret), &prefix, now).await?;
-    Ok(IssuedToken { secret: Secret::new(secret), record })
+    let record = store
+        .insert_token(user_id, &name, &sha256_hex(&secret), &prefix, now)
+        .await?;
+    Ok(IssuedToken {
+        secret: Secret::new(secret),
+        record,
+    })
 }
 
 /// Resolves a bearer token to its account, recording when it was last used.
@@ -256,8 +277,13 @@ pub async fn start_session(
 ) -> Result<StartedSession, AccountError> {
     let value = random_base62(43);
     let csrf = random_base62(32);
-    let record = store.insert_session(&sha256_hex(&value), user_id, &csrf, now, now + ttl).await?;
-    Ok(StartedSession { cookie_value: Secret::new(value), record })
+    let record = store
+        .insert_session(&sha256_hex(&value), user_id, &csrf, now, now + ttl)
+        .await?;
+    Ok(StartedSession {
+        cookie_value: Secret::new(value),
+        record,
+    })
 }
 
 /// The session behind a cookie value, and its account, if still valid.

@@ -19,14 +19,20 @@ const MAX_TRACKED: usize = 100_000;
 
 impl LoginThrottle {
     pub fn new(max_failures: u32, window: Duration) -> Self {
-        Self { max_failures, window, failures: Mutex::new(HashMap::new()) }
+        Self {
+            max_failures,
+            window,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn check(&self, email: &str, now: DateTime<Utc>) -> Result<(), AccountError> {
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         match failures.get(email) {
             Some(&(count, since)) if count >= self.max_failures && now - since < self.window => {
-                Err(AccountError::Throttled { retry_after_secs: (self.window - (now - since)).num_seconds().max(1) })
+                Err(AccountError::Throttled {
+                    retry_after_secs: (self.window - (now - since)).num_seconds().max(1),
+                })
             }
             _ => Ok(()),
         }
@@ -46,7 +52,10 @@ impl LoginThrottle {
     }
 
     pub fn reset(&self, email: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(email);
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(email);
     }
 }
 
@@ -62,8 +71,18 @@ mod tests {
             assert!(throttle.check("a@x.org", t0).is_ok());
             throttle.record_failure("a@x.org", t0);
         }
-        assert!(matches!(throttle.check("a@x.org", t0), Err(AccountError::Throttled { .. })));
-        assert!(throttle.check("b@x.org", t0).is_ok(), "other accounts are unaffected");
-        assert!(throttle.check("a@x.org", t0 + Duration::minutes(16)).is_ok());
+        assert!(matches!(
+            throttle.check("a@x.org", t0),
+            Err(AccountError::Throttled { .. })
+        ));
+        assert!(
+            throttle.check("b@x.org", t0).is_ok(),
+            "other accounts are unaffected"
+        );
+        assert!(
+            throttle
+                .check("a@x.org", t0 + Duration::minutes(16))
+                .is_ok()
+        );
     }
 }

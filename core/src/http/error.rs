@@ -31,7 +31,10 @@ pub enum ApiError {
     Csrf,
     /// 403: an administrator turned this feature off.
     #[error("{message}")]
-    FeatureDisabled { code: &'static str, message: &'static str },
+    FeatureDisabled {
+        code: &'static str,
+        message: &'static str,
+    },
     /// 404: no such resource (or not yours).
     #[error("{0}")]
     NotFound(&'static str),
@@ -40,7 +43,10 @@ pub enum ApiError {
     MethodNotAllowed,
     /// 409: the resource is in a state that forbids this.
     #[error("{message}")]
-    Conflict { code: &'static str, message: &'static str },
+    Conflict {
+        code: &'static str,
+        message: &'static str,
+    },
     /// 413
     #[error("request body is too large")]
     PayloadTooLarge,
@@ -136,7 +142,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status(), axum::Json(self.body())).into_response();
         match self {
             Self::Unauthorized => {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             Self::TooManyRequests { retry_after_secs } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
@@ -158,7 +166,10 @@ impl From<Invalid> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict => Self::Conflict { code: "conflict", message: "this already exists" },
+            StoreError::Conflict => Self::Conflict {
+                code: "conflict",
+                message: "this already exists",
+            },
             other => Self::Internal(other.to_string()),
         }
     }
@@ -169,7 +180,10 @@ impl From<LinkError> for ApiError {
         match err {
             LinkError::Invalid(invalid) => Self::Validation(invalid),
             LinkError::NotFound => Self::NotFound("no such link"),
-            LinkError::Revoked => Self::Conflict { code: "link_revoked", message: "this link was revoked" },
+            LinkError::Revoked => Self::Conflict {
+                code: "link_revoked",
+                message: "this link was revoked",
+            },
             LinkError::CreationDisabled => Self::FeatureDisabled {
                 code: "link_creation_disabled",
                 message: "an administrator turned off link creation for members",
@@ -183,11 +197,14 @@ impl From<AccountError> for ApiError {
     fn from(err: AccountError) -> Self {
         match err {
             AccountError::Invalid(invalid) => Self::Validation(invalid),
-            AccountError::EmailTaken => {
-                Self::Conflict { code: "email_taken", message: "a user with this email address already exists" }
-            }
+            AccountError::EmailTaken => Self::Conflict {
+                code: "email_taken",
+                message: "a user with this email address already exists",
+            },
             AccountError::InvalidCredentials => Self::Unauthorized,
-            AccountError::Throttled { retry_after_secs } => Self::TooManyRequests { retry_after_secs },
+            AccountError::Throttled { retry_after_secs } => {
+                Self::TooManyRequests { retry_after_secs }
+            }
             AccountError::NotFound => Self::NotFound("not found"),
             AccountError::Store(err) => err.into(),
             AccountError::Hashing(detail) => Self::Internal(detail),

@@ -42,8 +42,14 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::JsonDataError(e) => ApiError::InvalidBody(e.body_text().replace("Failed to deserialize the JSON body into the target type: ", "")),
-        JsonRejection::JsonSyntaxError(e) => ApiError::InvalidJson(e.body_text().replace("Failed to parse the request body as JSON: ", "invalid JSON: ")),
+        JsonRejection::JsonDataError(e) => ApiError::InvalidBody(e.body_text().replace(
+            "Failed to deserialize the JSON body into the target type: ",
+            "",
+        )),
+        JsonRejection::JsonSyntaxError(e) => ApiError::InvalidJson(e.body_text().replace(
+            "Failed to parse the request body as JSON: ",
+            "invalid JSON: ",
+        )),
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         other => ApiError::BadRequest(other.body_text()),
@@ -73,7 +79,10 @@ pub struct AuthUser(pub Account);
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let now = state.clock.now();
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
             let token = value
@@ -86,9 +95,15 @@ impl FromRequestParts<AppState> for AuthUser {
                 .map(AuthUser)
                 .ok_or(ApiError::Unauthorized);
         }
-        let (session, account) = web_session(parts, state).await?.ok_or(ApiError::Unauthorized)?;
+        let (session, account) = web_session(parts, state)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
         if !matches!(parts.method, Method::GET | Method::HEAD) {
-            let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+            let sent = parts
+                .headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             if !constant_time_eq(sent, &session.csrf_token) {
                 return Err(ApiError::Csrf);
             }
@@ -104,7 +119,10 @@ pub struct AdminUser(pub Account);
 impl FromRequestParts<AppState> for AdminUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let AuthUser(account) = AuthUser::from_request_parts(parts, state).await?;
         if account.is_admin() {
             Ok(AdminUser(account))
@@ -114,9 +132,14 @@ impl FromRequestParts<AppState> for AdminUser {
     }
 }
 
-async fn web_session(parts: &Parts, state: &AppState) -> Result<Option<(session::Model, Account)>, ApiError> {
+async fn web_session(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<Option<(session::Model, Account)>, ApiError> {
     let jar = CookieJar::from_headers(&parts.headers);
-    let Some(cookie) = jar.get(SESSION_COOKIE) else { return Ok(None) };
+    let Some(cookie) = jar.get(SESSION_COOKIE) else {
+        return Ok(None);
+    };
     Ok(accounts::session_account(&state.store, cookie.value(), state.clock.now()).await?)
 }
 
@@ -141,12 +164,24 @@ impl IntoResponse for SignInRedirect {
 impl FromRequestParts<AppState> for WebUser {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        match <WebUser as OptionalFromRequestParts<AppState>>::from_request_parts(parts, state).await? {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match <WebUser as OptionalFromRequestParts<AppState>>::from_request_parts(parts, state)
+            .await?
+        {
             Some(user) => Ok(user),
             None => {
-                let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-                let target = format!("/login?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
+                let next = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                let target = format!(
+                    "/login?next={}",
+                    url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+                );
                 Err(SignInRedirect(target).into_response())
             }
         }
@@ -156,12 +191,21 @@ impl FromRequestParts<AppState> for WebUser {
 impl OptionalFromRequestParts<AppState> for WebUser {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
         let jar = CookieJar::from_headers(&parts.headers);
-        let Some(cookie) = jar.get(SESSION_COOKIE) else { return Ok(None) };
+        let Some(cookie) = jar.get(SESSION_COOKIE) else {
+            return Ok(None);
+        };
         let found = accounts::session_account(&state.store, cookie.value(), state.clock.now())
             .await
             .map_err(|e| ApiError::from(e).into_response())?;
-        Ok(found.map(|(session, account)| WebUser { account, session, cookie_value: cookie.value().to_string() }))
+        Ok(found.map(|(session, account)| WebUser {
+            account,
+            session,
+            cookie_value: cookie.value().to_string(),
+        }))
     }
 }

@@ -16,7 +16,10 @@ use crate::store::LinkFilter;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/links", get(list_links).post(create_link))
-        .route("/api/v1/links/{id}", get(show_link).patch(update_link).delete(delete_link))
+        .route(
+            "/api/v1/links/{id}",
+            get(show_link).patch(update_link).delete(delete_link),
+        )
         .route("/api/v1/links/{id}/revoke", post(revoke_link))
         .route("/api/v1/links/{id}/rotate", post(rotate_link))
 }
@@ -45,13 +48,18 @@ pub struct LinkList {
 pub(crate) fn page_limit(limit: Option<u64>) -> Result<u64, ApiError> {
     match limit.unwrap_or(50) {
         n @ 1..=100 => Ok(n),
-        _ => Err(ApiError::BadRequest("limit must be between 1 and 100".into())),
+        _ => Err(ApiError::BadRequest(
+            "limit must be between 1 and 100".into(),
+        )),
     }
 }
 
 pub(crate) fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
     cursor
-        .map(|c| c.parse::<i64>().map_err(|_| ApiError::BadRequest("cursor is not one this server gave out".into())))
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ApiError::BadRequest("cursor is not one this server gave out".into()))
+        })
         .transpose()
 }
 
@@ -70,11 +78,18 @@ async fn list_links(
         "active" => LinkFilter::Active,
         "revoked" => LinkFilter::Revoked,
         "all" => LinkFilter::All,
-        _ => return Err(ApiError::BadRequest("status must be active, revoked or all".into())),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "status must be active, revoked or all".into(),
+            ));
+        }
     };
     let (items, next) = links::list(&state.store, &user, filter, before, limit).await?;
     Ok(Json(LinkList {
-        items: items.iter().map(|l| LinkView::new(l, state.public_url())).collect(),
+        items: items
+            .iter()
+            .map(|l| LinkView::new(l, state.public_url()))
+            .collect(),
         next_cursor: next.map(|pk| pk.to_string()),
     }))
 }
@@ -93,7 +108,10 @@ async fn create_link(
     let policy = state.policy.get(&state.store).await?;
     let link = links::create(&state.store, &policy, &user, input, state.clock.now()).await?;
     state.metrics.links_created.inc();
-    Ok((StatusCode::CREATED, Json(LinkView::new(&link, state.public_url()))))
+    Ok((
+        StatusCode::CREATED,
+        Json(LinkView::new(&link, state.public_url())),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/links/{id}", tag = "links", params(("id" = String, Path, description = "link id")),

@@ -36,7 +36,10 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/links", post(dashboard_create_link))
         .route("/dashboard/links/{id}/revoke", post(dashboard_revoke_link))
         .route("/dashboard/tokens", post(dashboard_create_token))
-        .route("/dashboard/tokens/{id}/revoke", post(dashboard_revoke_token))
+        .route(
+            "/dashboard/tokens/{id}/revoke",
+            post(dashboard_revoke_token),
+        )
         .route("/j/{id}", get(join_page).post(join_request))
         .route("/static/{file}", get(static_file))
 }
@@ -50,12 +53,20 @@ pub struct PageError {
 
 impl PageError {
     fn new(status: StatusCode, heading: &'static str, text: impl Into<String>) -> Self {
-        Self { status, heading, text: text.into() }
+        Self {
+            status,
+            heading,
+            text: text.into(),
+        }
     }
 
     fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "page failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Please try again in a moment.")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "Please try again in a moment.",
+        )
     }
 
     fn csrf() -> Self {
@@ -130,10 +141,16 @@ impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for PageForm<T> {
             Err(rejection) => {
                 let status = match &rejection {
                     FormRejection::InvalidFormContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+                    r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    }
                     _ => StatusCode::BAD_REQUEST,
                 };
-                Err(state.page_error(PageError::new(status, "That didn't work", "The form could not be read. Reload the page and try again.")))
+                Err(state.page_error(PageError::new(
+                    status,
+                    "That didn't work",
+                    "The form could not be read. Reload the page and try again.",
+                )))
             }
         }
     }
@@ -154,7 +171,8 @@ fn csrf_cookie_token(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
 }
 
 fn csrf_cookie_matches(jar: &CookieJar, sent: &str) -> bool {
-    jar.get(CSRF_COOKIE).is_some_and(|c| !sent.is_empty() && constant_time_eq(c.value(), sent))
+    jar.get(CSRF_COOKIE)
+        .is_some_and(|c| !sent.is_empty() && constant_time_eq(c.value(), sent))
 }
 
 fn session_csrf_matches(user: &WebUser, sent: &str) -> bool {
@@ -163,7 +181,11 @@ fn session_csrf_matches(user: &WebUser, sent: &str) -> bool {
 
 /// Only same-site relative paths are followed after sign-in.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") { next } else { "/dashboard" }
+    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
+        next
+    } else {
+        "/dashboard"
+    }
 }
 
 fn base_context(user: Option<&WebUser>) -> Context {
@@ -179,7 +201,11 @@ fn base_context(user: Option<&WebUser>) -> Context {
 }
 
 async fn home(user: Option<WebUser>) -> Redirect {
-    Redirect::to(if user.is_some() { "/dashboard" } else { "/login" })
+    Redirect::to(if user.is_some() {
+        "/dashboard"
+    } else {
+        "/login"
+    })
 }
 
 #[derive(Deserialize)]
@@ -230,32 +256,61 @@ struct LoginForm {
     next: String,
 }
 
-async fn login(State(state): State<AppState>, jar: CookieJar, PageForm(form): PageForm<LoginForm>) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    PageForm(form): PageForm<LoginForm>,
+) -> Response {
     if !csrf_cookie_matches(&jar, &form.csrf) {
         return state.page_error(PageError::csrf());
     }
     let now = state.clock.now();
     let (jar, csrf) = csrf_cookie_token(&state, jar);
-    match accounts::authenticate(&state.store, &state.throttle, &form.email, Secret::new(form.password), now).await {
+    match accounts::authenticate(
+        &state.store,
+        &state.throttle,
+        &form.email,
+        Secret::new(form.password),
+        now,
+    )
+    .await
+    {
         Ok(account) => {
             let ttl = chrono::Duration::hours(i64::from(state.config.auth.session_ttl_hours));
             match accounts::start_session(&state.store, account.id, now, ttl).await {
                 Ok(session) => {
-                    let mut cookie = state.cookie(SESSION_COOKIE, session.cookie_value.expose().to_string());
+                    let mut cookie =
+                        state.cookie(SESSION_COOKIE, session.cookie_value.expose().to_string());
                     cookie.set_max_age(time_duration(ttl));
                     // A fresh CSRF cookie for the next anonymous form, so a token seen before sign-in is useless after.
-                    let jar = jar.add(cookie).add(state.cookie(CSRF_COOKIE, random_base62(32)));
+                    let jar = jar
+                        .add(cookie)
+                        .add(state.cookie(CSRF_COOKIE, random_base62(32)));
                     (jar, Redirect::to(safe_next(&form.next))).into_response()
                 }
                 Err(err) => state.page_error(PageError::internal(err)),
             }
         }
         Err(AccountError::InvalidCredentials) => render_login(
-            &state, jar, &csrf, &form.next, &form.email, Some("Wrong email address or password."), StatusCode::UNAUTHORIZED,
+            &state,
+            jar,
+            &csrf,
+            &form.next,
+            &form.email,
+            Some("Wrong email address or password."),
+            StatusCode::UNAUTHORIZED,
         ),
         Err(err @ AccountError::Throttled { .. }) => {
             let message = format!("{}.", capitalize(&err.to_string()));
-            render_login(&state, jar, &csrf, &form.next, &form.email, Some(&message), StatusCode::TOO_MANY_REQUESTS)
+            render_login(
+                &state,
+                jar,
+                &csrf,
+                &form.next,
+                &form.email,
+                Some(&message),
+                StatusCode::TOO_MANY_REQUESTS,
+            )
         }
         Err(err) => state.page_error(PageError::internal(err)),
     }
@@ -263,7 +318,10 @@ async fn login(State(state): State<AppState>, jar: CookieJar, PageForm(form): Pa
 
 fn capitalize(text: &str) -> String {
     let mut chars = text.chars();
-    chars.next().map(|c| c.to_uppercase().collect::<String>() + chars.as_str()).unwrap_or_default()
+    chars
+        .next()
+        .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
+        .unwrap_or_default()
 }
 
 fn time_duration(d: chrono::Duration) -> cookie::time::Duration {
@@ -276,7 +334,12 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(State(state): State<AppState>, user: WebUser, jar: CookieJar, PageForm(form): PageForm<CsrfForm>) -> Response {
+async fn logout(
+    State(state): State<AppState>,
+    user: WebUser,
+    jar: CookieJar,
+    PageForm(form): PageForm<CsrfForm>,
+) -> Response {
     if !session_csrf_matches(&user, &form.csrf) {
         return state.page_error(PageError::csrf());
     }
@@ -302,19 +365,42 @@ struct DashboardExtras<'a> {
     token_error: Option<String>,
 }
 
-async fn render_dashboard(state: &AppState, user: &WebUser, before: Option<i64>, extras: DashboardExtras<'_>, status: StatusCode) -> Result<Response, PageError> {
+async fn render_dashboard(
+    state: &AppState,
+    user: &WebUser,
+    before: Option<i64>,
+    extras: DashboardExtras<'_>,
+    status: StatusCode,
+) -> Result<Response, PageError> {
     let policy = state.policy.get(&state.store).await?;
-    let (items, next) = links::list(&state.store, &user.account, LinkFilter::All, before, DASHBOARD_PAGE_SIZE)
-        .await
-        .map_err(PageError::internal)?;
-    let views: Vec<LinkView> = items.iter().map(|l| LinkView::new(l, state.public_url())).collect();
-    let tokens: Vec<super::users::TokenView> =
-        state.store.tokens_of(user.account.id).await?.into_iter().map(Into::into).collect();
+    let (items, next) = links::list(
+        &state.store,
+        &user.account,
+        LinkFilter::All,
+        before,
+        DASHBOARD_PAGE_SIZE,
+    )
+    .await
+    .map_err(PageError::internal)?;
+    let views: Vec<LinkView> = items
+        .iter()
+        .map(|l| LinkView::new(l, state.public_url()))
+        .collect();
+    let tokens: Vec<super::users::TokenView> = state
+        .store
+        .tokens_of(user.account.id)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
     let mut ctx = base_context(Some(user));
     ctx.insert("links", &views);
     ctx.insert("next_cursor", &next);
     ctx.insert("tokens", &tokens);
-    ctx.insert("can_create", &(user.account.is_admin() || policy.member_link_creation));
+    ctx.insert(
+        "can_create",
+        &(user.account.is_admin() || policy.member_link_creation),
+    );
     ctx.insert("error", &extras.error);
     ctx.insert("form_title", extras.form_title);
     ctx.insert("form_description", extras.form_description);
@@ -328,9 +414,15 @@ async fn dashboard(
     user: WebUser,
     axum::extract::Query(query): axum::extract::Query<DashboardQuery>,
 ) -> Response {
-    render_dashboard(&state, &user, query.before, DashboardExtras::default(), StatusCode::OK)
-        .await
-        .unwrap_or_else(|e| state.page_error(e))
+    render_dashboard(
+        &state,
+        &user,
+        query.before,
+        DashboardExtras::default(),
+        StatusCode::OK,
+    )
+    .await
+    .unwrap_or_else(|e| state.page_error(e))
 }
 
 #[derive(Deserialize)]
@@ -347,7 +439,11 @@ struct CreateLinkForm {
     max_participants: Option<String>,
 }
 
-async fn dashboard_create_link(State(state): State<AppState>, user: WebUser, PageForm(form): PageForm<CreateLinkForm>) -> Response {
+async fn dashboard_create_link(
+    State(state): State<AppState>,
+    user: WebUser,
+    PageForm(form): PageForm<CreateLinkForm>,
+) -> Response {
     if !session_csrf_matches(&user, &form.csrf) {
         return state.page_error(PageError::csrf());
     }
@@ -356,7 +452,10 @@ async fn dashboard_create_link(State(state): State<AppState>, user: WebUser, Pag
         let max_participants = match form.max_participants.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(v) => Some(v.parse::<i32>().map_err(|_| {
-                LinkError::Invalid(validate::Invalid::new("max_participants", "must be a whole number between 1 and 32"))
+                LinkError::Invalid(validate::Invalid::new(
+                    "max_participants",
+                    "must be a whole number between 1 and 32",
+                ))
             })?),
         };
         let input = NewLink {
@@ -366,7 +465,14 @@ async fn dashboard_create_link(State(state): State<AppState>, user: WebUser, Pag
             guests_need_approval: Some(form.guests_need_approval.is_some()),
             max_participants,
         };
-        links::create(&state.store, &policy, &user.account, input, state.clock.now()).await
+        links::create(
+            &state.store,
+            &policy,
+            &user.account,
+            input,
+            state.clock.now(),
+        )
+        .await
     }
     .await;
     match result {
@@ -376,8 +482,13 @@ async fn dashboard_create_link(State(state): State<AppState>, user: WebUser, Pag
         }
         Err(err) => {
             let (status, message) = match &err {
-                LinkError::Invalid(invalid) => (StatusCode::UNPROCESSABLE_ENTITY, capitalize(&invalid.to_string())),
-                LinkError::CreationDisabled => (StatusCode::FORBIDDEN, capitalize(&err.to_string())),
+                LinkError::Invalid(invalid) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    capitalize(&invalid.to_string()),
+                ),
+                LinkError::CreationDisabled => {
+                    (StatusCode::FORBIDDEN, capitalize(&err.to_string()))
+                }
                 _ => return state.page_error(PageError::internal(err)),
             };
             let extras = DashboardExtras {
@@ -386,7 +497,9 @@ async fn dashboard_create_link(State(state): State<AppState>, user: WebUser, Pag
                 form_description: &form.description,
                 ..Default::default()
             };
-            render_dashboard(&state, &user, None, extras, status).await.unwrap_or_else(|e| state.page_error(e))
+            render_dashboard(&state, &user, None, extras, status)
+                .await
+                .unwrap_or_else(|e| state.page_error(e))
         }
     }
 }
@@ -402,7 +515,11 @@ async fn dashboard_revoke_link(
     }
     match links::revoke(&state.store, &user.account, &id, state.clock.now()).await {
         Ok(_) => Redirect::to("/dashboard").into_response(),
-        Err(LinkError::NotFound) => state.page_error(PageError::new(StatusCode::NOT_FOUND, "Link not found", "This link does not exist or is not yours.")),
+        Err(LinkError::NotFound) => state.page_error(PageError::new(
+            StatusCode::NOT_FOUND,
+            "Link not found",
+            "This link does not exist or is not yours.",
+        )),
         Err(err) => state.page_error(PageError::internal(err)),
     }
 }
@@ -415,22 +532,45 @@ struct CreateTokenForm {
     name: String,
 }
 
-async fn dashboard_create_token(State(state): State<AppState>, user: WebUser, PageForm(form): PageForm<CreateTokenForm>) -> Response {
+async fn dashboard_create_token(
+    State(state): State<AppState>,
+    user: WebUser,
+    PageForm(form): PageForm<CreateTokenForm>,
+) -> Response {
     if !session_csrf_matches(&user, &form.csrf) {
         return state.page_error(PageError::csrf());
     }
-    let extras = match accounts::issue_token(&state.store, user.account.id, &form.name, state.clock.now()).await {
-        Ok(issued) => DashboardExtras { new_token: Some(issued.secret.expose().to_string()), ..Default::default() },
-        Err(AccountError::Invalid(invalid)) => DashboardExtras {
-            token_error: Some(capitalize(&invalid.to_string().replacen("name", "token name", 1))),
-            ..Default::default()
-        },
-        Err(err) => return state.page_error(PageError::internal(err)),
+    let extras =
+        match accounts::issue_token(&state.store, user.account.id, &form.name, state.clock.now())
+            .await
+        {
+            Ok(issued) => DashboardExtras {
+                new_token: Some(issued.secret.expose().to_string()),
+                ..Default::default()
+            },
+            Err(AccountError::Invalid(invalid)) => DashboardExtras {
+                token_error: Some(capitalize(&invalid.to_string().replacen(
+                    "name",
+                    "token name",
+                    1,
+                ))),
+                ..Default::default()
+            },
+            Err(err) => return state.page_error(PageError::internal(err)),
+        };
+    let status = if extras.token_error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::CREATED
     };
-    let status = if extras.token_error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::CREATED };
-    let mut response = render_dashboard(&state, &user, None, extras, status).await.unwrap_or_else(|e| state.page_error(e));
+    let mut response = render_dashboard(&state, &user, None, extras, status)
+        .await
+        .unwrap_or_else(|e| state.page_error(e));
     // The page shows a secret: never cache it.
-    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     response
 }
 
@@ -444,18 +584,36 @@ async fn dashboard_revoke_token(
         return state.page_error(PageError::csrf());
     }
     let Ok(id) = id.parse::<i64>() else {
-        return state.page_error(PageError::new(StatusCode::NOT_FOUND, "Token not found", "This token does not exist."));
+        return state.page_error(PageError::new(
+            StatusCode::NOT_FOUND,
+            "Token not found",
+            "This token does not exist.",
+        ));
     };
-    match state.store.revoke_token(user.account.id, id, state.clock.now()).await {
+    match state
+        .store
+        .revoke_token(user.account.id, id, state.clock.now())
+        .await
+    {
         Ok(Some(_)) => Redirect::to("/dashboard").into_response(),
-        Ok(None) => state.page_error(PageError::new(StatusCode::NOT_FOUND, "Token not found", "This token does not exist.")),
+        Ok(None) => state.page_error(PageError::new(
+            StatusCode::NOT_FOUND,
+            "Token not found",
+            "This token does not exist.",
+        )),
         Err(err) => state.page_error(PageError::internal(err)),
     }
 }
 
 /// What the link page can show for an id, or the page to show instead.
-async fn joinable_link(state: &AppState, id: &str, user: Option<&WebUser>) -> Result<crate::store::link::Model, Response> {
-    let found = links::resolve(&state.store, id).await.map_err(|e| state.page_error(PageError::internal(e)))?;
+async fn joinable_link(
+    state: &AppState,
+    id: &str,
+    user: Option<&WebUser>,
+) -> Result<crate::store::link::Model, Response> {
+    let found = links::resolve(&state.store, id)
+        .await
+        .map_err(|e| state.page_error(PageError::internal(e)))?;
     let link = match found {
         PublicLink::Active(link) => link,
         PublicLink::Revoked(_) => {
@@ -478,7 +636,11 @@ async fn joinable_link(state: &AppState, id: &str, user: Option<&WebUser>) -> Re
         }
     };
     if user.is_none() {
-        let policy = state.policy.get(&state.store).await.map_err(|e| state.page_error(e.into()))?;
+        let policy = state
+            .policy
+            .get(&state.store)
+            .await
+            .map_err(|e| state.page_error(e.into()))?;
         if !policy.guest_access {
             let next = format!("/login?next=/j/{}", link.public_id);
             return Err(state.message_page(
@@ -501,7 +663,15 @@ struct JoinView<'a> {
     needs_approval: bool,
 }
 
-fn render_join(state: &AppState, jar: CookieJar, link: &crate::store::link::Model, user: Option<&WebUser>, name: &str, error: Option<&str>, status: StatusCode) -> Response {
+fn render_join(
+    state: &AppState,
+    jar: CookieJar,
+    link: &crate::store::link::Model,
+    user: Option<&WebUser>,
+    name: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let (jar, csrf) = csrf_cookie_token(state, jar);
     let mut ctx = base_context(user);
     let view = JoinView {
@@ -517,11 +687,27 @@ fn render_join(state: &AppState, jar: CookieJar, link: &crate::store::link::Mode
     (status, jar, state.render("pages/join.html", &ctx)).into_response()
 }
 
-async fn join_page(State(state): State<AppState>, Path(id): Path<String>, user: Option<WebUser>, jar: CookieJar) -> Response {
+async fn join_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    user: Option<WebUser>,
+    jar: CookieJar,
+) -> Response {
     match joinable_link(&state, &id, user.as_ref()).await {
         Ok(link) => {
-            let name = user.as_ref().map(|u| u.account.display_name.as_str()).unwrap_or("");
-            render_join(&state, jar, &link, user.as_ref(), name, None, StatusCode::OK)
+            let name = user
+                .as_ref()
+                .map(|u| u.account.display_name.as_str())
+                .unwrap_or("");
+            render_join(
+                &state,
+                jar,
+                &link,
+                user.as_ref(),
+                name,
+                None,
+                StatusCode::OK,
+            )
         }
         Err(page) => page,
     }
@@ -553,11 +739,27 @@ async fn join_request(
         Ok(name) => name,
         Err(_) => {
             let error = format!("Enter a name of 1 to {MAX_GUEST_NAME_CHARS} characters.");
-            return render_join(&state, jar, &link, user.as_ref(), &form.name, Some(&error), StatusCode::UNPROCESSABLE_ENTITY);
+            return render_join(
+                &state,
+                jar,
+                &link,
+                user.as_ref(),
+                &form.name,
+                Some(&error),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            );
         }
     };
     let now = state.clock.now();
-    if let Err(err) = privacy::record(&state.store, &link.public_id, CallEventKind::JoinRequested, Some(&name), now).await {
+    if let Err(err) = privacy::record(
+        &state.store,
+        &link.public_id,
+        CallEventKind::JoinRequested,
+        Some(&name),
+        now,
+    )
+    .await
+    {
         return state.page_error(PageError::internal(err));
     }
     state.message_page(
@@ -579,7 +781,11 @@ async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
         _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
     };
     let etag = format!("\"{}\"", &crate::secret::sha256_hex(body)[..16]);
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
         return StatusCode::NOT_MODIFIED.into_response();
     }
     (

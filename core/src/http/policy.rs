@@ -10,13 +10,19 @@ use crate::AppState;
 use crate::policy::{OrgPolicy, PolicyPatch};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/admin/policy", get(show_policy).patch(update_policy))
+    Router::new().route(
+        "/api/v1/admin/policy",
+        get(show_policy).patch(update_policy),
+    )
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/policy", tag = "admin",
     responses((status = 200, body = OrgPolicy), (status = 403, body = ErrorBody)), security(("token" = [])))]
 /// Shows the organization policy (administrators only).
-async fn show_policy(State(state): State<AppState>, AdminUser(_admin): AdminUser) -> Result<Json<OrgPolicy>, ApiError> {
+async fn show_policy(
+    State(state): State<AppState>,
+    AdminUser(_admin): AdminUser,
+) -> Result<Json<OrgPolicy>, ApiError> {
     Ok(Json(state.policy.get(&state.store).await?))
 }
 
@@ -29,7 +35,10 @@ async fn update_policy(
     AdminUser(admin): AdminUser,
     Json(patch): Json<PolicyPatch>,
 ) -> Result<Json<OrgPolicy>, ApiError> {
-    let policy = state.policy.update(&state.store, patch, state.clock.now()).await?;
+    let policy = state
+        .policy
+        .update(&state.store, patch, state.clock.now())
+        .await?;
     tracing::info!(admin = %admin.email, ?policy, "organization policy changed");
     Ok(Json(policy))
 }

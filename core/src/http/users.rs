@@ -36,7 +36,13 @@ pub struct UserView {
 
 impl From<Account> for UserView {
     fn from(a: Account) -> Self {
-        Self { id: a.id, email: a.email, display_name: a.display_name, role: a.role, created_at: a.created_at }
+        Self {
+            id: a.id,
+            email: a.email,
+            display_name: a.display_name,
+            role: a.role,
+            created_at: a.created_at,
+        }
     }
 }
 
@@ -92,7 +98,10 @@ async fn list_users(
     } else {
         None
     };
-    Ok(Json(UserList { items: users.into_iter().map(|u| Account::from(u).into()).collect(), next_cursor }))
+    Ok(Json(UserList {
+        items: users.into_iter().map(|u| Account::from(u).into()).collect(),
+        next_cursor,
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser,
@@ -163,7 +172,10 @@ pub struct CreateToken {
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
     responses((status = 200, body = Vec<TokenView>), (status = 401, body = ErrorBody)), security(("token" = [])))]
 /// Lists your API tokens.
-async fn list_tokens(State(state): State<AppState>, AuthUser(user): AuthUser) -> Result<Json<Vec<TokenView>>, ApiError> {
+async fn list_tokens(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<Vec<TokenView>>, ApiError> {
     let tokens = state.store.tokens_of(user.id).await?;
     Ok(Json(tokens.into_iter().map(Into::into).collect()))
 }
@@ -176,10 +188,14 @@ async fn create_token(
     AuthUser(user): AuthUser,
     Json(input): Json<CreateToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let issued = accounts::issue_token(&state.store, user.id, &input.name, state.clock.now()).await?;
+    let issued =
+        accounts::issue_token(&state.store, user.id, &input.name, state.clock.now()).await?;
     Ok((
         StatusCode::CREATED,
-        Json(CreatedToken { token: issued.secret.expose().to_string(), info: issued.record.into() }),
+        Json(CreatedToken {
+            token: issued.secret.expose().to_string(),
+            info: issued.record.into(),
+        }),
     ))
 }
 
@@ -191,8 +207,14 @@ async fn revoke_token(
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound("no such token"))?;
-    match state.store.revoke_token(user.id, id, state.clock.now()).await? {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::NotFound("no such token"))?;
+    match state
+        .store
+        .revoke_token(user.id, id, state.clock.now())
+        .await?
+    {
         Some(_) => Ok(StatusCode::NO_CONTENT),
         None => Err(ApiError::NotFound("no such token")),
     }

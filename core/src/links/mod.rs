@@ -39,8 +39,10 @@ impl LinkId {
 
     /// Accepts what could be a link id: 1 to 32 ASCII letters and digits.
     pub fn parse(value: &str) -> Option<Self> {
-        (!value.is_empty() && value.len() <= MAX_LINK_ID_CHARS && value.chars().all(|c| c.is_ascii_alphanumeric()))
-            .then(|| Self(value.to_string()))
+        (!value.is_empty()
+            && value.len() <= MAX_LINK_ID_CHARS
+            && value.chars().all(|c| c.is_ascii_alphanumeric()))
+        .then(|| Self(value.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -110,7 +112,9 @@ pub struct LinkPatch {
 mod double_option {
     use serde::{Deserialize, Deserializer};
 
-    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(d).map(Some)
     }
 }
@@ -168,7 +172,11 @@ impl LinkView {
                 guests_need_approval: link.guests_need_approval,
                 max_participants: link.max_participants,
             },
-            status: if link.revoked_at.is_some() { LinkStatus::Revoked } else { LinkStatus::Active },
+            status: if link.revoked_at.is_some() {
+                LinkStatus::Revoked
+            } else {
+                LinkStatus::Active
+            },
             created_at: link.created_at,
             updated_at: link.updated_at,
             revoked_at: link.revoked_at,
@@ -180,7 +188,10 @@ fn check_max_participants(value: i32) -> Result<i32, Invalid> {
     if (1..=MAX_PARTICIPANTS).contains(&value) {
         Ok(value)
     } else {
-        Err(Invalid::new("max_participants", format!("must be between 1 and {MAX_PARTICIPANTS}")))
+        Err(Invalid::new(
+            "max_participants",
+            format!("must be between 1 and {MAX_PARTICIPANTS}"),
+        ))
     }
 }
 
@@ -205,7 +216,8 @@ pub async fn create(
     let title = validate::text("title", &input.title, 1, MAX_TITLE_CHARS)?;
     let description = check_description(input.description.as_deref())?;
     let schedule = input.schedule.map(|s| s.validate()).transpose()?;
-    let max_participants = check_max_participants(input.max_participants.unwrap_or(MAX_PARTICIPANTS))?;
+    let max_participants =
+        check_max_participants(input.max_participants.unwrap_or(MAX_PARTICIPANTS))?;
     let mut row = link::ActiveModel {
         public_id: Set(LinkId::generate().0),
         owner_id: Set(owner.id),
@@ -225,7 +237,10 @@ pub async fn create(
 /// A link of `owner`, revoked or not.
 pub async fn owned(store: &Store, owner: &Account, id: &str) -> Result<link::Model, LinkError> {
     let id = LinkId::parse(id).ok_or(LinkError::NotFound)?;
-    store.owned_link(owner.id, id.as_str()).await?.ok_or(LinkError::NotFound)
+    store
+        .owned_link(owner.id, id.as_str())
+        .await?
+        .ok_or(LinkError::NotFound)
 }
 
 /// Applies `patch` to an active link of `owner`.
@@ -237,10 +252,22 @@ pub async fn update(
     now: DateTime<Utc>,
 ) -> Result<link::Model, LinkError> {
     // Validate everything before touching the database.
-    let title = patch.title.map(|t| validate::text("title", &t, 1, MAX_TITLE_CHARS)).transpose()?;
-    let description = patch.description.map(|d| check_description(d.as_deref())).transpose()?;
-    let schedule = patch.schedule.map(|s| s.map(|s| s.validate()).transpose()).transpose()?;
-    let max_participants = patch.max_participants.map(check_max_participants).transpose()?;
+    let title = patch
+        .title
+        .map(|t| validate::text("title", &t, 1, MAX_TITLE_CHARS))
+        .transpose()?;
+    let description = patch
+        .description
+        .map(|d| check_description(d.as_deref()))
+        .transpose()?;
+    let schedule = patch
+        .schedule
+        .map(|s| s.map(|s| s.validate()).transpose())
+        .transpose()?;
+    let max_participants = patch
+        .max_participants
+        .map(check_max_participants)
+        .transpose()?;
 
     let link = owned(store, owner, id).await?;
     if link.revoked_at.is_some() {
@@ -267,7 +294,12 @@ pub async fn update(
 }
 
 /// Revokes a link: it stops admitting anyone, for good. Revoking twice is harmless.
-pub async fn revoke(store: &Store, owner: &Account, id: &str, now: DateTime<Utc>) -> Result<link::Model, LinkError> {
+pub async fn revoke(
+    store: &Store,
+    owner: &Account,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<link::Model, LinkError> {
     let link = owned(store, owner, id).await?;
     if link.revoked_at.is_some() {
         return Ok(link);
@@ -279,7 +311,12 @@ pub async fn revoke(store: &Store, owner: &Account, id: &str, now: DateTime<Utc>
 }
 
 /// Gives a link a new id; the old one stops working.
-pub async fn rotate(store: &Store, owner: &Account, id: &str, now: DateTime<Utc>) -> Result<link::Model, LinkError> {
+pub async fn rotate(
+    store: &Store,
+    owner: &Account,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<link::Model, LinkError> {
     let link = owned(store, owner, id).await?;
     if link.revoked_at.is_some() {
         return Err(LinkError::Revoked);
@@ -318,7 +355,9 @@ pub enum PublicLink {
 
 /// Looks a link up by its public id, for anyone.
 pub async fn resolve(store: &Store, id: &str) -> Result<PublicLink, LinkError> {
-    let Some(id) = LinkId::parse(id) else { return Ok(PublicLink::NotFound) };
+    let Some(id) = LinkId::parse(id) else {
+        return Ok(PublicLink::NotFound);
+    };
     Ok(match store.link_by_public_id(id.as_str()).await? {
         Some(link) if link.revoked_at.is_some() => PublicLink::Revoked(link),
         Some(link) => PublicLink::Active(link),
@@ -338,7 +377,8 @@ mod tests {
         assert!(id.as_str().chars().all(|c| c.is_ascii_alphanumeric()));
         // 22 characters of a 62-letter alphabet carry more than 128 bits.
         assert!(22.0 * 62f64.log2() >= 128.0);
-        let ids: std::collections::HashSet<String> = (0..1000).map(|_| LinkId::generate().0).collect();
+        let ids: std::collections::HashSet<String> =
+            (0..1000).map(|_| LinkId::generate().0).collect();
         assert_eq!(ids.len(), 1000);
     }
 

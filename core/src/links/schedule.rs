@@ -42,12 +42,18 @@ impl ScheduleInput {
             return Err(Invalid::new("schedule.end", "must be after the start"));
         }
         if self.end - self.start > chrono::Duration::days(31) {
-            return Err(Invalid::new("schedule.end", "a call cannot last longer than 31 days"));
+            return Err(Invalid::new(
+                "schedule.end",
+                "a call cannot last longer than 31 days",
+            ));
         }
         let time_zone = self.time_zone.unwrap_or_else(|| "UTC".into());
-        let tz: chrono_tz::Tz = time_zone
-            .parse()
-            .map_err(|_| Invalid::new("schedule.time_zone", "must be an IANA time zone such as Europe/Berlin"))?;
+        let tz: chrono_tz::Tz = time_zone.parse().map_err(|_| {
+            Invalid::new(
+                "schedule.time_zone",
+                "must be an IANA time zone such as Europe/Berlin",
+            )
+        })?;
         let rrule = self
             .rrule
             .map(|r| r.trim().trim_start_matches("RRULE:").to_string())
@@ -55,14 +61,21 @@ impl ScheduleInput {
         if let Some(rule) = &rrule {
             check_rrule(rule, self.start, tz)?;
         }
-        Ok(Schedule { start: self.start, end: self.end, time_zone, rrule })
+        Ok(Schedule {
+            start: self.start,
+            end: self.end,
+            time_zone,
+            rrule,
+        })
     }
 }
 
 fn check_rrule(rule: &str, start: DateTime<Utc>, tz: chrono_tz::Tz) -> Result<(), Invalid> {
     let bad = |why: String| Invalid::new("schedule.rrule", why);
     if rule.len() > MAX_RRULE_CHARS || rule.chars().any(|c| c.is_control()) {
-        return Err(bad(format!("must be one line of at most {MAX_RRULE_CHARS} characters")));
+        return Err(bad(format!(
+            "must be one line of at most {MAX_RRULE_CHARS} characters"
+        )));
     }
     let local = start.with_timezone(&tz).format("%Y%m%dT%H%M%S");
     let text = format!("DTSTART;TZID={}:{local}\nRRULE:{rule}", tz.name());
@@ -105,15 +118,32 @@ mod tests {
 
     #[test]
     fn accepts_a_weekly_meeting() {
-        let s = input(Some("RRULE:FREQ=WEEKLY;BYDAY=TU;COUNT=10"), Some("Europe/Berlin")).validate().unwrap();
+        let s = input(
+            Some("RRULE:FREQ=WEEKLY;BYDAY=TU;COUNT=10"),
+            Some("Europe/Berlin"),
+        )
+        .validate()
+        .unwrap();
         assert_eq!(s.rrule.as_deref(), Some("FREQ=WEEKLY;BYDAY=TU;COUNT=10"));
         assert_eq!(s.time_zone, "Europe/Berlin");
     }
 
     #[test]
     fn rejects_bad_schedules() {
-        assert_eq!(input(Some("FREQ=SOMETIMES"), None).validate().unwrap_err().field, "schedule.rrule");
-        assert_eq!(input(None, Some("Mars/Olympus")).validate().unwrap_err().field, "schedule.time_zone");
+        assert_eq!(
+            input(Some("FREQ=SOMETIMES"), None)
+                .validate()
+                .unwrap_err()
+                .field,
+            "schedule.rrule"
+        );
+        assert_eq!(
+            input(None, Some("Mars/Olympus"))
+                .validate()
+                .unwrap_err()
+                .field,
+            "schedule.time_zone"
+        );
         let mut backwards = input(None, None);
         backwards.end = backwards.start;
         assert_eq!(backwards.validate().unwrap_err().field, "schedule.end");

@@ -50,7 +50,9 @@ pub async fn record(
     subject: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    store.insert_call_event(link_id, kind.as_str(), subject, now).await
+    store
+        .insert_call_event(link_id, kind.as_str(), subject, now)
+        .await
 }
 
 /// What a purge removed.
@@ -63,7 +65,11 @@ pub struct PurgeReport {
 }
 
 /// Deletes call metadata older than `retention_days` before `now`, and expired sessions.
-pub async fn purge(store: &Store, now: DateTime<Utc>, retention_days: u32) -> Result<PurgeReport, StoreError> {
+pub async fn purge(
+    store: &Store,
+    now: DateTime<Utc>,
+    retention_days: u32,
+) -> Result<PurgeReport, StoreError> {
     let cutoff = now - Duration::days(i64::from(retention_days));
     Ok(PurgeReport {
         call_events: store.delete_call_events_before(cutoff).await?,
@@ -88,7 +94,11 @@ pub async fn run_purge_job(
         }
         match purge(&store, clock.now(), retention_days).await {
             Ok(report) if report.call_events + report.sessions > 0 => {
-                tracing::info!(call_events = report.call_events, sessions = report.sessions, "privacy purge");
+                tracing::info!(
+                    call_events = report.call_events,
+                    sessions = report.sessions,
+                    "privacy purge"
+                );
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "privacy purge failed; will retry"),

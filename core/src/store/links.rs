@@ -1,5 +1,6 @@
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
 use super::{Store, StoreResult, link};
@@ -32,7 +33,11 @@ impl Store {
             .await?)
     }
 
-    pub async fn owned_link(&self, owner_id: i64, public_id: &str) -> StoreResult<Option<link::Model>> {
+    pub async fn owned_link(
+        &self,
+        owner_id: i64,
+        public_id: &str,
+    ) -> StoreResult<Option<link::Model>> {
         Ok(link::Entity::find()
             .filter(link::Column::PublicId.eq(public_id))
             .filter(link::Column::OwnerId.eq(owner_id))

@@ -29,7 +29,10 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[source] DbErr),
     #[error("cannot prepare the data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl From<DbErr> for StoreError {
@@ -52,13 +55,14 @@ pub struct Store {
 impl Store {
     /// Connects to `url`. For SQLite, the file's directory is created if missing.
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
-        if let Some(path) = sqlite_file(url) {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
-            }
+        if let Some(dir) = sqlite_file(url)
+            .and_then(Path::parent)
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
         }
         let mut options = ConnectOptions::new(url.to_string());
         options
@@ -110,7 +114,9 @@ impl Store {
 }
 
 fn sqlite_file(url: &str) -> Option<&Path> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (path != ":memory:" && !path.is_empty()).then(|| Path::new(path))
 }

@@ -8,7 +8,9 @@ impl Store {
         org_policy::Entity::find_by_id(1)
             .one(self.conn())
             .await?
-            .ok_or_else(|| StoreError::Db(sea_orm::DbErr::RecordNotFound("org_policy row 1".into())))
+            .ok_or_else(|| {
+                StoreError::Db(sea_orm::DbErr::RecordNotFound("org_policy row 1".into()))
+            })
     }
 
     pub async fn save_org_policy(

@@ -35,11 +35,16 @@ impl Store {
         else {
             return Ok(None);
         };
-        Ok(self.user_by_id(session.user_id).await?.map(|user| (session, user)))
+        Ok(self
+            .user_by_id(session.user_id)
+            .await?
+            .map(|user| (session, user)))
     }
 
     pub async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
-        session::Entity::delete_by_id(id_hash.to_string()).exec(self.conn()).await?;
+        session::Entity::delete_by_id(id_hash.to_string())
+            .exec(self.conn())
+            .await?;
         Ok(())
     }
 

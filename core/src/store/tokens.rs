@@ -38,7 +38,10 @@ impl Store {
         else {
             return Ok(None);
         };
-        Ok(self.user_by_id(token.user_id).await?.map(|user| (token, user)))
+        Ok(self
+            .user_by_id(token.user_id)
+            .await?
+            .map(|user| (token, user)))
     }
 
     pub async fn touch_token(&self, id: i64, now: DateTime<Utc>) -> StoreResult<()> {

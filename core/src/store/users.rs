@@ -1,5 +1,8 @@
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
 
 use super::{Store, StoreResult, user};
 
@@ -28,12 +31,21 @@ impl Store {
     }
 
     pub async fn user_by_email(&self, email: &str) -> StoreResult<Option<user::Model>> {
-        Ok(user::Entity::find().filter(user::Column::Email.eq(email)).one(self.conn()).await?)
+        Ok(user::Entity::find()
+            .filter(user::Column::Email.eq(email))
+            .one(self.conn())
+            .await?)
     }
 
     /// Users in creation order, after the id `after`.
-    pub async fn list_users(&self, after: Option<i64>, limit: u64) -> StoreResult<Vec<user::Model>> {
-        let mut query = user::Entity::find().order_by_asc(user::Column::Id).limit(limit);
+    pub async fn list_users(
+        &self,
+        after: Option<i64>,
+        limit: u64,
+    ) -> StoreResult<Vec<user::Model>> {
+        let mut query = user::Entity::find()
+            .order_by_asc(user::Column::Id)
+            .limit(limit);
         if let Some(after) = after {
             query = query.filter(user::Column::Id.gt(after));
         }

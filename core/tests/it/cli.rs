@@ -1,0 +1,402 @@
+//! The `confab` binary: scripting commands and the server's start and stop.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_remove("CONFAB_DATABASE_URL")
+            .env("CONFAB_DATA_DIR", self.dir.path().join("data"))
+            .env("CONFAB_SERVER_PUBLIC_URL", "https://call.example.org");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "confab {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(1), "confab {args:?} should fail");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn create_admin(&self) {
+        let mut child = self
+            .command(&[
+                "user",
+                "create",
+                "--admin",
+                "--email",
+                "Ada@Example.org",
+                "--name",
+                "Ada",
+                "--password-stdin",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"a good long password\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Created admin Ada <ada@example.org>")
+        );
+    }
+}
+
+#[test]
+fn users_and_tokens_from_the_command_line() {
+    let cli = Cli::new();
+    cli.create_admin();
+    let member = cli.json(&[
+        "user",
+        "create",
+        "--email",
+        "bob@example.org",
+        "--name",
+        "Bob",
+    ]);
+    assert_eq!(member["role"], "member");
+    assert_eq!(
+        member["generated_password"].as_str().unwrap().len(),
+        20,
+        "a generated password is printed once"
+    );
+    let users = cli.json(&["user", "list"]);
+    assert_eq!(users.as_array().unwrap().len(), 2);
+    assert!(users.to_string().find("generated_password").is_none());
+    let human = cli.ok(&["user", "list"]);
+    assert!(
+        human.contains("admin")
+            && human.contains("ada@example.org")
+            && human.contains("bob@example.org")
+    );
+
+    assert!(
+        cli.fails(&[
+            "user",
+            "create",
+            "--email",
+            "bob@example.org",
+            "--name",
+            "Bob"
+        ])
+        .contains("already exists")
+    );
+    assert!(
+        cli.fails(&["user", "create", "--email", "nope", "--name", "X"])
+            .contains("email: must be a valid email address")
+    );
+    assert!(
+        cli.fails(&[
+            "user",
+            "create",
+            "--email",
+            "c@example.org",
+            "--name",
+            &"n".repeat(65)
+        ])
+        .contains("display_name")
+    );
+
+    let token = cli.json(&[
+        "token",
+        "create",
+        "--user",
+        "ada@example.org",
+        "--name",
+        "script",
+    ]);
+    let secret = token["token"].as_str().unwrap();
+    assert!(secret.starts_with("cf_"));
+    let listed = cli.ok(&["token", "list", "--user", "ada@example.org"]);
+    assert!(listed.contains("script") && listed.contains("never used") && !listed.contains(secret));
+    let id = token["id"].as_i64().unwrap().to_string();
+    assert!(
+        cli.ok(&["token", "revoke", "--user", "ada@example.org", &id])
+            .contains("Revoked token")
+    );
+    let after = cli.json(&["token", "list", "--user", "ada@example.org"]);
+    assert!(after[0]["revoked_at"].is_string());
+    assert!(
+        cli.fails(&["token", "revoke", "--user", "bob@example.org", &id])
+            .contains("has no token")
+    );
+    assert!(
+        cli.fails(&[
+            "token",
+            "create",
+            "--user",
+            "nobody@example.org",
+            "--name",
+            "x"
+        ])
+        .contains("no user")
+    );
+}
+
+#[test]
+fn links_from_the_command_line() {
+    let cli = Cli::new();
+    cli.create_admin();
+    let link = cli.json(&[
+        "link",
+        "create",
+        "--owner",
+        "ada@example.org",
+        "--title",
+        "Weekly sync",
+        "--start",
+        "2026-12-07T10:00:00+01:00",
+        "--end",
+        "2026-12-07T10:30:00+01:00",
+        "--time-zone",
+        "Europe/Berlin",
+        "--rrule",
+        "FREQ=WEEKLY;BYDAY=MO",
+        "--max-participants",
+        "10",
+    ]);
+    let id = link["id"].as_str().unwrap().to_string();
+    assert_eq!(link["url"], format!("https://call.example.org/j/{id}"));
+    assert_eq!(link["schedule"]["rrule"], "FREQ=WEEKLY;BYDAY=MO");
+    assert_eq!(link["policy"]["max_participants"], 10);
+
+    let human = cli.ok(&["link", "show", &id]);
+    assert!(human.starts_with(&format!("https://call.example.org/j/{id}\n")));
+    assert!(human.contains("status:  active") && human.contains("repeats: FREQ=WEEKLY;BYDAY=MO"));
+    let list = cli.ok(&["link", "list", "--owner", "ada@example.org"]);
+    assert!(list.contains(&id) && list.contains("Weekly sync"));
+
+    let rotated = cli.json(&["link", "rotate", &id]);
+    let new_id = rotated["id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, id);
+    assert!(
+        cli.fails(&["link", "show", &id])
+            .contains("no link with id")
+    );
+
+    let revoked = cli.json(&["link", "revoke", &new_id]);
+    assert_eq!(revoked["status"], "revoked");
+    assert!(cli.fails(&["link", "rotate", &new_id]).contains("revoked"));
+    assert_eq!(
+        cli.json(&["link", "list", "--owner", "ada@example.org"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        cli.json(&[
+            "link",
+            "list",
+            "--owner",
+            "ada@example.org",
+            "--status",
+            "all"
+        ])
+        .as_array()
+        .unwrap()
+        .len(),
+        1
+    );
+
+    assert!(
+        cli.fails(&[
+            "link",
+            "create",
+            "--owner",
+            "ada@example.org",
+            "--title",
+            &"t".repeat(201)
+        ])
+        .contains("title: must be 1 to 200")
+    );
+    assert!(
+        cli.fails(&[
+            "link",
+            "create",
+            "--owner",
+            "ada@example.org",
+            "--title",
+            "x",
+            "--start",
+            "soon",
+            "--end",
+            "later"
+        ])
+        .contains("RFC 3339")
+    );
+    assert!(
+        cli.fails(&["link", "show", "../etc"])
+            .contains("not a link id")
+    );
+    let usage = cli.run(&["link", "create", "--title", "x"]);
+    assert_eq!(usage.status.code(), Some(2), "a usage error exits with 2");
+}
+
+#[test]
+fn policy_and_privacy_from_the_command_line() {
+    let cli = Cli::new();
+    cli.create_admin();
+    let policy = cli.json(&[
+        "policy",
+        "set",
+        "--member-link-creation",
+        "off",
+        "--disable-plugin",
+        "spam-guard",
+    ]);
+    assert_eq!(policy["member_link_creation"], false);
+    assert_eq!(
+        policy["disabled_plugins"],
+        serde_json::json!(["spam-guard"])
+    );
+    cli.ok(&["user", "create", "--email", "m@example.org", "--name", "M"]);
+    assert!(
+        cli.fails(&["link", "create", "--owner", "m@example.org", "--title", "x"])
+            .contains("turned off")
+    );
+    let shown = cli.ok(&["policy", "show"]);
+    assert!(shown.contains("member link creation:  off") && shown.contains("spam-guard"));
+    let back = cli.json(&["policy", "set", "--enable-plugin", "spam-guard"]);
+    assert_eq!(back["disabled_plugins"], serde_json::json!([]));
+
+    let purge = cli.json(&["privacy", "purge"]);
+    assert_eq!(purge["call_events"], 0);
+    assert!(cli.ok(&["privacy", "purge"]).contains("older than 30 days"));
+    assert!(cli.ok(&["migrate"]).contains("up to date"));
+}
+
+#[test]
+fn bad_configuration_is_reported_plainly() {
+    let cli = Cli::new();
+    std::fs::write(cli.dir.path().join("bad.toml"), "[server]\nlisten_on = 1\n").unwrap();
+    let err = cli.fails(&["--config", "bad.toml", "user", "list"]);
+    assert!(err.contains("unknown field `listen_on`"), "{err}");
+    assert!(
+        cli.fails(&["--config", "missing.toml", "user", "list"])
+            .contains("cannot read missing.toml")
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+#[test]
+fn serve_starts_on_an_empty_directory_and_stops_on_sigterm() {
+    let cli = Cli::new();
+    let port = free_port();
+    let mut child = cli
+        .command(&["serve"])
+        .env("CONFAB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("CONFAB_SERVER_PUBLIC_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    for _ in 0..4 {
+        stdout.read_line(&mut banner).unwrap();
+    }
+    assert!(
+        banner.contains(&format!("Confab is running at http://127.0.0.1:{port}/")),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("confab user create --admin"),
+        "tells how to create the first admin: {banner}"
+    );
+    assert!(
+        cli.dir.path().join("data/confab.db").exists(),
+        "SQLite database created under ./data"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ready = loop {
+        match http_get(port, "/readyz") {
+            Some(r) if r.starts_with("HTTP/1.1 200") => break r,
+            _ if Instant::now() > deadline => panic!("server never became ready"),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    assert!(ready.contains("\"database\":\"ok\""));
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(rest.contains("Confab stopped."));
+}

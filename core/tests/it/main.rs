@@ -1,0 +1,13 @@
+//! Integration tests of confab-core, all in one binary (one link step).
+//!
+//! API and page tests run against the real router on a real SQLite file and on a
+//! fresh PostgreSQL database; CLI tests run the `confab` binary.
+
+mod support;
+
+mod accounts;
+mod cli;
+mod links;
+mod ops;
+mod pages;
+mod privacy;

@@ -1,0 +1,121 @@
+//! Health, readiness, metrics, security headers and the OpenAPI document.
+
+use axum::http::{Method, StatusCode};
+
+use crate::support::{TestApp, on_both_databases};
+
+on_both_databases!(ready_when_the_database_answers);
+
+async fn ready_when_the_database_answers(app: TestApp) {
+    let health = app.get("/healthz").send().await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.json()["status"], "ok");
+    let ready = app.get("/readyz").send().await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["database"], "ok");
+    app.store.clone().close().await;
+    let down = app.get("/readyz").send().await;
+    assert_eq!(
+        down.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a closed database is reported"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_not_by_link_id() {
+    let app = TestApp::sqlite().await;
+    let token = app.admin_token().await;
+    let link = app.create_link(&token, "Metered").await;
+    let id = link["id"].as_str().unwrap();
+    app.get(&format!("/j/{id}")).send().await;
+    let metrics = app.get("/metrics").send().await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.text();
+    assert!(
+        text.contains(
+            "confab_http_requests_total{method=\"POST\",route=\"/api/v1/links\",status=\"201\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("route=\"/j/{id}\""));
+    assert!(!text.contains(id), "link ids never appear in metrics");
+    assert!(text.contains("confab_links_created_total 1"));
+    assert!(text.contains("confab_http_request_duration_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn openapi_document_is_3_1_and_matches_the_router() {
+    let app = TestApp::sqlite().await;
+    let token = app.admin_token().await;
+    let res = app.get("/api/v1/openapi.json").send().await;
+    assert_eq!(res.status, StatusCode::OK);
+    let doc = res.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["token"]["scheme"],
+        "bearer"
+    );
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    let paths = doc["paths"].as_object().unwrap();
+    for expected in [
+        "/api/v1/links",
+        "/api/v1/links/{id}",
+        "/api/v1/links/{id}/revoke",
+        "/api/v1/links/{id}/rotate",
+        "/api/v1/me",
+        "/api/v1/users",
+        "/api/v1/tokens",
+        "/api/v1/tokens/{id}",
+        "/api/v1/admin/policy",
+    ] {
+        assert!(paths.contains_key(expected), "{expected} is documented");
+    }
+    // Every documented operation is routed (no 404 "no such endpoint", no 405).
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let concrete = path.replace("{id}", "1");
+            let res = app
+                .req(method.clone(), &concrete)
+                .bearer(&token)
+                .send()
+                .await;
+            assert_ne!(
+                res.status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            if res.status == StatusCode::NOT_FOUND {
+                assert_ne!(
+                    res.json()["error"]["message"],
+                    "no such endpoint",
+                    "{method} {path}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers_and_unknown_pages_are_404() {
+    let app = TestApp::sqlite().await;
+    let login = app.get("/login").send().await;
+    assert_eq!(login.status, StatusCode::OK);
+    for header in [
+        "content-security-policy",
+        "x-content-type-options",
+        "x-frame-options",
+        "referrer-policy",
+    ] {
+        assert!(login.headers.get(header).is_some(), "{header}");
+    }
+    let missing = app.get("/no/such/page").send().await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.text().contains("Page not found"));
+    assert_eq!(
+        app.get("/static/nope.js").send().await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(app.get("/").send().await.location(), "/login");
+}

@@ -1,0 +1,390 @@
+//! Test support: a real app over a real database (a SQLite file in a temp dir, or a
+//! fresh PostgreSQL database that is dropped afterwards), a fake clock, and a small
+//! request builder over the real router.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use chrono::{DateTime, Utc};
+use confab_core::accounts::{self, NewUser, Role};
+use confab_core::secret::Secret;
+use confab_core::store::Store;
+use confab_core::{App, Config, FakeClock};
+use http_body_util::BodyExt;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// Runs each listed `async fn name(app: TestApp)` once on SQLite (`…::sqlite::name`)
+/// and once on PostgreSQL (`…::postgres::name`).
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::support::TestApp::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::support::TestApp::postgres().await).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_databases;
+
+pub const START: &str = "2026-11-21T12:00:00Z";
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub router: Router,
+    pub clock: FakeClock,
+    pub store: Store,
+    _db: DbGuard,
+}
+
+enum DbGuard {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for DbGuard {
+    fn drop(&mut self) {
+        if let DbGuard::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Dropping runs inside the test's runtime; use a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(db) = Database::connect(&admin_url).await {
+                        let _ = db
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                            ))
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("CONFAB_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn test_config(database_url: String) -> Config {
+    let mut config = Config::default();
+    config.database.url = database_url;
+    config.database.max_connections = 4;
+    config
+}
+
+impl TestApp {
+    pub async fn sqlite() -> Self {
+        Self::sqlite_with(|_| {}).await
+    }
+
+    pub async fn sqlite_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(format!(
+            "sqlite://{}/confab.db?mode=rwc",
+            dir.path().display()
+        ));
+        config.data_dir = dir.path().to_path_buf();
+        tweak(&mut config);
+        Self::build(config, DbGuard::Sqlite(dir)).await
+    }
+
+    pub async fn postgres() -> Self {
+        let admin_url = postgres_admin_url();
+        let name = format!(
+            "confab_test_{}",
+            confab_core::secret::random_base62(12).to_lowercase()
+        );
+        let admin = Database::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is needed for this test: {e}"));
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let mut db_url = url::Url::parse(&admin_url).unwrap();
+        db_url.set_path(&format!("/{name}"));
+        let guard = DbGuard::Postgres { admin_url, name };
+        Self::build(test_config(db_url.to_string()), guard).await
+    }
+
+    async fn build(config: Config, guard: DbGuard) -> Self {
+        let clock = FakeClock::new(START.parse::<DateTime<Utc>>().unwrap());
+        let app = App::build_with_clock(config, Arc::new(clock.clone()))
+            .await
+            .expect("app builds");
+        Self {
+            router: app.router(),
+            store: app.state().store.clone(),
+            clock,
+            _db: guard,
+        }
+    }
+
+    pub fn req(&self, method: Method, path: &str) -> Req<'_> {
+        Req {
+            app: self,
+            method,
+            path: path.to_string(),
+            headers: HeaderMap::new(),
+            body: Body::empty(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Req<'_> {
+        self.req(Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> Req<'_> {
+        self.req(Method::POST, path)
+    }
+
+    /// Creates a user directly and returns an API token for them.
+    pub async fn user_with_token(&self, email: &str, role: Role) -> String {
+        let now = self.clock_now();
+        let account = accounts::create_user(
+            &self.store,
+            NewUser {
+                email: email.into(),
+                display_name: format!("User {email}"),
+                password: Secret::new(PASSWORD.into()),
+                role,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+        accounts::issue_token(&self.store, account.id, "tests", now)
+            .await
+            .unwrap()
+            .secret
+            .expose()
+            .to_string()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.user_with_token("admin@example.org", Role::Admin).await
+    }
+
+    pub fn clock_now(&self) -> DateTime<Utc> {
+        use confab_core::Clock;
+        self.clock.now()
+    }
+
+    /// Creates a link through the API and returns its JSON.
+    pub async fn create_link(&self, token: &str, title: &str) -> Value {
+        let res = self
+            .post("/api/v1/links")
+            .bearer(token)
+            .json(&serde_json::json!({ "title": title }))
+            .send()
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+        res.json()
+    }
+
+    /// Signs in through the web form; returns the browser's cookies (session + csrf) and the session's CSRF token.
+    pub async fn sign_in(&self, email: &str) -> Browser {
+        let page = self.get("/login").send().await;
+        let csrf_cookie = page
+            .cookie("confab_csrf")
+            .expect("login page sets a CSRF cookie");
+        let form = format!(
+            "csrf={csrf_cookie}&email={}&password={}&next=%2Fdashboard",
+            enc(email),
+            enc(PASSWORD)
+        );
+        let res = self
+            .post("/login")
+            .cookie(&format!("confab_csrf={csrf_cookie}"))
+            .form(&form)
+            .send()
+            .await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text());
+        let session = res.cookie("confab_session").expect("session cookie");
+        let csrf_cookie = res
+            .cookie("confab_csrf")
+            .expect("sign-in renews the CSRF cookie");
+        let cookies = format!("confab_session={session}; confab_csrf={csrf_cookie}");
+        let dashboard = self.get("/dashboard").cookie(&cookies).send().await;
+        assert_eq!(dashboard.status, StatusCode::OK);
+        let csrf = hidden_csrf(&dashboard.text());
+        Browser {
+            cookies,
+            csrf,
+            set_cookie: res.set_cookie_headers(),
+        }
+    }
+}
+
+pub fn enc(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// The value of the first `name="csrf"` hidden field in a page.
+pub fn hidden_csrf(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("page has a csrf field")
+        + "name=\"csrf\" value=\"".len();
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+/// A signed-in browser.
+pub struct Browser {
+    pub cookies: String,
+    pub csrf: String,
+    pub set_cookie: Vec<String>,
+}
+
+pub struct Req<'a> {
+    app: &'a TestApp,
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: Body,
+}
+
+impl Req<'_> {
+    pub fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers
+            .insert(name, HeaderValue::from_str(value).unwrap());
+        self
+    }
+
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    pub fn cookie(self, cookies: &str) -> Self {
+        self.header("cookie", cookies)
+    }
+
+    pub fn json(mut self, value: &Value) -> Self {
+        self.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        self.body = Body::from(value.to_string());
+        self
+    }
+
+    pub fn raw(mut self, content_type: &'static str, body: impl Into<Body>) -> Self {
+        self.headers
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        self.body = body.into();
+        self
+    }
+
+    pub fn form(self, body: &str) -> Self {
+        self.raw("application/x-www-form-urlencoded", body.to_string())
+    }
+
+    pub async fn send(self) -> Res {
+        let mut request = Request::builder()
+            .method(self.method)
+            .uri(&self.path)
+            .body(self.body)
+            .unwrap();
+        *request.headers_mut() = self.headers;
+        let response = self.app.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        Res {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+pub struct Res {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Res {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The API error code, asserting the documented error shape.
+    pub fn error_code(&self) -> String {
+        let body = self.json();
+        let message = body["error"]["message"].as_str().expect("error.message");
+        assert!(!message.is_empty());
+        body["error"]["code"]
+            .as_str()
+            .expect("error.code")
+            .to_string()
+    }
+
+    pub fn set_cookie_headers(&self) -> Vec<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.set_cookie_headers().iter().find_map(|c| {
+            let (pair, _) = c.split_once(';').unwrap_or((c, ""));
+            let (n, v) = pair.split_once('=')?;
+            (n == name && !v.is_empty()).then(|| v.to_string())
+        })
+    }
+
+    pub fn location(&self) -> String {
+        self.headers
+            .get(header::LOCATION)
+            .expect("Location")
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+/// Decodes the entities tera's escaping produces, to compare what a browser shows.
+pub fn unescape(html: &str) -> String {
+    html.replace("&#x2F;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
