@@ -396,6 +396,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/confab.toml");
+        let c = Config::load_with_env(Some(&path), |_| None).unwrap();
+        assert_eq!(c.public_url(), "https://call.example.org");
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_rejected() {
         assert!(matches!(
             load(Some("[server]\nlisten_on = 1\n"), &[]),

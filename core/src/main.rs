@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use confab_core::accounts::{self, Account, NewUser, Role};
+use confab_core::accounts::{self, Account, NewUser, Role, TokenInfo};
 use confab_core::config::LogFormat;
 use confab_core::links::{self, LinkView, NewLink, ScheduleInput};
 use confab_core::policy::{PolicyCache, PolicyPatch};
@@ -340,28 +340,13 @@ async fn user_by_email(store: &Store, email: &str) -> anyhow::Result<Account> {
     }
 }
 
+/// A user as the CLI prints it, with the password it generated (once).
 #[derive(Serialize)]
 struct UserOut {
-    id: i64,
-    email: String,
-    display_name: String,
-    role: Role,
-    created_at: chrono::DateTime<chrono::Utc>,
+    #[serde(flatten)]
+    account: Account,
     #[serde(skip_serializing_if = "Option::is_none")]
     generated_password: Option<String>,
-}
-
-impl UserOut {
-    fn new(a: Account, generated_password: Option<String>) -> Self {
-        Self {
-            id: a.id,
-            email: a.email,
-            display_name: a.display_name,
-            role: a.role,
-            created_at: a.created_at,
-            generated_password,
-        }
-    }
 }
 
 async fn user_command(store: &Store, clock: &dyn Clock, cmd: UserCommand) -> anyhow::Result<()> {
@@ -400,14 +385,18 @@ async fn user_command(store: &Store, clock: &dyn Clock, cmd: UserCommand) -> any
                 clock.now(),
             )
             .await?;
-            let user = UserOut::new(account, generated);
+            let user = UserOut {
+                account,
+                generated_password: generated,
+            };
             print(out, &user, || {
+                let a = &user.account;
                 let mut text = format!(
                     "Created {} {} <{}> (id {}).",
-                    user.role_word(),
-                    user.display_name,
-                    user.email,
-                    user.id
+                    role_word(a.role),
+                    a.display_name,
+                    a.email,
+                    a.id
                 );
                 if let Some(p) = &user.generated_password {
                     text.push_str(&format!("\nPassword (shown once): {p}"));
@@ -416,13 +405,13 @@ async fn user_command(store: &Store, clock: &dyn Clock, cmd: UserCommand) -> any
             })
         }
         UserCommand::List { out } => {
-            let mut users = Vec::new();
+            let mut users: Vec<Account> = Vec::new();
             let mut after = None;
             loop {
                 let page = store.list_users(after, 500).await?;
                 after = page.last().map(|u| u.id);
                 let done = page.len() < 500;
-                users.extend(page.into_iter().map(|u| UserOut::new(u.into(), None)));
+                users.extend(page.into_iter().map(Account::from));
                 if done {
                     break;
                 }
@@ -437,7 +426,7 @@ async fn user_command(store: &Store, clock: &dyn Clock, cmd: UserCommand) -> any
                         format!(
                             "{:>5}  {:<7} {:<32} {}",
                             u.id,
-                            u.role_word(),
+                            role_word(u.role),
                             u.email,
                             u.display_name
                         )
@@ -449,39 +438,20 @@ async fn user_command(store: &Store, clock: &dyn Clock, cmd: UserCommand) -> any
     }
 }
 
-impl UserOut {
-    fn role_word(&self) -> &'static str {
-        match self.role {
-            Role::Admin => "admin",
-            Role::Member => "member",
-        }
+fn role_word(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admin",
+        Role::Member => "member",
     }
 }
 
+/// A token as the CLI prints it, with its secret only when just created.
 #[derive(Serialize)]
 struct TokenOut {
-    id: i64,
-    name: String,
-    prefix: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<String>,
-    created_at: chrono::DateTime<chrono::Utc>,
-    last_used_at: Option<chrono::DateTime<chrono::Utc>>,
-    revoked_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-impl TokenOut {
-    fn new(t: confab_core::store::api_token::Model, token: Option<String>) -> Self {
-        Self {
-            id: t.id,
-            name: t.name,
-            prefix: t.prefix,
-            token,
-            created_at: t.created_at,
-            last_used_at: t.last_used_at,
-            revoked_at: t.revoked_at,
-        }
-    }
+    #[serde(flatten)]
+    info: TokenInfo,
 }
 
 async fn token_command(store: &Store, clock: &dyn Clock, cmd: TokenCommand) -> anyhow::Result<()> {
@@ -489,24 +459,27 @@ async fn token_command(store: &Store, clock: &dyn Clock, cmd: TokenCommand) -> a
         TokenCommand::Create { user, name, out } => {
             let account = user_by_email(store, &user).await?;
             let issued = accounts::issue_token(store, account.id, &name, clock.now()).await?;
-            let token = TokenOut::new(issued.record, Some(issued.secret.expose().to_string()));
+            let token = TokenOut {
+                token: Some(issued.secret.expose().to_string()),
+                info: issued.record.into(),
+            };
             print(out, &token, || {
                 format!(
                     "{}\nToken {} (id {}) for {}. It is shown only this once; use it as: Authorization: Bearer <token>",
                     issued.secret.expose(),
-                    token.name,
-                    token.id,
+                    token.info.name,
+                    token.info.id,
                     account.email
                 )
             })
         }
         TokenCommand::List { user, out } => {
             let account = user_by_email(store, &user).await?;
-            let tokens: Vec<TokenOut> = store
+            let tokens: Vec<TokenInfo> = store
                 .tokens_of(account.id)
                 .await?
                 .into_iter()
-                .map(|t| TokenOut::new(t, None))
+                .map(Into::into)
                 .collect();
             print(out, &tokens, || {
                 tokens
@@ -528,7 +501,7 @@ async fn token_command(store: &Store, clock: &dyn Clock, cmd: TokenCommand) -> a
             let Some(token) = store.revoke_token(account.id, id, clock.now()).await? else {
                 bail!("{} has no token with id {id}", account.email);
             };
-            let token = TokenOut::new(token, None);
+            let token = TokenInfo::from(token);
             print(out, &token, || {
                 format!("Revoked token {} ({}).", token.id, token.name)
             })

@@ -356,6 +356,14 @@ struct DashboardQuery {
     before: Option<i64>,
 }
 
+/// A link as the dashboard shows it: the API view plus a readable schedule.
+#[derive(Serialize)]
+struct DashboardLink {
+    #[serde(flatten)]
+    view: LinkView,
+    when: Option<String>,
+}
+
 #[derive(Default)]
 struct DashboardExtras<'a> {
     error: Option<String>,
@@ -382,11 +390,17 @@ async fn render_dashboard(
     )
     .await
     .map_err(PageError::internal)?;
-    let views: Vec<LinkView> = items
+    let views: Vec<DashboardLink> = items
         .iter()
-        .map(|l| LinkView::new(l, state.public_url()))
+        .map(|l| {
+            let view = LinkView::new(l, state.public_url());
+            DashboardLink {
+                when: view.schedule.as_ref().map(|s| s.describe()),
+                view,
+            }
+        })
         .collect();
-    let tokens: Vec<super::users::TokenView> = state
+    let tokens: Vec<crate::accounts::TokenInfo> = state
         .store
         .tokens_of(user.account.id)
         .await?
@@ -660,6 +674,7 @@ struct JoinView<'a> {
     id: &'a str,
     title: &'a str,
     description: Option<&'a str>,
+    when: Option<String>,
     needs_approval: bool,
 }
 
@@ -678,6 +693,7 @@ fn render_join(
         id: &link.public_id,
         title: &link.title,
         description: link.description.as_deref(),
+        when: links::Schedule::from_row(link).map(|s| s.describe()),
         needs_approval: user.is_none() && link.guests_need_approval,
     };
     ctx.extend(Context::from_serialize(&view).unwrap_or_default());

@@ -4,7 +4,6 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -12,9 +11,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{AdminUser, AuthUser, Json, Query};
 use super::links::{page_limit, parse_cursor};
 use crate::AppState;
-use crate::accounts::{self, Account, NewUser, Role};
+use crate::accounts::{self, Account, NewUser, Role, TokenInfo};
 use crate::secret::Secret;
-use crate::store::api_token;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -22,28 +20,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/users", get(list_users).post(create_user))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", delete(revoke_token))
-}
-
-/// A user account.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserView {
-    pub id: i64,
-    pub email: String,
-    pub display_name: String,
-    pub role: Role,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<Account> for UserView {
-    fn from(a: Account) -> Self {
-        Self {
-            id: a.id,
-            email: a.email,
-            display_name: a.display_name,
-            role: a.role,
-            created_at: a.created_at,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -70,15 +46,15 @@ pub struct PageQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserList {
-    pub items: Vec<UserView>,
+    pub items: Vec<Account>,
     pub next_cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "users",
-    responses((status = 200, body = UserView), (status = 401, body = ErrorBody)), security(("token" = [])))]
+    responses((status = 200, body = Account), (status = 401, body = ErrorBody)), security(("token" = [])))]
 /// The signed-in user.
-async fn me(AuthUser(user): AuthUser) -> Json<UserView> {
-    Json(user.into())
+async fn me(AuthUser(user): AuthUser) -> Json<Account> {
+    Json(user)
 }
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery),
@@ -99,13 +75,13 @@ async fn list_users(
         None
     };
     Ok(Json(UserList {
-        items: users.into_iter().map(|u| Account::from(u).into()).collect(),
+        items: users.into_iter().map(Account::from).collect(),
         next_cursor,
     }))
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser,
-    responses((status = 201, body = UserView), (status = 403, body = ErrorBody),
+    responses((status = 201, body = Account), (status = 403, body = ErrorBody),
         (status = 409, description = "email already in use", body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("token" = [])))]
 /// Creates a user (administrators only).
@@ -113,7 +89,7 @@ async fn create_user(
     State(state): State<AppState>,
     AdminUser(_admin): AdminUser,
     Json(input): Json<CreateUser>,
-) -> Result<(StatusCode, Json<UserView>), ApiError> {
+) -> Result<(StatusCode, Json<Account>), ApiError> {
     let account = accounts::create_user(
         &state.store,
         NewUser {
@@ -125,33 +101,7 @@ async fn create_user(
         state.clock.now(),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(account.into())))
-}
-
-/// An API token, without its secret.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenView {
-    pub id: i64,
-    pub name: String,
-    /// The first characters of the token, to tell tokens apart.
-    pub prefix: String,
-    pub created_at: DateTime<Utc>,
-    /// Updated at most once a minute.
-    pub last_used_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-}
-
-impl From<api_token::Model> for TokenView {
-    fn from(t: api_token::Model) -> Self {
-        Self {
-            id: t.id,
-            name: t.name,
-            prefix: t.prefix,
-            created_at: t.created_at,
-            last_used_at: t.last_used_at,
-            revoked_at: t.revoked_at,
-        }
-    }
+    Ok((StatusCode::CREATED, Json(account)))
 }
 
 /// A new token: `token` is shown this once and cannot be retrieved again.
@@ -159,7 +109,7 @@ impl From<api_token::Model> for TokenView {
 pub struct CreatedToken {
     pub token: String,
     #[serde(flatten)]
-    pub info: TokenView,
+    pub info: TokenInfo,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -170,12 +120,12 @@ pub struct CreateToken {
 }
 
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
-    responses((status = 200, body = Vec<TokenView>), (status = 401, body = ErrorBody)), security(("token" = [])))]
+    responses((status = 200, body = Vec<TokenInfo>), (status = 401, body = ErrorBody)), security(("token" = [])))]
 /// Lists your API tokens.
 async fn list_tokens(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-) -> Result<Json<Vec<TokenView>>, ApiError> {
+) -> Result<Json<Vec<TokenInfo>>, ApiError> {
     let tokens = state.store.tokens_of(user.id).await?;
     Ok(Json(tokens.into_iter().map(Into::into).collect()))
 }

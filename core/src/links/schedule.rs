@@ -85,7 +85,30 @@ fn check_rrule(rule: &str, start: DateTime<Utc>, tz: chrono_tz::Tz) -> Result<()
 }
 
 impl Schedule {
-    pub(crate) fn from_row(link: &link::Model) -> Option<Self> {
+    /// For people: the start in the meeting's time zone, e.g.
+    /// `Mon 7 Dec 2026, 10:00–10:30 (Europe/Berlin), repeats`.
+    pub fn describe(&self) -> String {
+        let tz: chrono_tz::Tz = self.time_zone.parse().unwrap_or(chrono_tz::UTC);
+        let start = self.start.with_timezone(&tz);
+        let end = self.end.with_timezone(&tz);
+        let end_format = if start.date_naive() == end.date_naive() {
+            "%H:%M"
+        } else {
+            "%a %-d %b %Y, %H:%M"
+        };
+        let mut text = format!(
+            "{}–{} ({})",
+            start.format("%a %-d %b %Y, %H:%M"),
+            end.format(end_format),
+            self.time_zone
+        );
+        if self.rrule.is_some() {
+            text.push_str(", repeats");
+        }
+        text
+    }
+
+    pub fn from_row(link: &link::Model) -> Option<Self> {
         Some(Self {
             start: link.schedule_start?,
             end: link.schedule_end?,
@@ -126,6 +149,17 @@ mod tests {
         .unwrap();
         assert_eq!(s.rrule.as_deref(), Some("FREQ=WEEKLY;BYDAY=TU;COUNT=10"));
         assert_eq!(s.time_zone, "Europe/Berlin");
+    }
+
+    #[test]
+    fn describes_the_time_where_the_meeting_happens() {
+        let s = input(Some("FREQ=WEEKLY"), Some("Europe/Berlin"))
+            .validate()
+            .unwrap();
+        assert_eq!(
+            s.describe(),
+            "Tue 1 Dec 2026, 10:00–11:00 (Europe/Berlin), repeats"
+        );
     }
 
     #[test]

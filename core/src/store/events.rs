@@ -11,6 +11,7 @@ impl Store {
         subject: Option<&str>,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         call_event::ActiveModel {
             link_id: Set(link_id.to_string()),
             kind: Set(kind.to_string()),
@@ -33,6 +34,7 @@ impl Store {
 
     /// Deletes call metadata recorded before `cutoff`.
     pub async fn delete_call_events_before(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+        let _turn = self.write_turn().await;
         let res = call_event::Entity::delete_many()
             .filter(call_event::Column::At.lt(cutoff))
             .exec(self.conn())

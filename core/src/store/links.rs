@@ -3,7 +3,69 @@ use sea_orm::{
     QuerySelect,
 };
 
-use super::{Store, StoreResult, link};
+use sea_orm::{DatabaseConnection, DbErr};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Store, StoreError, StoreResult, link};
+
+/// Most inserts written in one statement.
+const MAX_BATCH: usize = 256;
+
+/// A link insert waiting for the writer.
+pub(super) struct PendingInsert {
+    row: link::ActiveModel,
+    /// Matches the row to what `RETURNING` gives back (whose order SQLite does not promise).
+    public_id: String,
+    reply: oneshot::Sender<Result<link::Model, DbErr>>,
+}
+
+/// Group commit for link inserts, the write the API does most.
+///
+/// Every insert is one transaction, and on SQLite one commit at a time; under load,
+/// round trips between the request tasks and the database threads, not the commits,
+/// limit throughput. This task takes every insert that is waiting (up to
+/// [`MAX_BATCH`]) and writes them with one `INSERT … RETURNING`. Alone, an insert is
+/// written at once, so nothing waits for a batch to fill. If a batch fails, its rows
+/// are retried one by one, so one bad row cannot fail its neighbours.
+pub(super) async fn run_link_writer(
+    db: DatabaseConnection,
+    gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    mut queue: mpsc::Receiver<PendingInsert>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let _turn = match &gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        };
+        let rows: Vec<link::ActiveModel> = batch.iter().map(|p| p.row.clone()).collect();
+        match link::Entity::insert_many(rows)
+            .exec_with_returning_many(&db)
+            .await
+        {
+            Ok(models) => {
+                let mut by_id: std::collections::HashMap<String, link::Model> = models
+                    .into_iter()
+                    .map(|m| (m.public_id.clone(), m))
+                    .collect();
+                for pending in batch.drain(..) {
+                    let result = by_id
+                        .remove(&pending.public_id)
+                        .ok_or(DbErr::RecordNotInserted);
+                    let _ = pending.reply.send(result);
+                }
+            }
+            Err(_) => {
+                for pending in batch.drain(..) {
+                    let result = link::Entity::insert(pending.row)
+                        .exec_with_returning(&db)
+                        .await;
+                    let _ = pending.reply.send(result);
+                }
+            }
+        }
+    }
+}
 
 /// Which links a listing returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,15 +84,41 @@ pub struct LinkPage {
 }
 
 impl Store {
+    /// Inserts a link through the group-commit writer (see [`run_link_writer`]).
     pub async fn insert_link(&self, row: link::ActiveModel) -> StoreResult<link::Model> {
-        Ok(row.insert(self.conn()).await?)
+        let sea_orm::ActiveValue::Set(public_id) = row.public_id.clone() else {
+            return Err(StoreError::Db(DbErr::Custom(
+                "a new link needs its public id".into(),
+            )));
+        };
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Db(DbErr::Custom("the link writer has stopped".into()));
+        let pending = PendingInsert {
+            row,
+            public_id,
+            reply,
+        };
+        self.link_writer
+            .send(pending)
+            .await
+            .map_err(|_| stopped())?;
+        Ok(answer.await.map_err(|_| stopped())??)
     }
 
+    /// The link with this public id, through a short-lived cache (see `link_cache`).
     pub async fn link_by_public_id(&self, public_id: &str) -> StoreResult<Option<link::Model>> {
-        Ok(link::Entity::find()
+        if let Some(link) = self.link_cache.get(public_id) {
+            return Ok(Some(link));
+        }
+        let generation = self.link_cache.generation();
+        let found = link::Entity::find()
             .filter(link::Column::PublicId.eq(public_id))
             .one(self.conn())
-            .await?)
+            .await?;
+        if let Some(link) = &found {
+            self.link_cache.put(link, generation);
+        }
+        Ok(found)
     }
 
     pub async fn owned_link(
@@ -77,11 +165,16 @@ impl Store {
 
     /// Saves the changed fields of `row`.
     pub async fn update_link(&self, row: link::ActiveModel) -> StoreResult<link::Model> {
-        Ok(row.update(self.conn()).await?)
+        let _turn = self.write_turn().await;
+        let updated = row.update(self.conn()).await?;
+        self.link_cache.clear();
+        Ok(updated)
     }
 
     pub async fn delete_link(&self, link: link::Model) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         link.into_active_model().delete(self.conn()).await?;
+        self.link_cache.clear();
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 //! default, file created on first start, WAL journal) and PostgreSQL.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -11,6 +12,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbE
 
 pub mod entities;
 mod events;
+mod link_cache;
 mod links;
 mod policy;
 mod sessions;
@@ -50,6 +52,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// SQLite allows one writer at a time. Writers that collide get `SQLITE_BUSY` and
+    /// SQLite's busy handler sleeps with growing back-off, which shows up as latency
+    /// spikes under load; queueing writers here (FIFO) avoids that. `None` on PostgreSQL.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    link_cache: Arc<link_cache::LinkCache>,
+    link_writer: tokio::sync::mpsc::Sender<links::PendingInsert>,
 }
 
 impl Store {
@@ -78,7 +86,20 @@ impl Store {
                     .foreign_keys(true)
             });
         let db = Database::connect(options).await?;
-        Ok(Self { db })
+        let write_gate = (db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite)
+            .then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let (link_writer, queue) = tokio::sync::mpsc::channel(4 * 1024);
+        tokio::spawn(links::run_link_writer(
+            db.clone(),
+            write_gate.clone(),
+            queue,
+        ));
+        Ok(Self {
+            db,
+            write_gate,
+            link_cache: Arc::default(),
+            link_writer,
+        })
     }
 
     /// Applies pending migrations.
@@ -110,6 +131,14 @@ impl Store {
 
     pub(crate) fn conn(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Waits for this process's turn to write; hold the guard for the whole write.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.write_gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        }
     }
 }
 

@@ -20,6 +20,7 @@ impl Store {
         disabled_plugins_json: String,
         now: DateTime<Utc>,
     ) -> StoreResult<org_policy::Model> {
+        let _turn = self.write_turn().await;
         let mut row = self.org_policy().await?.into_active_model();
         row.guest_access = Set(guest_access);
         row.member_link_creation = Set(member_link_creation);

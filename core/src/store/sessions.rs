@@ -12,6 +12,7 @@ impl Store {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> StoreResult<session::Model> {
+        let _turn = self.write_turn().await;
         let row = session::ActiveModel {
             id_hash: Set(id_hash.to_string()),
             user_id: Set(user_id),
@@ -28,20 +29,16 @@ impl Store {
         id_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<(session::Model, user::Model)>> {
-        let Some(session) = session::Entity::find_by_id(id_hash.to_string())
+        let found = session::Entity::find_by_id(id_hash.to_string())
             .filter(session::Column::ExpiresAt.gt(now))
+            .find_also_related(user::Entity)
             .one(self.conn())
-            .await?
-        else {
-            return Ok(None);
-        };
-        Ok(self
-            .user_by_id(session.user_id)
-            .await?
-            .map(|user| (session, user)))
+            .await?;
+        Ok(found.and_then(|(session, user)| Some((session, user?))))
     }
 
     pub async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         session::Entity::delete_by_id(id_hash.to_string())
             .exec(self.conn())
             .await?;
@@ -49,6 +46,7 @@ impl Store {
     }
 
     pub async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        let _turn = self.write_turn().await;
         let res = session::Entity::delete_many()
             .filter(session::Column::ExpiresAt.lte(now))
             .exec(self.conn())

@@ -12,6 +12,7 @@ impl Store {
         prefix: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<api_token::Model> {
+        let _turn = self.write_turn().await;
         let row = api_token::ActiveModel {
             user_id: Set(user_id),
             name: Set(name.to_string()),
@@ -30,21 +31,17 @@ impl Store {
         &self,
         token_hash: &str,
     ) -> StoreResult<Option<(api_token::Model, user::Model)>> {
-        let Some(token) = api_token::Entity::find()
+        let found = api_token::Entity::find()
             .filter(api_token::Column::TokenHash.eq(token_hash))
             .filter(api_token::Column::RevokedAt.is_null())
+            .find_also_related(user::Entity)
             .one(self.conn())
-            .await?
-        else {
-            return Ok(None);
-        };
-        Ok(self
-            .user_by_id(token.user_id)
-            .await?
-            .map(|user| (token, user)))
+            .await?;
+        Ok(found.and_then(|(token, user)| Some((token, user?))))
     }
 
     pub async fn touch_token(&self, id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         api_token::Entity::update_many()
             .col_expr(api_token::Column::LastUsedAt, now.into())
             .filter(api_token::Column::Id.eq(id))
@@ -68,6 +65,7 @@ impl Store {
         id: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<api_token::Model>> {
+        let _turn = self.write_turn().await;
         let Some(token) = api_token::Entity::find_by_id(id)
             .filter(api_token::Column::UserId.eq(user_id))
             .one(self.conn())

@@ -15,6 +15,7 @@ impl Store {
         password_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<user::Model> {
+        let _turn = self.write_turn().await;
         let row = user::ActiveModel {
             email: Set(email.to_string()),
             display_name: Set(display_name.to_string()),

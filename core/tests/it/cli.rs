@@ -349,9 +349,10 @@ fn serve_starts_on_an_empty_directory_and_stops_on_sigterm() {
         .command(&["serve"])
         .env("CONFAB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
         .env_remove("CONFAB_SERVER_PUBLIC_URL")
+        .env("CONFAB_LOG_FORMAT", "json")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -382,6 +383,45 @@ fn serve_starts_on_an_empty_directory_and_stops_on_sigterm() {
     };
     assert!(ready.contains("\"database\":\"ok\""));
 
+    // The scripting example creates a link against the running server.
+    cli.create_admin();
+    let token = cli.json(&[
+        "token",
+        "create",
+        "--user",
+        "ada@example.org",
+        "--name",
+        "example",
+    ]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/create-link.sh");
+    let out = Command::new("bash")
+        .args([script, "Made by the example script"])
+        .env("CONFAB_URL", format!("http://127.0.0.1:{port}"))
+        .env("CONFAB_TOKEN", token["token"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        url.trim()
+            .starts_with(&format!("http://127.0.0.1:{port}/j/")),
+        "{url}"
+    );
+    let links = cli.json(&["link", "list", "--owner", "ada@example.org"]);
+    assert_eq!(links[0]["title"], "Made by the example script");
+    let refused = Command::new("bash")
+        .args([script, "x"])
+        .env("CONFAB_URL", format!("http://127.0.0.1:{port}"))
+        .env("CONFAB_TOKEN", "cf_wrong")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Confab answered 401"));
+
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -399,4 +439,16 @@ fn serve_starts_on_an_empty_directory_and_stops_on_sigterm() {
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     assert!(rest.contains("Confab stopped."));
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.contains("Confab is ready")),
+        "{logs}"
+    );
+    for line in lines {
+        let parsed: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        assert!(parsed["level"].is_string() && parsed["timestamp"].is_string());
+    }
 }

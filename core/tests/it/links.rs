@@ -111,6 +111,16 @@ async fn schedule_is_validated_and_stored(app: TestApp) {
     assert_eq!(schedule["start"], "2026-12-01T09:00:00Z");
     assert_eq!(schedule["time_zone"], "Europe/Berlin");
     assert_eq!(schedule["rrule"], "FREQ=WEEKLY;BYDAY=TU");
+    let page = app
+        .get(&format!("/j/{}", ok.json()["id"].as_str().unwrap()))
+        .send()
+        .await
+        .text();
+    assert!(
+        crate::support::unescape(&page)
+            .contains("Tue 1 Dec 2026, 10:00–10:30 (Europe/Berlin), repeats"),
+        "guests see the time where the meeting happens"
+    );
 
     for (schedule, field) in [
         (
@@ -516,6 +526,16 @@ async fn missing_or_wrong_credentials_are_refused(app: TestApp) {
         assert_eq!(res.headers.get("www-authenticate").unwrap(), "Bearer");
     }
     assert_eq!(link_count(&app, &token).await, 0);
+    let lowercase = app
+        .get("/api/v1/me")
+        .header("authorization", &format!("bearer {token}"))
+        .send()
+        .await;
+    assert_eq!(
+        lowercase.status,
+        StatusCode::OK,
+        "the scheme name is case-insensitive"
+    );
 }
 
 async fn member_link_creation_can_be_turned_off(app: TestApp) {
