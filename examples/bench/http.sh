@@ -65,7 +65,8 @@ runs = [json.loads(line) for line in sys.stdin if line.strip()]
 med = lambda key: statistics.median(r["latencyPercentiles"][key] * 1000 for r in runs)
 rps = statistics.median(r["summary"]["requestsPerSec"] for r in runs)
 ok = min(r["summary"]["successRate"] for r in runs)
-print(f"{rps:.0f} {med(\"p50\"):.2f} {med(\"p99\"):.2f} {ok:.4f}")'
+p50, p99 = med("p50"), med("p99")
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {ok:.4f}")'
 }
 
 page=$(measure "$base/j/$link_id")
