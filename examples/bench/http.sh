@@ -56,17 +56,18 @@ measure() {
 # Runs oha at a fixed rate RUNS times; prints "achieved_rps median_p50_ms median_p99_ms success".
 at_rate() {
   local rate="$1"; shift
-  for _ in $(seq "$RUNS"); do
-    oha --no-tui --output-format json -z "$DURATION" -q "$rate" -c "$CONNECTIONS" "$@"
-    echo
-  done | python3 -c '
+  rm -f "$work"/oha-*.json
+  for n in $(seq "$RUNS"); do
+    oha --no-tui --output-format json -z "$DURATION" -q "$rate" -c "$CONNECTIONS" "$@" >"$work/oha-$n.json"
+  done
+  python3 - "$work"/oha-*.json <<'PY'
 import json, statistics, sys
-runs = [json.loads(line) for line in sys.stdin if line.strip()]
+runs = [json.load(open(path)) for path in sys.argv[1:]]
 med = lambda key: statistics.median(r["latencyPercentiles"][key] * 1000 for r in runs)
 rps = statistics.median(r["summary"]["requestsPerSec"] for r in runs)
 ok = min(r["summary"]["successRate"] for r in runs)
-p50, p99 = med("p50"), med("p99")
-print(f"{rps:.0f} {p50:.2f} {p99:.2f} {ok:.4f}")'
+print(f"{rps:.0f} {med('p50'):.2f} {med('p99'):.2f} {ok:.4f}")
+PY
 }
 
 page=$(measure "$base/j/$link_id")
