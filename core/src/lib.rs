@@ -8,7 +8,8 @@
 //! directly; [`App::serve`] binds the socket and runs until SIGINT/SIGTERM.
 //!
 //! Domain rules live in plain modules that take `now` as an argument:
-//! [`links`] (the call-link lifecycle), [`accounts`] (users, sessions, tokens),
+//! [`links`] (the call-link lifecycle), [`calls`] (lobby, admission, removal window,
+//! reconnect: a state machine per call), [`accounts`] (users, sessions, tokens),
 //! [`policy`] (organization restrictions) and [`privacy`] (call metadata and its
 //! retention). The [`http`] module is a thin layer over them.
 //!
@@ -23,6 +24,7 @@
 use std::sync::Arc;
 
 pub mod accounts;
+pub mod calls;
 pub mod clock;
 pub mod config;
 pub mod http;

@@ -1,0 +1,464 @@
+//! The call rules, with time passed in.
+
+use super::*;
+
+const OWNER: i64 = 1;
+
+fn t0() -> DateTime<Utc> {
+    "2026-11-21T12:00:00Z".parse().unwrap()
+}
+
+fn secs(s: i64) -> DateTime<Utc> {
+    t0() + Duration::seconds(s)
+}
+
+fn call(guests_need_approval: bool, max_participants: u8) -> Call {
+    Call::new(
+        OWNER,
+        CallPolicy {
+            guests_need_approval,
+            members_need_approval: false,
+            max_participants,
+        },
+        CallRules::default(),
+    )
+}
+
+fn member(user_id: i64) -> Identity {
+    Identity::Member { user_id }
+}
+
+fn guest(key: &str) -> Identity {
+    Identity::Guest {
+        guest_key: key.into(),
+    }
+}
+
+#[track_caller]
+fn joined(outcome: Result<JoinOutcome, JoinError>) -> Seat {
+    match outcome {
+        Ok(JoinOutcome::Joined(seat)) => seat,
+        other => panic!("expected to join, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn waiting(outcome: Result<JoinOutcome, JoinError>) -> (RequestId, WaitingFor) {
+    match outcome {
+        Ok(JoinOutcome::Waiting {
+            request,
+            waiting_for,
+        }) => (request, waiting_for),
+        other => panic!("expected to wait, got {other:?}"),
+    }
+}
+
+/// A call with the owner on it and one admitted guest.
+fn call_with_guest(admitted_at: i64) -> (Call, ParticipantId, ParticipantId) {
+    let mut call = call(true, 32);
+    let owner = joined(call.join(member(OWNER), "Owner", t0())).participant;
+    let (request, _) = waiting(call.join(guest("g1"), "Guest", secs(admitted_at)));
+    let seat = call
+        .decide(owner, request, Decision::Admit, secs(admitted_at))
+        .unwrap()
+        .unwrap();
+    call.drain_events();
+    (call, owner, seat.participant)
+}
+
+#[test]
+fn the_owner_joins_directly_and_starts_the_call() {
+    let mut call = call(true, 32);
+    let seat = joined(call.join(member(OWNER), "Owner", t0()));
+    assert_eq!(
+        call.drain_events(),
+        [
+            CallEvent::Started,
+            CallEvent::Joined {
+                participant: seat.participant
+            }
+        ]
+    );
+    assert_eq!(call.started_at(), Some(t0()));
+    assert!(call.participant(seat.participant).unwrap().is_owner);
+    assert_eq!(seat.resume_token.len(), 32);
+}
+
+#[test]
+fn a_guest_who_arrives_before_the_host_waits_for_the_host() {
+    for guests_need_approval in [true, false] {
+        let mut call = call(guests_need_approval, 32);
+        let (request, why) = waiting(call.join(guest("early"), "Early bird", t0()));
+        assert_eq!(
+            why,
+            WaitingFor::Host,
+            "the lobby cannot be bypassed by arriving early"
+        );
+        assert!(call.participants().next().is_none());
+        assert_eq!(
+            call.started_at(),
+            None,
+            "a waiting guest does not start the call"
+        );
+
+        let owner = joined(call.join(member(OWNER), "Owner", secs(60))).participant;
+        let events = call.drain_events();
+        assert!(events.contains(&CallEvent::LobbyOpened));
+        if guests_need_approval {
+            assert_eq!(
+                call.lobby().next().unwrap().id,
+                request,
+                "now waiting for approval"
+            );
+            assert_eq!(
+                waiting(call.join(guest("early"), "Early bird", secs(61))).1,
+                WaitingFor::Approval
+            );
+        } else {
+            // A no-approval link lets them in as soon as the host is there.
+            let admissions = call.drain_admissions();
+            assert_eq!(admissions.len(), 1);
+            assert_eq!(admissions[0].0, request);
+            assert!(events.contains(&CallEvent::Admitted {
+                request,
+                participant: admissions[0].1.participant,
+                by: None
+            }));
+            assert_eq!(call.participants().count(), 2);
+        }
+        assert!(call.participant(owner).is_some());
+    }
+}
+
+#[test]
+fn with_a_host_present_guests_on_a_no_approval_link_join_directly() {
+    let mut call = call(false, 32);
+    joined(call.join(member(OWNER), "Owner", t0()));
+    joined(call.join(guest("g"), "Guest", secs(1)));
+}
+
+#[test]
+fn the_first_decision_wins_and_only_authenticated_participants_decide() {
+    let mut call = call(true, 32);
+    let owner = joined(call.join(member(OWNER), "Owner", t0())).participant;
+    let colleague = joined(call.join(member(2), "Colleague", secs(1))).participant;
+    let (request, why) = waiting(call.join(guest("g"), "Guest", secs(2)));
+    assert_eq!(why, WaitingFor::Approval);
+    call.drain_events();
+
+    let seat = call
+        .decide(colleague, request, Decision::Admit, secs(5))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        call.decide(owner, request, Decision::Deny, secs(5)),
+        Err(DecideError::NoSuchRequest)
+    );
+    assert_eq!(
+        call.drain_events(),
+        [CallEvent::Admitted {
+            request,
+            participant: seat.participant,
+            by: Some(colleague)
+        }]
+    );
+
+    let (other, _) = waiting(call.join(guest("h"), "Another", secs(6)));
+    assert_eq!(
+        call.decide(seat.participant, other, Decision::Admit, secs(7)),
+        Err(DecideError::NotAllowed)
+    );
+    assert_eq!(
+        call.decide(ParticipantId(999), other, Decision::Admit, secs(7)),
+        Err(DecideError::NotOnCall)
+    );
+    assert_eq!(call.lobby().count(), 1, "refused decisions change nothing");
+}
+
+#[test]
+fn a_guest_denied_twice_is_blocked_for_the_rest_of_the_call() {
+    let mut call = call(true, 32);
+    let owner = joined(call.join(member(OWNER), "Owner", t0())).participant;
+    let (first, _) = waiting(call.join(guest("pest"), "Pest", secs(1)));
+    call.decide(owner, first, Decision::Deny, secs(2)).unwrap();
+    let (second, _) = waiting(call.join(guest("pest"), "Pest", secs(3)));
+    assert_ne!(first, second);
+    call.drain_events();
+    call.decide(owner, second, Decision::Deny, secs(4)).unwrap();
+    assert_eq!(
+        call.drain_events(),
+        [CallEvent::Denied {
+            request: second,
+            by: owner,
+            blocked: true
+        }]
+    );
+    assert_eq!(
+        call.join(guest("pest"), "Pest", secs(5)).unwrap_err(),
+        JoinError::Blocked
+    );
+    assert_eq!(call.lobby().count(), 0);
+    waiting(call.join(guest("someone-else"), "Friend", secs(6)));
+}
+
+#[test]
+fn asking_again_while_waiting_keeps_the_place() {
+    let mut call = call(true, 32);
+    joined(call.join(member(OWNER), "Owner", t0()));
+    let (a, _) = waiting(call.join(guest("g"), "Guest", secs(1)));
+    let (b, _) = waiting(call.join(guest("g"), "Guest", secs(2)));
+    assert_eq!(a, b);
+    assert_eq!(call.lobby().count(), 1);
+    call.withdraw(a);
+    assert_eq!(call.lobby().count(), 0);
+    assert!(call.drain_events().contains(&CallEvent::RequestEnded {
+        request: a,
+        why: RequestEnd::Withdrawn
+    }));
+}
+
+#[test]
+fn anyone_authenticated_may_remove_a_guest_within_the_window() {
+    let (mut call, _owner, guest_id) = call_with_guest(10);
+    let colleague = joined(call.join(member(2), "Colleague", secs(11))).participant;
+    // 30 s after the guest joined: still inside the window.
+    call.remove(colleague, guest_id, secs(40)).unwrap();
+    assert!(call.participant(guest_id).is_none());
+    assert!(call.drain_events().contains(&CallEvent::Removed {
+        participant: guest_id,
+        by: colleague
+    }));
+}
+
+#[test]
+fn after_the_window_only_the_owner_may_remove_a_guest() {
+    let (mut call, owner, guest_id) = call_with_guest(10);
+    let colleague = joined(call.join(member(2), "Colleague", secs(11))).participant;
+    assert_eq!(
+        call.remove(colleague, guest_id, secs(41)),
+        Err(RemoveError::WindowPassed { window_secs: 30 })
+    );
+    assert!(
+        call.participant(guest_id).is_some(),
+        "a refused removal changes nothing"
+    );
+    call.remove(owner, guest_id, secs(3600)).unwrap();
+    assert!(call.participant(guest_id).is_none());
+}
+
+#[test]
+fn guests_cannot_remove_and_members_cannot_be_removed() {
+    let (mut call, owner, guest_id) = call_with_guest(0);
+    let second = {
+        let (request, _) = waiting(call.join(guest("g2"), "Second", secs(1)));
+        call.decide(owner, request, Decision::Admit, secs(1))
+            .unwrap()
+            .unwrap()
+            .participant
+    };
+    assert_eq!(
+        call.remove(guest_id, second, secs(2)),
+        Err(RemoveError::NotAllowed)
+    );
+    assert_eq!(
+        call.remove(owner, owner, secs(2)),
+        Err(RemoveError::NotAGuest)
+    );
+    assert_eq!(
+        call.remove(owner, ParticipantId(99), secs(2)),
+        Err(RemoveError::NoSuchParticipant)
+    );
+    assert_eq!(call.participants().count(), 3);
+}
+
+#[test]
+fn a_removed_guest_needs_a_new_approval_even_on_a_no_approval_link() {
+    let mut call = call(false, 32);
+    let owner = joined(call.join(member(OWNER), "Owner", t0())).participant;
+    let guest_id = joined(call.join(guest("g"), "Guest", secs(1))).participant;
+    call.remove(owner, guest_id, secs(5)).unwrap();
+    let (request, why) = waiting(call.join(guest("g"), "Guest", secs(6)));
+    assert_eq!(why, WaitingFor::Approval);
+    let seat = call
+        .decide(owner, request, Decision::Admit, secs(7))
+        .unwrap()
+        .unwrap();
+    assert!(call.participant(seat.participant).is_some());
+    // Admitted again: back to normal for this link.
+    call.leave(seat.participant);
+    joined(call.join(guest("g"), "Guest", secs(8)));
+}
+
+#[test]
+fn a_full_call_says_so_and_keeps_the_request() {
+    let mut call = call(true, 3);
+    let owner = joined(call.join(member(OWNER), "Owner", t0())).participant;
+    let mut guests = Vec::new();
+    for key in ["a", "b"] {
+        let (request, _) = waiting(call.join(guest(key), key, secs(1)));
+        guests.push(
+            call.decide(owner, request, Decision::Admit, secs(2))
+                .unwrap()
+                .unwrap()
+                .participant,
+        );
+    }
+    let (late, _) = waiting(call.join(guest("c"), "Late", secs(3)));
+    assert_eq!(
+        call.decide(owner, late, Decision::Admit, secs(4)),
+        Err(DecideError::Full)
+    );
+    assert_eq!(
+        call.join(member(7), "Member", secs(4)).unwrap_err(),
+        JoinError::Full
+    );
+    assert_eq!(call.participants().count(), 3);
+    call.leave(guests[0]);
+    call.decide(owner, late, Decision::Admit, secs(5)).unwrap();
+    assert_eq!(call.participants().count(), 3);
+}
+
+#[test]
+fn the_participant_limit_never_exceeds_32() {
+    let mut call = Call::new(
+        OWNER,
+        CallPolicy {
+            guests_need_approval: false,
+            members_need_approval: false,
+            max_participants: 200,
+        },
+        CallRules::default(),
+    );
+    joined(call.join(member(OWNER), "Owner", t0()));
+    for n in 0..31 {
+        joined(call.join(guest(&format!("g{n}")), "Guest", secs(1)));
+    }
+    assert_eq!(
+        call.join(guest("33rd"), "One too many", secs(2))
+            .unwrap_err(),
+        JoinError::Full
+    );
+}
+
+#[test]
+fn lobby_requests_time_out() {
+    let mut call = call(true, 32);
+    joined(call.join(member(OWNER), "Owner", t0()));
+    let (request, _) = waiting(call.join(guest("g"), "Guest", t0()));
+    call.drain_events();
+    assert_eq!(call.next_deadline(), Some(t0() + Duration::minutes(10)));
+    call.tick(t0() + Duration::minutes(10) - Duration::seconds(1));
+    assert_eq!(call.lobby().count(), 1);
+    call.tick(t0() + Duration::minutes(10));
+    assert_eq!(call.lobby().count(), 0);
+    assert_eq!(
+        call.drain_events(),
+        [CallEvent::RequestEnded {
+            request,
+            why: RequestEnd::TimedOut
+        }]
+    );
+    assert_eq!(call.next_deadline(), None);
+}
+
+#[test]
+fn a_dropped_participant_resumes_within_the_grace_period() {
+    let mut call = call(true, 32);
+    let seat = joined(call.join(member(OWNER), "Owner", t0()));
+    joined(call.join(member(2), "Colleague", t0()));
+    call.connection_dropped(seat.participant, secs(10));
+    assert_eq!(
+        call.participant(seat.participant).unwrap().connection,
+        Connection::Dropped { since: secs(10) }
+    );
+    call.tick(secs(30));
+    assert_eq!(
+        call.resume(&seat.resume_token, secs(30)),
+        Ok(seat.participant),
+        "same place, no lobby"
+    );
+    assert_eq!(
+        call.participant(seat.participant).unwrap().connection,
+        Connection::Connected
+    );
+    assert_eq!(
+        call.resume("not-a-token", secs(30)),
+        Err(ResumeError::Expired)
+    );
+
+    call.connection_dropped(seat.participant, secs(100));
+    call.tick(secs(131));
+    assert!(call.participant(seat.participant).is_none());
+    assert!(call.drain_events().contains(&CallEvent::Left {
+        participant: seat.participant,
+        why: LeaveReason::ConnectionLost
+    }));
+    assert_eq!(
+        call.resume(&seat.resume_token, secs(131)),
+        Err(ResumeError::Expired),
+        "told plainly to rejoin"
+    );
+}
+
+#[test]
+fn the_call_ends_when_the_last_participant_is_gone() {
+    let (mut call, owner, guest_id) = call_with_guest(0);
+    call.leave(owner);
+    assert!(!call.is_ended(), "the guest is still on the call");
+    assert!(!call.host_present());
+    let (request, why) = waiting(call.join(guest("late"), "Late", secs(5)));
+    assert_eq!(why, WaitingFor::Host, "with no host, newcomers wait");
+    call.drain_events();
+    call.leave(guest_id);
+    assert!(call.is_ended());
+    assert_eq!(
+        call.drain_events(),
+        [
+            CallEvent::Left {
+                participant: guest_id,
+                why: LeaveReason::Left
+            },
+            CallEvent::RequestEnded {
+                request,
+                why: RequestEnd::CallEnded
+            },
+            CallEvent::Ended,
+        ]
+    );
+}
+
+#[test]
+fn everyone_disconnected_past_the_grace_period_ends_the_call() {
+    let mut call = call(true, 32);
+    let a = joined(call.join(member(OWNER), "Owner", t0())).participant;
+    let b = joined(call.join(member(2), "Colleague", t0())).participant;
+    call.connection_dropped(a, secs(1));
+    call.connection_dropped(b, secs(2));
+    call.tick(secs(31));
+    assert!(!call.is_ended());
+    call.tick(secs(33));
+    assert!(call.is_ended());
+}
+
+#[test]
+fn members_wait_for_approval_when_the_link_says_so() {
+    let mut call = Call::new(
+        OWNER,
+        CallPolicy {
+            guests_need_approval: true,
+            members_need_approval: true,
+            max_participants: 32,
+        },
+        CallRules::default(),
+    );
+    assert_eq!(
+        waiting(call.join(member(2), "Colleague", t0())).1,
+        WaitingFor::Host
+    );
+    let owner = joined(call.join(member(OWNER), "Owner", secs(1))).participant;
+    let request = call.lobby().next().unwrap().id;
+    call.decide(owner, request, Decision::Admit, secs(2))
+        .unwrap()
+        .unwrap();
+    assert_eq!(call.participants().count(), 2);
+}
