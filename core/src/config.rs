@@ -35,6 +35,7 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthConfig,
     pub privacy: PrivacyConfig,
+    pub calls: CallsConfig,
     pub templates: TemplatesConfig,
 }
 
@@ -94,6 +95,27 @@ pub struct PrivacyConfig {
     pub purge_interval_minutes: u32,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// Seconds after a guest joined during which any signed-in participant may remove them.
+    pub removal_window_secs: u32,
+    /// Seconds a lobby request waits for a decision.
+    pub lobby_timeout_secs: u32,
+    /// Seconds a participant whose connection dropped keeps their place.
+    pub reconnect_grace_secs: u32,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self {
+            removal_window_secs: 30,
+            lobby_timeout_secs: 600,
+            reconnect_grace_secs: 30,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TemplatesConfig {
@@ -110,6 +132,7 @@ impl Default for Config {
             log: LogConfig::default(),
             auth: AuthConfig::default(),
             privacy: PrivacyConfig::default(),
+            calls: CallsConfig::default(),
             templates: TemplatesConfig::default(),
         }
     }
@@ -188,6 +211,18 @@ pub const KEYS: &[(&str, &str)] = &[
         "privacy.purge_interval_minutes",
         "CONFAB_PRIVACY_PURGE_INTERVAL_MINUTES",
     ),
+    (
+        "calls.removal_window_secs",
+        "CONFAB_CALLS_REMOVAL_WINDOW_SECS",
+    ),
+    (
+        "calls.lobby_timeout_secs",
+        "CONFAB_CALLS_LOBBY_TIMEOUT_SECS",
+    ),
+    (
+        "calls.reconnect_grace_secs",
+        "CONFAB_CALLS_RECONNECT_GRACE_SECS",
+    ),
     ("templates.dir", "CONFAB_TEMPLATES_DIR"),
 ];
 
@@ -246,6 +281,11 @@ impl Config {
         if self.privacy.retention_days == 0 {
             return Err(ConfigError::Invalid(
                 "privacy.retention_days must be at least 1".into(),
+            ));
+        }
+        if self.calls.lobby_timeout_secs == 0 || self.calls.reconnect_grace_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "calls.lobby_timeout_secs and calls.reconnect_grace_secs must be at least 1".into(),
             ));
         }
         if self.database.max_connections == 0 {
@@ -373,6 +413,9 @@ mod tests {
             ("CONFAB_AUTH_LOGIN_WINDOW_MINUTES", "5"),
             ("CONFAB_PRIVACY_RETENTION_DAYS", "2"),
             ("CONFAB_PRIVACY_PURGE_INTERVAL_MINUTES", "9"),
+            ("CONFAB_CALLS_REMOVAL_WINDOW_SECS", "45"),
+            ("CONFAB_CALLS_LOBBY_TIMEOUT_SECS", "120"),
+            ("CONFAB_CALLS_RECONNECT_GRACE_SECS", "15"),
             ("CONFAB_TEMPLATES_DIR", "/srv/tpl"),
         ]
         .into_iter()
@@ -393,6 +436,9 @@ mod tests {
         assert_eq!(c.privacy.retention_days, 2);
         assert_eq!(c.privacy.purge_interval_minutes, 9);
         assert_eq!(c.templates.dir, "/srv/tpl");
+        assert_eq!(c.calls.removal_window_secs, 45);
+        assert_eq!(c.calls.lobby_timeout_secs, 120);
+        assert_eq!(c.calls.reconnect_grace_secs, 15);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod policy;
 pub mod privacy;
 pub mod secret;
 pub mod shutdown;
+pub mod signaling;
 pub mod store;
 mod templates;
 pub mod validate;
@@ -73,6 +74,8 @@ pub struct AppState {
     pub policy: Arc<PolicyCache>,
     pub throttle: Arc<LoginThrottle>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Live calls, by link.
+    pub calls: Arc<calls::CallRegistry>,
     templates: Arc<tera::Tera>,
     public_url: Arc<str>,
 }
@@ -81,6 +84,16 @@ impl AppState {
     /// The base URL links are built on, without a trailing slash.
     pub fn public_url(&self) -> &str {
         &self.public_url
+    }
+
+    /// The call rules from the configuration.
+    pub fn call_rules(&self) -> calls::CallRules {
+        let c = &self.config.calls;
+        calls::CallRules {
+            removal_window: chrono::Duration::seconds(i64::from(c.removal_window_secs)),
+            lobby_timeout: chrono::Duration::seconds(i64::from(c.lobby_timeout_secs)),
+            reconnect_grace: chrono::Duration::seconds(i64::from(c.reconnect_grace_secs)),
+        }
     }
 }
 
@@ -121,6 +134,7 @@ impl App {
             policy: Arc::new(PolicyCache::default()),
             throttle: Arc::new(throttle),
             metrics: Arc::new(metrics::Metrics::default()),
+            calls: Arc::new(calls::CallRegistry::default()),
             templates: Arc::new(templates),
         };
         Ok(Self { state })

@@ -27,8 +27,11 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::secret::{constant_time_eq, random_base62, sha256_hex};
 
+mod live;
 #[cfg(test)]
 mod tests;
+
+pub use live::{Action, CallRegistry, ClientId, Command, next_client_id};
 
 /// The largest call: the SFU's limit.
 pub const MAX_PARTICIPANTS: u8 = 32;
@@ -313,6 +316,10 @@ impl Call {
     ) -> Result<JoinOutcome, JoinError> {
         if self.denials.get(&identity).copied().unwrap_or(0) >= 2 {
             return Err(JoinError::Blocked);
+        }
+        if self.is_full() {
+            // Nobody could admit them anyway: say so now rather than after a wait.
+            return Err(JoinError::Full);
         }
         if let Some(request) = self.lobby.values().find(|r| r.identity == identity) {
             // Asking again while waiting keeps the place in the queue.

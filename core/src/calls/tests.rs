@@ -290,32 +290,46 @@ fn a_removed_guest_needs_a_new_approval_even_on_a_no_approval_link() {
 }
 
 #[test]
-fn a_full_call_says_so_and_keeps_the_request() {
+fn a_full_call_says_so() {
     let mut call = call(true, 3);
     let owner = joined(call.join(member(OWNER), "Owner", t0())).participant;
     let mut guests = Vec::new();
     for key in ["a", "b"] {
         let (request, _) = waiting(call.join(guest(key), key, secs(1)));
-        guests.push(
-            call.decide(owner, request, Decision::Admit, secs(2))
-                .unwrap()
-                .unwrap()
-                .participant,
-        );
+        let seat = call
+            .decide(owner, request, Decision::Admit, secs(2))
+            .unwrap()
+            .unwrap();
+        guests.push(seat.participant);
     }
-    let (late, _) = waiting(call.join(guest("c"), "Late", secs(3)));
+    // Asking to join a full call is answered at once, guest or member.
     assert_eq!(
-        call.decide(owner, late, Decision::Admit, secs(4)),
-        Err(DecideError::Full)
+        call.join(guest("c"), "Late", secs(3)).unwrap_err(),
+        JoinError::Full
     );
     assert_eq!(
         call.join(member(7), "Member", secs(4)).unwrap_err(),
         JoinError::Full
     );
+    assert_eq!(call.lobby().count(), 0);
     assert_eq!(call.participants().count(), 3);
     call.leave(guests[0]);
-    call.decide(owner, late, Decision::Admit, secs(5)).unwrap();
+    joined(call.join(member(7), "Member", secs(5)));
     assert_eq!(call.participants().count(), 3);
+}
+
+#[test]
+fn admitting_into_a_full_call_is_refused_and_the_request_keeps_waiting() {
+    let mut call = call(true, 2);
+    let owner = joined(call.join(member(OWNER), "Owner", t0())).participant;
+    let (first, _) = waiting(call.join(guest("x"), "X", secs(1)));
+    let (second, _) = waiting(call.join(guest("y"), "Y", secs(1)));
+    call.decide(owner, first, Decision::Admit, secs(2)).unwrap();
+    assert_eq!(
+        call.decide(owner, second, Decision::Admit, secs(3)),
+        Err(DecideError::Full)
+    );
+    assert_eq!(call.lobby().count(), 1);
 }
 
 #[test]

@@ -38,6 +38,12 @@ pub enum ApiError {
     /// 404: no such resource (or not yours).
     #[error("{0}")]
     NotFound(&'static str),
+    /// 410: the resource existed and was turned off for good.
+    #[error("{message}")]
+    Gone {
+        code: &'static str,
+        message: &'static str,
+    },
     /// 405
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -91,6 +97,7 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::Csrf | Self::FeatureDisabled { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Gone { .. } => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -108,7 +115,9 @@ impl ApiError {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::Csrf => "csrf_failed",
-            Self::FeatureDisabled { code, .. } | Self::Conflict { code, .. } => code,
+            Self::FeatureDisabled { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::Gone { code, .. } => code,
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",

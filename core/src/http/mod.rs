@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(pages::router())
+        .route("/j/{id}/ws", axum::routing::get(crate::signaling::connect))
         .merge(ops::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))

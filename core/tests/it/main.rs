@@ -11,3 +11,4 @@ mod links;
 mod ops;
 mod pages;
 mod privacy;
+mod signaling;

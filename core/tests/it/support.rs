@@ -142,6 +142,17 @@ impl TestApp {
         }
     }
 
+    /// Serves the app on a loopback port (for WebSocket clients); returns `127.0.0.1:port`.
+    pub async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = self.router.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        addr.to_string()
+    }
+
     pub fn req(&self, method: Method, path: &str) -> Req<'_> {
         Req {
             app: self,
@@ -185,6 +196,23 @@ impl TestApp {
 
     pub async fn admin_token(&self) -> String {
         self.user_with_token("admin@example.org", Role::Admin).await
+    }
+
+    /// Another token for the admin created by [`TestApp::admin_token`].
+    pub async fn admin_token_again(&self) -> String {
+        let now = self.clock_now();
+        let admin = self
+            .store
+            .user_by_email("admin@example.org")
+            .await
+            .unwrap()
+            .expect("admin exists");
+        accounts::issue_token(&self.store, admin.id, "tests", now)
+            .await
+            .unwrap()
+            .secret
+            .expose()
+            .to_string()
     }
 
     pub fn clock_now(&self) -> DateTime<Utc> {

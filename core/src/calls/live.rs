@@ -1,0 +1,560 @@
+//! Live calls: one task per call owns its [`Call`] and the connections of everyone
+//! on it or waiting for it. Signaling sessions send it [`Command`]s through a bounded
+//! channel; it answers each client on that client's own outbound queue.
+//!
+//! [`CallRegistry`] maps a link to its live call and starts one when the link is used
+//! after the previous call ended. All of a call's state lives in its task, so the
+//! call can be owned by exactly one node when Confab runs on several.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{
+    Call, CallEvent, CallPolicy, DecideError, Decision, Identity, JoinError, JoinOutcome,
+    LeaveReason, ParticipantId, RemoveError, RequestEnd, RequestId, Seat,
+};
+use crate::AppState;
+use crate::privacy::{self, CallEventKind};
+use crate::signaling::{
+    ErrorCode, LobbyEntry, RequestEndReason, RosterEntry, ServerMessage, WaitingFor, error,
+};
+use crate::store::link;
+
+/// Commands waiting for a call's task; beyond this, senders wait.
+const COMMAND_QUEUE: usize = 256;
+/// How often a call applies its time-based rules (lobby timeout, reconnect grace).
+const TICK: Duration = Duration::from_secs(1);
+
+/// A connection's id, unique within the process.
+pub type ClientId = u64;
+
+static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh [`ClientId`].
+pub fn next_client_id() -> ClientId {
+    NEXT_CLIENT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A message from one connection to its call.
+#[derive(Debug)]
+pub struct Command {
+    pub client: ClientId,
+    /// Where the call answers this client.
+    pub out: mpsc::Sender<ServerMessage>,
+    pub action: Action,
+}
+
+/// What a connection asks of its call.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Join {
+        identity: Identity,
+        name: String,
+    },
+    Resume {
+        resume_token: String,
+    },
+    Decide {
+        request: u32,
+        decision: Decision,
+    },
+    Remove {
+        participant: u32,
+    },
+    Withdraw,
+    Leave,
+    /// The connection closed.
+    Disconnected,
+}
+
+/// Live calls by link.
+#[derive(Debug, Default)]
+pub struct CallRegistry {
+    calls: Mutex<HashMap<i64, mpsc::Sender<Command>>>,
+}
+
+impl CallRegistry {
+    /// Delivers `command` to the link's live call, starting one if there is none.
+    pub async fn send(&self, state: &AppState, link: &link::Model, command: Command) {
+        let mut command = command;
+        // A call that just ended may close its queue between lookup and send: retry once
+        // with a fresh call.
+        for _ in 0..2 {
+            let queue = self.queue(state, link);
+            match queue.send(command).await {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(returned)) => {
+                    self.forget(link.pk, &queue);
+                    command = returned;
+                }
+            }
+        }
+        tracing::warn!("could not reach a call task twice in a row");
+    }
+
+    /// How many calls are live.
+    pub fn live_calls(&self) -> usize {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn queue(&self, state: &AppState, link: &link::Model) -> mpsc::Sender<Command> {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(queue) = calls.get(&link.pk).filter(|q| !q.is_closed()) {
+            return queue.clone();
+        }
+        let (queue, commands) = mpsc::channel(COMMAND_QUEUE);
+        calls.insert(link.pk, queue.clone());
+        let policy = CallPolicy {
+            guests_need_approval: link.guests_need_approval,
+            members_need_approval: false,
+            max_participants: u8::try_from(link.max_participants)
+                .unwrap_or(super::MAX_PARTICIPANTS),
+        };
+        let actor = CallTask {
+            call: Call::new(link.owner_id, policy, state.call_rules()),
+            link_id: link.public_id.clone(),
+            link_pk: link.pk,
+            clients: HashMap::new(),
+            request_names: HashMap::new(),
+            participant_names: HashMap::new(),
+            state: state.clone(),
+        };
+        tokio::spawn(actor.run(commands, queue.clone()));
+        queue
+    }
+
+    fn forget(&self, link_pk: i64, queue: &mpsc::Sender<Command>) {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        if calls.get(&link_pk).is_some_and(|q| q.same_channel(queue)) {
+            calls.remove(&link_pk);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Idle,
+    Waiting(RequestId),
+    On(ParticipantId),
+}
+
+struct Client {
+    out: mpsc::Sender<ServerMessage>,
+    role: Role,
+}
+
+struct CallTask {
+    call: Call,
+    link_id: String,
+    link_pk: i64,
+    clients: HashMap<ClientId, Client>,
+    /// Names for the metadata log, kept while a request or participant exists.
+    request_names: HashMap<RequestId, String>,
+    participant_names: HashMap<ParticipantId, String>,
+    state: AppState,
+}
+
+impl CallTask {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        own_queue: mpsc::Sender<Command>,
+    ) {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command),
+                    None => break,
+                },
+                _ = ticker.tick() => self.call.tick(self.state.clock.now()),
+            }
+            self.publish();
+            let nobody = self.clients.is_empty() && self.call.participants().next().is_none();
+            if self.call.is_ended() || nobody {
+                break;
+            }
+        }
+        // Stop taking commands; senders that raced us start a fresh call.
+        commands.close();
+        self.state.calls.forget(self.link_pk, &own_queue);
+        drop(own_queue);
+        // Anything still queued belongs to the next call.
+        while let Ok(command) = commands.try_recv() {
+            let state = self.state.clone();
+            let link_id = self.link_id.clone();
+            tokio::spawn(async move {
+                if let Ok(Some(link)) = state.store.link_by_public_id(&link_id).await {
+                    state.calls.send(&state, &link, command).await;
+                }
+            });
+        }
+    }
+
+    fn tell(&self, client: ClientId, message: ServerMessage) {
+        if let Some(c) = self.clients.get(&client) {
+            // A full queue means a client that stopped reading; it will be dropped when
+            // its connection closes.
+            let _ = c.out.try_send(message);
+        }
+    }
+
+    fn role(&self, client: ClientId) -> Role {
+        self.clients
+            .get(&client)
+            .map(|c| c.role)
+            .unwrap_or(Role::Idle)
+    }
+
+    fn set_role(&mut self, client: ClientId, role: Role) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.role = role;
+        }
+    }
+
+    fn client_with(&self, role: Role) -> Option<ClientId> {
+        self.clients
+            .iter()
+            .find(|(_, c)| c.role == role)
+            .map(|(id, _)| *id)
+    }
+
+    fn handle(
+        &mut self,
+        Command {
+            client,
+            out,
+            action,
+        }: Command,
+    ) {
+        let now = self.state.clock.now();
+        if !matches!(action, Action::Disconnected) {
+            self.clients.entry(client).or_insert(Client {
+                out,
+                role: Role::Idle,
+            });
+        }
+        let role = self.role(client);
+        match action {
+            Action::Join { identity, name } => {
+                if role != Role::Idle {
+                    return self.tell(
+                        client,
+                        error(
+                            ErrorCode::AlreadyJoined,
+                            "you already joined or asked to join",
+                        ),
+                    );
+                }
+                match self.call.join(identity, &name, now) {
+                    Ok(JoinOutcome::Joined(seat)) => {
+                        self.participant_names.insert(seat.participant, name);
+                        self.seat_client(client, seat);
+                    }
+                    Ok(JoinOutcome::Waiting {
+                        request,
+                        waiting_for,
+                    }) => {
+                        self.request_names.insert(request, name);
+                        self.set_role(client, Role::Waiting(request));
+                        self.tell(
+                            client,
+                            ServerMessage::Waiting {
+                                request: request.0,
+                                waiting_for: waiting_for.into(),
+                            },
+                        );
+                    }
+                    Err(JoinError::Full) => {
+                        self.tell(client, error(ErrorCode::CallFull, "this call is full"))
+                    }
+                    Err(err @ JoinError::Blocked) => {
+                        self.tell(client, error(ErrorCode::Blocked, err.to_string()))
+                    }
+                }
+            }
+            Action::Resume { resume_token } => {
+                if role != Role::Idle {
+                    return self.tell(
+                        client,
+                        error(
+                            ErrorCode::AlreadyJoined,
+                            "you already joined or asked to join",
+                        ),
+                    );
+                }
+                match self.call.resume(&resume_token, now) {
+                    Ok(participant) => {
+                        // The old connection, if it is still around, no longer speaks for this participant.
+                        if let Some(old) = self.client_with(Role::On(participant)) {
+                            self.set_role(old, Role::Idle);
+                        }
+                        self.seat_client(
+                            client,
+                            Seat {
+                                participant,
+                                resume_token,
+                            },
+                        );
+                    }
+                    Err(err) => self.tell(client, error(ErrorCode::ResumeExpired, err.to_string())),
+                }
+            }
+            Action::Decide { request, decision } => {
+                let Role::On(me) = role else {
+                    return self.tell(client, error(ErrorCode::NotJoined, "join the call first"));
+                };
+                match self.call.decide(me, RequestId(request), decision, now) {
+                    Ok(Some(seat)) => {
+                        if let Some(name) = self.request_names.get(&RequestId(request)).cloned() {
+                            self.participant_names.insert(seat.participant, name);
+                        }
+                        if let Some(guest) = self.client_with(Role::Waiting(RequestId(request))) {
+                            self.seat_client(guest, seat);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        let code = match err {
+                            DecideError::NotAllowed => ErrorCode::NotAllowed,
+                            DecideError::NoSuchRequest => ErrorCode::NoSuchRequest,
+                            DecideError::Full => ErrorCode::CallFull,
+                            DecideError::NotOnCall => ErrorCode::NotJoined,
+                        };
+                        self.tell(client, error(code, err.to_string()));
+                    }
+                }
+            }
+            Action::Remove { participant } => {
+                let Role::On(me) = role else {
+                    return self.tell(client, error(ErrorCode::NotJoined, "join the call first"));
+                };
+                if let Err(err) = self.call.remove(me, ParticipantId(participant), now) {
+                    let code = match err {
+                        RemoveError::NotAllowed => ErrorCode::NotAllowed,
+                        RemoveError::WindowPassed { .. } => ErrorCode::RemovalWindowPassed,
+                        RemoveError::NotAGuest => ErrorCode::NotAGuest,
+                        RemoveError::NoSuchParticipant => ErrorCode::NoSuchParticipant,
+                        RemoveError::NotOnCall => ErrorCode::NotJoined,
+                    };
+                    self.tell(client, error(code, err.to_string()));
+                }
+            }
+            Action::Withdraw => match role {
+                Role::Waiting(request) => self.call.withdraw(request),
+                _ => self.tell(
+                    client,
+                    error(ErrorCode::NotJoined, "you are not waiting in the lobby"),
+                ),
+            },
+            Action::Leave => match role {
+                Role::On(me) => {
+                    self.set_role(client, Role::Idle);
+                    self.call.leave(me);
+                }
+                Role::Waiting(request) => self.call.withdraw(request),
+                Role::Idle => self.tell(
+                    client,
+                    error(ErrorCode::NotJoined, "you are not on this call"),
+                ),
+            },
+            Action::Disconnected => {
+                self.clients.remove(&client);
+                match role {
+                    Role::On(me) => self.call.connection_dropped(me, now),
+                    Role::Waiting(request) => self.call.withdraw(request),
+                    Role::Idle => {}
+                }
+            }
+        }
+    }
+
+    fn seat_client(&mut self, client: ClientId, seat: Seat) {
+        self.set_role(client, Role::On(seat.participant));
+        self.tell(
+            client,
+            ServerMessage::Joined {
+                participant: seat.participant.0,
+                resume_token: seat.resume_token,
+            },
+        );
+    }
+
+    /// Turns the call's events into messages and metadata, then sends fresh snapshots.
+    fn publish(&mut self) {
+        for (request, seat) in self.call.drain_admissions() {
+            if let Some(name) = self.request_names.get(&request).cloned() {
+                self.participant_names.insert(seat.participant, name);
+            }
+            if let Some(guest) = self.client_with(Role::Waiting(request)) {
+                self.seat_client(guest, seat);
+            }
+        }
+        let events = self.call.drain_events();
+        if events.is_empty() {
+            return;
+        }
+        for event in &events {
+            match *event {
+                CallEvent::Started => self.record(CallEventKind::CallStarted, None),
+                CallEvent::Ended => {
+                    self.record(CallEventKind::CallEnded, None);
+                    let ids: Vec<ClientId> = self.clients.keys().copied().collect();
+                    for id in ids {
+                        self.tell(id, ServerMessage::CallEnded);
+                        self.set_role(id, Role::Idle);
+                    }
+                }
+                CallEvent::LobbyRequested { request } => {
+                    let name = self.request_names.get(&request).cloned();
+                    self.record(CallEventKind::JoinRequested, name);
+                }
+                CallEvent::LobbyOpened => {
+                    let waiting: Vec<(ClientId, RequestId)> = self
+                        .clients
+                        .iter()
+                        .filter_map(|(id, c)| match c.role {
+                            Role::Waiting(r) => Some((*id, r)),
+                            _ => None,
+                        })
+                        .collect();
+                    for (id, request) in waiting {
+                        if self.call.lobby().any(|r| r.id == request) {
+                            self.tell(
+                                id,
+                                ServerMessage::Waiting {
+                                    request: request.0,
+                                    waiting_for: WaitingFor::Approval,
+                                },
+                            );
+                        }
+                    }
+                }
+                CallEvent::Admitted { request, .. } => {
+                    let name = self.request_names.remove(&request);
+                    self.record(CallEventKind::Admitted, name);
+                }
+                CallEvent::Denied {
+                    request, blocked, ..
+                } => {
+                    let name = self.request_names.remove(&request);
+                    self.record(CallEventKind::Denied, name);
+                    if let Some(guest) = self.client_with(Role::Waiting(request)) {
+                        self.set_role(guest, Role::Idle);
+                        self.tell(guest, ServerMessage::Denied { blocked });
+                    }
+                }
+                CallEvent::RequestEnded { request, why } => {
+                    self.request_names.remove(&request);
+                    if let Some(guest) = self.client_with(Role::Waiting(request)) {
+                        self.set_role(guest, Role::Idle);
+                        self.tell(guest, ServerMessage::RequestEnded { why: why.into() });
+                    }
+                }
+                CallEvent::Removed { participant, by } => {
+                    let name = self.participant_names.remove(&participant);
+                    self.record(CallEventKind::Removed, name);
+                    let by = self.participant_names.get(&by).cloned().unwrap_or_default();
+                    if let Some(guest) = self.client_with(Role::On(participant)) {
+                        self.set_role(guest, Role::Idle);
+                        self.tell(guest, ServerMessage::Removed { by });
+                    }
+                }
+                CallEvent::Left { participant, why } => {
+                    self.participant_names.remove(&participant);
+                    if why == LeaveReason::ConnectionLost
+                        && let Some(gone) = self.client_with(Role::On(participant))
+                    {
+                        self.set_role(gone, Role::Idle);
+                    }
+                }
+                CallEvent::Joined { .. }
+                | CallEvent::ConnectionDropped { .. }
+                | CallEvent::Resumed { .. } => {}
+            }
+        }
+        if !self.call.is_ended() {
+            self.send_snapshots();
+        }
+    }
+
+    /// Sends the roster to everyone on the call and the lobby to signed-in participants.
+    fn send_snapshots(&self) {
+        let window = self.state.call_rules().removal_window;
+        let roster: Vec<RosterEntry> = self
+            .call
+            .participants()
+            .map(|p| RosterEntry {
+                participant: p.id.0,
+                name: p.name.clone(),
+                guest: !p.identity.is_authenticated(),
+                owner: p.is_owner,
+                joined_at: p.joined_at,
+                connected: p.connection == super::Connection::Connected,
+                removable_until: (!p.identity.is_authenticated()).then(|| p.joined_at + window),
+            })
+            .collect();
+        let lobby: Vec<LobbyEntry> = self
+            .call
+            .lobby()
+            .map(|r| LobbyEntry {
+                request: r.id.0,
+                name: r.name.clone(),
+                guest: !r.identity.is_authenticated(),
+                asked_at: r.asked_at,
+            })
+            .collect();
+        for client in self.clients.values() {
+            let Role::On(me) = client.role else { continue };
+            let _ = client.out.try_send(ServerMessage::Roster {
+                participants: roster.clone(),
+            });
+            if self
+                .call
+                .participant(me)
+                .is_some_and(|p| p.identity.is_authenticated())
+            {
+                let _ = client.out.try_send(ServerMessage::Lobby {
+                    requests: lobby.clone(),
+                });
+            }
+        }
+    }
+
+    /// Appends to the call-metadata log without holding up the call.
+    fn record(&self, kind: CallEventKind, subject: Option<String>) {
+        let store = self.state.store.clone();
+        let link_id = self.link_id.clone();
+        let now = self.state.clock.now();
+        tokio::spawn(async move {
+            if let Err(err) = privacy::record(&store, &link_id, kind, subject.as_deref(), now).await
+            {
+                tracing::warn!(error = %err, "could not write call metadata");
+            }
+        });
+    }
+}
+
+impl From<super::WaitingFor> for WaitingFor {
+    fn from(w: super::WaitingFor) -> Self {
+        match w {
+            super::WaitingFor::Host => WaitingFor::Host,
+            super::WaitingFor::Approval => WaitingFor::Approval,
+        }
+    }
+}
+
+impl From<RequestEnd> for RequestEndReason {
+    fn from(r: RequestEnd) -> Self {
+        match r {
+            RequestEnd::Withdrawn => RequestEndReason::Withdrawn,
+            RequestEnd::TimedOut => RequestEndReason::TimedOut,
+            RequestEnd::CallEnded => RequestEndReason::CallEnded,
+        }
+    }
+}

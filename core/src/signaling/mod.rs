@@ -1,0 +1,276 @@
+//! Signaling: the WebSocket protocol between a browser and its call.
+//!
+//! Every message is a JSON object with a version field `v` (currently 1) and a
+//! `type`. [`ClientMessage`] is what a client may send, [`ServerMessage`] what it
+//! receives; a message that cannot be understood gets an [`ErrorCode`] back and
+//! changes nothing for anyone else. `docs/signaling.md` documents both directions.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+mod session;
+
+pub use session::{connect, run_session};
+
+/// The protocol version this server speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest message a client may send.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// What a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Ask to join. Guests send their name and a random key their browser keeps for
+    /// this link (16–64 of `A-Z a-z 0-9 _ -`); signed-in members may omit both.
+    Join {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        guest_key: Option<String>,
+    },
+    /// Come back after a dropped connection with the token from `joined`.
+    Resume { resume_token: String },
+    /// Let a lobby request in (signed-in participants).
+    Admit { request: u32 },
+    /// Turn a lobby request away (signed-in participants).
+    Deny { request: u32 },
+    /// Remove a guest from the call.
+    Remove { participant: u32 },
+    /// Stop waiting in the lobby.
+    Withdraw,
+    /// Hang up.
+    Leave,
+    /// Keep-alive; answered with `pong`.
+    Ping,
+}
+
+/// What the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// First message on every connection.
+    Welcome {
+        title: String,
+        signed_in_as: Option<String>,
+    },
+    /// In the lobby, waiting for the host to arrive or for someone to decide.
+    Waiting {
+        request: u32,
+        waiting_for: WaitingFor,
+    },
+    /// On the call. Keep `resume_token` to come back after a dropped connection.
+    Joined {
+        participant: u32,
+        resume_token: String,
+    },
+    /// Everyone on the call (sent to participants whenever it changes).
+    Roster {
+        participants: Vec<RosterEntry>,
+    },
+    /// Everyone waiting (sent to signed-in participants whenever it changes).
+    Lobby {
+        requests: Vec<LobbyEntry>,
+    },
+    /// The request was denied; `blocked` after the second denial.
+    Denied {
+        blocked: bool,
+    },
+    /// Removed from the call by `by` (a participant's name).
+    Removed {
+        by: String,
+    },
+    /// The lobby request ended without a decision.
+    RequestEnded {
+        why: RequestEndReason,
+    },
+    /// The call ended: everyone has left.
+    CallEnded,
+    Pong,
+    /// The last message could not be carried out; nothing changed.
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitingFor {
+    Host,
+    Approval,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestEndReason {
+    Withdrawn,
+    TimedOut,
+    CallEnded,
+}
+
+/// One participant, as everyone on the call sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RosterEntry {
+    pub participant: u32,
+    pub name: String,
+    /// A web guest (not signed in).
+    pub guest: bool,
+    /// The link's owner.
+    pub owner: bool,
+    pub joined_at: DateTime<Utc>,
+    /// False while the connection is down and the place is kept.
+    pub connected: bool,
+    /// For guests: until when any signed-in participant may remove them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removable_until: Option<DateTime<Utc>>,
+}
+
+/// One lobby request, as signed-in participants see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LobbyEntry {
+    pub request: u32,
+    pub name: String,
+    pub guest: bool,
+    pub asked_at: DateTime<Utc>,
+}
+
+/// Why a message was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, an unknown `type`, unknown or missing fields.
+    BadMessage,
+    /// `v` is missing or not a version this server speaks.
+    UnsupportedVersion,
+    MessageTooLarge,
+    RateLimited,
+    /// The name is empty or longer than 64 characters.
+    InvalidName,
+    /// Guests must send a `guest_key` of 16–64 letters, digits, `_` or `-`.
+    InvalidGuestKey,
+    /// This needs a `join` (or `resume`) first.
+    NotJoined,
+    AlreadyJoined,
+    CallFull,
+    /// Denied twice: no more requests during this call.
+    Blocked,
+    /// Only signed-in participants may do this.
+    NotAllowed,
+    NoSuchRequest,
+    NoSuchParticipant,
+    /// Only the owner may remove a guest after the removal window.
+    RemovalWindowPassed,
+    /// Only guests can be removed.
+    NotAGuest,
+    /// The resume token is unknown or its grace period passed: join again.
+    ResumeExpired,
+}
+
+/// A server message on the wire, with its version.
+pub fn encode(message: &ServerMessage) -> String {
+    #[derive(Serialize)]
+    struct Versioned<'a> {
+        v: u32,
+        #[serde(flatten)]
+        message: &'a ServerMessage,
+    }
+    // Serializing plain data structures into a String cannot fail.
+    serde_json::to_string(&Versioned {
+        v: PROTOCOL_VERSION,
+        message,
+    })
+    .unwrap_or_default()
+}
+
+/// Parses a client message, checking its version.
+pub fn decode(text: &str) -> Result<ClientMessage, ServerMessage> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(error(
+            ErrorCode::MessageTooLarge,
+            format!("messages are limited to {MAX_MESSAGE_BYTES} bytes"),
+        ));
+    }
+    let mut value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| error(ErrorCode::BadMessage, format!("not JSON: {e}")))?;
+    let object = value
+        .as_object_mut()
+        .ok_or_else(|| error(ErrorCode::BadMessage, "a message is a JSON object"))?;
+    match object.remove("v").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
+        _ => {
+            return Err(error(
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "send \"v\": {PROTOCOL_VERSION}; this server speaks protocol version {PROTOCOL_VERSION}"
+                ),
+            ));
+        }
+    }
+    serde_json::from_value(value).map_err(|e| error(ErrorCode::BadMessage, e.to_string()))
+}
+
+/// An error message.
+pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
+    ServerMessage::Error {
+        code,
+        message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_carry_the_version() {
+        let text = encode(&ServerMessage::Waiting {
+            request: 3,
+            waiting_for: WaitingFor::Host,
+        });
+        assert_eq!(
+            text,
+            r#"{"v":1,"type":"waiting","request":3,"waiting_for":"host"}"#
+        );
+        assert_eq!(
+            decode(r#"{"v":1,"type":"admit","request":7}"#),
+            Ok(ClientMessage::Admit { request: 7 })
+        );
+        assert_eq!(
+            decode(r#"{"v":1,"type":"withdraw"}"#),
+            Ok(ClientMessage::Withdraw)
+        );
+    }
+
+    #[test]
+    fn bad_messages_are_answered_with_a_code() {
+        let code = |text: &str| match decode(text) {
+            Err(ServerMessage::Error { code, .. }) => code,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(code("nope"), ErrorCode::BadMessage);
+        assert_eq!(code("[1,2]"), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"ping"}"#), ErrorCode::UnsupportedVersion);
+        assert_eq!(
+            code(r#"{"v":2,"type":"ping"}"#),
+            ErrorCode::UnsupportedVersion
+        );
+        assert_eq!(code(r#"{"v":1,"type":"launch"}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"v":1,"type":"admit"}"#), ErrorCode::BadMessage);
+        assert_eq!(
+            code(r#"{"v":1,"type":"admit","request":1,"extra":true}"#),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            code(r#"{"v":1,"type":"admit","request":-1}"#),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            code(&format!(
+                r#"{{"v":1,"type":"join","name":"{}"}}"#,
+                "x".repeat(70_000)
+            )),
+            ErrorCode::MessageTooLarge
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! One WebSocket connection: reads client messages, checks them, forwards them to
+//! the call, and writes the call's answers back.
+
+use std::time::Instant;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+
+use super::{ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, ServerMessage, decode, encode, error};
+use crate::AppState;
+use crate::accounts::{Account, MAX_NAME_CHARS};
+use crate::calls::{Action, Command, Decision, Identity, next_client_id};
+use crate::http::ApiError;
+use crate::http::extract::WebUser;
+use crate::links::{self, PublicLink};
+use crate::store::link;
+use crate::validate;
+
+/// Messages a client may send per second on average, and in a burst.
+const RATE_PER_SEC: f64 = 20.0;
+const BURST: f64 = 40.0;
+/// Rate-limited messages tolerated before the connection is closed.
+const MAX_STRIKES: u32 = 100;
+/// Messages waiting for a slow client before the call stops queueing more.
+const OUTBOX: usize = 64;
+
+/// `GET /j/{id}/ws`: opens the signaling connection for a link.
+pub async fn connect(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    user: Option<WebUser>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    // Cross-site WebSocket hijacking: a browser always sends Origin; it must be ours.
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
+        && !same_origin(origin, state.public_url())
+    {
+        return ApiError::Forbidden("this connection must come from the Confab page")
+            .into_response();
+    }
+    let link = match links::resolve(&state.store, &id).await {
+        Ok(PublicLink::Active(link)) => link,
+        Ok(PublicLink::Revoked(_)) => {
+            return ApiError::Gone {
+                code: "link_revoked",
+                message: "this link was revoked",
+            }
+            .into_response();
+        }
+        Ok(PublicLink::NotFound) => return ApiError::NotFound("no such link").into_response(),
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    if user.is_none() {
+        match state.policy.get(&state.store).await {
+            Ok(policy) if !policy.guest_access => {
+                return ApiError::FeatureDisabled {
+                    code: "guest_access_disabled",
+                    message: "guest access is turned off; sign in to join",
+                }
+                .into_response();
+            }
+            Ok(_) => {}
+            Err(err) => return ApiError::from(err).into_response(),
+        }
+    }
+    // Checked after the link, so that a revoked link says so whatever the request.
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let member = user.map(|u| u.account);
+    // The transport accepts up to 1 MiB so that larger messages get a clear error
+    // instead of a dropped connection.
+    ws.max_message_size(1024 * 1024)
+        .max_frame_size(1024 * 1024)
+        .on_upgrade(move |socket| run_session(socket, state, link, member))
+}
+
+fn same_origin(origin: &str, public_url: &str) -> bool {
+    match (url::Url::parse(origin), url::Url::parse(public_url)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
+/// Serves one connection until it closes.
+pub async fn run_session(
+    socket: WebSocket,
+    state: AppState,
+    link: link::Model,
+    member: Option<Account>,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut outbox) = mpsc::channel::<ServerMessage>(OUTBOX);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = outbox.recv().await {
+            if sink
+                .send(Message::Text(encode(&message).into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let client = next_client_id();
+    let _ = out
+        .send(ServerMessage::Welcome {
+            title: link.title.clone(),
+            signed_in_as: member.as_ref().map(|m| m.display_name.clone()),
+        })
+        .await;
+    let mut bucket = TokenBucket::new(Instant::now());
+    let mut strikes = 0;
+    while let Some(frame) = stream.next().await {
+        let text = match frame {
+            Ok(Message::Text(text)) => text,
+            Ok(Message::Binary(_)) => {
+                let _ = out
+                    .send(error(ErrorCode::BadMessage, "send JSON text messages"))
+                    .await;
+                continue;
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue, // ping and pong frames are answered by the transport
+        };
+        if !bucket.take(Instant::now()) {
+            strikes += 1;
+            let _ = out.try_send(error(
+                ErrorCode::RateLimited,
+                "too many messages; slow down",
+            ));
+            if strikes > MAX_STRIKES {
+                break;
+            }
+            continue;
+        }
+        let action = match decode(text.as_str()) {
+            Ok(message) => match to_action(message, member.as_ref()) {
+                Ok(action) => action,
+                Err(reply) => {
+                    let _ = out.send(reply).await;
+                    continue;
+                }
+            },
+            Err(reply) => {
+                let _ = out.send(reply).await;
+                continue;
+            }
+        };
+        state
+            .calls
+            .send(
+                &state,
+                &link,
+                Command {
+                    client,
+                    out: out.clone(),
+                    action,
+                },
+            )
+            .await;
+    }
+    state
+        .calls
+        .send(
+            &state,
+            &link,
+            Command {
+                client,
+                out: out.clone(),
+                action: Action::Disconnected,
+            },
+        )
+        .await;
+    drop(out);
+    let _ = writer.await;
+}
+
+/// Checks a message's content and turns it into what the call should do, or into the
+/// reply to send instead (an error, or `pong`).
+fn to_action(message: ClientMessage, member: Option<&Account>) -> Result<Action, ServerMessage> {
+    Ok(match message {
+        ClientMessage::Join { name, guest_key } => {
+            let name = match (name, member) {
+                (Some(name), _) => {
+                    validate::text("name", &name, 1, MAX_NAME_CHARS).map_err(|_| {
+                        error(ErrorCode::InvalidName, "enter a name of 1 to 64 characters")
+                    })?
+                }
+                (None, Some(member)) => member.display_name.clone(),
+                (None, None) => {
+                    return Err(error(
+                        ErrorCode::InvalidName,
+                        "enter a name of 1 to 64 characters",
+                    ));
+                }
+            };
+            let identity = match member {
+                Some(member) => Identity::Member { user_id: member.id },
+                None => {
+                    let key = guest_key.unwrap_or_default();
+                    let valid = (16..=64).contains(&key.len())
+                        && key
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    if !valid {
+                        return Err(error(
+                            ErrorCode::InvalidGuestKey,
+                            "send a guest_key of 16 to 64 letters, digits, _ or -",
+                        ));
+                    }
+                    Identity::Guest { guest_key: key }
+                }
+            };
+            Action::Join { identity, name }
+        }
+        ClientMessage::Resume { resume_token } => Action::Resume { resume_token },
+        ClientMessage::Admit { request } => Action::Decide {
+            request,
+            decision: Decision::Admit,
+        },
+        ClientMessage::Deny { request } => Action::Decide {
+            request,
+            decision: Decision::Deny,
+        },
+        ClientMessage::Remove { participant } => Action::Remove { participant },
+        ClientMessage::Withdraw => Action::Withdraw,
+        ClientMessage::Leave => Action::Leave,
+        ClientMessage::Ping => return Err(ServerMessage::Pong),
+    })
+}
+
+/// Limits how fast one connection may send.
+struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(now: Instant) -> Self {
+        Self {
+            tokens: BURST,
+            last: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * RATE_PER_SEC).min(BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+const _: () = assert!(MAX_MESSAGE_BYTES < 1024 * 1024);

@@ -1,0 +1,542 @@
+//! The join flow over the signaling WebSocket: lobby, admission, removal, resume,
+//! and bad messages that disturb nobody.
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use chrono::Duration as Span;
+use confab_core::accounts::Role;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::support::TestApp;
+
+struct Ws {
+    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Ws {
+    async fn open(addr: &str, link: &str, cookies: Option<&str>) -> Ws {
+        let mut request = format!("ws://{addr}/j/{link}/ws")
+            .into_client_request()
+            .unwrap();
+        if let Some(cookies) = cookies {
+            request
+                .headers_mut()
+                .insert("cookie", cookies.parse().unwrap());
+        }
+        let (stream, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("websocket opens");
+        let mut ws = Ws { stream };
+        let welcome = ws.next().await;
+        assert_eq!(welcome["type"], "welcome");
+        ws
+    }
+
+    async fn send(&mut self, message: Value) {
+        self.stream
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    async fn send_raw(&mut self, text: &str) {
+        self.stream
+            .send(Message::Text(text.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next server message (fails after 5 s).
+    async fn next(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(5), self.stream.next())
+                .await
+                .expect("a message within 5 s")
+                .expect("connection open")
+                .unwrap();
+            if let Message::Text(text) = frame {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(value["v"], 1, "every message carries the version");
+                return value;
+            }
+        }
+    }
+
+    /// The next message of type `kind`, skipping roster and lobby snapshots.
+    async fn expect(&mut self, kind: &str) -> Value {
+        for _ in 0..50 {
+            let message = self.next().await;
+            if message["type"] == kind {
+                return message;
+            }
+            assert!(
+                message["type"] == "roster" || message["type"] == "lobby",
+                "expected {kind}, got {message}"
+            );
+        }
+        panic!("no {kind} message");
+    }
+
+    /// The error code of the next error, skipping snapshots.
+    async fn expect_error(&mut self, code: &str) {
+        let message = self.expect("error").await;
+        assert_eq!(message["code"], code, "{message}");
+        assert!(message["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+
+    /// The next lobby snapshot that satisfies `check`.
+    async fn lobby_until(&mut self, check: impl Fn(&Vec<Value>) -> bool) -> Vec<Value> {
+        for _ in 0..50 {
+            let message = self.next().await;
+            if message["type"] == "lobby" {
+                let requests = message["requests"].as_array().unwrap().clone();
+                if check(&requests) {
+                    return requests;
+                }
+            }
+        }
+        panic!("lobby never matched");
+    }
+
+    async fn roster_until(&mut self, check: impl Fn(&Vec<Value>) -> bool) -> Vec<Value> {
+        for _ in 0..50 {
+            let message = self.next().await;
+            if message["type"] == "roster" {
+                let participants = message["participants"].as_array().unwrap().clone();
+                if check(&participants) {
+                    return participants;
+                }
+            }
+        }
+        panic!("roster never matched");
+    }
+
+    async fn join_as_guest(&mut self, name: &str, key: &str) -> Value {
+        self.send(json!({ "v": 1, "type": "join", "name": name, "guest_key": key }))
+            .await;
+        self.next().await
+    }
+
+    async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+    }
+}
+
+const KEY_A: &str = "guest-key-aaaaaaaaaaaa";
+const KEY_B: &str = "guest-key-bbbbbbbbbbbb";
+
+/// An app with an owner, a colleague and a link; returns (app, addr, link id, owner cookies, colleague cookies).
+async fn setup(max_participants: i32) -> (TestApp, String, String, String, String) {
+    let app = TestApp::sqlite().await;
+    let token = app.admin_token().await;
+    app.user_with_token("colleague@example.org", Role::Member)
+        .await;
+    let res = app
+        .post("/api/v1/links")
+        .bearer(&token)
+        .json(&json!({ "title": "Team call", "max_participants": max_participants }))
+        .send()
+        .await;
+    let link = res.json()["id"].as_str().unwrap().to_string();
+    let owner = app.sign_in("admin@example.org").await.cookies;
+    let colleague = app.sign_in("colleague@example.org").await.cookies;
+    let addr = app.serve().await;
+    (app, addr, link, owner, colleague)
+}
+
+async fn join_member(addr: &str, link: &str, cookies: &str) -> (Ws, u64) {
+    let mut ws = Ws::open(addr, link, Some(cookies)).await;
+    ws.send(json!({ "v": 1, "type": "join" })).await;
+    let joined = ws.expect("joined").await;
+    let id = joined["participant"].as_u64().unwrap();
+    (ws, id)
+}
+
+/// A guest asks, `host` admits; returns the guest's socket and participant id.
+async fn admitted_guest(
+    addr: &str,
+    link: &str,
+    host: &mut Ws,
+    name: &str,
+    key: &str,
+) -> (Ws, u64, String) {
+    let mut guest = Ws::open(addr, link, None).await;
+    let waiting = guest.join_as_guest(name, key).await;
+    assert_eq!(waiting["type"], "waiting", "{waiting}");
+    let request = waiting["request"].as_u64().unwrap();
+    host.lobby_until(|r| r.iter().any(|e| e["request"] == request))
+        .await;
+    host.send(json!({ "v": 1, "type": "admit", "request": request }))
+        .await;
+    let joined = guest.expect("joined").await;
+    let token = joined["resume_token"].as_str().unwrap().to_string();
+    (guest, joined["participant"].as_u64().unwrap(), token)
+}
+
+async fn metadata_kinds(app: &TestApp, link: &str) -> Vec<String> {
+    // Metadata is written off the call's task; give it a moment.
+    for _ in 0..50 {
+        let kinds: Vec<String> = app
+            .store
+            .call_events(link)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        if kinds.iter().any(|k| k == "admitted") {
+            return kinds;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.store
+        .call_events(link)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_owner_admits_a_guest_and_everyone_sees_the_roster() {
+    let (app, addr, link, owner_cookies, _) = setup(32).await;
+    let (mut owner, owner_id) = join_member(&addr, &link, &owner_cookies).await;
+    let roster = owner.roster_until(|p| p.len() == 1).await;
+    assert_eq!(roster[0]["owner"], true);
+    assert_eq!(roster[0]["guest"], false);
+
+    let mut guest = Ws::open(&addr, &link, None).await;
+    let waiting = guest.join_as_guest("  Zoë 李  ", KEY_A).await;
+    assert_eq!(waiting["type"], "waiting");
+    assert_eq!(waiting["waiting_for"], "approval");
+    let lobby = owner.lobby_until(|r| r.len() == 1).await;
+    assert_eq!(lobby[0]["name"], "Zoë 李", "names are trimmed, any script");
+    assert_eq!(lobby[0]["guest"], true);
+
+    owner
+        .send(json!({ "v": 1, "type": "admit", "request": lobby[0]["request"] }))
+        .await;
+    let joined = guest.expect("joined").await;
+    let guest_id = joined["participant"].as_u64().unwrap();
+    assert_eq!(joined["resume_token"].as_str().unwrap().len(), 32);
+    let roster = guest.roster_until(|p| p.len() == 2).await;
+    let me = roster
+        .iter()
+        .find(|p| p["participant"] == guest_id)
+        .unwrap();
+    assert_eq!(me["guest"], true);
+    assert!(
+        me["removable_until"].is_string(),
+        "guests show their removal window"
+    );
+    owner.roster_until(|p| p.len() == 2).await;
+    owner.lobby_until(|r| r.is_empty()).await;
+    assert_ne!(owner_id, guest_id);
+
+    let kinds = metadata_kinds(&app, &link).await;
+    assert_eq!(kinds, ["call_started", "join_requested", "admitted"]);
+    let events = app.store.call_events(&link).await.unwrap();
+    assert_eq!(events[1].subject.as_deref(), Some("Zoë 李"));
+}
+
+#[tokio::test]
+async fn a_guest_who_comes_early_waits_for_the_host() {
+    let (_app, addr, link, owner_cookies, _) = setup(32).await;
+    let mut guest = Ws::open(&addr, &link, None).await;
+    let waiting = guest.join_as_guest("Early", KEY_A).await;
+    assert_eq!(waiting["waiting_for"], "host");
+    let (mut owner, _) = join_member(&addr, &link, &owner_cookies).await;
+    let now_waiting = guest.expect("waiting").await;
+    assert_eq!(now_waiting["waiting_for"], "approval", "the host arrived");
+    owner
+        .lobby_until(|r| r.len() == 1 && r[0]["name"] == "Early")
+        .await;
+}
+
+#[tokio::test]
+async fn the_first_decision_wins_and_a_guest_denied_twice_is_blocked() {
+    let (_app, addr, link, owner_cookies, colleague_cookies) = setup(32).await;
+    let (mut owner, _) = join_member(&addr, &link, &owner_cookies).await;
+    let (mut colleague, _) = join_member(&addr, &link, &colleague_cookies).await;
+
+    let mut guest = Ws::open(&addr, &link, None).await;
+    let request = guest.join_as_guest("Pest", KEY_A).await["request"]
+        .as_u64()
+        .unwrap();
+    owner.lobby_until(|r| r.len() == 1).await;
+    colleague.lobby_until(|r| r.len() == 1).await;
+    colleague
+        .send(json!({ "v": 1, "type": "deny", "request": request }))
+        .await;
+    owner
+        .send(json!({ "v": 1, "type": "admit", "request": request }))
+        .await;
+    let denied = guest.expect("denied").await;
+    assert_eq!(denied["blocked"], false);
+    owner.expect_error("no_such_request").await;
+
+    let again = guest.join_as_guest("Pest", KEY_A).await;
+    let request = again["request"].as_u64().unwrap();
+    owner
+        .lobby_until(|r| r.iter().any(|e| e["request"] == request))
+        .await;
+    owner
+        .send(json!({ "v": 1, "type": "deny", "request": request }))
+        .await;
+    assert_eq!(guest.expect("denied").await["blocked"], true);
+    guest
+        .send(json!({ "v": 1, "type": "join", "name": "Pest", "guest_key": KEY_A }))
+        .await;
+    guest.expect_error("blocked").await;
+
+    // A new connection with the same browser key is still blocked; others are not.
+    let mut same = Ws::open(&addr, &link, None).await;
+    same.send(json!({ "v": 1, "type": "join", "name": "Pest again", "guest_key": KEY_A }))
+        .await;
+    same.expect_error("blocked").await;
+    let mut other = Ws::open(&addr, &link, None).await;
+    assert_eq!(
+        other.join_as_guest("Friend", KEY_B).await["type"],
+        "waiting"
+    );
+}
+
+#[tokio::test]
+async fn removal_is_open_to_everyone_signed_in_for_30_seconds_then_only_to_the_owner() {
+    let (app, addr, link, owner_cookies, colleague_cookies) = setup(32).await;
+    let (mut owner, _) = join_member(&addr, &link, &owner_cookies).await;
+    let (mut colleague, _) = join_member(&addr, &link, &colleague_cookies).await;
+
+    let (mut first, first_id, _) = admitted_guest(&addr, &link, &mut owner, "First", KEY_A).await;
+    app.clock.advance(Span::seconds(20));
+    colleague
+        .send(json!({ "v": 1, "type": "remove", "participant": first_id }))
+        .await;
+    let removed = first.expect("removed").await;
+    assert_eq!(removed["by"], "User colleague@example.org");
+
+    // Removed guests need a new approval to come back.
+    let back = first.join_as_guest("First", KEY_A).await;
+    assert_eq!(back["type"], "waiting");
+
+    let (mut second, second_id, _) =
+        admitted_guest(&addr, &link, &mut owner, "Second", KEY_B).await;
+    app.clock.advance(Span::seconds(31));
+    colleague
+        .send(json!({ "v": 1, "type": "remove", "participant": second_id }))
+        .await;
+    colleague.expect_error("removal_window_passed").await;
+    // A guest cannot remove anyone; nobody can remove a member.
+    second
+        .send(json!({ "v": 1, "type": "remove", "participant": 1 }))
+        .await;
+    second.expect_error("not_allowed").await;
+    owner
+        .send(json!({ "v": 1, "type": "remove", "participant": 2 }))
+        .await;
+    owner.expect_error("not_a_guest").await;
+    owner
+        .send(json!({ "v": 1, "type": "remove", "participant": second_id }))
+        .await;
+    second.expect("removed").await;
+}
+
+#[tokio::test]
+async fn the_next_person_gets_call_is_full() {
+    let (_app, addr, link, owner_cookies, _) = setup(2).await;
+    let (mut owner, _) = join_member(&addr, &link, &owner_cookies).await;
+    let (_guest, _, _) = admitted_guest(&addr, &link, &mut owner, "Guest", KEY_A).await;
+    let mut late = Ws::open(&addr, &link, None).await;
+    late.send(json!({ "v": 1, "type": "join", "name": "Late", "guest_key": KEY_B }))
+        .await;
+    late.expect_error("call_full").await;
+}
+
+#[tokio::test]
+async fn a_dropped_guest_resumes_without_the_lobby() {
+    let (_app, addr, link, owner_cookies, _) = setup(32).await;
+    let (mut owner, _) = join_member(&addr, &link, &owner_cookies).await;
+    let (guest, guest_id, token) =
+        admitted_guest(&addr, &link, &mut owner, "Traveller", KEY_A).await;
+    guest.close().await;
+    owner
+        .roster_until(|p| {
+            p.iter()
+                .any(|e| e["participant"] == guest_id && e["connected"] == false)
+        })
+        .await;
+
+    let mut back = Ws::open(&addr, &link, None).await;
+    back.send(json!({ "v": 1, "type": "resume", "resume_token": token }))
+        .await;
+    let joined = back.expect("joined").await;
+    assert_eq!(joined["participant"], guest_id, "same place, no lobby");
+    owner
+        .roster_until(|p| {
+            p.iter()
+                .any(|e| e["participant"] == guest_id && e["connected"] == true)
+        })
+        .await;
+
+    let mut stranger = Ws::open(&addr, &link, None).await;
+    stranger
+        .send(json!({ "v": 1, "type": "resume", "resume_token": "not-a-real-token" }))
+        .await;
+    stranger.expect_error("resume_expired").await;
+}
+
+#[tokio::test]
+async fn bad_messages_get_errors_and_disturb_nobody() {
+    let (_app, addr, link, owner_cookies, _) = setup(32).await;
+    let (mut owner, _) = join_member(&addr, &link, &owner_cookies).await;
+    let mut rogue = Ws::open(&addr, &link, None).await;
+    rogue.send_raw("not json").await;
+    rogue.expect_error("bad_message").await;
+    rogue.send_raw(r#"{"type":"join"}"#).await;
+    rogue.expect_error("unsupported_version").await;
+    rogue.send_raw(r#"{"v":1,"type":"teleport"}"#).await;
+    rogue.expect_error("bad_message").await;
+    rogue
+        .send(json!({ "v": 1, "type": "admit", "request": 1 }))
+        .await;
+    rogue.expect_error("not_joined").await;
+    rogue
+        .send(json!({ "v": 1, "type": "join", "name": "x".repeat(65), "guest_key": KEY_A }))
+        .await;
+    rogue.expect_error("invalid_name").await;
+    rogue
+        .send(json!({ "v": 1, "type": "join", "name": "   ", "guest_key": KEY_A }))
+        .await;
+    rogue.expect_error("invalid_name").await;
+    rogue
+        .send(json!({ "v": 1, "type": "join", "name": "Rogue", "guest_key": "short" }))
+        .await;
+    rogue.expect_error("invalid_guest_key").await;
+    rogue
+        .send_raw(&format!(
+            r#"{{"v":1,"type":"join","name":"{}"}}"#,
+            "x".repeat(100_000)
+        ))
+        .await;
+    rogue.expect_error("message_too_large").await;
+    rogue.send(json!({ "v": 1, "type": "ping" })).await;
+    assert_eq!(
+        rogue.next().await["type"],
+        "pong",
+        "the connection still works"
+    );
+
+    // Joined as a guest, it still cannot admit.
+    assert_eq!(rogue.join_as_guest("Rogue", KEY_A).await["type"], "waiting");
+    rogue
+        .send(json!({ "v": 1, "type": "join", "name": "Rogue", "guest_key": KEY_A }))
+        .await;
+    rogue.expect_error("already_joined").await;
+
+    // The owner saw only the one legitimate request.
+    let lobby = owner.lobby_until(|r| !r.is_empty()).await;
+    assert_eq!(lobby.len(), 1);
+    assert_eq!(lobby[0]["name"], "Rogue");
+
+    // Flooding is answered with rate_limited, not a crash.
+    for _ in 0..80 {
+        rogue.send(json!({ "v": 1, "type": "ping" })).await;
+    }
+    let mut limited = false;
+    for _ in 0..80 {
+        let message = rogue.next().await;
+        if message["type"] == "error" && message["code"] == "rate_limited" {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited);
+    owner.send(json!({ "v": 1, "type": "ping" })).await;
+    owner.expect("pong").await;
+}
+
+#[tokio::test]
+async fn the_call_ends_with_its_last_participant_and_the_link_starts_a_new_one() {
+    let (app, addr, link, owner_cookies, _) = setup(32).await;
+    let (mut owner, _) = join_member(&addr, &link, &owner_cookies).await;
+    owner.send(json!({ "v": 1, "type": "leave" })).await;
+    owner.expect("call_ended").await;
+    // The same link, used again, starts a fresh call.
+    let (mut again, id) = join_member(&addr, &link, &owner_cookies).await;
+    assert_eq!(id, 1, "participant ids start over in a new call");
+    again.send(json!({ "v": 1, "type": "leave" })).await;
+    again.expect("call_ended").await;
+    for _ in 0..50 {
+        let kinds: Vec<String> = app
+            .store
+            .call_events(&link)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        if kinds.len() == 4 {
+            assert_eq!(
+                kinds,
+                ["call_started", "call_ended", "call_started", "call_ended"]
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("metadata incomplete");
+}
+
+#[tokio::test]
+async fn revoked_links_foreign_origins_and_disabled_guest_access_are_refused() {
+    let (app, addr, link, _, _) = setup(32).await;
+    let token = app.admin_token_again().await;
+    let http = |path: String, origin: Option<&'static str>| {
+        let mut req = app
+            .req(Method::GET, &path)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+        if let Some(origin) = origin {
+            req = req.header("origin", origin);
+        }
+        req.send()
+    };
+    let foreign = http(format!("/j/{link}/ws"), Some("https://evil.example")).await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        http("/j/nope/ws".into(), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    app.req(Method::PATCH, "/api/v1/admin/policy")
+        .bearer(&token)
+        .json(&json!({ "guest_access": false }))
+        .send()
+        .await;
+    let disabled = http(format!("/j/{link}/ws"), None).await;
+    assert_eq!(disabled.status, StatusCode::FORBIDDEN);
+    assert_eq!(disabled.error_code(), "guest_access_disabled");
+    app.req(Method::PATCH, "/api/v1/admin/policy")
+        .bearer(&token)
+        .json(&json!({ "guest_access": true }))
+        .send()
+        .await;
+
+    app.post(&format!("/api/v1/links/{link}/revoke"))
+        .bearer(&token)
+        .send()
+        .await;
+    let revoked = http(format!("/j/{link}/ws"), None).await;
+    assert_eq!(revoked.status, StatusCode::GONE);
+    assert_eq!(revoked.error_code(), "link_revoked");
+    let _ = addr;
+}
