@@ -509,10 +509,12 @@ impl CallTask {
                 asked_at: r.asked_at,
             })
             .collect();
+        let now = self.state.clock.now();
         for client in self.clients.values() {
             let Role::On(me) = client.role else { continue };
             let _ = client.out.try_send(ServerMessage::Roster {
                 participants: roster.clone(),
+                now,
             });
             if self
                 .call
@@ -521,6 +523,7 @@ impl CallTask {
             {
                 let _ = client.out.try_send(ServerMessage::Lobby {
                     requests: lobby.clone(),
+                    now,
                 });
             }
         }

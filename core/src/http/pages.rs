@@ -778,10 +778,12 @@ async fn join_request(
     {
         return state.page_error(PageError::internal(err));
     }
+    // The call itself runs in the page's script over the signaling WebSocket; a
+    // browser that posts the form has scripts turned off.
     state.message_page(
         StatusCode::ACCEPTED,
-        "Live calls aren't available here yet",
-        &format!("Thanks, {name}. This server does not host live calls yet, so nobody can let you in right now."),
+        "Turn on JavaScript to join",
+        &format!("Thanks, {name}. Joining a call happens in the page itself, which needs JavaScript. Turn it on and open the link again."),
         "info",
         None,
     )
@@ -789,11 +791,13 @@ async fn join_request(
 
 const APP_CSS: &str = include_str!("../../static/app.css");
 const DASHBOARD_JS: &str = include_str!("../../static/dashboard.js");
+const CALL_JS: &str = include_str!("../../static/call.js");
 
 async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
     let (body, content_type) = match file.as_str() {
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "dashboard.js" => (DASHBOARD_JS, "text/javascript; charset=utf-8"),
+        "call.js" => (CALL_JS, "text/javascript; charset=utf-8"),
         _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
     };
     let etag = format!("\"{}\"", &crate::secret::sha256_hex(body)[..16]);

@@ -64,13 +64,16 @@ pub enum ServerMessage {
         participant: u32,
         resume_token: String,
     },
-    /// Everyone on the call (sent to participants whenever it changes).
+    /// Everyone on the call (sent to participants whenever it changes). `now` is the
+    /// server's clock, so clients can show waits and windows whatever their own clock says.
     Roster {
         participants: Vec<RosterEntry>,
+        now: DateTime<Utc>,
     },
     /// Everyone waiting (sent to signed-in participants whenever it changes).
     Lobby {
         requests: Vec<LobbyEntry>,
+        now: DateTime<Utc>,
     },
     /// The request was denied; `blocked` after the second denial.
     Denied {

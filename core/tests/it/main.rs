@@ -6,6 +6,7 @@
 mod support;
 
 mod accounts;
+mod browser;
 mod cli;
 mod links;
 mod ops;

@@ -95,6 +95,10 @@ impl Ws {
         for _ in 0..50 {
             let message = self.next().await;
             if message["type"] == "lobby" {
+                assert!(
+                    message["now"].is_string(),
+                    "snapshots carry the server's clock"
+                );
                 let requests = message["requests"].as_array().unwrap().clone();
                 if check(&requests) {
                     return requests;
@@ -108,6 +112,10 @@ impl Ws {
         for _ in 0..50 {
             let message = self.next().await;
             if message["type"] == "roster" {
+                assert!(
+                    message["now"].is_string(),
+                    "snapshots carry the server's clock"
+                );
                 let participants = message["participants"].as_array().unwrap().clone();
                 if check(&participants) {
                     return participants;

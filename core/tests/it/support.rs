@@ -129,6 +129,19 @@ impl TestApp {
         Self::build(test_config(db_url.to_string()), guard).await
     }
 
+    /// A SQLite app already listening on loopback, with `public_url` set to its address
+    /// (browsers send an Origin that must match it). Returns the app and its base URL.
+    pub async fn served() -> (Self, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = Self::sqlite_with(|c| c.server.public_url = base.clone()).await;
+        let router = app.router.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        (app, base)
+    }
+
     async fn build(config: Config, guard: DbGuard) -> Self {
         let clock = FakeClock::new(START.parse::<DateTime<Utc>>().unwrap());
         let app = App::build_with_clock(config, Arc::new(clock.clone()))

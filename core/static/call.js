@@ -1,0 +1,257 @@
+// The call page: asks to join over the signaling WebSocket (docs/signaling.md),
+// shows the lobby while waiting, and the roster, join requests and removal
+// controls once on the call. Media comes with the SFU.
+
+const joinCard = document.getElementById("join");
+const linkId = joinCard.dataset.link;
+const signedIn = joinCard.dataset.signedIn === "yes";
+const form = document.getElementById("join-form");
+const statusLine = document.getElementById("status");
+const withdrawButton = document.getElementById("withdraw");
+const callCard = document.getElementById("call");
+const rosterList = document.getElementById("roster");
+const lobbyPanel = document.getElementById("lobby-panel");
+const lobbyList = document.getElementById("lobby");
+const leaveButton = document.getElementById("leave");
+
+const resumeKey = `confab.resume.${linkId}`;
+let socket = null;
+let me = null; // my participant id once joined
+let roster = [];
+let lobby = [];
+let leaving = false;
+// Server clock minus this browser's clock: times come from the server.
+let skew = 0;
+let reconnecting = false;
+
+/** A random key this browser keeps for this link, so the lobby knows a returning guest. */
+function guestKey() {
+  const storageKey = `confab.guest.${linkId}`;
+  let key = localStorage.getItem(storageKey);
+  if (!key) {
+    const bytes = crypto.getRandomValues(new Uint8Array(18));
+    key = btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    localStorage.setItem(storageKey, key);
+  }
+  return key;
+}
+
+function say(text) {
+  statusLine.textContent = text;
+  statusLine.hidden = !text;
+}
+
+function showForm(message) {
+  me = null;
+  callCard.hidden = true;
+  joinCard.hidden = false;
+  form.hidden = false;
+  withdrawButton.hidden = true;
+  say(message);
+}
+
+function showWaiting(text) {
+  joinCard.hidden = false;
+  callCard.hidden = true;
+  form.hidden = true;
+  withdrawButton.hidden = false;
+  say(text);
+}
+
+function showCall() {
+  joinCard.hidden = true;
+  callCard.hidden = false;
+  render();
+}
+
+function send(message) {
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ v: 1, ...message }));
+}
+
+function connect(first) {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${scheme}://${location.host}/j/${linkId}/ws`);
+  socket.addEventListener("open", () => send(first));
+  socket.addEventListener("message", (event) => handle(JSON.parse(event.data)));
+  socket.addEventListener("close", () => {
+    socket = null;
+    if (leaving) return;
+    const token = sessionStorage.getItem(resumeKey);
+    if (me !== null && token && !reconnecting) {
+      // The network dropped: come back to the same place, without the lobby.
+      reconnecting = true;
+      say("Reconnecting…");
+      setTimeout(() => connect({ type: "resume", resume_token: token }), 1000);
+    } else if (me !== null || form.hidden) {
+      showForm("Connection lost. Ask to join again.");
+    }
+  });
+}
+
+const messages = {
+  call_full: "This call is full.",
+  blocked: "You were declined twice and can't ask to join this call again.",
+  resume_expired: "Connection lost. Ask to join again.",
+  invalid_name: "Enter a name of 1 to 64 characters.",
+};
+
+function handle(message) {
+  switch (message.type) {
+    case "welcome":
+      break;
+    case "waiting":
+      showWaiting(
+        message.waiting_for === "host"
+          ? "Waiting for the host to join…"
+          : "Asked to join. Someone on the call will let you in.",
+      );
+      break;
+    case "joined":
+      me = message.participant;
+      reconnecting = false;
+      sessionStorage.setItem(resumeKey, message.resume_token);
+      say("");
+      showCall();
+      break;
+    case "roster":
+      skew = Date.parse(message.now) - Date.now();
+      roster = message.participants;
+      render();
+      break;
+    case "lobby":
+      skew = Date.parse(message.now) - Date.now();
+      lobby = message.requests;
+      render();
+      break;
+    case "denied":
+      showForm(message.blocked
+        ? "You were declined twice and can't ask to join this call again."
+        : "Your request to join was declined.");
+      break;
+    case "removed":
+      sessionStorage.removeItem(resumeKey);
+      showForm(`You were removed from the call by ${message.by}.`);
+      break;
+    case "request_ended":
+      showForm({
+        withdrawn: "",
+        timed_out: "Nobody answered your request. Ask again when the call is on.",
+        call_ended: "The call has ended.",
+      }[message.why] ?? "");
+      break;
+    case "call_ended":
+      sessionStorage.removeItem(resumeKey);
+      showForm("The call has ended.");
+      break;
+    case "error":
+      if (message.code === "resume_expired") sessionStorage.removeItem(resumeKey);
+      if (me === null || message.code === "resume_expired") showForm(messages[message.code] ?? message.message);
+      else say(messages[message.code] ?? message.message);
+      break;
+    default:
+      break;
+  }
+}
+
+function serverNow() {
+  return Date.now() + skew;
+}
+
+function secondsLeft(until) {
+  return Math.max(0, Math.ceil((Date.parse(until) - serverNow()) / 1000));
+}
+
+function waited(since) {
+  const s = Math.max(0, Math.floor((serverNow() - Date.parse(since)) / 1000));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function button(label, className, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = `button ${className}`;
+  b.textContent = label;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function render() {
+  if (callCard.hidden) return;
+  const mine = roster.find((p) => p.participant === me);
+  const iAmOwner = Boolean(mine && mine.owner);
+  rosterList.replaceChildren(...roster.map((p) => {
+    const li = document.createElement("li");
+    li.dataset.participant = p.participant;
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = p.name + (p.participant === me ? " (you)" : "");
+    li.append(name);
+    const tags = [p.owner ? "host" : null, p.guest ? "guest" : null, p.connected ? null : "reconnecting…"];
+    for (const tag of tags.filter(Boolean)) {
+      const t = document.createElement("span");
+      t.className = "tag";
+      t.textContent = tag;
+      li.append(t);
+    }
+    if (signedIn && p.guest && p.participant !== me) {
+      const left = p.removable_until ? secondsLeft(p.removable_until) : 0;
+      if (iAmOwner || left > 0) {
+        const label = iAmOwner ? "Remove" : `Remove (${left}s)`;
+        li.append(button(label, "quiet", () => send({ type: "remove", participant: p.participant })));
+      }
+    }
+    return li;
+  }));
+  lobbyPanel.hidden = !signedIn || lobby.length === 0;
+  lobbyList.replaceChildren(...lobby.map((r) => {
+    const li = document.createElement("li");
+    li.dataset.request = r.request;
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = r.name;
+    const since = document.createElement("span");
+    since.className = "meta";
+    since.textContent = `waiting ${waited(r.asked_at)}`;
+    li.append(name, since,
+      button("Admit", "primary", () => send({ type: "admit", request: r.request })),
+      button("Deny", "danger", () => send({ type: "deny", request: r.request })));
+    return li;
+  }));
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = form.elements.name.value.trim();
+  if (!name || name.length > 64) {
+    say(messages.invalid_name);
+    return;
+  }
+  leaving = false;
+  const join = { type: "join", name, ...(signedIn ? {} : { guest_key: guestKey() }) };
+  if (socket && socket.readyState === WebSocket.OPEN) send(join);
+  else connect(join);
+  say("Connecting…");
+});
+
+withdrawButton.addEventListener("click", () => {
+  send({ type: "withdraw" });
+  showForm("");
+});
+
+leaveButton.addEventListener("click", () => {
+  leaving = true;
+  send({ type: "leave" });
+  sessionStorage.removeItem(resumeKey);
+  socket?.close();
+  showForm("You left the call.");
+});
+
+// Countdowns and waiting times tick every second.
+setInterval(render, 1000);
+
+// Back after a reload within the reconnect grace: take the same place.
+const saved = sessionStorage.getItem(resumeKey);
+if (saved) {
+  me = -1;
+  connect({ type: "resume", resume_token: saved });
+}

@@ -1,0 +1,258 @@
+//! The join flow in real headless Chromium: Debian's `chromium` driven through
+//! `chromedriver` (`bash .ci/run` installs both). Set CONFAB_CHROMIUM and
+//! CONFAB_CHROMEDRIVER to use other paths.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use confab_core::accounts::Role;
+use fantoccini::wd::Capabilities;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::support::{PASSWORD, TestApp};
+
+fn chromium() -> String {
+    std::env::var("CONFAB_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
+fn chromedriver() -> String {
+    std::env::var("CONFAB_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into())
+}
+
+/// A chromedriver process, stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        for path in [chromium(), chromedriver()] {
+            assert!(
+                std::path::Path::new(&path).exists(),
+                "{path} is missing: install Debian's chromium and chromium-driver (bash .ci/run does)"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(chromedriver())
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// A fresh headless browser with its own profile and fake camera and microphone.
+    async fn browser(&self) -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = Capabilities::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium(),
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                    "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }),
+        );
+        // chromedriver speaks plain HTTP on loopback: no TLS needed.
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("browser session");
+        Browser {
+            client,
+            _profile: profile,
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Browser {
+    client: Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let field = self.client.find(Locator::Css(css)).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the visible text of `css` contains `needle`; returns that text.
+    async fn wait_text(&self, css: &str, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await
+                && let Ok(text) = element.text().await
+            {
+                if text.contains(needle) {
+                    return text;
+                }
+                last = text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} never showed {needle:?}; last text: {last:?}");
+    }
+
+    async fn sign_in(&self, base: &str, email: &str) {
+        self.goto(&format!("{base}/login")).await;
+        self.fill("input[name=email]", email).await;
+        self.fill("input[name=password]", PASSWORD).await;
+        self.click("form[action='/login'] button[type=submit]")
+            .await;
+        self.wait_text("main", "Your links").await;
+    }
+
+    async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+/// An app, an owner account and a link; returns (app, base URL, link id).
+async fn app_with_link(max_participants: i32) -> (TestApp, String, String) {
+    let (app, base) = TestApp::served().await;
+    let token = app.user_with_token("host@example.org", Role::Admin).await;
+    let res = app
+        .post("/api/v1/links")
+        .bearer(&token)
+        .json(&json!({ "title": "Family call", "max_participants": max_participants }))
+        .send()
+        .await;
+    let link = res.json()["id"].as_str().unwrap().to_string();
+    (app, base, link)
+}
+
+async fn host_joins(driver: &Driver, base: &str, link: &str) -> Browser {
+    let host = driver.browser().await;
+    host.sign_in(base, "host@example.org").await;
+    host.goto(&format!("{base}/j/{link}")).await;
+    host.click("#join-form button[type=submit]").await;
+    host.wait_text("#roster", "User host@example.org (you)")
+        .await;
+    host
+}
+
+async fn guest_asks(driver: &Driver, base: &str, link: &str, name: &str) -> Browser {
+    let guest = driver.browser().await;
+    guest.goto(&format!("{base}/j/{link}")).await;
+    guest.wait_text("#join h1", "Family call").await;
+    guest.fill("input[name=name]", name).await;
+    guest.click("#join-form button[type=submit]").await;
+    guest
+}
+
+#[tokio::test]
+async fn a_guest_asks_the_host_admits_and_later_removes_them() {
+    let (_app, base, link) = app_with_link(32).await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+
+    let guest = guest_asks(&driver, &base, &link, "Zoë <b>").await;
+    guest
+        .wait_text("#status", "Someone on the call will let you in")
+        .await;
+
+    let lobby = host.wait_text("#lobby", "Zoë <b>").await;
+    assert!(lobby.contains("waiting 0:0"), "{lobby}");
+    host.click("#lobby li button.primary").await;
+
+    let roster = guest.wait_text("#roster", "Zoë <b> (you)").await;
+    assert!(roster.contains("User host@example.org"));
+    assert!(roster.contains("host") && roster.contains("guest"));
+    let host_view = host.wait_text("#roster", "Zoë <b>").await;
+    assert!(
+        host_view.contains("Remove"),
+        "the owner can remove guests: {host_view}"
+    );
+    host.wait_text("#call", "On the call").await;
+
+    host.click("#roster li button").await;
+    guest
+        .wait_text(
+            "#status",
+            "You were removed from the call by User host@example.org",
+        )
+        .await;
+    host.close().await;
+    guest.close().await;
+}
+
+#[tokio::test]
+async fn an_early_guest_waits_for_the_host_and_hears_a_denial() {
+    let (_app, base, link) = app_with_link(32).await;
+    let driver = Driver::start();
+    let guest = guest_asks(&driver, &base, &link, "Early bird").await;
+    guest
+        .wait_text("#status", "Waiting for the host to join")
+        .await;
+
+    let host = host_joins(&driver, &base, &link).await;
+    guest
+        .wait_text("#status", "Someone on the call will let you in")
+        .await;
+    host.wait_text("#lobby", "Early bird").await;
+    host.click("#lobby li button.danger").await;
+    guest
+        .wait_text("#status", "Your request to join was declined.")
+        .await;
+    // The form is back for another try.
+    guest.wait_text("#join-form", "Ask to join").await;
+    host.close().await;
+    guest.close().await;
+}
+
+#[tokio::test]
+async fn a_full_call_says_so_on_the_page() {
+    let (_app, base, link) = app_with_link(1).await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let guest = guest_asks(&driver, &base, &link, "One too many").await;
+    guest.wait_text("#status", "This call is full.").await;
+    host.close().await;
+    guest.close().await;
+}
