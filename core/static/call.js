@@ -13,6 +13,7 @@ const rosterList = document.getElementById("roster");
 const lobbyPanel = document.getElementById("lobby-panel");
 const lobbyList = document.getElementById("lobby");
 const leaveButton = document.getElementById("leave");
+const approvalHint = document.getElementById("approval-hint");
 
 const resumeKey = `confab.resume.${linkId}`;
 let socket = null;
@@ -47,6 +48,7 @@ function showForm(message) {
   joinCard.hidden = false;
   form.hidden = false;
   withdrawButton.hidden = true;
+  if (approvalHint) approvalHint.hidden = false;
   say(message);
 }
 
@@ -55,6 +57,7 @@ function showWaiting(text) {
   callCard.hidden = true;
   form.hidden = true;
   withdrawButton.hidden = false;
+  if (approvalHint) approvalHint.hidden = true;
   say(text);
 }
 
@@ -212,9 +215,13 @@ function render() {
     const since = document.createElement("span");
     since.className = "meta";
     since.textContent = `waiting ${waited(r.asked_at)}`;
-    li.append(name, since,
+    const actions = document.createElement("span");
+    actions.className = "actions";
+    actions.append(
       button("Admit", "primary", () => send({ type: "admit", request: r.request })),
-      button("Deny", "danger", () => send({ type: "deny", request: r.request })));
+      button("Deny", "danger", () => send({ type: "deny", request: r.request })),
+    );
+    li.append(name, since, actions);
     return li;
   }));
 }
