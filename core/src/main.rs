@@ -140,6 +140,9 @@ enum LinkCommand {
         /// Let guests in without approval.
         #[arg(long)]
         no_approval: bool,
+        /// Make signed-in members (other than the owner) wait in the lobby too.
+        #[arg(long)]
+        members_need_approval: bool,
         /// 1–32 (default 32).
         #[arg(long)]
         max_participants: Option<i32>,
@@ -535,6 +538,9 @@ fn describe_link(link: &LinkView) -> String {
         },
         link.policy.max_participants
     ));
+    if link.policy.members_need_approval {
+        text.push_str("\n  members: wait for approval");
+    }
     text
 }
 
@@ -569,6 +575,7 @@ async fn link_command(
             time_zone,
             rrule,
             no_approval,
+            members_need_approval,
             max_participants,
             out,
         } => {
@@ -591,6 +598,7 @@ async fn link_command(
                 description,
                 schedule,
                 guests_need_approval: Some(!no_approval),
+                members_need_approval: Some(members_need_approval),
                 max_participants,
             };
             let policy = PolicyCache::default().get(store).await?;

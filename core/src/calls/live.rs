@@ -110,7 +110,7 @@ impl CallRegistry {
         calls.insert(link.pk, queue.clone());
         let policy = CallPolicy {
             guests_need_approval: link.guests_need_approval,
-            members_need_approval: false,
+            members_need_approval: link.members_need_approval,
             max_participants: u8::try_from(link.max_participants)
                 .unwrap_or(super::MAX_PARTICIPANTS),
         };

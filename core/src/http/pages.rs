@@ -450,6 +450,8 @@ struct CreateLinkForm {
     #[serde(default)]
     guests_need_approval: Option<String>,
     #[serde(default)]
+    members_need_approval: Option<String>,
+    #[serde(default)]
     max_participants: Option<String>,
 }
 
@@ -477,6 +479,7 @@ async fn dashboard_create_link(
             description: Some(form.description.clone()),
             schedule: None,
             guests_need_approval: Some(form.guests_need_approval.is_some()),
+            members_need_approval: Some(form.members_need_approval.is_some()),
             max_participants,
         };
         links::create(
@@ -694,7 +697,10 @@ fn render_join(
         title: &link.title,
         description: link.description.as_deref(),
         when: links::Schedule::from_row(link).map(|s| s.describe()),
-        needs_approval: user.is_none() && link.guests_need_approval,
+        needs_approval: match user {
+            None => link.guests_need_approval,
+            Some(u) => link.members_need_approval && u.account.id != link.owner_id,
+        },
     };
     ctx.extend(Context::from_serialize(&view).unwrap_or_default());
     ctx.insert("csrf", &csrf); // the join form uses the double-submit cookie, signed in or not

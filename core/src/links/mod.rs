@@ -85,6 +85,9 @@ pub struct NewLink {
     /// Whether guests wait in the lobby until admitted. Default: true.
     #[serde(default)]
     pub guests_need_approval: Option<bool>,
+    /// Whether signed-in members other than the owner wait in the lobby too. Default: false.
+    #[serde(default)]
+    pub members_need_approval: Option<bool>,
     /// 1–32. Default: 32.
     #[serde(default)]
     pub max_participants: Option<i32>,
@@ -105,6 +108,8 @@ pub struct LinkPatch {
     #[serde(default)]
     pub guests_need_approval: Option<bool>,
     #[serde(default)]
+    pub members_need_approval: Option<bool>,
+    #[serde(default)]
     pub max_participants: Option<i32>,
 }
 
@@ -123,6 +128,7 @@ mod double_option {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LinkPolicy {
     pub guests_need_approval: bool,
+    pub members_need_approval: bool,
     pub max_participants: i32,
 }
 
@@ -170,6 +176,7 @@ impl LinkView {
             schedule: Schedule::from_row(link),
             policy: LinkPolicy {
                 guests_need_approval: link.guests_need_approval,
+                members_need_approval: link.members_need_approval,
                 max_participants: link.max_participants,
             },
             status: if link.revoked_at.is_some() {
@@ -224,6 +231,7 @@ pub async fn create(
         title: Set(title),
         description: Set(description),
         guests_need_approval: Set(input.guests_need_approval.unwrap_or(true)),
+        members_need_approval: Set(input.members_need_approval.unwrap_or(false)),
         max_participants: Set(max_participants),
         created_at: Set(now),
         updated_at: Set(now),
@@ -282,6 +290,9 @@ pub async fn update(
     }
     if let Some(schedule) = schedule {
         Schedule::apply(schedule.as_ref(), &mut row);
+    }
+    if let Some(approval) = patch.members_need_approval {
+        row.members_need_approval = Set(approval);
     }
     if let Some(approval) = patch.guests_need_approval {
         row.guests_need_approval = Set(approval);

@@ -116,6 +116,8 @@ pub mod link {
         pub schedule_rrule: Option<String>,
         pub guests_need_approval: bool,
         pub max_participants: i32,
+        /// Whether signed-in members other than the owner wait in the lobby.
+        pub members_need_approval: bool,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
         pub revoked_at: Option<DateTimeUtc>,

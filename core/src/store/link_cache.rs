@@ -75,6 +75,7 @@ mod tests {
             schedule_tz: None,
             schedule_rrule: None,
             guests_need_approval: true,
+            members_need_approval: false,
             max_participants: 32,
             created_at: now,
             updated_at: now,

@@ -35,6 +35,7 @@ async fn create_show_update_and_list(app: TestApp) {
     assert_eq!(created["status"], "active");
     assert_eq!(created["policy"]["guests_need_approval"], true);
     assert_eq!(created["policy"]["max_participants"], 32);
+    assert_eq!(created["policy"]["members_need_approval"], false);
     let id = created["id"].as_str().unwrap();
     assert_eq!(created["url"], format!("http://127.0.0.1:8080/j/{id}"));
 
@@ -50,7 +51,12 @@ async fn create_show_update_and_list(app: TestApp) {
     let patched = app
         .req(Method::PATCH, &format!("/api/v1/links/{id}"))
         .bearer(&token)
-        .json(&json!({ "description": "Bring sketches", "max_participants": 8, "guests_need_approval": false }))
+        .json(&json!({
+            "description": "Bring sketches",
+            "max_participants": 8,
+            "guests_need_approval": false,
+            "members_need_approval": true
+        }))
         .send()
         .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
@@ -58,6 +64,7 @@ async fn create_show_update_and_list(app: TestApp) {
     assert_eq!(patched["description"], "Bring sketches");
     assert_eq!(patched["policy"]["max_participants"], 8);
     assert_eq!(patched["policy"]["guests_need_approval"], false);
+    assert_eq!(patched["policy"]["members_need_approval"], true);
     assert_eq!(patched["title"], "Design review", "absent fields stay");
     assert_ne!(patched["updated_at"], created["updated_at"]);
 

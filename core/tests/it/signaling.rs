@@ -548,3 +548,28 @@ async fn revoked_links_foreign_origins_and_disabled_guest_access_are_refused() {
     assert_eq!(revoked.error_code(), "link_revoked");
     let _ = addr;
 }
+
+#[tokio::test]
+async fn members_wait_for_approval_when_the_link_says_so() {
+    let (app, addr, link, owner_cookies, colleague_cookies) = setup(32).await;
+    let token = app.admin_token_again().await;
+    let res = app
+        .req(Method::PATCH, &format!("/api/v1/links/{link}"))
+        .bearer(&token)
+        .json(&json!({ "members_need_approval": true }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let (mut owner, _) = join_member(&addr, &link, &owner_cookies).await;
+    let mut colleague = Ws::open(&addr, &link, Some(&colleague_cookies)).await;
+    colleague.send(json!({ "v": 1, "type": "join" })).await;
+    let waiting = colleague.expect("waiting").await;
+    assert_eq!(waiting["waiting_for"], "approval");
+    let lobby = owner.lobby_until(|r| r.len() == 1).await;
+    assert_eq!(lobby[0]["guest"], false, "a member is asking");
+    assert_eq!(lobby[0]["name"], "User colleague@example.org");
+    owner
+        .send(json!({ "v": 1, "type": "admit", "request": lobby[0]["request"] }))
+        .await;
+    colleague.expect("joined").await;
+}
