@@ -8,6 +8,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -32,6 +33,8 @@ pub struct Metrics {
     durations: Family<RouteLabels, Histogram>,
     /// Links created through any path.
     pub links_created: Counter,
+    /// Calls live on this node, set when metrics are read.
+    pub live_calls: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -48,6 +51,7 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.0005, 2.0, 14))
         });
         let links_created = Counter::default();
+        let live_calls = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -59,11 +63,13 @@ impl Default for Metrics {
             durations.clone(),
         );
         registry.register("links_created", "Call links created", links_created.clone());
+        registry.register("live_calls", "Calls live on this node", live_calls.clone());
         Self {
             registry,
             requests,
             durations,
             links_created,
+            live_calls,
         }
     }
 }

@@ -200,7 +200,10 @@ function render() {
       const left = p.removable_until ? secondsLeft(p.removable_until) : 0;
       if (iAmOwner || left > 0) {
         const label = iAmOwner ? "Remove" : `Remove (${left}s)`;
-        li.append(button(label, "quiet", () => send({ type: "remove", participant: p.participant })));
+        const remove = button(label, "quiet", () => send({ type: "remove", participant: p.participant }));
+        // Others may remove a guest only during the window: the label counts down.
+        if (!iAmOwner) remove.dataset.until = p.removable_until;
+        li.append(remove);
       }
     }
     return li;
@@ -214,6 +217,7 @@ function render() {
     name.textContent = r.name;
     const since = document.createElement("span");
     since.className = "meta";
+    since.dataset.since = r.asked_at;
     since.textContent = `waiting ${waited(r.asked_at)}`;
     const actions = document.createElement("span");
     actions.className = "actions";
@@ -253,8 +257,19 @@ leaveButton.addEventListener("click", () => {
   showForm("You left the call.");
 });
 
-// Countdowns and waiting times tick every second.
-setInterval(render, 1000);
+// Countdowns and waiting times tick every second, in place: rebuilding the lists
+// would swap buttons out from under a click.
+function tick() {
+  for (const label of document.querySelectorAll("[data-since]")) {
+    label.textContent = `waiting ${waited(label.dataset.since)}`;
+  }
+  for (const remove of document.querySelectorAll("[data-until]")) {
+    const left = secondsLeft(remove.dataset.until);
+    if (left > 0) remove.textContent = `Remove (${left}s)`;
+    else remove.remove();
+  }
+}
+setInterval(tick, 1000);
 
 // Back after a reload within the reconnect grace: take the same place.
 const saved = sessionStorage.getItem(resumeKey);

@@ -81,6 +81,9 @@ impl CallRegistry {
     /// Delivers `command` to the link's live call, starting one if there is none.
     pub async fn send(&self, state: &AppState, link: &link::Model, command: Command) {
         let mut command = command;
+        if matches!(command.action, Action::Disconnected) && !self.is_live(link.pk) {
+            return; // the call already ended: nothing to tell it
+        }
         // A call that just ended may close its queue between lookup and send: retry once
         // with a fresh call.
         for _ in 0..2 {
@@ -94,6 +97,11 @@ impl CallRegistry {
             }
         }
         tracing::warn!("could not reach a call task twice in a row");
+    }
+
+    fn is_live(&self, link_pk: i64) -> bool {
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.get(&link_pk).is_some_and(|q| !q.is_closed())
     }
 
     /// How many calls are live.

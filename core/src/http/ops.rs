@@ -40,6 +40,8 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let live = i64::try_from(state.calls.live_calls()).unwrap_or(i64::MAX);
+    state.metrics.live_calls.set(live);
     (
         [(
             header::CONTENT_TYPE,

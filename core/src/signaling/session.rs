@@ -142,31 +142,19 @@ pub async fn run_session(
             }
             continue;
         }
-        let action = match decode(text.as_str()) {
-            Ok(message) => match to_action(message, member.as_ref()) {
-                Ok(action) => action,
-                Err(reply) => {
-                    let _ = out.send(reply).await;
-                    continue;
-                }
-            },
-            Err(reply) => {
-                let _ = out.send(reply).await;
-                continue;
-            }
-        };
-        state
-            .calls
-            .send(
-                &state,
-                &link,
-                Command {
+        match decode(text.as_str()).and_then(|message| to_action(message, member.as_ref())) {
+            Ok(action) => {
+                let command = Command {
                     client,
                     out: out.clone(),
                     action,
-                },
-            )
-            .await;
+                };
+                state.calls.send(&state, &link, command).await;
+            }
+            Err(reply) => {
+                let _ = out.send(reply).await;
+            }
+        }
     }
     state
         .calls

@@ -41,6 +41,7 @@ async fn metrics_count_requests_by_route_not_by_link_id() {
     assert!(text.contains("route=\"/j/{id}\""));
     assert!(!text.contains(id), "link ids never appear in metrics");
     assert!(text.contains("confab_links_created_total 1"));
+    assert!(text.contains("confab_live_calls 0"), "{text}");
     assert!(text.contains("confab_http_request_duration_seconds_bucket"));
 }
 
