@@ -14,6 +14,10 @@ const lobbyPanel = document.getElementById("lobby-panel");
 const lobbyList = document.getElementById("lobby");
 const leaveButton = document.getElementById("leave");
 const approvalHint = document.getElementById("approval-hint");
+const preview = document.getElementById("preview");
+const mediaNote = document.getElementById("media-note");
+const cameraSelect = document.getElementById("camera");
+const micSelect = document.getElementById("microphone");
 
 const resumeKey = `confab.resume.${linkId}`;
 let socket = null;
@@ -270,6 +274,67 @@ function tick() {
   }
 }
 setInterval(tick, 1000);
+
+// Camera and microphone: a preview before joining, with a choice of devices. The
+// stream is kept for the call's media.
+let localStream = null;
+
+function explainMediaError(error) {
+  switch (error.name) {
+    case "NotAllowedError":
+      return "Confab isn't allowed to use your camera and microphone. Allow them in your browser's site settings and reload the page. You can still ask to join.";
+    case "NotFoundError":
+      return "No camera or microphone was found. You can still ask to join.";
+    case "NotReadableError":
+      return "Your camera or microphone is in use by another app. Close it and reload the page.";
+    default:
+      return `Your camera or microphone could not be started (${error.name}).`;
+  }
+}
+
+function fillDevices(select, devices, fallback) {
+  const chosen = select.value;
+  select.replaceChildren(...devices.map((device, i) => {
+    const option = document.createElement("option");
+    option.value = device.deviceId;
+    option.textContent = device.label || `${fallback} ${i + 1}`;
+    return option;
+  }));
+  if (devices.some((d) => d.deviceId === chosen)) select.value = chosen;
+  select.disabled = devices.length === 0;
+}
+
+async function startPreview() {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    mediaNote.textContent = "This browser can't use a camera or microphone on this page. Use a current Chrome, Edge, Firefox or Safari.";
+    mediaNote.hidden = false;
+    return;
+  }
+  const pick = (select) => (select.value ? { deviceId: { exact: select.value } } : true);
+  localStream?.getTracks().forEach((track) => track.stop());
+  try {
+    localStream = await navigator.mediaDevices.getUserMedia({ video: pick(cameraSelect), audio: pick(micSelect) });
+    preview.srcObject = localStream;
+    mediaNote.hidden = true;
+    // Device names are only visible once access is granted.
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    fillDevices(cameraSelect, devices.filter((d) => d.kind === "videoinput"), "Camera");
+    fillDevices(micSelect, devices.filter((d) => d.kind === "audioinput"), "Microphone");
+    const [video] = localStream.getVideoTracks();
+    const [audio] = localStream.getAudioTracks();
+    if (video) cameraSelect.value = video.getSettings().deviceId ?? cameraSelect.value;
+    if (audio) micSelect.value = audio.getSettings().deviceId ?? micSelect.value;
+  } catch (error) {
+    localStream = null;
+    preview.srcObject = null;
+    mediaNote.textContent = explainMediaError(error);
+    mediaNote.hidden = false;
+  }
+}
+
+cameraSelect.addEventListener("change", startPreview);
+micSelect.addEventListener("change", startPreview);
+startPreview();
 
 // Back after a reload within the reconnect grace: take the same place.
 const saved = sessionStorage.getItem(resumeKey);

@@ -58,21 +58,39 @@ impl Driver {
 
     /// A fresh headless browser with its own profile and fake camera and microphone.
     async fn browser(&self) -> Browser {
+        self.browser_with(true).await
+    }
+
+    /// Like [`Driver::browser`]; with `allow_media` false, camera and microphone
+    /// requests are denied as if the user said no.
+    async fn browser_with(&self, allow_media: bool) -> Browser {
         let profile = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--use-fake-device-for-media-stream".into(),
+            "--window-size=1280,900".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        args.push(
+            if allow_media {
+                "--use-fake-ui-for-media-stream"
+            } else {
+                "--deny-permission-prompts"
+            }
+            .into(),
+        );
         let mut caps = Capabilities::new();
         caps.insert("browserName".into(), json!("chrome"));
         caps.insert(
             "goog:chromeOptions".into(),
-            json!({
-                "binary": chromium(),
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                    "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
-            }),
+            json!({ "binary": chromium(), "args": args }),
         );
         // chromedriver speaks plain HTTP on loopback: no TLS needed.
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -137,6 +155,25 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("{css} never showed {needle:?}; last text: {last:?}");
+    }
+
+    /// Polls a JavaScript expression until it returns something truthy; returns it.
+    async fn wait_js(&self, expression: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let script = format!("return {expression};");
+        loop {
+            let value = self.client.execute(&script, vec![]).await.unwrap();
+            let truthy = !matches!(
+                &value,
+                serde_json::Value::Null | serde_json::Value::Bool(false)
+            ) && value != json!(0)
+                && value != json!([]);
+            if truthy {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "{expression} never became true");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn sign_in(&self, base: &str, email: &str) {
@@ -253,6 +290,57 @@ async fn a_full_call_says_so_on_the_page() {
     let host = host_joins(&driver, &base, &link).await;
     let guest = guest_asks(&driver, &base, &link, "One too many").await;
     guest.wait_text("#status", "This call is full.").await;
+    host.close().await;
+    guest.close().await;
+}
+
+#[tokio::test]
+async fn the_join_page_previews_the_camera_and_lists_devices() {
+    let (_app, base, link) = app_with_link(32).await;
+    let driver = Driver::start();
+    let guest = driver.browser().await;
+    guest.goto(&format!("{base}/j/{link}")).await;
+    let width = guest
+        .wait_js("document.getElementById('preview').videoWidth")
+        .await;
+    assert!(width.as_u64().unwrap() > 0, "the preview plays the camera");
+    let cameras = guest
+        .wait_js("[...document.querySelectorAll('#camera option')].map(o => o.textContent)")
+        .await;
+    assert!(
+        cameras[0].as_str().unwrap().contains("fake"),
+        "devices are listed by name: {cameras}"
+    );
+    let microphones = guest
+        .wait_js("[...document.querySelectorAll('#microphone option')].map(o => o.textContent)")
+        .await;
+    assert!(!microphones.as_array().unwrap().is_empty());
+    let note_hidden = guest
+        .wait_js("document.getElementById('media-note').hidden")
+        .await;
+    assert_eq!(note_hidden, json!(true));
+    guest.close().await;
+}
+
+#[tokio::test]
+async fn without_camera_permission_the_page_says_so_and_joining_still_works() {
+    let (_app, base, link) = app_with_link(32).await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let guest = driver.browser_with(false).await;
+    guest.goto(&format!("{base}/j/{link}")).await;
+    guest
+        .wait_text(
+            "#media-note",
+            "isn't allowed to use your camera and microphone",
+        )
+        .await;
+    guest.fill("input[name=name]", "No camera").await;
+    guest.click("#join-form button[type=submit]").await;
+    guest
+        .wait_text("#status", "Someone on the call will let you in")
+        .await;
+    host.wait_text("#lobby", "No camera").await;
     host.close().await;
     guest.close().await;
 }
