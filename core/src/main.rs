@@ -396,7 +396,7 @@ async fn user_command(store: &Store, clock: &dyn Clock, cmd: UserCommand) -> any
                 let a = &user.account;
                 let mut text = format!(
                     "Created {} {} <{}> (id {}).",
-                    role_word(a.role),
+                    a.role.as_str(),
                     a.display_name,
                     a.email,
                     a.id
@@ -429,7 +429,7 @@ async fn user_command(store: &Store, clock: &dyn Clock, cmd: UserCommand) -> any
                         format!(
                             "{:>5}  {:<7} {:<32} {}",
                             u.id,
-                            role_word(u.role),
+                            u.role.as_str(),
                             u.email,
                             u.display_name
                         )
@@ -438,13 +438,6 @@ async fn user_command(store: &Store, clock: &dyn Clock, cmd: UserCommand) -> any
                     .join("\n")
             })
         }
-    }
-}
-
-fn role_word(role: Role) -> &'static str {
-    match role {
-        Role::Admin => "admin",
-        Role::Member => "member",
     }
 }
 

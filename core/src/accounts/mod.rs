@@ -4,8 +4,6 @@
 //! Password hashing (argon2id) is deliberately slow, so it always runs on the
 //! blocking thread pool, never on the async worker threads.
 
-use std::sync::Arc;
-
 use argon2::Argon2;
 use argon2::password_hash::{
     PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
@@ -333,6 +331,3 @@ pub async fn end_session(store: &Store, cookie_value: &str) -> Result<(), Accoun
     store.delete_session(&sha256_hex(cookie_value)).await?;
     Ok(())
 }
-
-/// Shared account state held by the app.
-pub type SharedThrottle = Arc<LoginThrottle>;

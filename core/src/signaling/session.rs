@@ -26,6 +26,9 @@ const RATE_PER_SEC: f64 = 20.0;
 const BURST: f64 = 40.0;
 /// Rate-limited messages tolerated before the connection is closed.
 const MAX_STRIKES: u32 = 100;
+/// Largest frame the transport accepts: above [`MAX_MESSAGE_BYTES`], so that an
+/// oversized message gets a clear error instead of a dropped connection.
+const TRANSPORT_MAX_BYTES: usize = 1024 * 1024;
 /// Messages waiting for a slow client before the call stops queueing more.
 const OUTBOX: usize = 64;
 
@@ -75,10 +78,8 @@ pub async fn connect(
         Err(rejection) => return rejection.into_response(),
     };
     let member = user.map(|u| u.account);
-    // The transport accepts up to 1 MiB so that larger messages get a clear error
-    // instead of a dropped connection.
-    ws.max_message_size(1024 * 1024)
-        .max_frame_size(1024 * 1024)
+    ws.max_message_size(TRANSPORT_MAX_BYTES)
+        .max_frame_size(TRANSPORT_MAX_BYTES)
         .on_upgrade(move |socket| run_session(socket, state, link, member))
 }
 
@@ -253,4 +254,4 @@ impl TokenBucket {
     }
 }
 
-const _: () = assert!(MAX_MESSAGE_BYTES < 1024 * 1024);
+const _: () = assert!(MAX_MESSAGE_BYTES < TRANSPORT_MAX_BYTES);
