@@ -5,7 +5,7 @@
 //! environment variable `CONFAB_SECTION_NAME` (for example `CONFAB_DATABASE_URL`).
 //! [`KEYS`] is the single list of keys; `docs/operations.md` documents the same list.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -36,6 +36,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub privacy: PrivacyConfig,
     pub calls: CallsConfig,
+    pub media: MediaConfig,
     pub templates: TemplatesConfig,
 }
 
@@ -116,6 +117,40 @@ impl Default for CallsConfig {
     }
 }
 
+/// The media plane (the SFU): one UDP port and one TCP port for every call on this node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Address the media sockets bind to.
+    pub bind: IpAddr,
+    /// UDP port for all media (0: any free port, for tests).
+    pub udp_port: u16,
+    /// TCP port for ICE-TCP, for networks that block UDP (0: any free port; the
+    /// same number as `udp_port` is fine).
+    pub tcp_port: u16,
+    /// Turn ICE-TCP off.
+    pub tcp_enabled: bool,
+    /// Turn UDP off (everyone uses ICE-TCP; for tests and odd networks).
+    pub udp_enabled: bool,
+    /// Addresses announced to browsers (NAT 1:1, e.g. a cloud host's public IP).
+    /// Empty: the bind address, or, when that is unspecified, the address of the
+    /// default route.
+    pub public_ips: Vec<IpAddr>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            udp_port: 10000,
+            tcp_port: 10000,
+            tcp_enabled: true,
+            udp_enabled: true,
+            public_ips: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TemplatesConfig {
@@ -133,6 +168,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             privacy: PrivacyConfig::default(),
             calls: CallsConfig::default(),
+            media: MediaConfig::default(),
             templates: TemplatesConfig::default(),
         }
     }
@@ -223,6 +259,12 @@ pub const KEYS: &[(&str, &str)] = &[
         "calls.reconnect_grace_secs",
         "CONFAB_CALLS_RECONNECT_GRACE_SECS",
     ),
+    ("media.bind", "CONFAB_MEDIA_BIND"),
+    ("media.udp_port", "CONFAB_MEDIA_UDP_PORT"),
+    ("media.tcp_port", "CONFAB_MEDIA_TCP_PORT"),
+    ("media.tcp_enabled", "CONFAB_MEDIA_TCP_ENABLED"),
+    ("media.udp_enabled", "CONFAB_MEDIA_UDP_ENABLED"),
+    ("media.public_ips", "CONFAB_MEDIA_PUBLIC_IPS"),
     ("templates.dir", "CONFAB_TEMPLATES_DIR"),
 ];
 
@@ -288,6 +330,11 @@ impl Config {
                 "calls.lobby_timeout_secs and calls.reconnect_grace_secs must be at least 1".into(),
             ));
         }
+        if !self.media.udp_enabled && !self.media.tcp_enabled {
+            return Err(ConfigError::Invalid(
+                "media.udp_enabled and media.tcp_enabled cannot both be false".into(),
+            ));
+        }
         if self.database.max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "database.max_connections must be at least 1".into(),
@@ -327,13 +374,14 @@ impl Config {
     }
 }
 
-/// Environment values are TOML scalars when they parse as one (`true`, `30`), strings otherwise.
+/// Environment values are TOML scalars or arrays when they parse as one (`true`, `30`,
+/// `["203.0.113.7"]`), strings otherwise.
 fn env_value(raw: &str) -> toml::Value {
     format!("v = {raw}")
         .parse::<toml::Table>()
         .ok()
         .and_then(|mut t| t.remove("v"))
-        .filter(|v| !v.is_table() && !v.is_array())
+        .filter(|v| !v.is_table())
         .unwrap_or_else(|| toml::Value::String(raw.to_string()))
 }
 
@@ -416,6 +464,12 @@ mod tests {
             ("CONFAB_CALLS_REMOVAL_WINDOW_SECS", "45"),
             ("CONFAB_CALLS_LOBBY_TIMEOUT_SECS", "120"),
             ("CONFAB_CALLS_RECONNECT_GRACE_SECS", "15"),
+            ("CONFAB_MEDIA_BIND", "0.0.0.0"),
+            ("CONFAB_MEDIA_UDP_PORT", "3479"),
+            ("CONFAB_MEDIA_TCP_PORT", "4443"),
+            ("CONFAB_MEDIA_TCP_ENABLED", "false"),
+            ("CONFAB_MEDIA_UDP_ENABLED", "false"),
+            ("CONFAB_MEDIA_PUBLIC_IPS", "[\"203.0.113.7\"]"),
             ("CONFAB_TEMPLATES_DIR", "/srv/tpl"),
         ]
         .into_iter()
@@ -438,6 +492,10 @@ mod tests {
         assert_eq!(c.templates.dir, "/srv/tpl");
         assert_eq!(c.calls.removal_window_secs, 45);
         assert_eq!(c.calls.lobby_timeout_secs, 120);
+        assert_eq!(c.media.bind, IpAddr::from([0, 0, 0, 0]));
+        assert_eq!((c.media.udp_port, c.media.tcp_port), (3479, 4443));
+        assert!(!c.media.tcp_enabled && !c.media.udp_enabled);
+        assert_eq!(c.media.public_ips, vec![IpAddr::from([203, 0, 113, 7])]);
         assert_eq!(c.calls.reconnect_grace_secs, 15);
     }
 

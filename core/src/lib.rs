@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod policy;
 pub mod privacy;
 pub mod secret;
+pub mod sfu;
 pub mod shutdown;
 pub mod signaling;
 pub mod store;
@@ -61,6 +62,8 @@ pub enum AppError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot open the media ports: {0}")]
+    Media(std::io::Error),
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -76,6 +79,9 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Live calls, by link.
     pub calls: Arc<calls::CallRegistry>,
+    /// The media plane (SFU) of this node, once [`App::start_media`] opened its ports
+    /// (the CLI's other commands never do).
+    pub media: Option<sfu::MediaHandle>,
     templates: Arc<tera::Tera>,
     public_url: Arc<str>,
 }
@@ -127,6 +133,7 @@ impl App {
             chrono::Duration::minutes(i64::from(config.auth.login_window_minutes)),
         );
         let state = AppState {
+            media: None,
             store,
             public_url: config.public_url().into(),
             config: Arc::new(config),
@@ -138,6 +145,16 @@ impl App {
             templates: Arc::new(templates),
         };
         Ok(Self { state })
+    }
+
+    /// Opens the media ports and starts the SFU threads.
+    pub fn start_media(&mut self) -> Result<(), AppError> {
+        if self.state.media.is_none() {
+            let media =
+                sfu::MediaHandle::start(&self.state.config.media).map_err(AppError::Media)?;
+            self.state.media = Some(media);
+        }
+        Ok(())
     }
 
     pub fn state(&self) -> &AppState {

@@ -300,16 +300,24 @@ fn init_tracing(config: &Config, serving: bool) {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let app = App::build(config).await?;
-    let state = app.state().clone();
-    let addr = state.config.server.listen;
+    let mut app = App::build(config).await?;
+    let addr = app.state().config.server.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    app.start_media()?;
+    let state = app.state().clone();
+    let media = state.media.as_ref();
     println!(
-        "Confab is running at {}/ (ready in {} ms)",
+        "Confab is running at {}/ (ready in {} ms; media on UDP {} and TCP {})",
         state.public_url(),
-        started.elapsed().as_millis()
+        started.elapsed().as_millis(),
+        media
+            .and_then(|m| m.udp_addr())
+            .map_or("off".into(), |a| a.to_string()),
+        media
+            .and_then(|m| m.tcp_addr())
+            .map_or("off".into(), |a| a.to_string()),
     );
     if state.store.count_admins().await? == 0 {
         println!(

@@ -1,6 +1,9 @@
 // The call page: asks to join over the signaling WebSocket (docs/signaling.md),
-// shows the lobby while waiting, and the roster, join requests and removal
-// controls once on the call. Media comes with the SFU.
+// shows the lobby while waiting, and once on the call the video grid, controls,
+// roster, join requests and removal controls. Media goes through the SFU
+// (media.js).
+
+import { MediaSession } from "/static/media.js";
 
 const joinCard = document.getElementById("join");
 const linkId = joinCard.dataset.link;
@@ -18,6 +21,12 @@ const preview = document.getElementById("preview");
 const mediaNote = document.getElementById("media-note");
 const cameraSelect = document.getElementById("camera");
 const micSelect = document.getElementById("microphone");
+const grid = document.getElementById("grid");
+const micButton = document.getElementById("toggle-mic");
+const camButton = document.getElementById("toggle-camera");
+const screenButton = document.getElementById("toggle-screen");
+const copyButton = document.getElementById("copy-link");
+const callNote = document.getElementById("call-note");
 
 const resumeKey = `confab.resume.${linkId}`;
 let socket = null;
@@ -48,6 +57,7 @@ function say(text) {
 
 function showForm(message) {
   me = null;
+  stopMedia();
   callCard.hidden = true;
   joinCard.hidden = false;
   form.hidden = false;
@@ -119,6 +129,17 @@ function handle(message) {
       sessionStorage.setItem(resumeKey, message.resume_token);
       say("");
       showCall();
+      startMedia();
+      break;
+    case "publish_answer":
+      media.onPublishAnswer(message.sdp).catch(mediaFailed);
+      break;
+    case "subscribe_offer":
+      media.onSubscribeOffer(message.sdp).catch(mediaFailed);
+      break;
+    case "active_speaker":
+      speaker = message.participant;
+      layoutTiles();
       break;
     case "roster":
       skew = Date.parse(message.now) - Date.now();
@@ -151,6 +172,10 @@ function handle(message) {
       showForm("The call has ended.");
       break;
     case "error":
+      if (message.code === "bad_sdp" || message.code === "media_unavailable") {
+        note(`Audio and video could not start: ${message.message}`);
+        break;
+      }
       if (message.code === "resume_expired") sessionStorage.removeItem(resumeKey);
       if (me === null || message.code === "resume_expired") showForm(messages[message.code] ?? message.message);
       else say(messages[message.code] ?? message.message);
@@ -184,6 +209,7 @@ function button(label, className, onClick) {
 
 function render() {
   if (callCard.hidden) return;
+  layoutTiles();
   const mine = roster.find((p) => p.participant === me);
   const iAmOwner = Boolean(mine && mine.owner);
   rosterList.replaceChildren(...roster.map((p) => {
@@ -316,6 +342,11 @@ async function startPreview() {
     localStream = await navigator.mediaDevices.getUserMedia({ video: pick(cameraSelect), audio: pick(micSelect) });
     preview.srcObject = localStream;
     mediaNote.hidden = true;
+    if (me !== null && media.publisher) {
+      await media.replaceTrack("audio", localStream.getAudioTracks()[0] ?? null);
+      await media.replaceTrack("video", localStream.getVideoTracks()[0] ?? null);
+      showStream("local", localStream);
+    }
     // Device names are only visible once access is granted.
     const devices = await navigator.mediaDevices.enumerateDevices();
     fillDevices(cameraSelect, devices.filter((d) => d.kind === "videoinput"), "Camera");
@@ -335,6 +366,188 @@ async function startPreview() {
 cameraSelect.addEventListener("change", startPreview);
 micSelect.addEventListener("change", startPreview);
 startPreview();
+
+// ---- Media: the grid of tiles and the controls ----
+
+const media = new MediaSession({
+  send,
+  onStream: (id, stream) => showStream(id, stream),
+  onStreamGone: (id) => removeTile(id),
+  onConnection: (state) => {
+    if (state === "connected") {
+      mediaRetries = 0;
+      note("");
+    } else if (state === "reconnecting") {
+      note("Connection lost. Reconnecting…");
+    } else if (state === "failed") {
+      // ICE gave up: start over with fresh connections while the call goes on.
+      if (me !== null && mediaRetries < 5) {
+        mediaRetries += 1;
+        note("Connection lost. Reconnecting…");
+        setTimeout(startMedia, 1000);
+      } else {
+        note("Connection lost. Check your network, then leave and join again.");
+      }
+    }
+  },
+});
+window.confab = { media, tiles: () => [...grid.children].map((t) => t.dataset.stream) };
+let mediaRetries = 0;
+let speaker = null;
+let micOn = true;
+let camOn = true;
+const sentQuality = new Map();
+
+function note(text) {
+  callNote.textContent = text;
+  callNote.hidden = !text;
+}
+
+function mediaFailed(error) {
+  console.error(error);
+  note(`Audio and video could not start (${error.name ?? error}). Leave and join again.`);
+}
+
+function startMedia() {
+  for (const tile of [...grid.children]) if (tile.dataset.stream !== "local") tile.remove();
+  showStream("local", localStream);
+  media.start(localStream).catch(mediaFailed);
+  sendMute();
+}
+
+function stopMedia() {
+  media.close();
+  grid.replaceChildren();
+  sentQuality.clear();
+  speaker = null;
+}
+
+function participantOf(streamId) {
+  if (streamId === "local") return me;
+  const m = /^p(\d+)-(\d+)$/.exec(streamId);
+  return m ? Number(m[1]) : null;
+}
+
+function showStream(id, stream) {
+  let tile = grid.querySelector(`[data-stream="${CSS.escape(id)}"]`);
+  if (!tile) {
+    tile = document.createElement("figure");
+    tile.className = "tile";
+    tile.dataset.stream = id;
+    const video = document.createElement("video");
+    video.autoplay = true;
+    video.playsInline = true;
+    // Your own tile never plays your microphone back.
+    if (id === "local") video.muted = true;
+    const label = document.createElement("figcaption");
+    tile.append(video, label);
+    grid.append(tile);
+  }
+  const video = tile.querySelector("video");
+  if (video.srcObject !== stream) video.srcObject = stream;
+  video.play?.().catch(() => {});
+  layoutTiles();
+}
+
+function removeTile(id) {
+  grid.querySelector(`[data-stream="${CSS.escape(id)}"]`)?.remove();
+  layoutTiles();
+}
+
+/** Names, speaker highlight, screen tiles first, a grid from 1 to 32 tiles, and the quality each tile needs. */
+function layoutTiles() {
+  const tiles = [...grid.children];
+  for (const tile of tiles) {
+    const id = tile.dataset.stream;
+    const who = participantOf(id);
+    const person = roster.find((p) => p.participant === who);
+    const screen = /-1$/.test(id);
+    const name = person ? person.name : "";
+    let label = who === me ? `${name || "You"} (you)` : name;
+    if (screen) label = `${name}'s screen`;
+    if (person?.audio_muted && !screen) label += " · muted";
+    tile.querySelector("figcaption").textContent = label;
+    tile.classList.toggle("speaking", who !== null && who === speaker && !screen);
+    tile.classList.toggle("screen", screen);
+    // A participant who left loses their tiles even before the offer removing them.
+    if (id !== "local" && roster.length && !person) tile.remove();
+  }
+  const count = grid.children.length;
+  const columns = Math.ceil(Math.sqrt(count));
+  grid.style.setProperty("--columns", String(Math.max(1, columns)));
+  grid.dataset.count = String(count);
+  for (const tile of grid.children) {
+    const who = participantOf(tile.dataset.stream);
+    if (tile.dataset.stream === "local" || tile.classList.contains("screen") || who === null) continue;
+    const width = tile.clientWidth || 640;
+    const layer = width < 240 ? 0 : width < 480 ? 1 : 2;
+    if (sentQuality.get(who) !== layer) {
+      sentQuality.set(who, layer);
+      send({ type: "set_quality", participant: who, layer });
+    }
+  }
+}
+window.addEventListener("resize", layoutTiles);
+
+function sendMute() {
+  send({ type: "mute", audio: !micOn, video: !camOn, screen: Boolean(media.screen) });
+}
+
+function toggle(button, on, onLabel, offLabel) {
+  button.textContent = on ? onLabel : offLabel;
+  button.setAttribute("aria-pressed", String(!on));
+}
+
+micButton.addEventListener("click", () => {
+  micOn = !micOn;
+  media.setEnabled("audio", micOn);
+  toggle(micButton, micOn, "Mute", "Unmute");
+  sendMute();
+  layoutTiles();
+});
+
+camButton.addEventListener("click", () => {
+  camOn = !camOn;
+  media.setEnabled("video", camOn);
+  toggle(camButton, camOn, "Stop video", "Start video");
+  sendMute();
+});
+
+screenButton.addEventListener("click", async () => {
+  if (media.screen) {
+    await media.stopScreen();
+    removeTile(`local-screen`);
+    toggle(screenButton, true, "Share screen", "Stop sharing");
+    sendMute();
+    return;
+  }
+  if (!navigator.mediaDevices?.getDisplayMedia) {
+    note("This browser can't share its screen.");
+    return;
+  }
+  try {
+    const stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+    stream.getVideoTracks()[0].addEventListener("ended", () => {
+      if (media.screen === stream) screenButton.click();
+    });
+    await media.shareScreen(stream);
+    toggle(screenButton, false, "Share screen", "Stop sharing");
+    sendMute();
+  } catch (error) {
+    if (error.name !== "NotAllowedError") note(`Screen sharing could not start (${error.name}).`);
+  }
+});
+
+copyButton.addEventListener("click", async () => {
+  const url = `${location.origin}/j/${linkId}${location.hash}`;
+  try {
+    await navigator.clipboard.writeText(url);
+    copyButton.textContent = "Link copied";
+  } catch {
+    window.prompt("Copy this link:", url);
+  }
+  setTimeout(() => { copyButton.textContent = "Copy link"; }, 2000);
+});
 
 // Back after a reload within the reconnect grace: take the same place.
 const saved = sessionStorage.getItem(resumeKey);

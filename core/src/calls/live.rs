@@ -19,6 +19,7 @@ use super::{
 };
 use crate::AppState;
 use crate::privacy::{self, CallEventKind};
+use crate::sfu;
 use crate::signaling::{
     ErrorCode, LobbyEntry, RequestEndReason, RosterEntry, ServerMessage, WaitingFor, error,
 };
@@ -67,8 +68,28 @@ pub enum Action {
     },
     Withdraw,
     Leave,
+    /// Media negotiation, passed on to the SFU for participants on the call.
+    Publish {
+        sdp: String,
+    },
+    SubscribeAnswer {
+        sdp: String,
+    },
+    SetQuality {
+        participant: u32,
+        layer: u8,
+    },
+    Mute(MediaState),
     /// The connection closed.
     Disconnected,
+}
+
+/// What a participant says it sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaState {
+    pub audio_muted: bool,
+    pub video_muted: bool,
+    pub sharing_screen: bool,
 }
 
 /// Live calls by link.
@@ -129,6 +150,7 @@ impl CallRegistry {
             clients: HashMap::new(),
             request_names: HashMap::new(),
             participant_names: HashMap::new(),
+            media_states: HashMap::new(),
             state: state.clone(),
         };
         tokio::spawn(actor.run(commands, queue.clone()));
@@ -163,6 +185,7 @@ struct CallTask {
     /// Names for the metadata log, kept while a request or participant exists.
     request_names: HashMap<RequestId, String>,
     participant_names: HashMap<ParticipantId, String>,
+    media_states: HashMap<ParticipantId, MediaState>,
     state: AppState,
 }
 
@@ -371,6 +394,59 @@ impl CallTask {
                     error(ErrorCode::NotJoined, "you are not on this call"),
                 ),
             },
+            Action::Publish { sdp } => {
+                let Role::On(me) = role else {
+                    return self.tell(client, error(ErrorCode::NotJoined, "join the call first"));
+                };
+                let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
+                    return;
+                };
+                self.media_states.entry(me).or_default();
+                self.media(
+                    client,
+                    sfu::Command::Publish {
+                        call: self.link_pk,
+                        participant: me.0,
+                        offer: sdp,
+                        events: out,
+                    },
+                );
+            }
+            Action::SubscribeAnswer { sdp } => {
+                let Role::On(me) = role else {
+                    return self.tell(client, error(ErrorCode::NotJoined, "join the call first"));
+                };
+                self.media(
+                    client,
+                    sfu::Command::SubscribeAnswer {
+                        call: self.link_pk,
+                        participant: me.0,
+                        answer: sdp,
+                    },
+                );
+            }
+            Action::SetQuality { participant, layer } => {
+                let Role::On(me) = role else {
+                    return self.tell(client, error(ErrorCode::NotJoined, "join the call first"));
+                };
+                self.media(
+                    client,
+                    sfu::Command::SetQuality {
+                        call: self.link_pk,
+                        participant: me.0,
+                        publisher: participant,
+                        layer: usize::from(layer),
+                    },
+                );
+            }
+            Action::Mute(media_state) => {
+                let Role::On(me) = role else {
+                    return self.tell(client, error(ErrorCode::NotJoined, "join the call first"));
+                };
+                if self.media_states.insert(me, media_state) != Some(media_state) {
+                    self.send_snapshots();
+                }
+            }
             Action::Disconnected => {
                 self.clients.remove(&client);
                 match role {
@@ -379,6 +455,33 @@ impl CallTask {
                     Role::Idle => {}
                 }
             }
+        }
+    }
+
+    /// Passes a command to the SFU, or tells the client why it cannot.
+    fn media(&self, client: ClientId, command: sfu::Command) {
+        let Some(media) = self.state.media.as_ref() else {
+            return self.tell(
+                client,
+                error(
+                    ErrorCode::MediaUnavailable,
+                    "media is not running on this server",
+                ),
+            );
+        };
+        if let Err(busy) = media.send(command) {
+            self.tell(client, error(ErrorCode::MediaUnavailable, busy.to_string()));
+        }
+    }
+
+    /// Closes a participant's media connections.
+    fn media_leave(&mut self, participant: ParticipantId) {
+        self.media_states.remove(&participant);
+        if let Some(media) = self.state.media.as_ref() {
+            let _ = media.send(sfu::Command::Leave {
+                call: self.link_pk,
+                participant: participant.0,
+            });
         }
     }
 
@@ -412,6 +515,10 @@ impl CallTask {
                 CallEvent::Started => self.record(CallEventKind::CallStarted, None),
                 CallEvent::Ended => {
                     self.record(CallEventKind::CallEnded, None);
+                    let on_call: Vec<ParticipantId> = self.media_states.keys().copied().collect();
+                    for participant in on_call {
+                        self.media_leave(participant);
+                    }
                     let ids: Vec<ClientId> = self.clients.keys().copied().collect();
                     for id in ids {
                         self.tell(id, ServerMessage::CallEnded);
@@ -465,6 +572,7 @@ impl CallTask {
                     }
                 }
                 CallEvent::Removed { participant, by } => {
+                    self.media_leave(participant);
                     let name = self.participant_names.remove(&participant);
                     self.record(CallEventKind::Removed, name);
                     let by = self.participant_names.get(&by).cloned().unwrap_or_default();
@@ -474,6 +582,7 @@ impl CallTask {
                     }
                 }
                 CallEvent::Left { participant, why } => {
+                    self.media_leave(participant);
                     self.participant_names.remove(&participant);
                     if why == LeaveReason::ConnectionLost
                         && let Some(gone) = self.client_with(Role::On(participant))
@@ -504,6 +613,12 @@ impl CallTask {
                 owner: p.is_owner,
                 joined_at: p.joined_at,
                 connected: p.connection == super::Connection::Connected,
+                audio_muted: self.media_states.get(&p.id).is_some_and(|m| m.audio_muted),
+                video_muted: self.media_states.get(&p.id).is_some_and(|m| m.video_muted),
+                sharing_screen: self
+                    .media_states
+                    .get(&p.id)
+                    .is_some_and(|m| m.sharing_screen),
                 removable_until: (!p.identity.is_authenticated()).then(|| p.joined_at + window),
             })
             .collect();

@@ -31,7 +31,7 @@ mod live;
 #[cfg(test)]
 mod tests;
 
-pub use live::{Action, CallRegistry, ClientId, Command, next_client_id};
+pub use live::{Action, CallRegistry, ClientId, Command, MediaState, next_client_id};
 
 /// The largest call: the SFU's limit.
 pub const MAX_PARTICIPANTS: u8 = 32;

@@ -798,12 +798,14 @@ async fn join_request(
 const APP_CSS: &str = include_str!("../../static/app.css");
 const DASHBOARD_JS: &str = include_str!("../../static/dashboard.js");
 const CALL_JS: &str = include_str!("../../static/call.js");
+const MEDIA_JS: &str = include_str!("../../static/media.js");
 
 async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
     let (body, content_type) = match file.as_str() {
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "dashboard.js" => (DASHBOARD_JS, "text/javascript; charset=utf-8"),
         "call.js" => (CALL_JS, "text/javascript; charset=utf-8"),
+        "media.js" => (MEDIA_JS, "text/javascript; charset=utf-8"),
         _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
     };
     let etag = format!("\"{}\"", &crate::secret::sha256_hex(body)[..16]);

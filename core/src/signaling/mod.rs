@@ -41,6 +41,21 @@ pub enum ClientMessage {
     Withdraw,
     /// Hang up.
     Leave,
+    /// An SDP offer for the connection that carries what this browser sends (first,
+    /// or again when it adds or removes a track, or after a reconnect).
+    Publish { sdp: String },
+    /// The SDP answer to the last `subscribe_offer`.
+    SubscribeAnswer { sdp: String },
+    /// Which simulcast layer of `participant`'s video to receive: 0 (smallest) to 2
+    /// (full). Clients ask for less for small tiles.
+    SetQuality { participant: u32, layer: u8 },
+    /// What this participant currently sends, shown to everyone in the roster.
+    Mute {
+        audio: bool,
+        video: bool,
+        #[serde(default)]
+        screen: bool,
+    },
     /// Keep-alive; answered with `pong`.
     Ping,
 }
@@ -89,6 +104,20 @@ pub enum ServerMessage {
     },
     /// The call ended: everyone has left.
     CallEnded,
+    /// The server's answer to a `publish` offer.
+    PublishAnswer {
+        sdp: String,
+    },
+    /// An offer for the connection that carries everyone else's media; answer with
+    /// `subscribe_answer`. Each stream id is `p{participant}-{n}` (n = 0 camera and
+    /// microphone, 1 screen).
+    SubscribeOffer {
+        sdp: String,
+    },
+    /// Who is speaking now.
+    ActiveSpeaker {
+        participant: u32,
+    },
     Pong,
     /// The last message could not be carried out; nothing changed.
     Error {
@@ -124,6 +153,10 @@ pub struct RosterEntry {
     pub joined_at: DateTime<Utc>,
     /// False while the connection is down and the place is kept.
     pub connected: bool,
+    /// What the participant sends, as it last said with `mute`.
+    pub audio_muted: bool,
+    pub video_muted: bool,
+    pub sharing_screen: bool,
     /// For guests: until when any signed-in participant may remove them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub removable_until: Option<DateTime<Utc>>,
@@ -168,6 +201,10 @@ pub enum ErrorCode {
     NotAGuest,
     /// The resume token is unknown or its grace period passed: join again.
     ResumeExpired,
+    /// An SDP offer or answer that could not be used.
+    BadSdp,
+    /// The media server cannot take this now (overloaded, or media is off).
+    MediaUnavailable,
 }
 
 /// A server message on the wire, with its version.

@@ -14,10 +14,12 @@ use tokio::sync::mpsc;
 use super::{ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, ServerMessage, decode, encode, error};
 use crate::AppState;
 use crate::accounts::{Account, MAX_NAME_CHARS};
-use crate::calls::{Action, Command, Decision, Identity, next_client_id};
+use crate::calls::{Action, Command, Decision, Identity, MediaState, next_client_id};
 use crate::http::ApiError;
 use crate::http::extract::WebUser;
 use crate::links::{self, PublicLink};
+use crate::sfu::MAX_SDP_BYTES;
+use crate::sfu::forward::MAX_LAYERS;
 use crate::store::link;
 use crate::validate;
 
@@ -223,8 +225,49 @@ fn to_action(message: ClientMessage, member: Option<&Account>) -> Result<Action,
         ClientMessage::Remove { participant } => Action::Remove { participant },
         ClientMessage::Withdraw => Action::Withdraw,
         ClientMessage::Leave => Action::Leave,
+        ClientMessage::Publish { sdp } => Action::Publish {
+            sdp: checked_sdp(sdp)?,
+        },
+        ClientMessage::SubscribeAnswer { sdp } => Action::SubscribeAnswer {
+            sdp: checked_sdp(sdp)?,
+        },
+        ClientMessage::SetQuality { participant, layer } => {
+            if usize::from(layer) >= MAX_LAYERS {
+                return Err(error(
+                    ErrorCode::BadMessage,
+                    "layer is 0 (smallest), 1 or 2 (full)",
+                ));
+            }
+            Action::SetQuality { participant, layer }
+        }
+        ClientMessage::Mute {
+            audio,
+            video,
+            screen,
+        } => Action::Mute(MediaState {
+            audio_muted: audio,
+            video_muted: video,
+            sharing_screen: screen,
+        }),
         ClientMessage::Ping => return Err(ServerMessage::Pong),
     })
+}
+
+/// Rejects SDP that is too large or plainly not SDP before it reaches the SFU.
+fn checked_sdp(sdp: String) -> Result<String, ServerMessage> {
+    if sdp.len() > MAX_SDP_BYTES {
+        return Err(error(
+            ErrorCode::BadSdp,
+            format!("SDP is limited to {MAX_SDP_BYTES} bytes"),
+        ));
+    }
+    if !sdp.starts_with("v=0") {
+        return Err(error(
+            ErrorCode::BadSdp,
+            "this is not SDP (it must start with v=0)",
+        ));
+    }
+    Ok(sdp)
 }
 
 /// Limits how fast one connection may send.

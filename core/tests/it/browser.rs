@@ -75,6 +75,7 @@ impl Driver {
             "--disable-component-update".into(),
             "--disable-sync".into(),
             "--use-fake-device-for-media-stream".into(),
+            "--autoplay-policy=no-user-gesture-required".into(),
             "--window-size=1280,900".into(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
@@ -174,6 +175,54 @@ impl Browser {
             assert!(Instant::now() < deadline, "{expression} never became true");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// What this page receives, per remote stream and kind (`p3-0:video` →
+    /// `{packets, framesDecoded, frameWidth}`), from `RTCPeerConnection.getStats()`.
+    async fn inbound(&self) -> serde_json::Value {
+        self.client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];\
+                 window.confab.media.inboundStats().then(done, (e) => done({ error: String(e) }));",
+                vec![],
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Waits until this page decodes video and receives audio from every participant
+    /// in `others`; returns the stats then.
+    async fn wait_media_from(&self, others: &[u64]) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let stats = self.inbound().await;
+            let all = others.iter().all(|p| {
+                stats[format!("p{p}-0:video")]["framesDecoded"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    > 0
+                    && stats[format!("p{p}-0:audio")]["packets"]
+                        .as_u64()
+                        .unwrap_or(0)
+                        > 0
+            });
+            if all {
+                return stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "media from {others:?} never arrived; stats: {stats}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// My participant id.
+    async fn me(&self) -> u64 {
+        let roster = self
+            .wait_js("[...document.querySelectorAll('#roster li')].find(li => li.textContent.includes('(you)'))?.dataset.participant")
+            .await;
+        roster.as_str().unwrap().parse().unwrap()
     }
 
     async fn sign_in(&self, base: &str, email: &str) {
@@ -343,4 +392,57 @@ async fn without_camera_permission_the_page_says_so_and_joining_still_works() {
     host.wait_text("#lobby", "No camera").await;
     host.close().await;
     guest.close().await;
+}
+
+#[tokio::test]
+async fn host_and_two_admitted_guests_see_and_hear_each_other() {
+    let (_app, base, link) = app_with_link(32).await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let ana = guest_asks(&driver, &base, &link, "Ana").await;
+    let bo = guest_asks(&driver, &base, &link, "Bo").await;
+    for name in ["Ana", "Bo"] {
+        host.wait_text("#lobby", name).await;
+        host.click("#lobby li button.primary").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    ana.wait_text("#roster", "Ana (you)").await;
+    bo.wait_text("#roster", "Bo (you)").await;
+    let everyone = [&host, &ana, &bo];
+    let mut ids = Vec::new();
+    for page in everyone {
+        ids.push(page.me().await);
+    }
+    for (i, page) in everyone.iter().enumerate() {
+        let others: Vec<u64> = ids.iter().copied().filter(|p| *p != ids[i]).collect();
+        let before = page.wait_media_from(&others).await;
+        // Media keeps flowing: decoded frames and audio packets go up.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = page.inbound().await;
+        for p in &others {
+            let frames = |s: &serde_json::Value| {
+                s[format!("p{p}-0:video")]["framesDecoded"]
+                    .as_u64()
+                    .unwrap_or(0)
+            };
+            let packets =
+                |s: &serde_json::Value| s[format!("p{p}-0:audio")]["packets"].as_u64().unwrap_or(0);
+            assert!(
+                frames(&after) > frames(&before),
+                "video from {p} stalled: {before} → {after}"
+            );
+            assert!(
+                packets(&after) > packets(&before),
+                "audio from {p} stalled: {before} → {after}"
+            );
+        }
+        // Every remote participant has a tile, plus one's own.
+        let tiles = page
+            .wait_js("window.confab.tiles().length >= 3 && window.confab.tiles()")
+            .await;
+        assert_eq!(tiles.as_array().unwrap().len(), 3, "{tiles}");
+    }
+    for page in [host, ana, bo] {
+        page.close().await;
+    }
 }

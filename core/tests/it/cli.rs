@@ -348,6 +348,8 @@ fn serve_starts_on_an_empty_directory_and_stops_on_sigterm() {
     let mut child = cli
         .command(&["serve"])
         .env("CONFAB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONFAB_MEDIA_UDP_PORT", "0")
+        .env("CONFAB_MEDIA_TCP_PORT", "0")
         .env_remove("CONFAB_SERVER_PUBLIC_URL")
         .env("CONFAB_LOG_FORMAT", "json")
         .stdin(Stdio::null())

@@ -90,6 +90,9 @@ pub fn test_config(database_url: String) -> Config {
     let mut config = Config::default();
     config.database.url = database_url;
     config.database.max_connections = 4;
+    // Any free media ports, so that tests run side by side.
+    config.media.udp_port = 0;
+    config.media.tcp_port = 0;
     config
 }
 
@@ -144,9 +147,10 @@ impl TestApp {
 
     async fn build(config: Config, guard: DbGuard) -> Self {
         let clock = FakeClock::new(START.parse::<DateTime<Utc>>().unwrap());
-        let app = App::build_with_clock(config, Arc::new(clock.clone()))
+        let mut app = App::build_with_clock(config, Arc::new(clock.clone()))
             .await
             .expect("app builds");
+        app.start_media().expect("media ports open");
         Self {
             router: app.router(),
             store: app.state().store.clone(),

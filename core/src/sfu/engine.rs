@@ -1,0 +1,1483 @@
+//! The SFU's sans-IO core: every peer connection of every call on this node, behind
+//! one state machine. Socket threads feed it datagrams and take [`Transmit`]s; the
+//! control plane feeds it [`Command`]s; time is always an argument.
+//!
+//! Each participant has up to two peer connections (as LiveKit does): a *publish*
+//! connection the browser offers and the server answers, carrying what the browser
+//! sends, and a *subscribe* connection the server offers, carrying everyone else.
+//! Only the server renegotiates the subscribe connection, so offers never collide.
+//!
+//! Incoming packets are routed by 5-tuple once a STUN binding request has named the
+//! connection by its ICE username fragment; until then they are dropped.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_nack, configure_rtcp_reports, configure_simulcast_extension_headers,
+    configure_twcc_receiver_only,
+};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
+};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate,
+};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::sync::mpsc;
+
+use super::forward::{LayerForwarder, MAX_LAYERS, Rewriter, Verdict, VideoCodec, starts_keyframe};
+use super::speaker::{SpeakerDetector, audio_level};
+use crate::signaling::{ErrorCode, ServerMessage, error};
+
+/// The RFC 6464 audio level extension.
+const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+/// Keyframe requests to one publisher layer are spaced at least this far apart.
+const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(300);
+/// A simulcast layer silent this long counts as paused.
+const LAYER_IDLE: Duration = Duration::from_millis(700);
+/// How often the active speaker is re-evaluated.
+const SPEAKER_INTERVAL: Duration = Duration::from_millis(200);
+/// A peer connection that never connects is dropped after this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest SDP accepted from a client.
+pub const MAX_SDP_BYTES: usize = 32 * 1024;
+/// Tracks (audio, camera, screen) one participant may publish.
+const MAX_PUBLISHED_TRACKS: usize = 4;
+
+/// A call on this node, by its link's primary key.
+pub type CallKey = i64;
+
+/// What the control plane asks of the media plane.
+#[derive(Debug)]
+pub enum Command {
+    /// A participant's offer for its publish connection (first, renegotiated, or
+    /// after a reconnect with fresh ICE credentials).
+    Publish {
+        call: CallKey,
+        participant: u32,
+        offer: String,
+        /// Where the participant's browser is told about answers, offers and speakers.
+        events: mpsc::Sender<ServerMessage>,
+    },
+    /// The browser's answer to the last subscribe offer.
+    SubscribeAnswer {
+        call: CallKey,
+        participant: u32,
+        answer: String,
+    },
+    /// The participant asks for a lower or higher quality of one publisher's video.
+    SetQuality {
+        call: CallKey,
+        participant: u32,
+        publisher: u32,
+        layer: usize,
+    },
+    /// The participant is no longer on the call: close its connections.
+    Leave { call: CallKey, participant: u32 },
+}
+
+/// Where a datagram came from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Route {
+    pub protocol: Protocol4,
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+}
+
+/// The two transports media may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol4 {
+    Udp,
+    Tcp,
+}
+
+/// A datagram (or, for TCP, one RFC 4571 frame) to send.
+#[derive(Debug)]
+pub struct Transmit {
+    pub route: Route,
+    pub data: BytesMut,
+}
+
+impl From<TaggedBytesMut> for Transmit {
+    fn from(out: TaggedBytesMut) -> Self {
+        Transmit {
+            route: Route {
+                protocol: match out.transport.transport_protocol {
+                    TransportProtocol::TCP => Protocol4::Tcp,
+                    _ => Protocol4::Udp,
+                },
+                local: out.transport.local_addr,
+                peer: out.transport.peer_addr,
+            },
+            data: out.message,
+        }
+    }
+}
+
+/// Where the engine's sockets are and what it tells browsers.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+    /// Addresses put in candidates, each with the ports above.
+    pub announce: Vec<IpAddr>,
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineStats {
+    pub packets_in: u64,
+    pub packets_forwarded: u64,
+    pub peers: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Dir {
+    Publish,
+    Subscribe,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct PeerKey {
+    call: CallKey,
+    participant: u32,
+    dir: Dir,
+}
+
+struct Peer {
+    pc: RTCPeerConnection,
+    ufrag: String,
+    routes: Vec<Route>,
+    deadline: Option<Instant>,
+    created: Instant,
+    connected: bool,
+}
+
+type SourceId = u64;
+
+/// One track a participant publishes (with its simulcast layers).
+struct Source {
+    owner: u32,
+    kind: RtpCodecKind,
+    /// Stream id shown to subscribers: `p{owner}-{n}`.
+    stream: String,
+    track: String,
+    codec: RTCRtpCodec,
+    video: VideoCodec,
+    receiver: RTCRtpReceiverId,
+    /// SSRC per layer (index = layer), filled as layers start.
+    layers: [Option<u32>; MAX_LAYERS],
+    audio_level_ext: Option<u8>,
+    last_keyframe_request: [Option<Instant>; MAX_LAYERS],
+    /// When each layer last sent a packet: browsers pause upper layers when their
+    /// bandwidth estimate drops, and viewers must then be moved down.
+    last_seen: [Option<Instant>; MAX_LAYERS],
+}
+
+/// One source as seen by one subscriber.
+struct Binding {
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+    /// Known once the subscriber answered.
+    payload_type: Option<u8>,
+    video: Option<LayerForwarder>,
+    audio: Rewriter,
+}
+
+struct Member {
+    events: mpsc::Sender<ServerMessage>,
+    bindings: BTreeMap<SourceId, Binding>,
+    /// Preferred layer per publisher (from `SetQuality`), else the best.
+    quality: HashMap<u32, usize>,
+    negotiating: bool,
+    renegotiate: bool,
+    /// Stream ids of this participant's publish connection, in first-seen order.
+    streams: Vec<String>,
+}
+
+#[derive(Default)]
+struct Room {
+    members: BTreeMap<u32, Member>,
+    sources: BTreeMap<SourceId, Source>,
+    /// (publisher, SSRC) → (source, layer).
+    by_ssrc: HashMap<(u32, u32), (SourceId, usize)>,
+    speakers: SpeakerDetector,
+}
+
+/// The media plane of one node.
+pub struct Engine {
+    config: EngineConfig,
+    peers: HashMap<PeerKey, Peer>,
+    by_ufrag: HashMap<String, PeerKey>,
+    by_route: HashMap<Route, PeerKey>,
+    rooms: HashMap<CallKey, Room>,
+    transmits: VecDeque<Transmit>,
+    next_source: SourceId,
+    next_speaker_check: Option<Instant>,
+    stats: EngineStats,
+    /// Reused between packets.
+    scratch: Vec<(u32, rtp::Packet)>,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Self {
+        Self {
+            config,
+            peers: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_route: HashMap::new(),
+            rooms: HashMap::new(),
+            transmits: VecDeque::new(),
+            next_source: 1,
+            next_speaker_check: None,
+            stats: EngineStats::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            peers: self.peers.len(),
+            ..self.stats
+        }
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] must next run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter_map(|p| p.deadline)
+            .chain(self.next_speaker_check)
+            .min()
+    }
+
+    /// Runs timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now) || p.stale(now))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            let stale = self.peers.get(&key).is_some_and(|p| p.stale(now));
+            if stale {
+                tracing::info!(
+                    call = key.call,
+                    participant = key.participant,
+                    "media connection never came up"
+                );
+                self.close_peer(key);
+                self.sync_subscriptions(now, key.call);
+                continue;
+            }
+            if let Some(peer) = self.peers.get_mut(&key)
+                && let Err(err) = peer.pc.handle_timeout(now)
+            {
+                tracing::debug!(error = %err, "peer timeout");
+            }
+            self.drain(key, now);
+        }
+        if self.next_speaker_check.is_some_and(|t| t <= now) {
+            self.next_speaker_check = None;
+            self.check_speakers(now);
+        }
+    }
+
+    /// Handles one datagram from a socket.
+    pub fn handle_datagram(&mut self, now: Instant, route: Route, data: BytesMut) {
+        self.stats.packets_in += 1;
+        let key = match self.by_route.get(&route) {
+            Some(key) => *key,
+            None => {
+                let Some(key) = stun_username(&data)
+                    .and_then(|ufrag| self.by_ufrag.get(ufrag))
+                    .copied()
+                else {
+                    return; // not ours, or not yet: ICE will retry
+                };
+                if let Some(peer) = self.peers.get_mut(&key) {
+                    peer.routes.push(route);
+                }
+                self.by_route.insert(route, key);
+                key
+            }
+        };
+        let Some(peer) = self.peers.get_mut(&key) else {
+            self.by_route.remove(&route);
+            return;
+        };
+        let tagged = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: route.local,
+                peer_addr: route.peer,
+                ecn: None,
+                transport_protocol: match route.protocol {
+                    Protocol4::Udp => TransportProtocol::UDP,
+                    Protocol4::Tcp => TransportProtocol::TCP,
+                },
+            },
+            message: data,
+        };
+        if let Err(err) = peer.pc.handle_read(tagged) {
+            tracing::trace!(error = %err, "dropped an unreadable packet");
+        }
+        self.drain(key, now);
+    }
+
+    /// A TCP connection closed: forget its route.
+    pub fn handle_route_closed(&mut self, route: Route) {
+        if let Some(key) = self.by_route.remove(&route)
+            && let Some(peer) = self.peers.get_mut(&key)
+        {
+            peer.routes.retain(|r| *r != route);
+        }
+    }
+
+    /// Carries out a control-plane command.
+    pub fn handle_command(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Publish {
+                call,
+                participant,
+                offer,
+                events,
+            } => {
+                if let Err(message) = self.publish(now, call, participant, offer, events.clone()) {
+                    let _ = events.try_send(error(ErrorCode::BadSdp, message));
+                }
+            }
+            Command::SubscribeAnswer {
+                call,
+                participant,
+                answer,
+            } => {
+                if let Err(message) = self.subscribe_answer(now, call, participant, answer)
+                    && let Some(member) = self.member(call, participant)
+                {
+                    let _ = member.events.try_send(error(ErrorCode::BadSdp, message));
+                }
+            }
+            Command::SetQuality {
+                call,
+                participant,
+                publisher,
+                layer,
+            } => self.set_quality(now, call, participant, publisher, layer),
+            Command::Leave { call, participant } => self.leave(now, call, participant),
+        }
+    }
+
+    fn member(&self, call: CallKey, participant: u32) -> Option<&Member> {
+        self.rooms.get(&call)?.members.get(&participant)
+    }
+
+    fn publish(
+        &mut self,
+        now: Instant,
+        call: CallKey,
+        participant: u32,
+        offer: String,
+        events: mpsc::Sender<ServerMessage>,
+    ) -> Result<(), String> {
+        if offer.len() > MAX_SDP_BYTES {
+            return Err(format!("SDP is limited to {MAX_SDP_BYTES} bytes"));
+        }
+        let description = RTCSessionDescription::offer(offer.clone())
+            .map_err(|e| format!("not an SDP offer: {e}"))?;
+        let media_sections = offer.lines().filter(|l| l.starts_with("m=")).count();
+        if media_sections > MAX_PUBLISHED_TRACKS {
+            return Err(format!(
+                "publish at most {MAX_PUBLISHED_TRACKS} tracks (audio, camera, screen)"
+            ));
+        }
+        let key = PeerKey {
+            call,
+            participant,
+            dir: Dir::Publish,
+        };
+        let room = self.rooms.entry(call).or_default();
+        let member = room.members.entry(participant).or_insert_with(|| Member {
+            events: events.clone(),
+            bindings: BTreeMap::new(),
+            quality: HashMap::new(),
+            negotiating: false,
+            renegotiate: false,
+            streams: Vec::new(),
+        });
+        member.events = events.clone();
+        // Same ICE credentials: a renegotiation of the live connection. New ones: the
+        // browser started over (reload, reconnect), so the old connections go.
+        let renegotiation = self.peers.get(&key).is_some_and(|peer| {
+            peer.pc
+                .remote_description()
+                .and_then(|d| sdp_value(&d.sdp, "a=ice-ufrag:"))
+                .zip(sdp_value(&offer, "a=ice-ufrag:"))
+                .is_some_and(|(a, b)| a == b)
+        });
+        if !renegotiation {
+            self.close_peer(key);
+            self.close_peer(PeerKey {
+                dir: Dir::Subscribe,
+                ..key
+            });
+            let peer = self.new_peer(now, RTCDtlsRole::Server)?;
+            self.insert_peer(key, peer);
+        }
+        let peer = self.peers.get_mut(&key).ok_or("no connection")?;
+        peer.pc
+            .set_remote_description(now, description)
+            .map_err(|e| format!("the offer was refused: {e}"))?;
+        let answer = peer
+            .pc
+            .create_answer(None)
+            .map_err(|e| format!("could not answer: {e}"))?;
+        peer.pc
+            .set_local_description(now, answer)
+            .map_err(|e| format!("could not answer: {e}"))?;
+        let sdp = peer
+            .pc
+            .local_description()
+            .map(|d| d.sdp)
+            .ok_or("could not answer")?;
+        let _ = events.try_send(ServerMessage::PublishAnswer { sdp });
+        // Tracks removed by the renegotiation stop being forwarded.
+        self.prune_sources(now, call, participant, &offer);
+        self.drain(key, now);
+        // Whatever the others already publish, this participant now receives.
+        self.sync_subscriptions(now, call);
+        Ok(())
+    }
+
+    fn subscribe_answer(
+        &mut self,
+        now: Instant,
+        call: CallKey,
+        participant: u32,
+        answer: String,
+    ) -> Result<(), String> {
+        if answer.len() > MAX_SDP_BYTES {
+            return Err(format!("SDP is limited to {MAX_SDP_BYTES} bytes"));
+        }
+        let key = PeerKey {
+            call,
+            participant,
+            dir: Dir::Subscribe,
+        };
+        let member = self
+            .rooms
+            .get_mut(&call)
+            .and_then(|r| r.members.get_mut(&participant))
+            .ok_or("publish first")?;
+        if !member.negotiating {
+            return Err("no subscribe offer is waiting for an answer".into());
+        }
+        let description =
+            RTCSessionDescription::answer(answer).map_err(|e| format!("not an SDP answer: {e}"))?;
+        let peer = self.peers.get_mut(&key).ok_or("no subscribe connection")?;
+        peer.pc
+            .set_remote_description(now, description)
+            .map_err(|e| format!("the answer was refused: {e}"))?;
+        member.negotiating = false;
+        // Payload types are fixed now.
+        let room = self.rooms.get_mut(&call).ok_or("no call")?;
+        let member = room.members.get_mut(&participant).ok_or("no member")?;
+        for (source_id, binding) in &mut member.bindings {
+            let Some(source) = room.sources.get(source_id) else {
+                continue;
+            };
+            binding.payload_type = peer.pc.rtp_sender(binding.sender).and_then(|mut s| {
+                s.get_parameters()
+                    .rtp_parameters
+                    .codecs
+                    .iter()
+                    .find(|c| {
+                        c.rtp_codec
+                            .mime_type
+                            .eq_ignore_ascii_case(&source.codec.mime_type)
+                    })
+                    .map(|c| c.payload_type)
+            });
+        }
+        let again = std::mem::take(&mut member.renegotiate);
+        self.drain(key, now);
+        if again {
+            self.offer_subscriptions(now, call, participant);
+        }
+        // Video starts at a keyframe: ask for one now that the path exists.
+        self.request_owed_keyframes(now, call);
+        Ok(())
+    }
+
+    fn set_quality(
+        &mut self,
+        now: Instant,
+        call: CallKey,
+        participant: u32,
+        publisher: u32,
+        layer: usize,
+    ) {
+        let Some(room) = self.rooms.get_mut(&call) else {
+            return;
+        };
+        let Some(member) = room.members.get_mut(&participant) else {
+            return;
+        };
+        let layer = layer.min(MAX_LAYERS - 1);
+        member.quality.insert(publisher, layer);
+        for (source_id, binding) in &mut member.bindings {
+            if let (Some(source), Some(forwarder)) =
+                (room.sources.get(source_id), binding.video.as_mut())
+                && source.owner == publisher
+            {
+                forwarder.set_target(best_layer(source, layer));
+            }
+        }
+        self.request_owed_keyframes(now, call);
+    }
+
+    fn leave(&mut self, now: Instant, call: CallKey, participant: u32) {
+        for dir in [Dir::Publish, Dir::Subscribe] {
+            self.close_peer(PeerKey {
+                call,
+                participant,
+                dir,
+            });
+        }
+        let Some(room) = self.rooms.get_mut(&call) else {
+            return;
+        };
+        room.members.remove(&participant);
+        if room.members.is_empty() {
+            self.rooms.remove(&call);
+            return;
+        }
+        self.sync_subscriptions(now, call);
+    }
+
+    /// Builds a peer connection with Confab's codecs, interceptors and candidates.
+    fn new_peer(&self, now: Instant, answering_role: RTCDtlsRole) -> Result<Peer, String> {
+        let mut media = MediaEngine::default();
+        register_codecs(&mut media).map_err(|e| e.to_string())?;
+        configure_simulcast_extension_headers(&mut media).map_err(|e| e.to_string())?;
+        media
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: AUDIO_LEVEL_URI.to_owned(),
+                },
+                RtpCodecKind::Audio,
+                None,
+            )
+            .map_err(|e| e.to_string())?;
+        let registry = configure_nack(Registry::new(), &mut media);
+        let registry =
+            configure_twcc_receiver_only(registry, &mut media).map_err(|e| e.to_string())?;
+        let registry = configure_rtcp_reports(registry);
+        let ufrag = random_token(16);
+        let settings = SettingEngineBuilder::new()
+            .with_lite(true)
+            .with_answering_dtls_role(answering_role)
+            .with_ice_credentials(ufrag.clone(), random_token(32))
+            .build();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(settings)
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .build(now)
+            .map_err(|e| e.to_string())?;
+        for ip in &self.config.announce {
+            for (network, port) in [
+                ("udp", self.config.udp.map(|a| a.port())),
+                ("tcp", self.config.tcp.map(|a| a.port())),
+            ] {
+                let Some(port) = port else { continue };
+                let base_config = CandidateConfig {
+                    network: network.to_owned(),
+                    address: ip.to_string(),
+                    port,
+                    component: 1,
+                    ..Default::default()
+                };
+                let candidate = if network == "tcp" {
+                    CandidateHostConfig {
+                        base_config,
+                        tcp_type: rtc::ice::tcp_type::TcpType::Passive,
+                    }
+                } else {
+                    CandidateHostConfig {
+                        base_config,
+                        ..Default::default()
+                    }
+                }
+                .new_candidate_host()
+                .map_err(|e| e.to_string())?;
+                let init = RTCIceCandidate::from(&candidate)
+                    .to_json()
+                    .map_err(|e| e.to_string())?;
+                pc.add_local_candidate(init).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(Peer {
+            pc,
+            ufrag,
+            routes: Vec::new(),
+            deadline: Some(now),
+            created: now,
+            connected: false,
+        })
+    }
+
+    fn insert_peer(&mut self, key: PeerKey, peer: Peer) {
+        self.by_ufrag.insert(peer.ufrag.clone(), key);
+        self.peers.insert(key, peer);
+    }
+
+    /// Closes one connection and forgets what depended on it: a publish connection's
+    /// sources, a subscribe connection's bindings. Callers re-sync subscriptions.
+    fn close_peer(&mut self, key: PeerKey) {
+        let Some(mut peer) = self.peers.remove(&key) else {
+            return;
+        };
+        let _ = peer.pc.close();
+        self.by_ufrag.remove(&peer.ufrag);
+        for route in &peer.routes {
+            self.by_route.remove(route);
+        }
+        let Some(room) = self.rooms.get_mut(&key.call) else {
+            return;
+        };
+        match key.dir {
+            Dir::Publish => {
+                room.sources.retain(|_, s| s.owner != key.participant);
+                room.by_ssrc
+                    .retain(|(owner, _), _| *owner != key.participant);
+                room.speakers.remove(key.participant);
+                if let Some(member) = room.members.get_mut(&key.participant) {
+                    member.streams.clear();
+                }
+            }
+            Dir::Subscribe => {
+                if let Some(member) = room.members.get_mut(&key.participant) {
+                    member.bindings.clear();
+                    member.negotiating = false;
+                    member.renegotiate = false;
+                }
+            }
+        }
+    }
+
+    /// Takes everything a peer connection has to say: packets to send, events, media.
+    fn drain(&mut self, key: PeerKey, now: Instant) {
+        let mut received = std::mem::take(&mut self.scratch);
+        let mut rtcp_keyframe_requests: Vec<u32> = Vec::new();
+        let mut opened = Vec::new();
+        let mut failed = false;
+        {
+            let Some(peer) = self.peers.get_mut(&key) else {
+                self.scratch = received;
+                return;
+            };
+            loop {
+                let mut progressed = false;
+                while let Some(out) = peer.pc.poll_write() {
+                    progressed = true;
+                    self.transmits.push_back(Transmit::from(out));
+                }
+                while let Some(event) = peer.pc.poll_event() {
+                    progressed = true;
+                    match event {
+                        RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                            match state {
+                                RTCPeerConnectionState::Connected => peer.connected = true,
+                                RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                                    failed = true
+                                }
+                                _ => {}
+                            }
+                        }
+                        RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                            opened.push(init);
+                        }
+                        _ => {}
+                    }
+                }
+                while let Some(message) = peer.pc.poll_read() {
+                    progressed = true;
+                    match message.message {
+                        RTCMessage::RtpPacket(_, packet) => {
+                            received.push((packet.header.ssrc, packet));
+                        }
+                        RTCMessage::RtcpPacket(_, packets) => {
+                            for packet in packets {
+                                let any = packet.as_any();
+                                if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+                                    rtcp_keyframe_requests.push(pli.media_ssrc);
+                                } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
+                                    rtcp_keyframe_requests.extend(fir.fir.iter().map(|e| e.ssrc));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if !progressed {
+                    break;
+                }
+            }
+            peer.deadline = peer.pc.poll_timeout();
+        }
+        for init in opened {
+            self.track_opened(now, key, init);
+        }
+        if !received.is_empty() {
+            for (ssrc, packet) in received.drain(..) {
+                self.forward(now, key, ssrc, packet);
+            }
+        }
+        self.scratch = received;
+        if key.dir == Dir::Subscribe {
+            for ssrc in rtcp_keyframe_requests {
+                self.subscriber_wants_keyframe(now, key, ssrc);
+            }
+        }
+        if failed {
+            tracing::info!(
+                call = key.call,
+                participant = key.participant,
+                "media connection closed"
+            );
+            self.close_peer(key);
+            self.sync_subscriptions(now, key.call);
+        }
+    }
+
+    /// A publisher's track started: remember it and offer it to everyone else.
+    fn track_opened(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        init: rtc::peer_connection::event::RTCTrackEventInit,
+    ) {
+        if key.dir != Dir::Publish {
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let Some(receiver) = peer.pc.rtp_receiver(init.receiver_id) else {
+            return;
+        };
+        let track = receiver.track();
+        let kind = track.kind();
+        let Some(codec) = track.codec(init.ssrc).cloned() else {
+            return;
+        };
+        let audio_level_ext = peer
+            .pc
+            .remote_description()
+            .and_then(|d| extmap_id(&d.sdp, AUDIO_LEVEL_URI));
+        let layer = init.rid.as_deref().map(layer_of_rid).unwrap_or(0);
+        let Some(room) = self.rooms.get_mut(&key.call) else {
+            return;
+        };
+        // Simulcast layers of a known track join its source.
+        let existing = room
+            .sources
+            .iter()
+            .find(|(_, s)| s.owner == key.participant && s.track == init.track_id)
+            .map(|(id, _)| *id);
+        let source_id = match existing {
+            Some(id) => id,
+            None => {
+                let stream_name = init.stream_ids.first().cloned().unwrap_or_default();
+                let member = room.members.get_mut(&key.participant);
+                let index = match member {
+                    Some(m) => match m.streams.iter().position(|s| *s == stream_name) {
+                        Some(i) => i,
+                        None => {
+                            m.streams.push(stream_name);
+                            m.streams.len() - 1
+                        }
+                    },
+                    None => 0,
+                };
+                let id = self.next_source;
+                self.next_source += 1;
+                room.sources.insert(
+                    id,
+                    Source {
+                        owner: key.participant,
+                        kind,
+                        stream: format!("p{}-{}", key.participant, index),
+                        track: init.track_id.clone(),
+                        video: VideoCodec::from_mime(&codec.mime_type),
+                        codec,
+                        receiver: init.receiver_id,
+                        layers: [None; MAX_LAYERS],
+                        audio_level_ext: audio_level_ext.filter(|_| kind == RtpCodecKind::Audio),
+                        last_keyframe_request: [None; MAX_LAYERS],
+                        last_seen: [None; MAX_LAYERS],
+                    },
+                );
+                id
+            }
+        };
+        if let Some(source) = room.sources.get_mut(&source_id) {
+            source.layers[layer] = Some(init.ssrc);
+        }
+        room.by_ssrc
+            .insert((key.participant, init.ssrc), (source_id, layer));
+        // A new, better layer may suit subscribers that wanted more.
+        let members: Vec<u32> = room.members.keys().copied().collect();
+        for m in members {
+            retarget(room, m, source_id);
+        }
+        self.sync_subscriptions(now, key.call);
+        self.request_owed_keyframes(now, key.call);
+    }
+
+    /// Forwards one publisher packet to every subscriber of its source.
+    fn forward(&mut self, now: Instant, from: PeerKey, ssrc: u32, packet: rtp::Packet) {
+        if from.dir != Dir::Publish {
+            return;
+        }
+        let Some(room) = self.rooms.get_mut(&from.call) else {
+            return;
+        };
+        let Some(&(source_id, layer)) = room.by_ssrc.get(&(from.participant, ssrc)) else {
+            return;
+        };
+        let Some(source) = room.sources.get_mut(&source_id) else {
+            return;
+        };
+        let layer_came_back =
+            source.last_seen[layer].is_none_or(|t| now.saturating_duration_since(t) > LAYER_IDLE);
+        source.last_seen[layer] = Some(now);
+        let source = &*source;
+        if let Some(ext) = source.audio_level_ext
+            && let Some(level) = packet
+                .header
+                .get_extension(ext)
+                .as_deref()
+                .and_then(audio_level)
+        {
+            room.speakers.add(from.participant, level, now);
+            if self.next_speaker_check.is_none() {
+                self.next_speaker_check = Some(now + SPEAKER_INTERVAL);
+            }
+        }
+        let mut keyframe: Option<bool> = None;
+        let mut wanted_layer: Option<usize> = None;
+        for (&participant, member) in room.members.iter_mut() {
+            if participant == from.participant {
+                continue;
+            }
+            let Some(binding) = member.bindings.get_mut(&source_id) else {
+                continue;
+            };
+            let Some(payload_type) = binding.payload_type else {
+                continue;
+            };
+            let (sequence_number, timestamp) = match binding.video.as_mut() {
+                Some(forwarder) => {
+                    // Follow paused and resumed layers.
+                    let current_idle = forwarder.current().is_some_and(|l| {
+                        source.last_seen[l]
+                            .is_none_or(|t| now.saturating_duration_since(t) > LAYER_IDLE)
+                    });
+                    if layer_came_back || current_idle || forwarder.current().is_none() {
+                        let wanted = member
+                            .quality
+                            .get(&source.owner)
+                            .copied()
+                            .unwrap_or(MAX_LAYERS - 1);
+                        forwarder.set_target(best_active_layer(source, wanted, now));
+                    }
+                    let is_key = *keyframe
+                        .get_or_insert_with(|| starts_keyframe(source.video, &packet.payload));
+                    let verdict = forwarder.on_packet(
+                        layer,
+                        packet.header.sequence_number,
+                        packet.header.timestamp,
+                        is_key,
+                    );
+                    // Still waiting for the wanted layer's keyframe: keep asking
+                    // (spaced by KEYFRAME_REQUEST_GAP).
+                    forwarder.take_keyframe_request();
+                    if forwarder.current() != Some(forwarder.target()) {
+                        wanted_layer = Some(forwarder.target());
+                    }
+                    match verdict {
+                        Verdict::Forward {
+                            sequence_number,
+                            timestamp,
+                        } => (sequence_number, timestamp),
+                        Verdict::Drop => continue,
+                    }
+                }
+                None => binding
+                    .audio
+                    .map(packet.header.sequence_number, packet.header.timestamp),
+            };
+            let Some(peer) = self.peers.get_mut(&PeerKey {
+                call: from.call,
+                participant,
+                dir: Dir::Subscribe,
+            }) else {
+                continue;
+            };
+            let mut out = rtp::Packet {
+                header: rtp::header::Header {
+                    version: 2,
+                    padding: false,
+                    extension: false,
+                    marker: packet.header.marker,
+                    payload_type,
+                    sequence_number,
+                    timestamp,
+                    ssrc: binding.ssrc,
+                    csrc: Vec::new(),
+                    extension_profile: 0,
+                    extensions: Vec::new(),
+                    extensions_padding: 0,
+                },
+                payload: packet.payload.clone(),
+            };
+            out.header.padding = false;
+            if let Some(mut sender) = peer.pc.rtp_sender(binding.sender) {
+                match sender.write_rtp(now, out) {
+                    Ok(()) => self.stats.packets_forwarded += 1,
+                    Err(err) => tracing::trace!(error = %err, "could not forward"),
+                }
+            }
+            flush_writes(peer, &mut self.transmits);
+        }
+        if let Some(layer) = wanted_layer {
+            self.request_keyframe(now, from.call, source_id, layer);
+        }
+    }
+
+    /// A subscriber lost a picture: ask the publisher of that stream for a keyframe.
+    fn subscriber_wants_keyframe(&mut self, now: Instant, key: PeerKey, ssrc: u32) {
+        let Some(room) = self.rooms.get(&key.call) else {
+            return;
+        };
+        let Some(member) = room.members.get(&key.participant) else {
+            return;
+        };
+        let Some((source_id, layer)) = member.bindings.iter().find_map(|(id, b)| {
+            (b.ssrc == ssrc).then(|| {
+                (
+                    *id,
+                    b.video.as_ref().map(|f| f.current().unwrap_or(f.target())),
+                )
+            })
+        }) else {
+            return;
+        };
+        if let Some(layer) = layer {
+            self.request_keyframe(now, key.call, source_id, layer);
+        }
+    }
+
+    /// Sends the keyframe requests subscribers' forwarders are waiting for.
+    fn request_owed_keyframes(&mut self, now: Instant, call: CallKey) {
+        let Some(room) = self.rooms.get_mut(&call) else {
+            return;
+        };
+        let mut wanted = Vec::new();
+        for member in room.members.values_mut() {
+            for (source_id, binding) in &mut member.bindings {
+                if binding.payload_type.is_none() {
+                    continue;
+                }
+                if let Some(f) = binding.video.as_mut()
+                    && f.take_keyframe_request()
+                {
+                    wanted.push((*source_id, f.target()));
+                }
+            }
+        }
+        for (source_id, layer) in wanted {
+            self.request_keyframe(now, call, source_id, layer);
+        }
+    }
+
+    fn request_keyframe(&mut self, now: Instant, call: CallKey, source_id: SourceId, layer: usize) {
+        let Some(source) = self
+            .rooms
+            .get_mut(&call)
+            .and_then(|r| r.sources.get_mut(&source_id))
+        else {
+            return;
+        };
+        let Some(media_ssrc) = source.layers[layer] else {
+            return;
+        };
+        if source.last_keyframe_request[layer]
+            .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_GAP)
+        {
+            return;
+        }
+        source.last_keyframe_request[layer] = Some(now);
+        let receiver = source.receiver;
+        let key = PeerKey {
+            call,
+            participant: source.owner,
+            dir: Dir::Publish,
+        };
+        if let Some(peer) = self.peers.get_mut(&key) {
+            if let Some(mut r) = peer.pc.rtp_receiver(receiver) {
+                let pli = PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc,
+                };
+                if let Err(err) = r.write_rtcp(now, vec![Box::new(pli)]) {
+                    tracing::debug!(error = %err, "could not request a keyframe");
+                }
+            }
+            flush_writes(peer, &mut self.transmits);
+        }
+    }
+
+    /// Drops sources whose tracks a renegotiated offer no longer sends.
+    fn prune_sources(&mut self, now: Instant, call: CallKey, participant: u32, offer: &str) {
+        let Some(room) = self.rooms.get_mut(&call) else {
+            return;
+        };
+        let sending = sending_track_ids(offer);
+        let before = room.sources.len();
+        room.sources
+            .retain(|_, s| s.owner != participant || sending.contains(&s.track));
+        if room.sources.len() != before {
+            let sources = &room.sources;
+            room.by_ssrc.retain(|_, (id, _)| sources.contains_key(id));
+            self.sync_subscriptions(now, call);
+        }
+    }
+
+    /// Makes every member's subscribe connection carry exactly the others' sources,
+    /// renegotiating where that changed.
+    fn sync_subscriptions(&mut self, now: Instant, call: CallKey) {
+        let Some(room) = self.rooms.get(&call) else {
+            return;
+        };
+        let members: Vec<u32> = room.members.keys().copied().collect();
+        for participant in members {
+            let key = PeerKey {
+                call,
+                participant,
+                dir: Dir::Subscribe,
+            };
+            // Only participants whose publish connection exists get a subscribe connection.
+            if !self.peers.contains_key(&PeerKey {
+                dir: Dir::Publish,
+                ..key
+            }) {
+                continue;
+            }
+            let Some(room) = self.rooms.get(&call) else {
+                return;
+            };
+            let Some(member) = room.members.get(&participant) else {
+                continue;
+            };
+            let wanted: Vec<SourceId> = room
+                .sources
+                .iter()
+                .filter(|(_, s)| s.owner != participant)
+                .map(|(id, _)| *id)
+                .collect();
+            let stale: Vec<SourceId> = member
+                .bindings
+                .keys()
+                .filter(|id| !wanted.contains(id))
+                .copied()
+                .collect();
+            let missing: Vec<SourceId> = wanted
+                .iter()
+                .filter(|id| !member.bindings.contains_key(id))
+                .copied()
+                .collect();
+            if stale.is_empty() && missing.is_empty() {
+                continue;
+            }
+            if !self.peers.contains_key(&key) {
+                match self.new_peer(now, RTCDtlsRole::Client) {
+                    Ok(peer) => self.insert_peer(key, peer),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not create a subscribe connection");
+                        continue;
+                    }
+                }
+            }
+            let Some(room) = self.rooms.get_mut(&call) else {
+                return;
+            };
+            let Some(member) = room.members.get_mut(&participant) else {
+                continue;
+            };
+            let Some(peer) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            for id in stale {
+                if let Some(binding) = member.bindings.remove(&id) {
+                    let _ = peer.pc.remove_track(binding.sender);
+                }
+            }
+            for id in missing {
+                let Some(source) = room.sources.get(&id) else {
+                    continue;
+                };
+                let ssrc = rand::random::<u32>();
+                let track = MediaStreamTrack::new(
+                    source.stream.clone(),
+                    format!("{}-{}", source.stream, id),
+                    source.track.clone(),
+                    source.kind,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            ssrc: Some(ssrc),
+                            ..Default::default()
+                        },
+                        codec: source.codec.clone(),
+                        ..Default::default()
+                    }],
+                );
+                match peer.pc.add_track(track) {
+                    Ok(sender) => {
+                        let video = (source.kind == RtpCodecKind::Video).then(|| {
+                            let wanted = member
+                                .quality
+                                .get(&source.owner)
+                                .copied()
+                                .unwrap_or(MAX_LAYERS - 1);
+                            LayerForwarder::new(best_layer(source, wanted))
+                        });
+                        member.bindings.insert(
+                            id,
+                            Binding {
+                                sender,
+                                ssrc,
+                                payload_type: None,
+                                video,
+                                audio: Rewriter::default(),
+                            },
+                        );
+                    }
+                    Err(err) => tracing::warn!(error = %err, "could not add a track"),
+                }
+            }
+            self.offer_subscriptions(now, call, participant);
+        }
+    }
+
+    /// Sends a fresh subscribe offer, or notes that one is due after the pending answer.
+    fn offer_subscriptions(&mut self, now: Instant, call: CallKey, participant: u32) {
+        let key = PeerKey {
+            call,
+            participant,
+            dir: Dir::Subscribe,
+        };
+        let Some(member) = self
+            .rooms
+            .get_mut(&call)
+            .and_then(|r| r.members.get_mut(&participant))
+        else {
+            return;
+        };
+        if member.negotiating {
+            member.renegotiate = true;
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let offer = match peer.pc.create_offer(None) {
+            Ok(offer) => offer,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not create a subscribe offer");
+                return;
+            }
+        };
+        if let Err(err) = peer.pc.set_local_description(now, offer) {
+            tracing::warn!(error = %err, "could not apply a subscribe offer");
+            return;
+        }
+        if let Some(sdp) = peer.pc.local_description().map(|d| d.sdp) {
+            member.negotiating = true;
+            let _ = member
+                .events
+                .try_send(ServerMessage::SubscribeOffer { sdp });
+        }
+        self.drain(key, now);
+    }
+
+    fn check_speakers(&mut self, now: Instant) {
+        let mut again = false;
+        for room in self.rooms.values_mut() {
+            if let Some(speaker) = room.speakers.poll(now) {
+                for member in room.members.values() {
+                    let _ = member.events.try_send(ServerMessage::ActiveSpeaker {
+                        participant: speaker,
+                    });
+                }
+            }
+            again |= !room.speakers.is_idle();
+        }
+        if again {
+            self.next_speaker_check = Some(now + SPEAKER_INTERVAL);
+        }
+    }
+}
+
+impl Peer {
+    fn stale(&self, now: Instant) -> bool {
+        !self.connected && now.saturating_duration_since(self.created) > CONNECT_TIMEOUT
+    }
+}
+
+fn flush_writes(peer: &mut Peer, transmits: &mut VecDeque<Transmit>) {
+    while let Some(out) = peer.pc.poll_write() {
+        transmits.push_back(Transmit::from(out));
+    }
+    peer.deadline = peer.pc.poll_timeout();
+}
+
+/// Re-aims every binding of `member` to `source` at the best layer it has.
+fn retarget(room: &mut Room, member: u32, source_id: SourceId) {
+    let Some(source) = room.sources.get(&source_id) else {
+        return;
+    };
+    let Some(m) = room.members.get_mut(&member) else {
+        return;
+    };
+    let wanted = m
+        .quality
+        .get(&source.owner)
+        .copied()
+        .unwrap_or(MAX_LAYERS - 1);
+    if let Some(forwarder) = m
+        .bindings
+        .get_mut(&source_id)
+        .and_then(|b| b.video.as_mut())
+    {
+        forwarder.set_target(best_layer(source, wanted));
+    }
+}
+
+/// Like [`best_layer`], among layers that sent a packet recently.
+fn best_active_layer(source: &Source, wanted: usize, now: Instant) -> usize {
+    let active = |l: usize| {
+        source.last_seen[l].is_some_and(|t| now.saturating_duration_since(t) <= LAYER_IDLE)
+    };
+    (0..=wanted.min(MAX_LAYERS - 1))
+        .rev()
+        .find(|l| active(*l))
+        .or_else(|| (0..MAX_LAYERS).find(|l| active(*l)))
+        .unwrap_or_else(|| best_layer(source, wanted))
+}
+
+/// The highest layer at or below `wanted` that the source sends (or its lowest).
+fn best_layer(source: &Source, wanted: usize) -> usize {
+    (0..=wanted.min(MAX_LAYERS - 1))
+        .rev()
+        .find(|l| source.layers[*l].is_some())
+        .or_else(|| (0..MAX_LAYERS).find(|l| source.layers[*l].is_some()))
+        .unwrap_or(0)
+}
+
+/// Simulcast rid → layer: `q`/`l`/`0` low, `h`/`m`/`1` middle, `f`/`2` full.
+fn layer_of_rid(rid: &str) -> usize {
+    match rid {
+        "q" | "l" | "lo" | "low" | "0" => 0,
+        "h" | "m" | "mid" | "1" => 1,
+        _ => 2,
+    }
+}
+
+/// Opus for audio; VP8 and H.264 (constrained baseline) for video: the codecs whose
+/// keyframes the forwarder recognises.
+fn register_codecs(media: &mut MediaEngine) -> rtc::shared::error::Result<()> {
+    let feedback = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    };
+    let video_feedback = vec![
+        feedback("goog-remb", ""),
+        feedback("ccm", "fir"),
+        feedback("nack", ""),
+        feedback("nack", "pli"),
+    ];
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_OPUS.to_owned(),
+                clock_rate: 48000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: 111,
+        },
+        RtpCodecKind::Audio,
+    )?;
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_VP8.to_owned(),
+                clock_rate: 90000,
+                channels: 0,
+                sdp_fmtp_line: String::new(),
+                rtcp_feedback: video_feedback.clone(),
+            },
+            payload_type: 96,
+        },
+        RtpCodecKind::Video,
+    )?;
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_H264.to_owned(),
+                clock_rate: 90000,
+                channels: 0,
+                sdp_fmtp_line:
+                    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+                        .to_owned(),
+                rtcp_feedback: video_feedback,
+            },
+            payload_type: 102,
+        },
+        RtpCodecKind::Video,
+    )
+}
+
+/// The local ICE username fragment named by a STUN binding request
+/// (`USERNAME = local:remote`), if `data` is one.
+pub fn stun_username(data: &[u8]) -> Option<&str> {
+    // STUN: first two bits zero, magic cookie at 4..8, 20-byte header.
+    if data.len() < 20 || data[0] & 0xc0 != 0 || data[4..8] != [0x21, 0x12, 0xa4, 0x42] {
+        return None;
+    }
+    let length = usize::from(u16::from_be_bytes([data[2], data[3]]));
+    let body = data.get(20..20 + length)?;
+    let mut at = 0;
+    while at + 4 <= body.len() {
+        let kind = u16::from_be_bytes([body[at], body[at + 1]]);
+        let len = usize::from(u16::from_be_bytes([body[at + 2], body[at + 3]]));
+        let value = body.get(at + 4..at + 4 + len)?;
+        if kind == 0x0006 {
+            let username = std::str::from_utf8(value).ok()?;
+            return username.split(':').next();
+        }
+        at += 4 + len.div_ceil(4) * 4;
+    }
+    None
+}
+
+/// The value after `prefix` on the first SDP line that starts with it.
+fn sdp_value<'a>(sdp: &'a str, prefix: &str) -> Option<&'a str> {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map(str::trim)
+}
+
+/// The id an SDP gives an RTP header extension.
+fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+    sdp.lines().find_map(|line| {
+        let rest = line.strip_prefix("a=extmap:")?;
+        let (id, rest) = rest.split_once(' ')?;
+        let id = id.split('/').next()?;
+        (rest.split_whitespace().next()? == uri).then(|| id.parse().ok())?
+    })
+}
+
+/// Track ids of the media sections an offer sends (`a=msid:<stream> <track>` in a
+/// section that is `sendrecv` or `sendonly`).
+fn sending_track_ids(sdp: &str) -> Vec<String> {
+    let mut tracks = Vec::new();
+    for section in sdp.split("\nm=").skip(1) {
+        let sends = section
+            .lines()
+            .any(|l| matches!(l.trim(), "a=sendrecv" | "a=sendonly"));
+        if !sends {
+            continue;
+        }
+        if let Some(track) = section
+            .lines()
+            .find_map(|l| l.strip_prefix("a=msid:"))
+            .and_then(|v| v.split_whitespace().nth(1))
+        {
+            tracks.push(track.trim().to_owned());
+        }
+    }
+    tracks
+}
+
+fn random_token(len: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stun_usernames_are_read_from_binding_requests() {
+        // Binding request, length 12, cookie, transaction id, USERNAME "abcd:wxyz".
+        let mut msg = vec![0x00, 0x01, 0x00, 0x10, 0x21, 0x12, 0xa4, 0x42];
+        msg.extend_from_slice(&[7; 12]);
+        msg.extend_from_slice(&[0x00, 0x06, 0x00, 0x09]);
+        msg.extend_from_slice(b"abcd:wxyz\0\0\0");
+        assert_eq!(stun_username(&msg), Some("abcd"));
+        assert_eq!(stun_username(&msg[..30]), None, "truncated");
+        assert_eq!(stun_username(&[0x80; 40]), None, "RTP is not STUN");
+        assert_eq!(stun_username(&[]), None);
+    }
+
+    #[test]
+    fn sdp_helpers_find_what_they_look_for() {
+        let sdp = "v=0\r\na=ice-ufrag:Ab12\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=sendrecv\r\na=msid:s1 t-audio\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=extmap:4/sendrecv urn:x\r\na=inactive\r\na=msid:s1 t-video\r\n";
+        assert_eq!(sdp_value(sdp, "a=ice-ufrag:"), Some("Ab12"));
+        assert_eq!(extmap_id(sdp, AUDIO_LEVEL_URI), Some(1));
+        assert_eq!(extmap_id(sdp, "urn:x"), Some(4));
+        assert_eq!(extmap_id(sdp, "urn:y"), None);
+        assert_eq!(sending_track_ids(sdp), vec!["t-audio".to_owned()]);
+        assert_eq!(layer_of_rid("q"), 0);
+        assert_eq!(layer_of_rid("h"), 1);
+        assert_eq!(layer_of_rid("f"), 2);
+    }
+}
