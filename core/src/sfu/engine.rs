@@ -55,7 +55,7 @@ const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 /// Keyframe requests to one publisher layer are spaced at least this far apart.
 const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(300);
 /// A simulcast layer silent this long counts as paused.
-const LAYER_IDLE: Duration = Duration::from_millis(700);
+const LAYER_IDLE: Duration = Duration::from_millis(1000);
 /// How often the active speaker is re-evaluated.
 const SPEAKER_INTERVAL: Duration = Duration::from_millis(200);
 /// A peer connection that never connects is dropped after this long.
@@ -878,6 +878,18 @@ impl Engine {
         let Some(source) = room.sources.get_mut(&source_id) else {
             return;
         };
+        if packet.payload.is_empty() {
+            // Padding only (bandwidth probing): not media, not a sign of a live layer.
+            for member in room.members.values_mut() {
+                if let Some(binding) = member.bindings.get_mut(&source_id) {
+                    match binding.video.as_mut() {
+                        Some(forwarder) => forwarder.skip(layer, packet.header.sequence_number),
+                        None => binding.audio.skip(packet.header.sequence_number),
+                    }
+                }
+            }
+            return;
+        }
         let layer_came_back =
             source.last_seen[layer].is_none_or(|t| now.saturating_duration_since(t) > LAYER_IDLE);
         source.last_seen[layer] = Some(now);

@@ -90,6 +90,15 @@ impl LayerForwarder {
         }
     }
 
+    /// A packet of `layer` that is not forwarded (padding used by the publisher to probe
+    /// bandwidth): if it is on the forwarded layer, close the gap it would leave, so
+    /// the subscriber does not ask for it again and again.
+    pub fn skip(&mut self, layer: usize, sequence_number: u16) {
+        if self.current == Some(layer) {
+            self.rewriter.skip(sequence_number);
+        }
+    }
+
     /// The publisher stopped sending `layer` (or left): forward nothing until a keyframe.
     pub fn layer_gone(&mut self, layer: usize) {
         if self.current == Some(layer) {
@@ -126,6 +135,18 @@ impl Rewriter {
             }
         }
         self.highest_in = None;
+    }
+
+    /// Leaves out an incoming packet without a gap in the outgoing numbers. Only an
+    /// in-order packet can be left out; a late one is ignored.
+    pub fn skip(&mut self, seq: u16) {
+        let newer = self
+            .highest_in
+            .is_none_or(|h| seq.wrapping_sub(h) < 0x8000 && seq != h);
+        if newer {
+            self.highest_in = Some(seq);
+            self.seq_offset = self.seq_offset.wrapping_sub(1);
+        }
     }
 
     /// The outgoing numbers for an incoming packet.
@@ -350,6 +371,30 @@ mod tests {
         assert_eq!(r.map(0, 5), (0, 5));
         r.new_origin(40000, 77);
         assert_eq!(r.map(40000, 77), (2, 6));
+    }
+
+    #[test]
+    fn skipped_padding_leaves_no_gap() {
+        let mut f = LayerForwarder::new(0);
+        f.on_packet(0, 10, 100, true);
+        f.skip(0, 11);
+        f.skip(0, 12);
+        f.skip(2, 500); // another layer: nothing to close
+        assert_eq!(
+            f.on_packet(0, 13, 200, false),
+            Verdict::Forward {
+                sequence_number: 11,
+                timestamp: 200
+            }
+        );
+        // A packet lost upstream stays a gap the subscriber can ask for.
+        assert_eq!(
+            f.on_packet(0, 15, 300, false),
+            Verdict::Forward {
+                sequence_number: 13,
+                timestamp: 300
+            }
+        );
     }
 
     #[test]
