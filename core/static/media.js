@@ -169,6 +169,13 @@ export class MediaSession {
         packets: s.packetsReceived ?? 0,
         framesDecoded: s.framesDecoded ?? 0,
         frameWidth: s.frameWidth ?? 0,
+        framesReceived: s.framesReceived ?? 0,
+        keyFramesDecoded: s.keyFramesDecoded ?? 0,
+        packetsLost: s.packetsLost ?? 0,
+        nacks: s.nackCount ?? 0,
+        plis: s.pliCount ?? 0,
+        firs: s.firCount ?? 0,
+        codec: report.get(s.codecId)?.mimeType ?? "",
       };
     }
     return result;

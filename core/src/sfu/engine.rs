@@ -54,6 +54,9 @@ use crate::signaling::{ErrorCode, ServerMessage, error};
 const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 /// Keyframe requests to one publisher layer are spaced at least this far apart.
 const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(300);
+/// How long after subscribing a subscriber gets periodic keyframes, and how often.
+const WARMUP: Duration = Duration::from_secs(8);
+const WARMUP_INTERVAL: Duration = Duration::from_secs(1);
 /// A simulcast layer silent this long counts as paused.
 const LAYER_IDLE: Duration = Duration::from_millis(1000);
 /// How often the active speaker is re-evaluated.
@@ -203,6 +206,10 @@ struct Binding {
     payload_type: Option<u8>,
     video: Option<LayerForwarder>,
     audio: Rewriter,
+    /// When forwarding to this subscriber could start, and when a warm-up keyframe
+    /// was last requested for it (see [`WARMUP`]).
+    ready_at: Option<Instant>,
+    last_warmup: Option<Instant>,
 }
 
 struct Member {
@@ -448,7 +455,7 @@ impl Engine {
                 dir: Dir::Subscribe,
                 ..key
             });
-            let peer = self.new_peer(now, RTCDtlsRole::Server)?;
+            let peer = self.new_peer(now, Dir::Publish)?;
             self.insert_peer(key, peer);
         }
         let peer = self.peers.get_mut(&key).ok_or("no connection")?;
@@ -513,6 +520,7 @@ impl Engine {
             let Some(source) = room.sources.get(source_id) else {
                 continue;
             };
+            binding.ready_at.get_or_insert(now);
             binding.payload_type = peer.pc.rtp_sender(binding.sender).and_then(|mut s| {
                 s.get_parameters()
                     .rtp_parameters
@@ -583,10 +591,19 @@ impl Engine {
     }
 
     /// Builds a peer connection with Confab's codecs, interceptors and candidates.
-    fn new_peer(&self, now: Instant, answering_role: RTCDtlsRole) -> Result<Peer, String> {
+    fn new_peer(&self, now: Instant, dir: Dir) -> Result<Peer, String> {
         let mut media = MediaEngine::default();
         register_codecs(&mut media).map_err(|e| e.to_string())?;
-        configure_simulcast_extension_headers(&mut media).map_err(|e| e.to_string())?;
+        let answering_role = match dir {
+            // Receives simulcast: needs the mid and rid header extensions.
+            Dir::Publish => {
+                configure_simulcast_extension_headers(&mut media).map_err(|e| e.to_string())?;
+                RTCDtlsRole::Server
+            }
+            // Sends one plain stream per track: a rid on those packets would make
+            // browsers look for a simulcast stream that does not exist.
+            Dir::Subscribe => RTCDtlsRole::Client,
+        };
         media
             .register_header_extension(
                 RTCRtpHeaderExtensionCapability {
@@ -947,6 +964,18 @@ impl Engine {
                     if forwarder.current() != Some(forwarder.target()) {
                         wanted_layer = Some(forwarder.target());
                     }
+                    // Subscribers' own keyframe requests do not always reach us, so a
+                    // new subscriber gets a keyframe every second for its first seconds.
+                    let warming = binding
+                        .ready_at
+                        .is_some_and(|t| now.saturating_duration_since(t) < WARMUP);
+                    let due = binding
+                        .last_warmup
+                        .is_none_or(|t| now.saturating_duration_since(t) >= WARMUP_INTERVAL);
+                    if warming && due {
+                        binding.last_warmup = Some(now);
+                        wanted_layer = Some(forwarder.current().unwrap_or(forwarder.target()));
+                    }
                     match verdict {
                         Verdict::Forward {
                             sequence_number,
@@ -977,7 +1006,7 @@ impl Engine {
                     timestamp,
                     ssrc: binding.ssrc,
                     csrc: Vec::new(),
-                    extension_profile: 0,
+                    extension_profile: rtp::header::EXTENSION_PROFILE_ONE_BYTE,
                     extensions: Vec::new(),
                     extensions_padding: 0,
                 },
@@ -1143,7 +1172,7 @@ impl Engine {
                 continue;
             }
             if !self.peers.contains_key(&key) {
-                match self.new_peer(now, RTCDtlsRole::Client) {
+                match self.new_peer(now, Dir::Subscribe) {
                     Ok(peer) => self.insert_peer(key, peer),
                     Err(err) => {
                         tracing::warn!(error = %err, "could not create a subscribe connection");
@@ -1202,6 +1231,8 @@ impl Engine {
                                 payload_type: None,
                                 video,
                                 audio: Rewriter::default(),
+                                ready_at: None,
+                                last_warmup: None,
                             },
                         );
                     }

@@ -217,10 +217,17 @@ impl Browser {
             if all {
                 return stats;
             }
-            assert!(
-                Instant::now() < deadline,
-                "media from {others:?} never arrived; stats: {stats}"
-            );
+            if Instant::now() >= deadline {
+                let sdp = self
+                    .client
+                    .execute(
+                        "const m = window.confab.media; return [m.subscriber?.remoteDescription?.sdp, m.subscriber?.localDescription?.sdp, m.publisher?.localDescription?.sdp];",
+                        vec![],
+                    )
+                    .await
+                    .unwrap_or_default();
+                panic!("media from {others:?} never arrived; stats: {stats}\nSDP: {sdp}");
+            }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
@@ -249,7 +256,14 @@ impl Browser {
 
 /// An app, an owner account and a link; returns (app, base URL, link id).
 async fn app_with_link(max_participants: i32) -> (TestApp, String, String) {
-    let (app, base) = TestApp::served().await;
+    app_with_link_and(max_participants, |_| {}).await
+}
+
+async fn app_with_link_and(
+    max_participants: i32,
+    tweak: impl FnOnce(&mut confab_core::Config),
+) -> (TestApp, String, String) {
+    let (app, base) = TestApp::served_with(tweak).await;
     let token = app.user_with_token("host@example.org", Role::Admin).await;
     let res = app
         .post("/api/v1/links")
@@ -453,4 +467,36 @@ async fn host_and_two_admitted_guests_see_and_hear_each_other() {
     for page in [host, ana, bo] {
         page.close().await;
     }
+}
+
+#[tokio::test]
+async fn media_flows_over_ice_tcp_when_udp_is_unavailable() {
+    // The server offers no UDP candidate, as for a browser whose network blocks UDP.
+    let (_app, base, link) = app_with_link_and(32, |c| c.media.udp_enabled = false).await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let guest = guest_asks(&driver, &base, &link, "Behind a firewall").await;
+    host.wait_text("#lobby", "Behind a firewall").await;
+    host.click("#lobby li button.primary").await;
+    guest.wait_text("#roster", "Behind a firewall (you)").await;
+    let (host_id, guest_id) = (host.me().await, guest.me().await);
+    host.wait_media_from(&[guest_id]).await;
+    guest.wait_media_from(&[host_id]).await;
+    // The selected candidate pair is TCP.
+    let protocol = guest
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             window.confab.media.subscriber.getStats().then((report) => {\
+               const pair = [...report.values()].find((s) => s.type === 'candidate-pair' && s.state === 'succeeded' && s.nominated);\
+               const remote = pair && report.get(pair.remoteCandidateId);\
+               done(remote ? remote.protocol : null);\
+             });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(protocol, json!("tcp"));
+    host.close().await;
+    guest.close().await;
 }

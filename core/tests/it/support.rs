@@ -134,10 +134,15 @@ impl TestApp {
 
     /// A SQLite app already listening on loopback, with `public_url` set to its address
     /// (browsers send an Origin that must match it). Returns the app and its base URL.
-    pub async fn served() -> (Self, String) {
+    /// Like [`TestApp::served`], with a configuration tweak.
+    pub async fn served_with(tweak: impl FnOnce(&mut Config)) -> (Self, String) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = Self::sqlite_with(|c| c.server.public_url = base.clone()).await;
+        let app = Self::sqlite_with(|c| {
+            c.server.public_url = base.clone();
+            tweak(c);
+        })
+        .await;
         let router = app.router.clone();
         tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
