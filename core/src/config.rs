@@ -468,7 +468,7 @@ mod tests {
             ("CONFAB_MEDIA_UDP_PORT", "3479"),
             ("CONFAB_MEDIA_TCP_PORT", "4443"),
             ("CONFAB_MEDIA_TCP_ENABLED", "false"),
-            ("CONFAB_MEDIA_UDP_ENABLED", "false"),
+            ("CONFAB_MEDIA_UDP_ENABLED", "true"),
             ("CONFAB_MEDIA_PUBLIC_IPS", "[\"203.0.113.7\"]"),
             ("CONFAB_TEMPLATES_DIR", "/srv/tpl"),
         ]
@@ -494,7 +494,7 @@ mod tests {
         assert_eq!(c.calls.lobby_timeout_secs, 120);
         assert_eq!(c.media.bind, IpAddr::from([0, 0, 0, 0]));
         assert_eq!((c.media.udp_port, c.media.tcp_port), (3479, 4443));
-        assert!(!c.media.tcp_enabled && !c.media.udp_enabled);
+        assert!(!c.media.tcp_enabled && c.media.udp_enabled);
         assert_eq!(c.media.public_ips, vec![IpAddr::from([203, 0, 113, 7])]);
         assert_eq!(c.calls.reconnect_grace_secs, 15);
     }
@@ -519,5 +519,16 @@ mod tests {
         ));
         assert!(load(None, &[("CONFAB_DATABASE_URL", "mysql://x")]).is_err());
         assert!(load(None, &[("CONFAB_PRIVACY_RETENTION_DAYS", "0")]).is_err());
+        // Media needs at least one transport.
+        assert!(
+            load(
+                None,
+                &[
+                    ("CONFAB_MEDIA_UDP_ENABLED", "false"),
+                    ("CONFAB_MEDIA_TCP_ENABLED", "false")
+                ]
+            )
+            .is_err()
+        );
     }
 }
