@@ -394,58 +394,51 @@ impl CallTask {
                     error(ErrorCode::NotJoined, "you are not on this call"),
                 ),
             },
-            Action::Publish { sdp } => {
+            Action::Publish { .. }
+            | Action::SubscribeAnswer { .. }
+            | Action::SetQuality { .. }
+            | Action::Mute(_) => {
                 let Role::On(me) = role else {
                     return self.tell(client, error(ErrorCode::NotJoined, "join the call first"));
                 };
-                let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
-                    return;
-                };
-                self.media_states.entry(me).or_default();
-                self.media(
-                    client,
-                    sfu::Command::Publish {
-                        call: self.link_pk,
-                        participant: me.0,
-                        offer: sdp,
-                        events: out,
-                    },
-                );
-            }
-            Action::SubscribeAnswer { sdp } => {
-                let Role::On(me) = role else {
-                    return self.tell(client, error(ErrorCode::NotJoined, "join the call first"));
-                };
-                self.media(
-                    client,
-                    sfu::Command::SubscribeAnswer {
-                        call: self.link_pk,
-                        participant: me.0,
+                let call = self.link_pk;
+                let participant = me.0;
+                let command = match action {
+                    Action::Publish { sdp } => {
+                        let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
+                            return;
+                        };
+                        self.media_states.entry(me).or_default();
+                        sfu::Command::Publish {
+                            call,
+                            participant,
+                            offer: sdp,
+                            events: out,
+                        }
+                    }
+                    Action::SubscribeAnswer { sdp } => sfu::Command::SubscribeAnswer {
+                        call,
+                        participant,
                         answer: sdp,
                     },
-                );
-            }
-            Action::SetQuality { participant, layer } => {
-                let Role::On(me) = role else {
-                    return self.tell(client, error(ErrorCode::NotJoined, "join the call first"));
-                };
-                self.media(
-                    client,
-                    sfu::Command::SetQuality {
-                        call: self.link_pk,
-                        participant: me.0,
-                        publisher: participant,
+                    Action::SetQuality {
+                        participant: publisher,
+                        layer,
+                    } => sfu::Command::SetQuality {
+                        call,
+                        participant,
+                        publisher,
                         layer: usize::from(layer),
                     },
-                );
-            }
-            Action::Mute(media_state) => {
-                let Role::On(me) = role else {
-                    return self.tell(client, error(ErrorCode::NotJoined, "join the call first"));
+                    Action::Mute(media_state) => {
+                        if self.media_states.insert(me, media_state) != Some(media_state) {
+                            self.send_snapshots();
+                        }
+                        return;
+                    }
+                    _ => return,
                 };
-                if self.media_states.insert(me, media_state) != Some(media_state) {
-                    self.send_snapshots();
-                }
+                self.media(client, command);
             }
             Action::Disconnected => {
                 self.clients.remove(&client);

@@ -286,14 +286,13 @@ impl Engine {
 
     /// Runs timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<PeerKey> = self
+        let due: Vec<(PeerKey, bool)> = self
             .peers
             .iter()
             .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now) || p.stale(now))
-            .map(|(k, _)| *k)
+            .map(|(k, p)| (*k, p.stale(now)))
             .collect();
-        for key in due {
-            let stale = self.peers.get(&key).is_some_and(|p| p.stale(now));
+        for (key, stale) in due {
             if stale {
                 tracing::info!(
                     call = key.call,

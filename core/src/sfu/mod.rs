@@ -301,13 +301,7 @@ fn udp_reader(
                     return;
                 }
             }
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(err) if read_timed_out(&err) => {}
             // ICMP port unreachable and the like surface here on some systems.
             Err(err) => tracing::trace!(error = %err, "UDP receive error"),
         }
@@ -399,13 +393,7 @@ fn serve_tcp(
                             }
                         }
                     }
-                    Err(err)
-                        if matches!(
-                            err.kind(),
-                            io::ErrorKind::WouldBlock
-                                | io::ErrorKind::TimedOut
-                                | io::ErrorKind::Interrupted
-                        ) => {}
+                    Err(err) if read_timed_out(&err) => {}
                     Err(_) => break,
                 }
             }
@@ -413,6 +401,14 @@ fn serve_tcp(
             let _ = input.send(Input::TcpClosed(route));
         })?;
     Ok(())
+}
+
+/// A blocking read gave up for its timeout (or a signal): not an error, look again.
+fn read_timed_out(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 /// Splits an RFC 4571 byte stream into packets.
