@@ -35,6 +35,10 @@ pub struct Metrics {
     pub links_created: Counter,
     /// Calls live on this node, set when metrics are read.
     pub live_calls: Gauge,
+    /// The media plane's counters, copied from the engine when metrics are read.
+    pub media_packets_in: Counter,
+    pub media_packets_forwarded: Counter,
+    pub media_peer_connections: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -64,12 +68,33 @@ impl Default for Metrics {
         );
         registry.register("links_created", "Call links created", links_created.clone());
         registry.register("live_calls", "Calls live on this node", live_calls.clone());
+        let media_packets_in = Counter::default();
+        let media_packets_forwarded = Counter::default();
+        let media_peer_connections = Gauge::default();
+        registry.register(
+            "media_packets_received",
+            "Datagrams the SFU received (media, RTCP, ICE, DTLS)",
+            media_packets_in.clone(),
+        );
+        registry.register(
+            "media_packets_forwarded",
+            "RTP packets the SFU forwarded to subscribers",
+            media_packets_forwarded.clone(),
+        );
+        registry.register(
+            "media_peer_connections",
+            "Peer connections open on this node's SFU",
+            media_peer_connections.clone(),
+        );
         Self {
             registry,
             requests,
             durations,
             links_created,
             live_calls,
+            media_packets_in,
+            media_packets_forwarded,
+            media_peer_connections,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Health, readiness and Prometheus metrics.
 
+use std::sync::atomic::Ordering;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -42,6 +44,19 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let live = i64::try_from(state.calls.live_calls()).unwrap_or(i64::MAX);
     state.metrics.live_calls.set(live);
+    if let Some(media) = &state.media {
+        let stats = media.stats();
+        let m = &state.metrics;
+        m.media_packets_in
+            .inner()
+            .store(stats.packets_in.load(Ordering::Relaxed), Ordering::Relaxed);
+        m.media_packets_forwarded.inner().store(
+            stats.packets_forwarded.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        m.media_peer_connections
+            .set(i64::try_from(stats.peer_connections.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -46,6 +46,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::sync::mpsc;
 
+use super::feedback;
 use super::forward::{LayerForwarder, MAX_LAYERS, Rewriter, Verdict, VideoCodec, starts_keyframe};
 use super::speaker::{SpeakerDetector, audio_level};
 use crate::signaling::{ErrorCode, ServerMessage, error};
@@ -615,7 +616,8 @@ impl Engine {
         let registry = configure_nack(Registry::new(), &mut media);
         let registry =
             configure_twcc_receiver_only(registry, &mut media).map_err(|e| e.to_string())?;
-        let registry = configure_rtcp_reports(registry);
+        let registry = configure_rtcp_reports(registry)
+            .with(feedback::SLOT, feedback::FeedbackToApplication::default());
         let ufrag = random_token(16);
         let settings = SettingEngineBuilder::new()
             .with_lite(true)
@@ -821,6 +823,14 @@ impl Engine {
             .remote_description()
             .and_then(|d| extmap_id(&d.sdp, AUDIO_LEVEL_URI));
         let layer = init.rid.as_deref().map(layer_of_rid).unwrap_or(0);
+        tracing::debug!(
+            call = key.call,
+            participant = key.participant,
+            ssrc = init.ssrc,
+            rid = ?init.rid,
+            track = %init.track_id,
+            "track opened"
+        );
         let Some(room) = self.rooms.get_mut(&key.call) else {
             return;
         };
@@ -1088,6 +1098,13 @@ impl Engine {
             return;
         }
         source.last_keyframe_request[layer] = Some(now);
+        tracing::trace!(
+            call,
+            owner = source.owner,
+            layer,
+            media_ssrc,
+            "keyframe requested"
+        );
         let receiver = source.receiver;
         let key = PeerKey {
             call,

@@ -8,7 +8,10 @@
 //! control plane reaches it only through [`MediaHandle::send`], which never waits.
 
 pub mod engine;
+mod feedback;
 pub mod forward;
+#[cfg(test)]
+mod sim_tests;
 pub mod speaker;
 
 use std::io::{self, Read, Write};

@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::accounts::{Account, MAX_NAME_CHARS};
 use crate::calls::{Action, Command, Decision, Identity, MediaState, next_client_id};
 use crate::http::ApiError;
-use crate::http::extract::WebUser;
+use crate::http::extract::AuthUser;
 use crate::links::{self, PublicLink};
 use crate::sfu::MAX_SDP_BYTES;
 use crate::sfu::forward::MAX_LAYERS;
@@ -39,9 +39,16 @@ pub async fn connect(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    user: Option<WebUser>,
+    user: Result<AuthUser, ApiError>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // A web session, or (for programs: bots, load generators) a bearer token; a
+    // token that does not authenticate is refused rather than treated as a guest.
+    let user = match user {
+        Ok(AuthUser(account)) => Some(account),
+        Err(ApiError::Unauthorized) if !headers.contains_key(header::AUTHORIZATION) => None,
+        Err(err) => return err.into_response(),
+    };
     // Cross-site WebSocket hijacking: a browser always sends Origin; it must be ours.
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
         && !same_origin(origin, state.public_url())
@@ -79,7 +86,7 @@ pub async fn connect(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    let member = user.map(|u| u.account);
+    let member = user;
     ws.max_message_size(TRANSPORT_MAX_BYTES)
         .max_frame_size(TRANSPORT_MAX_BYTES)
         .on_upgrade(move |socket| run_session(socket, state, link, member))

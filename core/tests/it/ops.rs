@@ -43,6 +43,12 @@ async fn metrics_count_requests_by_route_not_by_link_id() {
     assert!(text.contains("confab_links_created_total 1"));
     assert!(text.contains("confab_live_calls 0"), "{text}");
     assert!(text.contains("confab_http_request_duration_seconds_bucket"));
+    // The media plane is running in the test app: its counters are exported.
+    assert!(
+        text.contains("confab_media_packets_forwarded_total 0"),
+        "{text}"
+    );
+    assert!(text.contains("confab_media_peer_connections 0"), "{text}");
 }
 
 #[tokio::test]

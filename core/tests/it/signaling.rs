@@ -21,13 +21,16 @@ struct Ws {
 
 impl Ws {
     async fn open(addr: &str, link: &str, cookies: Option<&str>) -> Ws {
+        Ws::open_with(addr, link, cookies.map(|c| ("cookie", c.to_string()))).await
+    }
+
+    /// Opens with one extra request header (a cookie, an Authorization header).
+    async fn open_with(addr: &str, link: &str, header: Option<(&'static str, String)>) -> Ws {
         let mut request = format!("ws://{addr}/j/{link}/ws")
             .into_client_request()
             .unwrap();
-        if let Some(cookies) = cookies {
-            request
-                .headers_mut()
-                .insert("cookie", cookies.parse().unwrap());
+        if let Some((name, value)) = header {
+            request.headers_mut().insert(name, value.parse().unwrap());
         }
         let (stream, _) = tokio_tungstenite::connect_async(request)
             .await
@@ -572,4 +575,32 @@ async fn members_wait_for_approval_when_the_link_says_so() {
         .send(json!({ "v": 1, "type": "admit", "request": lobby[0]["request"] }))
         .await;
     colleague.expect("joined").await;
+}
+
+#[tokio::test]
+async fn programs_join_with_an_api_token_and_a_bad_token_is_refused() {
+    let (app, addr, link, _, _) = setup(32).await;
+    let token = app.admin_token_again().await;
+    let mut ws = Ws::open_with(
+        &addr,
+        &link,
+        Some(("authorization", format!("Bearer {token}"))),
+    )
+    .await;
+    // A member starts the call directly, without the lobby.
+    ws.send(json!({ "v": 1, "type": "join" })).await;
+    ws.expect("joined").await;
+
+    let refused = app
+        .req(Method::GET, &format!("/j/{link}/ws"))
+        .header("authorization", "Bearer cf_not-a-real-token")
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.error_code(), "unauthorized");
+    ws.close().await;
 }

@@ -1,0 +1,313 @@
+//! The engine with simulated participants: real `rtc` peer connections (ICE, DTLS,
+//! SRTP, RTCP) on both sides, packets carried in memory, time simulated. These check
+//! what the SFU does with packets: forwarding, loss repair, layer switches and
+//! keyframe requests.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use confab_loadgen::{Participant, Profile};
+use tokio::sync::mpsc;
+
+use super::engine::{CallKey, Command, Engine, EngineConfig, Protocol4, Route};
+use crate::signaling::ServerMessage;
+
+const CALL: CallKey = 1;
+const TICK: Duration = Duration::from_millis(1);
+
+struct Person {
+    participant: Participant,
+    events: mpsc::Receiver<ServerMessage>,
+    errors: Vec<String>,
+}
+
+struct Sim {
+    engine: Engine,
+    server: SocketAddr,
+    now: Instant,
+    people: Vec<Person>,
+}
+
+impl Sim {
+    fn new() -> Sim {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("SIM_LOG").unwrap_or_else(|_| "off".into()))
+            .with_test_writer()
+            .try_init();
+        let server = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 10000);
+        Sim {
+            engine: Engine::new(EngineConfig {
+                udp: Some(server),
+                tcp: None,
+                announce: vec![server.ip()],
+            }),
+            server,
+            now: Instant::now(),
+            people: Vec::new(),
+        }
+    }
+
+    /// Adds a participant (ids from 1) publishing `profile`; returns its index.
+    fn join(&mut self, profile: &Profile) -> usize {
+        let index = self.people.len();
+        let id = index as u32 + 1;
+        let addr = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, id as u8, 2)), port);
+        let mut participant =
+            Participant::new(id, profile, addr(5000), addr(5001), self.now, self.now)
+                .expect("participant");
+        let offer = participant.publish_offer(self.now).expect("offer");
+        let (tx, rx) = mpsc::channel(64);
+        self.people.push(Person {
+            participant,
+            events: rx,
+            errors: Vec::new(),
+        });
+        self.engine.handle_command(
+            self.now,
+            Command::Publish {
+                call: CALL,
+                participant: id,
+                offer,
+                events: tx,
+            },
+        );
+        index
+    }
+
+    fn command(&mut self, command: Command) {
+        self.engine.handle_command(self.now, command);
+    }
+
+    /// Runs the simulation for `duration`, one millisecond at a time.
+    fn run(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        while self.now < end {
+            self.step();
+            self.now += TICK;
+        }
+    }
+
+    fn step(&mut self) {
+        let now = self.now;
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.engine.handle_timeout(now);
+        }
+        for person in &mut self.people {
+            if person.participant.poll_timeout().is_some_and(|t| t <= now) {
+                person.participant.handle_timeout(now);
+            }
+        }
+        self.signaling();
+        // Deliver until quiet (the links have no delay).
+        loop {
+            let mut moved = false;
+            while let Some(out) = self.engine.poll_transmit() {
+                moved = true;
+                let id = match out.route.peer.ip() {
+                    IpAddr::V4(v4) => v4.octets()[2] as usize,
+                    IpAddr::V6(_) => continue,
+                };
+                if let Some(person) = self.people.get_mut(id.wrapping_sub(1)) {
+                    person
+                        .participant
+                        .handle_datagram(now, out.route.peer, self.server, out.data);
+                }
+            }
+            for person in &mut self.people {
+                while let Some(d) = person.participant.poll_transmit() {
+                    moved = true;
+                    let route = Route {
+                        protocol: Protocol4::Udp,
+                        local: d.to,
+                        peer: d.from,
+                    };
+                    self.engine.handle_datagram(now, route, d.data);
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    /// Carries the engine's signaling messages to the participants and back.
+    fn signaling(&mut self) {
+        let now = self.now;
+        let mut commands = Vec::new();
+        for (index, person) in self.people.iter_mut().enumerate() {
+            let id = index as u32 + 1;
+            while let Ok(message) = person.events.try_recv() {
+                match message {
+                    ServerMessage::PublishAnswer { sdp } => {
+                        person.participant.publish_answer(now, sdp).expect("answer");
+                    }
+                    ServerMessage::SubscribeOffer { sdp } => {
+                        let answer = person
+                            .participant
+                            .subscribe_offer(now, sdp)
+                            .expect("subscribe answer");
+                        commands.push(Command::SubscribeAnswer {
+                            call: CALL,
+                            participant: id,
+                            answer,
+                        });
+                    }
+                    ServerMessage::Error { message, .. } => person.errors.push(message),
+                    _ => {}
+                }
+            }
+        }
+        for command in commands {
+            self.engine.handle_command(now, command);
+        }
+    }
+
+    fn person(&self, index: usize) -> &Participant {
+        &self.people[index].participant
+    }
+
+    fn person_mut(&mut self, index: usize) -> &mut Participant {
+        &mut self.people[index].participant
+    }
+}
+
+/// The video stream `viewer` receives from `publisher` (by participant id).
+fn video_from(
+    viewer: &Participant,
+    publisher: u32,
+) -> Option<(u32, confab_loadgen::participant::StreamStats)> {
+    viewer
+        .stats
+        .streams
+        .iter()
+        .find(|(_, s)| s.publisher == Some(publisher) && !s.audio)
+        .map(|(ssrc, s)| (*ssrc, s.clone()))
+}
+
+fn audio_from(
+    viewer: &Participant,
+    publisher: u32,
+) -> Option<confab_loadgen::participant::StreamStats> {
+    viewer
+        .stats
+        .streams
+        .values()
+        .find(|s| s.publisher == Some(publisher) && s.audio)
+        .cloned()
+}
+
+#[test]
+fn three_participants_receive_each_others_audio_and_video() {
+    let mut sim = Sim::new();
+    for _ in 0..3 {
+        sim.join(&Profile::camera());
+    }
+    sim.run(Duration::from_secs(3));
+    for viewer in 0..3 {
+        let me = sim.person(viewer);
+        assert!(me.connected(), "participant {} never connected", viewer + 1);
+        for publisher in (1..=3).filter(|p| *p != viewer as u32 + 1) {
+            let audio = audio_from(me, publisher).expect("audio");
+            // 50 packets/s once connected (the handshake takes part of the first second).
+            assert!(audio.received > 80, "audio from {publisher}: {audio:?}");
+            assert_eq!(audio.missing(), 0, "audio from {publisher}");
+            let (_, video) = video_from(me, publisher).expect("video");
+            // The full layer: 180 packets/s.
+            assert!(
+                video.per_layer[2] > 250,
+                "video from {publisher}: {video:?}"
+            );
+            assert_eq!(video.missing(), 0, "video from {publisher}");
+            assert!(video.keyframes[2] >= 1, "video starts with a keyframe");
+        }
+        assert!(
+            sim.people[viewer].errors.is_empty(),
+            "{:?}",
+            sim.people[viewer].errors
+        );
+    }
+    let stats = sim.engine.stats();
+    assert!(stats.packets_forwarded > 0);
+}
+
+#[test]
+fn lost_packets_are_repaired_by_nack() {
+    let mut sim = Sim::new();
+    let a = sim.join(&Profile::camera());
+    let b = sim.join(&Profile::camera());
+    sim.run(Duration::from_secs(1));
+    // B's network loses one forwarded packet in 25 the first time it is sent.
+    sim.person_mut(b).drop_first_arrivals(1, 25);
+    sim.run(Duration::from_secs(4));
+    sim.person_mut(b).drop_first_arrivals(0, 1);
+    sim.run(Duration::from_millis(500));
+    let viewer = sim.person(b);
+    assert!(
+        viewer.stats.dropped_on_purpose > 25,
+        "the simulated loss happened: {}",
+        viewer.stats.dropped_on_purpose
+    );
+    let (_, video) = video_from(viewer, 1).expect("video from A");
+    assert!(video.received > 500, "{video:?}");
+    assert_eq!(
+        video.missing(),
+        0,
+        "every lost video packet came back: {video:?}"
+    );
+    // The SFU answered the NACKs itself: the publisher was not asked.
+    assert_eq!(sim.person(a).stats.nacks_received, 0);
+}
+
+#[test]
+fn switching_layer_asks_the_publisher_for_a_keyframe_and_starts_on_it() {
+    let mut sim = Sim::new();
+    let a = sim.join(&Profile::camera());
+    let b = sim.join(&Profile::camera());
+    // Past the new subscriber's warm-up keyframes.
+    sim.run(Duration::from_secs(10));
+    let (_, before) = video_from(sim.person(b), 1).expect("video from A");
+    assert_eq!(before.layer, Some(2), "full quality by default");
+    let asked_before = sim.person(a).stats.keyframe_requests;
+
+    sim.command(Command::SetQuality {
+        call: CALL,
+        participant: 2,
+        publisher: 1,
+        layer: 0,
+    });
+    sim.run(Duration::from_millis(500));
+
+    let asked_after = sim.person(a).stats.keyframe_requests;
+    assert!(
+        asked_after[0] > asked_before[0],
+        "a keyframe of the small layer was requested: {asked_before:?} → {asked_after:?}"
+    );
+    let (_, after) = video_from(sim.person(b), 1).expect("video from A");
+    assert_eq!(after.layer, Some(0), "now on the small layer: {after:?}");
+    assert!(after.keyframes[0] >= 1, "the switch happened on a keyframe");
+    assert_eq!(
+        after.missing(),
+        0,
+        "the sequence stayed continuous: {after:?}"
+    );
+}
+
+#[test]
+fn a_subscribers_picture_loss_reaches_the_publisher() {
+    let mut sim = Sim::new();
+    let a = sim.join(&Profile::camera());
+    let b = sim.join(&Profile::camera());
+    sim.run(Duration::from_secs(10));
+    let asked_before = sim.person(a).stats.keyframe_requests;
+    let (ssrc, _) = video_from(sim.person(b), 1).expect("video from A");
+    let now = sim.now;
+    sim.person_mut(b)
+        .request_keyframe(now, ssrc)
+        .expect("picture loss indication");
+    sim.run(Duration::from_millis(100));
+    let asked_after = sim.person(a).stats.keyframe_requests;
+    assert!(
+        asked_after[2] > asked_before[2],
+        "the publisher was asked for a keyframe of the layer B watches: {asked_before:?} → {asked_after:?}"
+    );
+}

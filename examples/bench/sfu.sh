@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# SFU benchmark: a release server on the embedded SQLite default, and the load
+# generator (examples/loadgen) joining PARTICIPANTS synthetic participants to one
+# call over the real signaling WebSocket and UDP media on loopback. Each publishes
+# Opus + three-layer simulcast VP8 and receives everyone else. RUNS runs; the
+# generator reports forwarded packets/s, the server's CPU time and memory (from
+# /proc), loss and added latency. Needs only cargo and curl.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+PARTICIPANTS="${PARTICIPANTS:-16}"
+SECONDS_MEASURED="${SECONDS_MEASURED:-30}"
+LAYER="${LAYER:-2}"
+RUNS="${RUNS:-3}"
+PORT="${PORT:-18090}"
+MEDIA_PORT="${MEDIA_PORT:-18091}"
+
+cargo build --release --quiet -p confab-core -p confab-loadgen
+bin="$PWD/target/release/confab"
+gen="$PWD/target/release/confab-loadgen"
+work="$(mktemp -d)"
+pid=""
+trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
+export CONFAB_DATA_DIR="$work/data" CONFAB_SERVER_LISTEN="127.0.0.1:$PORT" CONFAB_LOG_LEVEL=warn
+export CONFAB_SERVER_PUBLIC_URL="http://127.0.0.1:$PORT"
+export CONFAB_MEDIA_BIND=127.0.0.1 CONFAB_MEDIA_UDP_PORT="$MEDIA_PORT" CONFAB_MEDIA_TCP_PORT="$MEDIA_PORT"
+base="http://127.0.0.1:$PORT"
+
+echo "a good long password" | "$bin" user create --admin --email bench@example.org --name Bench --password-stdin >/dev/null
+token=$("$bin" token create --user bench@example.org --name bench --json | sed -n 's/.*"token": "\(cf_[A-Za-z0-9]*\)".*/\1/p')
+
+for run in $(seq "$RUNS"); do
+  rm -f "$work/serve.log"
+  "$bin" serve >"$work/serve.log" 2>&1 &
+  pid=$!
+  until curl -sf "$base/readyz" >/dev/null; do sleep 0.05; done
+  sleep 1
+  link=$(curl -sf -X POST "$base/api/v1/links" -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/json' -d '{"title":"SFU benchmark","max_participants":32}' \
+    | sed -n 's/.*"id":"\([A-Za-z0-9]*\)".*/\1/p')
+  echo "== run $run"
+  "$gen" --server "$base" --link "$link" --token "$token" --server-pid "$pid" \
+    --participants "$PARTICIPANTS" --seconds "$SECONDS_MEASURED" --layer "$LAYER"
+  curl -sf "$base/metrics" | grep '^confab_media' || true
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+done

@@ -1,0 +1,363 @@
+//! Load generator for Confab's SFU: N synthetic participants join one call through
+//! the real signaling WebSocket, each publishes Opus and three-layer simulcast VP8
+//! over UDP and receives everyone else. Reports forwarded packets per second, the
+//! server's CPU time and memory (read from `/proc/{pid}`), loss, and added latency.
+//!
+//! ```text
+//! confab-loadgen --server http://127.0.0.1:18090 --link ID --token cf_… \
+//!     --server-pid PID [--participants 16] [--seconds 30] [--warmup 8] [--layer 2]
+//! ```
+//! `examples/bench/sfu.sh` starts a server and runs this against it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::BytesMut;
+use confab_loadgen::{Participant, Profile, ReceiveStats};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::UdpSocket;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[derive(Debug, Clone)]
+struct Options {
+    server: String,
+    link: String,
+    token: String,
+    server_pid: Option<u32>,
+    participants: usize,
+    seconds: u64,
+    warmup: u64,
+    layer: u8,
+}
+
+fn options() -> Result<Options> {
+    let mut o = Options {
+        server: "http://127.0.0.1:18090".into(),
+        link: String::new(),
+        token: String::new(),
+        server_pid: None,
+        participants: 16,
+        seconds: 30,
+        warmup: 8,
+        layer: 2,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--server" => o.server = value()?,
+            "--link" => o.link = value()?,
+            "--token" => o.token = value()?,
+            "--server-pid" => o.server_pid = Some(value()?.parse()?),
+            "--participants" => o.participants = value()?.parse()?,
+            "--seconds" => o.seconds = value()?.parse()?,
+            "--warmup" => o.warmup = value()?.parse()?,
+            "--layer" => o.layer = value()?.parse()?,
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if o.link.is_empty() || o.token.is_empty() {
+        bail!("--link and --token are required");
+    }
+    if !(2..=32).contains(&o.participants) || o.layer > 2 {
+        bail!("--participants is 2–32 and --layer 0–2");
+    }
+    Ok(o)
+}
+
+/// Shared between the participant tasks.
+struct Run {
+    epoch: Instant,
+    connected: AtomicUsize,
+    /// Set when the measured window starts, and when it ends.
+    measuring: AtomicBool,
+    done: AtomicBool,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let o = options()?;
+    let run = Arc::new(Run {
+        epoch: Instant::now(),
+        connected: AtomicUsize::new(0),
+        measuring: AtomicBool::new(false),
+        done: AtomicBool::new(false),
+    });
+    let idle_rss = o.server_pid.map(rss_kib).transpose()?;
+    let mut tasks = Vec::new();
+    for index in 0..o.participants {
+        let (o, run) = (o.clone(), run.clone());
+        tasks.push(tokio::spawn(
+            async move { participant(index, o, run).await },
+        ));
+        if index == 0 {
+            // The host starts the call before guests ask to join.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let started = Instant::now();
+    while run.connected.load(Ordering::Relaxed) < o.participants {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "only {} of {} participants connected media within 60 s",
+                run.connected.load(Ordering::Relaxed),
+                o.participants
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "all {} participants connected; warming up {} s",
+        o.participants, o.warmup
+    );
+    tokio::time::sleep(Duration::from_secs(o.warmup)).await;
+
+    let cpu_before = o.server_pid.map(cpu_seconds).transpose()?;
+    let measured_from = Instant::now();
+    run.measuring.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(o.seconds)).await;
+    let call_rss = o.server_pid.map(rss_kib).transpose()?;
+    let cpu_after = o.server_pid.map(cpu_seconds).transpose()?;
+    run.done.store(true, Ordering::SeqCst);
+    let window = measured_from.elapsed().as_secs_f64();
+
+    let mut received = 0u64;
+    let mut expected = 0u64;
+    let mut missing = 0u64;
+    let mut latencies = Vec::new();
+    let mut streams = 0usize;
+    for task in tasks {
+        let report = task.await??;
+        received += report.received;
+        expected += report.expected;
+        missing += report.missing;
+        streams += report.streams;
+        latencies.extend(report.latencies);
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(f64::NAN, |us| f64::from(*us) / 1000.0)
+    };
+    let forwarded_per_second = received as f64 / window;
+    println!("participants:               {}", o.participants);
+    println!(
+        "profile:                    Opus 50 pkt/s + VP8 q/h/f 30/60/180 pkt/s each; subscribers ask for layer {}",
+        o.layer
+    );
+    println!("measured window:            {window:.1} s");
+    println!("streams received:           {streams}");
+    println!("forwarded packets/s:        {forwarded_per_second:.0} (received by participants)");
+    println!(
+        "loss:                       {:.3} % ({missing} of {expected})",
+        100.0 * missing as f64 / expected.max(1) as f64
+    );
+    println!(
+        "added latency:              p50 {:.2} ms, p99 {:.2} ms (send to receive, loopback)",
+        pct(0.50),
+        pct(0.99)
+    );
+    if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
+        let cpu = b - a;
+        println!(
+            "server CPU:                 {cpu:.2} s in {window:.1} s ({:.0} % of one core)",
+            100.0 * cpu / window
+        );
+        println!(
+            "packets per server CPU-s:   {:.0}",
+            received as f64 / cpu.max(0.001)
+        );
+    }
+    if let (Some(idle), Some(call)) = (idle_rss, call_rss) {
+        println!(
+            "server memory:              {:.1} MiB idle, {:.1} MiB in the call, {:.2} MiB per participant",
+            idle as f64 / 1024.0,
+            call as f64 / 1024.0,
+            (call.saturating_sub(idle)) as f64 / 1024.0 / o.participants as f64
+        );
+    }
+    Ok(())
+}
+
+/// What one participant saw in the measured window.
+struct Report {
+    received: u64,
+    expected: u64,
+    missing: u64,
+    streams: usize,
+    latencies: Vec<u32>,
+}
+
+async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> {
+    let ws_url = format!("{}/j/{}/ws", o.server.replacen("http", "ws", 1), o.link);
+    let mut request = ws_url.into_client_request()?;
+    let host = index == 0;
+    if host {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {}", o.token).parse()?);
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .context("signaling connection")?;
+    let (mut tx, mut rx) = ws.split();
+    let join = if host {
+        json!({"v": 1, "type": "join"})
+    } else {
+        json!({"v": 1, "type": "join", "name": format!("Load {index}"), "guest_key": format!("loadgen-guest-key-{index:04}")})
+    };
+    tx.send(Message::text(join.to_string())).await?;
+
+    let publish_socket = UdpSocket::bind("127.0.0.1:0").await?;
+    let subscribe_socket = UdpSocket::bind("127.0.0.1:0").await?;
+    let publish_addr = publish_socket.local_addr()?;
+    let subscribe_addr = subscribe_socket.local_addr()?;
+    let mut me: Option<Participant> = None;
+    let mut counted = false;
+    let mut baseline: Option<HashMap<u32, (u64, u64)>> = None;
+    let mut asked_quality: Vec<u64> = Vec::new();
+    let mut buf_a = vec![0u8; 2048];
+    let mut buf_b = vec![0u8; 2048];
+
+    loop {
+        if run.done.load(Ordering::Relaxed) {
+            break;
+        }
+        let now = Instant::now();
+        if let Some(p) = me.as_mut() {
+            if p.poll_timeout().is_some_and(|t| t <= now) {
+                p.handle_timeout(now);
+            }
+            while let Some(d) = p.poll_transmit() {
+                let socket = if d.from == publish_addr {
+                    &publish_socket
+                } else {
+                    &subscribe_socket
+                };
+                let _ = socket.send_to(&d.data, d.to).await;
+            }
+            if !counted && p.connected() {
+                counted = true;
+                run.connected.fetch_add(1, Ordering::Relaxed);
+            }
+            if baseline.is_none() && run.measuring.load(Ordering::Relaxed) {
+                baseline = Some(snapshot(&p.stats));
+                p.stats.latencies_micros.clear();
+            }
+        }
+        let wake = me
+            .as_mut()
+            .and_then(|p| p.poll_timeout())
+            .unwrap_or(now + Duration::from_millis(50))
+            .min(now + Duration::from_millis(50));
+        tokio::select! {
+            message = rx.next() => {
+                let Some(message) = message else { bail!("participant {index}: signaling closed") };
+                let Message::Text(text) = message? else { continue };
+                let value: Value = serde_json::from_str(&text)?;
+                let now = Instant::now();
+                match value["type"].as_str().unwrap_or("") {
+                    "joined" => {
+                        let mut p = Participant::new(index as u32 + 1, &Profile::camera(), publish_addr, subscribe_addr, run.epoch, now)?;
+                        let offer = p.publish_offer(now)?;
+                        tx.send(Message::text(json!({"v": 1, "type": "publish", "sdp": offer}).to_string())).await?;
+                        me = Some(p);
+                    }
+                    "publish_answer" => {
+                        me.as_mut().context("answer before joining")?.publish_answer(now, value["sdp"].as_str().unwrap_or("").to_owned())?;
+                    }
+                    "subscribe_offer" => {
+                        let answer = me.as_mut().context("offer before joining")?.subscribe_offer(now, value["sdp"].as_str().unwrap_or("").to_owned())?;
+                        tx.send(Message::text(json!({"v": 1, "type": "subscribe_answer", "sdp": answer}).to_string())).await?;
+                    }
+                    "lobby" if host => {
+                        for request in value["requests"].as_array().into_iter().flatten() {
+                            tx.send(Message::text(json!({"v": 1, "type": "admit", "request": request["request"]}).to_string())).await?;
+                        }
+                    }
+                    "roster" if o.layer < 2 => {
+                        for entry in value["participants"].as_array().into_iter().flatten() {
+                            let Some(id) = entry["participant"].as_u64() else { continue };
+                            if !asked_quality.contains(&id) {
+                                asked_quality.push(id);
+                                tx.send(Message::text(json!({"v": 1, "type": "set_quality", "participant": id, "layer": o.layer}).to_string())).await?;
+                            }
+                        }
+                    }
+                    "error" => eprintln!("participant {index}: {value}"),
+                    "removed" | "call_ended" | "denied" => bail!("participant {index}: {value}"),
+                    _ => {}
+                }
+            }
+            got = publish_socket.recv_from(&mut buf_a) => {
+                let (n, from) = got?;
+                if let Some(p) = me.as_mut() {
+                    p.handle_datagram(Instant::now(), publish_addr, from, BytesMut::from(&buf_a[..n]));
+                }
+            }
+            got = subscribe_socket.recv_from(&mut buf_b) => {
+                let (n, from) = got?;
+                if let Some(p) = me.as_mut() {
+                    p.handle_datagram(Instant::now(), subscribe_addr, from, BytesMut::from(&buf_b[..n]));
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
+    let _ = tx
+        .send(Message::text(json!({"v": 1, "type": "leave"}).to_string()))
+        .await;
+    let p = me.ok_or_else(|| anyhow!("participant {index} never joined"))?;
+    let base = baseline.unwrap_or_default();
+    let (mut received, mut expected, mut missing) = (0, 0, 0);
+    for (ssrc, s) in &p.stats.streams {
+        let (r0, e0) = base.get(ssrc).copied().unwrap_or((0, 0));
+        let (r, e) = (s.received - r0, s.expected() - e0);
+        received += r;
+        expected += e;
+        missing += e.saturating_sub(r);
+    }
+    Ok(Report {
+        received,
+        expected,
+        missing,
+        streams: p.stats.streams.len(),
+        latencies: p.stats.latencies_micros,
+    })
+}
+
+fn snapshot(stats: &ReceiveStats) -> HashMap<u32, (u64, u64)> {
+    stats
+        .streams
+        .iter()
+        .map(|(ssrc, s)| (*ssrc, (s.received, s.expected())))
+        .collect()
+}
+
+/// User + system CPU seconds of a process (Linux; clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').context("odd /proc stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(ticks as f64 / 100.0)
+}
+
+/// Resident memory of a process in KiB.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("no VmRSS")?
+        .parse()
+        .map_err(Into::into)
+}
