@@ -36,6 +36,8 @@ use rtc::peer_connection::transport::{
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
@@ -46,6 +48,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::sync::mpsc;
 
+use super::allocate::{self, Demand, Downlink, LayerMeter};
 use super::feedback;
 use super::forward::{LayerForwarder, MAX_LAYERS, Rewriter, Verdict, VideoCodec, starts_keyframe};
 use super::speaker::{SpeakerDetector, audio_level};
@@ -58,6 +61,8 @@ const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(300);
 /// How long after subscribing a subscriber gets periodic keyframes, and how often.
 const WARMUP: Duration = Duration::from_secs(8);
 const WARMUP_INTERVAL: Duration = Duration::from_secs(1);
+/// RTP header bytes counted with each payload when measuring rates.
+const RTP_HEADER_BYTES: usize = 12;
 /// A simulcast layer silent this long counts as paused.
 const LAYER_IDLE: Duration = Duration::from_millis(1000);
 /// How often the active speaker is re-evaluated.
@@ -197,6 +202,8 @@ struct Source {
     /// When each layer last sent a packet: browsers pause upper layers when their
     /// bandwidth estimate drops, and viewers must then be moved down.
     last_seen: [Option<Instant>; MAX_LAYERS],
+    /// What each layer really sends, for bandwidth allocation.
+    meter: LayerMeter,
 }
 
 /// One source as seen by one subscriber.
@@ -222,6 +229,21 @@ struct Member {
     renegotiate: bool,
     /// Stream ids of this participant's publish connection, in first-seen order.
     streams: Vec<String>,
+    /// The subscriber's downlink estimate, and the layer caps it led to.
+    downlink: Downlink,
+    caps: HashMap<SourceId, usize>,
+    /// Bytes forwarded to this subscriber since `sent_since`.
+    sent_bytes: u64,
+    sent_since: Option<Instant>,
+}
+
+impl Member {
+    /// The layer this subscriber should get from a source: what its tile asks for,
+    /// within what its downlink carries.
+    fn wanted(&self, source_id: SourceId, owner: u32) -> usize {
+        let asked = self.quality.get(&owner).copied().unwrap_or(MAX_LAYERS - 1);
+        asked.min(self.caps.get(&source_id).copied().unwrap_or(MAX_LAYERS - 1))
+    }
 }
 
 #[derive(Default)]
@@ -438,6 +460,10 @@ impl Engine {
             negotiating: false,
             renegotiate: false,
             streams: Vec::new(),
+            downlink: Downlink::default(),
+            caps: HashMap::new(),
+            sent_bytes: 0,
+            sent_since: None,
         });
         member.events = events.clone();
         // Same ICE credentials: a renegotiation of the live connection. New ones: the
@@ -565,7 +591,12 @@ impl Engine {
                 (room.sources.get(source_id), binding.video.as_mut())
                 && source.owner == publisher
             {
-                forwarder.set_target(best_layer(source, layer));
+                let cap = member
+                    .caps
+                    .get(source_id)
+                    .copied()
+                    .unwrap_or(MAX_LAYERS - 1);
+                forwarder.set_target(best_layer(source, layer.min(cap)));
             }
         }
         self.request_owed_keyframes(now, call);
@@ -716,6 +747,8 @@ impl Engine {
     fn drain(&mut self, key: PeerKey, now: Instant) {
         let mut received = std::mem::take(&mut self.scratch);
         let mut rtcp_keyframe_requests: Vec<u32> = Vec::new();
+        let mut remb: Option<u64> = None;
+        let mut loss: Option<u8> = None;
         let mut opened = Vec::new();
         let mut failed = false;
         {
@@ -760,6 +793,13 @@ impl Engine {
                                     rtcp_keyframe_requests.push(pli.media_ssrc);
                                 } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
                                     rtcp_keyframe_requests.extend(fir.fir.iter().map(|e| e.ssrc));
+                                } else if let Some(r) =
+                                    any.downcast_ref::<ReceiverEstimatedMaximumBitrate>()
+                                {
+                                    remb = Some(r.bitrate as u64);
+                                } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                                    let worst = rr.reports.iter().map(|r| r.fraction_lost).max();
+                                    loss = loss.max(worst);
                                 }
                             }
                         }
@@ -784,6 +824,9 @@ impl Engine {
         if key.dir == Dir::Subscribe {
             for ssrc in rtcp_keyframe_requests {
                 self.subscriber_wants_keyframe(now, key, ssrc);
+            }
+            if remb.is_some() || loss.is_some() {
+                self.downlink_feedback(now, key, remb, loss);
             }
         }
         if failed {
@@ -871,6 +914,7 @@ impl Engine {
                         audio_level_ext: audio_level_ext.filter(|_| kind == RtpCodecKind::Audio),
                         last_keyframe_request: [None; MAX_LAYERS],
                         last_seen: [None; MAX_LAYERS],
+                        meter: LayerMeter::default(),
                     },
                 );
                 id
@@ -919,6 +963,10 @@ impl Engine {
         let layer_came_back =
             source.last_seen[layer].is_none_or(|t| now.saturating_duration_since(t) > LAYER_IDLE);
         source.last_seen[layer] = Some(now);
+        let packet_bytes = packet.payload.len() + RTP_HEADER_BYTES;
+        if source.kind == RtpCodecKind::Video {
+            source.meter.add(layer, packet_bytes, now);
+        }
         let source = &*source;
         if let Some(ext) = source.audio_level_ext
             && let Some(level) = packet
@@ -938,6 +986,7 @@ impl Engine {
             if participant == from.participant {
                 continue;
             }
+            let wanted = member.wanted(source_id, source.owner);
             let Some(binding) = member.bindings.get_mut(&source_id) else {
                 continue;
             };
@@ -952,11 +1001,6 @@ impl Engine {
                             .is_none_or(|t| now.saturating_duration_since(t) > LAYER_IDLE)
                     });
                     if layer_came_back || current_idle || forwarder.current().is_none() {
-                        let wanted = member
-                            .quality
-                            .get(&source.owner)
-                            .copied()
-                            .unwrap_or(MAX_LAYERS - 1);
                         forwarder.set_target(best_active_layer(source, wanted, now));
                     }
                     let is_key = *keyframe
@@ -1024,7 +1068,11 @@ impl Engine {
             out.header.padding = false;
             if let Some(mut sender) = peer.pc.rtp_sender(binding.sender) {
                 match sender.write_rtp(now, out) {
-                    Ok(()) => self.stats.packets_forwarded += 1,
+                    Ok(()) => {
+                        self.stats.packets_forwarded += 1;
+                        member.sent_bytes += packet_bytes as u64;
+                        member.sent_since.get_or_insert(now);
+                    }
                     Err(err) => tracing::trace!(error = %err, "could not forward"),
                 }
             }
@@ -1032,6 +1080,83 @@ impl Engine {
         }
         if let Some(layer) = wanted_layer {
             self.request_keyframe(now, from.call, source_id, layer);
+        }
+    }
+
+    /// A subscriber reported its downlink (REMB, loss): fit its video layers to it.
+    fn downlink_feedback(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        remb: Option<u64>,
+        loss: Option<u8>,
+    ) {
+        let Some(room) = self.rooms.get_mut(&key.call) else {
+            return;
+        };
+        let Some(member) = room.members.get_mut(&key.participant) else {
+            return;
+        };
+        if let Some(since) = member.sent_since {
+            let elapsed = now.saturating_duration_since(since).as_secs_f64();
+            if elapsed > 0.2 {
+                member.downlink.forwarded_bps = (member.sent_bytes as f64 * 8.0 / elapsed) as u64;
+                member.sent_bytes = 0;
+                member.sent_since = Some(now);
+            }
+        }
+        if let Some(bps) = remb {
+            member.downlink.on_remb(bps);
+        }
+        if let Some(fraction) = loss {
+            member.downlink.on_loss(fraction);
+        }
+        if !member.downlink.due(now) {
+            return;
+        }
+        let videos: Vec<(SourceId, Demand)> = member
+            .bindings
+            .iter()
+            .filter(|(_, b)| b.video.is_some())
+            .filter_map(|(id, _)| {
+                let source = room.sources.get(id)?;
+                let wanted = member
+                    .quality
+                    .get(&source.owner)
+                    .copied()
+                    .unwrap_or(MAX_LAYERS - 1);
+                Some((
+                    *id,
+                    Demand {
+                        wanted,
+                        available: source.layers.map(|l| l.is_some()),
+                        layer_bps: source.meter.bps,
+                    },
+                ))
+            })
+            .collect();
+        let demands: Vec<Demand> = videos.iter().map(|(_, d)| *d).collect();
+        let Some(layers) = allocate::allocate(&mut member.downlink, &demands, now) else {
+            return;
+        };
+        let mut changed = false;
+        for ((source_id, _), layer) in videos.iter().zip(layers) {
+            if member.caps.insert(*source_id, layer) != Some(layer) {
+                changed = true;
+            }
+        }
+        if changed {
+            tracing::debug!(
+                call = key.call,
+                participant = key.participant,
+                estimate = member.downlink.estimate_bps(),
+                caps = ?member.caps,
+                "downlink allocation"
+            );
+            for (source_id, _) in &videos {
+                retarget(room, key.participant, *source_id);
+            }
+            self.request_owed_keyframes(now, key.call);
         }
     }
 
@@ -1232,12 +1357,7 @@ impl Engine {
                 match peer.pc.add_track(track) {
                     Ok(sender) => {
                         let video = (source.kind == RtpCodecKind::Video).then(|| {
-                            let wanted = member
-                                .quality
-                                .get(&source.owner)
-                                .copied()
-                                .unwrap_or(MAX_LAYERS - 1);
-                            LayerForwarder::new(best_layer(source, wanted))
+                            LayerForwarder::new(best_layer(source, member.wanted(id, source.owner)))
                         });
                         member.bindings.insert(
                             id,
@@ -1339,11 +1459,7 @@ fn retarget(room: &mut Room, member: u32, source_id: SourceId) {
     let Some(m) = room.members.get_mut(&member) else {
         return;
     };
-    let wanted = m
-        .quality
-        .get(&source.owner)
-        .copied()
-        .unwrap_or(MAX_LAYERS - 1);
+    let wanted = m.wanted(source_id, source.owner);
     if let Some(forwarder) = m
         .bindings
         .get_mut(&source_id)

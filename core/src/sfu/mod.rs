@@ -7,6 +7,7 @@
 //! thread applies them, runs timers, and writes what the engine wants sent. The
 //! control plane reaches it only through [`MediaHandle::send`], which never waits.
 
+pub mod allocate;
 pub mod engine;
 mod feedback;
 pub mod forward;

@@ -311,3 +311,63 @@ fn a_subscribers_picture_loss_reaches_the_publisher() {
         "the publisher was asked for a keyframe of the layer B watches: {asked_before:?} → {asked_after:?}"
     );
 }
+
+#[test]
+fn a_narrow_downlink_gets_lower_layers_and_recovers_when_it_widens() {
+    let mut sim = Sim::new();
+    let a = sim.join(&Profile::camera());
+    let b = sim.join(&Profile::camera());
+    let c = sim.join(&Profile::camera());
+    sim.run(Duration::from_secs(3));
+    for publisher in [1, 2] {
+        let (_, video) = video_from(sim.person(c), publisher).expect("video");
+        assert_eq!(video.layer, Some(2), "full quality while nothing limits it");
+    }
+    let asked_before = sim.person(a).stats.keyframe_requests;
+    // C's browser says its downlink carries 900 kbit/s: two 720p streams (3.4 Mbit/s)
+    // do not fit, two 360p streams (1 Mbit/s) neither; 180p + 360p or two 180p do.
+    for _ in 0..4 {
+        let now = sim.now;
+        sim.person_mut(c)
+            .report_bandwidth(now, 900_000)
+            .expect("remb");
+        sim.run(Duration::from_millis(600));
+    }
+    let layers: Vec<u8> = [1, 2]
+        .iter()
+        .map(|p| {
+            video_from(sim.person(c), *p)
+                .expect("video")
+                .1
+                .layer
+                .expect("layer")
+        })
+        .collect();
+    let bps = |l: u8| [150_000u64, 500_000, 1_700_000][l as usize];
+    assert!(
+        layers.iter().map(|l| bps(*l)).sum::<u64>() <= 810_000,
+        "the layers fit 90 % of the estimate: {layers:?}"
+    );
+    assert!(
+        sim.person(a).stats.keyframe_requests[0] + sim.person(a).stats.keyframe_requests[1]
+            > asked_before[0] + asked_before[1],
+        "the switch down asked for a keyframe of the lower layer"
+    );
+    // B, whose downlink is not limited, still gets full quality.
+    let (_, to_b) = video_from(sim.person(b), 1).expect("video");
+    assert_eq!(to_b.layer, Some(2));
+
+    // The downlink widens again.
+    for _ in 0..6 {
+        let now = sim.now;
+        sim.person_mut(c)
+            .report_bandwidth(now, 10_000_000)
+            .expect("remb");
+        sim.run(Duration::from_millis(600));
+    }
+    for publisher in [1, 2] {
+        let (_, video) = video_from(sim.person(c), publisher).expect("video");
+        assert_eq!(video.layer, Some(2), "back to full quality: {video:?}");
+        assert_eq!(video.missing(), 0, "{video:?}");
+    }
+}

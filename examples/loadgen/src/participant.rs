@@ -24,6 +24,7 @@ use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCI
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
@@ -477,6 +478,27 @@ impl Participant {
             vec![Box::new(PictureLossIndication {
                 sender_ssrc: 0,
                 media_ssrc: ssrc,
+            })],
+        )?;
+        Ok(())
+    }
+
+    /// Reports a downlink estimate (REMB) for everything received, as a browser does.
+    pub fn report_bandwidth(&mut self, now: Instant, bits_per_second: u64) -> Result<()> {
+        let ssrcs: Vec<u32> = self.receivers.keys().copied().collect();
+        let receiver = *self
+            .receivers
+            .values()
+            .next()
+            .context("nothing received yet")?;
+        let pc = &mut self.subscribe.as_mut().context("not subscribed")?.pc;
+        let mut r = pc.rtp_receiver(receiver).context("no receiver")?;
+        r.write_rtcp(
+            now,
+            vec![Box::new(ReceiverEstimatedMaximumBitrate {
+                sender_ssrc: 0,
+                bitrate: bits_per_second as f32,
+                ssrcs,
             })],
         )?;
         Ok(())
