@@ -58,9 +58,6 @@ use crate::signaling::{ErrorCode, ServerMessage, error};
 const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 /// Keyframe requests to one publisher layer are spaced at least this far apart.
 const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(300);
-/// How long after subscribing a subscriber gets periodic keyframes, and how often.
-const WARMUP: Duration = Duration::from_secs(8);
-const WARMUP_INTERVAL: Duration = Duration::from_secs(1);
 /// RTP header bytes counted with each payload when measuring rates.
 const RTP_HEADER_BYTES: usize = 12;
 /// A simulcast layer silent this long counts as paused.
@@ -214,10 +211,6 @@ struct Binding {
     payload_type: Option<u8>,
     video: Option<LayerForwarder>,
     audio: Rewriter,
-    /// When forwarding to this subscriber could start, and when a warm-up keyframe
-    /// was last requested for it (see [`WARMUP`]).
-    ready_at: Option<Instant>,
-    last_warmup: Option<Instant>,
 }
 
 struct Member {
@@ -546,7 +539,6 @@ impl Engine {
             let Some(source) = room.sources.get(source_id) else {
                 continue;
             };
-            binding.ready_at.get_or_insert(now);
             binding.payload_type = peer.pc.rtp_sender(binding.sender).and_then(|mut s| {
                 s.get_parameters()
                     .rtp_parameters
@@ -751,6 +743,7 @@ impl Engine {
         let mut loss: Option<u8> = None;
         let mut opened = Vec::new();
         let mut failed = false;
+        let mut came_up = false;
         {
             let Some(peer) = self.peers.get_mut(&key) else {
                 self.scratch = received;
@@ -767,7 +760,10 @@ impl Engine {
                     match event {
                         RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                             match state {
-                                RTCPeerConnectionState::Connected => peer.connected = true,
+                                RTCPeerConnectionState::Connected => {
+                                    came_up = !peer.connected;
+                                    peer.connected = true;
+                                }
                                 RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                                     failed = true
                                 }
@@ -822,6 +818,9 @@ impl Engine {
         }
         self.scratch = received;
         if key.dir == Dir::Subscribe {
+            if came_up {
+                self.subscriber_connected(now, key);
+            }
             for ssrc in rtcp_keyframe_requests {
                 self.subscriber_wants_keyframe(now, key, ssrc);
             }
@@ -1017,18 +1016,6 @@ impl Engine {
                     if forwarder.current() != Some(forwarder.target()) {
                         wanted_layer = Some(forwarder.target());
                     }
-                    // Subscribers' own keyframe requests do not always reach us, so a
-                    // new subscriber gets a keyframe every second for its first seconds.
-                    let warming = binding
-                        .ready_at
-                        .is_some_and(|t| now.saturating_duration_since(t) < WARMUP);
-                    let due = binding
-                        .last_warmup
-                        .is_none_or(|t| now.saturating_duration_since(t) >= WARMUP_INTERVAL);
-                    if warming && due {
-                        binding.last_warmup = Some(now);
-                        wanted_layer = Some(forwarder.current().unwrap_or(forwarder.target()));
-                    }
                     match verdict {
                         Verdict::Forward {
                             sequence_number,
@@ -1081,6 +1068,24 @@ impl Engine {
         if let Some(layer) = wanted_layer {
             self.request_keyframe(now, from.call, source_id, layer);
         }
+    }
+
+    /// A subscriber's connection is up: its video starts at fresh keyframes, since
+    /// whatever was forwarded before could not reach it.
+    fn subscriber_connected(&mut self, now: Instant, key: PeerKey) {
+        let Some(member) = self
+            .rooms
+            .get_mut(&key.call)
+            .and_then(|r| r.members.get_mut(&key.participant))
+        else {
+            return;
+        };
+        for binding in member.bindings.values_mut() {
+            if let Some(forwarder) = binding.video.as_mut() {
+                forwarder.resync();
+            }
+        }
+        self.request_owed_keyframes(now, key.call);
     }
 
     /// A subscriber reported its downlink (REMB, loss): fit its video layers to it.
@@ -1367,8 +1372,6 @@ impl Engine {
                                 payload_type: None,
                                 video,
                                 audio: Rewriter::default(),
-                                ready_at: None,
-                                last_warmup: None,
                             },
                         );
                     }

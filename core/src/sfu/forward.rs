@@ -60,6 +60,13 @@ impl LayerForwarder {
         }
     }
 
+    /// Starts over at the next keyframe of the target layer (the subscriber's
+    /// connection just came up, and what was sent before it may be lost).
+    pub fn resync(&mut self) {
+        self.current = None;
+        self.keyframe_wanted = true;
+    }
+
     /// True once per needed keyframe request: the caller sends a PLI for `target`.
     pub fn take_keyframe_request(&mut self) -> bool {
         std::mem::take(&mut self.keyframe_wanted)
