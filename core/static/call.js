@@ -36,7 +36,11 @@ let lobby = [];
 let leaving = false;
 // Server clock minus this browser's clock: times come from the server.
 let skew = 0;
-let reconnecting = false;
+// Waits before each try to take our place back after the connection dropped. The
+// server keeps the place for calls.reconnect_grace_secs (30 s by default) and answers
+// resume_expired after that; these tries span a little longer.
+const RESUME_DELAYS_MS = [1000, 2000, 3000, 5000, 5000, 5000, 5000, 5000];
+let resumeTries = 0;
 
 /** A random key this browser keeps for this link, so the lobby knows a returning guest. */
 function guestKey() {
@@ -53,6 +57,12 @@ function guestKey() {
 function say(text) {
   statusLine.textContent = text;
   statusLine.hidden = !text;
+}
+
+/** Tells the user something: on the call in its notice line, else under the join form. */
+function inform(text) {
+  if (callCard.hidden) say(text);
+  else note(text);
 }
 
 function showForm(message) {
@@ -94,11 +104,13 @@ function connect(first) {
     socket = null;
     if (leaving) return;
     const token = sessionStorage.getItem(resumeKey);
-    if (me !== null && token && !reconnecting) {
-      // The network dropped: come back to the same place, without the lobby.
-      reconnecting = true;
-      say("Reconnecting…");
-      setTimeout(() => connect({ type: "resume", resume_token: token }), 1000);
+    if (me !== null && token && resumeTries < RESUME_DELAYS_MS.length) {
+      // The network dropped: come back to the same place, without the lobby. A try
+      // while the network is still down fails the same way and leads to the next.
+      const delay = RESUME_DELAYS_MS[resumeTries];
+      resumeTries += 1;
+      inform("Connection lost. Reconnecting…");
+      setTimeout(() => connect({ type: "resume", resume_token: token }), delay);
     } else if (me !== null || form.hidden) {
       showForm("Connection lost. Ask to join again.");
     }
@@ -125,7 +137,7 @@ function handle(message) {
       break;
     case "joined":
       me = message.participant;
-      reconnecting = false;
+      resumeTries = 0;
       sessionStorage.setItem(resumeKey, message.resume_token);
       say("");
       showCall();
@@ -178,7 +190,7 @@ function handle(message) {
       }
       if (message.code === "resume_expired") sessionStorage.removeItem(resumeKey);
       if (me === null || message.code === "resume_expired") showForm(messages[message.code] ?? message.message);
-      else say(messages[message.code] ?? message.message);
+      else inform(messages[message.code] ?? message.message);
       break;
     default:
       break;
@@ -219,7 +231,12 @@ function render() {
     name.className = "name";
     name.textContent = p.name + (p.participant === me ? " (you)" : "");
     li.append(name);
-    const tags = [p.owner ? "host" : null, p.guest ? "guest" : null, p.connected ? null : "reconnecting…"];
+    const tags = [
+      p.owner ? "host" : null,
+      p.guest ? "guest" : null,
+      p.sharing_screen ? "sharing screen" : null,
+      p.connected ? null : "reconnecting…",
+    ];
     for (const tag of tags.filter(Boolean)) {
       const t = document.createElement("span");
       t.className = "tag";
@@ -411,6 +428,10 @@ function mediaFailed(error) {
 function startMedia() {
   for (const tile of [...grid.children]) if (tile.dataset.stream !== "local") tile.remove();
   showStream("local", localStream);
+  // From a clean slate: an offer sent while the connection was down is never
+  // answered and would hold up every later one; a screen share ends with it.
+  media.close();
+  toggle(screenButton, true, "Share screen", "Stop sharing");
   media.start(localStream).catch(mediaFailed);
   sendMute();
 }

@@ -1134,6 +1134,7 @@ impl Engine {
                     *id,
                     Demand {
                         wanted,
+                        current: wanted.min(member.caps.get(id).copied().unwrap_or(MAX_LAYERS - 1)),
                         available: source.layers.map(|l| l.is_some()),
                         layer_bps: source.meter.bps,
                     },

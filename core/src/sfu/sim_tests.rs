@@ -324,13 +324,11 @@ fn a_narrow_downlink_gets_lower_layers_and_recovers_when_it_widens() {
         assert_eq!(video.layer, Some(2), "full quality while nothing limits it");
     }
     let asked_before = sim.person(a).stats.keyframe_requests;
-    // C's browser says its downlink carries 900 kbit/s: two 720p streams (3.4 Mbit/s)
-    // do not fit, two 360p streams (1 Mbit/s) neither; 180p + 360p or two 180p do.
-    for _ in 0..4 {
+    // C's browser estimate falls to 900 kbit/s: two 720p streams (3.4 Mbit/s) do not
+    // fit, two 360p streams (1 Mbit/s) neither; 180p + 360p or two 180p do.
+    for remb in [4_000_000, 900_000, 900_000, 900_000] {
         let now = sim.now;
-        sim.person_mut(c)
-            .report_bandwidth(now, 900_000)
-            .expect("remb");
+        sim.person_mut(c).report_bandwidth(now, remb).expect("remb");
         sim.run(Duration::from_millis(600));
     }
     let layers: Vec<u8> = [1, 2]
@@ -357,8 +355,8 @@ fn a_narrow_downlink_gets_lower_layers_and_recovers_when_it_widens() {
     let (_, to_b) = video_from(sim.person(b), 1).expect("video");
     assert_eq!(to_b.layer, Some(2));
 
-    // The downlink widens again.
-    for _ in 0..6 {
+    // The downlink widens again: probes bring the layers back, one step at a time.
+    for _ in 0..60 {
         let now = sim.now;
         sim.person_mut(c)
             .report_bandwidth(now, 10_000_000)
@@ -370,4 +368,36 @@ fn a_narrow_downlink_gets_lower_layers_and_recovers_when_it_widens() {
         assert_eq!(video.layer, Some(2), "back to full quality: {video:?}");
         assert_eq!(video.missing(), 0, "{video:?}");
     }
+}
+
+#[test]
+fn a_renegotiating_simulcast_publisher_keeps_being_forwarded() {
+    let mut sim = Sim::new();
+    sim.join(&Profile::camera());
+    let b = sim.join(&Profile::camera());
+    sim.run(Duration::from_secs(2));
+    let (_, before) = video_from(sim.person(b), 1).expect("video from A");
+    // A shares its screen: a third track, and a renegotiation of its publish connection.
+    let now = sim.now;
+    sim.person_mut(0).add_screen().expect("screen");
+    let offer = sim.person_mut(0).publish_offer(now).expect("offer");
+    let (tx, rx) = mpsc::channel(64);
+    sim.people[0].events = rx;
+    sim.command(Command::Publish {
+        call: CALL,
+        participant: 1,
+        offer,
+        events: tx,
+    });
+    sim.run(Duration::from_secs(2));
+    let (_, after) = video_from(sim.person(b), 1).expect("video from A");
+    assert!(
+        after.received > before.received + 300,
+        "A's camera still reaches B after the renegotiation: {before:?} → {after:?}"
+    );
+    assert!(
+        sim.people[0].errors.is_empty(),
+        "{:?}",
+        sim.people[0].errors
+    );
 }

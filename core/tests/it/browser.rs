@@ -2,14 +2,24 @@
 //! `chromedriver` (`bash .ci/run` installs both). Set CONFAB_CHROMIUM and
 //! CONFAB_CHROMEDRIVER to use other paths.
 
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use confab_core::accounts::Role;
 use fantoccini::wd::Capabilities;
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::support::{PASSWORD, TestApp};
 
@@ -68,6 +78,15 @@ impl Driver {
     /// Like [`Driver::browser`]; with `allow_media` false, camera and microphone
     /// requests are denied as if the user said no.
     async fn browser_with(&self, allow_media: bool) -> Browser {
+        self.launch(allow_media, &[]).await
+    }
+
+    /// Like [`Driver::browser`], with more command-line switches for Chromium.
+    async fn browser_with_args(&self, extra: &[String]) -> Browser {
+        self.launch(true, extra).await
+    }
+
+    async fn launch(&self, allow_media: bool, extra: &[String]) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let mut args = vec![
             "--headless".to_string(),
@@ -91,6 +110,7 @@ impl Driver {
             }
             .into(),
         );
+        args.extend_from_slice(extra);
         let mut caps = Capabilities::new();
         caps.insert("browserName".into(), json!("chrome"));
         caps.insert(
@@ -232,6 +252,49 @@ impl Browser {
         }
     }
 
+    /// Video frames this page has decoded from `stream` (`p3-0` camera, `p3-1` screen),
+    /// summed over the tracks it had for that stream: one that came back after a drop
+    /// has a new track next to its old one.
+    async fn frames_decoded(&self, stream: &str) -> u64 {
+        self.client
+            .execute_async(
+                "const [stream, done] = arguments;\
+                 const media = window.confab.media;\
+                 if (!media.subscriber) return done(0);\
+                 media.subscriber.getStats().then((report) => {\
+                   let frames = 0;\
+                   for (const s of report.values()) {\
+                     if (s.type === 'inbound-rtp' && s.kind === 'video' && media.streamOfMid[s.mid] === stream) frames += s.framesDecoded ?? 0;\
+                   }\
+                   done(frames);\
+                 }, () => done(0));",
+                vec![json!(stream)],
+            )
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Waits until this page is decoding video from `stream`: more frames than a
+    /// second before.
+    async fn wait_video_flowing(&self, stream: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let before = self.frames_decoded(stream).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let after = self.frames_decoded(stream).await;
+            if after > before {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "video from {stream} is not being decoded ({after} frames so far); stats: {}",
+                self.inbound().await
+            );
+        }
+    }
+
     /// My participant id.
     async fn me(&self) -> u64 {
         let roster = self
@@ -276,22 +339,43 @@ async fn app_with_link_and(
 }
 
 async fn host_joins(driver: &Driver, base: &str, link: &str) -> Browser {
-    let host = driver.browser().await;
-    host.sign_in(base, "host@example.org").await;
-    host.goto(&format!("{base}/j/{link}")).await;
-    host.click("#join-form button[type=submit]").await;
-    host.wait_text("#roster", "User host@example.org (you)")
+    member_joins(driver.browser().await, base, link, "host@example.org").await
+}
+
+/// Signs `page` in as `email` and joins the call directly, as members do.
+async fn member_joins(page: Browser, base: &str, link: &str, email: &str) -> Browser {
+    page.sign_in(base, email).await;
+    page.goto(&format!("{base}/j/{link}")).await;
+    page.click("#join-form button[type=submit]").await;
+    page.wait_text("#roster", &format!("User {email} (you)"))
         .await;
-    host
+    page
 }
 
 async fn guest_asks(driver: &Driver, base: &str, link: &str, name: &str) -> Browser {
-    let guest = driver.browser().await;
+    asks_to_join(driver.browser().await, base, link, name).await
+}
+
+async fn asks_to_join(guest: Browser, base: &str, link: &str, name: &str) -> Browser {
     guest.goto(&format!("{base}/j/{link}")).await;
     guest.wait_text("#join h1", "Family call").await;
     guest.fill("input[name=name]", name).await;
     guest.click("#join-form button[type=submit]").await;
     guest
+}
+
+/// `host` admits the guest called `name` who is asking on `guest`; returns the
+/// guest's participant id once they are on the call.
+async fn admits(host: &Browser, guest: &Browser, name: &str) -> u64 {
+    host.wait_text("#lobby", name).await;
+    host.click("#lobby li button.primary").await;
+    guest.wait_text("#roster", &format!("{name} (you)")).await;
+    guest.me().await
+}
+
+/// The roster entry of participant `id`, as a CSS selector.
+fn roster_row(id: u64) -> String {
+    format!("#roster li[data-participant='{id}']")
 }
 
 #[tokio::test]
@@ -497,6 +581,487 @@ async fn media_flows_over_ice_tcp_when_udp_is_unavailable() {
         .await
         .unwrap();
     assert_eq!(protocol, json!("tcp"));
+    host.close().await;
+    guest.close().await;
+}
+
+const BLOCKED: &str = "You were declined twice and can't ask to join this call again.";
+
+#[tokio::test]
+async fn a_guest_denied_twice_is_blocked_and_cannot_ask_again() {
+    let (_app, base, link) = app_with_link(32).await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let guest = guest_asks(&driver, &base, &link, "Persistent").await;
+    host.wait_text("#lobby", "Persistent").await;
+    host.click("#lobby li button.danger").await;
+    guest
+        .wait_text("#status", "Your request to join was declined.")
+        .await;
+
+    guest.click("#join-form button[type=submit]").await;
+    guest
+        .wait_text("#status", "Someone on the call will let you in")
+        .await;
+    host.wait_text("#lobby", "Persistent").await;
+    host.click("#lobby li button.danger").await;
+    guest.wait_text("#status", BLOCKED).await;
+    host.wait_js("document.getElementById('lobby-panel').hidden")
+        .await;
+
+    // Asking again is refused by the server: the guest hears so again (the old
+    // message is wiped first, so this one is new) and the host is not asked.
+    guest
+        .client
+        .execute(
+            "document.getElementById('status').textContent = '';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    guest.click("#join-form button[type=submit]").await;
+    guest.wait_text("#status", BLOCKED).await;
+    let lobby_hidden = host
+        .client
+        .execute(
+            "return document.getElementById('lobby-panel').hidden && document.getElementById('lobby').children.length === 0;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(lobby_hidden, json!(true), "the host was asked again");
+    host.close().await;
+    guest.close().await;
+}
+
+#[tokio::test]
+async fn a_member_who_is_not_the_owner_removes_a_guest_within_the_window() {
+    let (app, base, link) = app_with_link(32).await;
+    app.user_with_token("member@example.org", Role::Member)
+        .await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let member = member_joins(driver.browser().await, &base, &link, "member@example.org").await;
+    let guest = guest_asks(&driver, &base, &link, "Visitor").await;
+    let guest_id = admits(&host, &guest, "Visitor").await;
+
+    // The member, not the owner, sees how long they may still remove the guest.
+    let row = member.wait_text(&roster_row(guest_id), "Visitor").await;
+    assert!(row.contains("Remove ("), "a countdown: {row}");
+    member
+        .click(&format!("{} button", roster_row(guest_id)))
+        .await;
+    guest
+        .wait_text(
+            "#status",
+            "You were removed from the call by User member@example.org.",
+        )
+        .await;
+    host.wait_js(&format!(
+        "!document.querySelector(\"{}\")",
+        roster_row(guest_id)
+    ))
+    .await;
+    for page in [host, member, guest] {
+        page.close().await;
+    }
+}
+
+#[tokio::test]
+async fn after_the_removal_window_only_the_owner_can_remove_a_guest() {
+    let (app, base, link) = app_with_link_and(32, |c| c.calls.removal_window_secs = 2).await;
+    app.user_with_token("member@example.org", Role::Member)
+        .await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let member = member_joins(driver.browser().await, &base, &link, "member@example.org").await;
+    let guest = guest_asks(&driver, &base, &link, "Visitor").await;
+    let guest_id = admits(&host, &guest, "Visitor").await;
+    let row = roster_row(guest_id);
+
+    // The member's countdown runs out and the Remove button goes; the owner keeps theirs.
+    member.wait_text(&row, "Visitor").await;
+    member
+        .wait_js(&format!(
+            "document.querySelector(\"{row}\") && !document.querySelector(\"{row} button\")"
+        ))
+        .await;
+    host.wait_text(&format!("{row} button"), "Remove").await;
+    // The server's clock is past the window too.
+    app.clock.advance(chrono::Duration::seconds(3));
+
+    // A removal the member's page sends anyway, over its own connection, is refused
+    // and the page says why.
+    member
+        .client
+        .execute(
+            "window.confab.media.hooks.send({ type: 'remove', participant: arguments[0] });",
+            vec![json!(guest_id)],
+        )
+        .await
+        .unwrap();
+    member
+        .wait_text(
+            "#call-note",
+            "only the link's owner can remove a guest after their first 2 seconds",
+        )
+        .await;
+    // The guest is still on the call, and everyone still sees them.
+    guest.wait_text("#roster", "Visitor (you)").await;
+    guest
+        .wait_js("!document.getElementById('call').hidden")
+        .await;
+    member.wait_text(&row, "Visitor").await;
+
+    // The owner still can.
+    host.click(&format!("{row} button")).await;
+    guest
+        .wait_text(
+            "#status",
+            "You were removed from the call by User host@example.org.",
+        )
+        .await;
+    for page in [host, member, guest] {
+        page.close().await;
+    }
+}
+
+/// A participant without a browser: a signaling WebSocket that is read in the
+/// background, so that the server never waits on it. Fills a call cheaply (no media).
+struct SignalingClient {
+    sink: SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>,
+    inbox: mpsc::UnboundedReceiver<Value>,
+}
+
+impl SignalingClient {
+    async fn open(base: &str, link: &str, cookies: Option<&str>) -> SignalingClient {
+        let mut request = format!("{}/j/{link}/ws", base.replacen("http", "ws", 1))
+            .into_client_request()
+            .unwrap();
+        if let Some(cookies) = cookies {
+            request
+                .headers_mut()
+                .insert("cookie", cookies.parse().unwrap());
+        }
+        let (stream, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("websocket opens");
+        let (sink, mut source) = stream.split();
+        let (to_inbox, inbox) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(frame)) = source.next().await {
+                if let Message::Text(text) = frame
+                    && to_inbox.send(serde_json::from_str(&text).unwrap()).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        SignalingClient { sink, inbox }
+    }
+
+    async fn send(&mut self, message: Value) {
+        self.sink
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next message of type `kind`, skipping others but errors.
+    async fn expect(&mut self, kind: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.inbox.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {kind} message within 15 s"))
+                .expect("connection open");
+            if message["type"] == kind {
+                return message;
+            }
+            assert_ne!(message["type"], "error", "expected {kind}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_33rd_person_sees_that_the_call_is_full() {
+    let (app, base, link) = app_with_link(32).await;
+    let owner_cookies = app.sign_in("host@example.org").await.cookies;
+    let mut owner = SignalingClient::open(&base, &link, Some(&owner_cookies)).await;
+    owner.send(json!({ "v": 1, "type": "join" })).await;
+    owner.expect("joined").await;
+    let mut guests = Vec::new();
+    for i in 2..=32 {
+        let mut guest = SignalingClient::open(&base, &link, None).await;
+        guest
+            .send(json!({
+                "v": 1,
+                "type": "join",
+                "name": format!("Guest {i}"),
+                "guest_key": format!("guest-key-number-{i:02}"),
+            }))
+            .await;
+        let request = guest.expect("waiting").await["request"].clone();
+        owner
+            .send(json!({ "v": 1, "type": "admit", "request": request }))
+            .await;
+        guest.expect("joined").await;
+        guests.push(guest);
+    }
+    loop {
+        let roster = owner.expect("roster").await;
+        if roster["participants"].as_array().unwrap().len() == 32 {
+            break;
+        }
+    }
+
+    let driver = Driver::start();
+    let late = guest_asks(&driver, &base, &link, "Number 33").await;
+    late.wait_text("#status", "This call is full.").await;
+    // The form is back, to try again later.
+    late.wait_text("#join-form", "Ask to join").await;
+    // Nobody was put in the lobby for the owner to admit: every lobby snapshot since
+    // the 32nd joined, up to the answer to a ping, is empty.
+    owner.send(json!({ "v": 1, "type": "ping" })).await;
+    loop {
+        let message = owner.inbox.recv().await.expect("connection open");
+        match message["type"].as_str() {
+            Some("pong") => break,
+            Some("lobby") => assert_eq!(message["requests"], json!([]), "{message}"),
+            Some("roster") => {}
+            _ => panic!("unexpected {message}"),
+        }
+    }
+    late.close().await;
+}
+
+/// The host and a guest called Presenter on a call, with media flowing; returns
+/// (host, guest, guest's participant id).
+async fn presenter_on_a_call(driver: &Driver, base: &str, link: &str) -> (Browser, Browser, u64) {
+    let host = host_joins(driver, base, link).await;
+    let guest = guest_asks(driver, base, link, "Presenter").await;
+    let guest_id = admits(&host, &guest, "Presenter").await;
+    host.wait_media_from(&[guest_id]).await;
+    (host, guest, guest_id)
+}
+
+#[tokio::test]
+async fn a_shared_screen_reaches_the_others_as_a_second_video() {
+    let (_app, base, link) = app_with_link(32).await;
+    let driver = Driver::start();
+    let (host, guest, guest_id) = presenter_on_a_call(&driver, &base, &link).await;
+    let row = roster_row(guest_id);
+
+    guest.click("#toggle-screen").await;
+    guest.wait_text("#toggle-screen", "Stop sharing").await;
+    let screen = format!("p{guest_id}-1");
+    host.wait_video_flowing(&screen).await;
+    host.wait_text(&row, "sharing screen").await;
+    let caption = host
+        .wait_js(&format!(
+            "document.querySelector('[data-stream=\"{screen}\"] figcaption')?.textContent"
+        ))
+        .await;
+    assert_eq!(caption, json!("Presenter's screen"));
+
+    guest.click("#toggle-screen").await;
+    guest.wait_text("#toggle-screen", "Share screen").await;
+    host.wait_js(&format!(
+        "!window.confab.tiles().includes('{screen}') && !document.querySelector(\"{row}\").textContent.includes('sharing screen')"
+    ))
+    .await;
+    host.close().await;
+    guest.close().await;
+}
+
+#[tokio::test]
+#[ignore = "known bug, issue 3: after Chrome renegotiates its publish connection (screen share), rtc 0.21 stops delivering the simulcast camera's packets"]
+async fn the_camera_keeps_going_while_the_screen_is_shared() {
+    let (_app, base, link) = app_with_link(32).await;
+    let driver = Driver::start();
+    let (host, guest, guest_id) = presenter_on_a_call(&driver, &base, &link).await;
+    let camera = format!("p{guest_id}-0");
+
+    guest.click("#toggle-screen").await;
+    host.wait_video_flowing(&format!("p{guest_id}-1")).await;
+    host.wait_video_flowing(&camera).await;
+    guest.click("#toggle-screen").await;
+    guest.wait_text("#toggle-screen", "Share screen").await;
+    host.wait_video_flowing(&camera).await;
+    host.close().await;
+    guest.close().await;
+}
+
+/// How a Cut picks the connections it drops: by the first bytes their client sent.
+type Cut = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
+/// A TCP relay standing in for one browser's network path to the server. It can
+/// fail: [`Relay::down`] closes the relayed connections a test picks and closes new
+/// ones like them at once, until [`Relay::up`].
+struct Relay {
+    cut: watch::Sender<Option<Cut>>,
+}
+
+impl Relay {
+    async fn start(listen: SocketAddr, upstream: SocketAddr) -> Relay {
+        let listener = TcpListener::bind(listen).await.expect("relay listens");
+        let (cut, watching) = watch::channel(None);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(relay(client, upstream, watching.clone()));
+            }
+        });
+        Relay { cut }
+    }
+
+    fn down(&self, which: impl Fn(&[u8]) -> bool + Send + Sync + 'static) {
+        self.cut.send_replace(Some(Arc::new(which)));
+    }
+
+    fn up(&self) {
+        self.cut.send_replace(None);
+    }
+}
+
+/// Relays one connection until either side closes it or a cut picks it. Browsers
+/// speak first on both HTTP and ICE-TCP, so the first bytes are there to pick by.
+async fn relay(mut client: TcpStream, upstream: SocketAddr, mut cut: watch::Receiver<Option<Cut>>) {
+    let mut first = vec![0; 4096];
+    let Ok(n) = client.read(&mut first).await else {
+        return;
+    };
+    first.truncate(n);
+    let picked = |cut: &Option<Cut>| cut.as_ref().is_some_and(|c| c(&first));
+    if n == 0 || picked(&cut.borrow()) {
+        return;
+    }
+    let Ok(mut server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    if server.write_all(&first).await.is_err() {
+        return;
+    }
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+        _ = cut.wait_for(picked) => {}
+    }
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn after_a_network_drop_a_guest_comes_back_to_the_call_with_media() {
+    // Everyone reaches the server at 127.0.0.1 except the guest, whose page and media go
+    // through relays on 127.0.0.2: the page by a host name only the guest's browser
+    // maps there, media (ICE-TCP only) by the address the server announces. The host's
+    // media goes through the media relay too, but a cut picks only the guest's.
+    let relayed: IpAddr = [127, 0, 0, 2].into();
+    let media_port = free_tcp_port();
+    let (app, direct, link) = app_with_link_and(32, |c| {
+        c.server.public_url = c.server.public_url.replace("127.0.0.1", "confab.test");
+        c.media.udp_enabled = false;
+        c.media.tcp_port = media_port;
+        c.media.public_ips = vec![relayed];
+    })
+    .await;
+    let server: SocketAddr = direct.trim_start_matches("http://").parse().unwrap();
+    let base = format!("http://confab.test:{}", server.port());
+    let web = Relay::start(SocketAddr::new(relayed, server.port()), server).await;
+    let media = Relay::start(
+        SocketAddr::new(relayed, media_port),
+        SocketAddr::new(server.ip(), media_port),
+    )
+    .await;
+    let reaching = |ip: &str| {
+        vec![
+            format!("--host-resolver-rules=MAP confab.test {ip}"),
+            // A camera needs a secure context, which plain HTTP has only on loopback names.
+            format!("--unsafely-treat-insecure-origin-as-secure={base}"),
+        ]
+    };
+    let driver = Driver::start();
+    let host = member_joins(
+        driver.browser_with_args(&reaching("127.0.0.1")).await,
+        &base,
+        &link,
+        "host@example.org",
+    )
+    .await;
+    let guest = asks_to_join(
+        driver.browser_with_args(&reaching("127.0.0.2")).await,
+        &base,
+        &link,
+        "Traveller",
+    )
+    .await;
+    let guest_id = admits(&host, &guest, "Traveller").await;
+    let host_id = host.me().await;
+    host.wait_media_from(&[guest_id]).await;
+    guest.wait_media_from(&[host_id]).await;
+
+    // The guest's ICE connections, by the STUN user name their checks carry
+    // (server's ufrag:browser's ufrag).
+    let names = guest
+        .wait_js(
+            "(() => { const m = window.confab.media;\
+               const ufrag = (d) => /a=ice-ufrag:(\\S+)/.exec(d?.sdp ?? '')?.[1];\
+               return [m.publisher, m.subscriber].map((pc) => `${ufrag(pc.remoteDescription)}:${ufrag(pc.localDescription)}`); })()",
+        )
+        .await;
+    let names: Vec<Vec<u8>> = names
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().as_bytes().to_vec())
+        .collect();
+
+    // The guest's network drops: page and media.
+    web.down(|_| true);
+    media.down(move |first| {
+        names
+            .iter()
+            .any(|name| first.windows(name.len()).any(|w| w == name.as_slice()))
+    });
+    let dropped = Instant::now();
+    host.wait_text(&roster_row(guest_id), "reconnecting…").await;
+    guest.wait_text("#call-note", "Reconnecting").await;
+    guest
+        .wait_js("window.confab.media.publisher?.connectionState !== 'connected'")
+        .await;
+    let down_for = Duration::from_secs(3).saturating_sub(dropped.elapsed());
+    tokio::time::sleep(down_for).await;
+    web.up();
+    media.up();
+
+    // Back in the same place, without the lobby, and media flows again both ways.
+    host.wait_js(&format!(
+        "(() => {{ const row = document.querySelector(\"{}\"); return row && !row.textContent.includes('reconnecting'); }})()",
+        roster_row(guest_id)
+    ))
+    .await;
+    guest.wait_text("#roster", "Traveller (you)").await;
+    assert_eq!(guest.me().await, guest_id);
+    host.wait_video_flowing(&format!("p{guest_id}-0")).await;
+    guest.wait_video_flowing(&format!("p{host_id}-0")).await;
+    let kinds: Vec<String> = app
+        .store
+        .call_events(&link)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        ["call_started", "join_requested", "admitted"],
+        "nobody was asked to admit the guest again"
+    );
     host.close().await;
     guest.close().await;
 }

@@ -151,6 +151,13 @@ impl TestApp {
     }
 
     async fn build(config: Config, guard: DbGuard) -> Self {
+        // `CONFAB_TEST_LOG=confab_core::sfu=debug` shows the server's logs for a test.
+        if let Ok(filter) = std::env::var("CONFAB_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let clock = FakeClock::new(START.parse::<DateTime<Utc>>().unwrap());
         let mut app = App::build_with_clock(config, Arc::new(clock.clone()))
             .await

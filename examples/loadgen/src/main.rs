@@ -222,6 +222,7 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
     let mut counted = false;
     let mut baseline: Option<HashMap<u32, (u64, u64)>> = None;
     let mut asked_quality: Vec<u64> = Vec::new();
+    let mut admitted: Vec<u64> = Vec::new();
     let mut buf_a = vec![0u8; 2048];
     let mut buf_b = vec![0u8; 2048];
 
@@ -278,6 +279,11 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
                     }
                     "lobby" if host => {
                         for request in value["requests"].as_array().into_iter().flatten() {
+                            let Some(id) = request["request"].as_u64() else { continue };
+                            if admitted.contains(&id) {
+                                continue;
+                            }
+                            admitted.push(id);
                             tx.send(Message::text(json!({"v": 1, "type": "admit", "request": request["request"]}).to_string())).await?;
                         }
                     }

@@ -366,6 +366,28 @@ impl Participant {
         self.first_arrival_loss = Some((n, of));
     }
 
+    /// Adds a screen-share track (one plain VP8 stream, in its own media stream) to
+    /// the publish connection; send a new [`Participant::publish_offer`] after it.
+    pub fn add_screen(&mut self) -> Result<()> {
+        let stream = format!("loadgen-{}-screen", self.id);
+        let track = MediaStreamTrack::new(
+            stream.clone(),
+            format!("{stream}-video"),
+            format!("{stream}-video"),
+            RtpCodecKind::Video,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(rand::random()),
+                    ..Default::default()
+                },
+                codec: vp8().rtp_codec,
+                ..Default::default()
+            }],
+        );
+        self.publish.pc.add_track(track)?;
+        Ok(())
+    }
+
     /// The offer for the publish connection.
     pub fn publish_offer(&mut self, now: Instant) -> Result<String> {
         let offer = self.publish.pc.create_offer(None)?;
