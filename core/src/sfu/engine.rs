@@ -58,6 +58,9 @@ use crate::signaling::{ErrorCode, ServerMessage, error};
 const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 /// Keyframe requests to one publisher layer are spaced at least this far apart.
 const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(300);
+/// How long after subscribing a subscriber gets periodic keyframes, and how often.
+const WARMUP: Duration = Duration::from_secs(8);
+const WARMUP_INTERVAL: Duration = Duration::from_secs(1);
 /// RTP header bytes counted with each payload when measuring rates.
 const RTP_HEADER_BYTES: usize = 12;
 /// A simulcast layer silent this long counts as paused.
@@ -211,6 +214,10 @@ struct Binding {
     payload_type: Option<u8>,
     video: Option<LayerForwarder>,
     audio: Rewriter,
+    /// When forwarding to this subscriber could start, and when a warm-up keyframe
+    /// was last requested for it (see [`WARMUP`]).
+    ready_at: Option<Instant>,
+    last_warmup: Option<Instant>,
 }
 
 struct Member {
@@ -539,6 +546,7 @@ impl Engine {
             let Some(source) = room.sources.get(source_id) else {
                 continue;
             };
+            binding.ready_at.get_or_insert(now);
             binding.payload_type = peer.pc.rtp_sender(binding.sender).and_then(|mut s| {
                 s.get_parameters()
                     .rtp_parameters
@@ -1016,6 +1024,19 @@ impl Engine {
                     if forwarder.current() != Some(forwarder.target()) {
                         wanted_layer = Some(forwarder.target());
                     }
+                    // A safety net while a subscription starts: a keyframe every second
+                    // for its first seconds, so a lost first keyframe (or one the
+                    // subscriber's own PLI does not bring back soon) is not a frozen tile.
+                    let warming = binding
+                        .ready_at
+                        .is_some_and(|t| now.saturating_duration_since(t) < WARMUP);
+                    let due = binding
+                        .last_warmup
+                        .is_none_or(|t| now.saturating_duration_since(t) >= WARMUP_INTERVAL);
+                    if warming && due {
+                        binding.last_warmup = Some(now);
+                        wanted_layer = Some(forwarder.current().unwrap_or(forwarder.target()));
+                    }
                     match verdict {
                         Verdict::Forward {
                             sequence_number,
@@ -1373,6 +1394,8 @@ impl Engine {
                                 payload_type: None,
                                 video,
                                 audio: Rewriter::default(),
+                                ready_at: None,
+                                last_warmup: None,
                             },
                         );
                     }
