@@ -35,8 +35,11 @@ pub struct Downlink {
     remb_falling: bool,
     /// Latest loss fraction from a receiver report (0–1).
     loss: f64,
-    /// What was forwarded to it over the last measurement, bits per second.
-    pub forwarded_bps: u64,
+    /// What was forwarded to it over the last measurement, bits per second, and the
+    /// bytes counted since `sent_since` for the next one.
+    forwarded_bps: u64,
+    sent_bytes: u64,
+    sent_since: Option<Instant>,
     last_allocation: Option<Instant>,
     last_probe: Option<Instant>,
     /// Since when some source has been held below what was asked for.
@@ -44,6 +47,25 @@ pub struct Downlink {
 }
 
 impl Downlink {
+    /// Counts a packet forwarded to this subscriber (the media path: no allocation).
+    pub fn on_sent(&mut self, bytes: usize, now: Instant) {
+        self.sent_bytes += bytes as u64;
+        self.sent_since.get_or_insert(now);
+    }
+
+    /// Turns the bytes counted since the last measurement into `forwarded_bps`.
+    pub fn measure(&mut self, now: Instant) {
+        let Some(since) = self.sent_since else {
+            return;
+        };
+        let elapsed = now.saturating_duration_since(since).as_secs_f64();
+        if elapsed > 0.2 {
+            self.forwarded_bps = (self.sent_bytes as f64 * 8.0 / elapsed) as u64;
+            self.sent_bytes = 0;
+            self.sent_since = Some(now);
+        }
+    }
+
     pub fn on_remb(&mut self, bps: u64) {
         self.remb_falling = self
             .remb_bps

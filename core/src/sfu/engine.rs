@@ -232,18 +232,29 @@ struct Member {
     /// The subscriber's downlink estimate, and the layer caps it led to.
     downlink: Downlink,
     caps: HashMap<SourceId, usize>,
-    /// Bytes forwarded to this subscriber since `sent_since`.
-    sent_bytes: u64,
-    sent_since: Option<Instant>,
 }
 
 impl Member {
     /// The layer this subscriber should get from a source: what its tile asks for,
     /// within what its downlink carries.
     fn wanted(&self, source_id: SourceId, owner: u32) -> usize {
-        let asked = self.quality.get(&owner).copied().unwrap_or(MAX_LAYERS - 1);
-        asked.min(self.caps.get(&source_id).copied().unwrap_or(MAX_LAYERS - 1))
+        wanted_within_caps(&self.quality, &self.caps, source_id, owner)
     }
+}
+
+/// What a subscriber's tile asks of `owner`'s camera (the best, unless it said less).
+fn asked_layer(quality: &HashMap<u32, usize>, owner: u32) -> usize {
+    quality.get(&owner).copied().unwrap_or(MAX_LAYERS - 1)
+}
+
+/// [`Member::wanted`] on the member's fields, for callers holding one of its bindings.
+fn wanted_within_caps(
+    quality: &HashMap<u32, usize>,
+    caps: &HashMap<SourceId, usize>,
+    source_id: SourceId,
+    owner: u32,
+) -> usize {
+    asked_layer(quality, owner).min(caps.get(&source_id).copied().unwrap_or(MAX_LAYERS - 1))
 }
 
 #[derive(Default)]
@@ -462,8 +473,6 @@ impl Engine {
             streams: Vec::new(),
             downlink: Downlink::default(),
             caps: HashMap::new(),
-            sent_bytes: 0,
-            sent_since: None,
         });
         member.events = events.clone();
         // Same ICE credentials: a renegotiation of the live connection. New ones: the
@@ -993,7 +1002,6 @@ impl Engine {
             if participant == from.participant {
                 continue;
             }
-            let wanted = member.wanted(source_id, source.owner);
             let Some(binding) = member.bindings.get_mut(&source_id) else {
                 continue;
             };
@@ -1008,6 +1016,12 @@ impl Engine {
                             .is_none_or(|t| now.saturating_duration_since(t) > LAYER_IDLE)
                     });
                     if layer_came_back || current_idle || forwarder.current().is_none() {
+                        let wanted = wanted_within_caps(
+                            &member.quality,
+                            &member.caps,
+                            source_id,
+                            source.owner,
+                        );
                         forwarder.set_target(best_active_layer(source, wanted, now));
                     }
                     let is_key = *keyframe
@@ -1078,8 +1092,7 @@ impl Engine {
                 match sender.write_rtp(now, out) {
                     Ok(()) => {
                         self.stats.packets_forwarded += 1;
-                        member.sent_bytes += packet_bytes as u64;
-                        member.sent_since.get_or_insert(now);
+                        member.downlink.on_sent(packet_bytes, now);
                     }
                     Err(err) => tracing::trace!(error = %err, "could not forward"),
                 }
@@ -1123,14 +1136,7 @@ impl Engine {
         let Some(member) = room.members.get_mut(&key.participant) else {
             return;
         };
-        if let Some(since) = member.sent_since {
-            let elapsed = now.saturating_duration_since(since).as_secs_f64();
-            if elapsed > 0.2 {
-                member.downlink.forwarded_bps = (member.sent_bytes as f64 * 8.0 / elapsed) as u64;
-                member.sent_bytes = 0;
-                member.sent_since = Some(now);
-            }
-        }
+        member.downlink.measure(now);
         if let Some(bps) = remb {
             member.downlink.on_remb(bps);
         }
@@ -1146,11 +1152,7 @@ impl Engine {
             .filter(|(_, b)| b.video.is_some())
             .filter_map(|(id, _)| {
                 let source = room.sources.get(id)?;
-                let wanted = member
-                    .quality
-                    .get(&source.owner)
-                    .copied()
-                    .unwrap_or(MAX_LAYERS - 1);
+                let wanted = asked_layer(&member.quality, source.owner);
                 Some((
                     *id,
                     Demand {

@@ -664,21 +664,14 @@ impl Participant {
                     let level = 0x80 | (20 + (self.id % 40) as u8);
                     let _ = header.set_extension(id, Bytes::copy_from_slice(&[level]));
                 }
-                let packet = rtp::Packet {
+                write_media(
+                    &mut self.publish.pc,
+                    &mut self.stats,
+                    now,
+                    sender,
                     header,
-                    payload: payload.into(),
-                };
-                let sent = match self.publish.pc.rtp_sender(sender) {
-                    Some(mut s) => s.write_rtp(now, packet).map_err(|e| e.to_string()),
-                    None => Err("the sender is gone".to_owned()),
-                };
-                match sent {
-                    Ok(()) => self.stats.packets_sent += 1,
-                    Err(err) => {
-                        self.stats.send_errors += 1;
-                        self.stats.last_send_error = Some(err);
-                    }
-                }
+                    payload,
+                );
             }
         }
         let Some(sender) = self.video_sender else {
@@ -728,21 +721,14 @@ impl Participant {
                 if let Some(id) = n.rid {
                     let _ = header.set_extension(id, Bytes::from_static(RIDS[index].as_bytes()));
                 }
-                let packet = rtp::Packet {
+                write_media(
+                    &mut self.publish.pc,
+                    &mut self.stats,
+                    now,
+                    sender,
                     header,
-                    payload: payload.into(),
-                };
-                let sent = match self.publish.pc.rtp_sender(sender) {
-                    Some(mut s) => s.write_rtp(now, packet).map_err(|e| e.to_string()),
-                    None => Err("the sender is gone".to_owned()),
-                };
-                match sent {
-                    Ok(()) => self.stats.packets_sent += 1,
-                    Err(err) => {
-                        self.stats.send_errors += 1;
-                        self.stats.last_send_error = Some(err);
-                    }
-                }
+                    payload,
+                );
             }
             layer.timestamp = layer
                 .timestamp
@@ -822,6 +808,32 @@ impl Participant {
                     .latencies_micros
                     .push(latency.min(u128::from(u32::MAX)) as u32);
             }
+        }
+    }
+}
+
+/// Sends one media packet on the publish connection, counting it or why it failed.
+fn write_media(
+    pc: &mut RTCPeerConnection,
+    stats: &mut ReceiveStats,
+    now: Instant,
+    sender: RTCRtpSenderId,
+    header: rtp::header::Header,
+    payload: Vec<u8>,
+) {
+    let packet = rtp::Packet {
+        header,
+        payload: payload.into(),
+    };
+    let sent = match pc.rtp_sender(sender) {
+        Some(mut s) => s.write_rtp(now, packet).map_err(|e| e.to_string()),
+        None => Err("the sender is gone".to_owned()),
+    };
+    match sent {
+        Ok(()) => stats.packets_sent += 1,
+        Err(err) => {
+            stats.send_errors += 1;
+            stats.last_send_error = Some(err);
         }
     }
 }
