@@ -2,7 +2,10 @@
 // the signaling WebSocket (docs/signaling.md, "Media").
 //
 // - publish: this browser offers what it sends (microphone, camera as three
-//   simulcast layers, screen); the server answers.
+//   simulcast layers, screen, in that order); the server answers. All three
+//   sections are offered from the start, so that turning a device on or sharing
+//   the screen swaps a track and needs no renegotiation; the `mute` message tells
+//   the server when the screen is shared.
 // - subscribe: the server offers everyone else's tracks; this browser answers.
 //   Each remote stream id is `p{participant}-{n}`: n = 0 camera and microphone,
 //   n = 1 screen.
@@ -61,6 +64,12 @@ export class MediaSession {
       sendEncodings: this.simulcast ? CAMERA_LAYERS : undefined,
     });
     preferCodecs(this.camera);
+    // The screen's own stream id keeps it apart from the camera in every browser.
+    this.screenTransceiver = pc.addTransceiver("video", {
+      direction: "sendonly",
+      streams: [new MediaStream()],
+    });
+    preferCodecs(this.screenTransceiver);
     pc.addEventListener("connectionstatechange", () => this.watch(pc));
     await this.negotiate();
   }
@@ -139,20 +148,19 @@ export class MediaSession {
   }
 
   async shareScreen(stream) {
-    this.screen = stream;
+    if (!this.screenTransceiver) throw new Error("not connected");
     const [track] = stream.getVideoTracks();
-    this.screenTransceiver = this.publisher.addTransceiver(track, { direction: "sendonly", streams: [stream] });
-    preferCodecs(this.screenTransceiver);
-    await this.negotiate();
+    // Text stays sharp: the encoder keeps resolution and lowers the frame rate.
+    if ("contentHint" in track) track.contentHint = "detail";
+    await this.screenTransceiver.sender.replaceTrack(track);
+    this.screen = stream;
   }
 
   async stopScreen() {
-    if (!this.screenTransceiver) return;
-    this.screen?.getTracks().forEach((t) => t.stop());
+    const stream = this.screen;
     this.screen = null;
-    this.screenTransceiver.stop();
-    this.screenTransceiver = null;
-    await this.negotiate();
+    stream?.getTracks().forEach((t) => t.stop());
+    await this.screenTransceiver?.sender.replaceTrack(null);
   }
 
   /** Counters for tests and diagnostics: what arrives from each remote stream. */

@@ -431,8 +431,24 @@ impl CallTask {
                         layer: usize::from(layer),
                     },
                     Action::Mute(media_state) => {
-                        if self.media_states.insert(me, media_state) != Some(media_state) {
-                            self.send_snapshots();
+                        let before = self.media_states.insert(me, media_state);
+                        if before == Some(media_state) {
+                            return;
+                        }
+                        self.send_snapshots();
+                        let was_sharing = before.unwrap_or_default().sharing_screen;
+                        if media_state.sharing_screen == was_sharing {
+                            return;
+                        }
+                        // The screen's media section stays negotiated; this shows or hides it.
+                        if let Some(media) = self.state.media.as_ref()
+                            && let Err(busy) = media.send(sfu::Command::Sharing {
+                                call,
+                                participant,
+                                screen: media_state.sharing_screen,
+                            })
+                        {
+                            self.tell(client, error(ErrorCode::MediaUnavailable, busy.to_string()));
                         }
                         return;
                     }

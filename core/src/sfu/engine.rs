@@ -102,6 +102,14 @@ pub enum Command {
         publisher: u32,
         layer: usize,
     },
+    /// The participant started or stopped sharing its screen. Browsers keep the
+    /// screen's media section negotiated and only swap its track, so this, not a
+    /// renegotiation, is what shows or hides the screen to the others.
+    Sharing {
+        call: CallKey,
+        participant: u32,
+        screen: bool,
+    },
     /// The participant is no longer on the call: close its connections.
     Leave { call: CallKey, participant: u32 },
 }
@@ -191,6 +199,8 @@ struct Source {
     kind: RtpCodecKind,
     /// Stream id shown to subscribers: `p{owner}-{n}`.
     stream: String,
+    /// The owner's second video track: its screen.
+    screen: bool,
     track: String,
     codec: RTCRtpCodec,
     video: VideoCodec,
@@ -227,8 +237,10 @@ struct Member {
     quality: HashMap<u32, usize>,
     negotiating: bool,
     renegotiate: bool,
-    /// Stream ids of this participant's publish connection, in first-seen order.
-    streams: Vec<String>,
+    /// Whether this participant's screen track is shown to the others (see
+    /// [`Command::Sharing`]); until a client says otherwise, a screen track that
+    /// sends is shown.
+    sharing_screen: bool,
     /// The subscriber's downlink estimate, and the layer caps it led to.
     downlink: Downlink,
     caps: HashMap<SourceId, usize>,
@@ -431,12 +443,34 @@ impl Engine {
                 publisher,
                 layer,
             } => self.set_quality(now, call, participant, publisher, layer),
+            Command::Sharing {
+                call,
+                participant,
+                screen,
+            } => self.set_sharing(now, call, participant, screen),
             Command::Leave { call, participant } => self.leave(now, call, participant),
         }
     }
 
+    /// Shows or hides a participant's screen track to everyone else.
+    fn set_sharing(&mut self, now: Instant, call: CallKey, participant: u32, screen: bool) {
+        let Some(member) = self.member_mut(call, participant) else {
+            return;
+        };
+        if member.sharing_screen == screen {
+            return;
+        }
+        member.sharing_screen = screen;
+        self.sync_subscriptions(now, call);
+        self.request_owed_keyframes(now, call);
+    }
+
     fn member(&self, call: CallKey, participant: u32) -> Option<&Member> {
         self.rooms.get(&call)?.members.get(&participant)
+    }
+
+    fn member_mut(&mut self, call: CallKey, participant: u32) -> Option<&mut Member> {
+        self.rooms.get_mut(&call)?.members.get_mut(&participant)
     }
 
     fn publish(
@@ -470,7 +504,7 @@ impl Engine {
             quality: HashMap::new(),
             negotiating: false,
             renegotiate: false,
-            streams: Vec::new(),
+            sharing_screen: true,
             downlink: Downlink::default(),
             caps: HashMap::new(),
         });
@@ -738,9 +772,6 @@ impl Engine {
                 room.by_ssrc
                     .retain(|(owner, _), _| *owner != key.participant);
                 room.speakers.remove(key.participant);
-                if let Some(member) = room.members.get_mut(&key.participant) {
-                    member.streams.clear();
-                }
             }
             Dir::Subscribe => {
                 if let Some(member) = room.members.get_mut(&key.participant) {
@@ -882,6 +913,23 @@ impl Engine {
             .remote_description()
             .and_then(|d| extmap_id(&d.sdp, AUDIO_LEVEL_URI));
         let layer = init.rid.as_deref().map(layer_of_rid).unwrap_or(0);
+        // The first audio and the first video section are the camera stream, a later
+        // video section is the screen (docs/signaling.md, "Media").
+        let receivers: Vec<_> = peer.pc.get_transceivers().collect();
+        let mut earlier_of_kind = 0;
+        for id in receivers {
+            if RTCRtpReceiverId::from(id) == init.receiver_id {
+                break;
+            }
+            if peer
+                .pc
+                .rtp_receiver(RTCRtpReceiverId::from(id))
+                .is_some_and(|r| r.track().kind() == kind)
+            {
+                earlier_of_kind += 1;
+            }
+        }
+        let screen = kind == RtpCodecKind::Video && earlier_of_kind > 0;
         tracing::debug!(
             call = key.call,
             participant = key.participant,
@@ -902,18 +950,6 @@ impl Engine {
         let source_id = match existing {
             Some(id) => id,
             None => {
-                let stream_name = init.stream_ids.first().cloned().unwrap_or_default();
-                let member = room.members.get_mut(&key.participant);
-                let index = match member {
-                    Some(m) => match m.streams.iter().position(|s| *s == stream_name) {
-                        Some(i) => i,
-                        None => {
-                            m.streams.push(stream_name);
-                            m.streams.len() - 1
-                        }
-                    },
-                    None => 0,
-                };
                 let id = self.next_source;
                 self.next_source += 1;
                 room.sources.insert(
@@ -921,7 +957,8 @@ impl Engine {
                     Source {
                         owner: key.participant,
                         kind,
-                        stream: format!("p{}-{}", key.participant, index),
+                        stream: format!("p{}-{}", key.participant, u8::from(screen)),
+                        screen,
                         track: init.track_id.clone(),
                         video: VideoCodec::from_mime(&codec.mime_type),
                         codec,
@@ -1107,11 +1144,7 @@ impl Engine {
     /// A subscriber's connection is up: its video starts at fresh keyframes, since
     /// whatever was forwarded before could not reach it.
     fn subscriber_connected(&mut self, now: Instant, key: PeerKey) {
-        let Some(member) = self
-            .rooms
-            .get_mut(&key.call)
-            .and_then(|r| r.members.get_mut(&key.participant))
-        else {
+        let Some(member) = self.member_mut(key.call, key.participant) else {
             return;
         };
         for binding in member.bindings.values_mut() {
@@ -1324,7 +1357,11 @@ impl Engine {
             let wanted: Vec<SourceId> = room
                 .sources
                 .iter()
-                .filter(|(_, s)| s.owner != participant)
+                .filter(|(_, s)| {
+                    s.owner != participant
+                        && (!s.screen
+                            || room.members.get(&s.owner).is_none_or(|m| m.sharing_screen))
+                })
                 .map(|(id, _)| *id)
                 .collect();
             let stale: Vec<SourceId> = member

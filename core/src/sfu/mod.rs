@@ -14,6 +14,7 @@ pub mod forward;
 #[cfg(test)]
 mod sim_tests;
 pub mod speaker;
+mod udp_batch;
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -26,6 +27,7 @@ use bytes::BytesMut;
 
 pub use engine::{CallKey, Command, MAX_SDP_BYTES};
 use engine::{Engine, EngineConfig, Protocol4, Route};
+use udp_batch::SendBatch;
 
 use crate::config::MediaConfig;
 
@@ -209,6 +211,7 @@ fn run_engine(
 ) {
     let mut tcp_writers: std::collections::HashMap<Route, SyncSender<BytesMut>> =
         std::collections::HashMap::new();
+    let mut batch = SendBatch::default();
     loop {
         let now = Instant::now();
         let wait = engine
@@ -241,12 +244,15 @@ fn run_engine(
             if budget > 0 {
                 next = inputs.try_recv().ok();
             }
-            transmit(&mut engine, udp.as_ref(), &tcp_writers);
+            transmit(&mut engine, udp.as_ref(), &tcp_writers, &mut batch);
         }
         let now = Instant::now();
         if engine.poll_timeout().is_some_and(|t| t <= now) {
             engine.handle_timeout(now);
-            transmit(&mut engine, udp.as_ref(), &tcp_writers);
+            transmit(&mut engine, udp.as_ref(), &tcp_writers, &mut batch);
+        }
+        if let Some(socket) = udp.as_ref() {
+            batch.flush(socket);
         }
         let s = engine.stats();
         stats.packets_in.store(s.packets_in, Ordering::Relaxed);
@@ -259,18 +265,19 @@ fn run_engine(
     }
 }
 
+/// Sends what the engine has to send: TCP frames to their connections' writers,
+/// UDP into the batch (sent when it fills up or the burst of input ends).
 fn transmit(
     engine: &mut Engine,
     udp: Option<&UdpSocket>,
     tcp: &std::collections::HashMap<Route, SyncSender<BytesMut>>,
+    batch: &mut SendBatch,
 ) {
     while let Some(t) = engine.poll_transmit() {
         match t.route.protocol {
             Protocol4::Udp => {
-                if let Some(socket) = udp
-                    && let Err(err) = socket.send_to(&t.data, t.route.peer)
-                {
-                    tracing::trace!(error = %err, "UDP send failed");
+                if let Some(socket) = udp {
+                    batch.push(socket, t.route.peer, t.data);
                 }
             }
             Protocol4::Tcp => {

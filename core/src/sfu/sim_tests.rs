@@ -19,6 +19,8 @@ struct Person {
     participant: Participant,
     events: mpsc::Receiver<ServerMessage>,
     errors: Vec<String>,
+    /// The last subscribe offer the server sent.
+    last_offer: String,
 }
 
 struct Sim {
@@ -49,18 +51,28 @@ impl Sim {
 
     /// Adds a participant (ids from 1) publishing `profile`; returns its index.
     fn join(&mut self, profile: &Profile) -> usize {
+        self.join_with(profile, false)
+    }
+
+    /// Adds a participant publishing `profile` and, if `screen`, a shared screen
+    /// negotiated from the start.
+    fn join_with(&mut self, profile: &Profile, screen: bool) -> usize {
         let index = self.people.len();
         let id = index as u32 + 1;
         let addr = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, id as u8, 2)), port);
         let mut participant =
             Participant::new(id, profile, addr(5000), addr(5001), self.now, self.now)
                 .expect("participant");
+        if screen {
+            participant.add_screen().expect("screen");
+        }
         let offer = participant.publish_offer(self.now).expect("offer");
         let (tx, rx) = mpsc::channel(64);
         self.people.push(Person {
             participant,
             events: rx,
             errors: Vec::new(),
+            last_offer: String::new(),
         });
         self.engine.handle_command(
             self.now,
@@ -142,6 +154,7 @@ impl Sim {
                         person.participant.publish_answer(now, sdp).expect("answer");
                     }
                     ServerMessage::SubscribeOffer { sdp } => {
+                        person.last_offer = sdp.clone();
                         let answer = person
                             .participant
                             .subscribe_offer(now, sdp)
@@ -162,6 +175,17 @@ impl Sim {
         }
     }
 
+    /// Participant `index` starts or stops sharing its screen, as a browser does:
+    /// swaps the track and says so.
+    fn share(&mut self, index: usize, screen: bool) {
+        self.person_mut(index).set_sharing(screen);
+        self.command(Command::Sharing {
+            call: CALL,
+            participant: index as u32 + 1,
+            screen,
+        });
+    }
+
     fn person(&self, index: usize) -> &Participant {
         &self.people[index].participant
     }
@@ -180,7 +204,7 @@ fn video_from(
         .stats
         .streams
         .iter()
-        .find(|(_, s)| s.publisher == Some(publisher) && !s.audio)
+        .find(|(_, s)| s.publisher == Some(publisher) && !s.audio && !s.screen)
         .map(|(ssrc, s)| (*ssrc, s.clone()))
 }
 
@@ -400,4 +424,66 @@ fn a_renegotiating_simulcast_publisher_keeps_being_forwarded() {
         "{:?}",
         sim.people[0].errors
     );
+}
+
+/// Packets and keyframes `viewer` received from `publisher`'s screen, over every
+/// subscription it had to it.
+fn screen_from(viewer: &Participant, publisher: u32) -> (u64, u64, u64) {
+    viewer
+        .stats
+        .streams
+        .values()
+        .filter(|s| s.publisher == Some(publisher) && s.screen)
+        .fold((0, 0, 0), |(received, keyframes, missing), s| {
+            (
+                received + s.received,
+                keyframes + s.keyframes[0],
+                missing + s.missing(),
+            )
+        })
+}
+
+#[test]
+fn a_screen_is_shown_only_while_it_is_shared() {
+    let mut sim = Sim::new();
+    sim.join_with(&Profile::camera(), true);
+    let b = sim.join(&Profile::camera());
+    sim.run(Duration::from_secs(2));
+    let (shown, keyframes, missing) = screen_from(sim.person(b), 1);
+    assert!(shown > 10, "B sees A's screen: {shown} packets");
+    assert!(
+        keyframes >= 1 && missing == 0,
+        "{keyframes} keyframes, {missing} missing"
+    );
+    assert!(
+        sim.people[b].last_offer.contains("p1-1"),
+        "the screen is offered"
+    );
+
+    // A stops sharing: the browser swaps the track out and says so.
+    sim.share(0, false);
+    sim.run(Duration::from_millis(500));
+    assert!(
+        !sim.people[b].last_offer.contains("p1-1"),
+        "B's connection no longer carries A's screen"
+    );
+    let (_, camera_before) = video_from(sim.person(b), 1).expect("camera");
+
+    // A shares again: B gets the screen back, starting at a keyframe.
+    sim.share(0, true);
+    sim.run(Duration::from_secs(2));
+    assert!(sim.people[b].last_offer.contains("p1-1"), "offered again");
+    let (again, keyframes_again, missing) = screen_from(sim.person(b), 1);
+    assert!(
+        again > shown + 10,
+        "the screen flows again: {shown} → {again}"
+    );
+    assert!(keyframes_again > keyframes, "it restarts at a keyframe");
+    assert_eq!(missing, 0);
+    let (_, camera_after) = video_from(sim.person(b), 1).expect("camera");
+    assert!(
+        camera_after.received > camera_before.received + 300,
+        "A's camera kept flowing: {camera_before:?} → {camera_after:?}"
+    );
+    assert!(sim.people[0].errors.is_empty() && sim.people[b].errors.is_empty());
 }

@@ -1,6 +1,7 @@
-//! The join flow in real headless Chromium: Debian's `chromium` driven through
-//! `chromedriver` (`bash .ci/run` installs both). Set CONFAB_CHROMIUM and
-//! CONFAB_CHROMEDRIVER to use other paths.
+//! The join flow in real headless browsers: Debian's `chromium` driven through
+//! `chromedriver`, and Debian's `firefox-esr` through `geckodriver` (`bash .ci/run`
+//! installs all of them). Set CONFAB_CHROMIUM, CONFAB_CHROMEDRIVER, CONFAB_FIREFOX and
+//! CONFAB_GECKODRIVER to use other paths.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::process::CommandExt;
@@ -31,18 +32,59 @@ fn chromedriver() -> String {
     std::env::var("CONFAB_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into())
 }
 
-/// A chromedriver process, stopped when dropped.
+fn firefox() -> String {
+    std::env::var("CONFAB_FIREFOX").unwrap_or_else(|_| "/usr/bin/firefox-esr".into())
+}
+
+/// geckodriver from CONFAB_GECKODRIVER, the PATH, or where `cargo install` puts it.
+fn geckodriver() -> String {
+    if let Ok(path) = std::env::var("CONFAB_GECKODRIVER") {
+        return path;
+    }
+    let mut candidates: Vec<std::path::PathBuf> = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("geckodriver"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("CARGO_HOME").or_else(|| {
+        std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo").into())
+    }) {
+        candidates.push(std::path::Path::new(&home).join("bin/geckodriver"));
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "geckodriver".into())
+}
+
+/// A WebDriver process (chromedriver or geckodriver), stopped when dropped.
 struct Driver {
     child: Child,
     url: String,
+    firefox: bool,
 }
 
 impl Driver {
+    /// chromedriver, for Chromium.
     fn start() -> Driver {
-        for path in [chromium(), chromedriver()] {
+        Driver::spawn(&[chromium(), chromedriver()], chromedriver(), None)
+    }
+
+    /// geckodriver, for Firefox, running in `netns` (see [`Netns`]).
+    fn start_firefox(netns: &Netns) -> Driver {
+        Driver::spawn(&[firefox(), geckodriver()], geckodriver(), Some(netns))
+    }
+
+    fn spawn(needed: &[String], program: String, netns: Option<&Netns>) -> Driver {
+        let firefox = netns.is_some();
+        for path in needed {
             assert!(
-                std::path::Path::new(&path).exists(),
-                "{path} is missing: install Debian's chromium and chromium-driver (bash .ci/run does)"
+                std::path::Path::new(path).exists(),
+                "{path} is missing: install Debian's chromium, chromium-driver and firefox-esr, \
+                 and geckodriver with cargo install (bash .ci/run does)"
             );
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -50,23 +92,37 @@ impl Driver {
             .local_addr()
             .unwrap()
             .port();
+        let host = netns.map_or(IpAddr::from([127, 0, 0, 1]), |n| n.inside.into());
         // Its own process group, so that dropping the driver also ends every browser it
         // started, even when a test fails before closing its sessions.
-        let child = Command::new(chromedriver())
-            .process_group(0)
-            .arg(format!("--port={port}"))
+        let mut command = match netns {
+            Some(netns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &netns.name, &program]);
+                c.args(["--host", &host.to_string(), "--port", &port.to_string()]);
+                c
+            }
+            None => {
+                let mut c = Command::new(&program);
+                c.arg(format!("--port={port}"));
+                c
+            }
+        };
+        command.process_group(0);
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("chromedriver starts");
+            .unwrap_or_else(|e| panic!("{program} does not start: {e}"));
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
+        while std::net::TcpStream::connect((host, port)).is_err() {
+            assert!(Instant::now() < deadline, "{program} did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
         Driver {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{host}:{port}"),
+            firefox,
         }
     }
 
@@ -88,6 +144,9 @@ impl Driver {
 
     async fn launch(&self, allow_media: bool, extra: &[String]) -> Browser {
         let profile = tempfile::tempdir().unwrap();
+        if self.firefox {
+            return self.launch_firefox(allow_media, extra, profile).await;
+        }
         let mut args = vec![
             "--headless".to_string(),
             "--no-sandbox".into(),
@@ -117,7 +176,55 @@ impl Driver {
             "goog:chromeOptions".into(),
             json!({ "binary": chromium(), "args": args }),
         );
-        // chromedriver speaks plain HTTP on loopback: no TLS needed.
+        self.session(caps, profile).await
+    }
+
+    /// Headless Firefox with a fresh profile and its fake camera and microphone.
+    async fn launch_firefox(
+        &self,
+        allow_media: bool,
+        extra: &[String],
+        profile: tempfile::TempDir,
+    ) -> Browser {
+        assert!(
+            allow_media,
+            "Firefox sessions always allow the fake devices"
+        );
+        // geckodriver makes a fresh profile for every session and writes the prefs there.
+        let mut args = vec![
+            "-headless".to_string(),
+            "--width=1280".into(),
+            "--height=900".into(),
+        ];
+        args.extend_from_slice(extra);
+        let prefs = json!({
+            // Fake camera and microphone, no permission prompt.
+            "media.navigator.streams.fake": true,
+            "media.navigator.permission.disabled": true,
+            // Real addresses in host candidates, not mDNS names.
+            "media.peerconnection.ice.obfuscate_host_addresses": false,
+            "media.autoplay.default": 0,
+            "media.autoplay.block-webaudio": false,
+            // Nothing from the network but the test server.
+            "app.update.enabled": false,
+            "browser.shell.checkDefaultBrowser": false,
+            "datareporting.policy.dataSubmissionEnabled": false,
+            "toolkit.telemetry.enabled": false,
+            "network.captive-portal-service.enabled": false,
+            "browser.safebrowsing.malware.enabled": false,
+            "browser.safebrowsing.phishing.enabled": false,
+        });
+        let mut caps = Capabilities::new();
+        caps.insert("browserName".into(), json!("firefox"));
+        caps.insert(
+            "moz:firefoxOptions".into(),
+            json!({ "binary": firefox(), "args": args, "prefs": prefs }),
+        );
+        self.session(caps, profile).await
+    }
+
+    async fn session(&self, caps: Capabilities, profile: tempfile::TempDir) -> Browser {
+        // The drivers speak plain HTTP on loopback: no TLS needed.
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = ClientBuilder::new(connector)
             .capabilities(caps)
@@ -139,6 +246,107 @@ impl Drop for Driver {
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A network namespace of its own, joined to this one by a veth pair
+/// (`outside` ↔ `inside`), torn down when dropped. Firefox refuses ICE candidates on
+/// loopback addresses, so its tests run it in here: the SFU is reached at `outside`,
+/// the pages at 127.0.0.1 through a relay (see [`Netns::relay_http`]).
+struct Netns {
+    name: String,
+    outside: std::net::Ipv4Addr,
+    inside: std::net::Ipv4Addr,
+}
+
+impl Netns {
+    fn create() -> Netns {
+        let id = std::process::id();
+        let name = format!("confab-test-{id}");
+        let subnet = (id % 250) as u8 + 1;
+        let outside = std::net::Ipv4Addr::new(10, 213, subnet, 1);
+        let inside = std::net::Ipv4Addr::new(10, 213, subnet, 2);
+        let (veth_out, veth_in) = (
+            format!("cfo{}", id % 100_000),
+            format!("cfi{}", id % 100_000),
+        );
+        let netns = Netns {
+            name: name.clone(),
+            outside,
+            inside,
+        };
+        let ip = |args: &[&str]| {
+            let status = Command::new("ip").args(args).status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "`ip {}` failed: the Firefox tests need root to make a network namespace",
+                args.join(" ")
+            );
+        };
+        ip(&["netns", "add", &name]);
+        ip(&[
+            "link", "add", &veth_out, "type", "veth", "peer", "name", &veth_in,
+        ]);
+        ip(&["link", "set", &veth_in, "netns", &name]);
+        ip(&["addr", "add", &format!("{outside}/30"), "dev", &veth_out]);
+        ip(&["link", "set", &veth_out, "up"]);
+        let inside_ip = |args: &[&str]| {
+            let mut full = vec!["netns", "exec", &name, "ip"];
+            full.extend_from_slice(args);
+            ip(&full);
+        };
+        inside_ip(&["addr", "add", &format!("{inside}/30"), "dev", &veth_in]);
+        inside_ip(&["link", "set", &veth_in, "up"]);
+        inside_ip(&["link", "set", "lo", "up"]);
+        // Firefox puts only the address of the default route in its candidates. The
+        // route leads to this namespace, which forwards nothing that comes from it.
+        inside_ip(&["route", "add", "default", "via", &outside.to_string()]);
+        let status = Command::new("sysctl")
+            .args([
+                "-q",
+                "-w",
+                &format!("net.ipv4.conf.{veth_out}.forwarding=0"),
+            ])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "sysctl failed");
+        netns
+    }
+
+    /// Runs `f` on a thread inside the namespace: sockets it opens live there.
+    fn run_inside<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        use std::os::fd::AsRawFd;
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let ns = std::fs::File::open(&path).expect("namespace file");
+                    // SAFETY: setns on this thread only, with a namespace file we hold open.
+                    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                    f()
+                })
+                .join()
+                .unwrap()
+        })
+    }
+
+    /// Serves `base` (http://127.0.0.1:port) at the same address inside the
+    /// namespace, so pages there are a secure context with the server's own origin.
+    async fn relay_http(&self, base: &str) -> Relay {
+        let upstream: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+        let listener = self
+            .run_inside(|| std::net::TcpListener::bind(upstream))
+            .expect("relay listens inside the namespace");
+        listener.set_nonblocking(true).unwrap();
+        Relay::start_on(TcpListener::from_std(listener).unwrap(), upstream)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -521,27 +729,7 @@ async fn host_and_two_admitted_guests_see_and_hear_each_other() {
     }
     for (i, page) in everyone.iter().enumerate() {
         let others: Vec<u64> = ids.iter().copied().filter(|p| *p != ids[i]).collect();
-        let before = page.wait_media_from(&others).await;
-        // Media keeps flowing: decoded frames and audio packets go up.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let after = page.inbound().await;
-        for p in &others {
-            let frames = |s: &serde_json::Value| {
-                s[format!("p{p}-0:video")]["framesDecoded"]
-                    .as_u64()
-                    .unwrap_or(0)
-            };
-            let packets =
-                |s: &serde_json::Value| s[format!("p{p}-0:audio")]["packets"].as_u64().unwrap_or(0);
-            assert!(
-                frames(&after) > frames(&before),
-                "video from {p} stalled: {before} → {after}"
-            );
-            assert!(
-                packets(&after) > packets(&before),
-                "audio from {p} stalled: {before} → {after}"
-            );
-        }
+        media_keeps_flowing(page, &others).await;
         // Every remote participant has a tile, plus one's own.
         let tiles = page
             .wait_js("window.confab.tiles().length >= 3 && window.confab.tiles()")
@@ -551,6 +739,58 @@ async fn host_and_two_admitted_guests_see_and_hear_each_other() {
     for page in [host, ana, bo] {
         page.close().await;
     }
+}
+
+/// Waits until `page` gets video and audio from each of `others`, then checks that
+/// both keep going for two more seconds.
+async fn media_keeps_flowing(page: &Browser, others: &[u64]) {
+    let before = page.wait_media_from(others).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = page.inbound().await;
+    for p in others {
+        let frames = |s: &serde_json::Value| {
+            s[format!("p{p}-0:video")]["framesDecoded"]
+                .as_u64()
+                .unwrap_or(0)
+        };
+        let packets =
+            |s: &serde_json::Value| s[format!("p{p}-0:audio")]["packets"].as_u64().unwrap_or(0);
+        assert!(
+            frames(&after) > frames(&before),
+            "video from {p} stalled: {before} → {after}"
+        );
+        assert!(
+            packets(&after) > packets(&before),
+            "audio from {p} stalled: {before} → {after}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_firefox_guest_and_a_chromium_host_see_and_hear_each_other() {
+    // Firefox runs in a namespace of its own and reaches the SFU over a veth pair.
+    let netns = Netns::create();
+    let outside = netns.outside;
+    let (_app, base, link) = app_with_link_and(32, |c| c.media.bind = outside.into()).await;
+    let _pages = netns.relay_http(&base).await;
+    let chromium = Driver::start();
+    let firefox = Driver::start_firefox(&netns);
+    let host = host_joins(&chromium, &base, &link).await;
+    let guest = guest_asks(&firefox, &base, &link, "Fox").await;
+    let guest_id = admits(&host, &guest, "Fox").await;
+    let host_id = host.me().await;
+    media_keeps_flowing(&host, &[guest_id]).await;
+    media_keeps_flowing(&guest, &[host_id]).await;
+    // Both browsers prefer VP8, the codec the SFU switches simulcast layers on.
+    let codec = guest.inbound().await[format!("p{host_id}-0:video")]["codec"].clone();
+    assert!(
+        codec
+            .as_str()
+            .is_some_and(|c| c.eq_ignore_ascii_case("video/VP8")),
+        "{codec}"
+    );
+    host.close().await;
+    guest.close().await;
 }
 
 #[tokio::test]
@@ -875,18 +1115,25 @@ async fn a_shared_screen_reaches_the_others_as_a_second_video() {
 }
 
 #[tokio::test]
-#[ignore = "known bug, issue 3: after Chrome renegotiates its publish connection (screen share), rtc 0.21 stops delivering the simulcast camera's packets"]
-async fn the_camera_keeps_going_while_the_screen_is_shared() {
+async fn the_camera_keeps_going_while_the_screen_is_shared_stopped_and_shared_again() {
     let (_app, base, link) = app_with_link(32).await;
     let driver = Driver::start();
     let (host, guest, guest_id) = presenter_on_a_call(&driver, &base, &link).await;
     let camera = format!("p{guest_id}-0");
+    let screen = format!("p{guest_id}-1");
 
     guest.click("#toggle-screen").await;
-    host.wait_video_flowing(&format!("p{guest_id}-1")).await;
+    host.wait_video_flowing(&screen).await;
     host.wait_video_flowing(&camera).await;
     guest.click("#toggle-screen").await;
     guest.wait_text("#toggle-screen", "Share screen").await;
+    host.wait_js(&format!("!window.confab.tiles().includes('{screen}')"))
+        .await;
+    host.wait_video_flowing(&camera).await;
+    // Sharing again shows the screen again, and the camera still goes on.
+    guest.click("#toggle-screen").await;
+    guest.wait_text("#toggle-screen", "Stop sharing").await;
+    host.wait_video_flowing(&screen).await;
     host.wait_video_flowing(&camera).await;
     host.close().await;
     guest.close().await;
@@ -905,6 +1152,10 @@ struct Relay {
 impl Relay {
     async fn start(listen: SocketAddr, upstream: SocketAddr) -> Relay {
         let listener = TcpListener::bind(listen).await.expect("relay listens");
+        Relay::start_on(listener, upstream)
+    }
+
+    fn start_on(listener: TcpListener, upstream: SocketAddr) -> Relay {
         let (cut, watching) = watch::channel(None);
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {

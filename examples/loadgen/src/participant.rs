@@ -113,6 +113,8 @@ pub struct Datagram {
 pub struct StreamStats {
     pub publisher: Option<u32>,
     pub audio: bool,
+    /// A shared screen (counted as layer 0).
+    pub screen: bool,
     /// Distinct packets (retransmissions of a packet already held do not count).
     pub received: u64,
     first: Option<u64>,
@@ -130,6 +132,7 @@ impl std::fmt::Debug for StreamStats {
         f.debug_struct("StreamStats")
             .field("publisher", &self.publisher)
             .field("audio", &self.audio)
+            .field("screen", &self.screen)
             .field("received", &self.received)
             .field("expected", &self.expected())
             .field("layer", &self.layer)
@@ -252,6 +255,9 @@ pub struct Participant {
     video_sender: Option<RTCRtpSenderId>,
     audio: Option<Audio>,
     layers: Vec<Layer>,
+    /// The screen track, and whether it is being shared (sending) now.
+    screen: Option<(RTCRtpSenderId, Layer)>,
+    sharing: bool,
     negotiated: Option<Negotiated>,
     receivers: HashMap<u32, RTCRtpReceiverId>,
     /// Drops `n` of every `of` forwarded packets the first time they arrive, to
@@ -351,6 +357,8 @@ impl Participant {
             video_sender,
             audio,
             layers,
+            screen: None,
+            sharing: false,
             negotiated: None,
             receivers: HashMap::new(),
             first_arrival_loss: None,
@@ -367,9 +375,11 @@ impl Participant {
     }
 
     /// Adds a screen-share track (one plain VP8 stream, in its own media stream) to
-    /// the publish connection; send a new [`Participant::publish_offer`] after it.
+    /// the publish connection and starts sharing (5 frames/s); send a new
+    /// [`Participant::publish_offer`] after it.
     pub fn add_screen(&mut self) -> Result<()> {
         let stream = format!("loadgen-{}-screen", self.id);
+        let ssrc = rand::random();
         let track = MediaStreamTrack::new(
             stream.clone(),
             format!("{stream}-video"),
@@ -377,15 +387,42 @@ impl Participant {
             RtpCodecKind::Video,
             vec![RTCRtpEncodingParameters {
                 rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(rand::random()),
+                    ssrc: Some(ssrc),
                     ..Default::default()
                 },
                 codec: vp8().rtp_codec,
                 ..Default::default()
             }],
         );
-        self.publish.pc.add_track(track)?;
+        let sender = self.publish.pc.add_track(track)?;
+        let layer = Layer {
+            ssrc,
+            spec: LayerSpec {
+                fps: 5,
+                packets_per_frame: 2,
+                packet_bytes: 1000,
+            },
+            sequence_number: rand::random(),
+            timestamp: rand::random(),
+            next_frame: None,
+            keyframe_due: true,
+        };
+        self.screen = Some((sender, layer));
+        self.sharing = true;
         Ok(())
+    }
+
+    /// Pauses or resumes sending on the screen track, as a browser does when it
+    /// swaps the track out and back in (the media section stays negotiated).
+    pub fn set_sharing(&mut self, sharing: bool) {
+        if sharing
+            && !self.sharing
+            && let Some((_, layer)) = self.screen.as_mut()
+        {
+            layer.keyframe_due = true;
+            layer.next_frame = None;
+        }
+        self.sharing = sharing;
     }
 
     /// The offer for the publish connection.
@@ -674,65 +711,49 @@ impl Participant {
                 );
             }
         }
-        let Some(sender) = self.video_sender else {
-            return;
-        };
-        for (index, layer) in self.layers.iter_mut().enumerate() {
-            let due = layer.next_frame.get_or_insert(now);
-            if *due > now {
-                continue;
-            }
-            let interval = Duration::from_secs(1) / layer.spec.fps.max(1);
-            *due += interval;
-            let keyframe = std::mem::take(&mut layer.keyframe_due);
-            // Keyframes are about three times the size of a delta frame.
-            let packets = layer.spec.packets_per_frame * if keyframe { 3 } else { 1 };
-            for i in 0..packets {
-                let mut payload =
-                    vec![0u8; layer.spec.packet_bytes.max(stamp::OFFSET + stamp::LEN)];
-                if i == 0 {
-                    payload[0] = 0x10; // VP8 descriptor: start of partition 0
-                    if keyframe {
-                        payload[1] = 0x10; // frame header: show_frame, key frame
-                        payload[4..7].copy_from_slice(&[0x9d, 0x01, 0x2a]);
-                    } else {
-                        payload[1] = 0x11;
-                    }
+        if let Some(sender) = self.video_sender {
+            for (index, layer) in self.layers.iter_mut().enumerate() {
+                let mut extensions = Vec::new();
+                if let Some((id, mid)) = n.video_mid {
+                    extensions.push((id, Bytes::from(mid.to_string())));
                 }
-                Stamp {
+                if let Some(id) = n.rid {
+                    extensions.push((id, Bytes::from_static(RIDS[index].as_bytes())));
+                }
+                let stamp = Stamp {
                     publisher: self.id,
                     layer: index as u8,
                     sent_micros,
-                }
-                .write(&mut payload);
-                let mut header = rtp::header::Header {
-                    version: 2,
-                    marker: i + 1 == packets,
-                    payload_type: n.video_pt,
-                    sequence_number: layer.sequence_number,
-                    timestamp: layer.timestamp,
-                    ssrc: layer.ssrc,
-                    ..Default::default()
                 };
-                layer.sequence_number = layer.sequence_number.wrapping_add(1);
-                if let Some((id, mid)) = n.video_mid {
-                    let _ = header.set_extension(id, Bytes::from(mid.to_string()));
-                }
-                if let Some(id) = n.rid {
-                    let _ = header.set_extension(id, Bytes::from_static(RIDS[index].as_bytes()));
-                }
-                write_media(
+                send_frame_if_due(
                     &mut self.publish.pc,
                     &mut self.stats,
                     now,
                     sender,
-                    header,
-                    payload,
+                    layer,
+                    stamp,
+                    n.video_pt,
+                    &extensions,
                 );
             }
-            layer.timestamp = layer
-                .timestamp
-                .wrapping_add(VIDEO_CLOCK / layer.spec.fps.max(1));
+        }
+        if let Some((sender, layer)) = self.screen.as_mut().filter(|_| self.sharing) {
+            // The screen's SSRC is in the SDP: no mid or rid needed.
+            let stamp = Stamp {
+                publisher: self.id,
+                layer: Stamp::SCREEN,
+                sent_micros,
+            };
+            send_frame_if_due(
+                &mut self.publish.pc,
+                &mut self.stats,
+                now,
+                *sender,
+                layer,
+                stamp,
+                n.video_pt,
+                &[],
+            );
         }
     }
 
@@ -762,6 +783,11 @@ impl Participant {
                             self.layers[index].keyframe_due = true;
                             self.stats.keyframe_requests[index] += 1;
                         }
+                        if let Some((_, layer)) = self.screen.as_mut()
+                            && layer.ssrc == ssrc
+                        {
+                            layer.keyframe_due = true;
+                        }
                     }
                 }
             }
@@ -790,16 +816,22 @@ impl Participant {
             }
             if let Some(stamp) = Stamp::read(&packet.payload) {
                 stats.publisher = Some(stamp.publisher);
+                let layer = if stamp.layer == Stamp::SCREEN {
+                    stats.screen = true;
+                    0
+                } else {
+                    stamp.layer
+                };
                 if stamp.layer == Stamp::AUDIO {
                     stats.audio = true;
-                } else if let Some(count) = stats.per_layer.get_mut(stamp.layer as usize) {
+                } else if let Some(count) = stats.per_layer.get_mut(layer as usize) {
                     *count += 1;
-                    stats.layer = Some(stamp.layer);
+                    stats.layer = Some(layer);
                     if packet.payload.len() > 6
                         && packet.payload[0] & 0x10 != 0
                         && packet.payload[1] & 0x01 == 0
                     {
-                        stats.keyframes[stamp.layer as usize] += 1;
+                        stats.keyframes[layer as usize] += 1;
                     }
                 }
                 let sent = self.epoch + Duration::from_micros(stamp.sent_micros);
@@ -810,6 +842,59 @@ impl Participant {
             }
         }
     }
+}
+
+/// Sends one video frame of `layer` if it is due (a keyframe when one was asked for).
+#[allow(clippy::too_many_arguments)]
+fn send_frame_if_due(
+    pc: &mut RTCPeerConnection,
+    stats: &mut ReceiveStats,
+    now: Instant,
+    sender: RTCRtpSenderId,
+    layer: &mut Layer,
+    stamp: Stamp,
+    payload_type: u8,
+    extensions: &[(u8, Bytes)],
+) {
+    let due = layer.next_frame.get_or_insert(now);
+    if *due > now {
+        return;
+    }
+    let interval = Duration::from_secs(1) / layer.spec.fps.max(1);
+    *due += interval;
+    let keyframe = std::mem::take(&mut layer.keyframe_due);
+    // Keyframes are about three times the size of a delta frame.
+    let packets = layer.spec.packets_per_frame * if keyframe { 3 } else { 1 };
+    for i in 0..packets {
+        let mut payload = vec![0u8; layer.spec.packet_bytes.max(stamp::OFFSET + stamp::LEN)];
+        if i == 0 {
+            payload[0] = 0x10; // VP8 descriptor: start of partition 0
+            if keyframe {
+                payload[1] = 0x10; // frame header: show_frame, key frame
+                payload[4..7].copy_from_slice(&[0x9d, 0x01, 0x2a]);
+            } else {
+                payload[1] = 0x11;
+            }
+        }
+        stamp.write(&mut payload);
+        let mut header = rtp::header::Header {
+            version: 2,
+            marker: i + 1 == packets,
+            payload_type,
+            sequence_number: layer.sequence_number,
+            timestamp: layer.timestamp,
+            ssrc: layer.ssrc,
+            ..Default::default()
+        };
+        layer.sequence_number = layer.sequence_number.wrapping_add(1);
+        for (id, value) in extensions {
+            let _ = header.set_extension(*id, value.clone());
+        }
+        write_media(pc, stats, now, sender, header, payload);
+    }
+    layer.timestamp = layer
+        .timestamp
+        .wrapping_add(VIDEO_CLOCK / layer.spec.fps.max(1));
 }
 
 /// Sends one media packet on the publish connection, counting it or why it failed.

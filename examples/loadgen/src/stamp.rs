@@ -11,7 +11,7 @@ pub const LEN: usize = 4 + 4 + 1 + 1 + 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     pub publisher: u32,
-    /// 0–2 for video layers, [`Stamp::AUDIO`] for audio.
+    /// 0–2 for camera layers, [`Stamp::SCREEN`] for a screen, [`Stamp::AUDIO`] for audio.
     pub layer: u8,
     /// Microseconds since the generator's epoch.
     pub sent_micros: u64,
@@ -19,6 +19,7 @@ pub struct Stamp {
 
 impl Stamp {
     pub const AUDIO: u8 = 0xff;
+    pub const SCREEN: u8 = 0xfe;
 
     /// Writes the stamp at [`OFFSET`]; `payload` must be at least `OFFSET + LEN` long.
     pub fn write(&self, payload: &mut [u8]) {
