@@ -1,0 +1,369 @@
+//! Write Confab plugins in Rust.
+//!
+//! A plugin is a WebAssembly component built with plain
+//! `cargo build --target wasm32-wasip2` from a `cdylib` crate. It implements
+//! [`Plugin`] (every hook has a default that does nothing) and names its type in
+//! [`export_plugin!`]; the capabilities it may call are the modules of this crate
+//! ([`log`], [`kv`], [`links`], [`calls`], [`mail`], [`http`], [`templates`],
+//! [`config`]). The contract underneath is the WIT package `confab:plugin@1.0.0` in
+//! `sdk/wit/`; this crate is the only place that touches its generated bindings.
+//!
+//! ```no_run
+//! use confab_plugin_sdk::{Decision, HttpRequest, HttpResponse, LobbyRequest, Plugin, export_plugin};
+//!
+//! struct Hello;
+//!
+//! impl Plugin for Hello {
+//!     fn handle_http(request: HttpRequest) -> HttpResponse {
+//!         HttpResponse::text(200, format!("hello from {}", request.path))
+//!     }
+//!
+//!     fn lobby_decision(request: LobbyRequest) -> Decision {
+//!         if request.name.to_lowercase().contains("spam") {
+//!             Decision::Deny("this name is not allowed".into())
+//!         } else {
+//!             Decision::Allow
+//!         }
+//!     }
+//! }
+//!
+//! export_plugin!(Hello);
+//! ```
+//!
+//! A capability the plugin's manifest does not ask for, or the operator did not
+//! grant, returns [`Error::AccessDenied`]; it never traps.
+
+/// The version of the WIT package this SDK implements. Embedded in every plugin
+/// (custom section `confab-sdk-version`) so the server can refuse a plugin built for
+/// an incompatible major version before running it.
+pub const SDK_VERSION: &str = "1.0.0";
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_plugin_bindings",
+        default_bindings_module: "confab_plugin_sdk::bindings",
+    });
+}
+
+use bindings::exports::confab::plugin::hooks;
+
+pub use bindings::confab::plugin::types::{Call, Error, Link, LobbyRequest, Participant};
+pub use hooks::{Decision, Event, HttpRequest, HttpResponse, ParticipantEvent, Removal};
+
+/// The hooks a plugin implements. The manifest's `hooks` list says which of them the
+/// server calls; the others keep their defaults.
+pub trait Plugin {
+    /// Something happened (a link was created, a call started, someone joined …).
+    fn on_event(event: Event) {
+        let _ = event;
+    }
+
+    /// Decides on a lobby request before anyone on the call sees it.
+    fn lobby_decision(request: LobbyRequest) -> Decision {
+        let _ = request;
+        Decision::Allow
+    }
+
+    /// Answers a request to `/p/{plugin}/…`.
+    fn handle_http(request: HttpRequest) -> HttpResponse {
+        let _ = request;
+        HttpResponse::text(404, "not found")
+    }
+
+    /// A participant sent `payload` on this plugin's channel in `call`.
+    fn on_call_message(call: Call, sender: u32, payload: Vec<u8>) {
+        let _ = (call, sender, payload);
+    }
+
+    /// A timer declared in the manifest fired.
+    fn on_timer(name: String) {
+        let _ = name;
+    }
+}
+
+/// Exports a type implementing [`Plugin`] as the plugin's hooks. Use it once, in the
+/// plugin's crate, with a type name in scope.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ident) => {
+        const _: () = {
+            struct ConfabPluginExports;
+
+            impl $crate::bindings::exports::confab::plugin::hooks::Guest for ConfabPluginExports {
+                fn on_event(event: $crate::Event) {
+                    <$plugin as $crate::Plugin>::on_event(event)
+                }
+                fn lobby_decision(request: $crate::LobbyRequest) -> $crate::Decision {
+                    <$plugin as $crate::Plugin>::lobby_decision(request)
+                }
+                fn handle_http(request: $crate::HttpRequest) -> $crate::HttpResponse {
+                    <$plugin as $crate::Plugin>::handle_http(request)
+                }
+                fn on_call_message(call: $crate::Call, sender: u32, payload: Vec<u8>) {
+                    <$plugin as $crate::Plugin>::on_call_message(call, sender, payload)
+                }
+                fn on_timer(name: String) {
+                    <$plugin as $crate::Plugin>::on_timer(name)
+                }
+            }
+
+            $crate::bindings::__export_plugin_bindings!(
+                ConfabPluginExports with_types_in $crate::bindings
+            );
+
+            #[unsafe(link_section = "confab-sdk-version")]
+            #[used]
+            static CONFAB_SDK_VERSION: [u8; $crate::SDK_VERSION.len()] = $crate::__version_bytes();
+        };
+    };
+}
+
+#[doc(hidden)]
+pub const fn __version_bytes<const N: usize>() -> [u8; N] {
+    let bytes = SDK_VERSION.as_bytes();
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
+}
+
+impl HttpResponse {
+    /// A response with a `text/plain; charset=utf-8` body.
+    pub fn text(status: u16, body: impl Into<String>) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+            body: body.into().into_bytes(),
+        }
+    }
+
+    /// A response with a `text/html; charset=utf-8` body.
+    pub fn html(status: u16, body: impl Into<String>) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![("content-type".into(), "text/html; charset=utf-8".into())],
+            body: body.into().into_bytes(),
+        }
+    }
+
+    /// A response with a JSON body (already serialized).
+    pub fn json(status: u16, body: impl Into<String>) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.into().into_bytes(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+impl HttpRequest {
+    /// The first header called `name` (names are lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as UTF-8 text, if it is.
+    pub fn text(&self) -> Option<&str> {
+        std::str::from_utf8(&self.body).ok()
+    }
+}
+
+/// Writing to the server's log, under the plugin's name.
+pub mod log {
+    use crate::bindings::confab::plugin::log::{Level, log};
+
+    pub fn trace(message: &str) {
+        log(Level::Trace, message);
+    }
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
+    pub fn info(message: &str) {
+        log(Level::Info, message);
+    }
+    pub fn warn(message: &str) {
+        log(Level::Warn, message);
+    }
+    pub fn error(message: &str) {
+        log(Level::Error, message);
+    }
+}
+
+/// The plugin's own key-value store (needs the `kv` permission).
+pub mod kv {
+    use crate::Error;
+    use crate::bindings::confab::plugin::kv;
+    use std::time::Duration;
+
+    /// The value under `key`, if present and not expired.
+    pub fn get(key: &str) -> Result<Option<Vec<u8>>, Error> {
+        kv::get(key)
+    }
+
+    /// The value under `key` as text (invalid UTF-8 counts as absent).
+    pub fn get_string(key: &str) -> Result<Option<String>, Error> {
+        Ok(kv::get(key)?.and_then(|v| String::from_utf8(v).ok()))
+    }
+
+    /// Stores `value` under `key` for good.
+    pub fn set(key: &str, value: impl AsRef<[u8]>) -> Result<(), Error> {
+        kv::set(key, value.as_ref(), None)
+    }
+
+    /// Stores `value` under `key` until `ttl` has passed (whole seconds, at least one).
+    pub fn set_with_ttl(key: &str, value: impl AsRef<[u8]>, ttl: Duration) -> Result<(), Error> {
+        let seconds = ttl.as_secs().clamp(1, u64::from(u32::MAX)) as u32;
+        kv::set(key, value.as_ref(), Some(seconds))
+    }
+
+    pub fn delete(key: &str) -> Result<(), Error> {
+        kv::delete(key)
+    }
+
+    /// Keys starting with `prefix`, in byte order, at most `limit`, after `after`.
+    pub fn keys(prefix: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, Error> {
+        kv::keys(prefix, after, limit)
+    }
+}
+
+/// Call links, on behalf of a user (needs the `links` permission).
+pub mod links {
+    use crate::bindings::confab::plugin::links;
+    pub use crate::bindings::confab::plugin::links::{CreatedLink, NewLink};
+    use crate::{Error, Link};
+
+    pub fn create(as_user: i64, params: &NewLink) -> Result<CreatedLink, Error> {
+        links::create(as_user, params)
+    }
+    pub fn get(id: &str) -> Result<Link, Error> {
+        links::get(id)
+    }
+    pub fn list(as_user: i64) -> Result<Vec<Link>, Error> {
+        links::list_owned(as_user)
+    }
+    pub fn revoke(as_user: i64, id: &str) -> Result<(), Error> {
+        links::revoke(as_user, id)
+    }
+}
+
+/// Live calls (needs the `calls` permission).
+pub mod calls {
+    use crate::bindings::confab::plugin::calls;
+    use crate::{Error, Participant};
+
+    /// Who is on the call of `link` now.
+    pub fn roster(link: &str) -> Result<Vec<Participant>, Error> {
+        calls::roster(link)
+    }
+    /// Sends `payload` on this plugin's channel to everyone on the call.
+    pub fn broadcast(link: &str, payload: &[u8]) -> Result<(), Error> {
+        calls::send(link, None, payload)
+    }
+    /// Sends `payload` on this plugin's channel to one participant.
+    pub fn send_to(link: &str, participant: u32, payload: &[u8]) -> Result<(), Error> {
+        calls::send(link, Some(participant), payload)
+    }
+    /// Removes a participant as the signed-in user `as_user` would.
+    pub fn remove(link: &str, as_user: i64, participant: u32) -> Result<(), Error> {
+        calls::remove(link, as_user, participant)
+    }
+}
+
+/// Mail through the server's durable outbox (needs the `mail` permission).
+pub mod mail {
+    use crate::Error;
+    use crate::bindings::confab::plugin::mail;
+    pub use crate::bindings::confab::plugin::mail::{Attachment, Message};
+
+    /// Queues a message; returns its outbox id.
+    pub fn queue(message: &Message) -> Result<String, Error> {
+        mail::queue(message)
+    }
+}
+
+/// Outbound HTTP to allowed hosts (needs the `http` permission).
+pub mod http {
+    use crate::Error;
+    use crate::bindings::confab::plugin::http_client;
+    pub use crate::bindings::confab::plugin::http_client::{Request, Response};
+
+    pub fn send(request: &Request) -> Result<Response, Error> {
+        http_client::send(request)
+    }
+
+    /// A GET request with no headers.
+    pub fn get(url: &str) -> Result<Response, Error> {
+        http_client::send(&Request {
+            method: "GET".into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout_ms: None,
+        })
+    }
+}
+
+/// Templates shipped with the plugin (needs the `templates` permission).
+pub mod templates {
+    use crate::Error;
+    use crate::bindings::confab::plugin::templates;
+
+    /// Renders template `name` with `context`, a JSON object as text.
+    pub fn render(name: &str, context: &str) -> Result<String, Error> {
+        templates::render(name, context)
+    }
+}
+
+/// Settings the operator gave this plugin.
+pub mod config {
+    use crate::bindings::confab::plugin::config;
+
+    pub fn get(key: &str) -> Option<String> {
+        config::get(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_version_is_the_wit_package_version() {
+        let world = include_str!("../wit/world.wit");
+        assert!(
+            world.starts_with(&format!("package confab:plugin@{SDK_VERSION};")),
+            "sdk/wit/world.wit declares another version than SDK_VERSION"
+        );
+        let bytes: [u8; SDK_VERSION.len()] = __version_bytes();
+        assert_eq!(&bytes, SDK_VERSION.as_bytes());
+    }
+
+    #[test]
+    fn responses_carry_their_content_type() {
+        let r = HttpResponse::json(201, "{}").with_header("x-a", "b");
+        assert_eq!(r.status, 201);
+        assert_eq!(
+            r.headers,
+            vec![
+                ("content-type".to_string(), "application/json".to_string()),
+                ("x-a".to_string(), "b".to_string())
+            ]
+        );
+    }
+}
