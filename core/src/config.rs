@@ -5,6 +5,7 @@
 //! environment variable `CONFAB_SECTION_NAME` (for example `CONFAB_DATABASE_URL`).
 //! [`KEYS`] is the single list of keys; `docs/operations.md` documents the same list.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -38,6 +39,7 @@ pub struct Config {
     pub calls: CallsConfig,
     pub media: MediaConfig,
     pub templates: TemplatesConfig,
+    pub plugins: PluginsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,6 +160,78 @@ pub struct TemplatesConfig {
     pub dir: String,
 }
 
+/// Plugins: where they are, what they may do, how far they are trusted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Load plugins at all.
+    pub enabled: bool,
+    /// Scanned for plugins: each subdirectory with a `plugin.toml` is one. Empty:
+    /// `{data_dir}/plugins`.
+    pub dir: String,
+    /// More plugin directories (for example the crate of a plugin being written).
+    pub paths: Vec<PathBuf>,
+    /// Keep compiled components on disk, so a restart does not compile again.
+    pub cache: bool,
+    /// Where. Empty: `{data_dir}/plugin-cache`.
+    pub cache_dir: String,
+    /// Reload a plugin when its files change, and load new plugin directories.
+    pub watch: bool,
+    pub watch_interval_ms: u32,
+    /// Failures in a row after which a plugin is switched off (0: never).
+    pub failures_before_disable: u32,
+    /// The most memory any plugin instance gets, whatever its manifest asks.
+    pub max_memory_mib: u32,
+    /// The most invocations of one plugin at a time.
+    pub max_concurrency: u32,
+    /// Per plugin, by name.
+    pub settings: BTreeMap<String, PluginSettings>,
+}
+
+/// What the operator allows one plugin, and its settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginSettings {
+    /// Capabilities granted (of those its plugin.toml asks for). Unset: everything
+    /// asked for, for bundled plugins; nothing, for installed ones.
+    pub grant: Option<Vec<String>>,
+    /// Values for the settings the plugin declares.
+    pub config: BTreeMap<String, String>,
+    /// What a lobby request gets when this plugin fails to decide in time.
+    pub lobby_fallback: LobbyFallback,
+    /// A directory whose templates replace the plugin's own of the same name.
+    pub templates_dir: Option<String>,
+}
+
+/// The answer used when a lobby-screening plugin fails or is late.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LobbyFallback {
+    /// Let the request through to the people on the call.
+    #[default]
+    Allow,
+    /// Let it through with a warning that it could not be screened.
+    Flag,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: String::new(),
+            paths: Vec::new(),
+            cache: true,
+            cache_dir: String::new(),
+            watch: true,
+            watch_interval_ms: 2000,
+            failures_before_disable: 5,
+            max_memory_mib: 256,
+            max_concurrency: 32,
+            settings: BTreeMap::new(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -170,6 +244,7 @@ impl Default for Config {
             calls: CallsConfig::default(),
             media: MediaConfig::default(),
             templates: TemplatesConfig::default(),
+            plugins: PluginsConfig::default(),
         }
     }
 }
@@ -266,6 +341,19 @@ pub const KEYS: &[(&str, &str)] = &[
     ("media.udp_enabled", "CONFAB_MEDIA_UDP_ENABLED"),
     ("media.public_ips", "CONFAB_MEDIA_PUBLIC_IPS"),
     ("templates.dir", "CONFAB_TEMPLATES_DIR"),
+    ("plugins.enabled", "CONFAB_PLUGINS_ENABLED"),
+    ("plugins.dir", "CONFAB_PLUGINS_DIR"),
+    ("plugins.paths", "CONFAB_PLUGINS_PATHS"),
+    ("plugins.cache", "CONFAB_PLUGINS_CACHE"),
+    ("plugins.cache_dir", "CONFAB_PLUGINS_CACHE_DIR"),
+    ("plugins.watch", "CONFAB_PLUGINS_WATCH"),
+    ("plugins.watch_interval_ms", "CONFAB_PLUGINS_WATCH_INTERVAL_MS"),
+    (
+        "plugins.failures_before_disable",
+        "CONFAB_PLUGINS_FAILURES_BEFORE_DISABLE",
+    ),
+    ("plugins.max_memory_mib", "CONFAB_PLUGINS_MAX_MEMORY_MIB"),
+    ("plugins.max_concurrency", "CONFAB_PLUGINS_MAX_CONCURRENCY"),
 ];
 
 impl Config {
@@ -333,6 +421,18 @@ impl Config {
         if !self.media.udp_enabled && !self.media.tcp_enabled {
             return Err(ConfigError::Invalid(
                 "media.udp_enabled and media.tcp_enabled cannot both be false".into(),
+            ));
+        }
+        let p = &self.plugins;
+        if !(1..=1024).contains(&p.max_memory_mib) || p.max_concurrency == 0 {
+            return Err(ConfigError::Invalid(
+                "plugins.max_memory_mib must be 1 to 1024 and plugins.max_concurrency at least 1"
+                    .into(),
+            ));
+        }
+        if p.watch_interval_ms < 100 {
+            return Err(ConfigError::Invalid(
+                "plugins.watch_interval_ms must be at least 100".into(),
             ));
         }
         if self.database.max_connections == 0 {
@@ -471,6 +571,16 @@ mod tests {
             ("CONFAB_MEDIA_UDP_ENABLED", "true"),
             ("CONFAB_MEDIA_PUBLIC_IPS", "[\"203.0.113.7\"]"),
             ("CONFAB_TEMPLATES_DIR", "/srv/tpl"),
+            ("CONFAB_PLUGINS_ENABLED", "false"),
+            ("CONFAB_PLUGINS_DIR", "/srv/plugins"),
+            ("CONFAB_PLUGINS_PATHS", "[\"/src/hello\"]"),
+            ("CONFAB_PLUGINS_CACHE", "false"),
+            ("CONFAB_PLUGINS_CACHE_DIR", "/var/cache/confab"),
+            ("CONFAB_PLUGINS_WATCH", "false"),
+            ("CONFAB_PLUGINS_WATCH_INTERVAL_MS", "500"),
+            ("CONFAB_PLUGINS_FAILURES_BEFORE_DISABLE", "3"),
+            ("CONFAB_PLUGINS_MAX_MEMORY_MIB", "128"),
+            ("CONFAB_PLUGINS_MAX_CONCURRENCY", "4"),
         ]
         .into_iter()
         .collect();
@@ -497,6 +607,14 @@ mod tests {
         assert!(!c.media.tcp_enabled && c.media.udp_enabled);
         assert_eq!(c.media.public_ips, vec![IpAddr::from([203, 0, 113, 7])]);
         assert_eq!(c.calls.reconnect_grace_secs, 15);
+        let p = &c.plugins;
+        assert!(!p.enabled && !p.cache && !p.watch);
+        assert_eq!(p.dir, "/srv/plugins");
+        assert_eq!(p.paths, vec![PathBuf::from("/src/hello")]);
+        assert_eq!(p.cache_dir, "/var/cache/confab");
+        assert_eq!(p.watch_interval_ms, 500);
+        assert_eq!(p.failures_before_disable, 3);
+        assert_eq!((p.max_memory_mib, p.max_concurrency), (128, 4));
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod config;
 pub mod http;
 pub mod links;
 pub mod metrics;
+pub mod plugins;
 pub mod policy;
 pub mod privacy;
 pub mod secret;
@@ -82,6 +83,10 @@ pub struct AppState {
     /// The media plane (SFU) of this node, once [`App::start_media`] opened its ports
     /// (the CLI's other commands never do).
     pub media: Option<sfu::MediaHandle>,
+    /// The plugins of this server.
+    pub plugins: Arc<plugins::PluginHost>,
+    /// Where the mail capability queues messages; `None` until a mail outbox is set up.
+    pub outbox: Option<Arc<dyn plugins::Outbox>>,
     templates: Arc<tera::Tera>,
     public_url: Arc<str>,
 }
@@ -118,7 +123,14 @@ impl App {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
         let store = Store::connect(&config.database_url(), config.database.max_connections).await?;
         store.migrate().await?;
-        Self::with_store(config, store, clock)
+        let app = Self::with_store(config, store, clock)?;
+        app.load_plugins().await;
+        Ok(app)
+    }
+
+    /// Loads the plugins (done by [`App::build`]; call it after [`App::with_store`]).
+    pub async fn load_plugins(&self) {
+        self.state.plugins.load_all(&self.state).await;
     }
 
     /// Builds the application over an already migrated store.
@@ -134,6 +146,8 @@ impl App {
         );
         let state = AppState {
             media: None,
+            plugins: Arc::new(plugins::PluginHost::new(&config)),
+            outbox: None,
             store,
             public_url: config.public_url().into(),
             config: Arc::new(config),
@@ -193,6 +207,16 @@ impl App {
             ),
             shutdown.clone(),
         ));
+        let timers = tokio::spawn(plugins::PluginHost::run_timers(
+            state.clone(),
+            shutdown.clone(),
+        ));
+        let watcher = state.config.plugins.watch.then(|| {
+            tokio::spawn(plugins::PluginHost::watch(
+                state.clone(),
+                shutdown.clone(),
+            ))
+        });
         let local = listener.local_addr().map_err(AppError::Serve)?;
         tracing::info!(address = %local, url = %state.public_url(), database = state.store.backend_name(), "Confab is ready");
         let result = axum::serve(listener, self.router())
@@ -203,6 +227,10 @@ impl App {
             .await;
         trigger.trigger();
         let _ = purge.await;
+        let _ = timers.await;
+        if let Some(watcher) = watcher {
+            let _ = watcher.await;
+        }
         state.store.clone().close().await;
         result.map_err(AppError::Serve)
     }

@@ -22,6 +22,18 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginCallLabels {
+    plugin: String,
+    hook: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: String,
 }
@@ -39,6 +51,10 @@ pub struct Metrics {
     pub media_packets_in: Counter,
     pub media_packets_forwarded: Counter,
     pub media_peer_connections: Gauge,
+    plugin_calls: Family<PluginCallLabels, Counter>,
+    plugin_durations: Family<PluginLabels, Histogram>,
+    plugin_dropped: Family<PluginLabels, Counter>,
+    plugin_disabled: Family<PluginLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -86,8 +102,38 @@ impl Default for Metrics {
             "Peer connections open on this node's SFU",
             media_peer_connections.clone(),
         );
+        let plugin_calls = Family::<PluginCallLabels, Counter>::default();
+        let plugin_durations = Family::<PluginLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        });
+        let plugin_dropped = Family::<PluginLabels, Counter>::default();
+        let plugin_disabled = Family::<PluginLabels, Counter>::default();
+        registry.register(
+            "plugin_invocations",
+            "Plugin invocations by plugin, hook and outcome (ok, failed, busy)",
+            plugin_calls.clone(),
+        );
+        registry.register(
+            "plugin_invocation_duration_seconds",
+            "Time plugins took per invocation, instantiation included",
+            plugin_durations.clone(),
+        );
+        registry.register(
+            "plugin_events_dropped",
+            "Events not delivered because a plugin's queue was full",
+            plugin_dropped.clone(),
+        );
+        registry.register(
+            "plugin_auto_disabled",
+            "Times a plugin was switched off after repeated failures",
+            plugin_disabled.clone(),
+        );
         Self {
             registry,
+            plugin_calls,
+            plugin_durations,
+            plugin_dropped,
+            plugin_disabled,
             requests,
             durations,
             links_created,
@@ -100,6 +146,40 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts and times one plugin invocation.
+    pub fn plugin_invocation(&self, plugin: &str, hook: &str, outcome: &str, seconds: f64) {
+        self.plugin_calls
+            .get_or_create(&PluginCallLabels {
+                plugin: plugin.into(),
+                hook: hook.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        if outcome != "busy" {
+            self.plugin_durations
+                .get_or_create(&PluginLabels {
+                    plugin: plugin.into(),
+                })
+                .observe(seconds);
+        }
+    }
+
+    pub fn plugin_events_dropped(&self, plugin: &str) {
+        self.plugin_dropped
+            .get_or_create(&PluginLabels {
+                plugin: plugin.into(),
+            })
+            .inc();
+    }
+
+    pub fn plugin_auto_disabled(&self, plugin: &str) {
+        self.plugin_disabled
+            .get_or_create(&PluginLabels {
+                plugin: plugin.into(),
+            })
+            .inc();
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_foundation;
 mod m20261121_000002_members_need_approval;
+mod m20261122_000003_plugins;
 
 /// The ordered list of Confab's migrations.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_foundation::Migration),
             Box::new(m20261121_000002_members_need_approval::Migration),
+            Box::new(m20261122_000003_plugins::Migration),
         ]
     }
 

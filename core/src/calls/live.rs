@@ -11,13 +11,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Call, CallEvent, CallPolicy, DecideError, Decision, Identity, JoinError, JoinOutcome,
     LeaveReason, ParticipantId, RemoveError, RequestEnd, RequestId, Seat,
 };
 use crate::AppState;
+use crate::plugins;
 use crate::privacy::{self, CallEventKind};
 use crate::sfu;
 use crate::signaling::{
@@ -80,8 +81,64 @@ pub enum Action {
         layer: u8,
     },
     Mute(MediaState),
+    /// A message on a plugin's channel (a shared activity), for that plugin.
+    PluginMessage {
+        plugin: String,
+        payload: Vec<u8>,
+    },
     /// The connection closed.
     Disconnected,
+    /// A plugin's request (not from a connection).
+    Plugin {
+        action: PluginCallAction,
+        reply: PluginReply,
+    },
+}
+
+/// Where a call answers a plugin's request (taken once).
+#[derive(Debug, Clone)]
+pub struct PluginReply(
+    std::sync::Arc<Mutex<Option<oneshot::Sender<Result<Vec<RosterMember>, PluginCallError>>>>>,
+);
+
+impl PluginReply {
+    fn send(&self, answer: Result<Vec<RosterMember>, PluginCallError>) {
+        if let Some(reply) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// What a plugin can ask of a live call (the `calls` capability).
+#[derive(Debug, Clone)]
+pub enum PluginCallAction {
+    Roster,
+    /// Send `payload` on the plugin's channel to one participant or everyone.
+    Send {
+        plugin: String,
+        to: Option<u32>,
+        payload: Vec<u8>,
+    },
+    /// Remove a participant as the signed-in user `as_user`, who must be on the call.
+    Remove { as_user: i64, participant: u32 },
+}
+
+/// Why a plugin's request to a call did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginCallError {
+    NoCall,
+    NoSuchParticipant,
+    NotAllowed(String),
+    Busy,
+}
+
+/// Someone on a call, as plugins see them.
+#[derive(Debug, Clone)]
+pub struct RosterMember {
+    pub id: u32,
+    pub name: String,
+    pub user: Option<i64>,
+    pub joined_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// What a participant says it sends.
@@ -125,6 +182,43 @@ impl CallRegistry {
         calls.get(&link_pk).is_some_and(|q| !q.is_closed())
     }
 
+    /// Carries out a plugin's request on the link's live call (never starts one).
+    pub async fn plugin_action(
+        &self,
+        link_pk: i64,
+        action: PluginCallAction,
+    ) -> Result<Vec<RosterMember>, PluginCallError> {
+        let queue = {
+            let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            calls
+                .get(&link_pk)
+                .filter(|q| !q.is_closed())
+                .cloned()
+                .ok_or(PluginCallError::NoCall)?
+        };
+        let (reply, answer) = oneshot::channel();
+        // Nobody reads this: the call answers plugins through `reply`.
+        let (out, _) = mpsc::channel(1);
+        queue
+            .try_send(Command {
+                client: 0,
+                out,
+                action: Action::Plugin {
+                    action,
+                    reply: PluginReply(std::sync::Arc::new(Mutex::new(Some(reply)))),
+                },
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => PluginCallError::Busy,
+                mpsc::error::TrySendError::Closed(_) => PluginCallError::NoCall,
+            })?;
+        match tokio::time::timeout(Duration::from_secs(2), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(PluginCallError::NoCall),
+            Err(_) => Err(PluginCallError::Busy),
+        }
+    }
+
     /// How many calls are live.
     pub fn live_calls(&self) -> usize {
         self.calls.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -151,6 +245,9 @@ impl CallRegistry {
             request_names: HashMap::new(),
             participant_names: HashMap::new(),
             media_states: HashMap::new(),
+            call_id: crate::secret::random_base62(16),
+            plugin_people: HashMap::new(),
+            plugin_inboxes: HashMap::new(),
             state: state.clone(),
         };
         tokio::spawn(actor.run(commands, queue.clone()));
@@ -186,8 +283,24 @@ struct CallTask {
     request_names: HashMap<RequestId, String>,
     participant_names: HashMap<ParticipantId, String>,
     media_states: HashMap<ParticipantId, MediaState>,
+    /// Tells this run of the link apart from earlier and later ones (for plugins).
+    call_id: String,
+    /// Participants as plugins saw them join, for the events when they leave.
+    plugin_people: HashMap<ParticipantId, plugins::ParticipantInfo>,
+    /// Per plugin, the queue of its call messages (handled in order).
+    plugin_inboxes: HashMap<String, mpsc::Sender<InboxMessage>>,
     state: AppState,
 }
+
+/// A participant's message for a plugin, and where to report a failure.
+struct InboxMessage {
+    sender: u32,
+    payload: Vec<u8>,
+    out: mpsc::Sender<ServerMessage>,
+}
+
+/// Messages waiting for one plugin from one call.
+const PLUGIN_INBOX: usize = 256;
 
 impl CallTask {
     async fn run(
@@ -264,6 +377,13 @@ impl CallTask {
         }: Command,
     ) {
         let now = self.state.clock.now();
+        let action = match action {
+            Action::Plugin { action, reply } => {
+                reply.send(self.plugin_action(action, now));
+                return;
+            }
+            other => other,
+        };
         if !matches!(action, Action::Disconnected) {
             self.clients.entry(client).or_insert(Client {
                 out,
@@ -456,6 +576,32 @@ impl CallTask {
                 };
                 self.media(client, command);
             }
+            Action::PluginMessage { plugin, payload } => {
+                let Role::On(me) = role else {
+                    return self.tell(client, error(ErrorCode::NotJoined, "join the call first"));
+                };
+                let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
+                    return;
+                };
+                let inbox = self.plugin_inbox(&plugin);
+                if inbox
+                    .try_send(InboxMessage {
+                        sender: me.0,
+                        payload,
+                        out,
+                    })
+                    .is_err()
+                {
+                    self.tell(
+                        client,
+                        error(
+                            ErrorCode::PluginUnavailable,
+                            format!("{plugin} is not keeping up; the message was dropped"),
+                        ),
+                    );
+                }
+            }
+            Action::Plugin { .. } => {}
             Action::Disconnected => {
                 self.clients.remove(&client);
                 match role {
@@ -465,6 +611,170 @@ impl CallTask {
                 }
             }
         }
+    }
+
+    fn call_info(&self) -> plugins::CallInfo {
+        plugins::CallInfo {
+            link: self.link_id.clone(),
+            id: self.call_id.clone(),
+            started_at: self.call.started_at().unwrap_or_else(|| self.state.clock.now()),
+        }
+    }
+
+    /// The queue of `plugin`'s call messages, started on first use.
+    fn plugin_inbox(&mut self, plugin: &str) -> mpsc::Sender<InboxMessage> {
+        if let Some(inbox) = self.plugin_inboxes.get(plugin).filter(|q| !q.is_closed()) {
+            return inbox.clone();
+        }
+        let (inbox, mut messages) = mpsc::channel::<InboxMessage>(PLUGIN_INBOX);
+        let state = self.state.clone();
+        let name = plugin.to_string();
+        let call = self.call_info();
+        tokio::spawn(async move {
+            while let Some(m) = messages.recv().await {
+                if let Err(e) = state
+                    .plugins
+                    .call_message(&state, &name, &call, m.sender, m.payload)
+                    .await
+                {
+                    let _ = m
+                        .out
+                        .try_send(error(ErrorCode::PluginUnavailable, e.to_string()));
+                }
+            }
+        });
+        self.plugin_inboxes.insert(plugin.to_string(), inbox.clone());
+        inbox
+    }
+
+    fn plugin_action(
+        &mut self,
+        action: PluginCallAction,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<RosterMember>, PluginCallError> {
+        match action {
+            PluginCallAction::Roster => Ok(self
+                .call
+                .participants()
+                .map(|p| RosterMember {
+                    id: p.id.0,
+                    name: p.name.clone(),
+                    user: match p.identity {
+                        Identity::Member { user_id } => Some(user_id),
+                        Identity::Guest { .. } => None,
+                    },
+                    joined_at: p.joined_at,
+                })
+                .collect()),
+            PluginCallAction::Send {
+                plugin,
+                to,
+                payload,
+            } => {
+                use base64::Engine as _;
+                let message = ServerMessage::Plugin {
+                    plugin,
+                    payload: base64::engine::general_purpose::STANDARD.encode(payload),
+                };
+                match to {
+                    Some(id) => {
+                        let client = self
+                            .client_with(Role::On(ParticipantId(id)))
+                            .ok_or(PluginCallError::NoSuchParticipant)?;
+                        self.tell(client, message);
+                    }
+                    None => {
+                        let on_call: Vec<ClientId> = self
+                            .clients
+                            .iter()
+                            .filter(|(_, c)| matches!(c.role, Role::On(_)))
+                            .map(|(id, _)| *id)
+                            .collect();
+                        for client in on_call {
+                            self.tell(client, message.clone());
+                        }
+                    }
+                }
+                Ok(Vec::new())
+            }
+            PluginCallAction::Remove {
+                as_user,
+                participant,
+            } => {
+                let me = self
+                    .call
+                    .participants()
+                    .find(|p| p.identity == Identity::Member { user_id: as_user })
+                    .map(|p| p.id)
+                    .ok_or_else(|| {
+                        PluginCallError::NotAllowed(
+                            "the user is not on this call, so cannot remove anyone".into(),
+                        )
+                    })?;
+                self.call
+                    .remove(me, ParticipantId(participant), now)
+                    .map_err(|e| match e {
+                        RemoveError::NoSuchParticipant => PluginCallError::NoSuchParticipant,
+                        other => PluginCallError::NotAllowed(other.to_string()),
+                    })?;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Tells plugins what happened on the call.
+    fn tell_plugins(&mut self, event: &CallEvent) {
+        let call = self.call_info();
+        let plugin_event = match *event {
+            CallEvent::Started => plugins::Event::CallStarted(call),
+            CallEvent::Ended => plugins::Event::CallEnded(call),
+            CallEvent::Joined { participant } => {
+                let Some(p) = self.call.participant(participant) else {
+                    return;
+                };
+                let info = plugins::ParticipantInfo {
+                    id: p.id.0,
+                    name: p.name.clone(),
+                    user: match p.identity {
+                        Identity::Member { user_id } => Some(user_id),
+                        Identity::Guest { .. } => None,
+                    },
+                    joined_at: p.joined_at,
+                };
+                self.plugin_people.insert(participant, info.clone());
+                plugins::Event::ParticipantJoined(call, info)
+            }
+            CallEvent::Left { participant, .. } => {
+                let Some(info) = self.plugin_people.remove(&participant) else {
+                    return;
+                };
+                plugins::Event::ParticipantLeft(call, info)
+            }
+            CallEvent::Removed { participant, by } => {
+                let Some(info) = self.plugin_people.remove(&participant) else {
+                    return;
+                };
+                plugins::Event::ParticipantRemoved {
+                    call,
+                    participant: info,
+                    by: by.0,
+                }
+            }
+            CallEvent::LobbyRequested { request } => {
+                let Some(r) = self.call.lobby().find(|r| r.id == request) else {
+                    return;
+                };
+                plugins::Event::LobbyRequest(plugins::LobbyInfo {
+                    call,
+                    request: request.0,
+                    name: r.name.clone(),
+                    address: None,
+                    asked_at: r.asked_at,
+                })
+            }
+            _ => return,
+        };
+        plugins::emit(&self.state, plugin_event);
     }
 
     /// Passes a command to the SFU, or tells the client why it cannot.
@@ -520,6 +830,7 @@ impl CallTask {
             return;
         }
         for event in &events {
+            self.tell_plugins(event);
             match *event {
                 CallEvent::Started => self.record(CallEventKind::CallStarted, None),
                 CallEvent::Ended => {

@@ -27,7 +27,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::secret::{constant_time_eq, random_base62, sha256_hex};
 
-mod live;
+pub mod live;
 #[cfg(test)]
 mod tests;
 

@@ -58,6 +58,9 @@ pub enum ClientMessage {
     },
     /// Keep-alive; answered with `pong`.
     Ping,
+    /// A message on a plugin's channel (a shared activity) for that plugin; `payload`
+    /// is standard base64 of at most 64 KiB, opaque to the server.
+    Plugin { plugin: String, payload: String },
 }
 
 /// What the server sends.
@@ -119,6 +122,12 @@ pub enum ServerMessage {
         participant: u32,
     },
     Pong,
+    /// A message on a plugin's channel (a shared activity), as the plugin sent it
+    /// (`payload` in standard base64).
+    Plugin {
+        plugin: String,
+        payload: String,
+    },
     /// The last message could not be carried out; nothing changed.
     Error {
         code: ErrorCode,
@@ -205,6 +214,11 @@ pub enum ErrorCode {
     BadSdp,
     /// The media server cannot take this now (overloaded, or media is off).
     MediaUnavailable,
+    /// The plugin named in a `plugin` message does not exist, is switched off, or
+    /// failed to handle it.
+    PluginUnavailable,
+    /// A lobby-screening plugin turned the request away (the message says why).
+    Screened,
 }
 
 /// A server message on the wire, with its version.

@@ -257,6 +257,22 @@ fn to_action(message: ClientMessage, member: Option<&Account>) -> Result<Action,
             sharing_screen: screen,
         }),
         ClientMessage::Ping => return Err(ServerMessage::Pong),
+        ClientMessage::Plugin { plugin, payload } => {
+            use base64::Engine as _;
+            if !crate::policy::valid_plugin_name(&plugin) {
+                return Err(error(ErrorCode::BadMessage, "plugin is not a plugin name"));
+            }
+            let payload = base64::engine::general_purpose::STANDARD
+                .decode(payload.as_bytes())
+                .map_err(|_| error(ErrorCode::BadMessage, "payload is not standard base64"))?;
+            if payload.len() > crate::plugins::MAX_CALL_MESSAGE_BYTES {
+                return Err(error(
+                    ErrorCode::MessageTooLarge,
+                    "plugin payloads are at most 64 KiB",
+                ));
+            }
+            Action::PluginMessage { plugin, payload }
+        }
     })
 }
 

@@ -173,3 +173,46 @@ pub mod call_event {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod plugin_kv {
+    use sea_orm::entity::prelude::*;
+
+    /// One entry of a plugin's key-value store.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "plugin_kv")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub plugin: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        pub value: Vec<u8>,
+        /// Bytes of key and value, counted against the plugin's quota.
+        pub size: i64,
+        pub expires_at: Option<DateTimeUtc>,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod plugin_status {
+    use sea_orm::entity::prelude::*;
+
+    /// A plugin the server switched off by itself (after repeated failures), and why.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "plugin_status")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub plugin: String,
+        pub disabled_reason: String,
+        pub disabled_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

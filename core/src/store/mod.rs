@@ -14,12 +14,16 @@ pub mod entities;
 mod events;
 mod link_cache;
 mod links;
+mod plugins;
 mod policy;
 mod sessions;
 mod tokens;
 mod users;
 
-pub use entities::{api_token, call_event, link, org_policy, session, user};
+pub use entities::{
+    api_token, call_event, link, org_policy, plugin_kv, plugin_status, session, user,
+};
+pub use plugins::KvSetOutcome;
 pub use links::{LinkFilter, LinkPage};
 
 /// A database failure.

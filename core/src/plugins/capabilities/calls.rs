@@ -1,0 +1,134 @@
+//! `calls`: the roster of a live call, messages on the plugin's channel to the
+//! people on it, and removing a participant as a signed-in user would.
+
+use crate::calls::live::{PluginCallAction, PluginCallError};
+use crate::links::{self, PublicLink};
+use crate::plugins::bindings::confab::plugin::calls::Host;
+use crate::plugins::bindings::confab::plugin::types::{Error, Participant};
+use crate::plugins::manifest::Capability;
+use crate::plugins::runtime::HostState;
+
+use super::unavailable;
+
+/// Largest payload a plugin may send in one message.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+fn call_error(err: PluginCallError) -> Error {
+    match err {
+        PluginCallError::NoCall => Error::NotFound("no call is running on this link".into()),
+        PluginCallError::NoSuchParticipant => {
+            Error::NotFound("no such participant on this call".into())
+        }
+        PluginCallError::NotAllowed(why) => Error::AccessDenied(why),
+        PluginCallError::Busy => {
+            Error::Unavailable("the call is busy; try again in a moment".into())
+        }
+    }
+}
+
+impl HostState {
+    async fn live_link(&mut self, link: &str) -> Result<crate::store::link::Model, Error> {
+        self.cx.check(Capability::Calls)?;
+        match links::resolve(&self.app.store, link).await {
+            Ok(PublicLink::Active(link)) => Ok(link),
+            Ok(PublicLink::Revoked(_)) => Err(Error::NotFound("this link was revoked".into())),
+            Ok(PublicLink::NotFound) => Err(Error::NotFound("no such link".into())),
+            Err(links::LinkError::Store(e)) => Err(unavailable(e)),
+            Err(e) => Err(Error::Invalid(e.to_string())),
+        }
+    }
+
+    async fn calls_roster(&mut self, link: String) -> Result<Vec<Participant>, Error> {
+        let link = self.live_link(&link).await?;
+        match self
+            .app
+            .calls
+            .plugin_action(link.pk, PluginCallAction::Roster)
+            .await
+        {
+            Ok(roster) => Ok(roster
+                .into_iter()
+                .map(|p| Participant {
+                    id: p.id,
+                    name: p.name,
+                    user: p.user,
+                    joined_at: p.joined_at.timestamp_millis(),
+                })
+                .collect()),
+            Err(PluginCallError::NoCall) => Ok(Vec::new()),
+            Err(e) => Err(call_error(e)),
+        }
+    }
+
+    async fn calls_send(
+        &mut self,
+        link: String,
+        to: Option<u32>,
+        payload: Vec<u8>,
+    ) -> Result<(), Error> {
+        let link = self.live_link(&link).await?;
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(Error::LimitReached(format!(
+                "messages are at most {MAX_PAYLOAD_BYTES} bytes"
+            )));
+        }
+        let action = PluginCallAction::Send {
+            plugin: self.cx.name.to_string(),
+            to,
+            payload,
+        };
+        self.app
+            .calls
+            .plugin_action(link.pk, action)
+            .await
+            .map(|_| ())
+            .map_err(call_error)
+    }
+
+    async fn calls_remove(
+        &mut self,
+        link: String,
+        as_user: i64,
+        participant: u32,
+    ) -> Result<(), Error> {
+        self.cx.check(Capability::Calls)?;
+        self.acting_as(as_user)?;
+        let link = self.live_link(&link).await?;
+        self.app
+            .calls
+            .plugin_action(
+                link.pk,
+                PluginCallAction::Remove {
+                    as_user,
+                    participant,
+                },
+            )
+            .await
+            .map(|_| ())
+            .map_err(call_error)
+    }
+}
+
+impl Host for HostState {
+    async fn roster(&mut self, link: String) -> wasmtime::Result<Result<Vec<Participant>, Error>> {
+        Ok(self.calls_roster(link).await)
+    }
+
+    async fn send(
+        &mut self,
+        link: String,
+        to: Option<u32>,
+        payload: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        Ok(self.calls_send(link, to, payload).await)
+    }
+
+    async fn remove(
+        &mut self,
+        link: String,
+        as_user: i64,
+        participant: u32,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        Ok(self.calls_remove(link, as_user, participant).await)
+    }
+}

@@ -1,0 +1,155 @@
+//! `http-client`: outbound HTTP(S) to the hosts the plugin's manifest lists (and the
+//! operator did not narrow further). Redirects are not followed: the plugin sees
+//! them and may follow them itself, to an allowed host only.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::plugins::bindings::confab::plugin::http_client::{Host, Request, Response};
+use crate::plugins::bindings::confab::plugin::types::Error;
+use crate::plugins::manifest::{Capability, host_allowed};
+use crate::plugins::runtime::HostState;
+
+/// The longest a request may take, and the default.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request or response body.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+fn client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Confab/", env!("CARGO_PKG_VERSION"), " plugin"))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default()
+    })
+}
+
+/// The URL, if the plugin may call it.
+pub fn check_url(allowed: &[String], url: &str) -> Result<reqwest::Url, Error> {
+    let url = reqwest::Url::parse(url)
+        .map_err(|e| Error::Invalid(format!("{url:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::Invalid(format!(
+            "only http and https URLs are allowed, not {}:",
+            url.scheme()
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::Invalid(
+            "put credentials in an Authorization header, not in the URL".into(),
+        ));
+    }
+    let host = url.host_str().unwrap_or_default();
+    if !host_allowed(allowed, host) {
+        return Err(Error::AccessDenied(format!(
+            "{host} is not among the hosts this plugin may call"
+        )));
+    }
+    Ok(url)
+}
+
+fn header_ok(name: &str, value: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !name.is_empty()
+        && !value.contains(['\r', '\n', '\0'])
+        && !matches!(
+            lower.as_str(),
+            "host" | "content-length" | "transfer-encoding" | "connection" | "upgrade"
+        )
+}
+
+impl HostState {
+    async fn http_send(&mut self, request: Request) -> Result<Response, Error> {
+        self.cx.check(Capability::HttpClient)?;
+        let allowed = self
+            .cx
+            .manifest
+            .permissions
+            .http_client
+            .as_ref()
+            .map(|h| h.hosts.as_slice())
+            .unwrap_or_default();
+        let url = check_url(allowed, &request.url)?;
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| Error::Invalid(format!("{:?} is not an HTTP method", request.method)))?;
+        if request.body.len() > MAX_BODY_BYTES {
+            return Err(Error::LimitReached(format!(
+                "request bodies are at most {MAX_BODY_BYTES} bytes"
+            )));
+        }
+        let timeout = request
+            .timeout_ms
+            .map(|ms| Duration::from_millis(u64::from(ms)))
+            .unwrap_or(MAX_TIMEOUT)
+            .min(MAX_TIMEOUT);
+        let mut builder = client().request(method, url).timeout(timeout);
+        for (name, value) in &request.headers {
+            if !header_ok(name, value) {
+                return Err(Error::Invalid(format!("header {name:?} is not allowed")));
+            }
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let mut response = builder
+            .body(request.body)
+            .send()
+            .await
+            .map_err(|e| Error::Unavailable(format!("the request failed: {e}")))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| Error::Unavailable(format!("reading the response failed: {e}")))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(Error::LimitReached(format!(
+                    "the response is larger than {MAX_BODY_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+impl Host for HostState {
+    async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, Error>> {
+        Ok(self.http_send(request).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_allowed_hosts_and_web_schemes_pass() {
+        let allowed = vec!["caldav.example.org".to_string()];
+        assert!(check_url(&allowed, "https://caldav.example.org/dav/").is_ok());
+        for (url, want_denied) in [
+            ("https://other.example.org/", true),
+            ("https://caldav.example.org.evil.test/", true),
+            ("file:///etc/passwd", false),
+            ("https://user:pw@caldav.example.org/", false),
+            ("not a url", false),
+        ] {
+            match check_url(&allowed, url) {
+                Err(Error::AccessDenied(_)) => assert!(want_denied, "{url}"),
+                Err(Error::Invalid(_)) => assert!(!want_denied, "{url}"),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! `links`: call links, on behalf of the user the plugin acts for, with that user's
+//! rights (exactly the checks of the REST API).
+
+use super::{link_record, unavailable};
+use crate::accounts::Account;
+use crate::links::{self, LinkError, LinkView, NewLink as CoreNewLink};
+use crate::plugins::bindings::confab::plugin::links::{CreatedLink, Host, NewLink};
+use crate::plugins::bindings::confab::plugin::types::{Error, Link};
+use crate::plugins::manifest::Capability;
+use crate::plugins::runtime::HostState;
+use crate::store::LinkFilter;
+
+/// Most links `list-owned` returns.
+const MAX_LIST: u64 = 1000;
+
+fn link_error(err: LinkError) -> Error {
+    match err {
+        LinkError::Invalid(invalid) => Error::Invalid(invalid.to_string()),
+        LinkError::NotFound => Error::NotFound("no such link".into()),
+        LinkError::Revoked => Error::NotFound("this link was revoked".into()),
+        LinkError::CreationDisabled => Error::AccessDenied(err.to_string()),
+        LinkError::Store(e) => unavailable(e),
+    }
+}
+
+impl HostState {
+    async fn account(&mut self, as_user: i64) -> Result<Account, Error> {
+        self.cx.check(Capability::Links)?;
+        self.acting_as(as_user)?;
+        self.app
+            .store
+            .user_by_id(as_user)
+            .await
+            .map_err(unavailable)?
+            .map(Account::from)
+            .ok_or_else(|| Error::NotFound(format!("no user {as_user}")))
+    }
+
+    async fn links_create(&mut self, as_user: i64, params: NewLink) -> Result<CreatedLink, Error> {
+        let owner = self.account(as_user).await?;
+        let policy = self
+            .app
+            .policy
+            .get(&self.app.store)
+            .await
+            .map_err(unavailable)?;
+        let max_participants = params
+            .max_participants
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+        let input = CoreNewLink {
+            title: params.title,
+            max_participants,
+            ..Default::default()
+        };
+        let now = self.app.clock.now();
+        let link = links::create(&self.app.store, &policy, &owner, input, now)
+            .await
+            .map_err(link_error)?;
+        self.app.metrics.links_created.inc();
+        tracing::info!(plugin = %self.cx.name, user = owner.id, "a plugin created a link");
+        let view = LinkView::new(&link, self.app.public_url());
+        crate::plugins::emit(&self.app, crate::plugins::Event::LinkCreated(link.clone()));
+        Ok(CreatedLink {
+            link: link_record(&link),
+            url: view.url,
+        })
+    }
+
+    async fn links_get(&mut self, id: String) -> Result<Link, Error> {
+        self.cx.check(Capability::Links)?;
+        match links::resolve(&self.app.store, &id).await {
+            Ok(links::PublicLink::Active(link)) | Ok(links::PublicLink::Revoked(link)) => {
+                Ok(link_record(&link))
+            }
+            Ok(links::PublicLink::NotFound) => Err(Error::NotFound("no such link".into())),
+            Err(e) => Err(link_error(e)),
+        }
+    }
+
+    async fn links_list(&mut self, as_user: i64) -> Result<Vec<Link>, Error> {
+        let owner = self.account(as_user).await?;
+        let (items, _) = links::list(&self.app.store, &owner, LinkFilter::All, None, MAX_LIST)
+            .await
+            .map_err(link_error)?;
+        Ok(items.iter().map(link_record).collect())
+    }
+
+    async fn links_revoke(&mut self, as_user: i64, id: String) -> Result<(), Error> {
+        let owner = self.account(as_user).await?;
+        let now = self.app.clock.now();
+        let before = links::owned(&self.app.store, &owner, &id)
+            .await
+            .map_err(link_error)?;
+        let link = links::revoke(&self.app.store, &owner, &id, now)
+            .await
+            .map_err(link_error)?;
+        if before.revoked_at.is_none() {
+            crate::plugins::emit(&self.app, crate::plugins::Event::LinkRevoked(link));
+        }
+        Ok(())
+    }
+}
+
+impl Host for HostState {
+    async fn create(
+        &mut self,
+        as_user: i64,
+        params: NewLink,
+    ) -> wasmtime::Result<Result<CreatedLink, Error>> {
+        Ok(self.links_create(as_user, params).await)
+    }
+
+    async fn get(&mut self, id: String) -> wasmtime::Result<Result<Link, Error>> {
+        Ok(self.links_get(id).await)
+    }
+
+    async fn list_owned(&mut self, as_user: i64) -> wasmtime::Result<Result<Vec<Link>, Error>> {
+        Ok(self.links_list(as_user).await)
+    }
+
+    async fn revoke(&mut self, as_user: i64, id: String) -> wasmtime::Result<Result<(), Error>> {
+        Ok(self.links_revoke(as_user, id).await)
+    }
+}

@@ -1,0 +1,169 @@
+//! The host side of the capabilities a plugin imports. Each call is checked against
+//! the plugin's grants first; a refusal is a typed `error.access-denied`, never a trap.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::bindings::confab::plugin::types::{self, Error};
+use super::manifest::{Capability, Manifest};
+use super::runtime::HostState;
+use crate::store::{StoreError, link};
+
+mod calls;
+mod config;
+mod http_client;
+mod kv;
+mod links;
+mod log;
+mod mail;
+mod templates;
+
+/// What one loaded plugin may do: its manifest's requests, narrowed by the
+/// operator's grants, and the settings the operator gave it.
+pub struct Grants {
+    pub name: Arc<str>,
+    pub granted: BTreeSet<Capability>,
+    pub manifest: Manifest,
+    /// Settings with the manifest's defaults filled in.
+    pub config: BTreeMap<String, String>,
+    /// The plugin's tera templates, when it ships any.
+    pub templates: Option<tera::Tera>,
+    /// When the plugin queued its recent mails (for `mail.per-hour`).
+    mail_sent: Mutex<VecDeque<Instant>>,
+}
+
+impl Grants {
+    pub fn new(
+        manifest: Manifest,
+        granted: BTreeSet<Capability>,
+        config: BTreeMap<String, String>,
+        templates: Option<tera::Tera>,
+    ) -> Self {
+        Self {
+            name: manifest.name.as_str().into(),
+            granted,
+            manifest,
+            config,
+            templates,
+            mail_sent: Mutex::default(),
+        }
+    }
+
+    /// `Ok` if the plugin may use `capability`, otherwise the reason.
+    pub fn check(&self, capability: Capability) -> Result<(), Error> {
+        if self.granted.contains(&capability) {
+            return Ok(());
+        }
+        let why = if self.manifest.permissions.requested().contains(&capability) {
+            format!(
+                "the operator has not granted {capability} to this plugin (plugins.settings.{}.grant)",
+                self.name
+            )
+        } else {
+            format!("plugin.toml does not ask for the {capability} permission")
+        };
+        Err(Error::AccessDenied(why))
+    }
+
+    /// Counts one mail against the hourly limit, if it is not reached.
+    fn take_mail_slot(&self, per_hour: u32, now: Instant) -> bool {
+        let mut sent = self.mail_sent.lock().unwrap_or_else(|e| e.into_inner());
+        while sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(3600))
+        {
+            sent.pop_front();
+        }
+        if sent.len() >= per_hour as usize {
+            return false;
+        }
+        sent.push_back(now);
+        true
+    }
+}
+
+impl types::Host for HostState {}
+
+fn unavailable(err: StoreError) -> Error {
+    tracing::warn!(error = %err, "a plugin's capability call failed in the database");
+    Error::Unavailable("the server's database did not answer; try again later".into())
+}
+
+fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// A link as plugins see it.
+pub fn link_record(link: &link::Model) -> types::Link {
+    types::Link {
+        id: link.public_id.clone(),
+        title: link.title.clone(),
+        owner: link.owner_id,
+        max_participants: u32::try_from(link.max_participants).unwrap_or(0),
+        policy: if link.guests_need_approval {
+            "ask".into()
+        } else {
+            "open".into()
+        },
+        created_at: millis(link.created_at),
+        revoked_at: link.revoked_at.map(millis),
+    }
+}
+
+impl HostState {
+    /// The user a plugin may act as: only the one it is acting for now (the signed-in
+    /// user of the request it handles, or the user behind the event).
+    fn acting_as(&self, as_user: i64) -> Result<(), Error> {
+        match self.acting_user {
+            Some(user) if user == as_user => Ok(()),
+            Some(_) => Err(Error::AccessDenied(
+                "a plugin may act only as the user it is handling a request for".into(),
+            )),
+            None => Err(Error::AccessDenied(
+                "no signed-in user is behind this call, so the plugin cannot act as one".into(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mail_limit_is_a_sliding_hour() {
+        let manifest = Manifest::parse(
+            "name = \"m\"\nversion = \"1.0.0\"\nsdk = \"^1\"\n[permissions]\nmail = { per-hour = 2 }\n",
+        )
+        .unwrap();
+        let grants = Grants::new(
+            manifest,
+            [Capability::Mail].into(),
+            BTreeMap::new(),
+            None,
+        );
+        let t0 = Instant::now();
+        assert!(grants.take_mail_slot(2, t0));
+        assert!(grants.take_mail_slot(2, t0 + Duration::from_secs(10)));
+        assert!(!grants.take_mail_slot(2, t0 + Duration::from_secs(20)));
+        assert!(grants.take_mail_slot(2, t0 + Duration::from_secs(3601)));
+    }
+
+    #[test]
+    fn refusals_say_whether_the_manifest_or_the_operator_is_missing() {
+        let manifest = Manifest::parse(
+            "name = \"m\"\nversion = \"1.0.0\"\nsdk = \"^1\"\n[permissions]\nlinks = {}\n",
+        )
+        .unwrap();
+        let grants = Grants::new(manifest, BTreeSet::new(), BTreeMap::new(), None);
+        let Err(Error::AccessDenied(why)) = grants.check(Capability::Links) else {
+            panic!("links must be refused")
+        };
+        assert!(why.contains("has not granted links"), "{why}");
+        let Err(Error::AccessDenied(why)) = grants.check(Capability::Kv) else {
+            panic!("kv must be refused")
+        };
+        assert!(why.contains("does not ask for the kv"), "{why}");
+    }
+}

@@ -1,0 +1,51 @@
+//! `templates`: render a tera template the plugin ships (operators may override it).
+
+use crate::plugins::bindings::confab::plugin::templates::Host;
+use crate::plugins::bindings::confab::plugin::types::Error;
+use crate::plugins::manifest::Capability;
+use crate::plugins::runtime::HostState;
+
+/// Largest JSON context accepted.
+const MAX_CONTEXT_BYTES: usize = 1024 * 1024;
+
+impl HostState {
+    fn render(&self, name: &str, context: &str) -> Result<String, Error> {
+        self.cx.check(Capability::Templates)?;
+        let Some(tera) = &self.cx.templates else {
+            return Err(Error::NotFound(
+                "the plugin ships no templates/ directory".into(),
+            ));
+        };
+        if !tera.get_template_names().any(|n| n == name) {
+            return Err(Error::NotFound(format!("no template called {name:?}")));
+        }
+        if context.len() > MAX_CONTEXT_BYTES {
+            return Err(Error::LimitReached(format!(
+                "the context is larger than {MAX_CONTEXT_BYTES} bytes"
+            )));
+        }
+        let value: serde_json::Value = serde_json::from_str(context)
+            .map_err(|e| Error::Invalid(format!("the context is not JSON: {e}")))?;
+        let context = tera::Context::from_value(value)
+            .map_err(|_| Error::Invalid("the context must be a JSON object".into()))?;
+        tera.render(name, &context).map_err(|e| {
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                message = format!("{message}: {s}");
+                source = s.source();
+            }
+            Error::Invalid(message)
+        })
+    }
+}
+
+impl Host for HostState {
+    async fn render(
+        &mut self,
+        name: String,
+        context: String,
+    ) -> wasmtime::Result<Result<String, Error>> {
+        Ok(HostState::render(self, &name, &context))
+    }
+}

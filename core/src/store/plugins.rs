@@ -1,0 +1,199 @@
+//! Plugins' key-value data and automatic switch-offs.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Alias, Expr, Func, OnConflict};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
+};
+
+use super::{Store, StoreResult, plugin_kv, plugin_status};
+
+/// Why a value was not stored.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KvSetOutcome {
+    Stored,
+    /// Storing it would take the plugin over its quota (bytes in use given).
+    OverQuota { used: i64 },
+}
+
+fn live(now: DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(plugin_kv::Column::ExpiresAt.is_null())
+        .add(plugin_kv::Column::ExpiresAt.gt(now))
+}
+
+impl Store {
+    pub async fn plugin_kv_get(
+        &self,
+        plugin: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        Ok(plugin_kv::Entity::find()
+            .filter(plugin_kv::Column::Plugin.eq(plugin))
+            .filter(plugin_kv::Column::Key.eq(key))
+            .filter(live(now))
+            .one(self.conn())
+            .await?
+            .map(|row| row.value))
+    }
+
+    /// Stores `value` under `key` unless the plugin's entries would then exceed
+    /// `quota` bytes (keys plus values; expired entries do not count).
+    pub async fn plugin_kv_set(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<DateTime<Utc>>,
+        quota: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<KvSetOutcome> {
+        let _turn = self.write_turn().await;
+        let txn = self.conn().begin().await?;
+        let used: Option<i64> = plugin_kv::Entity::find()
+            .select_only()
+            .column_as(Expr::col(plugin_kv::Column::Size).sum(), "used")
+            .filter(plugin_kv::Column::Plugin.eq(plugin))
+            .filter(plugin_kv::Column::Key.ne(key))
+            .filter(live(now))
+            .into_tuple::<Option<i64>>()
+            .one(&txn)
+            .await?
+            .flatten();
+        let used = used.unwrap_or(0);
+        let size = (key.len() + value.len()) as i64;
+        if used + size > quota {
+            return Ok(KvSetOutcome::OverQuota { used });
+        }
+        plugin_kv::Entity::insert(plugin_kv::ActiveModel {
+            plugin: Set(plugin.to_string()),
+            key: Set(key.to_string()),
+            value: Set(value),
+            size: Set(size),
+            expires_at: Set(expires_at),
+            updated_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::columns([plugin_kv::Column::Plugin, plugin_kv::Column::Key])
+                .update_columns([
+                    plugin_kv::Column::Value,
+                    plugin_kv::Column::Size,
+                    plugin_kv::Column::ExpiresAt,
+                    plugin_kv::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(KvSetOutcome::Stored)
+    }
+
+    pub async fn plugin_kv_delete(&self, plugin: &str, key: &str) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
+        plugin_kv::Entity::delete_many()
+            .filter(plugin_kv::Column::Plugin.eq(plugin))
+            .filter(plugin_kv::Column::Key.eq(key))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Live keys starting with `prefix`, in byte order, after `after`.
+    pub async fn plugin_kv_keys(
+        &self,
+        plugin: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>> {
+        let mut query = plugin_kv::Entity::find()
+            .select_only()
+            .column(plugin_kv::Column::Key)
+            .filter(plugin_kv::Column::Plugin.eq(plugin))
+            .filter(live(now));
+        if !prefix.is_empty() {
+            // substr() compares exactly on both databases (LIKE would treat % and _
+            // as wildcards and, on SQLite, ignore case).
+            let head = Func::cust(Alias::new("substr"))
+                .arg(Expr::col(plugin_kv::Column::Key))
+                .arg(1)
+                .arg(prefix.chars().count() as i64);
+            query = query.filter(Expr::expr(head).eq(prefix));
+        }
+        if let Some(after) = after {
+            query = query.filter(plugin_kv::Column::Key.gt(after));
+        }
+        let keys: Vec<String> = query
+            .order_by_asc(plugin_kv::Column::Key)
+            .limit(limit)
+            .into_tuple()
+            .all(self.conn())
+            .await?;
+        Ok(keys)
+    }
+
+    /// Bytes a plugin keeps (live entries).
+    pub async fn plugin_kv_usage(&self, plugin: &str, now: DateTime<Utc>) -> StoreResult<i64> {
+        let used: Option<i64> = plugin_kv::Entity::find()
+            .select_only()
+            .column_as(Expr::col(plugin_kv::Column::Size).sum(), "used")
+            .filter(plugin_kv::Column::Plugin.eq(plugin))
+            .filter(live(now))
+            .into_tuple::<Option<i64>>()
+            .one(self.conn())
+            .await?
+            .flatten();
+        Ok(used.unwrap_or(0))
+    }
+
+    /// Deletes entries that expired before `now`.
+    pub async fn delete_expired_plugin_kv(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        let _turn = self.write_turn().await;
+        let res = plugin_kv::Entity::delete_many()
+            .filter(plugin_kv::Column::ExpiresAt.lte(now))
+            .exec(self.conn())
+            .await?;
+        Ok(res.rows_affected)
+    }
+
+    pub async fn plugin_statuses(&self) -> StoreResult<Vec<plugin_status::Model>> {
+        Ok(plugin_status::Entity::find().all(self.conn()).await?)
+    }
+
+    pub async fn set_plugin_auto_disabled(
+        &self,
+        plugin: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
+        plugin_status::Entity::insert(plugin_status::ActiveModel {
+            plugin: Set(plugin.to_string()),
+            disabled_reason: Set(reason.to_string()),
+            disabled_at: Set(at),
+        })
+        .on_conflict(
+            OnConflict::column(plugin_status::Column::Plugin)
+                .update_columns([
+                    plugin_status::Column::DisabledReason,
+                    plugin_status::Column::DisabledAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn clear_plugin_auto_disabled(&self, plugin: &str) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
+        plugin_status::Entity::delete_by_id(plugin.to_string())
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+}
