@@ -347,7 +347,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("plugins.cache", "CONFAB_PLUGINS_CACHE"),
     ("plugins.cache_dir", "CONFAB_PLUGINS_CACHE_DIR"),
     ("plugins.watch", "CONFAB_PLUGINS_WATCH"),
-    ("plugins.watch_interval_ms", "CONFAB_PLUGINS_WATCH_INTERVAL_MS"),
+    (
+        "plugins.watch_interval_ms",
+        "CONFAB_PLUGINS_WATCH_INTERVAL_MS",
+    ),
     (
         "plugins.failures_before_disable",
         "CONFAB_PLUGINS_FAILURES_BEFORE_DISABLE",

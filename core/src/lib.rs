@@ -211,12 +211,11 @@ impl App {
             state.clone(),
             shutdown.clone(),
         ));
-        let watcher = state.config.plugins.watch.then(|| {
-            tokio::spawn(plugins::PluginHost::watch(
-                state.clone(),
-                shutdown.clone(),
-            ))
-        });
+        let watcher = state
+            .config
+            .plugins
+            .watch
+            .then(|| tokio::spawn(plugins::PluginHost::watch(state.clone(), shutdown.clone())));
         let local = listener.local_addr().map_err(AppError::Serve)?;
         tracing::info!(address = %local, url = %state.public_url(), database = state.store.backend_name(), "Confab is ready");
         let result = axum::serve(listener, self.router())

@@ -65,7 +65,11 @@ impl MigrationTrait for Migration {
                             .not_null()
                             .primary_key(),
                     )
-                    .col(ColumnDef::new(PluginStatus::DisabledReason).text().not_null())
+                    .col(
+                        ColumnDef::new(PluginStatus::DisabledReason)
+                            .text()
+                            .not_null(),
+                    )
                     .col(
                         ColumnDef::new(PluginStatus::DisabledAt)
                             .timestamp_with_time_zone()

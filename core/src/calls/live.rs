@@ -120,7 +120,10 @@ pub enum PluginCallAction {
         payload: Vec<u8>,
     },
     /// Remove a participant as the signed-in user `as_user`, who must be on the call.
-    Remove { as_user: i64, participant: u32 },
+    Remove {
+        as_user: i64,
+        participant: u32,
+    },
 }
 
 /// Why a plugin's request to a call did not happen.
@@ -617,7 +620,10 @@ impl CallTask {
         plugins::CallInfo {
             link: self.link_id.clone(),
             id: self.call_id.clone(),
-            started_at: self.call.started_at().unwrap_or_else(|| self.state.clock.now()),
+            started_at: self
+                .call
+                .started_at()
+                .unwrap_or_else(|| self.state.clock.now()),
         }
     }
 
@@ -643,7 +649,8 @@ impl CallTask {
                 }
             }
         });
-        self.plugin_inboxes.insert(plugin.to_string(), inbox.clone());
+        self.plugin_inboxes
+            .insert(plugin.to_string(), inbox.clone());
         inbox
     }
 

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use crate::accounts::AccountError;
 use crate::links::LinkError;
+use crate::plugins::InvokeError;
 use crate::policy::PolicyError;
 use crate::store::StoreError;
 use crate::validate::Invalid;
@@ -68,6 +69,12 @@ pub enum ApiError {
     /// 429
     #[error("too many attempts; try again in {retry_after_secs} seconds")]
     TooManyRequests { retry_after_secs: i64 },
+    /// 502: a plugin failed to answer (details are in the server's log).
+    #[error("{0}")]
+    PluginFailed(String),
+    /// 503: not possible right now; try again later.
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
     /// 500: details are logged, never returned.
     #[error("internal error")]
     Internal(String),
@@ -104,6 +111,8 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) | Self::InvalidBody(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::PluginFailed(_) => StatusCode::BAD_GATEWAY,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,6 +134,8 @@ impl ApiError {
             Self::Validation(_) => "validation_failed",
             Self::InvalidBody(_) => "invalid_body",
             Self::TooManyRequests { .. } => "too_many_requests",
+            Self::PluginFailed(_) => "plugin_failed",
+            Self::Unavailable { code, .. } => code,
             Self::Internal(_) => "internal",
         }
     }
@@ -154,6 +165,11 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::Unavailable { .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::TooManyRequests { retry_after_secs } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
@@ -217,6 +233,24 @@ impl From<AccountError> for ApiError {
             AccountError::NotFound => Self::NotFound("not found"),
             AccountError::Store(err) => err.into(),
             AccountError::Hashing(detail) => Self::Internal(detail),
+        }
+    }
+}
+
+impl From<InvokeError> for ApiError {
+    fn from(err: InvokeError) -> Self {
+        match err {
+            InvokeError::NotFound(_) => Self::NotFound("no such plugin"),
+            InvokeError::NotHandled(_) => Self::NotFound("this plugin has no such page"),
+            InvokeError::Disabled(_) => Self::FeatureDisabled {
+                code: "plugin_disabled",
+                message: "an administrator switched this plugin off",
+            },
+            InvokeError::Busy(_) => Self::Unavailable {
+                code: "plugin_busy",
+                message: err.to_string(),
+            },
+            InvokeError::Failed { .. } => Self::PluginFailed(err.to_string()),
         }
     }
 }

@@ -11,6 +11,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{AuthUser, Json, Query};
 use crate::AppState;
 use crate::links::{self, LinkPatch, LinkView, NewLink};
+use crate::plugins::{self, Event};
 use crate::store::LinkFilter;
 
 pub fn router() -> Router<AppState> {
@@ -108,6 +109,7 @@ async fn create_link(
     let policy = state.policy.get(&state.store).await?;
     let link = links::create(&state.store, &policy, &user, input, state.clock.now()).await?;
     state.metrics.links_created.inc();
+    plugins::emit(&state, Event::LinkCreated(link.clone()));
     Ok((
         StatusCode::CREATED,
         Json(LinkView::new(&link, state.public_url())),
@@ -140,6 +142,7 @@ async fn update_link(
     Json(patch): Json<LinkPatch>,
 ) -> Result<Json<LinkView>, ApiError> {
     let link = links::update(&state.store, &user, &id, patch, state.clock.now()).await?;
+    plugins::emit(&state, Event::LinkUpdated(link.clone()));
     Ok(Json(LinkView::new(&link, state.public_url())))
 }
 
@@ -165,7 +168,11 @@ async fn revoke_link(
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<LinkView>, ApiError> {
-    let link = links::revoke(&state.store, &user, &id, state.clock.now()).await?;
+    let now = state.clock.now();
+    let link = links::revoke(&state.store, &user, &id, now).await?;
+    if link.revoked_at == Some(now) {
+        plugins::emit(&state, Event::LinkRevoked(link.clone()));
+    }
     Ok(Json(LinkView::new(&link, state.public_url())))
 }
 
@@ -180,5 +187,6 @@ async fn rotate_link(
     Path(id): Path<String>,
 ) -> Result<Json<LinkView>, ApiError> {
     let link = links::rotate(&state.store, &user, &id, state.clock.now()).await?;
+    plugins::emit(&state, Event::LinkUpdated(link.clone()));
     Ok(Json(LinkView::new(&link, state.public_url())))
 }

@@ -18,6 +18,7 @@ mod links;
 pub mod openapi;
 mod ops;
 mod pages;
+mod plugins;
 mod policy;
 mod users;
 
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .merge(links::router())
         .merge(users::router())
         .merge(policy::router())
+        .merge(plugins::router())
         .merge(openapi::router())
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
 

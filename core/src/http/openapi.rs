@@ -16,6 +16,8 @@ use crate::AppState;
         super::users::me, super::users::list_users, super::users::create_user,
         super::users::list_tokens, super::users::create_token, super::users::revoke_token,
         super::policy::show_policy, super::policy::update_policy,
+        super::plugins::list_plugins, super::plugins::show_plugin, super::plugins::enable_plugin,
+        super::plugins::disable_plugin, super::plugins::reload_plugin,
     ),
     modifiers(&BearerToken),
     tags((name = "links", description = "Call links"), (name = "users"), (name = "tokens", description = "API tokens for scripting"), (name = "admin"))

@@ -493,8 +493,9 @@ async fn dashboard_create_link(
     }
     .await;
     match result {
-        Ok(_) => {
+        Ok(link) => {
             state.metrics.links_created.inc();
+            crate::plugins::emit(&state, crate::plugins::Event::LinkCreated(link));
             Redirect::to("/dashboard").into_response()
         }
         Err(err) => {
@@ -530,8 +531,14 @@ async fn dashboard_revoke_link(
     if !session_csrf_matches(&user, &form.csrf) {
         return state.page_error(PageError::csrf());
     }
-    match links::revoke(&state.store, &user.account, &id, state.clock.now()).await {
-        Ok(_) => Redirect::to("/dashboard").into_response(),
+    let now = state.clock.now();
+    match links::revoke(&state.store, &user.account, &id, now).await {
+        Ok(link) => {
+            if link.revoked_at == Some(now) {
+                crate::plugins::emit(&state, crate::plugins::Event::LinkRevoked(link));
+            }
+            Redirect::to("/dashboard").into_response()
+        }
         Err(LinkError::NotFound) => state.page_error(PageError::new(
             StatusCode::NOT_FOUND,
             "Link not found",

@@ -573,7 +573,10 @@ call-page = "call.js"
 
     #[test]
     fn host_patterns_match_exact_names_and_subdomains_only() {
-        let allowed = vec!["caldav.example.org".to_string(), "*.hooks.example".to_string()];
+        let allowed = vec![
+            "caldav.example.org".to_string(),
+            "*.hooks.example".to_string(),
+        ];
         assert!(host_allowed(&allowed, "CalDAV.example.org"));
         assert!(host_allowed(&allowed, "a.hooks.example"));
         assert!(!host_allowed(&allowed, "hooks.example"));

@@ -221,7 +221,10 @@ pub trait Outbox: Send + Sync {
 pub enum Verdict {
     Allow,
     /// The first plugin that denied, and its reason for the guest.
-    Deny { plugin: String, reason: String },
+    Deny {
+        plugin: String,
+        reason: String,
+    },
     /// Warnings for the people on the call, by plugin.
     Flag(Vec<(String, String)>),
 }
@@ -311,9 +314,9 @@ impl Stamp {
     }
 
     fn changed(&self) -> bool {
-        self.0.iter().any(|(p, t)| {
-            std::fs::metadata(p).and_then(|m| m.modified()).ok() != *t
-        })
+        self.0
+            .iter()
+            .any(|(p, t)| std::fs::metadata(p).and_then(|m| m.modified()).ok() != *t)
     }
 }
 
@@ -411,7 +414,11 @@ impl PluginHost {
         });
         Self {
             config: p.clone(),
-            dirs: if p.enabled { p.paths.clone() } else { Vec::new() },
+            dirs: if p.enabled {
+                p.paths.clone()
+            } else {
+                Vec::new()
+            },
             scan_dir,
             cache_dir,
             plugins: RwLock::default(),
@@ -471,7 +478,13 @@ impl PluginHost {
         let owned_dir = dir.to_path_buf();
         let now = state.clock.now();
         let outcome = tokio::task::spawn_blocking(move || {
-            load_plugin(&owned_dir, Source::Installed, &settings, cache.as_deref(), now)
+            load_plugin(
+                &owned_dir,
+                Source::Installed,
+                &settings,
+                cache.as_deref(),
+                now,
+            )
         })
         .await
         .unwrap_or_else(|e| Err((format!("loading panicked: {e}"), None)));
@@ -626,7 +639,12 @@ impl PluginHost {
                     hooks: m
                         .hooks
                         .iter()
-                        .map(|h| serde_json::to_value(h).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())
+                        .map(|h| {
+                            serde_json::to_value(h)
+                                .ok()
+                                .and_then(|v| v.as_str().map(String::from))
+                                .unwrap_or_default()
+                        })
                         .collect(),
                     requested: m
                         .permissions
@@ -643,7 +661,14 @@ impl PluginHost {
                         .iter()
                         .map(|(k, v)| {
                             let secret = m.config.get(k).is_some_and(|c| c.secret);
-                            (k.clone(), if secret { "••••".into() } else { v.clone() })
+                            (
+                                k.clone(),
+                                if secret {
+                                    "••••".into()
+                                } else {
+                                    v.clone()
+                                },
+                            )
                         })
                         .collect(),
                     call_page: m
@@ -738,14 +763,16 @@ impl PluginHost {
         for plugin in listeners {
             let queue = plugin.queue.get_or_init(|| {
                 let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-                tokio::spawn(deliver_events(state.clone(), plugin.grants.name.to_string(), rx));
+                tokio::spawn(deliver_events(
+                    state.clone(),
+                    plugin.grants.name.to_string(),
+                    rx,
+                ));
                 tx
             });
             if queue.try_send(event.clone()).is_err() {
                 plugin.dropped_events.fetch_add(1, Ordering::Relaxed);
-                state
-                    .metrics
-                    .plugin_events_dropped(&plugin.grants.name);
+                state.metrics.plugin_events_dropped(&plugin.grants.name);
                 tracing::warn!(plugin = %plugin.grants.name, "plugin event queue is full: event dropped");
             }
         }
@@ -863,13 +890,20 @@ impl PluginHost {
         }
         let deadline = Duration::from_millis(u64::from(plugin.grants.manifest.limits.deadline_ms));
         let call = call.to_wit();
-        self.invoke(state, &plugin, "call-message", None, deadline, move |p, s| {
-            Box::pin(async move {
-                p.confab_plugin_hooks()
-                    .call_on_call_message(s, &call, sender, &payload)
-                    .await
-            })
-        })
+        self.invoke(
+            state,
+            &plugin,
+            "call-message",
+            None,
+            deadline,
+            move |p, s| {
+                Box::pin(async move {
+                    p.confab_plugin_hooks()
+                        .call_on_call_message(s, &call, sender, &payload)
+                        .await
+                })
+            },
+        )
         .await
     }
 
@@ -881,7 +915,13 @@ impl PluginHost {
         timer: &str,
     ) -> Result<(), InvokeError> {
         let plugin = self.enabled(state, name).await?;
-        if !plugin.grants.manifest.timers.iter().any(|t| t.name == timer) {
+        if !plugin
+            .grants
+            .manifest
+            .timers
+            .iter()
+            .any(|t| t.name == timer)
+        {
             return Err(InvokeError::NotHandled(name.into()));
         }
         let deadline = Duration::from_millis(u64::from(plugin.grants.manifest.limits.deadline_ms));
@@ -916,14 +956,18 @@ impl PluginHost {
                 .collect();
             next.retain(|k, _| timers.iter().any(|(p, t, _)| (p, t) == (&k.0, &k.1)));
             for (plugin, timer, every) in timers {
-                let due = next.entry((plugin.clone(), timer.clone())).or_insert(now + every);
+                let due = next
+                    .entry((plugin.clone(), timer.clone()))
+                    .or_insert(now + every);
                 if *due <= now {
                     *due = now + every;
                     let state = state.clone();
                     tokio::spawn(async move {
                         match state.plugins.fire_timer(&state, &plugin, &timer).await {
                             Ok(()) | Err(InvokeError::Disabled(_)) => {}
-                            Err(e) => tracing::warn!(%plugin, %timer, error = %e, "plugin timer failed"),
+                            Err(e) => {
+                                tracing::warn!(%plugin, %timer, error = %e, "plugin timer failed")
+                            }
                         }
                     });
                 }
@@ -1012,11 +1056,15 @@ impl PluginHost {
             Err(_) => format!("ran past its deadline of {} ms", deadline.as_millis()),
         };
         if error.starts_with("the server has no room") {
-            state.metrics.plugin_invocation(&name, hook, "busy", elapsed);
+            state
+                .metrics
+                .plugin_invocation(&name, hook, "busy", elapsed);
             tracing::warn!(plugin = %name, hook, %error, "plugin not run");
             return Err(InvokeError::Busy(name));
         }
-        state.metrics.plugin_invocation(&name, hook, "failed", elapsed);
+        state
+            .metrics
+            .plugin_invocation(&name, hook, "failed", elapsed);
         plugin.failures.fetch_add(1, Ordering::Relaxed);
         *plugin.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(format!("{hook}: {error}"));
@@ -1024,8 +1072,12 @@ impl PluginHost {
         tracing::error!(plugin = %name, hook, %error, failures_in_a_row = in_a_row, "plugin invocation failed");
         let limit = self.config.failures_before_disable;
         if limit > 0 && in_a_row == limit {
-            self.auto_disable(state, &name, &format!("{in_a_row} failures in a row; the last: {hook}: {error}"))
-                .await;
+            self.auto_disable(
+                state,
+                &name,
+                &format!("{in_a_row} failures in a row; the last: {hook}: {error}"),
+            )
+            .await;
         }
         Err(InvokeError::Failed {
             plugin: name,
@@ -1037,7 +1089,11 @@ impl PluginHost {
         tracing::error!(plugin = %name, reason, "switching the plugin off; an administrator can switch it back on");
         state.metrics.plugin_auto_disabled(name);
         let now = state.clock.now();
-        if let Err(e) = state.store.set_plugin_auto_disabled(name, reason, now).await {
+        if let Err(e) = state
+            .store
+            .set_plugin_auto_disabled(name, reason, now)
+            .await
+        {
             tracing::error!(plugin = %name, error = %e, "cannot record why the plugin was switched off");
         }
         if let Err(e) = self.set_enabled(state, name, false).await {
@@ -1103,8 +1159,12 @@ fn load_plugin(
     now: DateTime<Utc>,
 ) -> Result<Loaded, (String, Option<Stamp>)> {
     let manifest_path = dir.join("plugin.toml");
-    let text = std::fs::read_to_string(&manifest_path)
-        .map_err(|e| (format!("cannot read {}: {e}", manifest_path.display()), None))?;
+    let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
+        (
+            format!("cannot read {}: {e}", manifest_path.display()),
+            None,
+        )
+    })?;
     let manifest = Manifest::parse(&text).map_err(|e| (e.to_string(), None))?;
     let component_path = dir.join(&manifest.component);
     let stamp = Stamp::of(&[manifest_path.clone(), component_path.clone()]);
@@ -1134,15 +1194,19 @@ fn load_plugin(
     let sdk = component_sdk_version(&bytes).map_err(fail)?;
     check_sdk(&sdk).map_err(fail)?;
     let runtime = Runtime::get().map_err(fail)?;
-    let component = runtime.compile(&bytes, cache).map_err(|e| {
-        fail(format!("not a valid WebAssembly component: {e}"))
-    })?;
+    let component = runtime
+        .compile(&bytes, cache)
+        .map_err(|e| fail(format!("not a valid WebAssembly component: {e}")))?;
     let pre = runtime.prepare(&component).map_err(|e| {
         fail(format!(
             "does not fit this server's confab:plugin@{SDK_VERSION} world: {e}"
         ))
     })?;
-    let settings = config.settings.get(&manifest.name).cloned().unwrap_or_default();
+    let settings = config
+        .settings
+        .get(&manifest.name)
+        .cloned()
+        .unwrap_or_default();
     let requested: BTreeSet<Capability> = manifest.permissions.requested().into_iter().collect();
     let granted: BTreeSet<Capability> = match (&settings.grant, source) {
         (Some(list), _) => list
@@ -1176,7 +1240,11 @@ fn load_plugin(
             None => {}
         }
     }
-    if let Some(unknown) = settings.config.keys().find(|k| !manifest.config.contains_key(*k)) {
+    if let Some(unknown) = settings
+        .config
+        .keys()
+        .find(|k| !manifest.config.contains_key(*k))
+    {
         return Err(fail(format!(
             "plugins.settings.{}.config.{unknown} is not a setting this plugin declares",
             manifest.name
@@ -1184,7 +1252,11 @@ fn load_plugin(
     }
     let templates = load_templates(dir, settings.templates_dir.as_deref()).map_err(fail)?;
     let memory_mib = manifest.limits.memory_mib.min(config.max_memory_mib);
-    let concurrency = manifest.limits.concurrency.min(config.max_concurrency).max(1);
+    let concurrency = manifest
+        .limits
+        .concurrency
+        .min(config.max_concurrency)
+        .max(1);
     Ok(Loaded {
         grants: Arc::new(capabilities::Grants::new(
             manifest.clone(),
@@ -1252,11 +1324,14 @@ pub fn component_sdk_version(bytes: &[u8]) -> Result<semver::Version, String> {
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(|e| format!("not a WebAssembly file: {e}"))?;
         match payload {
-            wasmparser::Payload::CustomSection(section) if section.name() == "confab-sdk-version" => {
+            wasmparser::Payload::CustomSection(section)
+                if section.name() == "confab-sdk-version" =>
+            {
                 let text = std::str::from_utf8(section.data())
                     .map_err(|_| "the confab-sdk-version section is not text".to_string())?;
-                return semver::Version::parse(text.trim())
-                    .map_err(|e| format!("the confab-sdk-version section {text:?} is not a version: {e}"));
+                return semver::Version::parse(text.trim()).map_err(|e| {
+                    format!("the confab-sdk-version section {text:?} is not a version: {e}")
+                });
             }
             wasmparser::Payload::ComponentExportSection(reader) => {
                 for export in reader.into_iter().flatten() {

@@ -129,7 +129,9 @@ impl Runtime {
 
     fn cache_path(&self, dir: &Path, bytes: &[u8]) -> PathBuf {
         let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
         let digest = Sha256::new()
             .chain_update(bytes)
             .chain_update(engine_hash.finish().to_le_bytes())

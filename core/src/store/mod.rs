@@ -23,8 +23,8 @@ mod users;
 pub use entities::{
     api_token, call_event, link, org_policy, plugin_kv, plugin_status, session, user,
 };
-pub use plugins::KvSetOutcome;
 pub use links::{LinkFilter, LinkPage};
+pub use plugins::KvSetOutcome;
 
 /// A database failure.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,9 @@ use super::{Store, StoreResult, plugin_kv, plugin_status};
 pub enum KvSetOutcome {
     Stored,
     /// Storing it would take the plugin over its quota (bytes in use given).
-    OverQuota { used: i64 },
+    OverQuota {
+        used: i64,
+    },
 }
 
 fn live(now: DateTime<Utc>) -> Condition {

@@ -11,5 +11,6 @@ mod cli;
 mod links;
 mod ops;
 mod pages;
+mod plugins;
 mod privacy;
 mod signaling;

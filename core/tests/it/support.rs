@@ -46,6 +46,7 @@ pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestApp {
     pub router: Router,
+    pub state: confab_core::AppState,
     pub clock: FakeClock,
     pub store: Store,
     _db: DbGuard,
@@ -165,6 +166,7 @@ impl TestApp {
         app.start_media().expect("media ports open");
         Self {
             router: app.router(),
+            state: app.state().clone(),
             store: app.state().store.clone(),
             clock,
             _db: guard,

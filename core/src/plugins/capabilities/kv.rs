@@ -100,7 +100,13 @@ impl HostState {
         let now = self.app.clock.now();
         self.app
             .store
-            .plugin_kv_keys(&self.cx.name, &prefix, after.as_deref(), u64::from(limit), now)
+            .plugin_kv_keys(
+                &self.cx.name,
+                &prefix,
+                after.as_deref(),
+                u64::from(limit),
+                now,
+            )
             .await
             .map_err(unavailable)
     }

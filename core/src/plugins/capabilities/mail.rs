@@ -49,7 +49,9 @@ fn check_address(field: &str, value: &str) -> Result<(), Error> {
 /// Checks a message before it is queued.
 pub fn check_message(message: &Message) -> Result<(), Error> {
     if message.to.is_empty() {
-        return Err(Error::Invalid("a message needs at least one recipient".into()));
+        return Err(Error::Invalid(
+            "a message needs at least one recipient".into(),
+        ));
     }
     if message.to.len() + message.cc.len() > MAX_RECIPIENTS {
         return Err(Error::LimitReached(format!(
@@ -159,7 +161,13 @@ mod tests {
         let mut m = message();
         m.to = vec!["Ana\n <ana@example.org>".into()];
         assert!(matches!(check_message(&m), Err(Error::Invalid(_))));
-        for bad in ["ana", "ana@", "@example.org", "ana@localhost", "a b@example.org"] {
+        for bad in [
+            "ana",
+            "ana@",
+            "@example.org",
+            "ana@localhost",
+            "a b@example.org",
+        ] {
             let mut m = message();
             m.to = vec![bad.into()];
             assert!(matches!(check_message(&m), Err(Error::Invalid(_))), "{bad}");

@@ -137,12 +137,7 @@ mod tests {
             "name = \"m\"\nversion = \"1.0.0\"\nsdk = \"^1\"\n[permissions]\nmail = { per-hour = 2 }\n",
         )
         .unwrap();
-        let grants = Grants::new(
-            manifest,
-            [Capability::Mail].into(),
-            BTreeMap::new(),
-            None,
-        );
+        let grants = Grants::new(manifest, [Capability::Mail].into(), BTreeMap::new(), None);
         let t0 = Instant::now();
         assert!(grants.take_mail_slot(2, t0));
         assert!(grants.take_mail_slot(2, t0 + Duration::from_secs(10)));

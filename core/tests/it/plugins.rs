@@ -1,0 +1,729 @@
+//! Plugins: real components (examples/hello-plugin and the misbehaving
+//! tests/plugins/rogue), built for wasm32-wasip2 by the tests, loaded by the host.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use confab_core::accounts::Role;
+use confab_core::config::{Config, PluginSettings};
+use confab_core::plugins::{CallInfo, LobbyInfo, Verdict};
+use serde_json::{Value, json};
+
+use crate::support::TestApp;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds a plugin crate for wasm32-wasip2 (once per test run) and returns its component.
+pub fn build_plugin(crate_dir: &Path, artifact: &str) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // Its own target directory: the test run's cargo holds the workspace's.
+    let target = repo().join("target/plugin-builds");
+    let out = target.join(format!("wasm32-wasip2/release/{artifact}"));
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args([
+        "build",
+        "--release",
+        "--locked",
+        "--target",
+        "wasm32-wasip2",
+        "--quiet",
+    ])
+    .arg("--manifest-path")
+    .arg(crate_dir.join("Cargo.toml"));
+    // Nothing of the test run's own cargo settings applies to the plugin's build.
+    for (key, _) in std::env::vars() {
+        let inherited = key.starts_with("CARGO_") && key != "CARGO_HOME";
+        if inherited || key.starts_with("RUSTC_") || key == "RUSTFLAGS" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("CARGO_TARGET_DIR", &target);
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "building {} failed", crate_dir.display());
+    assert!(out.is_file(), "{} was not built", out.display());
+    out
+}
+
+fn hello_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| build_plugin(&repo().join("examples/hello-plugin"), "hello_plugin.wasm"))
+}
+
+fn rogue_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| {
+        build_plugin(
+            &repo().join("core/tests/plugins/rogue"),
+            "rogue_plugin.wasm",
+        )
+    })
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Installs a plugin the way an operator does: a directory with plugin.toml, the
+/// component as plugin.wasm, and the plugin's static files and templates.
+fn install(plugins_dir: &Path, crate_dir: &Path, wasm: &Path, name: &str) -> PathBuf {
+    let dir = plugins_dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = std::fs::read_to_string(crate_dir.join("plugin.toml")).unwrap();
+    let manifest: String = manifest
+        .lines()
+        .map(|l| {
+            if l.starts_with("component = ") {
+                "component = \"plugin.wasm\"".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("plugin.toml"), manifest).unwrap();
+    std::fs::copy(wasm, dir.join("plugin.wasm")).unwrap();
+    for sub in ["static", "templates"] {
+        if crate_dir.join(sub).is_dir() {
+            copy_dir(&crate_dir.join(sub), &dir.join(sub));
+        }
+    }
+    dir
+}
+
+fn grant(config: &mut Config, plugin: &str, caps: &[&str], settings: &[(&str, &str)]) {
+    config.plugins.settings.insert(
+        plugin.into(),
+        PluginSettings {
+            grant: Some(caps.iter().map(|c| c.to_string()).collect()),
+            config: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        },
+    );
+}
+
+/// An app with the hello plugin installed (and granted what it asks for) and the
+/// rogue plugin.
+async fn app_with_plugins(tweak: impl FnOnce(&mut Config)) -> (TestApp, tempfile::TempDir) {
+    let plugins = tempfile::tempdir().unwrap();
+    install(
+        plugins.path(),
+        &repo().join("examples/hello-plugin"),
+        hello_wasm(),
+        "hello",
+    );
+    install(
+        plugins.path(),
+        &repo().join("core/tests/plugins/rogue"),
+        rogue_wasm(),
+        "rogue",
+    );
+    let dir = plugins.path().to_path_buf();
+    let app = TestApp::sqlite_with(move |c| {
+        c.plugins.dir = dir.display().to_string();
+        c.plugins.cache_dir = dir.join(".cache").display().to_string();
+        grant(
+            c,
+            "hello",
+            &["kv", "links", "calls", "templates"],
+            &[("greeting", "Hi"), ("blocked-word", "spam")],
+        );
+        c.plugins.failures_before_disable = 3;
+        tweak(c);
+    })
+    .await;
+    (app, plugins)
+}
+
+async fn plugin_info(app: &TestApp, admin: &str, name: &str) -> Value {
+    let res = app
+        .get(&format!("/api/v1/admin/plugins/{name}"))
+        .bearer(admin)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    res.json()
+}
+
+#[tokio::test]
+async fn a_plugin_serves_pages_with_its_template_settings_and_storage() {
+    let (app, _dir) = app_with_plugins(|_| {}).await;
+    let first = app.get("/p/hello/?name=Ana").send().await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let page = first.text();
+    assert!(page.contains("Hi, Ana!"), "{page}");
+    assert!(page.contains("visited 1 times"), "{page}");
+    let second = app.get("/p/hello/?name=%3Cb%3E").send().await.text();
+    assert!(
+        second.contains("visited 2 times"),
+        "the counter is kept: {second}"
+    );
+    // tera escapes HTML in .html templates
+    assert!(
+        second.contains("&lt;b&gt;") && !second.contains("<b>"),
+        "{second}"
+    );
+    assert!(
+        first.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'self'"),
+        "the server's CSP applies to plugin pages"
+    );
+    let missing = app.get("/p/hello/nothing-here").send().await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let js = app.get("/p/hello/static/hello.js").send().await;
+    assert_eq!(js.status, StatusCode::OK);
+    assert_eq!(js.headers["content-type"], "text/javascript; charset=utf-8");
+    assert!(js.text().contains("onMessage"));
+    for bad in [
+        "/p/hello/static/../plugin.toml",
+        "/p/hello/static/%2e%2e/plugin.toml",
+        "/p/hello/static/nope.js",
+    ] {
+        assert_eq!(
+            app.get(bad).send().await.status,
+            StatusCode::NOT_FOUND,
+            "{bad}"
+        );
+    }
+    let unknown = app.get("/p/nobody/").send().await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.error_code(), "not_found");
+}
+
+#[tokio::test]
+async fn capabilities_the_operator_did_not_grant_are_refused_without_a_trap() {
+    let (app, _dir) = app_with_plugins(|c| {
+        grant(c, "hello", &["kv"], &[]);
+    })
+    .await;
+    let admin = app.admin_token().await;
+    // Templates are requested by the plugin but not granted: the plugin gets a typed
+    // error and answers 500 itself; the invocation did not fail.
+    let res = app.get("/p/hello/").send().await;
+    assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let body = res.text();
+    assert!(
+        body.contains("AccessDenied") && body.contains("has not granted templates"),
+        "{body}"
+    );
+    // The rogue plugin asks for no kv at all.
+    let res = app.get("/p/rogue/kv").send().await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert!(
+        res.text().contains("does not ask for the kv permission"),
+        "{}",
+        res.text()
+    );
+    let hello = plugin_info(&app, &admin, "hello").await;
+    assert_eq!(hello["granted"], json!(["kv"]));
+    assert_eq!(
+        hello["requested"],
+        json!(["kv", "links", "calls", "templates"])
+    );
+    assert_eq!(hello["failures"], 0);
+    assert_eq!(hello["status"], "enabled");
+}
+
+#[tokio::test]
+async fn plugins_hear_events_and_act_only_as_the_signed_in_user() {
+    let (app, _dir) = app_with_plugins(|_| {}).await;
+    let token = app.user_with_token("ana@example.org", Role::Member).await;
+    let link = app.create_link(&token, "Standup").await;
+    let id = link["id"].as_str().unwrap().to_string();
+    let mut newest = String::new();
+    for _ in 0..100 {
+        let res = app.get("/p/hello/newest").send().await;
+        if res.status == StatusCode::OK {
+            newest = res.text();
+            if newest == id {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        newest, id,
+        "the plugin stored the link from the link-created event"
+    );
+
+    // Creating a link through the plugin: as the user behind the request only.
+    let anonymous = app
+        .post("/p/hello/links")
+        .raw("text/plain", "Plugin call")
+        .send()
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let created = app
+        .post("/p/hello/links")
+        .bearer(&token)
+        .raw("text/plain", "Plugin call")
+        .send()
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let created = created.json();
+    let url = created["url"].as_str().unwrap();
+    assert!(url.contains("/j/"), "{url}");
+    let mine = app
+        .get(&format!(
+            "/api/v1/links/{}",
+            created["id"].as_str().unwrap()
+        ))
+        .bearer(&token)
+        .send()
+        .await;
+    assert_eq!(mine.status, StatusCode::OK, "the link belongs to the user");
+    assert_eq!(mine.json()["title"], "Plugin call");
+
+    // A bad token is refused before the plugin runs.
+    let bad = app.post("/p/hello/links").bearer("cf_nope").send().await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn credentials_and_security_headers_stay_with_the_server() {
+    let (app, _dir) = app_with_plugins(|_| {}).await;
+    let token = app.user_with_token("bo@example.org", Role::Member).await;
+    let echo = app
+        .get("/p/rogue/echo?x=1")
+        .bearer(&token)
+        .header("x-custom", "kept")
+        .send()
+        .await
+        .text();
+    assert!(echo.contains("x-custom: kept"), "{echo}");
+    assert!(!echo.to_lowercase().contains("authorization"), "{echo}");
+    assert!(echo.contains("user: Some("), "{echo}");
+    assert!(echo.contains("query: x=1"), "{echo}");
+    let res = app.get("/p/rogue/headers").send().await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(
+        res.headers.get("set-cookie").is_none(),
+        "plugins cannot set cookies"
+    );
+    assert_eq!(res.headers["x-rogue"], "yes");
+    assert!(
+        res.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'self'")
+    );
+    let bad = app.get("/p/rogue/status").send().await;
+    assert_eq!(bad.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(bad.error_code(), "plugin_failed");
+
+    // A browser session posting without the page's Origin or CSRF token is refused.
+    let browser = app.sign_in("bo@example.org").await;
+    let forged = app
+        .post("/p/rogue/echo")
+        .cookie(&browser.cookies)
+        .header("origin", "https://evil.example")
+        .send()
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(forged.error_code(), "csrf_failed");
+    let own = app
+        .post("/p/rogue/echo")
+        .cookie(&browser.cookies)
+        .header("x-csrf-token", &browser.csrf)
+        .send()
+        .await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert!(own.text().contains("user: Some("));
+}
+
+#[tokio::test]
+async fn loops_balloons_and_panics_fail_one_call_and_repeated_failures_switch_the_plugin_off() {
+    let (app, _dir) = app_with_plugins(|_| {}).await;
+    let admin = app.admin_token().await;
+    let looping = app.get("/p/rogue/loop").send().await;
+    assert_eq!(looping.status, StatusCode::BAD_GATEWAY);
+    assert!(
+        looping.text().contains("deadline of 300 ms"),
+        "{}",
+        looping.text()
+    );
+    assert_eq!(
+        app.get("/p/rogue/ok").send().await.status,
+        StatusCode::OK,
+        "the plugin still answers"
+    );
+    let balloon = app.get("/p/rogue/balloon").send().await;
+    assert_eq!(balloon.status, StatusCode::BAD_GATEWAY);
+    assert!(balloon.text().contains("trapped"), "{}", balloon.text());
+    assert_eq!(app.get("/p/rogue/ok").send().await.text(), "still here");
+    let info = plugin_info(&app, &admin, "rogue").await;
+    assert_eq!(info["failures"], 2);
+    assert_eq!(info["consecutive_failures"], 0, "a success resets the run");
+    assert!(
+        info["last_error"].as_str().unwrap().contains("trapped"),
+        "{info}"
+    );
+
+    // Three failures in a row switch it off.
+    for path in ["/p/rogue/panic", "/p/rogue/loop", "/p/rogue/panic"] {
+        assert_eq!(
+            app.get(path).send().await.status,
+            StatusCode::BAD_GATEWAY,
+            "{path}"
+        );
+    }
+    let off = app.get("/p/rogue/ok").send().await;
+    assert_eq!(off.status, StatusCode::FORBIDDEN);
+    assert_eq!(off.error_code(), "plugin_disabled");
+    let info = plugin_info(&app, &admin, "rogue").await;
+    assert_eq!(info["status"], "auto_disabled");
+    assert!(
+        info["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("3 failures in a row"),
+        "{info}"
+    );
+    // Other plugins are unaffected.
+    assert_eq!(app.get("/p/hello/").send().await.status, StatusCode::OK);
+    let metrics = app.get("/metrics").send().await.text();
+    assert!(
+        metrics.contains("confab_plugin_auto_disabled_total{plugin=\"rogue\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "confab_plugin_invocations_total{plugin=\"rogue\",hook=\"http\",outcome=\"failed\"} 5"
+        ),
+        "{metrics}"
+    );
+
+    // An administrator switches it back on.
+    let on = app
+        .post("/api/v1/admin/plugins/rogue/enable")
+        .bearer(&admin)
+        .send()
+        .await;
+    assert_eq!(on.status, StatusCode::OK, "{}", on.text());
+    assert_eq!(on.json()["status"], "enabled");
+    assert_eq!(on.json()["consecutive_failures"], 0);
+    assert_eq!(app.get("/p/rogue/ok").send().await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn lobby_screening_denies_flags_and_falls_back_when_a_plugin_is_late() {
+    let (app, _dir) = app_with_plugins(|c| {
+        c.plugins
+            .settings
+            .entry("rogue".into())
+            .or_default()
+            .lobby_fallback = confab_core::config::LobbyFallback::Flag;
+    })
+    .await;
+    let request = |name: &str| LobbyInfo {
+        call: CallInfo {
+            link: "abc".into(),
+            id: "call1".into(),
+            started_at: app.clock_now(),
+        },
+        request: 0,
+        name: name.into(),
+        address: None,
+        asked_at: app.clock_now(),
+    };
+    let plugins = &app.state.plugins;
+    match plugins
+        .lobby_decision(&app.state, &request("Spam King"))
+        .await
+    {
+        Verdict::Deny { plugin, reason } => {
+            assert_eq!(plugin, "hello");
+            assert!(reason.contains("spam"), "{reason}");
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    assert_eq!(
+        plugins.lobby_decision(&app.state, &request("Ana")).await,
+        Verdict::Flag(vec![("rogue".into(), "Ana looks suspicious".into())])
+    );
+    // "slow" makes the rogue plugin loop past its 50 ms decision deadline: the
+    // operator's fallback (flag) applies.
+    let started = std::time::Instant::now();
+    assert_eq!(
+        plugins.lobby_decision(&app.state, &request("slow")).await,
+        Verdict::Flag(vec![(
+            "rogue".into(),
+            "could not be screened automatically".into()
+        )])
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn administrators_list_disable_enable_and_reload_plugins() {
+    let (app, dir) = app_with_plugins(|_| {}).await;
+    let admin = app.admin_token().await;
+    let member = app.user_with_token("cy@example.org", Role::Member).await;
+    let denied = app
+        .get("/api/v1/admin/plugins")
+        .bearer(&member)
+        .send()
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let list = app
+        .get("/api/v1/admin/plugins")
+        .bearer(&admin)
+        .send()
+        .await
+        .json();
+    let names: Vec<&str> = list["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hello", "rogue"]);
+    let hello = &list["plugins"][0];
+    assert_eq!(hello["sdk"], "1.0.0");
+    assert_eq!(hello["source"], "installed");
+    assert_eq!(hello["call_page"], "/p/hello/static/hello.js");
+    assert_eq!(hello["config"]["greeting"], "Hi");
+    assert_eq!(hello["timers"][0]["name"], "tidy");
+
+    let off = app
+        .post("/api/v1/admin/plugins/hello/disable")
+        .bearer(&admin)
+        .send()
+        .await;
+    assert_eq!(off.json()["status"], "disabled");
+    assert_eq!(
+        app.get("/p/hello/").send().await.error_code(),
+        "plugin_disabled"
+    );
+    assert_eq!(
+        app.get("/p/hello/static/hello.js").send().await.status,
+        StatusCode::NOT_FOUND
+    );
+    app.post("/api/v1/admin/plugins/hello/enable")
+        .bearer(&admin)
+        .send()
+        .await;
+    assert_eq!(app.get("/p/hello/").send().await.status, StatusCode::OK);
+
+    // A new version of the plugin's files: reload picks it up.
+    let manifest = dir.path().join("hello/plugin.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("version = \"0.1.0\"", "version = \"0.2.0\""),
+    )
+    .unwrap();
+    let reloaded = app
+        .post("/api/v1/admin/plugins/hello/reload")
+        .bearer(&admin)
+        .send()
+        .await;
+    assert_eq!(reloaded.status, StatusCode::OK, "{}", reloaded.text());
+    assert_eq!(reloaded.json()["version"], "0.2.0");
+    // Broken files: the reload is refused and the running version stays.
+    std::fs::write(&manifest, "name = \"hello\"\nversion = \"oops\"\n").unwrap();
+    let broken = app
+        .post("/api/v1/admin/plugins/hello/reload")
+        .bearer(&admin)
+        .send()
+        .await;
+    assert_eq!(broken.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(broken.text().contains("plugin.toml"), "{}", broken.text());
+    assert_eq!(app.get("/p/hello/").send().await.status, StatusCode::OK);
+    let missing = app
+        .post("/api/v1/admin/plugins/nobody/reload")
+        .bearer(&admin)
+        .send()
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn changed_files_are_reloaded_and_new_plugins_appear_without_a_restart() {
+    let plugins = tempfile::tempdir().unwrap();
+    let dir = plugins.path().to_path_buf();
+    let app = TestApp::sqlite_with(|c| {
+        c.plugins.dir = dir.display().to_string();
+        grant(c, "hello", &["kv", "templates"], &[]);
+    })
+    .await;
+    assert_eq!(
+        app.get("/p/hello/").send().await.status,
+        StatusCode::NOT_FOUND
+    );
+    let installed = install(
+        plugins.path(),
+        &repo().join("examples/hello-plugin"),
+        hello_wasm(),
+        "hello",
+    );
+    app.state.plugins.reload_changed(&app.state).await;
+    let page = app.get("/p/hello/").send().await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(page.text().contains("Hello, world!"));
+    // Change the default greeting in the manifest; the watcher's pass reloads it.
+    let manifest = installed.join("plugin.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("default = \"Hello\"", "default = \"Howdy\""),
+    )
+    .unwrap();
+    bump_mtime(&manifest);
+    app.state.plugins.reload_changed(&app.state).await;
+    assert!(
+        app.get("/p/hello/")
+            .send()
+            .await
+            .text()
+            .contains("Howdy, world!")
+    );
+    // Removing the directory unloads the plugin.
+    std::fs::remove_dir_all(&installed).unwrap();
+    app.state.plugins.reload_changed(&app.state).await;
+    assert_eq!(
+        app.get("/p/hello/").send().await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// File systems with coarse timestamps may keep the old mtime for a quick rewrite.
+fn bump_mtime(path: &Path) {
+    let later = std::time::SystemTime::now() + Duration::from_secs(5);
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(later).unwrap();
+}
+
+#[tokio::test]
+async fn components_for_another_sdk_major_or_broken_files_are_refused_with_the_reason() {
+    let plugins = tempfile::tempdir().unwrap();
+    let crate_dir = repo().join("core/tests/plugins/rogue");
+    // Same component, but claiming SDK 2.0.0 in its version section.
+    let v2 = install(plugins.path(), &crate_dir, rogue_wasm(), "v2");
+    let bytes = std::fs::read(v2.join("plugin.wasm")).unwrap();
+    let needle = b"confab-sdk-version1.0.0";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the SDK embeds its version");
+    let mut patched = bytes.clone();
+    patched[at + needle.len() - 5] = b'2';
+    std::fs::write(v2.join("plugin.wasm"), patched).unwrap();
+    std::fs::write(
+        v2.join("plugin.toml"),
+        std::fs::read_to_string(v2.join("plugin.toml"))
+            .unwrap()
+            .replace("name = \"rogue\"", "name = \"v2\""),
+    )
+    .unwrap();
+    // Not a component at all.
+    let junk = install(plugins.path(), &crate_dir, rogue_wasm(), "junk");
+    std::fs::write(junk.join("plugin.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(
+        junk.join("plugin.toml"),
+        std::fs::read_to_string(junk.join("plugin.toml"))
+            .unwrap()
+            .replace("name = \"rogue\"", "name = \"junk\""),
+    )
+    .unwrap();
+    // A manifest that asks for an SDK this server does not implement.
+    let future = install(plugins.path(), &crate_dir, rogue_wasm(), "future");
+    std::fs::write(
+        future.join("plugin.toml"),
+        std::fs::read_to_string(future.join("plugin.toml"))
+            .unwrap()
+            .replace("name = \"rogue\"", "name = \"future\"")
+            .replace("sdk = \"^1.0\"", "sdk = \"^2\""),
+    )
+    .unwrap();
+    let dir = plugins.path().to_path_buf();
+    let app = TestApp::sqlite_with(|c| c.plugins.dir = dir.display().to_string()).await;
+    let admin = app.admin_token().await;
+    let list = app
+        .get("/api/v1/admin/plugins")
+        .bearer(&admin)
+        .send()
+        .await
+        .json();
+    assert_eq!(list["plugins"], json!([]), "none of them loads");
+    let problems = list["problems"].as_array().unwrap();
+    let problem = |dir: &str| {
+        problems
+            .iter()
+            .find(|p| p["dir"].as_str().unwrap().ends_with(dir))
+            .map(|p| p["error"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no problem for {dir}: {list}"))
+    };
+    let v2 = problem("v2");
+    assert!(
+        v2.contains("built for SDK 2.0.0") && v2.contains("1.x"),
+        "{v2}"
+    );
+    assert!(
+        problem("junk").contains("not a Confab plugin"),
+        "{}",
+        problem("junk")
+    );
+    assert!(
+        problem("future").contains("asks for SDK ^2"),
+        "{}",
+        problem("future")
+    );
+    // The server itself is fine.
+    assert_eq!(app.get("/healthz").send().await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn compiled_plugins_are_cached_on_disk() {
+    let plugins = tempfile::tempdir().unwrap();
+    install(
+        plugins.path(),
+        &repo().join("core/tests/plugins/rogue"),
+        rogue_wasm(),
+        "rogue",
+    );
+    let dir = plugins.path().to_path_buf();
+    let cache = dir.join("cache");
+    let cache_for_config = cache.clone();
+    let app = TestApp::sqlite_with(|c| {
+        c.plugins.dir = dir.display().to_string();
+        c.plugins.cache_dir = cache_for_config.display().to_string();
+    })
+    .await;
+    assert_eq!(app.get("/p/rogue/ok").send().await.status, StatusCode::OK);
+    let cached: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(cached.len(), 1, "one compiled component");
+    // A damaged cache entry is ignored and replaced.
+    std::fs::write(cached[0].path(), b"garbage").unwrap();
+    let dir2 = plugins.path().to_path_buf();
+    let again = TestApp::sqlite_with(|c| {
+        c.plugins.dir = dir2.display().to_string();
+        c.plugins.cache_dir = cache.display().to_string();
+    })
+    .await;
+    assert_eq!(again.get("/p/rogue/ok").send().await.text(), "still here");
+    assert_ne!(std::fs::read(cached[0].path()).unwrap(), b"garbage");
+}
