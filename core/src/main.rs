@@ -50,6 +50,53 @@ enum Command {
     /// Call-metadata retention.
     #[command(subcommand)]
     Privacy(PrivacyCommand),
+    /// Plugins: list, inspect, switch on and off, reload, start a new one.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// List the plugins, and plugin directories that did not load (with the reason).
+    List {
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Everything about one plugin: manifest, grants, settings, limits, counters.
+    Inspect {
+        name: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Switch a plugin on (also after the server switched it off for failing).
+    Enable {
+        name: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Switch a plugin off for the whole server.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Check a plugin's files and have the running server load them again.
+    Reload {
+        name: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Write a new plugin crate that builds and loads as it is.
+    New {
+        /// The plugin's name (a-z, 0-9, -).
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Use the SDK from this directory instead of crates.io (a Confab checkout's `sdk/`).
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Clone, Copy)]
@@ -253,6 +300,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if serving {
         return serve(config).await;
     }
+    if let Command::Plugin(PluginCommand::New {
+        name,
+        dir,
+        sdk_path,
+    }) = &cli.command
+    {
+        return new_plugin(name, dir.clone(), sdk_path.clone());
+    }
     let store = Store::connect(&config.database_url(), 2).await?;
     store.migrate().await?;
     let clock = SystemClock;
@@ -267,6 +322,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => token_command(&store, &clock, cmd).await,
         Command::Link(cmd) => link_command(&store, &clock, &public_url, cmd).await,
         Command::Policy(cmd) => policy_command(&store, &clock, cmd).await,
+        Command::Plugin(cmd) => plugin_command(config.clone(), store.clone(), cmd).await,
         Command::Privacy(PrivacyCommand::Purge { out }) => {
             let report = privacy::purge(&store, clock.now(), config.privacy.retention_days).await?;
             print(out, &report, || {
@@ -649,6 +705,158 @@ async fn link_command(
     };
     let view = LinkView::new(&link, public_url);
     print(out, &view, || describe_link(&view))
+}
+
+fn new_plugin(name: &str, dir: Option<PathBuf>, sdk_path: Option<PathBuf>) -> anyhow::Result<()> {
+    use confab_core::plugins::scaffold::{SdkSource, scaffold};
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    // Inside a Confab checkout, the SDK next door; otherwise the published crate.
+    let checkout_sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+    let sdk = match sdk_path {
+        Some(path) => SdkSource::Path(
+            std::fs::canonicalize(&path)
+                .with_context(|| format!("--sdk-path {}", path.display()))?,
+        ),
+        None if checkout_sdk.join("Cargo.toml").is_file() => {
+            SdkSource::Path(std::fs::canonicalize(&checkout_sdk)?)
+        }
+        None => SdkSource::Registry,
+    };
+    let files = scaffold(name, &dir, &sdk).map_err(anyhow::Error::msg)?;
+    println!("Created the plugin {name} in {}:", dir.display());
+    for file in files {
+        println!("  {}", file.display());
+    }
+    println!(
+        "Build it with:\n  cd {} && cargo build --release --target wasm32-wasip2\nthen add its directory to plugins.paths and grant it what plugin.toml asks for (see the SDK's README).",
+        dir.display()
+    );
+    Ok(())
+}
+
+fn plugin_text(p: &confab_core::plugins::PluginInfo) -> String {
+    let mut text = format!(
+        "{} {} ({}, {}): {}\n  sdk {}, hooks: {}\n  requested: {}\n  granted:   {}\n  limits: {} MiB, {} ms per call, {} at a time\n  calls: {} ({} failed)",
+        p.name,
+        p.version,
+        p.status,
+        p.source,
+        if p.description.is_empty() {
+            "-"
+        } else {
+            &p.description
+        },
+        p.sdk,
+        p.hooks.join(", "),
+        if p.requested.is_empty() {
+            "-".into()
+        } else {
+            p.requested.join(", ")
+        },
+        if p.granted.is_empty() {
+            "-".into()
+        } else {
+            p.granted.join(", ")
+        },
+        p.limits.memory_mib,
+        p.limits.deadline_ms,
+        p.limits.concurrency,
+        p.invocations,
+        p.failures,
+    );
+    if let Some(reason) = &p.disabled_reason {
+        text.push_str(&format!("\n  switched off: {reason}"));
+    }
+    text
+}
+
+async fn plugin_command(config: Config, store: Store, cmd: PluginCommand) -> anyhow::Result<()> {
+    let app = App::with_store(config, store, std::sync::Arc::new(SystemClock))?;
+    app.load_plugins().await;
+    let state = app.state();
+    let find = |list: confab_core::plugins::PluginList, name: &str| {
+        list.plugins
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| {
+                anyhow::anyhow!("there is no plugin called {name:?} (see confab plugin list)")
+            })
+    };
+    match cmd {
+        PluginCommand::New { .. } => unreachable!("handled before connecting"),
+        PluginCommand::List { out } => {
+            let list = state.plugins.list(state).await?;
+            print(out, &list, || {
+                let mut lines: Vec<String> = list
+                    .plugins
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{:<20} {:<10} {:<14} {}",
+                            p.name, p.version, p.status, p.description
+                        )
+                    })
+                    .collect();
+                if lines.is_empty() {
+                    lines.push("No plugins loaded.".into());
+                }
+                for problem in &list.problems {
+                    lines.push(format!("not loaded: {}: {}", problem.dir, problem.error));
+                }
+                lines.join("\n")
+            })
+        }
+        PluginCommand::Inspect { name, out } => {
+            let info = find(state.plugins.list(state).await?, &name)?;
+            print(out, &info, || plugin_text(&info))
+        }
+        PluginCommand::Enable { name, out } => switch_plugin(state, &name, true, out).await,
+        PluginCommand::Disable { name, out } => switch_plugin(state, &name, false, out).await,
+        PluginCommand::Reload { name, out } => {
+            state
+                .plugins
+                .reload(state, &name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let info = find(state.plugins.list(state).await?, &name)?;
+            // A running server with plugins.watch reloads it when plugin.toml changes.
+            let manifest = std::path::Path::new(&info.dir).join("plugin.toml");
+            if let Ok(file) = std::fs::File::options().write(true).open(&manifest) {
+                let _ = file.set_modified(std::time::SystemTime::now());
+            }
+            print(out, &info, || {
+                format!(
+                    "{} {} loads cleanly. A running server with plugins.watch on picks it up within seconds; otherwise POST /api/v1/admin/plugins/{}/reload.",
+                    info.name, info.version, info.name
+                )
+            })
+        }
+    }
+}
+
+async fn switch_plugin(
+    state: &confab_core::AppState,
+    name: &str,
+    enabled: bool,
+    out: Output,
+) -> anyhow::Result<()> {
+    let known = state.plugins.list(state).await?;
+    if !known.plugins.iter().any(|p| p.name == name) {
+        anyhow::bail!("there is no plugin called {name:?} (see confab plugin list)");
+    }
+    state.plugins.set_enabled(state, name, enabled).await?;
+    let list = state.plugins.list(state).await?;
+    let info = list
+        .plugins
+        .into_iter()
+        .find(|p| p.name == name)
+        .context("the plugin disappeared")?;
+    print(out, &info, || {
+        format!(
+            "{name} is switched {} (a running server notices within seconds).",
+            if enabled { "on" } else { "off" }
+        )
+    })
 }
 
 async fn policy_command(

@@ -32,6 +32,7 @@ use crate::store::link;
 mod capabilities;
 pub mod manifest;
 mod runtime;
+pub mod scaffold;
 
 pub use capabilities::link_record;
 pub use manifest::{Capability, Hook, Manifest};

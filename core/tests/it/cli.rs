@@ -454,3 +454,65 @@ fn serve_starts_on_an_empty_directory_and_stops_on_sigterm() {
         assert!(parsed["level"].is_string() && parsed["timestamp"].is_string());
     }
 }
+
+#[test]
+fn a_new_plugin_builds_loads_and_is_managed_from_the_command_line() {
+    let cli = Cli::new();
+    let out = cli.ok(&["plugin", "new", "greeter"]);
+    assert!(out.contains("Created the plugin greeter"), "{out}");
+    let crate_dir = cli.dir.path().join("greeter");
+    assert!(
+        cli.fails(&["plugin", "new", "greeter"])
+            .contains("already exists")
+    );
+    assert!(
+        cli.fails(&["plugin", "new", "Not A Name"])
+            .contains("not a plugin name")
+    );
+    // Build it as its author would; the component goes where plugin.toml says.
+    let wasm = crate::plugins::build_plugin(&crate_dir, "greeter_plugin.wasm");
+    let target = crate_dir.join("target/wasm32-wasip2/release");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::copy(&wasm, target.join("greeter_plugin.wasm")).unwrap();
+    std::fs::write(
+        cli.dir.path().join("confab.toml"),
+        format!(
+            "[plugins]\npaths = [{:?}]\n\n[plugins.settings.greeter]\ngrant = [\"kv\"]\n",
+            crate_dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = cli.dir.path().join("confab.toml");
+    let config = config.to_str().unwrap();
+    let list = cli.json(&["--config", config, "plugin", "list"]);
+    assert_eq!(list["plugins"][0]["name"], "greeter", "{list}");
+    assert_eq!(list["plugins"][0]["status"], "enabled");
+    assert_eq!(list["plugins"][0]["granted"], serde_json::json!(["kv"]));
+    let text = cli.ok(&["--config", config, "plugin", "inspect", "greeter"]);
+    assert!(
+        text.contains("greeter 0.1.0 (enabled, installed)"),
+        "{text}"
+    );
+    assert!(text.contains("granted:   kv"), "{text}");
+    let off = cli.json(&["--config", config, "plugin", "disable", "greeter"]);
+    assert_eq!(off["status"], "disabled");
+    let on = cli.json(&["--config", config, "plugin", "enable", "greeter"]);
+    assert_eq!(on["status"], "enabled");
+    let reloaded = cli.ok(&["--config", config, "plugin", "reload", "greeter"]);
+    assert!(reloaded.contains("loads cleanly"), "{reloaded}");
+    assert!(
+        cli.fails(&["--config", config, "plugin", "inspect", "nobody"])
+            .contains("no plugin called")
+    );
+    // A broken build is reported with the reason, and the command fails.
+    std::fs::write(target.join("greeter_plugin.wasm"), b"not wasm").unwrap();
+    let list = cli.json(&["--config", config, "plugin", "list"]);
+    assert_eq!(list["plugins"], serde_json::json!([]));
+    assert!(
+        list["problems"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a WebAssembly"),
+        "{list}"
+    );
+}

@@ -88,7 +88,11 @@ fn create_link(request: &HttpRequest) -> HttpResponse {
         return HttpResponse::json(401, r#"{"error":"sign in first"}"#);
     };
     let title = request.text().unwrap_or("").trim();
-    let title = if title.is_empty() { "Hello call" } else { title };
+    let title = if title.is_empty() {
+        "Hello call"
+    } else {
+        title
+    };
     let params = NewLink {
         title: title.to_string(),
         max_participants: None,

@@ -1,6 +1,8 @@
 //! A plugin that misbehaves on request, for the sandbox tests.
 
-use confab_plugin_sdk::{Decision, HttpRequest, HttpResponse, LobbyRequest, Plugin, export_plugin, kv};
+use confab_plugin_sdk::{
+    Decision, HttpRequest, HttpResponse, LobbyRequest, Plugin, export_plugin, kv,
+};
 
 struct Rogue;
 
