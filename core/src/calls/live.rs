@@ -97,9 +97,9 @@ pub enum Action {
 
 /// Where a call answers a plugin's request (taken once).
 #[derive(Debug, Clone)]
-pub struct PluginReply(
-    std::sync::Arc<Mutex<Option<oneshot::Sender<Result<Vec<RosterMember>, PluginCallError>>>>>,
-);
+pub struct PluginReply(std::sync::Arc<Mutex<Option<PluginAnswer>>>);
+
+type PluginAnswer = oneshot::Sender<Result<Vec<RosterMember>, PluginCallError>>;
 
 impl PluginReply {
     fn send(&self, answer: Result<Vec<RosterMember>, PluginCallError>) {

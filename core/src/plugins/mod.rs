@@ -53,8 +53,9 @@ use runtime::{HostState, Runtime};
 
 /// The version of `confab:plugin` this server implements.
 pub const SDK_VERSION: semver::Version = semver::Version::new(1, 0, 0);
-/// Largest payload of a message on a plugin's channel in a call.
-pub const MAX_CALL_MESSAGE_BYTES: usize = 64 * 1024;
+/// Largest payload of a message a participant sends on a plugin's channel (base64
+/// of it fits the signaling's 64 KiB message limit).
+pub const MAX_CALL_MESSAGE_BYTES: usize = 32 * 1024;
 /// Largest component file accepted.
 pub const MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Events waiting for one plugin; beyond this, new events for it are dropped (and

@@ -59,7 +59,7 @@ pub enum ClientMessage {
     /// Keep-alive; answered with `pong`.
     Ping,
     /// A message on a plugin's channel (a shared activity) for that plugin; `payload`
-    /// is standard base64 of at most 64 KiB, opaque to the server.
+    /// is standard base64 of at most 32 KiB, opaque to the server.
     Plugin { plugin: String, payload: String },
 }
 
@@ -217,8 +217,6 @@ pub enum ErrorCode {
     /// The plugin named in a `plugin` message does not exist, is switched off, or
     /// failed to handle it.
     PluginUnavailable,
-    /// A lobby-screening plugin turned the request away (the message says why).
-    Screened,
 }
 
 /// A server message on the wire, with its version.

@@ -268,7 +268,7 @@ fn to_action(message: ClientMessage, member: Option<&Account>) -> Result<Action,
             if payload.len() > crate::plugins::MAX_CALL_MESSAGE_BYTES {
                 return Err(error(
                     ErrorCode::MessageTooLarge,
-                    "plugin payloads are at most 64 KiB",
+                    "plugin payloads are at most 32 KiB",
                 ));
             }
             Action::PluginMessage { plugin, payload }
