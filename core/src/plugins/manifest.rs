@@ -305,8 +305,15 @@ impl Manifest {
         if text.len() > MAX_MANIFEST_BYTES {
             return Err(ManifestError::TooLarge);
         }
-        let manifest: Manifest =
-            toml::from_str(text).map_err(|e| ManifestError::Parse(e.message().to_string()))?;
+        let manifest: Manifest = toml::from_str(text).map_err(|e| {
+            let mut message = e.message().to_string();
+            if let Some(span) = e.span() {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                let code = text.lines().nth(line - 1).unwrap_or("").trim();
+                message = format!("line {line} ({code}): {message}");
+            }
+            ManifestError::Parse(message)
+        })?;
         manifest.check()?;
         Ok(manifest)
     }
