@@ -774,13 +774,10 @@ async fn plugin_command(config: Config, store: Store, cmd: PluginCommand) -> any
     let app = App::with_store(config, store, std::sync::Arc::new(SystemClock))?;
     app.load_plugins().await;
     let state = app.state();
-    let find = |list: confab_core::plugins::PluginList, name: &str| {
-        list.plugins
-            .into_iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| {
-                anyhow::anyhow!("there is no plugin called {name:?} (see confab plugin list)")
-            })
+    let find = |info: Option<confab_core::plugins::PluginInfo>, name: &str| {
+        info.ok_or_else(|| {
+            anyhow::anyhow!("there is no plugin called {name:?} (see confab plugin list)")
+        })
     };
     match cmd {
         PluginCommand::New { .. } => unreachable!("handled before connecting"),
@@ -807,7 +804,7 @@ async fn plugin_command(config: Config, store: Store, cmd: PluginCommand) -> any
             })
         }
         PluginCommand::Inspect { name, out } => {
-            let info = find(state.plugins.list(state).await?, &name)?;
+            let info = find(state.plugins.info(state, &name).await?, &name)?;
             print(out, &info, || plugin_text(&info))
         }
         PluginCommand::Enable { name, out } => switch_plugin(state, &name, true, out).await,
@@ -818,7 +815,7 @@ async fn plugin_command(config: Config, store: Store, cmd: PluginCommand) -> any
                 .reload(state, &name)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let info = find(state.plugins.list(state).await?, &name)?;
+            let info = find(state.plugins.info(state, &name).await?, &name)?;
             // A running server with plugins.watch reloads it when plugin.toml changes.
             let manifest = std::path::Path::new(&info.dir).join("plugin.toml");
             if let Ok(file) = std::fs::File::options().write(true).open(&manifest) {
@@ -840,16 +837,14 @@ async fn switch_plugin(
     enabled: bool,
     out: Output,
 ) -> anyhow::Result<()> {
-    let known = state.plugins.list(state).await?;
-    if !known.plugins.iter().any(|p| p.name == name) {
+    if state.plugins.info(state, name).await?.is_none() {
         anyhow::bail!("there is no plugin called {name:?} (see confab plugin list)");
     }
     state.plugins.set_enabled(state, name, enabled).await?;
-    let list = state.plugins.list(state).await?;
-    let info = list
+    let info = state
         .plugins
-        .into_iter()
-        .find(|p| p.name == name)
+        .info(state, name)
+        .await?
         .context("the plugin disappeared")?;
     print(out, &info, || {
         format!(

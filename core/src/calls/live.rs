@@ -666,10 +666,7 @@ impl CallTask {
                 .map(|p| RosterMember {
                     id: p.id.0,
                     name: p.name.clone(),
-                    user: match p.identity {
-                        Identity::Member { user_id } => Some(user_id),
-                        Identity::Guest { .. } => None,
-                    },
+                    user: p.identity.user_id(),
                     joined_at: p.joined_at,
                 })
                 .collect()),
@@ -742,10 +739,7 @@ impl CallTask {
                 let info = plugins::ParticipantInfo {
                     id: p.id.0,
                     name: p.name.clone(),
-                    user: match p.identity {
-                        Identity::Member { user_id } => Some(user_id),
-                        Identity::Guest { .. } => None,
-                    },
+                    user: p.identity.user_id(),
                     joined_at: p.joined_at,
                 };
                 self.plugin_people.insert(participant, info.clone());

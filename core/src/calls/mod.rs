@@ -79,6 +79,14 @@ impl Identity {
     pub fn is_authenticated(&self) -> bool {
         matches!(self, Identity::Member { .. })
     }
+
+    /// The account of a signed-in member; `None` for guests.
+    pub fn user_id(&self) -> Option<i64> {
+        match self {
+            Identity::Member { user_id } => Some(*user_id),
+            Identity::Guest { .. } => None,
+        }
+    }
 }
 
 /// A participant's id within one call.

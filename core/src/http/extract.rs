@@ -85,15 +85,8 @@ impl FromRequestParts<AppState> for AuthUser {
     ) -> Result<Self, Self::Rejection> {
         let now = state.clock.now();
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            // The scheme name is case-insensitive (RFC 9110 §11.1).
-            let token = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.split_once(' '))
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, token)| token)
-                .ok_or(ApiError::Unauthorized)?;
-            return accounts::authenticate_token(&state.store, token.trim(), now)
+            let token = bearer_token(value).ok_or(ApiError::Unauthorized)?;
+            return accounts::authenticate_token(&state.store, token, now)
                 .await?
                 .map(AuthUser)
                 .ok_or(ApiError::Unauthorized);
@@ -113,6 +106,17 @@ impl FromRequestParts<AppState> for AuthUser {
         }
         Ok(AuthUser(account))
     }
+}
+
+/// The token of an `Authorization: Bearer …` header (the scheme name is
+/// case-insensitive, RFC 9110 §11.1).
+pub fn bearer_token(value: &axum::http::HeaderValue) -> Option<&str> {
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
 }
 
 /// An administrator calling the API.

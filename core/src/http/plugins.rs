@@ -54,11 +54,8 @@ async fn list_plugins(
 async fn find(state: &AppState, name: &str) -> Result<PluginInfo, ApiError> {
     state
         .plugins
-        .list(state)
+        .info(state, name)
         .await?
-        .plugins
-        .into_iter()
-        .find(|p| p.name == name)
         .ok_or(ApiError::NotFound("no such plugin"))
 }
 
@@ -284,13 +281,7 @@ async fn acting_user(
 ) -> Result<Option<i64>, ApiError> {
     let now = state.clock.now();
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or(ApiError::Unauthorized)?;
+        let token = super::extract::bearer_token(value).ok_or(ApiError::Unauthorized)?;
         return accounts::authenticate_token(&state.store, token, now)
             .await?
             .map(|a| Some(a.id))

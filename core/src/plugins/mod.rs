@@ -701,6 +701,20 @@ impl PluginHost {
         Ok(PluginList { plugins, problems })
     }
 
+    /// One plugin as [`PluginHost::list`] shows it.
+    pub async fn info(
+        &self,
+        state: &AppState,
+        name: &str,
+    ) -> Result<Option<PluginInfo>, crate::store::StoreError> {
+        Ok(self
+            .list(state)
+            .await?
+            .plugins
+            .into_iter()
+            .find(|p| p.name == name))
+    }
+
     /// Switches a plugin on or off for the whole server (kept in the organization
     /// policy). Switching on also clears an automatic switch-off and its failures.
     pub async fn set_enabled(
@@ -1054,16 +1068,18 @@ impl PluginHost {
                 state.metrics.plugin_invocation(&name, hook, "ok", elapsed);
                 return Ok(value);
             }
-            Ok(Err(e)) => describe_failure(&e, deadline),
+            Ok(Err(e)) => match describe_failure(&e, deadline) {
+                Failure::NoRoom(error) => {
+                    state
+                        .metrics
+                        .plugin_invocation(&name, hook, "busy", elapsed);
+                    tracing::warn!(plugin = %name, hook, %error, "plugin not run");
+                    return Err(InvokeError::Busy(name));
+                }
+                Failure::Plugin(error) => error,
+            },
             Err(_) => format!("ran past its deadline of {} ms", deadline.as_millis()),
         };
-        if error.starts_with("the server has no room") {
-            state
-                .metrics
-                .plugin_invocation(&name, hook, "busy", elapsed);
-            tracing::warn!(plugin = %name, hook, %error, "plugin not run");
-            return Err(InvokeError::Busy(name));
-        }
         state
             .metrics
             .plugin_invocation(&name, hook, "failed", elapsed);
@@ -1124,21 +1140,30 @@ async fn deliver_events(state: AppState, name: String, mut events: mpsc::Receive
     }
 }
 
-fn describe_failure(error: &wasmtime::Error, deadline: Duration) -> String {
+/// Why a call failed: the plugin's fault, or no room in the instance pool (the
+/// server's, not counted against the plugin).
+enum Failure {
+    Plugin(String),
+    NoRoom(String),
+}
+
+fn describe_failure(error: &wasmtime::Error, deadline: Duration) -> Failure {
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
-        return match trap {
+        return Failure::Plugin(match trap {
             wasmtime::Trap::Interrupt => {
                 format!("ran past its deadline of {} ms", deadline.as_millis())
             }
             wasmtime::Trap::StackOverflow => "overflowed its stack".into(),
             other => format!("trapped: {other}"),
-        };
+        });
     }
     let text = format!("{error:#}");
     if text.contains("maximum concurrent") || text.contains("pooling allocator") {
-        return format!("the server has no room for another plugin instance now ({text})");
+        return Failure::NoRoom(format!(
+            "the server has no room for another plugin instance now ({text})"
+        ));
     }
-    clip(&text, 500)
+    Failure::Plugin(clip(&text, 500))
 }
 
 fn clip(text: &str, max_chars: usize) -> String {
