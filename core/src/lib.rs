@@ -11,7 +11,8 @@
 //! [`links`] (the call-link lifecycle), [`calls`] (lobby, admission, removal window,
 //! reconnect: a state machine per call), [`accounts`] (users, sessions, tokens),
 //! [`policy`] (organization restrictions) and [`privacy`] (call metadata and its
-//! retention). The [`http`] module is a thin layer over them.
+//! retention). The [`http`] module is a thin layer over them; [`mail`] keeps the
+//! durable mail outbox.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), confab_core::AppError> {
@@ -29,6 +30,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod links;
+pub mod mail;
 pub mod metrics;
 pub mod plugins;
 pub mod policy;
@@ -85,7 +87,9 @@ pub struct AppState {
     pub media: Option<sfu::MediaHandle>,
     /// The plugins of this server.
     pub plugins: Arc<plugins::PluginHost>,
-    /// Where the mail capability queues messages; `None` until a mail outbox is set up.
+    /// Where the mail capability queues messages: the database's outbox
+    /// ([`mail::Outbox`]), which [`App::with_store`] sets up. With `None` the
+    /// capability answers `unavailable`.
     pub outbox: Option<Arc<dyn plugins::Outbox>>,
     templates: Arc<tera::Tera>,
     public_url: Arc<str>,
@@ -147,7 +151,7 @@ impl App {
         let state = AppState {
             media: None,
             plugins: Arc::new(plugins::PluginHost::new(&config)),
-            outbox: None,
+            outbox: Some(Arc::new(mail::Outbox::new(store.clone(), clock.clone()))),
             store,
             public_url: config.public_url().into(),
             config: Arc::new(config),
@@ -218,7 +222,10 @@ impl App {
             .then(|| tokio::spawn(plugins::PluginHost::watch(state.clone(), shutdown.clone())));
         let local = listener.local_addr().map_err(AppError::Serve)?;
         tracing::info!(address = %local, url = %state.public_url(), database = state.store.backend_name(), "Confab is ready");
-        let result = axum::serve(listener, self.router())
+        let service = self
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let result = axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 stop.await;
                 tracing::info!("shutting down: finishing in-flight requests");

@@ -4,6 +4,7 @@
 // (media.js).
 
 import { MediaSession } from "/static/media.js";
+import { CallPagePlugins } from "/static/plugins.js";
 
 const joinCard = document.getElementById("join");
 const linkId = joinCard.dataset.link;
@@ -27,6 +28,7 @@ const camButton = document.getElementById("toggle-camera");
 const screenButton = document.getElementById("toggle-screen");
 const copyButton = document.getElementById("copy-link");
 const callNote = document.getElementById("call-note");
+const pluginArea = document.getElementById("plugin-areas");
 
 const resumeKey = `confab.resume.${linkId}`;
 let socket = null;
@@ -142,6 +144,10 @@ function handle(message) {
       say("");
       showCall();
       startMedia();
+      plugins.load();
+      break;
+    case "plugin":
+      plugins.deliver(message.plugin, message.payload);
       break;
     case "publish_answer":
       media.onPublishAnswer(message.sdp).catch(mediaFailed);
@@ -157,6 +163,7 @@ function handle(message) {
       skew = Date.parse(message.now) - Date.now();
       roster = message.participants;
       render();
+      plugins.rosterChanged(publicRoster());
       break;
     case "lobby":
       skew = Date.parse(message.now) - Date.now();
@@ -164,7 +171,8 @@ function handle(message) {
       render();
       break;
     case "denied":
-      showForm(message.blocked
+      if (message.reason) showForm(`Your request to join was declined: ${message.reason}`);
+      else showForm(message.blocked
         ? "You were declined twice and can't ask to join this call again."
         : "Your request to join was declined.");
       break;
@@ -273,6 +281,13 @@ function render() {
       button("Deny", "danger", () => send({ type: "deny", request: r.request })),
     );
     li.append(name, since, actions);
+    // Plugins that screen requests (a spam check, say) leave their doubts here.
+    for (const warning of r.warnings ?? []) {
+      const w = document.createElement("p");
+      w.className = "warning";
+      w.textContent = `⚠ ${warning.message} (${warning.plugin})`;
+      li.append(w);
+    }
     return li;
   }));
 }
@@ -408,7 +423,19 @@ const media = new MediaSession({
     }
   },
 });
-window.confab = { media, tiles: () => [...grid.children].map((t) => t.dataset.stream) };
+// Plugins' call-page modules, loaded once on the call (static/plugins.js).
+function publicRoster() {
+  return roster.map((p) => ({ participant: p.participant, name: p.name, guest: p.guest }));
+}
+const plugins = new CallPagePlugins({
+  modules: JSON.parse(callCard.dataset.pluginModules || "[]"),
+  area: pluginArea,
+  send,
+  me: () => me,
+  participants: publicRoster,
+  report: (text) => note(text),
+});
+window.confab = { media, plugins, tiles: () => [...grid.children].map((t) => t.dataset.stream) };
 let mediaRetries = 0;
 let speaker = null;
 let micOn = true;

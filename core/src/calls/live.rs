@@ -22,7 +22,8 @@ use crate::plugins;
 use crate::privacy::{self, CallEventKind};
 use crate::sfu;
 use crate::signaling::{
-    ErrorCode, LobbyEntry, RequestEndReason, RosterEntry, ServerMessage, WaitingFor, error,
+    ErrorCode, LobbyEntry, LobbyWarning, RequestEndReason, RosterEntry, ServerMessage, WaitingFor,
+    error,
 };
 use crate::store::link;
 
@@ -56,6 +57,14 @@ pub enum Action {
     Join {
         identity: Identity,
         name: String,
+        /// The network address the request came from, for plugins that screen requests.
+        address: Option<String>,
+    },
+    /// The plugins' verdict on a guest's request (sent by the call to itself).
+    Screened {
+        identity: Identity,
+        name: String,
+        verdict: plugins::Verdict,
     },
     Resume {
         resume_token: String,
@@ -251,6 +260,8 @@ impl CallRegistry {
             call_id: crate::secret::random_base62(16),
             plugin_people: HashMap::new(),
             plugin_inboxes: HashMap::new(),
+            request_warnings: HashMap::new(),
+            own_queue: queue.downgrade(),
             state: state.clone(),
         };
         tokio::spawn(actor.run(commands, queue.clone()));
@@ -268,6 +279,8 @@ impl CallRegistry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     Idle,
+    /// Asked to join; plugins are screening the request.
+    Screening,
     Waiting(RequestId),
     On(ParticipantId),
 }
@@ -292,6 +305,10 @@ struct CallTask {
     plugin_people: HashMap<ParticipantId, plugins::ParticipantInfo>,
     /// Per plugin, the queue of its call messages (handled in order).
     plugin_inboxes: HashMap<String, mpsc::Sender<InboxMessage>>,
+    /// Warnings plugins gave about lobby requests, shown next to them.
+    request_warnings: HashMap<RequestId, Vec<LobbyWarning>>,
+    /// This call's own queue, for answers from tasks it started (screening).
+    own_queue: mpsc::WeakSender<Command>,
     state: AppState,
 }
 
@@ -395,7 +412,11 @@ impl CallTask {
         }
         let role = self.role(client);
         match action {
-            Action::Join { identity, name } => {
+            Action::Join {
+                identity,
+                name,
+                address,
+            } => {
                 if role != Role::Idle {
                     return self.tell(
                         client,
@@ -405,30 +426,47 @@ impl CallTask {
                         ),
                     );
                 }
-                match self.call.join(identity, &name, now) {
-                    Ok(JoinOutcome::Joined(seat)) => {
-                        self.participant_names.insert(seat.participant, name);
-                        self.seat_client(client, seat);
+                let waiting = self.call.lobby().any(|r| r.identity == identity);
+                if identity.is_authenticated()
+                    || waiting
+                    || !self.state.plugins.screens_lobby_requests()
+                {
+                    return self.join(client, identity, name, Vec::new(), now);
+                }
+                if let Err(err) = self.call.may_ask(&identity) {
+                    return self.refuse_join(client, err);
+                }
+                self.set_role(client, Role::Screening);
+                self.screen(client, identity, name, address, now);
+            }
+            Action::Screened {
+                identity,
+                name,
+                verdict,
+            } => {
+                if role != Role::Screening {
+                    return; // gone, or asked again in the meantime
+                }
+                self.set_role(client, Role::Idle);
+                match verdict {
+                    plugins::Verdict::Allow => self.join(client, identity, name, Vec::new(), now),
+                    plugins::Verdict::Flag(flags) => {
+                        let warnings = flags
+                            .into_iter()
+                            .map(|(plugin, message)| LobbyWarning { plugin, message })
+                            .collect();
+                        self.join(client, identity, name, warnings, now)
                     }
-                    Ok(JoinOutcome::Waiting {
-                        request,
-                        waiting_for,
-                    }) => {
-                        self.request_names.insert(request, name);
-                        self.set_role(client, Role::Waiting(request));
+                    plugins::Verdict::Deny { plugin, reason } => {
+                        tracing::info!(%plugin, link = %self.link_id, "a plugin turned a join request away");
+                        self.record(CallEventKind::Denied, Some(name));
                         self.tell(
                             client,
-                            ServerMessage::Waiting {
-                                request: request.0,
-                                waiting_for: waiting_for.into(),
+                            ServerMessage::Denied {
+                                blocked: false,
+                                reason: Some(reason),
                             },
                         );
-                    }
-                    Err(JoinError::Full) => {
-                        self.tell(client, error(ErrorCode::CallFull, "this call is full"))
-                    }
-                    Err(err @ JoinError::Blocked) => {
-                        self.tell(client, error(ErrorCode::Blocked, err.to_string()))
                     }
                 }
             }
@@ -501,6 +539,7 @@ impl CallTask {
             }
             Action::Withdraw => match role {
                 Role::Waiting(request) => self.call.withdraw(request),
+                Role::Screening => self.set_role(client, Role::Idle),
                 _ => self.tell(
                     client,
                     error(ErrorCode::NotJoined, "you are not waiting in the lobby"),
@@ -512,6 +551,7 @@ impl CallTask {
                     self.call.leave(me);
                 }
                 Role::Waiting(request) => self.call.withdraw(request),
+                Role::Screening => self.set_role(client, Role::Idle),
                 Role::Idle => self.tell(
                     client,
                     error(ErrorCode::NotJoined, "you are not on this call"),
@@ -610,10 +650,95 @@ impl CallTask {
                 match role {
                     Role::On(me) => self.call.connection_dropped(me, now),
                     Role::Waiting(request) => self.call.withdraw(request),
-                    Role::Idle => {}
+                    Role::Idle | Role::Screening => {}
                 }
             }
         }
+    }
+
+    /// Seats `client` or puts them in the lobby (with the plugins' warnings, if any).
+    fn join(
+        &mut self,
+        client: ClientId,
+        identity: Identity,
+        name: String,
+        warnings: Vec<LobbyWarning>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let must_wait = !warnings.is_empty();
+        match self.call.join_with(identity, &name, must_wait, now) {
+            Ok(JoinOutcome::Joined(seat)) => {
+                self.participant_names.insert(seat.participant, name);
+                self.seat_client(client, seat);
+            }
+            Ok(JoinOutcome::Waiting {
+                request,
+                waiting_for,
+            }) => {
+                self.request_names.insert(request, name);
+                if must_wait {
+                    self.request_warnings.insert(request, warnings);
+                }
+                self.set_role(client, Role::Waiting(request));
+                self.tell(
+                    client,
+                    ServerMessage::Waiting {
+                        request: request.0,
+                        waiting_for: waiting_for.into(),
+                    },
+                );
+            }
+            Err(err) => self.refuse_join(client, err),
+        }
+    }
+
+    fn refuse_join(&self, client: ClientId, err: JoinError) {
+        let code = match err {
+            JoinError::Full => ErrorCode::CallFull,
+            JoinError::Blocked => ErrorCode::Blocked,
+        };
+        self.tell(client, error(code, err.to_string()));
+    }
+
+    /// Asks the plugins that screen lobby requests about a guest's request, off the
+    /// call's task; their verdict comes back as [`Action::Screened`]. The plugins
+    /// answer within their deadlines, so the guest waits at most that long.
+    fn screen(
+        &self,
+        client: ClientId,
+        identity: Identity,
+        name: String,
+        address: Option<String>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
+            return;
+        };
+        let state = self.state.clone();
+        let queue = self.own_queue.clone();
+        let request = plugins::LobbyInfo {
+            call: self.call_info(),
+            request: 0,
+            name: name.clone(),
+            address,
+            asked_at: now,
+        };
+        tokio::spawn(async move {
+            let verdict = state.plugins.lobby_decision(&state, &request).await;
+            if let Some(queue) = queue.upgrade() {
+                let _ = queue
+                    .send(Command {
+                        client,
+                        out,
+                        action: Action::Screened {
+                            identity,
+                            name,
+                            verdict,
+                        },
+                    })
+                    .await;
+            }
+        });
     }
 
     fn call_info(&self) -> plugins::CallInfo {
@@ -732,7 +857,8 @@ impl CallTask {
         let plugin_event = match *event {
             CallEvent::Started => plugins::Event::CallStarted(call),
             CallEvent::Ended => plugins::Event::CallEnded(call),
-            CallEvent::Joined { participant } => {
+            // Straight in, or admitted from the lobby: either way the person joined.
+            CallEvent::Joined { participant } | CallEvent::Admitted { participant, .. } => {
                 let Some(p) = self.call.participant(participant) else {
                     return;
                 };
@@ -872,21 +998,30 @@ impl CallTask {
                     }
                 }
                 CallEvent::Admitted { request, .. } => {
+                    self.request_warnings.remove(&request);
                     let name = self.request_names.remove(&request);
                     self.record(CallEventKind::Admitted, name);
                 }
                 CallEvent::Denied {
                     request, blocked, ..
                 } => {
+                    self.request_warnings.remove(&request);
                     let name = self.request_names.remove(&request);
                     self.record(CallEventKind::Denied, name);
                     if let Some(guest) = self.client_with(Role::Waiting(request)) {
                         self.set_role(guest, Role::Idle);
-                        self.tell(guest, ServerMessage::Denied { blocked });
+                        self.tell(
+                            guest,
+                            ServerMessage::Denied {
+                                blocked,
+                                reason: None,
+                            },
+                        );
                     }
                 }
                 CallEvent::RequestEnded { request, why } => {
                     self.request_names.remove(&request);
+                    self.request_warnings.remove(&request);
                     if let Some(guest) = self.client_with(Role::Waiting(request)) {
                         self.set_role(guest, Role::Idle);
                         self.tell(guest, ServerMessage::RequestEnded { why: why.into() });
@@ -951,6 +1086,11 @@ impl CallTask {
                 name: r.name.clone(),
                 guest: !r.identity.is_authenticated(),
                 asked_at: r.asked_at,
+                warnings: self
+                    .request_warnings
+                    .get(&r.id)
+                    .cloned()
+                    .unwrap_or_default(),
             })
             .collect();
         let now = self.state.clock.now();

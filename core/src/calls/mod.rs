@@ -322,13 +322,31 @@ impl Call {
         name: &str,
         now: DateTime<Utc>,
     ) -> Result<JoinOutcome, JoinError> {
-        if self.denials.get(&identity).copied().unwrap_or(0) >= 2 {
+        self.join_with(identity, name, false, now)
+    }
+
+    /// Whether `identity` may ask to join now: not blocked, and the call not full.
+    pub fn may_ask(&self, identity: &Identity) -> Result<(), JoinError> {
+        if self.denials.get(identity).copied().unwrap_or(0) >= 2 {
             return Err(JoinError::Blocked);
         }
         if self.is_full() {
             // Nobody could admit them anyway: say so now rather than after a wait.
             return Err(JoinError::Full);
         }
+        Ok(())
+    }
+
+    /// Like [`Call::join`]; with `must_wait`, a guest goes through the lobby even
+    /// where the link lets guests in directly (a plugin flagged the request).
+    pub fn join_with(
+        &mut self,
+        identity: Identity,
+        name: &str,
+        must_wait: bool,
+        now: DateTime<Utc>,
+    ) -> Result<JoinOutcome, JoinError> {
+        self.may_ask(&identity)?;
         if let Some(request) = self.lobby.values().find(|r| r.identity == identity) {
             // Asking again while waiting keeps the place in the queue.
             return Ok(JoinOutcome::Waiting {
@@ -346,6 +364,7 @@ impl Call {
             // guest needs a new approval.
             Identity::Guest { .. } => {
                 !self.policy.guests_need_approval
+                    && !must_wait
                     && self.host_present()
                     && !self.removed.contains(&identity)
             }

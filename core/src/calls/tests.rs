@@ -476,3 +476,31 @@ fn members_wait_for_approval_when_the_link_says_so() {
         .unwrap();
     assert_eq!(call.participants().count(), 2);
 }
+
+#[test]
+fn a_flagged_guest_waits_in_the_lobby_even_where_guests_join_directly() {
+    let mut call = call(false, 32);
+    joined(call.join(member(OWNER), "Owner", t0()));
+    joined(call.join(guest("plain"), "Plain", secs(1)));
+    let (request, waiting_for) =
+        waiting(call.join_with(guest("flagged"), "Flagged", true, secs(2)));
+    assert_eq!(waiting_for, WaitingFor::Approval);
+    assert!(call.lobby().any(|r| r.id == request && r.name == "Flagged"));
+    // Members are never held back by a flag on their own request.
+    joined(call.join_with(member(7), "Member", true, secs(3)));
+}
+
+#[test]
+fn may_ask_refuses_blocked_guests_and_full_calls_before_any_screening() {
+    let mut call = call(true, 2);
+    let owner = joined(call.join(member(OWNER), "Owner", t0())).participant;
+    assert_eq!(call.may_ask(&guest("g")), Ok(()));
+    for n in 0..2 {
+        let (request, _) = waiting(call.join(guest("g"), "Guest", secs(n)));
+        call.decide(owner, request, Decision::Deny, secs(n))
+            .unwrap();
+    }
+    assert_eq!(call.may_ask(&guest("g")), Err(JoinError::Blocked));
+    joined(call.join(member(2), "Second", secs(5)));
+    assert_eq!(call.may_ask(&guest("other")), Err(JoinError::Full));
+}

@@ -688,7 +688,7 @@ struct JoinView<'a> {
     needs_approval: bool,
 }
 
-fn render_join(
+async fn render_join(
     state: &AppState,
     jar: CookieJar,
     link: &crate::store::link::Model,
@@ -713,6 +713,11 @@ fn render_join(
     ctx.insert("csrf", &csrf); // the join form uses the double-submit cookie, signed in or not
     ctx.insert("name", name);
     ctx.insert("error", &error);
+    let modules = state.plugins.call_page_modules(state).await;
+    ctx.insert(
+        "plugin_modules",
+        &serde_json::to_string(&modules).unwrap_or_else(|_| "[]".into()),
+    );
     (status, jar, state.render("pages/join.html", &ctx)).into_response()
 }
 
@@ -737,6 +742,7 @@ async fn join_page(
                 None,
                 StatusCode::OK,
             )
+            .await
         }
         Err(page) => page,
     }
@@ -776,7 +782,8 @@ async fn join_request(
                 &form.name,
                 Some(&error),
                 StatusCode::UNPROCESSABLE_ENTITY,
-            );
+            )
+            .await;
         }
     };
     let now = state.clock.now();
@@ -806,6 +813,7 @@ const APP_CSS: &str = include_str!("../../static/app.css");
 const DASHBOARD_JS: &str = include_str!("../../static/dashboard.js");
 const CALL_JS: &str = include_str!("../../static/call.js");
 const MEDIA_JS: &str = include_str!("../../static/media.js");
+const PLUGINS_JS: &str = include_str!("../../static/plugins.js");
 
 async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
     let (body, content_type) = match file.as_str() {
@@ -813,6 +821,7 @@ async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
         "dashboard.js" => (DASHBOARD_JS, "text/javascript; charset=utf-8"),
         "call.js" => (CALL_JS, "text/javascript; charset=utf-8"),
         "media.js" => (MEDIA_JS, "text/javascript; charset=utf-8"),
+        "plugins.js" => (PLUGINS_JS, "text/javascript; charset=utf-8"),
         _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
     };
     let etag = format!("\"{}\"", &crate::secret::sha256_hex(body)[..16]);

@@ -93,9 +93,12 @@ pub enum ServerMessage {
         requests: Vec<LobbyEntry>,
         now: DateTime<Utc>,
     },
-    /// The request was denied; `blocked` after the second denial.
+    /// The request was denied; `blocked` after the second denial. `reason` is set
+    /// when a plugin turned the request away before anyone saw it.
     Denied {
         blocked: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Removed from the call by `by` (a participant's name).
     Removed {
@@ -178,6 +181,15 @@ pub struct LobbyEntry {
     pub name: String,
     pub guest: bool,
     pub asked_at: DateTime<Utc>,
+    /// What plugins that screen requests say about this one (empty when nothing).
+    pub warnings: Vec<LobbyWarning>,
+}
+
+/// A plugin's warning about a lobby request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LobbyWarning {
+    pub plugin: String,
+    pub message: String,
 }
 
 /// Why a message was refused.

@@ -1,11 +1,13 @@
 //! One WebSocket connection: reads client messages, checks them, forwards them to
 //! the call, and writes the call's answers back.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
+use axum::Extension;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
@@ -40,6 +42,7 @@ pub async fn connect(
     Path(id): Path<String>,
     headers: HeaderMap,
     user: Result<AuthUser, ApiError>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     // A web session, or (for programs: bots, load generators) a bearer token; a
@@ -87,9 +90,12 @@ pub async fn connect(
         Err(rejection) => return rejection.into_response(),
     };
     let member = user;
+    // The address as the server saw it (a reverse proxy's, behind one): only for
+    // plugins that screen lobby requests, never stored.
+    let address = peer.map(|Extension(ConnectInfo(addr))| addr.ip().to_string());
     ws.max_message_size(TRANSPORT_MAX_BYTES)
         .max_frame_size(TRANSPORT_MAX_BYTES)
-        .on_upgrade(move |socket| run_session(socket, state, link, member))
+        .on_upgrade(move |socket| run_session(socket, state, link, member, address))
 }
 
 fn same_origin(origin: &str, public_url: &str) -> bool {
@@ -105,6 +111,7 @@ pub async fn run_session(
     state: AppState,
     link: link::Model,
     member: Option<Account>,
+    address: Option<String>,
 ) {
     let (mut sink, mut stream) = socket.split();
     let (out, mut outbox) = mpsc::channel::<ServerMessage>(OUTBOX);
@@ -152,7 +159,9 @@ pub async fn run_session(
             }
             continue;
         }
-        match decode(text.as_str()).and_then(|message| to_action(message, member.as_ref())) {
+        match decode(text.as_str())
+            .and_then(|message| to_action(message, member.as_ref(), address.as_deref()))
+        {
             Ok(action) => {
                 let command = Command {
                     client,
@@ -184,7 +193,11 @@ pub async fn run_session(
 
 /// Checks a message's content and turns it into what the call should do, or into the
 /// reply to send instead (an error, or `pong`).
-fn to_action(message: ClientMessage, member: Option<&Account>) -> Result<Action, ServerMessage> {
+fn to_action(
+    message: ClientMessage,
+    member: Option<&Account>,
+    address: Option<&str>,
+) -> Result<Action, ServerMessage> {
     Ok(match message {
         ClientMessage::Join { name, guest_key } => {
             let name = match (name, member) {
@@ -218,7 +231,11 @@ fn to_action(message: ClientMessage, member: Option<&Account>) -> Result<Action,
                     Identity::Guest { guest_key: key }
                 }
             };
-            Action::Join { identity, name }
+            Action::Join {
+                identity,
+                name,
+                address: address.map(String::from),
+            }
         }
         ClientMessage::Resume { resume_token } => Action::Resume { resume_token },
         ClientMessage::Admit { request } => Action::Decide {

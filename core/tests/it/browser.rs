@@ -647,6 +647,43 @@ async fn an_early_guest_waits_for_the_host_and_hears_a_denial() {
 }
 
 #[tokio::test]
+async fn plugins_screen_guests_and_put_their_activity_into_the_call() {
+    // hello denies names with "spam" and relays waves; rogue flags every request.
+    let (_plugins, configure) = crate::plugins::hello_and_rogue();
+    let (_app, base, link) = app_with_link_and(32, configure).await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+
+    let spammer = guest_asks(&driver, &base, &link, "Spam bot").await;
+    spammer
+        .wait_text(
+            "#status",
+            "Your request to join was declined: names with “spam” are not let in",
+        )
+        .await;
+    spammer.wait_text("#join-form", "Ask to join").await;
+
+    let guest = guest_asks(&driver, &base, &link, "Ana").await;
+    let lobby = host
+        .wait_text("#lobby", "⚠ Ana looks suspicious (rogue)")
+        .await;
+    assert!(!lobby.contains("Spam bot"), "{lobby}");
+    admits(&host, &guest, "Ana").await;
+
+    // The hello plugin's call-page module: a wave goes to the plugin, which relays
+    // it to everyone on the call.
+    guest.click("[data-plugin='hello'] button").await;
+    host.wait_text("[data-plugin='hello'] .waves", "Ana waves")
+        .await;
+    guest
+        .wait_text("[data-plugin='hello'] .waves", "Ana waves")
+        .await;
+    host.close().await;
+    guest.close().await;
+    spammer.close().await;
+}
+
+#[tokio::test]
 async fn a_full_call_says_so_on_the_page() {
     let (_app, base, link) = app_with_link(1).await;
     let driver = Driver::start();

@@ -15,17 +15,21 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::support::TestApp;
 
-struct Ws {
+pub(crate) struct Ws {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
 impl Ws {
-    async fn open(addr: &str, link: &str, cookies: Option<&str>) -> Ws {
+    pub(crate) async fn open(addr: &str, link: &str, cookies: Option<&str>) -> Ws {
         Ws::open_with(addr, link, cookies.map(|c| ("cookie", c.to_string()))).await
     }
 
     /// Opens with one extra request header (a cookie, an Authorization header).
-    async fn open_with(addr: &str, link: &str, header: Option<(&'static str, String)>) -> Ws {
+    pub(crate) async fn open_with(
+        addr: &str,
+        link: &str,
+        header: Option<(&'static str, String)>,
+    ) -> Ws {
         let mut request = format!("ws://{addr}/j/{link}/ws")
             .into_client_request()
             .unwrap();
@@ -41,14 +45,14 @@ impl Ws {
         ws
     }
 
-    async fn send(&mut self, message: Value) {
+    pub(crate) async fn send(&mut self, message: Value) {
         self.stream
             .send(Message::Text(message.to_string().into()))
             .await
             .unwrap();
     }
 
-    async fn send_raw(&mut self, text: &str) {
+    pub(crate) async fn send_raw(&mut self, text: &str) {
         self.stream
             .send(Message::Text(text.to_string().into()))
             .await
@@ -56,7 +60,7 @@ impl Ws {
     }
 
     /// The next server message (fails after 5 s).
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         loop {
             let frame = tokio::time::timeout(Duration::from_secs(5), self.stream.next())
                 .await
@@ -72,7 +76,7 @@ impl Ws {
     }
 
     /// The next message of type `kind`, skipping roster and lobby snapshots.
-    async fn expect(&mut self, kind: &str) -> Value {
+    pub(crate) async fn expect(&mut self, kind: &str) -> Value {
         for _ in 0..50 {
             let message = self.next().await;
             if message["type"] == kind {
@@ -87,14 +91,14 @@ impl Ws {
     }
 
     /// The error code of the next error, skipping snapshots.
-    async fn expect_error(&mut self, code: &str) {
+    pub(crate) async fn expect_error(&mut self, code: &str) {
         let message = self.expect("error").await;
         assert_eq!(message["code"], code, "{message}");
         assert!(message["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
 
     /// The next lobby snapshot that satisfies `check`.
-    async fn lobby_until(&mut self, check: impl Fn(&Vec<Value>) -> bool) -> Vec<Value> {
+    pub(crate) async fn lobby_until(&mut self, check: impl Fn(&Vec<Value>) -> bool) -> Vec<Value> {
         for _ in 0..50 {
             let message = self.next().await;
             if message["type"] == "lobby" {
@@ -111,7 +115,7 @@ impl Ws {
         panic!("lobby never matched");
     }
 
-    async fn roster_until(&mut self, check: impl Fn(&Vec<Value>) -> bool) -> Vec<Value> {
+    pub(crate) async fn roster_until(&mut self, check: impl Fn(&Vec<Value>) -> bool) -> Vec<Value> {
         for _ in 0..50 {
             let message = self.next().await;
             if message["type"] == "roster" {
@@ -128,13 +132,13 @@ impl Ws {
         panic!("roster never matched");
     }
 
-    async fn join_as_guest(&mut self, name: &str, key: &str) -> Value {
+    pub(crate) async fn join_as_guest(&mut self, name: &str, key: &str) -> Value {
         self.send(json!({ "v": 1, "type": "join", "name": name, "guest_key": key }))
             .await;
         self.next().await
     }
 
-    async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let _ = self.stream.close(None).await;
     }
 }

@@ -3,6 +3,9 @@
 //! - `GET /p/hello/` renders a greeting page (template + config) and counts visits (kv);
 //! - `GET /p/hello/newest` shows the newest link created on the server (events + kv);
 //! - `POST /p/hello/links` creates a link for the signed-in user (links);
+//! - `GET /p/hello/roster?link=ID` lists who is on a call, and
+//!   `POST /p/hello/remove?link=ID&participant=N` removes someone as the signed-in
+//!   user would (calls);
 //! - lobby requests whose name contains the configured `blocked-word` are denied;
 //! - messages on the plugin's channel in a call are relayed to everyone on it, and the
 //!   last one is kept for people who join later (calls + kv);
@@ -113,6 +116,41 @@ fn create_link(request: &HttpRequest) -> HttpResponse {
     }
 }
 
+fn roster(request: &HttpRequest) -> HttpResponse {
+    let Some(link) = query_value(&request.query, "link") else {
+        return HttpResponse::text(400, "give ?link=ID");
+    };
+    match calls::roster(&link) {
+        Ok(people) => HttpResponse::text(
+            200,
+            people
+                .iter()
+                .map(|p| {
+                    let who = if p.user.is_some() { "member" } else { "guest" };
+                    format!("{} {} {who}\n", p.id, p.name)
+                })
+                .collect::<String>(),
+        ),
+        Err(e) => HttpResponse::text(404, format!("{e:?}")),
+    }
+}
+
+fn remove(request: &HttpRequest) -> HttpResponse {
+    let Some(user) = request.user else {
+        return HttpResponse::text(401, "sign in first");
+    };
+    let link = query_value(&request.query, "link").unwrap_or_default();
+    let Some(participant) =
+        query_value(&request.query, "participant").and_then(|p| p.parse::<u32>().ok())
+    else {
+        return HttpResponse::text(400, "give ?participant=N");
+    };
+    match calls::remove(&link, user, participant) {
+        Ok(()) => HttpResponse::text(200, "removed"),
+        Err(e) => HttpResponse::text(403, format!("{e:?}")),
+    }
+}
+
 impl Plugin for Hello {
     fn handle_http(request: HttpRequest) -> HttpResponse {
         match (request.method.as_str(), request.path.as_str()) {
@@ -123,6 +161,8 @@ impl Plugin for Hello {
                 Err(e) => HttpResponse::text(503, format!("{e:?}")),
             },
             ("POST", "/links") => create_link(&request),
+            ("GET", "/roster") => roster(&request),
+            ("POST", "/remove") => remove(&request),
             _ => HttpResponse::text(404, "not found"),
         }
     }

@@ -1,0 +1,162 @@
+// Call-page extensions: ES modules that plugins ship (their manifest's
+// `web.call-page`), imported by the call page once the user is on the call. Each
+// module's default export is called once with a handle for that plugin:
+//
+//   export default function setup(plugin) {
+//     plugin.element;            // a <section> of the call page the module may fill
+//     plugin.name;               // the plugin's name
+//     plugin.send(data);         // Uint8Array, ArrayBuffer or string (UTF-8), ≤ 32 KiB
+//     plugin.onMessage((bytes, { from }) => …);  // what the plugin relays (Uint8Array)
+//     plugin.me();               // my participant number
+//     plugin.participants();     // [{ participant, name, guest }]
+//     plugin.onParticipants((list) => …);
+//   }
+//
+// Messages travel over the signaling connection as `plugin` messages
+// (docs/signaling.md) to the plugin's `on-call-message` hook; the plugin answers
+// with the `calls` capability. Payloads are opaque bytes to the server.
+
+/** Largest payload of one message, as the server enforces it. */
+export const MAX_MESSAGE_BYTES = 32 * 1024;
+/** Messages kept for a module that has not registered `onMessage` yet. */
+const EARLY_MESSAGES = 100;
+
+function toBase64(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(text);
+}
+
+function fromBase64(text) {
+  const raw = atob(text);
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i += 1) bytes[i] = raw.charCodeAt(i);
+  return bytes;
+}
+
+function toBytes(data) {
+  if (typeof data === "string") return new TextEncoder().encode(data);
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw new TypeError("send takes a Uint8Array, an ArrayBuffer or a string");
+}
+
+/** One plugin's side of the page. */
+class PluginHandle {
+  constructor(name, element, host) {
+    this.name = name;
+    this.element = element;
+    this.host = host;
+    this.handlers = [];
+    this.rosterHandlers = [];
+    this.early = [];
+  }
+
+  send(data) {
+    const bytes = toBytes(data);
+    if (bytes.length > MAX_MESSAGE_BYTES) {
+      throw new RangeError(`a plugin message is at most ${MAX_MESSAGE_BYTES} bytes (this one has ${bytes.length})`);
+    }
+    this.host.send({ type: "plugin", plugin: this.name, payload: toBase64(bytes) });
+  }
+
+  onMessage(handler) {
+    this.handlers.push(handler);
+    for (const bytes of this.early.splice(0)) this.dispatch(bytes);
+    return () => { this.handlers = this.handlers.filter((h) => h !== handler); };
+  }
+
+  onParticipants(handler) {
+    this.rosterHandlers.push(handler);
+    return () => { this.rosterHandlers = this.rosterHandlers.filter((h) => h !== handler); };
+  }
+
+  me() {
+    return this.host.me();
+  }
+
+  participants() {
+    return this.host.participants();
+  }
+
+  dispatch(bytes) {
+    if (this.handlers.length === 0) {
+      if (this.early.length < EARLY_MESSAGES) this.early.push(bytes);
+      return;
+    }
+    for (const handler of this.handlers) {
+      try {
+        handler(bytes, { plugin: this.name });
+      } catch (error) {
+        console.error(`the ${this.name} plugin's message handler failed`, error);
+      }
+    }
+  }
+}
+
+/**
+ * The plugins of the call page. `send` sends a signaling message; `area` is the
+ * element the plugins' sections go into; `me` and `participants` read the page's
+ * state; `report` shows a problem to the user.
+ */
+export class CallPagePlugins {
+  constructor({ modules, area, send, me, participants, report }) {
+    this.modules = modules;
+    this.area = area;
+    this.host = { send, me, participants };
+    this.report = report;
+    this.handles = new Map();
+    this.loading = null;
+  }
+
+  /** Imports every module (once per page) and calls its default export. */
+  load() {
+    this.loading ??= Promise.all(this.modules.map(async ({ plugin, url }) => {
+      const element = document.createElement("section");
+      element.className = "plugin-area";
+      element.dataset.plugin = plugin;
+      const handle = new PluginHandle(plugin, element, this.host);
+      this.handles.set(plugin, handle);
+      try {
+        const module = await import(url);
+        if (typeof module.default !== "function") throw new TypeError("the module has no default export function");
+        this.area.append(element);
+        await module.default(handle);
+      } catch (error) {
+        console.error(`the ${plugin} plugin's call-page module failed`, error);
+        element.remove();
+        this.report(`The ${plugin} plugin could not start on this page.`);
+      }
+    }));
+    return this.loading;
+  }
+
+  /** A `plugin` message from the server. */
+  deliver(plugin, payload) {
+    const handle = this.handles.get(plugin);
+    if (!handle) return;
+    let bytes;
+    try {
+      bytes = fromBase64(payload);
+    } catch {
+      return;
+    }
+    handle.dispatch(bytes);
+  }
+
+  /** The roster changed. */
+  rosterChanged(list) {
+    for (const handle of this.handles.values()) {
+      for (const handler of handle.rosterHandlers) {
+        try {
+          handler(list);
+        } catch (error) {
+          console.error(`the ${handle.name} plugin's roster handler failed`, error);
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,309 @@
+//! Plugins on live calls, over real WebSockets: lobby screening (deny and flag),
+//! messages on a plugin's channel, the `calls` capability, and the call page's list
+//! of plugin modules. The plugins are examples/hello-plugin (denies names with its
+//! blocked word, relays call messages, lists and removes people) and the rogue test
+//! plugin (flags every request).
+
+use axum::http::{Method, StatusCode};
+use base64::Engine as _;
+use confab_core::accounts::Role;
+use serde_json::{Value, json};
+
+use crate::plugins::app_with_plugins;
+use crate::signaling::Ws;
+use crate::support::TestApp;
+
+const KEY_A: &str = "guest-key-aaaaaaaaaaaa";
+const KEY_B: &str = "guest-key-bbbbbbbbbbbb";
+
+struct Setup {
+    app: TestApp,
+    _plugins: tempfile::TempDir,
+    addr: String,
+    link: String,
+    admin: String,
+    owner_cookies: String,
+}
+
+/// The plugin apps, an owner with a link (`guests_need_approval` as given), served.
+async fn setup(guests_need_approval: bool) -> Setup {
+    let (app, plugins) = app_with_plugins(|_| {}).await;
+    let admin = app.admin_token().await;
+    let res = app
+        .post("/api/v1/links")
+        .bearer(&admin)
+        .json(&json!({ "title": "Plugin call", "guests_need_approval": guests_need_approval }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let link = res.json()["id"].as_str().unwrap().to_string();
+    let owner_cookies = app.sign_in("admin@example.org").await.cookies;
+    let addr = app.serve().await;
+    Setup {
+        app,
+        _plugins: plugins,
+        addr,
+        link,
+        admin,
+        owner_cookies,
+    }
+}
+
+async fn join_owner(s: &Setup) -> Ws {
+    let mut owner = Ws::open(&s.addr, &s.link, Some(&s.owner_cookies)).await;
+    owner.send(json!({ "v": 1, "type": "join" })).await;
+    owner.expect("joined").await;
+    owner
+}
+
+/// A guest who asks and, being flagged by the rogue plugin, waits until `host` admits.
+async fn flagged_and_admitted(s: &Setup, host: &mut Ws, name: &str, key: &str) -> (Ws, u64) {
+    let mut guest = Ws::open(&s.addr, &s.link, None).await;
+    let waiting = guest.join_as_guest(name, key).await;
+    assert_eq!(waiting["type"], "waiting", "{waiting}");
+    let request = waiting["request"].clone();
+    host.lobby_until(|r| r.iter().any(|e| e["request"] == request))
+        .await;
+    host.send(json!({ "v": 1, "type": "admit", "request": request }))
+        .await;
+    let joined = guest.expect("joined").await;
+    (guest, joined["participant"].as_u64().unwrap())
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The next `plugin` message, skipping snapshots and other traffic.
+async fn next_plugin_message(ws: &mut Ws) -> Value {
+    for _ in 0..50 {
+        let message = ws.next().await;
+        if message["type"] == "plugin" {
+            return message;
+        }
+    }
+    panic!("no plugin message");
+}
+
+#[tokio::test]
+async fn a_request_a_plugin_denies_never_reaches_the_call_and_the_guest_sees_why() {
+    let s = setup(true).await;
+    let mut owner = join_owner(&s).await;
+
+    let mut spammer = Ws::open(&s.addr, &s.link, None).await;
+    let answer = spammer.join_as_guest("Cheap SPAM deals", KEY_A).await;
+    assert_eq!(answer["type"], "denied", "{answer}");
+    assert_eq!(answer["blocked"], false);
+    let reason = answer["reason"].as_str().unwrap();
+    assert!(reason.contains("spam"), "the plugin's reason: {reason}");
+
+    // Asking again under another name is screened afresh (and flagged by rogue).
+    let again = spammer.join_as_guest("Ana", KEY_A).await;
+    assert_eq!(again["type"], "waiting", "{again}");
+    let lobby = owner.lobby_until(|r| !r.is_empty()).await;
+    assert_eq!(
+        lobby.len(),
+        1,
+        "the denied request was never shown: {lobby:?}"
+    );
+    assert_eq!(lobby[0]["name"], "Ana");
+
+    let kinds: Vec<String> = s
+        .app
+        .store
+        .call_events(&s.link)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(
+        kinds.iter().any(|k| k == "denied"),
+        "the refusal is in the call metadata: {kinds:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_flagged_guest_waits_with_the_warning_even_on_a_link_guests_join_directly() {
+    let s = setup(false).await;
+    let mut owner = join_owner(&s).await;
+
+    let mut ana = Ws::open(&s.addr, &s.link, None).await;
+    let waiting = ana.join_as_guest("Ana", KEY_A).await;
+    assert_eq!(
+        waiting["type"], "waiting",
+        "flagged, so not let straight in: {waiting}"
+    );
+    let lobby = owner
+        .lobby_until(|r| r.iter().any(|e| e["name"] == "Ana"))
+        .await;
+    assert_eq!(
+        lobby[0]["warnings"],
+        json!([{ "plugin": "rogue", "message": "Ana looks suspicious" }])
+    );
+    owner
+        .send(json!({ "v": 1, "type": "admit", "request": lobby[0]["request"] }))
+        .await;
+    ana.expect("joined").await;
+    owner.lobby_until(|r| r.is_empty()).await;
+
+    // With the flagging plugin switched off, the link's own rule applies again.
+    let res = s
+        .app
+        .post("/api/v1/admin/plugins/rogue/disable")
+        .bearer(&s.admin)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let mut bob = Ws::open(&s.addr, &s.link, None).await;
+    let joined = bob.join_as_guest("Bob", KEY_B).await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+}
+
+#[tokio::test]
+async fn members_are_not_screened() {
+    let s = setup(true).await;
+    s.app
+        .user_with_token("spam-colleague@example.org", Role::Member)
+        .await;
+    let cookies = s.app.sign_in("spam-colleague@example.org").await.cookies;
+    let mut owner = join_owner(&s).await;
+    let mut member = Ws::open(&s.addr, &s.link, Some(&cookies)).await;
+    member
+        .send(json!({ "v": 1, "type": "join", "name": "Spam colleague" }))
+        .await;
+    member.expect("joined").await;
+    owner.roster_until(|p| p.len() == 2).await;
+}
+
+#[tokio::test]
+async fn call_messages_go_through_the_plugin_to_everyone_and_to_late_joiners() {
+    let s = setup(true).await;
+    let mut owner = join_owner(&s).await;
+    let (mut ana, _) = flagged_and_admitted(&s, &mut owner, "Ana", KEY_A).await;
+
+    let payload = "the film is at 12:34 ▶".as_bytes();
+    ana.send(json!({ "v": 1, "type": "plugin", "plugin": "hello", "payload": b64(payload) }))
+        .await;
+    for ws in [&mut owner, &mut ana] {
+        let relayed = next_plugin_message(ws).await;
+        assert_eq!(relayed["plugin"], "hello");
+        assert_eq!(relayed["payload"], b64(payload), "relayed byte for byte");
+    }
+
+    // The plugin keeps the last message and hands it to whoever joins later.
+    let (mut bob, _) = flagged_and_admitted(&s, &mut owner, "Bob", KEY_B).await;
+    let snapshot = next_plugin_message(&mut bob).await;
+    assert_eq!(snapshot["payload"], b64(payload));
+
+    // Bad messages on a plugin's channel get clear errors and disturb nobody.
+    ana.send(json!({ "v": 1, "type": "plugin", "plugin": "nobody-here", "payload": b64(b"x") }))
+        .await;
+    ana.expect_error("plugin_unavailable").await;
+    let too_big = vec![7u8; 32 * 1024 + 1];
+    ana.send(json!({ "v": 1, "type": "plugin", "plugin": "hello", "payload": b64(&too_big) }))
+        .await;
+    ana.expect_error("message_too_large").await;
+    ana.send(json!({ "v": 1, "type": "plugin", "plugin": "hello", "payload": "not base64!" }))
+        .await;
+    ana.expect_error("bad_message").await;
+
+    let mut outsider = Ws::open(&s.addr, &s.link, None).await;
+    outsider
+        .send(json!({ "v": 1, "type": "plugin", "plugin": "hello", "payload": b64(b"x") }))
+        .await;
+    outsider.expect_error("not_joined").await;
+}
+
+#[tokio::test]
+async fn a_plugin_lists_the_roster_and_removes_people_only_as_the_user_may() {
+    let s = setup(true).await;
+    let mut owner = join_owner(&s).await;
+    let (mut ana, ana_id) = flagged_and_admitted(&s, &mut owner, "Ana", KEY_A).await;
+
+    let roster = s
+        .app
+        .get(&format!("/p/hello/roster?link={}", s.link))
+        .bearer(&s.admin)
+        .send()
+        .await;
+    assert_eq!(roster.status, StatusCode::OK, "{}", roster.text());
+    let lines = roster.text();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(lines.lines().any(|l| l.ends_with(" member")), "{lines}");
+    assert!(lines.contains(&format!("{ana_id} Ana guest")), "{lines}");
+
+    // Someone who is not on the call cannot remove anyone through the plugin.
+    let other = s
+        .app
+        .user_with_token("other@example.org", Role::Member)
+        .await;
+    let refused = s
+        .app
+        .req(
+            Method::POST,
+            &format!("/p/hello/remove?link={}&participant={ana_id}", s.link),
+        )
+        .bearer(&other)
+        .send()
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
+    assert!(
+        refused.text().contains("AccessDenied"),
+        "{}",
+        refused.text()
+    );
+
+    // The owner, on the call, may: the guest is removed as if the owner did it.
+    let removed = s
+        .app
+        .req(
+            Method::POST,
+            &format!("/p/hello/remove?link={}&participant={ana_id}", s.link),
+        )
+        .bearer(&s.admin)
+        .send()
+        .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.text());
+    let message = ana.expect("removed").await;
+    assert!(message["by"].is_string());
+    owner.roster_until(|p| p.len() == 1).await;
+
+    let after = s
+        .app
+        .get(&format!("/p/hello/roster?link={}", s.link))
+        .bearer(&s.admin)
+        .send()
+        .await
+        .text();
+    assert_eq!(after.lines().count(), 1, "{after}");
+}
+
+#[tokio::test]
+async fn the_call_page_lists_the_modules_of_switched_on_plugins() {
+    let s = setup(true).await;
+    let page = s.app.get(&format!("/j/{}", s.link)).send().await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = crate::support::unescape(&page.text());
+    assert!(
+        html.contains(
+            r#"data-plugin-modules="[{"plugin":"hello","url":"/p/hello/static/hello.js"}]""#
+        ),
+        "{html}"
+    );
+    let res = s
+        .app
+        .post("/api/v1/admin/plugins/hello/disable")
+        .bearer(&s.admin)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let html = crate::support::unescape(&s.app.get(&format!("/j/{}", s.link)).send().await.text());
+    assert!(html.contains(r#"data-plugin-modules="[]""#), "{html}");
+    let module = s.app.get("/p/hello/static/hello.js").send().await;
+    assert_eq!(
+        module.status,
+        StatusCode::NOT_FOUND,
+        "a switched-off plugin's files are not served"
+    );
+}
