@@ -265,7 +265,8 @@ enum PolicyCommand {
 
 #[derive(Subcommand)]
 enum PrivacyCommand {
-    /// Delete call metadata older than the retention period, and expired sessions.
+    /// Delete call metadata older than the retention period, expired sessions and
+    /// plugins' expired key-value entries.
     Purge {
         #[command(flatten)]
         out: Output,
@@ -327,8 +328,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = privacy::purge(&store, clock.now(), config.privacy.retention_days).await?;
             print(out, &report, || {
                 format!(
-                    "Purged {} call-metadata records older than {} days and {} expired sessions.",
-                    report.call_events, config.privacy.retention_days, report.sessions
+                    "Purged {} call-metadata records older than {} days, {} expired sessions and {} expired plugin entries.",
+                    report.call_events,
+                    config.privacy.retention_days,
+                    report.sessions,
+                    report.plugin_kv
                 )
             })
         }

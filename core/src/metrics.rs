@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::AppState;
+use crate::store::{OutboxCounts, OutboxStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -38,6 +39,11 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
 /// The server's metrics and the registry that renders them.
 pub struct Metrics {
     registry: Registry,
@@ -55,6 +61,7 @@ pub struct Metrics {
     plugin_durations: Family<PluginLabels, Histogram>,
     plugin_dropped: Family<PluginLabels, Counter>,
     plugin_disabled: Family<PluginLabels, Counter>,
+    mail_outbox: Family<StatusLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -128,8 +135,15 @@ impl Default for Metrics {
             "Times a plugin was switched off after repeated failures",
             plugin_disabled.clone(),
         );
+        let mail_outbox = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "mail_outbox_messages",
+            "Messages in the mail outbox by status (queued, sent, failed), set when metrics are read",
+            mail_outbox.clone(),
+        );
         Self {
             registry,
+            mail_outbox,
             plugin_calls,
             plugin_durations,
             plugin_dropped,
@@ -178,6 +192,21 @@ impl Metrics {
                 plugin: plugin.into(),
             })
             .inc();
+    }
+
+    /// The outbox's counts by status.
+    pub fn set_mail_outbox(&self, counts: OutboxCounts) {
+        for (status, n) in [
+            (OutboxStatus::Queued, counts.queued),
+            (OutboxStatus::Sent, counts.sent),
+            (OutboxStatus::Failed, counts.failed),
+        ] {
+            self.mail_outbox
+                .get_or_create(&StatusLabels {
+                    status: status.as_str(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn render(&self) -> String {

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_foundation;
 mod m20261121_000002_members_need_approval;
 mod m20261122_000003_plugins;
+mod m20261123_000004_mail_outbox;
 
 /// The ordered list of Confab's migrations.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_foundation::Migration),
             Box::new(m20261121_000002_members_need_approval::Migration),
             Box::new(m20261122_000003_plugins::Migration),
+            Box::new(m20261123_000004_mail_outbox::Migration),
         ]
     }
 

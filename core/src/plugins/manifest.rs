@@ -24,6 +24,10 @@
 //! name = "purge"
 //! every = "1h"
 //!
+//! [[timers]]
+//! name = "nightly"
+//! cron = "0 3 * * *"                 # minute hour day-of-month month day-of-week, UTC
+//!
 //! [config.greeting]
 //! description = "What to say"
 //! default = "Hello"
@@ -31,11 +35,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::policy::valid_plugin_name;
+
+pub mod cron;
+
+pub use cron::Cron;
 
 /// Largest manifest accepted, in bytes.
 pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;
@@ -247,18 +256,100 @@ impl Default for Limits {
     }
 }
 
-/// A timer: the server calls `on-timer(name)` every `every`.
+/// A timer: the server calls `on-timer(name)` every `every`, or at each minute its
+/// `cron` expression names. Exactly one of the two.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Timer {
     pub name: String,
     /// `30s`, `15m`, `1h`, `1d` (at least 10 seconds).
-    pub every: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// `minute hour day-of-month month day-of-week`, in UTC, e.g. `0 3 * * *`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+}
+
+/// When a timer fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    /// Every so often, counted from when the server first saw the timer.
+    Every(Duration),
+    /// At the minutes of a cron expression, on the wall clock (UTC).
+    Cron(Cron),
+}
+
+/// When a timer is due next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// At this instant of the monotonic clock (`every` timers).
+    After(Instant),
+    /// At this minute of the wall clock (cron timers).
+    At(DateTime<Utc>),
+}
+
+impl Schedule {
+    /// The first time after now: `now` on the monotonic clock, `wall` on the app's
+    /// clock. `None` if it never comes.
+    pub fn next(&self, now: Instant, wall: DateTime<Utc>) -> Option<Due> {
+        match self {
+            Schedule::Every(every) => Some(Due::After(now + *every)),
+            Schedule::Cron(cron) => cron.next_after(wall).map(Due::At),
+        }
+    }
+}
+
+impl Due {
+    pub fn reached(&self, now: Instant, wall: DateTime<Utc>) -> bool {
+        match self {
+            Due::After(at) => *at <= now,
+            Due::At(at) => *at <= wall,
+        }
+    }
 }
 
 impl Timer {
+    /// The interval of an `every` timer.
     pub fn interval(&self) -> Option<Duration> {
-        parse_interval(&self.every)
+        parse_interval(self.every.as_deref()?)
+    }
+
+    /// When it fires; `None` for a timer the manifest check would refuse.
+    pub fn schedule(&self) -> Option<Schedule> {
+        match (&self.every, &self.cron) {
+            (Some(every), None) => parse_interval(every).map(Schedule::Every),
+            (None, Some(cron)) => Cron::parse(cron).ok().map(Schedule::Cron),
+            _ => None,
+        }
+    }
+
+    /// Why the timer is refused, and which of its keys to point at.
+    fn problem(&self) -> Option<(&'static str, String)> {
+        let name = &self.name;
+        match (&self.every, &self.cron) {
+            (Some(every), None) => match parse_interval(every) {
+                Some(d) if d >= Duration::from_secs(10) => None,
+                _ => Some((
+                    "every",
+                    format!(
+                        "timer {name:?}: every = {every:?} must be like 30s, 15m, 1h or 1d, at least 10s"
+                    ),
+                )),
+            },
+            (None, Some(cron)) => Cron::parse(cron)
+                .err()
+                .map(|why| ("cron", format!("timer {name:?}: cron: {why}"))),
+            (Some(_), Some(_)) => Some((
+                "cron",
+                format!("timer {name:?} has both every and cron; give exactly one"),
+            )),
+            (None, None) => Some((
+                "name",
+                format!(
+                    "timer {name:?} needs every = \"1h\" or cron = \"0 3 * * *\" (minute hour day-of-month month day-of-week, UTC)"
+                ),
+            )),
+        }
     }
 }
 
@@ -306,19 +397,18 @@ impl Manifest {
             return Err(ManifestError::TooLarge);
         }
         let manifest: Manifest = toml::from_str(text).map_err(|e| {
-            let mut message = e.message().to_string();
-            if let Some(span) = e.span() {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                let code = text.lines().nth(line - 1).unwrap_or("").trim();
-                message = format!("line {line} ({code}): {message}");
-            }
-            ManifestError::Parse(message)
+            let message = e.message();
+            ManifestError::Parse(match e.span() {
+                Some(span) => format!("{}: {message}", at_line(text, span.start)),
+                None => message.to_string(),
+            })
         })?;
-        manifest.check()?;
+        manifest.check(text)?;
         Ok(manifest)
     }
 
-    fn check(&self) -> Result<(), ManifestError> {
+    /// Checks what serde cannot; `text` is the manifest, to name the line of a bad timer.
+    fn check(&self, text: &str) -> Result<(), ManifestError> {
         let invalid = |m: String| Err(ManifestError::Invalid(m));
         if !valid_plugin_name(&self.name) {
             return invalid(format!(
@@ -359,21 +449,21 @@ impl Manifest {
             return invalid("the timers hook is listed but no [[timers]] are declared".into());
         }
         let mut names = std::collections::HashSet::new();
-        for timer in &self.timers {
-            if timer.name.is_empty() || timer.name.len() > 64 || !names.insert(&timer.name) {
-                return invalid(format!(
-                    "timer name {:?} must be 1–64 bytes and unique",
-                    timer.name
-                ));
-            }
-            match timer.interval() {
-                Some(d) if d >= Duration::from_secs(10) => {}
-                _ => {
-                    return invalid(format!(
-                        "timer {:?}: every = {:?} must be like 30s, 15m, 1h or 1d, at least 10s",
-                        timer.name, timer.every
-                    ));
-                }
+        for (i, timer) in self.timers.iter().enumerate() {
+            let problem =
+                if timer.name.is_empty() || timer.name.len() > 64 || !names.insert(&timer.name) {
+                    Some((
+                        "name",
+                        format!("timer name {:?} must be 1–64 bytes and unique", timer.name),
+                    ))
+                } else {
+                    timer.problem()
+                };
+            if let Some((key, why)) = problem {
+                return invalid(match timer_key_at(text, i, key) {
+                    Some(at) => format!("{at}: {why}"),
+                    None => why,
+                });
             }
         }
         if let Some(kv) = &self.permissions.kv
@@ -435,6 +525,28 @@ impl Manifest {
     pub fn wants_event(&self, kind: EventKind) -> bool {
         self.wants(Hook::Events) && (self.events.is_empty() || self.events.contains(&kind))
     }
+}
+
+/// `line N (what is written there)`, for a byte offset into the manifest.
+fn at_line(text: &str, offset: usize) -> String {
+    let line = text.get(..offset).unwrap_or(text).matches('\n').count() + 1;
+    let code = text.lines().nth(line - 1).unwrap_or("").trim();
+    format!("line {line} ({code})")
+}
+
+/// Where `key` of the manifest's `index`-th timer is written.
+fn timer_key_at(text: &str, index: usize, key: &str) -> Option<String> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let timer = doc
+        .get_ref()
+        .get("timers")?
+        .get_ref()
+        .as_array()?
+        .get(index)?
+        .get_ref()
+        .as_table()?;
+    let value = timer.get(key).or_else(|| timer.get("name"))?;
+    Some(at_line(text, value.span().start))
 }
 
 /// `30s`, `15m`, `2h`, `1d`.
@@ -575,6 +687,118 @@ call-page = "call.js"
         assert_eq!(
             Manifest::parse(&"#".repeat(MAX_MANIFEST_BYTES + 1)),
             Err(ManifestError::TooLarge)
+        );
+    }
+
+    /// FULL with one more timer, given as the lines of its table.
+    fn with_timer(timer: &str) -> String {
+        FULL.replace(
+            "[config.greeting]",
+            &format!("[[timers]]\n{timer}\n\n[config.greeting]"),
+        )
+    }
+
+    #[test]
+    fn timers_run_every_so_often_or_on_a_cron_schedule() {
+        let m = Manifest::parse(&with_timer("name = \"nightly\"\ncron = \"0 3 * * *\"")).unwrap();
+        assert_eq!(
+            m.timers[0].schedule(),
+            Some(Schedule::Every(Duration::from_secs(3600)))
+        );
+        assert_eq!(
+            m.timers[1].schedule(),
+            Some(Schedule::Cron(Cron::parse("0 3 * * *").unwrap()))
+        );
+        assert_eq!(m.timers[1].interval(), None);
+        // Shown as written, without the key it does not use.
+        let shown = serde_json::to_value(&m.timers).unwrap();
+        assert_eq!(
+            shown,
+            serde_json::json!([
+                { "name": "purge", "every": "1h" },
+                { "name": "nightly", "cron": "0 3 * * *" }
+            ])
+        );
+    }
+
+    #[test]
+    fn cron_timers_are_due_at_their_minute_of_the_wall_clock() {
+        let now = Instant::now();
+        let wall: DateTime<Utc> = "2026-11-21T02:59:30Z".parse().unwrap();
+        let cron = Schedule::Cron(Cron::parse("0 3 * * *").unwrap());
+        let due = cron.next(now, wall).unwrap();
+        assert_eq!(due, Due::At("2026-11-21T03:00:00Z".parse().unwrap()));
+        assert!(!due.reached(now, wall));
+        // The monotonic clock does not matter to a cron timer, the wall clock does.
+        assert!(!due.reached(now + Duration::from_secs(3600), wall));
+        assert!(due.reached(now, wall + chrono::Duration::seconds(30)));
+        let every = Schedule::Every(Duration::from_secs(60));
+        let due = every.next(now, wall).unwrap();
+        assert!(!due.reached(now, wall + chrono::Duration::hours(1)));
+        assert!(due.reached(now + Duration::from_secs(60), wall));
+    }
+
+    #[test]
+    fn bad_timers_are_refused_with_the_line_they_are_on() {
+        let cases = [
+            (
+                "name = \"nightly\"\ncron = \"0 25 * * *\"",
+                "cron = \"0 25 * * *\"",
+                "timer \"nightly\": cron: hour 25 is out of range 0-23",
+            ),
+            (
+                "name = \"nightly\"\ncron = \"0 3 * *\"",
+                "cron = \"0 3 * *\"",
+                "must have 5 fields",
+            ),
+            (
+                "name = \"both\"\nevery = \"1h\"\ncron = \"0 3 * * *\"",
+                "cron = \"0 3 * * *\"",
+                "timer \"both\" has both every and cron; give exactly one",
+            ),
+            (
+                "name = \"neither\"",
+                "name = \"neither\"",
+                "timer \"neither\" needs every = \"1h\" or cron = \"0 3 * * *\"",
+            ),
+            (
+                "name = \"fast\"\nevery = \"5s\"",
+                "every = \"5s\"",
+                "at least 10s",
+            ),
+            (
+                "name = \"purge\"\ncron = \"0 3 * * *\"",
+                "name = \"purge\"",
+                "must be 1–64 bytes and unique",
+            ),
+        ];
+        for (timer, line_text, needle) in cases {
+            let text = with_timer(timer);
+            // The second `line_text` in the file when it repeats the first timer's name.
+            let line = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| *l == line_text)
+                .map(|(i, _)| i + 1)
+                .last()
+                .unwrap();
+            let err = Manifest::parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("line {line} ({line_text}): ")) && err.contains(needle),
+                "{timer}: {err}"
+            );
+        }
+        // Inline tables too.
+        let text = FULL
+            .replace("[[timers]]\nname = \"purge\"\nevery = \"1h\"\n", "")
+            .replace(
+                "[permissions]",
+                "timers = [{ name = \"x\", cron = \"* * * * 9\" }]\n\n[permissions]",
+            );
+        let err = Manifest::parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("line 9 (timers = ") && err.contains("day of week 9"),
+            "{err}"
         );
     }
 

@@ -4,7 +4,8 @@
 //! What it keeps is limited metadata — which link, when a call was attempted,
 //! started or ended, who was invited or asked to join — and only for
 //! `privacy.retention_days` (30 by default). A background job purges older rows,
-//! and `confab privacy purge` does the same on demand.
+//! together with expired sessions and plugins' expired key-value entries, and
+//! `confab privacy purge` does the same on demand.
 
 use std::sync::Arc;
 
@@ -62,9 +63,20 @@ pub struct PurgeReport {
     pub call_events: u64,
     /// Expired web sessions.
     pub sessions: u64,
+    /// Plugins' key-value entries past their expiry time.
+    pub plugin_kv: u64,
 }
 
-/// Deletes call metadata older than `retention_days` before `now`, and expired sessions.
+impl PurgeReport {
+    /// Rows deleted, all kinds together.
+    pub fn total(&self) -> u64 {
+        self.call_events + self.sessions + self.plugin_kv
+    }
+}
+
+/// Deletes call metadata older than `retention_days` before `now`, expired sessions
+/// and plugins' expired key-value entries (reads already skip them; this frees the
+/// space).
 pub async fn purge(
     store: &Store,
     now: DateTime<Utc>,
@@ -74,6 +86,7 @@ pub async fn purge(
     Ok(PurgeReport {
         call_events: store.delete_call_events_before(cutoff).await?,
         sessions: store.delete_expired_sessions(now).await?,
+        plugin_kv: store.delete_expired_plugin_kv(now).await?,
     })
 }
 
@@ -93,10 +106,11 @@ pub async fn run_purge_job(
             _ = shutdown.wait() => return,
         }
         match purge(&store, clock.now(), retention_days).await {
-            Ok(report) if report.call_events + report.sessions > 0 => {
+            Ok(report) if report.total() > 0 => {
                 tracing::info!(
                     call_events = report.call_events,
                     sessions = report.sessions,
+                    plugin_kv = report.plugin_kv,
                     "privacy purge"
                 );
             }

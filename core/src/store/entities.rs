@@ -216,3 +216,61 @@ pub mod plugin_status {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod mail_outbox {
+    use sea_orm::entity::prelude::*;
+
+    /// A message in the mail outbox, written before anything tries to send it.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "mail_outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// JSON array of the `To` addresses.
+        pub recipients: String,
+        /// JSON array of the `Cc` addresses.
+        pub cc: String,
+        pub reply_to: Option<String>,
+        pub subject: String,
+        pub body_text: String,
+        pub body_html: Option<String>,
+        /// The plugin that queued it; `None` for the server's own mail.
+        pub plugin: Option<String>,
+        /// `queued`, `sent` or `failed`.
+        pub status: String,
+        pub attempts: i32,
+        pub next_attempt_at: DateTimeUtc,
+        pub last_error: Option<String>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod mail_outbox_attachment {
+    use sea_orm::entity::prelude::*;
+
+    /// An attachment of an outbox message (deleted with it).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "mail_outbox_attachments")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub message_id: i64,
+        /// Order within the message, from 0.
+        pub position: i32,
+        pub filename: String,
+        pub content_type: String,
+        pub data: Vec<u8>,
+        /// Also offered as an alternative body (iMIP invitations).
+        pub inline_alternative: bool,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

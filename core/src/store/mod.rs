@@ -14,6 +14,7 @@ pub mod entities;
 mod events;
 mod link_cache;
 mod links;
+mod outbox;
 mod plugins;
 mod policy;
 mod sessions;
@@ -21,9 +22,11 @@ mod tokens;
 mod users;
 
 pub use entities::{
-    api_token, call_event, link, org_policy, plugin_kv, plugin_status, session, user,
+    api_token, call_event, link, mail_outbox, mail_outbox_attachment, org_policy, plugin_kv,
+    plugin_status, session, user,
 };
 pub use links::{LinkFilter, LinkPage};
+pub use outbox::{NewAttachment, NewMail, OutboxCounts, OutboxMessage, OutboxStatus};
 pub use plugins::KvSetOutcome;
 
 /// A database failure.

@@ -1,7 +1,7 @@
 //! Plugins' key-value data and automatic switch-offs.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Alias, Expr, Func, OnConflict};
+use sea_orm::sea_query::{Alias, Expr, Func, OnConflict, SimpleExpr};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
     TransactionTrait,
@@ -17,6 +17,13 @@ pub enum KvSetOutcome {
     OverQuota {
         used: i64,
     },
+}
+
+/// `SUM(size)` as a BIGINT: PostgreSQL sums BIGINTs into a NUMERIC.
+fn bytes_used() -> SimpleExpr {
+    Expr::col(plugin_kv::Column::Size)
+        .sum()
+        .cast_as(Alias::new("BIGINT"))
 }
 
 fn live(now: DateTime<Utc>) -> Condition {
@@ -56,7 +63,7 @@ impl Store {
         let txn = self.conn().begin().await?;
         let used: Option<i64> = plugin_kv::Entity::find()
             .select_only()
-            .column_as(Expr::col(plugin_kv::Column::Size).sum(), "used")
+            .column_as(bytes_used(), "used")
             .filter(plugin_kv::Column::Plugin.eq(plugin))
             .filter(plugin_kv::Column::Key.ne(key))
             .filter(live(now))
@@ -142,7 +149,7 @@ impl Store {
     pub async fn plugin_kv_usage(&self, plugin: &str, now: DateTime<Utc>) -> StoreResult<i64> {
         let used: Option<i64> = plugin_kv::Entity::find()
             .select_only()
-            .column_as(Expr::col(plugin_kv::Column::Size).sum(), "used")
+            .column_as(bytes_used(), "used")
             .filter(plugin_kv::Column::Plugin.eq(plugin))
             .filter(live(now))
             .into_tuple::<Option<i64>>()

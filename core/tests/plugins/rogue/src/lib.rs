@@ -1,7 +1,7 @@
 //! A plugin that misbehaves on request, for the sandbox tests.
 
 use confab_plugin_sdk::{
-    Decision, HttpRequest, HttpResponse, LobbyRequest, Plugin, export_plugin, kv,
+    Decision, Error, HttpRequest, HttpResponse, LobbyRequest, Plugin, export_plugin, http, kv, mail,
 };
 
 struct Rogue;
@@ -30,7 +30,7 @@ impl Plugin for Rogue {
             }
             "/kv" => match kv::set("k", b"v") {
                 Ok(()) => HttpResponse::text(200, "stored"),
-                Err(e) => HttpResponse::text(403, format!("{e:?}")),
+                Err(e) => refused(e),
             },
             "/headers" => HttpResponse::text(200, "headers")
                 .with_header("set-cookie", "confab_session=stolen")
@@ -47,8 +47,19 @@ impl Plugin for Rogue {
                 HttpResponse::text(200, lines.join("\n"))
             }
             "/status" => HttpResponse::text(42, "bad status"),
+            "/mail" => queue_mail(&request.body),
+            "/fetch" => fetch(&request.body),
+            "/fired" => match kv::keys("fired:", None, 100) {
+                Ok(keys) => HttpResponse::text(200, keys.join("\n")),
+                Err(e) => refused(e),
+            },
             _ => HttpResponse::text(404, "no such page"),
         }
+    }
+
+    /// Notes that the timer fired (the tests grant `kv` for this).
+    fn on_timer(name: String) {
+        let _ = kv::set(&format!("fired:{name}"), b"1");
     }
 
     fn lobby_decision(request: LobbyRequest) -> Decision {
@@ -59,6 +70,72 @@ impl Plugin for Rogue {
             }
         }
         Decision::Flag(format!("{} looks suspicious", request.name))
+    }
+}
+
+/// The capability's error as the response: 403 for a refusal, 422 otherwise.
+fn refused(error: Error) -> HttpResponse {
+    let status = if matches!(error, Error::AccessDenied(_)) {
+        403
+    } else {
+        422
+    };
+    HttpResponse::text(status, format!("{error:?}"))
+}
+
+/// Queues a message whose subject is the request body; answers the outbox id.
+fn queue_mail(subject: &[u8]) -> HttpResponse {
+    let message = mail::Message {
+        to: vec!["Ana <ana@example.org>".into(), "bo@example.org".into()],
+        cc: vec!["cy@example.org".into()],
+        reply_to: Some("desk@example.org".into()),
+        subject: String::from_utf8_lossy(subject).into_owned(),
+        text: "Join at https://confab.example/j/abc#k=secret".into(),
+        html: Some(
+            "<p>Join at <a href=\"https://confab.example/j/abc#k=secret\">the call</a></p>".into(),
+        ),
+        attachments: vec![mail::Attachment {
+            filename: "invite.ics".into(),
+            content_type: "text/calendar; charset=UTF-8; method=REQUEST".into(),
+            data: b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n".to_vec(),
+            inline_alternative: true,
+        }],
+    };
+    match mail::queue(&message) {
+        Ok(id) => HttpResponse::text(200, id),
+        Err(e) => refused(e),
+    }
+}
+
+/// GETs the URL in the request body with an `x-rogue` header; answers the status, the
+/// `x-served-by` and `location` headers and the body, one per line.
+fn fetch(url: &[u8]) -> HttpResponse {
+    let request = http::Request {
+        method: "GET".into(),
+        url: String::from_utf8_lossy(url).into_owned(),
+        headers: vec![("x-rogue".into(), "asks".into())],
+        body: Vec::new(),
+        timeout_ms: Some(5000),
+    };
+    match http::send(&request) {
+        Ok(response) => {
+            let header = |name: &str| {
+                response
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map_or("-", |(_, v)| v.as_str())
+                    .to_string()
+            };
+            let lines = [
+                response.status.to_string(),
+                header("x-served-by"),
+                header("location"),
+                String::from_utf8_lossy(&response.body).into_owned(),
+            ];
+            HttpResponse::text(200, lines.join("\n"))
+        }
+        Err(e) => refused(e),
     }
 }
 
