@@ -37,21 +37,8 @@ CONFAB_TOKEN=$("$bin" token create --user bench@example.org --name bench --json 
 link_id=$(curl -sf -X POST "$base/api/v1/links" -H "Authorization: Bearer $CONFAB_TOKEN" \
   -H 'Content-Type: application/json' -d '{"title":"Page render benchmark"}' | sed -n 's/.*"id":"\([A-Za-z0-9]*\)".*/\1/p')
 
-# Runs wrk RUNS times; prints "median_rps median_p50_ms median_p99_ms".
-measure() {
-  local rps=() p50=() p99=()
-  wrk -t1 -c"$CONNECTIONS" -d3s "$@" >/dev/null # warm-up
-  for _ in $(seq "$RUNS"); do
-    out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
-    rps+=("$(awk '/Requests\/sec/ {print $2}' <<<"$out")")
-    p50+=("$(awk '$1=="50%" {print $2}' <<<"$out")")
-    p99+=("$(awk '$1=="99%" {print $2}' <<<"$out")")
-    if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx responses:"; echo "$out"; exit 1; fi
-  done
-  median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-  ms() { sed -E 's/([0-9.]+)us$/echo "scale=3;\1\/1000" | bc/e; s/([0-9.]+)ms$/\1/; s/([0-9.]+)s$/echo "\1*1000" | bc/e'; }
-  echo "$(median "${rps[@]}") $(median "${p50[@]}" | ms) $(median "${p99[@]}" | ms)"
-}
+# wrk runs and their medians: measure.
+source examples/bench/wrk.sh
 
 # Runs oha at a fixed rate RUNS times; prints "achieved_rps median_p50_ms median_p99_ms success".
 at_rate() {

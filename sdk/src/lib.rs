@@ -111,10 +111,27 @@ macro_rules! export_plugin {
                 }
             }
 
+            // Only a component has these exports: their names (`confab:plugin/hooks@1.0.0#…`)
+            // are not symbols a native library can export, and a plugin crate is also
+            // built for the host when its tests run the component with confab-plugin-test.
+            #[cfg(target_arch = "wasm32")]
             $crate::bindings::__export_plugin_bindings!(
                 ConfabPluginExports with_types_in $crate::bindings
             );
 
+            // On the host the hooks stay the plugin's entry points (no dead code).
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = (
+                <$plugin as $crate::Plugin>::on_event as fn($crate::Event),
+                <$plugin as $crate::Plugin>::lobby_decision
+                    as fn($crate::LobbyRequest) -> $crate::Decision,
+                <$plugin as $crate::Plugin>::handle_http
+                    as fn($crate::HttpRequest) -> $crate::HttpResponse,
+                <$plugin as $crate::Plugin>::on_call_message as fn($crate::Call, u32, Vec<u8>),
+                <$plugin as $crate::Plugin>::on_timer as fn(String),
+            );
+
+            #[cfg(target_arch = "wasm32")]
             #[unsafe(link_section = "confab-sdk-version")]
             #[used]
             static CONFAB_SDK_VERSION: [u8; $crate::SDK_VERSION.len()] = $crate::__version_bytes();

@@ -265,6 +265,13 @@ pub enum InvokeError {
     Failed { plugin: String, reason: String },
 }
 
+/// A plugin's ES module for the call page.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CallPageModule {
+    pub plugin: String,
+    pub url: String,
+}
+
 /// Where a plugin came from.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -768,15 +775,17 @@ impl PluginHost {
         }
     }
 
-    fn emit(&self, state: &AppState, event: Event) {
-        let kind = event.kind();
-        let listeners: Vec<Arc<Loaded>> = self
-            .read()
+    /// The plugins whose `events` hook covers `kind`.
+    fn listeners(&self, kind: manifest::EventKind) -> Vec<Arc<Loaded>> {
+        self.read()
             .values()
             .filter(|p| p.grants.manifest.wants_event(kind))
             .cloned()
-            .collect();
-        for plugin in listeners {
+            .collect()
+    }
+
+    fn emit(&self, state: &AppState, event: Event) {
+        for plugin in self.listeners(event.kind()) {
             let queue = plugin.queue.get_or_init(|| {
                 let (tx, rx) = mpsc::channel(EVENT_QUEUE);
                 tokio::spawn(deliver_events(
@@ -792,6 +801,48 @@ impl PluginHost {
                 tracing::warn!(plugin = %plugin.grants.name, "plugin event queue is full: event dropped");
             }
         }
+    }
+
+    /// Delivers `event` to every plugin that listens and is switched on, all at once,
+    /// and returns when each has handled it (or failed). [`emit`] queues instead and
+    /// never waits; this is for callers that must know the event was handled.
+    pub async fn dispatch(&self, state: &AppState, event: Event) {
+        let listeners = self.listeners(event.kind());
+        let deliveries = listeners
+            .iter()
+            .map(|plugin| self.deliver(state, &plugin.grants.name, &event));
+        futures_util::future::join_all(deliveries).await;
+    }
+
+    /// Runs one plugin's `on-event` for `event`, if the plugin is switched on.
+    async fn deliver(
+        &self,
+        state: &AppState,
+        name: &str,
+        event: &Event,
+    ) -> Result<(), InvokeError> {
+        let plugin = self.enabled(state, name).await?;
+        let deadline = Duration::from_millis(u64::from(plugin.grants.manifest.limits.deadline_ms));
+        let wit_event = event.to_wit();
+        self.invoke(
+            state,
+            &plugin,
+            "event",
+            event.actor(),
+            deadline,
+            move |p, s| {
+                Box::pin(async move { p.confab_plugin_hooks().call_on_event(s, &wit_event).await })
+            },
+        )
+        .await
+    }
+
+    /// Whether any loaded plugin screens lobby requests (switched on or not: the
+    /// policy is checked when they are asked).
+    pub fn screens_lobby_requests(&self) -> bool {
+        self.read()
+            .values()
+            .any(|p| p.grants.manifest.wants(Hook::LobbyDecision))
     }
 
     /// Asks the plugins that screen lobby requests. Each gets its
@@ -948,9 +999,11 @@ impl PluginHost {
         .await
     }
 
-    /// Fires timers as their intervals pass, until `shutdown`.
+    /// Fires timers as their intervals pass, and cron timers at their minutes of the
+    /// app's clock, until `shutdown`.
     pub async fn run_timers(state: AppState, shutdown: crate::shutdown::Shutdown) {
-        let mut next: BTreeMap<(String, String), Instant> = BTreeMap::new();
+        let mut next: BTreeMap<(String, String), (manifest::Schedule, Option<manifest::Due>)> =
+            BTreeMap::new();
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -959,24 +1012,29 @@ impl PluginHost {
                 _ = shutdown.wait() => return,
             }
             let now = Instant::now();
-            let timers: Vec<(String, String, Duration)> = state
+            let wall = state.clock.now();
+            let timers: Vec<(String, String, manifest::Schedule)> = state
                 .plugins
                 .read()
                 .values()
                 .filter(|p| p.grants.manifest.wants(Hook::Timers))
                 .flat_map(|p| {
                     p.grants.manifest.timers.iter().filter_map(|t| {
-                        Some((p.grants.name.to_string(), t.name.clone(), t.interval()?))
+                        Some((p.grants.name.to_string(), t.name.clone(), t.schedule()?))
                     })
                 })
                 .collect();
             next.retain(|k, _| timers.iter().any(|(p, t, _)| (p, t) == (&k.0, &k.1)));
-            for (plugin, timer, every) in timers {
-                let due = next
+            for (plugin, timer, schedule) in timers {
+                let entry = next
                     .entry((plugin.clone(), timer.clone()))
-                    .or_insert(now + every);
-                if *due <= now {
-                    *due = now + every;
+                    .or_insert_with(|| (schedule.clone(), schedule.next(now, wall)));
+                // A reload changed the schedule: count from now.
+                if entry.0 != schedule {
+                    *entry = (schedule.clone(), schedule.next(now, wall));
+                }
+                if entry.1.is_some_and(|due| due.reached(now, wall)) {
+                    entry.1 = schedule.next(now, wall);
                     let state = state.clone();
                     tokio::spawn(async move {
                         match state.plugins.fire_timer(&state, &plugin, &timer).await {
@@ -998,8 +1056,9 @@ impl PluginHost {
         Some(plugin.dir.join(dir))
     }
 
-    /// The call-page modules of plugins that are switched on.
-    pub async fn call_page_modules(&self, state: &AppState) -> Vec<String> {
+    /// The call-page modules of plugins that are switched on, for the call page to
+    /// import.
+    pub async fn call_page_modules(&self, state: &AppState) -> Vec<CallPageModule> {
         let Ok(policy) = state.policy.get(&state.store).await else {
             return Vec::new();
         };
@@ -1008,7 +1067,10 @@ impl PluginHost {
             .filter(|p| policy.plugin_enabled(&p.grants.name))
             .filter_map(|p| {
                 let module = p.grants.manifest.web.call_page.as_ref()?;
-                Some(format!("/p/{}/static/{module}", p.grants.name))
+                Some(CallPageModule {
+                    plugin: p.grants.name.to_string(),
+                    url: format!("/p/{}/static/{module}", p.grants.name),
+                })
             })
             .collect()
     }
@@ -1123,20 +1185,10 @@ impl PluginHost {
 /// Handles a plugin's events one after the other.
 async fn deliver_events(state: AppState, name: String, mut events: mpsc::Receiver<Event>) {
     while let Some(event) = events.recv().await {
-        let plugin = match state.plugins.enabled(&state, &name).await {
-            Ok(p) => p,
-            Err(InvokeError::Disabled(_)) => continue,
-            Err(_) => return,
-        };
-        let deadline = Duration::from_millis(u64::from(plugin.grants.manifest.limits.deadline_ms));
-        let actor = event.actor();
-        let wit_event = event.to_wit();
-        let _ = state
-            .plugins
-            .invoke(&state, &plugin, "event", actor, deadline, move |p, s| {
-                Box::pin(async move { p.confab_plugin_hooks().call_on_event(s, &wit_event).await })
-            })
-            .await;
+        // Unloaded: stop. Switched off, or the invocation failed: next event.
+        if let Err(InvokeError::NotFound(_)) = state.plugins.deliver(&state, &name, &event).await {
+            return;
+        }
     }
 }
 

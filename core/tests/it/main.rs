@@ -11,6 +11,8 @@ mod cli;
 mod links;
 mod ops;
 mod pages;
+mod plugin_build;
+mod plugin_calls;
 mod plugins;
 mod privacy;
 mod signaling;

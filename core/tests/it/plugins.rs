@@ -2,7 +2,6 @@
 //! tests/plugins/rogue), built for wasm32-wasip2 by the tests, loaded by the host.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -12,39 +11,11 @@ use confab_core::config::{Config, PluginSettings};
 use confab_core::plugins::{CallInfo, LobbyInfo, Verdict};
 use serde_json::{Value, json};
 
+pub use crate::plugin_build::build_plugin;
 use crate::support::TestApp;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Builds a plugin crate for wasm32-wasip2 (once per test run) and returns its component.
-pub fn build_plugin(crate_dir: &Path, artifact: &str) -> PathBuf {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    // Its own target directory: the test run's cargo holds the workspace's.
-    let target = repo().join("target/plugin-builds");
-    let out = target.join(format!("wasm32-wasip2/release/{artifact}"));
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
-        .arg("--manifest-path")
-        .arg(crate_dir.join("Cargo.toml"));
-    // The example plugins pin their dependencies; a fresh scaffold resolves them.
-    if crate_dir.join("Cargo.lock").is_file() {
-        cmd.arg("--locked");
-    }
-    // Nothing of the test run's own cargo settings applies to the plugin's build.
-    for (key, _) in std::env::vars() {
-        let inherited = key.starts_with("CARGO_") && key != "CARGO_HOME";
-        if inherited || key.starts_with("RUSTC_") || key == "RUSTFLAGS" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("CARGO_TARGET_DIR", &target);
-    let status = cmd.status().expect("cargo runs");
-    assert!(status.success(), "building {} failed", crate_dir.display());
-    assert!(out.is_file(), "{} was not built", out.display());
-    out
 }
 
 fn hello_wasm() -> &'static Path {
@@ -116,9 +87,9 @@ fn grant(config: &mut Config, plugin: &str, caps: &[&str], settings: &[(&str, &s
     );
 }
 
-/// An app with the hello plugin installed (and granted what it asks for) and the
-/// rogue plugin.
-async fn app_with_plugins(tweak: impl FnOnce(&mut Config)) -> (TestApp, tempfile::TempDir) {
+/// Installs the hello plugin (granted what it asks for) and the rogue plugin into a
+/// new directory; returns it with the settings for a [`Config`].
+pub(crate) fn hello_and_rogue() -> (tempfile::TempDir, impl FnOnce(&mut Config)) {
     let plugins = tempfile::tempdir().unwrap();
     install(
         plugins.path(),
@@ -133,7 +104,7 @@ async fn app_with_plugins(tweak: impl FnOnce(&mut Config)) -> (TestApp, tempfile
         "rogue",
     );
     let dir = plugins.path().to_path_buf();
-    let app = TestApp::sqlite_with(move |c| {
+    let configure = move |c: &mut Config| {
         c.plugins.dir = dir.display().to_string();
         c.plugins.cache_dir = dir.join(".cache").display().to_string();
         grant(
@@ -143,6 +114,18 @@ async fn app_with_plugins(tweak: impl FnOnce(&mut Config)) -> (TestApp, tempfile
             &[("greeting", "Hi"), ("blocked-word", "spam")],
         );
         c.plugins.failures_before_disable = 3;
+    };
+    (plugins, configure)
+}
+
+/// An app with the hello plugin installed (and granted what it asks for) and the
+/// rogue plugin.
+pub(crate) async fn app_with_plugins(
+    tweak: impl FnOnce(&mut Config),
+) -> (TestApp, tempfile::TempDir) {
+    let (plugins, configure) = hello_and_rogue();
+    let app = TestApp::sqlite_with(move |c| {
+        configure(c);
         tweak(c);
     })
     .await;
@@ -723,4 +706,366 @@ async fn compiled_plugins_are_cached_on_disk() {
     .await;
     assert_eq!(again.get("/p/rogue/ok").send().await.text(), "still here");
     assert_ne!(std::fs::read(cached[0].path()).unwrap(), b"garbage");
+}
+
+/// An app with the rogue plugin alone, granted `caps`, with `patch` applied to its
+/// plugin.toml and a deadline that leaves room for real network and database work.
+async fn rogue_app(
+    patch: impl FnOnce(String) -> String,
+    caps: &[&str],
+) -> (TestApp, tempfile::TempDir) {
+    let plugins = tempfile::tempdir().unwrap();
+    let installed = install(
+        plugins.path(),
+        &repo().join("core/tests/plugins/rogue"),
+        rogue_wasm(),
+        "rogue",
+    );
+    let manifest = installed.join("plugin.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("deadline-ms = 300", "deadline-ms = 5000");
+    std::fs::write(&manifest, patch(text)).unwrap();
+    let dir = plugins.path().to_path_buf();
+    let app = TestApp::sqlite_with(|c| {
+        c.plugins.dir = dir.display().to_string();
+        c.plugins.cache_dir = dir.join(".cache").display().to_string();
+        grant(c, "rogue", caps, &[]);
+    })
+    .await;
+    (app, plugins)
+}
+
+/// POSTs `body` to one of the rogue plugin's routes (`/mail`: the subject of the
+/// message it queues; `/fetch`: the URL it gets).
+async fn ask_rogue(app: &TestApp, route: &str, body: String) -> crate::support::Res {
+    app.post(&format!("/p/rogue{route}"))
+        .raw("text/plain", body)
+        .send()
+        .await
+}
+
+/// Asserts the answer's status and that its text has every one of `needles`.
+fn assert_answer(res: &crate::support::Res, status: StatusCode, needles: &[&str]) {
+    let text = res.text();
+    assert_eq!(res.status, status, "{text}");
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} in {text}");
+    }
+}
+
+#[tokio::test]
+async fn plugins_queue_whole_messages_in_the_outbox_within_their_hourly_limit() {
+    let (app, _dir) = rogue_app(|m| m, &["mail"]).await;
+    let res = ask_rogue(&app, "/mail", "Our call".into()).await;
+    assert_answer(&res, StatusCode::OK, &[]);
+    let id: i64 = res.text().parse().expect("the outbox id");
+    let queued = app
+        .store
+        .outbox_message(id)
+        .await
+        .unwrap()
+        .expect("the message is in the outbox");
+    assert_eq!(queued.to(), ["Ana <ana@example.org>", "bo@example.org"]);
+    assert_eq!(queued.cc(), ["cy@example.org"]);
+    let m = &queued.message;
+    assert_eq!(m.reply_to.as_deref(), Some("desk@example.org"));
+    assert_eq!(m.subject, "Our call");
+    assert_eq!(m.body_text, "Join at https://confab.example/j/abc#k=secret");
+    assert_eq!(
+        m.body_html.as_deref(),
+        Some("<p>Join at <a href=\"https://confab.example/j/abc#k=secret\">the call</a></p>")
+    );
+    assert_eq!(m.plugin.as_deref(), Some("rogue"));
+    assert_eq!(m.status, "queued");
+    assert_eq!(m.attempts, 0);
+    assert_eq!(m.created_at, app.clock_now());
+    assert_eq!(m.next_attempt_at, app.clock_now(), "due at once");
+    assert_eq!(m.last_error, None);
+    let [invite] = &queued.attachments[..] else {
+        panic!("one attachment: {:?}", queued.attachments)
+    };
+    assert_eq!(invite.filename, "invite.ics");
+    assert_eq!(
+        invite.content_type,
+        "text/calendar; charset=UTF-8; method=REQUEST"
+    );
+    assert_eq!(invite.data, b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n");
+    assert!(invite.inline_alternative);
+
+    // A line break in the subject would start a header of its own: refused, and
+    // nothing is queued (nor counted against the limit).
+    let res = ask_rogue(&app, "/mail", "Hi\r\nBcc: victim@example.org".into()).await;
+    assert_answer(
+        &res,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &["Invalid", "line break"],
+    );
+    assert_eq!(app.store.outbox_counts().await.unwrap().queued, 1);
+
+    // plugin.toml allows 3 an hour.
+    for _ in 0..2 {
+        let res = ask_rogue(&app, "/mail", "Again".into()).await;
+        assert_answer(&res, StatusCode::OK, &[]);
+    }
+    let res = ask_rogue(&app, "/mail", "One too many".into()).await;
+    assert_answer(
+        &res,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &["LimitReached", "3 mails per hour"],
+    );
+    let counts = app.store.outbox_counts().await.unwrap();
+    assert_eq!((counts.queued, counts.sent, counts.failed), (3, 0, 0));
+    let metrics = app.get("/metrics").send().await.text();
+    assert!(
+        metrics.contains("confab_mail_outbox_messages{status=\"queued\"} 3"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn mail_and_http_are_refused_unless_granted() {
+    let (app, _dir) = rogue_app(|m| m, &[]).await;
+    let res = ask_rogue(&app, "/mail", "Hi".into()).await;
+    assert_answer(
+        &res,
+        StatusCode::FORBIDDEN,
+        &["AccessDenied", "has not granted mail"],
+    );
+    assert_eq!(app.store.outbox_counts().await.unwrap().queued, 0);
+    let res = ask_rogue(&app, "/fetch", "http://127.0.0.1:9/".into()).await;
+    assert_answer(
+        &res,
+        StatusCode::FORBIDDEN,
+        &["AccessDenied", "has not granted http-client"],
+    );
+}
+
+#[tokio::test]
+async fn plugins_call_allowed_hosts_and_see_redirects_without_following_them() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::extract::State;
+    use axum::http::HeaderMap;
+    use axum::routing::get;
+
+    let hits = Arc::new(AtomicUsize::new(0));
+    let server = axum::Router::new()
+        .route(
+            "/hello",
+            get(
+                |State(hits): State<Arc<AtomicUsize>>, headers: HeaderMap| async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    let asker = headers
+                        .get("x-rogue")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("nobody")
+                        .to_string();
+                    ([("x-served-by", "the-test")], format!("hello, {asker}"))
+                },
+            ),
+        )
+        .route(
+            "/moved",
+            get(|| async { (StatusCode::FOUND, [("location", "/hello")], "") }),
+        )
+        .with_state(hits.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, server).await.unwrap() });
+
+    let (app, _dir) = rogue_app(|m| m, &["http-client"]).await;
+    // Status, a response header, the body, and the plugin's request header on the way.
+    let res = ask_rogue(&app, "/fetch", format!("http://127.0.0.1:{port}/hello")).await;
+    assert_answer(&res, StatusCode::OK, &[]);
+    assert_eq!(res.text(), "200\nthe-test\n-\nhello, asks");
+    // A redirect comes back as it is.
+    let res = ask_rogue(&app, "/fetch", format!("http://127.0.0.1:{port}/moved")).await;
+    assert_eq!(res.text(), "302\n-\n/hello\n");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "the redirect was not followed"
+    );
+    // The same server under a name plugin.toml does not list.
+    let res = ask_rogue(&app, "/fetch", format!("http://localhost:{port}/hello")).await;
+    assert_answer(
+        &res,
+        StatusCode::FORBIDDEN,
+        &["AccessDenied", "localhost is not among the hosts"],
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "nothing was sent");
+}
+
+#[tokio::test]
+async fn timers_fire_and_cron_timers_fire_at_their_minute_of_the_clock() {
+    let (app, _dir) = rogue_app(
+        |m| m.replace("[permissions]\n", "[permissions]\nkv = {}\n"),
+        &["kv"],
+    )
+    .await;
+    let fired = || async { app.get("/p/rogue/fired").send().await.text() };
+    assert_eq!(fired().await, "");
+    let plugins = &app.state.plugins;
+    plugins
+        .fire_timer(&app.state, "rogue", "hourly")
+        .await
+        .unwrap();
+    assert_eq!(fired().await, "fired:hourly");
+    assert_eq!(
+        plugins.fire_timer(&app.state, "rogue", "nope").await,
+        Err(confab_core::plugins::InvokeError::NotHandled(
+            "rogue".into()
+        ))
+    );
+
+    // The clock says 12:00 UTC; the cron timer is for 12:30.
+    let (trigger, shutdown) = confab_core::shutdown::Shutdown::new();
+    let timers = tokio::spawn(confab_core::plugins::PluginHost::run_timers(
+        app.state.clone(),
+        shutdown,
+    ));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fired().await, "fired:hourly", "not yet");
+    app.clock.advance(chrono::Duration::minutes(30));
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = fired().await;
+        if seen.contains("half-past-noon") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, "fired:half-past-noon\nfired:hourly");
+    trigger.trigger();
+    tokio::time::timeout(Duration::from_secs(5), timers)
+        .await
+        .expect("the timers stop on shutdown")
+        .unwrap();
+}
+
+/// The outbox and the purge, on both databases.
+mod in_the_database {
+    use chrono::Duration;
+    use confab_core::privacy;
+    use confab_core::store::{NewAttachment, NewMail, OutboxCounts};
+
+    use crate::support::{TestApp, on_both_databases};
+
+    on_both_databases!(
+        the_outbox_keeps_whole_messages_and_counts_them,
+        expired_plugin_entries_are_deleted_by_the_purge
+    );
+
+    async fn the_outbox_keeps_whole_messages_and_counts_them(app: TestApp) {
+        let outbox = confab_core::mail::Outbox::new(app.store.clone(), app.state.clock.clone());
+        let binary: Vec<u8> = (0..=255).collect();
+        let mail = NewMail {
+            to: vec!["Ana <ana@example.org>".into()],
+            cc: Vec::new(),
+            reply_to: None,
+            subject: "Grüße".into(),
+            text: "Hello".into(),
+            html: None,
+            attachments: vec![
+                NewAttachment {
+                    filename: "a.bin".into(),
+                    content_type: "application/octet-stream".into(),
+                    data: binary.clone(),
+                    inline_alternative: false,
+                },
+                NewAttachment {
+                    filename: "b.ics".into(),
+                    content_type: "text/calendar".into(),
+                    data: b"BEGIN:VCALENDAR".to_vec(),
+                    inline_alternative: true,
+                },
+            ],
+            plugin: None,
+        };
+        let id = outbox.enqueue(mail).await.unwrap();
+        let stored = app.store.outbox_message(id).await.unwrap().unwrap();
+        assert_eq!(stored.to(), ["Ana <ana@example.org>"]);
+        assert!(stored.cc().is_empty());
+        assert_eq!(stored.message.subject, "Grüße");
+        assert_eq!(stored.message.plugin, None);
+        let names: Vec<&str> = stored
+            .attachments
+            .iter()
+            .map(|a| a.filename.as_str())
+            .collect();
+        assert_eq!(names, ["a.bin", "b.ics"], "in order");
+        assert_eq!(stored.attachments[0].data, binary);
+        assert!(stored.attachments[1].inline_alternative);
+        // The server's outbox is the one plugins get.
+        let via_plugins = app
+            .state
+            .outbox
+            .as_ref()
+            .expect("the app has an outbox")
+            .queue(
+                "p",
+                confab_core::plugins::MailMessage {
+                    to: vec!["bo@example.org".into()],
+                    cc: vec!["cy@example.org".into()],
+                    reply_to: Some("desk@example.org".into()),
+                    subject: "Hi".into(),
+                    text: "Hello".into(),
+                    html: Some("<p>Hello</p>".into()),
+                    attachments: Vec::new(),
+                },
+            )
+            .await
+            .unwrap();
+        let other = app
+            .store
+            .outbox_message(via_plugins.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(other.message.id, id);
+        assert_eq!(other.cc(), ["cy@example.org"]);
+        assert_eq!(other.message.plugin.as_deref(), Some("p"));
+        assert!(other.attachments.is_empty());
+        assert_eq!(app.store.outbox_message(id + 1000).await.unwrap(), None);
+        assert_eq!(
+            app.store.outbox_counts().await.unwrap(),
+            OutboxCounts {
+                queued: 2,
+                sent: 0,
+                failed: 0
+            }
+        );
+    }
+
+    async fn expired_plugin_entries_are_deleted_by_the_purge(app: TestApp) {
+        let store = &app.store;
+        let t0 = app.clock_now();
+        let quota = 1 << 20;
+        for (key, expires) in [
+            ("old", Some(t0 + Duration::minutes(1))),
+            ("later", Some(t0 + Duration::days(1))),
+            ("kept", None),
+        ] {
+            store
+                .plugin_kv_set("p", key, b"v".to_vec(), expires, quota, t0)
+                .await
+                .unwrap();
+        }
+        let now = t0 + Duration::minutes(2);
+        // Expired: hidden from reads, but still in the table (a read as of t0 sees it).
+        assert_eq!(store.plugin_kv_get("p", "old", now).await.unwrap(), None);
+        assert!(store.plugin_kv_get("p", "old", t0).await.unwrap().is_some());
+        let report = privacy::purge(store, now, 30).await.unwrap();
+        assert_eq!(report.plugin_kv, 1);
+        // Gone from the table.
+        assert_eq!(store.plugin_kv_get("p", "old", t0).await.unwrap(), None);
+        for key in ["later", "kept"] {
+            assert!(
+                store.plugin_kv_get("p", key, now).await.unwrap().is_some(),
+                "{key}"
+            );
+        }
+    }
 }

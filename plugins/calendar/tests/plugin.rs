@@ -1,0 +1,353 @@
+//! The plugin's component (built for wasm32-wasip2) against the SDK's harness:
+//! routes, links made once per event, refused files making no link, scheduled
+//! calls and their updates, the feed and its revocation.
+
+use confab_plugin_test::{Event, Harness, HttpRequest, HttpResponse};
+
+const ANA: i64 = 7;
+const BO: i64 = 8;
+
+fn plugin() -> Harness {
+    Harness::from_crate(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn upload(plugin: &mut Harness, user: i64, body: Vec<u8>) -> HttpResponse {
+    plugin.http(
+        HttpRequest::post("/add-link")
+            .with_user(user)
+            .with_header("content-type", "text/calendar")
+            .with_body(body),
+    )
+}
+
+fn unfolded(text: &str) -> String {
+    text.replace("\r\n ", "").replace("\r\n\t", "")
+}
+
+fn error_code(response: &HttpResponse) -> String {
+    let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    body["error"]["code"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn an_uploaded_calendar_comes_back_with_one_link_per_event() {
+    let mut plugin = plugin();
+    let first = upload(&mut plugin, ANA, fixture("google.ics"));
+    assert_eq!(first.status, 200, "{}", first.body_text());
+    assert_eq!(
+        first.header("content-type"),
+        Some("text/calendar; charset=utf-8")
+    );
+    assert!(
+        first
+            .header("content-disposition")
+            .unwrap()
+            .starts_with("attachment; filename=")
+    );
+    // Two UIDs (a series with an exception, and a holiday): two links.
+    let created = plugin.links_created().to_vec();
+    assert_eq!(created.len(), 2);
+    assert_eq!(created[0].link.title, "Café – Zoë 会議 weekly");
+    assert_eq!(created[0].link.owner, ANA);
+    let text = unfolded(&first.body_text());
+    assert_eq!(
+        text.matches(&format!("X-CONFAB-LINK:{}\r\n", created[0].url))
+            .count(),
+        2
+    );
+    assert_eq!(
+        text.matches(&format!("X-CONFAB-LINK:{}\r\n", created[1].url))
+            .count(),
+        1
+    );
+    assert!(text.contains("CONFERENCE;VALUE=URI;FEATURE=VIDEO;LABEL=Join the Confab call:"));
+
+    // The same file again: the same links, no new one, the same output.
+    let second = upload(&mut plugin, ANA, fixture("google.ics"));
+    assert_eq!(plugin.links_created().len(), 2);
+    assert_eq!(second.body, first.body);
+    // Its output again: unchanged.
+    let third = upload(&mut plugin, ANA, first.body.clone());
+    assert_eq!(third.body_text(), first.body_text());
+    assert_eq!(plugin.links_created().len(), 2);
+
+    // Someone else's submission of the same events gets their own links.
+    upload(&mut plugin, BO, fixture("google.ics"));
+    assert_eq!(plugin.links_created().len(), 4);
+    assert_eq!(plugin.links_created()[3].link.owner, BO);
+}
+
+#[test]
+fn uploads_and_pastes_work_like_the_raw_body() {
+    let mut plugin = plugin();
+    let body = fixture("outlook.ics");
+    let mut multipart = b"--b0undary\r\nContent-Disposition: form-data; name=\"ics\"\r\n\r\n\r\n--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"Quarterly review.ics\"\r\nContent-Type: text/calendar\r\n\r\n".to_vec();
+    multipart.extend_from_slice(&body);
+    multipart.extend_from_slice(b"\r\n--b0undary--\r\n");
+    let uploaded = plugin.http(
+        HttpRequest::post("/add-link")
+            .with_user(ANA)
+            .with_header("content-type", "multipart/form-data; boundary=b0undary")
+            .with_body(multipart),
+    );
+    assert_eq!(uploaded.status, 200, "{}", uploaded.body_text());
+    assert_eq!(
+        uploaded.header("content-disposition"),
+        Some("attachment; filename=\"Quarterlyreview-confab.ics\"")
+    );
+    let form: String = url_encode(std::str::from_utf8(&body).unwrap());
+    let pasted = plugin.http(
+        HttpRequest::post("/add-link")
+            .with_user(ANA)
+            .with_header("content-type", "application/x-www-form-urlencoded")
+            .with_body(format!("ics={form}")),
+    );
+    assert_eq!(pasted.status, 200, "{}", pasted.body_text());
+    assert_eq!(
+        pasted.body, uploaded.body,
+        "the same events keep their links"
+    );
+    assert_eq!(plugin.links_created().len(), 2);
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn refused_calendars_make_no_link() {
+    let mut plugin = plugin();
+    let cases: [(&[u8], u16, &str); 6] = [
+        (b"hello, this is not a calendar", 415, "not_icalendar"),
+        (
+            b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTODO\r\nUID:1\r\nEND:VTODO\r\nEND:VCALENDAR\r\n",
+            422,
+            "no_events",
+        ),
+        (
+            b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:1\r\nDESCRIPTION:one\r\ntwo\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            400,
+            "malformed_calendar",
+        ),
+        (
+            b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:1\r\nRRULE:FREQ=WEEKLY;BYDAY=XX\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            422,
+            "invalid_rrule",
+        ),
+        (b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:1\r\n", 400, "malformed_calendar"),
+        (b"", 415, "not_icalendar"),
+    ];
+    for (body, status, code) in cases {
+        let response = upload(&mut plugin, ANA, body.to_vec());
+        assert_eq!(response.status, status, "{}", response.body_text());
+        assert_eq!(error_code(&response), code);
+    }
+    let mut large = b"BEGIN:VCALENDAR\r\nX-PAD:".to_vec();
+    large.resize(1024 * 1024 + 10, b'x');
+    let response = upload(&mut plugin, ANA, large);
+    assert_eq!(response.status, 413);
+    assert!(plugin.links_created().is_empty());
+
+    let anonymous = plugin.http(HttpRequest::post("/add-link").with_body(fixture("zoom.ics")));
+    assert_eq!(anonymous.status, 401);
+    assert!(plugin.links_created().is_empty());
+}
+
+fn schedule_json() -> String {
+    serde_json::json!({
+        "title": "Weekly sync",
+        "start": "2026-12-01T10:00",
+        "duration": 45,
+        "time_zone": "Europe/Berlin",
+        "rrule": "FREQ=WEEKLY;BYDAY=TU",
+        "method": "request",
+        "organizer": "Ana Lima <ana@example.org>",
+        "attendees": ["Zoë Ōkubo <zoe@example.net>", {"email": "bo@example.org"}],
+    })
+    .to_string()
+}
+
+#[test]
+fn a_call_is_scheduled_moved_and_cancelled() {
+    let mut plugin = plugin();
+    let created = plugin.http(
+        HttpRequest::post("/schedule")
+            .with_user(ANA)
+            .with_header("content-type", "application/json")
+            .with_body(schedule_json()),
+    );
+    assert_eq!(created.status, 201, "{}", created.body_text());
+    let link = plugin.links_created()[0].clone();
+    assert_eq!(link.link.title, "Weekly sync");
+    assert_eq!(
+        created.header("x-confab-link-id"),
+        Some(link.link.id.as_str())
+    );
+    let invite = unfolded(&created.body_text());
+    assert!(invite.contains("METHOD:REQUEST\r\n"));
+    assert!(invite.contains("DTSTART;TZID=Europe/Berlin:20261201T100000\r\n"));
+    assert!(invite.contains("DTEND;TZID=Europe/Berlin:20261201T104500\r\n"));
+    assert!(invite.contains("RRULE:FREQ=WEEKLY;BYDAY=TU\r\n"));
+    assert!(invite.contains("ORGANIZER;CN=Ana Lima:mailto:ana@example.org\r\n"));
+    assert!(invite.contains("RSVP=TRUE:mailto:zoe@example.net\r\n"));
+    assert!(invite.contains(&format!("URL;VALUE=URI:{}\r\n", link.url)));
+    assert!(invite.contains("SEQUENCE:0\r\n"));
+
+    let id = link.link.id.clone();
+    let download = plugin.http(HttpRequest::get(&format!("/calls/{id}.ics")).with_user(ANA));
+    assert_eq!(download.status, 200);
+    assert!(download.body_text().contains("METHOD:PUBLISH\r\n"));
+    assert!(!download.body_text().contains("ATTENDEE"));
+    let stranger = plugin.http(HttpRequest::get(&format!("/calls/{id}.ics")).with_user(BO));
+    assert_eq!(stranger.status, 404);
+
+    let moved = plugin.http(
+        HttpRequest::post(&format!("/calls/{id}"))
+            .with_user(ANA)
+            .with_header("content-type", "application/x-www-form-urlencoded")
+            .with_body("start=2026-12-01T11%3A00"),
+    );
+    assert_eq!(moved.status, 200, "{}", moved.body_text());
+    let moved = unfolded(&moved.body_text());
+    assert!(moved.contains("SEQUENCE:1\r\n"));
+    assert!(moved.contains("DTSTART;TZID=Europe/Berlin:20261201T110000\r\n"));
+    assert!(moved.contains("DTEND;TZID=Europe/Berlin:20261201T114500\r\n"));
+    assert!(moved.contains(&format!("UID:{id}@confab-calendar\r\n")));
+
+    let cancelled = plugin.http(HttpRequest::post(&format!("/calls/{id}/cancel")).with_user(ANA));
+    assert_eq!(cancelled.status, 200);
+    let cancelled = cancelled.body_text();
+    assert!(cancelled.contains("METHOD:CANCEL\r\n"));
+    assert!(cancelled.contains("STATUS:CANCELLED\r\n"));
+    assert!(cancelled.contains("SEQUENCE:2\r\n"));
+    assert_eq!(plugin.links_created().len(), 1);
+
+    let list = plugin.http(HttpRequest::get("/calls").with_user(ANA));
+    let list: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+    assert_eq!(list["calls"][0]["cancelled"], true);
+    assert_eq!(list["calls"][0]["sequence"], 2);
+}
+
+#[test]
+fn a_bad_schedule_makes_no_link() {
+    let mut plugin = plugin();
+    for body in [
+        r#"{"title":"x","start":"2026-12-01T10:00","duration":30,"rrule":"FREQ=SOMETIMES"}"#,
+        r#"{"title":"x","start":"2026-12-01T10:00","duration":30,"time_zone":"Mars/Olympus"}"#,
+        r#"{"title":"x","start":"2026-12-01T10:00","end":"2026-12-01T09:00"}"#,
+        r#"{"title":"x","start":"2026-12-01T10:00","duration":30,"method":"request","attendees":["a@example.org"]}"#,
+        r#"{"title":"x","start":"2026-12-01T10:00","duration":30,"method":"request","organizer":"ana@example.org","attendees":["not an address"]}"#,
+        r#"not json"#,
+    ] {
+        let response = plugin.http(
+            HttpRequest::post("/schedule")
+                .with_user(ANA)
+                .with_header("content-type", "application/json")
+                .with_body(body),
+        );
+        assert!(
+            (400..500).contains(&response.status),
+            "{body}: {}",
+            response.body_text()
+        );
+    }
+    assert!(plugin.links_created().is_empty());
+}
+
+#[test]
+fn the_feed_lists_calls_until_its_address_is_revoked() {
+    let mut plugin = plugin();
+    let created = plugin.http(
+        HttpRequest::post("/schedule")
+            .with_user(ANA)
+            .with_header("content-type", "application/x-www-form-urlencoded")
+            .with_body(
+                "title=Planning&start=2026-12-07T14%3A00&duration=30&time_zone=America%2FNew_York",
+            ),
+    );
+    assert_eq!(created.status, 201, "{}", created.body_text());
+    let id = plugin.links_created()[0].link.id.clone();
+
+    let made = plugin.http(HttpRequest::post("/feed").with_user(ANA));
+    assert_eq!(made.status, 201);
+    let path: serde_json::Value = serde_json::from_slice(&made.body).unwrap();
+    let path = path["path"].as_str().unwrap().to_string();
+    let relative = path.strip_prefix("/p/calendar").unwrap().to_string();
+
+    // Calendar apps fetch it without signing in.
+    let feed = plugin.http(HttpRequest::get(&relative));
+    assert_eq!(feed.status, 200, "{}", feed.body_text());
+    let text = unfolded(&feed.body_text());
+    assert!(text.contains("REFRESH-INTERVAL;VALUE=DURATION:PT1H\r\n"));
+    assert!(text.contains("SUMMARY:Planning\r\n"));
+    assert!(text.contains("DTSTART;TZID=America/New_York:20261207T140000\r\n"));
+    assert!(text.contains("BEGIN:VTIMEZONE\r\nTZID:America/New_York\r\n"));
+
+    // A revoked link's call shows as cancelled.
+    let link = plugin.links().iter().find(|l| l.id == id).unwrap().clone();
+    plugin.event(Event::LinkRevoked(link));
+    let feed = plugin.http(HttpRequest::get(&relative)).body_text();
+    assert!(feed.contains("STATUS:CANCELLED\r\n"));
+    assert!(feed.contains("SEQUENCE:1\r\n"));
+
+    // A new address shuts the old one off; revoking shuts the new one off.
+    let again = plugin.http(HttpRequest::post("/feed").with_user(ANA));
+    let new_path: serde_json::Value = serde_json::from_slice(&again.body).unwrap();
+    let new_relative = new_path["path"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("/p/calendar")
+        .unwrap()
+        .to_string();
+    assert_ne!(new_relative, relative);
+    assert_eq!(plugin.http(HttpRequest::get(&relative)).status, 404);
+    assert_eq!(plugin.http(HttpRequest::get(&new_relative)).status, 200);
+    let revoked = plugin.http(HttpRequest::new("DELETE", "/feed").with_user(ANA));
+    assert_eq!(revoked.status, 200);
+    assert_eq!(plugin.http(HttpRequest::get(&new_relative)).status, 404);
+    assert_eq!(
+        plugin.http(HttpRequest::get("/feed/nonsense.ics")).status,
+        404
+    );
+    // Bo's feed does not show Ana's calls.
+    let bo = plugin.http(HttpRequest::post("/feed").with_user(BO));
+    let bo: serde_json::Value = serde_json::from_slice(&bo.body).unwrap();
+    let bo_feed = plugin
+        .http(HttpRequest::get(
+            bo["path"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("/p/calendar")
+                .unwrap(),
+        ))
+        .body_text();
+    assert!(!bo_feed.contains("VEVENT"));
+}
+
+#[test]
+fn the_page_offers_the_forms() {
+    let mut plugin = plugin();
+    let anonymous = plugin.http(HttpRequest::get("/"));
+    assert_eq!(anonymous.status, 200, "{}", anonymous.body_text());
+    assert!(anonymous.body_text().contains("Sign in"));
+    let page = plugin
+        .http(HttpRequest::get("/").with_user(ANA))
+        .body_text();
+    assert!(page.contains("action=\"/p/calendar/add-link\""));
+    assert!(page.contains("action=\"/p/calendar/schedule\""));
+    assert!(page.contains("Make an address"));
+}

@@ -1,0 +1,942 @@
+//! The mocked capabilities: everything a plugin imports, answered from memory with
+//! the checks the server makes (permissions, the acting user, sizes, limits).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::confab::plugin::links::{CreatedLink, NewLink};
+use crate::bindings::confab::plugin::log::Level;
+use crate::bindings::confab::plugin::mail::Message;
+use crate::bindings::confab::plugin::types::{Call, Error, Link, Participant};
+use crate::bindings::confab::plugin::{
+    calls, config, http_client, kv, links, log, mail, templates, types,
+};
+use crate::manifest::{Capability, Manifest, host_allowed};
+use crate::{OutboundRequest, OutboundResponse};
+
+/// Where the links the harness creates point: `{PUBLIC_URL}/j/{id}`.
+pub const PUBLIC_URL: &str = "http://confab.test";
+/// How long after a guest joined any signed-in participant may remove them; after
+/// that only the link's owner may (the server's default).
+pub const REMOVAL_WINDOW_MS: i64 = 30_000;
+
+/// One line the plugin logged (with `log`, or on its stdout or stderr).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Its level; lines from stdout and stderr are [`Level::Info`] and
+    /// [`Level::Warn`].
+    pub level: Level,
+    /// The text (cut to 4 KiB, like the server does).
+    pub message: String,
+}
+
+/// A message the plugin sent on its channel in a call (`calls.send`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMessage {
+    /// The link of the call.
+    pub link: String,
+    /// The call (see [`Call::id`]).
+    pub call: String,
+    /// One participant, or `None` for everyone on the call.
+    pub to: Option<u32>,
+    /// The bytes, as the participants' browsers get them.
+    pub payload: Vec<u8>,
+}
+
+/// A participant the plugin removed from a call (`calls.remove`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedParticipant {
+    /// The link of the call.
+    pub link: String,
+    /// The call (see [`Call::id`]).
+    pub call: String,
+    /// The participant as they were on the roster.
+    pub participant: Participant,
+    /// The user the plugin acted as.
+    pub by_user: i64,
+    /// When (Unix milliseconds, harness time).
+    pub at: i64,
+}
+
+/// A message the plugin queued in the outbox (`mail.queue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMail {
+    /// The outbox id the plugin got back.
+    pub id: String,
+    /// The message as the plugin queued it.
+    pub message: Message,
+    /// When (Unix milliseconds, harness time).
+    pub queued_at: i64,
+}
+
+impl QueuedMail {
+    /// Everyone the message goes to (`to`, then `cc`).
+    pub fn recipients(&self) -> impl Iterator<Item = &str> {
+        self.message
+            .to
+            .iter()
+            .chain(&self.message.cc)
+            .map(String::as_str)
+    }
+}
+
+/// Answers the plugin's outbound HTTP requests; `None` passes to the next one.
+pub(crate) type Responder = Box<dyn FnMut(&OutboundRequest) -> Option<OutboundResponse> + Send>;
+
+/// What a plugin may do: its manifest, narrowed by what the test denies, and the
+/// settings it gets.
+#[derive(Clone)]
+pub(crate) struct Setup {
+    pub manifest: Manifest,
+    pub denied: BTreeSet<Capability>,
+    /// The test's settings; the manifest's defaults fill in the rest.
+    pub config: BTreeMap<String, String>,
+    pub templates: Option<tera::Tera>,
+}
+
+impl Setup {
+    pub fn check(&self, capability: Capability) -> Result<(), Error> {
+        if !self.manifest.requested().contains(&capability) {
+            return Err(Error::AccessDenied(format!(
+                "plugin.toml does not ask for the {capability} permission"
+            )));
+        }
+        if self.denied.contains(&capability) {
+            return Err(Error::AccessDenied(format!(
+                "the operator has not granted {capability} to this plugin (plugins.settings.{}.grant)",
+                self.manifest.name
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn config_value(&self, key: &str) -> Option<&String> {
+        let spec = self.manifest.config.get(key)?;
+        self.config.get(key).or(spec.default.as_ref())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct KvEntry {
+    pub value: Vec<u8>,
+    /// Unix milliseconds.
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct LiveCall {
+    pub call: Call,
+    pub roster: Vec<Participant>,
+    pub next_participant: u32,
+}
+
+/// Everything the plugin can see and change, and what it did.
+#[derive(Default)]
+pub(crate) struct World {
+    /// Unix milliseconds.
+    pub now: i64,
+    pub kv: BTreeMap<String, KvEntry>,
+    /// Oldest first.
+    pub links: Vec<Link>,
+    pub created: Vec<CreatedLink>,
+    /// By link id.
+    pub calls: BTreeMap<String, LiveCall>,
+    pub sent: Vec<SentMessage>,
+    pub removals: Vec<RemovedParticipant>,
+    pub mails: Vec<QueuedMail>,
+    pub http_requests: Vec<OutboundRequest>,
+    pub responders: Vec<Responder>,
+    pub logs: Vec<LogLine>,
+    /// For ids.
+    pub counter: u64,
+}
+
+impl World {
+    pub fn next_id(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+
+    pub fn kv_live(&self, key: &str) -> Option<&KvEntry> {
+        self.kv
+            .get(key)
+            .filter(|e| e.expires_at.is_none_or(|t| t > self.now))
+    }
+
+    /// A new link as its owner would create it through the REST API.
+    pub fn new_link(&mut self, owner: i64, title: &str, max: Option<u32>) -> Result<Link, Error> {
+        let title = title.trim();
+        if !(1..=200).contains(&title.chars().count()) {
+            return Err(Error::Invalid("title: must be 1 to 200 characters".into()));
+        }
+        if title.chars().any(char::is_control) {
+            return Err(Error::Invalid(
+                "title: must not contain control characters".into(),
+            ));
+        }
+        let max_participants = max.unwrap_or(32);
+        if !(1..=32).contains(&max_participants) {
+            return Err(Error::Invalid(
+                "max_participants: must be between 1 and 32".into(),
+            ));
+        }
+        let link = Link {
+            id: format!("testlink{:014}", self.next_id()),
+            title: title.to_string(),
+            owner,
+            max_participants,
+            policy: "ask".into(),
+            created_at: self.now,
+            revoked_at: None,
+        };
+        self.links.push(link.clone());
+        Ok(link)
+    }
+
+    fn link(&self, id: &str) -> Result<&Link, Error> {
+        self.links
+            .iter()
+            .find(|l| l.id == id)
+            .ok_or_else(|| Error::NotFound("no such link".into()))
+    }
+
+    /// The call of an active link, if one is running.
+    fn live_call(&mut self, link: &str) -> Result<Option<&mut LiveCall>, Error> {
+        if self.link(link)?.revoked_at.is_some() {
+            return Err(Error::NotFound("this link was revoked".into()));
+        }
+        Ok(self.calls.get_mut(link))
+    }
+}
+
+/// The state of one invocation's store.
+pub(crate) struct HostState {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limits: StoreLimits,
+    pub setup: std::sync::Arc<Setup>,
+    pub world: World,
+    /// The user the plugin acts for now: the signed-in user of the HTTP request, or
+    /// the owner of the link an event is about.
+    pub acting_user: Option<i64>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl HostState {
+    fn acting_as(&self, as_user: i64) -> Result<(), Error> {
+        match self.acting_user {
+            Some(user) if user == as_user => Ok(()),
+            Some(_) => Err(Error::AccessDenied(
+                "a plugin may act only as the user it is handling a request for".into(),
+            )),
+            None => Err(Error::AccessDenied(
+                "no signed-in user is behind this call, so the plugin cannot act as one".into(),
+            )),
+        }
+    }
+
+    fn link_owner(&self, as_user: i64) -> Result<(), Error> {
+        self.setup.check(Capability::Links)?;
+        self.acting_as(as_user)
+    }
+}
+
+impl types::Host for HostState {}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: Level, mut message: String) {
+        if message.len() > 4096 {
+            let mut end = 4096;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
+        self.world.logs.push(LogLine { level, message });
+    }
+}
+
+impl config::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.setup.config_value(&key).cloned()
+    }
+}
+
+fn check_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() || key.len() > 256 {
+        return Err(Error::Invalid(format!(
+            "keys are 1 to 256 bytes, this one is {}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+impl kv::Host for HostState {
+    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
+        self.setup.check(Capability::Kv)?;
+        check_key(&key)?;
+        Ok(self.world.kv_live(&key).map(|e| e.value.clone()))
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>, ttl: Option<u32>) -> Result<(), Error> {
+        self.setup.check(Capability::Kv)?;
+        check_key(&key)?;
+        if value.len() > 64 * 1024 {
+            return Err(Error::LimitReached(format!(
+                "values are at most 65536 bytes, this one is {}",
+                value.len()
+            )));
+        }
+        if ttl == Some(0) {
+            return Err(Error::Invalid("ttl-seconds must be at least 1".into()));
+        }
+        let quota = self.setup.manifest.kv_quota();
+        let world = &self.world;
+        let used: u64 = world
+            .kv
+            .keys()
+            .filter(|k| **k != key)
+            .filter_map(|k| world.kv_live(k).map(|e| (k.len() + e.value.len()) as u64))
+            .sum();
+        if used + (key.len() + value.len()) as u64 > quota {
+            return Err(Error::LimitReached(format!(
+                "the plugin's storage quota of {quota} bytes is used up ({used} bytes in use)"
+            )));
+        }
+        let expires_at = ttl.map(|s| self.world.now + i64::from(s) * 1000);
+        self.world.kv.insert(key, KvEntry { value, expires_at });
+        Ok(())
+    }
+
+    fn delete(&mut self, key: String) -> Result<(), Error> {
+        self.setup.check(Capability::Kv)?;
+        check_key(&key)?;
+        self.world.kv.remove(&key);
+        Ok(())
+    }
+
+    fn keys(
+        &mut self,
+        prefix: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<String>, Error> {
+        self.setup.check(Capability::Kv)?;
+        if !(1..=1000).contains(&limit) {
+            return Err(Error::Invalid("limit must be 1 to 1000".into()));
+        }
+        let world = &self.world;
+        Ok(world
+            .kv
+            .keys()
+            .filter(|k| k.starts_with(&prefix) && after.as_ref().is_none_or(|a| *k > a))
+            .filter(|k| world.kv_live(k).is_some())
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+}
+
+impl links::Host for HostState {
+    fn create(&mut self, as_user: i64, params: NewLink) -> Result<CreatedLink, Error> {
+        self.link_owner(as_user)?;
+        let link = self
+            .world
+            .new_link(as_user, &params.title, params.max_participants)?;
+        let created = CreatedLink {
+            url: format!("{PUBLIC_URL}/j/{}", link.id),
+            link,
+        };
+        self.world.created.push(created.clone());
+        Ok(created)
+    }
+
+    fn get(&mut self, id: String) -> Result<Link, Error> {
+        self.setup.check(Capability::Links)?;
+        self.world.link(&id).cloned()
+    }
+
+    fn list_owned(&mut self, as_user: i64) -> Result<Vec<Link>, Error> {
+        self.link_owner(as_user)?;
+        let owned = self.world.links.iter().rev().filter(|l| l.owner == as_user);
+        Ok(owned.take(1000).cloned().collect())
+    }
+
+    fn revoke(&mut self, as_user: i64, id: String) -> Result<(), Error> {
+        self.link_owner(as_user)?;
+        let now = self.world.now;
+        // Someone else's link is "not found", as in the REST API.
+        let link = self
+            .world
+            .links
+            .iter_mut()
+            .find(|l| l.id == id && l.owner == as_user)
+            .ok_or_else(|| Error::NotFound("no such link".into()))?;
+        link.revoked_at.get_or_insert(now);
+        Ok(())
+    }
+}
+
+impl calls::Host for HostState {
+    fn roster(&mut self, link: String) -> Result<Vec<Participant>, Error> {
+        self.setup.check(Capability::Calls)?;
+        let live = self.world.live_call(&link)?;
+        Ok(live.map(|c| c.roster.clone()).unwrap_or_default())
+    }
+
+    fn send(&mut self, link: String, to: Option<u32>, payload: Vec<u8>) -> Result<(), Error> {
+        self.setup.check(Capability::Calls)?;
+        let live = self.world.live_call(&link)?;
+        if payload.len() > 64 * 1024 {
+            return Err(Error::LimitReached(
+                "messages are at most 65536 bytes".into(),
+            ));
+        }
+        let live = live.ok_or_else(|| Error::NotFound("no call is running on this link".into()))?;
+        if let Some(id) = to
+            && !live.roster.iter().any(|p| p.id == id)
+        {
+            return Err(Error::NotFound("no such participant on this call".into()));
+        }
+        let call = live.call.id.clone();
+        self.world.sent.push(SentMessage {
+            link,
+            call,
+            to,
+            payload,
+        });
+        Ok(())
+    }
+
+    fn remove(&mut self, link: String, as_user: i64, participant: u32) -> Result<(), Error> {
+        self.setup.check(Capability::Calls)?;
+        self.acting_as(as_user)?;
+        let owner = self.world.link(&link)?.owner;
+        let now = self.world.now;
+        let live = self
+            .world
+            .live_call(&link)?
+            .ok_or_else(|| Error::NotFound("no call is running on this link".into()))?;
+        if !live.roster.iter().any(|p| p.user == Some(as_user)) {
+            return Err(Error::AccessDenied(
+                "the user is not on this call, so cannot remove anyone".into(),
+            ));
+        }
+        let index = live
+            .roster
+            .iter()
+            .position(|p| p.id == participant)
+            .ok_or_else(|| Error::NotFound("no such participant on this call".into()))?;
+        let target = &live.roster[index];
+        if target.user.is_some() {
+            return Err(Error::AccessDenied("only guests can be removed".into()));
+        }
+        if now - target.joined_at > REMOVAL_WINDOW_MS && as_user != owner {
+            return Err(Error::AccessDenied(format!(
+                "only the link's owner can remove a guest after their first {} seconds",
+                REMOVAL_WINDOW_MS / 1000
+            )));
+        }
+        let removed = RemovedParticipant {
+            link,
+            call: live.call.id.clone(),
+            participant: live.roster.remove(index),
+            by_user: as_user,
+            at: now,
+        };
+        self.world.removals.push(removed);
+        Ok(())
+    }
+}
+
+fn has_line_break(text: &str) -> bool {
+    text.contains(['\r', '\n', '\0'])
+}
+
+/// A plausible address, optionally as `Name <address>`, that cannot start a header.
+fn check_address(field: &str, value: &str) -> Result<(), Error> {
+    if has_line_break(value) {
+        return Err(Error::Invalid(format!(
+            "{field}: {value:?} contains a line break"
+        )));
+    }
+    let addr = match (value.rfind('<'), value.strip_suffix('>')) {
+        (Some(open), Some(inner)) => &inner[open + 1..],
+        _ => value.trim(),
+    };
+    let valid = addr.len() <= 254
+        && !addr.contains(char::is_whitespace)
+        && addr.split_once('@').is_some_and(|(local, domain)| {
+            let dots = domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.');
+            !local.is_empty() && dots && !domain.contains('@')
+        });
+    match valid {
+        true => Ok(()),
+        false => Err(Error::Invalid(format!(
+            "{field}: {value:?} is not an email address"
+        ))),
+    }
+}
+
+/// The server's checks on a message before it is queued.
+fn check_message(m: &Message) -> Result<(), Error> {
+    let invalid = |why: String| Err(Error::Invalid(why));
+    if m.to.is_empty() {
+        return invalid("a message needs at least one recipient".into());
+    }
+    if m.to.len() + m.cc.len() > 100 {
+        return Err(Error::LimitReached(
+            "at most 100 recipients per message".into(),
+        ));
+    }
+    let cc = m.cc.iter().map(|a| ("cc", a));
+    let reply_to = m.reply_to.iter().map(|a| ("reply-to", a));
+    for (field, address) in m.to.iter().map(|a| ("to", a)).chain(cc).chain(reply_to) {
+        check_address(field, address)?;
+    }
+    if has_line_break(&m.subject) {
+        return invalid("the subject contains a line break".into());
+    }
+    if m.subject.trim().is_empty() || m.subject.chars().count() > 400 {
+        return invalid("the subject must be 1 to 400 characters".into());
+    }
+    let mut size = m.text.len() + m.html.as_ref().map_or(0, String::len);
+    for a in &m.attachments {
+        let name = &a.filename;
+        if name.is_empty() || name.len() > 255 || name.contains(['\r', '\n', '\0', '/', '\\', '"'])
+        {
+            return invalid(format!("attachment file name {name:?} is not allowed"));
+        }
+        if has_line_break(&a.content_type) || !a.content_type.contains('/') {
+            return invalid(format!(
+                "attachment content type {:?} is not a MIME type",
+                a.content_type
+            ));
+        }
+        size += a.data.len();
+    }
+    if size > 10 * 1024 * 1024 {
+        return Err(Error::LimitReached(
+            "the message is larger than 10485760 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl mail::Host for HostState {
+    fn queue(&mut self, message: Message) -> Result<String, Error> {
+        self.setup.check(Capability::Mail)?;
+        check_message(&message)?;
+        let per_hour = self.setup.manifest.mails_per_hour();
+        let now = self.world.now;
+        let last_hour = self.world.mails.iter();
+        let recent = last_hour.filter(|m| now - m.queued_at < 3_600_000).count();
+        if recent >= per_hour as usize {
+            return Err(Error::LimitReached(format!(
+                "this plugin may queue {per_hour} mails per hour"
+            )));
+        }
+        let id = format!("outbox-{}", self.world.next_id());
+        self.world.mails.push(QueuedMail {
+            id: id.clone(),
+            message,
+            queued_at: now,
+        });
+        Ok(id)
+    }
+}
+
+/// The URL, if the plugin may call it.
+fn check_url(allowed: &[String], url: &str) -> Result<(), Error> {
+    let parsed =
+        url::Url::parse(url).map_err(|e| Error::Invalid(format!("{url:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(Error::Invalid(format!(
+            "only http and https URLs are allowed, not {}:",
+            parsed.scheme()
+        )));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(Error::Invalid(
+            "put credentials in an Authorization header, not in the URL".into(),
+        ));
+    }
+    let host = parsed.host_str().unwrap_or_default();
+    if !host_allowed(allowed, host) {
+        return Err(Error::AccessDenied(format!(
+            "{host} is not among the hosts this plugin may call"
+        )));
+    }
+    Ok(())
+}
+
+fn check_request(request: &OutboundRequest) -> Result<(), Error> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if request.method.is_empty() || !request.method.bytes().all(token) {
+        return Err(Error::Invalid(format!(
+            "{:?} is not an HTTP method",
+            request.method
+        )));
+    }
+    if request.body.len() > 4 * 1024 * 1024 {
+        return Err(Error::LimitReached(
+            "request bodies are at most 4194304 bytes".into(),
+        ));
+    }
+    for (name, value) in &request.headers {
+        let reserved = [
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "upgrade",
+        ];
+        if name.is_empty()
+            || has_line_break(value)
+            || reserved.contains(&name.to_ascii_lowercase().as_str())
+        {
+            return Err(Error::Invalid(format!("header {name:?} is not allowed")));
+        }
+    }
+    Ok(())
+}
+
+impl http_client::Host for HostState {
+    fn send(&mut self, request: OutboundRequest) -> Result<OutboundResponse, Error> {
+        self.setup.check(Capability::HttpClient)?;
+        check_url(self.setup.manifest.http_hosts(), &request.url)?;
+        check_request(&request)?;
+        self.world.http_requests.push(request.clone());
+        let answer = self.world.responders.iter_mut().find_map(|r| r(&request));
+        answer.ok_or_else(|| {
+            Error::Unavailable(format!(
+                "the request failed: the test scripted no response for {} {}",
+                request.method, request.url
+            ))
+        })
+    }
+}
+
+impl templates::Host for HostState {
+    fn render(&mut self, name: String, context: String) -> Result<String, Error> {
+        self.setup.check(Capability::Templates)?;
+        let Some(tera) = &self.setup.templates else {
+            return Err(Error::NotFound(
+                "the plugin ships no templates/ directory".into(),
+            ));
+        };
+        if !tera.get_template_names().any(|n| n == name) {
+            return Err(Error::NotFound(format!("no template called {name:?}")));
+        }
+        if context.len() > 1024 * 1024 {
+            return Err(Error::LimitReached(
+                "the context is larger than 1048576 bytes".into(),
+            ));
+        }
+        let value: serde_json::Value = serde_json::from_str(&context)
+            .map_err(|e| Error::Invalid(format!("the context is not JSON: {e}")))?;
+        let context = tera::Context::from_value(value)
+            .map_err(|_| Error::Invalid("the context must be a JSON object".into()))?;
+        tera.render(&name, &context).map_err(|e| {
+            // tera's message, then its causes (the line and what went wrong there)
+            let first: &dyn std::error::Error = &e;
+            let chain = std::iter::successors(Some(first), |e| e.source());
+            Error::Invalid(chain.map(|e| e.to_string()).collect::<Vec<_>>().join(": "))
+        })
+    }
+}
+
+impl fmt::Debug for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("World")
+            .field("now", &self.now)
+            .field("kv", &self.kv.keys().collect::<Vec<_>>())
+            .field("links", &self.links.len())
+            .field("calls", &self.calls.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_000_000_000;
+
+    fn state(permissions: &str) -> HostState {
+        let text = format!("name = \"t\"\nhooks = [\"http\"]\n[permissions]\n{permissions}");
+        HostState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits: wasmtime::StoreLimitsBuilder::new().build(),
+            setup: std::sync::Arc::new(Setup {
+                manifest: Manifest::parse(&text).unwrap(),
+                denied: BTreeSet::new(),
+                config: BTreeMap::new(),
+                templates: None,
+            }),
+            world: World {
+                now: NOW,
+                ..World::default()
+            },
+            acting_user: Some(7),
+        }
+    }
+
+    fn denied<T: fmt::Debug>(result: Result<T, Error>, needle: &str) {
+        match result {
+            Err(Error::AccessDenied(why)) if why.contains(needle) => {}
+            other => panic!("want access-denied with {needle:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refusals_say_whether_the_manifest_or_the_operator_is_missing() {
+        use crate::bindings::confab::plugin::links::Host as _;
+        let mut s = state("links = {}");
+        denied(
+            kv::Host::get(&mut s, "k".into()),
+            "does not ask for the kv permission",
+        );
+        std::sync::Arc::make_mut(&mut s.setup)
+            .denied
+            .insert(Capability::Links);
+        denied(s.list_owned(7), "has not granted links");
+    }
+
+    #[test]
+    fn kv_entries_expire_and_count_against_the_quota_while_they_live() {
+        use crate::bindings::confab::plugin::kv::Host as _;
+        let mut s = state("kv = { quota-bytes = 10 }");
+        s.set("a".into(), b"1234".to_vec(), Some(60)).unwrap();
+        // Replacing an entry frees its old size first: 1 + 9 bytes.
+        s.set("a".into(), b"123456789".to_vec(), Some(60)).unwrap();
+        assert!(matches!(
+            s.set("b".into(), b"".to_vec(), None),
+            Err(Error::LimitReached(_))
+        ));
+        assert!(matches!(
+            s.set("c".into(), b"x".to_vec(), Some(0)),
+            Err(Error::Invalid(_))
+        ));
+        s.world.now += 60_000;
+        assert_eq!(s.get("a".into()).unwrap(), None);
+        s.set("b".into(), b"12345678".to_vec(), None).unwrap();
+        s.set("ba".into(), b"".to_vec(), None).unwrap_err();
+        s.delete("b".into()).unwrap();
+        for key in ["p2", "p1", "q1", "p3"] {
+            s.set(key.into(), Vec::new(), None).unwrap();
+        }
+        assert_eq!(
+            s.keys("p".into(), Some("p1".into()), 10).unwrap(),
+            ["p2", "p3"]
+        );
+        assert_eq!(s.keys("".into(), None, 1).unwrap(), ["p1"]);
+        assert!(matches!(s.keys("".into(), None, 0), Err(Error::Invalid(_))));
+    }
+
+    #[test]
+    fn links_are_created_listed_and_revoked_with_the_users_rights_only() {
+        use crate::bindings::confab::plugin::links::Host as _;
+        let mut s = state("links = {}");
+        let new = |title: &str, max| NewLink {
+            title: title.into(),
+            max_participants: max,
+        };
+        let first = s.create(7, new(" Standup ", None)).unwrap();
+        assert_eq!(first.url, format!("{PUBLIC_URL}/j/{}", first.link.id));
+        assert_eq!(
+            (
+                first.link.title.as_str(),
+                first.link.max_participants,
+                first.link.created_at
+            ),
+            ("Standup", 32, NOW)
+        );
+        for bad in [new(" ", None), new("a\u{7}b", None), new("x", Some(33))] {
+            assert!(matches!(s.create(7, bad), Err(Error::Invalid(_))));
+        }
+        denied(s.create(8, new("Not mine", None)), "act only as the user");
+        let second = s.create(7, new("Retro", Some(4))).unwrap();
+        s.world.new_link(8, "Someone else's", None).unwrap();
+        let ids: Vec<String> = s.list_owned(7).unwrap().into_iter().map(|l| l.id).collect();
+        assert_eq!(ids, [second.link.id.clone(), first.link.id.clone()]);
+
+        let theirs = s.world.links[2].id.clone();
+        assert!(matches!(s.revoke(7, theirs), Err(Error::NotFound(_))));
+        s.world.now += 5;
+        s.revoke(7, first.link.id.clone()).unwrap();
+        s.world.now += 5;
+        s.revoke(7, first.link.id.clone()).unwrap();
+        let revoked = s.get(first.link.id).unwrap();
+        assert_eq!(revoked.revoked_at, Some(NOW + 5));
+        s.acting_user = None;
+        denied(s.list_owned(7), "no signed-in user");
+    }
+
+    #[test]
+    fn calls_need_a_running_call_and_follow_the_removal_rules() {
+        use crate::bindings::confab::plugin::calls::Host as _;
+        let mut s = state("calls = {}");
+        let link = s.world.new_link(7, "Call", None).unwrap().id;
+        assert_eq!(s.roster(link.clone()).unwrap(), []);
+        assert!(matches!(
+            s.send(link.clone(), None, b"x".to_vec()),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(s.roster("nope".into()), Err(Error::NotFound(_))));
+        let person = |id, user| Participant {
+            id,
+            name: format!("p{id}"),
+            user,
+            joined_at: NOW,
+        };
+        let call = Call {
+            link: link.clone(),
+            id: "c1".into(),
+            started_at: NOW,
+        };
+        let roster = vec![person(1, Some(7)), person(2, Some(8)), person(3, None)];
+        s.world.calls.insert(
+            link.clone(),
+            LiveCall {
+                call,
+                roster,
+                next_participant: 4,
+            },
+        );
+        assert!(matches!(
+            s.send(link.clone(), Some(9), b"x".to_vec()),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            s.send(link.clone(), None, vec![0; 64 * 1024 + 1]),
+            Err(Error::LimitReached(_))
+        ));
+        s.send(link.clone(), Some(3), b"hi".to_vec()).unwrap();
+        assert_eq!(s.world.sent[0].to, Some(3));
+
+        s.acting_user = Some(8);
+        s.world.now += REMOVAL_WINDOW_MS + 1;
+        denied(s.remove(link.clone(), 8, 3), "only the link's owner");
+        denied(s.remove(link.clone(), 7, 3), "act only as the user");
+        denied(s.remove(link.clone(), 8, 1), "only guests");
+        s.acting_user = Some(7);
+        s.remove(link.clone(), 7, 3).unwrap();
+        assert_eq!(s.world.removals[0].participant.id, 3);
+        assert_eq!(s.roster(link.clone()).unwrap().len(), 2);
+
+        s.world.links[0].revoked_at = Some(NOW);
+        assert!(matches!(s.roster(link), Err(Error::NotFound(_))));
+    }
+
+    fn message(to: &str, subject: &str) -> Message {
+        Message {
+            to: vec![to.into()],
+            cc: Vec::new(),
+            reply_to: None,
+            subject: subject.into(),
+            text: "Join us".into(),
+            html: None,
+            attachments: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn mail_is_checked_like_the_server_does_and_limited_per_hour() {
+        use crate::bindings::confab::plugin::mail::Host as _;
+        let mut s = state("mail = { per-hour = 2 }");
+        for (to, subject) in [
+            ("Ana <ana@example.org>", "Hi\r\nBcc: victim@example.org"),
+            ("Ana\n <ana@example.org>", "Hi"),
+            ("ana@localhost", "Hi"),
+            ("a b@example.org", "Hi"),
+            ("ana@example.org", " "),
+        ] {
+            let result = s.queue(message(to, subject));
+            assert!(matches!(result, Err(Error::Invalid(_))), "{to} {subject:?}");
+        }
+        let id = s
+            .queue(message("Ana <ana@example.org>", "Our call"))
+            .unwrap();
+        assert_eq!(s.world.mails[0].id, id);
+        assert_eq!(
+            s.world.mails[0].recipients().collect::<Vec<_>>(),
+            ["Ana <ana@example.org>"]
+        );
+        s.world.now += 1_000;
+        s.queue(message("bo@example.org", "Again")).unwrap();
+        let third = s.queue(message("cy@example.org", "Too many"));
+        assert!(matches!(third, Err(Error::LimitReached(_))));
+        s.world.now = NOW + 3_600_000;
+        s.queue(message("cy@example.org", "An hour later")).unwrap();
+        assert_eq!(s.world.mails.len(), 3);
+    }
+
+    #[test]
+    fn outbound_requests_reach_allowed_hosts_and_scripted_answers_only() {
+        use crate::bindings::confab::plugin::http_client::Host as _;
+        let mut s = state("http-client = { hosts = [\"api.example.org\", \"*.hooks.example\"] }");
+        s.world.responders.push(Box::new(|r: &OutboundRequest| {
+            r.url
+                .starts_with("https://api.example.org/")
+                .then(|| OutboundResponse::text(200, "pong"))
+        }));
+        let request = |url: &str| OutboundRequest {
+            method: "POST".into(),
+            url: url.into(),
+            headers: vec![("x-token".into(), "t".into())],
+            body: b"ping".to_vec(),
+            timeout_ms: None,
+        };
+        let answer = s.send(request("https://api.example.org/ping")).unwrap();
+        assert_eq!(answer.body, b"pong");
+        denied(
+            s.send(request("https://example.org/")),
+            "not among the hosts",
+        );
+        denied(
+            s.send(request("https://hooks.example/")),
+            "not among the hosts",
+        );
+        assert!(matches!(
+            s.send(request("https://a.hooks.example/")),
+            Err(Error::Unavailable(_))
+        ));
+        for bad in ["file:///etc/passwd", "https://u:p@api.example.org/", "nope"] {
+            assert!(
+                matches!(s.send(request(bad)), Err(Error::Invalid(_))),
+                "{bad}"
+            );
+        }
+        let mut smuggling = request("https://api.example.org/");
+        smuggling
+            .headers
+            .push(("x-a".into(), "b\r\nhost: evil".into()));
+        assert!(matches!(s.send(smuggling), Err(Error::Invalid(_))));
+        let urls: Vec<&str> = s
+            .world
+            .http_requests
+            .iter()
+            .map(|r| r.url.as_str())
+            .collect();
+        assert_eq!(
+            urls,
+            ["https://api.example.org/ping", "https://a.hooks.example/"]
+        );
+    }
+}
