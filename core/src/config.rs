@@ -166,6 +166,9 @@ pub struct TemplatesConfig {
 pub struct PluginsConfig {
     /// Load plugins at all.
     pub enabled: bool,
+    /// Load the plugins bundled with the server (written to
+    /// `{data_dir}/bundled-plugins/` at start).
+    pub bundled: bool,
     /// Scanned for plugins: each subdirectory with a `plugin.toml` is one. Empty:
     /// `{data_dir}/plugins`.
     pub dir: String,
@@ -218,6 +221,7 @@ impl Default for PluginsConfig {
     fn default() -> Self {
         Self {
             enabled: true,
+            bundled: true,
             dir: String::new(),
             paths: Vec::new(),
             cache: true,
@@ -342,6 +346,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("media.public_ips", "CONFAB_MEDIA_PUBLIC_IPS"),
     ("templates.dir", "CONFAB_TEMPLATES_DIR"),
     ("plugins.enabled", "CONFAB_PLUGINS_ENABLED"),
+    ("plugins.bundled", "CONFAB_PLUGINS_BUNDLED"),
     ("plugins.dir", "CONFAB_PLUGINS_DIR"),
     ("plugins.paths", "CONFAB_PLUGINS_PATHS"),
     ("plugins.cache", "CONFAB_PLUGINS_CACHE"),

@@ -29,6 +29,7 @@ use crate::config::{LobbyFallback, PluginsConfig};
 use crate::policy::PolicyPatch;
 use crate::store::link;
 
+pub mod bundled;
 mod capabilities;
 pub mod manifest;
 mod runtime;
@@ -388,6 +389,8 @@ pub struct PluginHost {
     config: PluginsConfig,
     dirs: Vec<PathBuf>,
     scan_dir: Option<PathBuf>,
+    /// Where the bundled plugins are written at start (none when they are off).
+    bundled_dir: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     plugins: RwLock<BTreeMap<String, Arc<Loaded>>>,
     problems: RwLock<BTreeMap<PathBuf, LoadProblem>>,
@@ -421,6 +424,7 @@ impl PluginHost {
                 PathBuf::from(&p.cache_dir)
             }
         });
+        let bundled_dir = (p.enabled && p.bundled).then(|| config.data_dir.join("bundled-plugins"));
         Self {
             config: p.clone(),
             dirs: if p.enabled {
@@ -429,6 +433,7 @@ impl PluginHost {
                 Vec::new()
             },
             scan_dir,
+            bundled_dir,
             cache_dir,
             plugins: RwLock::default(),
             problems: RwLock::default(),
@@ -449,8 +454,21 @@ impl PluginHost {
     }
 
     /// The plugin directories: every subdirectory of `plugins.dir` that has a
-    /// `plugin.toml`, then `plugins.paths`.
-    fn plugin_dirs(&self) -> Vec<PathBuf> {
+    /// `plugin.toml`, then `plugins.paths`, then the bundled plugins (which an
+    /// installed plugin of the same name replaces).
+    fn plugin_dirs(&self) -> Vec<(PathBuf, Source)> {
+        let mut out: Vec<(PathBuf, Source)> = self
+            .installed_dirs()
+            .into_iter()
+            .map(|d| (d, Source::Installed))
+            .collect();
+        if let Some(bundled) = &self.bundled_dir {
+            out.extend(bundled::names().map(|n| (bundled.join(n), Source::Bundled)));
+        }
+        out
+    }
+
+    fn installed_dirs(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         if let Some(scan) = &self.scan_dir
             && let Ok(entries) = std::fs::read_dir(scan)
@@ -471,8 +489,17 @@ impl PluginHost {
     /// reason and do not stop the server.
     pub async fn load_all(&self, state: &AppState) {
         let _one = self.reloading.lock().await;
-        for dir in self.plugin_dirs() {
-            let _ = self.load_dir(state, &dir).await;
+        if let Some(dir) = self.bundled_dir.clone() {
+            let written = tokio::task::spawn_blocking(move || bundled::install(&dir)).await;
+            if let Ok(Err(e)) = written {
+                tracing::error!(error = %e, "cannot write the bundled plugins to the data directory");
+            }
+        }
+        for (dir, source) in self.plugin_dirs() {
+            if self.shadowed(&dir, source) {
+                continue;
+            }
+            let _ = self.load_dir(state, &dir, source).await;
         }
         let names = self.names();
         if !names.is_empty() {
@@ -480,20 +507,34 @@ impl PluginHost {
         }
     }
 
+    /// Whether `dir` is a bundled plugin that an installed one of the same name replaces.
+    fn shadowed(&self, dir: &Path, source: Source) -> bool {
+        if source != Source::Bundled {
+            return false;
+        }
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        match self.get(name) {
+            Some(other) if other.dir != dir => {
+                tracing::info!(plugin = %name, installed = %other.dir.display(), "an installed plugin replaces the bundled one");
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Loads (or reloads) the plugin in `dir`; returns its name.
-    async fn load_dir(&self, state: &AppState, dir: &Path) -> Result<String, String> {
+    async fn load_dir(
+        &self,
+        state: &AppState,
+        dir: &Path,
+        source: Source,
+    ) -> Result<String, String> {
         let settings = self.config.clone();
         let cache = self.cache_dir.clone();
         let owned_dir = dir.to_path_buf();
         let now = state.clock.now();
         let outcome = tokio::task::spawn_blocking(move || {
-            load_plugin(
-                &owned_dir,
-                Source::Installed,
-                &settings,
-                cache.as_deref(),
-                now,
-            )
+            load_plugin(&owned_dir, source, &settings, cache.as_deref(), now)
         })
         .await
         .unwrap_or_else(|e| Err((format!("loading panicked: {e}"), None)));
@@ -503,8 +544,10 @@ impl PluginHost {
                 let name = loaded.grants.name.to_string();
                 problems.remove(dir);
                 let mut plugins = self.plugins.write().unwrap_or_else(|e| e.into_inner());
+                // An installed plugin replaces a bundled one of the same name.
                 if let Some(other) = plugins.get(&name)
                     && other.dir != loaded.dir
+                    && !(other.source == Source::Bundled && source == Source::Installed)
                 {
                     let error = format!(
                         "another plugin called {name:?} is already loaded from {}",
@@ -543,11 +586,11 @@ impl PluginHost {
     /// running version stays.
     pub async fn reload(&self, state: &AppState, name: &str) -> Result<(), InvokeError> {
         let _one = self.reloading.lock().await;
-        let dir = self
+        let (dir, source) = self
             .get(name)
-            .map(|p| p.dir.clone())
+            .map(|p| (p.dir.clone(), p.source))
             .ok_or_else(|| InvokeError::NotFound(name.into()))?;
-        match self.load_dir(state, &dir).await {
+        match self.load_dir(state, &dir, source).await {
             Ok(_) => Ok(()),
             Err(reason) => Err(InvokeError::Failed {
                 plugin: name.into(),
@@ -561,13 +604,14 @@ impl PluginHost {
     pub async fn reload_changed(&self, state: &AppState) {
         let _one = self.reloading.lock().await;
         let dirs = self.plugin_dirs();
-        let loaded: Vec<(String, PathBuf, bool)> = self
+        let loaded: Vec<(String, PathBuf, Source, bool)> = self
             .read()
             .iter()
-            .map(|(n, p)| (n.clone(), p.dir.clone(), p.stamp.changed()))
+            .map(|(n, p)| (n.clone(), p.dir.clone(), p.source, p.stamp.changed()))
             .collect();
-        for (name, dir, changed) in &loaded {
-            if !dirs.contains(dir) || !dir.join("plugin.toml").is_file() {
+        for (name, dir, source, changed) in &loaded {
+            let listed = dirs.iter().any(|(d, _)| d == dir);
+            if !listed || !dir.join("plugin.toml").is_file() {
                 tracing::info!(plugin = %name, "plugin removed");
                 self.plugins
                     .write()
@@ -575,11 +619,11 @@ impl PluginHost {
                     .remove(name);
             } else if *changed {
                 tracing::info!(plugin = %name, "plugin files changed: reloading");
-                let _ = self.load_dir(state, dir).await;
+                let _ = self.load_dir(state, dir, *source).await;
             }
         }
-        for dir in dirs {
-            if loaded.iter().any(|(_, d, _)| *d == dir) {
+        for (dir, source) in dirs {
+            if loaded.iter().any(|(_, d, _, _)| *d == dir) || self.shadowed(&dir, source) {
                 continue;
             }
             let retry = match self
@@ -592,7 +636,7 @@ impl PluginHost {
                 None => true,
             };
             if retry {
-                let _ = self.load_dir(state, &dir).await;
+                let _ = self.load_dir(state, &dir, source).await;
             }
         }
     }

@@ -1069,3 +1069,88 @@ mod in_the_database {
         }
     }
 }
+
+/// Compiled components shared by the tests that load the bundled plugins, so that
+/// each compiles once per run.
+pub(crate) fn shared_plugin_cache() -> String {
+    repo()
+        .join("target/test-plugin-cache")
+        .display()
+        .to_string()
+}
+
+#[tokio::test]
+async fn bundled_plugins_load_without_setup_and_an_installed_one_replaces_them() {
+    let app = TestApp::sqlite_with(|c| {
+        c.plugins.bundled = true;
+        c.plugins.cache_dir = shared_plugin_cache();
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let names = confab_core::plugins::bundled::names().collect::<Vec<_>>();
+    assert!(names.contains(&"calendar"), "{names:?}");
+    let info = plugin_info(&app, &admin, "calendar").await;
+    assert_eq!(info["source"], "bundled");
+    assert_eq!(info["status"], "enabled");
+    assert_eq!(
+        info["granted"], info["requested"],
+        "bundled plugins get what they ask for unless the operator narrows it"
+    );
+    let data_dir = app.state.config.data_dir.join("bundled-plugins/calendar");
+    assert!(data_dir.join("plugin.wasm").is_file());
+    assert!(
+        std::fs::read_to_string(data_dir.join("plugin.toml"))
+            .unwrap()
+            .contains("component = \"plugin.wasm\"")
+    );
+
+    // An operator's plugin called "calendar" takes the bundled one's place.
+    let plugins = tempfile::tempdir().unwrap();
+    let dir = install(
+        plugins.path(),
+        &repo().join("examples/hello-plugin"),
+        hello_wasm(),
+        "calendar",
+    );
+    let manifest = std::fs::read_to_string(dir.join("plugin.toml")).unwrap();
+    std::fs::write(
+        dir.join("plugin.toml"),
+        manifest.replacen("name = \"hello\"", "name = \"calendar\"", 1),
+    )
+    .unwrap();
+    let plugins_dir = plugins.path().display().to_string();
+    let replaced = TestApp::sqlite_with(move |c| {
+        c.plugins.bundled = true;
+        c.plugins.dir = plugins_dir;
+        c.plugins.cache_dir = shared_plugin_cache();
+    })
+    .await;
+    let admin = replaced.admin_token().await;
+    let info = plugin_info(&replaced, &admin, "calendar").await;
+    assert_eq!(info["source"], "installed", "{info}");
+    let list = replaced
+        .get("/api/v1/admin/plugins")
+        .bearer(&admin)
+        .send()
+        .await
+        .json();
+    assert_eq!(
+        list["problems"],
+        json!([]),
+        "no conflict is reported: {list}"
+    );
+
+    // Switched off entirely, nothing bundled is loaded.
+    let off = TestApp::sqlite_with(|c| {
+        c.plugins.bundled = false;
+    })
+    .await;
+    let admin = off.admin_token().await;
+    let list = off
+        .get("/api/v1/admin/plugins")
+        .bearer(&admin)
+        .send()
+        .await
+        .json();
+    assert_eq!(list["plugins"], json!([]), "{list}");
+}

@@ -94,6 +94,8 @@ pub fn test_config(database_url: String) -> Config {
     // Any free media ports, so that tests run side by side.
     config.media.udp_port = 0;
     config.media.tcp_port = 0;
+    // Tests that want the bundled plugins switch them on (compiling them costs time).
+    config.plugins.bundled = false;
     config
 }
 
