@@ -1154,3 +1154,135 @@ async fn bundled_plugins_load_without_setup_and_an_installed_one_replaces_them()
         .json();
     assert_eq!(list["plugins"], json!([]), "{list}");
 }
+
+#[tokio::test]
+async fn a_plugin_at_its_concurrency_limit_answers_busy_without_counting_a_failure() {
+    let plugins = tempfile::tempdir().unwrap();
+    let installed = install(
+        plugins.path(),
+        &repo().join("core/tests/plugins/rogue"),
+        rogue_wasm(),
+        "rogue",
+    );
+    let manifest = installed.join("plugin.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("deadline-ms = 300", "deadline-ms = 5000")
+        .replace("[permissions]\n", "[permissions]\nkv = {}\n");
+    std::fs::write(&manifest, text).unwrap();
+    let dir = plugins.path().to_path_buf();
+    let app = TestApp::sqlite_with(|c| {
+        c.plugins.dir = dir.display().to_string();
+        c.plugins.cache_dir = dir.join(".cache").display().to_string();
+        c.plugins.max_concurrency = 1;
+        grant(c, "rogue", &["kv"], &[]);
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let request = |name: &str| LobbyInfo {
+        call: CallInfo {
+            link: "L".into(),
+            id: "c".into(),
+            started_at: app.clock_now(),
+        },
+        request: 0,
+        name: name.into(),
+        address: None,
+        asked_at: app.clock_now(),
+    };
+    // With its one slot free, the plugin decides (rogue flags everyone).
+    let plugins_host = &app.state.plugins;
+    assert_eq!(
+        plugins_host
+            .lobby_decision(&app.state, &request("Ana"))
+            .await,
+        Verdict::Flag(vec![("rogue".into(), "Ana looks suspicious".into())])
+    );
+
+    // One long call holds the only slot …
+    let router = app.router.clone();
+    let holder = tokio::spawn(async move {
+        use tower::ServiceExt as _;
+        let req = axum::http::Request::post("/p/rogue/sleep")
+            .body(axum::body::Body::from("1500"))
+            .unwrap();
+        router.oneshot(req).await.unwrap().status()
+    });
+    let mut started = false;
+    for _ in 0..100 {
+        let now = app.clock_now();
+        if app
+            .store
+            .plugin_kv_get("rogue", "sleeping", now)
+            .await
+            .unwrap()
+            .is_some()
+        {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(started, "the long call started");
+    // … so a lobby decision (50 ms to start) finds none and gets the fallback.
+    assert_eq!(
+        plugins_host
+            .lobby_decision(&app.state, &request("Bob"))
+            .await,
+        Verdict::Allow
+    );
+    assert_eq!(holder.await.unwrap(), StatusCode::OK);
+    assert_eq!(
+        plugins_host
+            .lobby_decision(&app.state, &request("Cleo"))
+            .await,
+        Verdict::Flag(vec![("rogue".into(), "Cleo looks suspicious".into())]),
+        "the slot is free again"
+    );
+
+    let metrics = app.get("/metrics").send().await.text();
+    assert!(
+        metrics.contains(
+            r#"confab_plugin_invocations_total{plugin="rogue",hook="lobby-decision",outcome="busy"} 1"#
+        ),
+        "{metrics}"
+    );
+    let info = plugin_info(&app, &admin, "rogue").await;
+    assert_eq!(info["status"], "enabled");
+    assert_eq!(
+        info["failures"], 0,
+        "busy is not the plugin's failure: {info}"
+    );
+}
+
+/// An app with hello and rogue whose database and data directory are `data_dir`.
+async fn app_on(data_dir: &Path) -> (TestApp, tempfile::TempDir) {
+    let (plugins, configure) = hello_and_rogue();
+    let data_dir = data_dir.to_path_buf();
+    let app = TestApp::sqlite_with(move |c| {
+        configure(c);
+        c.database.url = format!("sqlite://{}/confab.db?mode=rwc", data_dir.display());
+        c.data_dir = data_dir;
+    })
+    .await;
+    (app, plugins)
+}
+
+#[tokio::test]
+async fn plugin_storage_survives_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let (first, _plugins) = app_on(data.path()).await;
+    for visit in 1..=3 {
+        let page = first.get("/p/hello/").send().await.text();
+        assert!(page.contains(&format!("visited {visit} times")), "{page}");
+    }
+    first.state.store.clone().close().await;
+    drop(first);
+
+    let (second, _plugins) = app_on(data.path()).await;
+    let page = second.get("/p/hello/").send().await.text();
+    assert!(
+        page.contains("visited 4 times"),
+        "the counter kept in kv survives the restart: {page}"
+    );
+}

@@ -1,5 +1,7 @@
 //! A calendar file as a list of content lines with its component structure on top.
 
+use std::collections::HashMap;
+
 use super::line::{ContentLine, unescape_text, unfold};
 use super::{IcsError, LINK_PROPERTY, MAX_DEPTH, MAX_EVENTS, MAX_INPUT_BYTES, rrule};
 
@@ -219,6 +221,7 @@ impl Calendar {
     /// The events of the file, one per UID, in the order they first appear.
     pub fn events(&self) -> Vec<EventInfo> {
         let mut out: Vec<EventInfo> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
         for event in &self.events {
             let lines = &self.lines;
             let is_exception = event.find(lines, "RECURRENCE-ID").is_some();
@@ -236,7 +239,7 @@ impl Calendar {
                 start: start_line.map(|i| lines[i].value().trim().to_string()),
                 time_zone: start_line.and_then(|i| lines[i].param("TZID")),
             };
-            match out.iter_mut().find(|e| e.uid == event.uid) {
+            match index.get(event.uid.as_str()).map(|&i| &mut out[i]) {
                 Some(seen) => {
                     seen.components += 1;
                     seen.recurring |= here.recurring;
@@ -250,7 +253,10 @@ impl Calendar {
                         seen.time_zone = here.time_zone;
                     }
                 }
-                None => out.push(here),
+                None => {
+                    index.insert(&event.uid, out.len());
+                    out.push(here);
+                }
             }
         }
         out

@@ -1,6 +1,6 @@
 //! Putting a call link into the events of a calendar file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
@@ -209,13 +209,13 @@ impl Calendar {
         label: &str,
         now: DateTime<Utc>,
     ) -> Result<Added, IcsError> {
-        let mut links: Vec<(String, Option<String>)> = Vec::new();
+        let mut links: HashMap<String, Option<String>> = HashMap::new();
         for info in self.events() {
             let link = link_for(&info);
             if let Some(link) = &link {
                 check_link(link)?;
             }
-            links.push((info.uid, link));
+            links.insert(info.uid, link);
         }
         let label = label.trim();
         let label = if label.is_empty() {
@@ -246,10 +246,7 @@ impl Calendar {
         }
         let mut outcomes = Vec::with_capacity(self.events.len());
         for event in &self.events {
-            let link = links
-                .iter()
-                .find(|(uid, _)| *uid == event.uid)
-                .and_then(|(_, link)| link.clone());
+            let link = links.get(&event.uid).cloned().flatten();
             outcomes.push(self.edit_event(event, link, label, &stamp, &mut edits));
         }
 

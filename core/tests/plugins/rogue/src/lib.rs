@@ -49,6 +49,16 @@ impl Plugin for Rogue {
             "/status" => HttpResponse::text(42, "bad status"),
             "/mail" => queue_mail(&request.body),
             "/fetch" => fetch(&request.body),
+            // Holds its slot for the number of milliseconds in the body; notes in kv
+            // that it started (the tests grant `kv` for this).
+            "/sleep" => {
+                let ms = request.text().unwrap_or("").trim().parse().unwrap_or(100);
+                if let Err(e) = kv::set("sleeping", b"yes") {
+                    return refused(e);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                HttpResponse::text(200, "slept")
+            }
             "/fired" => match kv::keys("fired:", None, 100) {
                 Ok(keys) => HttpResponse::text(200, keys.join("\n")),
                 Err(e) => refused(e),
