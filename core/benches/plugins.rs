@@ -47,6 +47,8 @@ async fn build_app(dir: &Path) -> App {
         data_dir: dir.to_path_buf(),
         plugins: PluginsConfig {
             dir: dir.join("plugins").display().to_string(),
+            // Only the copies measured here.
+            bundled: false,
             watch: false,
             ..PluginsConfig::default()
         },

@@ -69,6 +69,8 @@ grant = ["kv", "links", "calls", "templates"]
 TOML
 export CONFAB_CONFIG="$work/confab.toml" CONFAB_SERVER_LISTEN="127.0.0.1:$PORT" CONFAB_LOG_LEVEL=warn
 export CONFAB_MEDIA_BIND=127.0.0.1 CONFAB_MEDIA_UDP_PORT=0 CONFAB_MEDIA_TCP_PORT=0
+# Only the hello copies measured here, not the bundled plugins.
+export CONFAB_PLUGINS_BUNDLED=false
 base="http://127.0.0.1:$PORT"
 
 # Starts the server on the data directory $1 (plugins in $1/plugins).

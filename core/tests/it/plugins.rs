@@ -213,6 +213,24 @@ async fn capabilities_the_operator_did_not_grant_are_refused_without_a_trap() {
         "{}",
         res.text()
     );
+    // Links and calls, requested but not granted: typed refusals too.
+    let res = app.post("/p/hello/links").bearer(&admin).send().await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.text());
+    assert!(
+        res.text().contains("AccessDenied") && res.text().contains("has not granted links"),
+        "{}",
+        res.text()
+    );
+    let res = app
+        .get("/p/hello/roster?link=AAAAAAAAAAAAAAAAAAAAAA")
+        .bearer(&admin)
+        .send()
+        .await;
+    assert!(
+        res.text().contains("AccessDenied") && res.text().contains("has not granted calls"),
+        "{}",
+        res.text()
+    );
     let hello = plugin_info(&app, &admin, "hello").await;
     assert_eq!(hello["granted"], json!(["kv"]));
     assert_eq!(
