@@ -580,6 +580,7 @@ mod tests {
             ("CONFAB_MEDIA_PUBLIC_IPS", "[\"203.0.113.7\"]"),
             ("CONFAB_TEMPLATES_DIR", "/srv/tpl"),
             ("CONFAB_PLUGINS_ENABLED", "false"),
+            ("CONFAB_PLUGINS_BUNDLED", "false"),
             ("CONFAB_PLUGINS_DIR", "/srv/plugins"),
             ("CONFAB_PLUGINS_PATHS", "[\"/src/hello\"]"),
             ("CONFAB_PLUGINS_CACHE", "false"),
@@ -618,6 +619,7 @@ mod tests {
         let p = &c.plugins;
         assert!(!p.enabled && !p.cache && !p.watch);
         assert_eq!(p.dir, "/srv/plugins");
+        assert!(!p.bundled);
         assert_eq!(p.paths, vec![PathBuf::from("/src/hello")]);
         assert_eq!(p.cache_dir, "/var/cache/confab");
         assert_eq!(p.watch_interval_ms, 500);

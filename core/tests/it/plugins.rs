@@ -732,6 +732,15 @@ async fn rogue_app(
     patch: impl FnOnce(String) -> String,
     caps: &[&str],
 ) -> (TestApp, tempfile::TempDir) {
+    rogue_app_with(patch, caps, |_| {}).await
+}
+
+/// Like [`rogue_app`], with a tweak of the server's configuration.
+async fn rogue_app_with(
+    patch: impl FnOnce(String) -> String,
+    caps: &[&str],
+    tweak: impl FnOnce(&mut Config),
+) -> (TestApp, tempfile::TempDir) {
     let plugins = tempfile::tempdir().unwrap();
     let installed = install(
         plugins.path(),
@@ -749,6 +758,7 @@ async fn rogue_app(
         c.plugins.dir = dir.display().to_string();
         c.plugins.cache_dir = dir.join(".cache").display().to_string();
         grant(c, "rogue", caps, &[]);
+        tweak(c);
     })
     .await;
     (app, plugins)
@@ -1175,26 +1185,11 @@ async fn bundled_plugins_load_without_setup_and_an_installed_one_replaces_them()
 
 #[tokio::test]
 async fn a_plugin_at_its_concurrency_limit_answers_busy_without_counting_a_failure() {
-    let plugins = tempfile::tempdir().unwrap();
-    let installed = install(
-        plugins.path(),
-        &repo().join("core/tests/plugins/rogue"),
-        rogue_wasm(),
-        "rogue",
-    );
-    let manifest = installed.join("plugin.toml");
-    let text = std::fs::read_to_string(&manifest)
-        .unwrap()
-        .replace("deadline-ms = 300", "deadline-ms = 5000")
-        .replace("[permissions]\n", "[permissions]\nkv = {}\n");
-    std::fs::write(&manifest, text).unwrap();
-    let dir = plugins.path().to_path_buf();
-    let app = TestApp::sqlite_with(|c| {
-        c.plugins.dir = dir.display().to_string();
-        c.plugins.cache_dir = dir.join(".cache").display().to_string();
-        c.plugins.max_concurrency = 1;
-        grant(c, "rogue", &["kv"], &[]);
-    })
+    let (app, _dir) = rogue_app_with(
+        |m| m.replace("[permissions]\n", "[permissions]\nkv = {}\n"),
+        &["kv"],
+        |c| c.plugins.max_concurrency = 1,
+    )
     .await;
     let admin = app.admin_token().await;
     let request = |name: &str| LobbyInfo {
