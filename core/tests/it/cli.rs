@@ -477,7 +477,7 @@ fn a_new_plugin_builds_loads_and_is_managed_from_the_command_line() {
     std::fs::write(
         cli.dir.path().join("confab.toml"),
         format!(
-            "[plugins]\npaths = [{:?}]\n\n[plugins.settings.greeter]\ngrant = [\"kv\"]\n",
+            "[plugins]\nbundled = false\npaths = [{:?}]\n\n[plugins.settings.greeter]\ngrant = [\"kv\"]\n",
             crate_dir.display().to_string()
         ),
     )
