@@ -196,6 +196,15 @@ struct Edits {
     inserts: BTreeMap<usize, Vec<ContentLine>>,
 }
 
+impl Edits {
+    /// Adds `lines` before line `at` of the input (after what is already there).
+    fn insert(&mut self, at: usize, lines: Vec<ContentLine>) {
+        if !lines.is_empty() {
+            self.inserts.entry(at).or_default().extend(lines);
+        }
+    }
+}
+
 impl Calendar {
     /// Writes the calendar with a link in its events: `link_for` is asked once per
     /// UID (see [`Calendar::events`]) and answers the full link to share, or `None`
@@ -295,13 +304,7 @@ impl Calendar {
             added.push(ContentLine::build("DTSTAMP", &[], stamp));
         }
         let Some(link) = link else {
-            if !added.is_empty() {
-                edits
-                    .inserts
-                    .entry(event.insert_at)
-                    .or_default()
-                    .extend(added);
-            }
+            edits.insert(event.insert_at, added);
             return outcome;
         };
         let link = link.as_str();
@@ -429,13 +432,7 @@ impl Calendar {
             }
         }
         outcome.changed = changed || !added.is_empty();
-        if !added.is_empty() {
-            edits
-                .inserts
-                .entry(event.insert_at)
-                .or_default()
-                .extend(added);
-        }
+        edits.insert(event.insert_at, added);
         outcome
     }
 }

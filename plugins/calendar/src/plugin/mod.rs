@@ -79,6 +79,18 @@ fn label() -> String {
         .unwrap_or_else(|| DEFAULT_LABEL.to_string())
 }
 
+/// The times `input` asks for (on top of `current` when changing a call), or the
+/// 422 that says why they cannot be used.
+fn schedule_times(input: &ScheduleInput, current: Option<&Times>) -> Result<Times, HttpResponse> {
+    input.times(current).map_err(|why| {
+        error(
+            422,
+            "invalid_schedule",
+            &format!("The schedule cannot be used: {why}."),
+        )
+    })
+}
+
 fn error(status: u16, code: &str, message: &str) -> HttpResponse {
     HttpResponse::json(
         status,
@@ -331,15 +343,9 @@ fn schedule(request: &HttpRequest) -> HttpResponse {
         Ok(i) => i,
         Err(response) => return response,
     };
-    let times = match input.times(None) {
+    let times = match schedule_times(&input, None) {
         Ok(t) => t,
-        Err(why) => {
-            return error(
-                422,
-                "invalid_schedule",
-                &format!("The schedule cannot be used: {why}."),
-            );
-        }
+        Err(response) => return response,
     };
     let title = input
         .title
@@ -484,15 +490,9 @@ fn update_call(request: &HttpRequest, id: &str) -> HttpResponse {
         time_zone: call.time_zone.clone(),
         rrule: call.rrule.clone(),
     };
-    let times = match input.times(Some(&current)) {
+    let times = match schedule_times(&input, Some(&current)) {
         Ok(t) => t,
-        Err(why) => {
-            return error(
-                422,
-                "invalid_schedule",
-                &format!("The schedule cannot be used: {why}."),
-            );
-        }
+        Err(response) => return response,
     };
     let before = call.clone();
     call.start = times.start.timestamp();
