@@ -4,8 +4,8 @@
 //! `cargo build --target wasm32-wasip2` from a `cdylib` crate. It implements
 //! [`Plugin`] (every hook has a default that does nothing) and names its type in
 //! [`export_plugin!`]; the capabilities it may call are the modules of this crate
-//! ([`log`], [`kv`], [`links`], [`calls`], [`mail`], [`http`], [`templates`],
-//! [`config`]). The contract underneath is the WIT package `confab:plugin@1.0.0` in
+//! ([`log`], [`kv`], [`links`], [`users`], [`calls`], [`mail`], [`http`],
+//! [`templates`], [`config`]). The contract underneath is the WIT package `confab:plugin@1.1.0` in
 //! `sdk/wit/`; this crate is the only place that touches its generated bindings.
 //!
 //! ```no_run
@@ -36,7 +36,7 @@
 /// The version of the WIT package this SDK implements. Embedded in every plugin
 /// (custom section `confab-sdk-version`) so the server can refuse a plugin built for
 /// an incompatible major version before running it.
-pub const SDK_VERSION: &str = "1.0.0";
+pub const SDK_VERSION: &str = "1.1.0";
 
 #[doc(hidden)]
 pub mod bindings {
@@ -51,7 +51,9 @@ pub mod bindings {
 
 use bindings::exports::confab::plugin::hooks;
 
-pub use bindings::confab::plugin::types::{Call, Error, Link, LobbyRequest, Participant};
+pub use bindings::confab::plugin::types::{
+    Call, Contact, Error, Link, LobbyRequest, Participant, Schedule,
+};
 pub use hooks::{Decision, Event, HttpRequest, HttpResponse, ParticipantEvent, Removal};
 
 /// The hooks a plugin implements. The manifest's `hooks` list says which of them the
@@ -263,10 +265,26 @@ pub mod kv {
 pub mod links {
     use crate::bindings::confab::plugin::links;
     pub use crate::bindings::confab::plugin::links::{CreatedLink, NewLink};
-    use crate::{Error, Link};
+    use crate::{Error, Link, Schedule};
 
     pub fn create(as_user: i64, params: &NewLink) -> Result<CreatedLink, Error> {
         links::create(as_user, params)
+    }
+    /// A new link with its schedule on the server's record (SDK 1.1).
+    pub fn create_scheduled(
+        as_user: i64,
+        params: &NewLink,
+        schedule: &Schedule,
+    ) -> Result<CreatedLink, Error> {
+        links::create_scheduled(as_user, params, schedule)
+    }
+    /// The schedule of link `id`, if it has one (SDK 1.1).
+    pub fn schedule(id: &str) -> Result<Option<Schedule>, Error> {
+        links::get_schedule(id)
+    }
+    /// Sets or clears the schedule of an active link of `as_user` (SDK 1.1).
+    pub fn set_schedule(as_user: i64, id: &str, schedule: Option<&Schedule>) -> Result<(), Error> {
+        links::set_schedule(as_user, id, schedule)
     }
     pub fn get(id: &str) -> Result<Link, Error> {
         links::get(id)
@@ -276,6 +294,17 @@ pub mod links {
     }
     pub fn revoke(as_user: i64, id: &str) -> Result<(), Error> {
         links::revoke(as_user, id)
+    }
+}
+
+/// Accounts (needs the `users` permission; SDK 1.1).
+pub mod users {
+    use crate::bindings::confab::plugin::users;
+    use crate::{Contact, Error};
+
+    /// The name and address of `as_user`, who must be the user the plugin acts for.
+    pub fn contact(as_user: i64) -> Result<Contact, Error> {
+        users::get_contact(as_user)
     }
 }
 
@@ -353,6 +382,12 @@ pub mod config {
 
     pub fn get(key: &str) -> Option<String> {
         config::get(key)
+    }
+
+    /// The server's public base URL without a trailing slash, e.g.
+    /// `https://meet.example.org` (SDK 1.1).
+    pub fn public_url() -> String {
+        config::public_url()
     }
 }
 

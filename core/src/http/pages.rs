@@ -420,6 +420,11 @@ async fn render_dashboard(
     ctx.insert("form_description", extras.form_description);
     ctx.insert("new_token", &extras.new_token);
     ctx.insert("token_error", &extras.token_error);
+    let modules = state.plugins.dashboard_modules(state).await;
+    ctx.insert(
+        "plugin_modules",
+        &serde_json::to_string(&modules).unwrap_or_else(|_| "[]".into()),
+    );
     Ok((status, state.render("pages/dashboard.html", &ctx)).into_response())
 }
 

@@ -123,12 +123,14 @@ pub enum Capability {
     Mail,
     HttpClient,
     Templates,
+    Users,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 6] = [
+    pub const ALL: [Capability; 7] = [
         Capability::Kv,
         Capability::Links,
+        Capability::Users,
         Capability::Calls,
         Capability::Mail,
         Capability::HttpClient,
@@ -143,6 +145,7 @@ impl Capability {
             Capability::Mail => "mail",
             Capability::HttpClient => "http-client",
             Capability::Templates => "templates",
+            Capability::Users => "users",
         }
     }
 
@@ -167,6 +170,8 @@ pub struct Permissions {
     pub mail: Option<MailPermission>,
     pub http_client: Option<HttpPermission>,
     pub templates: Option<Empty>,
+    /// The acting user's own name and address (SDK 1.1).
+    pub users: Option<Empty>,
 }
 
 impl Permissions {
@@ -190,6 +195,9 @@ impl Permissions {
         }
         if self.templates.is_some() {
             out.push(Capability::Templates);
+        }
+        if self.users.is_some() {
+            out.push(Capability::Users);
         }
         out
     }
@@ -377,6 +385,8 @@ pub struct Web {
     pub static_dir: Option<String>,
     /// An ES module in the static directory that the call page imports.
     pub call_page: Option<String>,
+    /// An ES module in the static directory that the dashboard imports (SDK 1.1).
+    pub dashboard: Option<String>,
 }
 
 /// Why a manifest was refused.
@@ -503,13 +513,17 @@ impl Manifest {
         {
             return invalid(format!("web.static {dir:?} must be a relative path"));
         }
-        if let Some(module) = &self.web.call_page {
+        for (key, module) in [
+            ("call-page", &self.web.call_page),
+            ("dashboard", &self.web.dashboard),
+        ] {
+            let Some(module) = module else { continue };
             if self.web.static_dir.is_none() {
-                return invalid("web.call-page needs web.static".into());
+                return invalid(format!("web.{key} needs web.static"));
             }
             if !safe_relative(module) || !module.ends_with(".js") {
                 return invalid(format!(
-                    "web.call-page {module:?} must be a .js file inside web.static"
+                    "web.{key} {module:?} must be a .js file inside web.static"
                 ));
             }
         }

@@ -53,7 +53,7 @@ use bindings::exports::confab::plugin::hooks as wit_hooks;
 use runtime::{HostState, Runtime};
 
 /// The version of `confab:plugin` this server implements.
-pub const SDK_VERSION: semver::Version = semver::Version::new(1, 0, 0);
+pub const SDK_VERSION: semver::Version = semver::Version::new(1, 1, 0);
 /// Largest payload of a message a participant sends on a plugin's channel (base64
 /// of it fits the signaling's 64 KiB message limit).
 pub const MAX_CALL_MESSAGE_BYTES: usize = 32 * 1024;
@@ -266,9 +266,9 @@ pub enum InvokeError {
     Failed { plugin: String, reason: String },
 }
 
-/// A plugin's ES module for the call page.
+/// A plugin's ES module for a page (the call page or the dashboard).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct CallPageModule {
+pub struct PageModule {
     pub plugin: String,
     pub url: String,
 }
@@ -367,6 +367,9 @@ pub struct PluginInfo {
     /// The call-page module, when the plugin has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_page: Option<String>,
+    /// The dashboard module, when the plugin has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard: Option<String>,
     pub invocations: u64,
     pub failures: u64,
     pub consecutive_failures: u32,
@@ -727,6 +730,11 @@ impl PluginHost {
                     call_page: m
                         .web
                         .call_page
+                        .as_ref()
+                        .map(|module| format!("/p/{name}/static/{module}")),
+                    dashboard: m
+                        .web
+                        .dashboard
                         .as_ref()
                         .map(|module| format!("/p/{name}/static/{module}")),
                     invocations: p.invocations.load(Ordering::Relaxed),
@@ -1102,7 +1110,20 @@ impl PluginHost {
 
     /// The call-page modules of plugins that are switched on, for the call page to
     /// import.
-    pub async fn call_page_modules(&self, state: &AppState) -> Vec<CallPageModule> {
+    pub async fn call_page_modules(&self, state: &AppState) -> Vec<PageModule> {
+        self.page_modules(state, |web| web.call_page.as_ref()).await
+    }
+
+    /// The dashboard modules of plugins that are switched on.
+    pub async fn dashboard_modules(&self, state: &AppState) -> Vec<PageModule> {
+        self.page_modules(state, |web| web.dashboard.as_ref()).await
+    }
+
+    async fn page_modules(
+        &self,
+        state: &AppState,
+        module: impl Fn(&manifest::Web) -> Option<&String>,
+    ) -> Vec<PageModule> {
         let Ok(policy) = state.policy.get(&state.store).await else {
             return Vec::new();
         };
@@ -1110,8 +1131,8 @@ impl PluginHost {
             .values()
             .filter(|p| policy.plugin_enabled(&p.grants.name))
             .filter_map(|p| {
-                let module = p.grants.manifest.web.call_page.as_ref()?;
-                Some(CallPageModule {
+                let module = module(&p.grants.manifest.web)?;
+                Some(PageModule {
                     plugin: p.grants.name.to_string(),
                     url: format!("/p/{}/static/{module}", p.grants.name),
                 })
@@ -1502,7 +1523,8 @@ mod tests {
         assert!(check_sdk(&semver::Version::new(1, 0, 7)).is_ok());
         let err = check_sdk(&semver::Version::new(2, 0, 0)).unwrap_err();
         assert!(err.contains("SDK 2.0.0") && err.contains("1.x"), "{err}");
-        let err = check_sdk(&semver::Version::new(1, 1, 0)).unwrap_err();
+        assert!(check_sdk(&semver::Version::new(1, 1, 0)).is_ok());
+        let err = check_sdk(&semver::Version::new(1, 2, 0)).unwrap_err();
         assert!(err.contains("newer"), "{err}");
     }
 

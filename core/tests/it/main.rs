@@ -7,6 +7,7 @@ mod support;
 
 mod accounts;
 mod browser;
+mod calendar;
 mod cli;
 mod links;
 mod ops;

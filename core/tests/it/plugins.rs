@@ -496,7 +496,7 @@ async fn administrators_list_disable_enable_and_reload_plugins() {
         .collect();
     assert_eq!(names, ["hello", "rogue"]);
     let hello = &list["plugins"][0];
-    assert_eq!(hello["sdk"], "1.0.0");
+    assert_eq!(hello["sdk"], "1.1.0");
     assert_eq!(hello["source"], "installed");
     assert_eq!(hello["call_page"], "/p/hello/static/hello.js");
     assert_eq!(hello["config"]["greeting"], "Hi");
@@ -618,7 +618,7 @@ async fn components_for_another_sdk_major_or_broken_files_are_refused_with_the_r
     // Same component, but claiming SDK 2.0.0 in its version section.
     let v2 = install(plugins.path(), &crate_dir, rogue_wasm(), "v2");
     let bytes = std::fs::read(v2.join("plugin.wasm")).unwrap();
-    let needle = b"confab-sdk-version1.0.0";
+    let needle = b"confab-sdk-version1.1.0";
     let at = bytes
         .windows(needle.len())
         .position(|w| w == needle)
@@ -1298,4 +1298,29 @@ async fn plugin_storage_survives_a_restart() {
         page.contains("visited 4 times"),
         "the counter kept in kv survives the restart: {page}"
     );
+}
+
+#[tokio::test]
+async fn a_plugin_built_for_sdk_1_0_runs_on_this_server() {
+    let crate_dir = repo().join("core/tests/plugins/sdk-1.0");
+    let wasm = build_plugin(&crate_dir, "sdk_one_zero_plugin.wasm");
+    let plugins = tempfile::tempdir().unwrap();
+    install(plugins.path(), &crate_dir, &wasm, "old");
+    let dir = plugins.path().to_path_buf();
+    let app = TestApp::sqlite_with(move |c| {
+        c.plugins.dir = dir.display().to_string();
+        c.plugins.cache_dir = dir.join(".cache").display().to_string();
+        grant(c, "old", &["kv"], &[]);
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let info = plugin_info(&app, &admin, "old").await;
+    assert_eq!(info["status"], "enabled", "{info}");
+    assert_eq!(info["sdk"], "1.0.0");
+    // Its 1.0 imports (kv) and exports (handle-http) are linked to this server's 1.1.
+    for visit in 1..=2 {
+        let res = app.get("/p/old/").send().await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        assert_eq!(res.text(), format!("built for 1.0, visit {visit}"));
+    }
 }

@@ -50,6 +50,7 @@ pub struct TestApp {
     pub clock: FakeClock,
     pub store: Store,
     _db: DbGuard,
+    _data: Option<tempfile::TempDir>,
 }
 
 enum DbGuard {
@@ -116,6 +117,10 @@ impl TestApp {
     }
 
     pub async fn postgres() -> Self {
+        Self::postgres_with(|_| {}).await
+    }
+
+    pub async fn postgres_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let admin_url = postgres_admin_url();
         let name = format!(
             "confab_test_{}",
@@ -132,7 +137,14 @@ impl TestApp {
         let mut db_url = url::Url::parse(&admin_url).unwrap();
         db_url.set_path(&format!("/{name}"));
         let guard = DbGuard::Postgres { admin_url, name };
-        Self::build(test_config(db_url.to_string()), guard).await
+        let mut config = test_config(db_url.to_string());
+        // Plugins' files (bundled ones are written out) go to a directory of the test's.
+        let dir = tempfile::tempdir().unwrap();
+        config.data_dir = dir.path().to_path_buf();
+        tweak(&mut config);
+        let mut app = Self::build(config, guard).await;
+        app._data = Some(dir);
+        app
     }
 
     /// A SQLite app already listening on loopback, with `public_url` set to its address
@@ -172,6 +184,7 @@ impl TestApp {
             store: app.state().store.clone(),
             clock,
             _db: guard,
+            _data: None,
         }
     }
 

@@ -2,7 +2,7 @@
 //! routes, links made once per event, refused files making no link, scheduled
 //! calls and their updates, the feed and its revocation.
 
-use confab_plugin_test::{Event, Harness, HttpRequest, HttpResponse};
+use confab_plugin_test::{Capability, Event, Harness, HttpRequest, HttpResponse, Schedule};
 
 const ANA: i64 = 7;
 const BO: i64 = 8;
@@ -175,7 +175,6 @@ fn schedule_json() -> String {
         "time_zone": "Europe/Berlin",
         "rrule": "FREQ=WEEKLY;BYDAY=TU",
         "method": "request",
-        "organizer": "Ana Lima <ana@example.org>",
         "attendees": ["Zoë Ōkubo <zoe@example.net>", {"email": "bo@example.org"}],
     })
     .to_string()
@@ -184,6 +183,7 @@ fn schedule_json() -> String {
 #[test]
 fn a_call_is_scheduled_moved_and_cancelled() {
     let mut plugin = plugin();
+    plugin.set_contact(ANA, "Ana Lima", "ana@example.org");
     let created = plugin.http(
         HttpRequest::post("/schedule")
             .with_user(ANA)
@@ -207,7 +207,18 @@ fn a_call_is_scheduled_moved_and_cancelled() {
     assert!(invite.contains(&format!("URL;VALUE=URI:{}\r\n", link.url)));
     assert!(invite.contains("SEQUENCE:0\r\n"));
 
+    // The server's record of the link has the schedule too.
     let id = link.link.id.clone();
+    let berlin_10 = 1_796_115_600_000; // 2026-12-01T09:00Z
+    assert_eq!(
+        plugin.schedule(&id),
+        Some(&Schedule {
+            start: berlin_10,
+            end: berlin_10 + 45 * 60_000,
+            time_zone: "Europe/Berlin".into(),
+            rrule: Some("FREQ=WEEKLY;BYDAY=TU".into()),
+        })
+    );
     let download = plugin.http(HttpRequest::get(&format!("/calls/{id}.ics")).with_user(ANA));
     assert_eq!(download.status, 200);
     assert!(download.body_text().contains("METHOD:PUBLISH\r\n"));
@@ -227,6 +238,10 @@ fn a_call_is_scheduled_moved_and_cancelled() {
     assert!(moved.contains("DTSTART;TZID=Europe/Berlin:20261201T110000\r\n"));
     assert!(moved.contains("DTEND;TZID=Europe/Berlin:20261201T114500\r\n"));
     assert!(moved.contains(&format!("UID:{id}@confab-calendar\r\n")));
+    assert_eq!(
+        plugin.schedule(&id).map(|s| s.start),
+        Some(berlin_10 + 3_600_000)
+    );
 
     let cancelled = plugin.http(HttpRequest::post(&format!("/calls/{id}/cancel")).with_user(ANA));
     assert_eq!(cancelled.status, 200);
@@ -235,6 +250,9 @@ fn a_call_is_scheduled_moved_and_cancelled() {
     assert!(cancelled.contains("STATUS:CANCELLED\r\n"));
     assert!(cancelled.contains("SEQUENCE:2\r\n"));
     assert_eq!(plugin.links_created().len(), 1);
+    // The link keeps working, with no planned time.
+    assert_eq!(plugin.schedule(&id), None);
+    assert!(plugin.links()[0].revoked_at.is_none());
 
     let list = plugin.http(HttpRequest::get("/calls").with_user(ANA));
     let list: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
@@ -249,7 +267,6 @@ fn a_bad_schedule_makes_no_link() {
         r#"{"title":"x","start":"2026-12-01T10:00","duration":30,"rrule":"FREQ=SOMETIMES"}"#,
         r#"{"title":"x","start":"2026-12-01T10:00","duration":30,"time_zone":"Mars/Olympus"}"#,
         r#"{"title":"x","start":"2026-12-01T10:00","end":"2026-12-01T09:00"}"#,
-        r#"{"title":"x","start":"2026-12-01T10:00","duration":30,"method":"request","attendees":["a@example.org"]}"#,
         r#"{"title":"x","start":"2026-12-01T10:00","duration":30,"method":"request","organizer":"ana@example.org","attendees":["not an address"]}"#,
         r#"not json"#,
     ] {
@@ -266,6 +283,184 @@ fn a_bad_schedule_makes_no_link() {
         );
     }
     assert!(plugin.links_created().is_empty());
+
+    // Without the users capability an invitation needs the organizer in the request.
+    let mut withheld = Harness::from_crate(env!("CARGO_MANIFEST_DIR")).deny(Capability::Users);
+    let body = r#"{"title":"x","start":"2026-12-01T10:00","duration":30,"method":"request","attendees":["a@example.org"]}"#;
+    let request = || {
+        HttpRequest::post("/schedule")
+            .with_user(ANA)
+            .with_header("content-type", "application/json")
+    };
+    let refused = withheld.http(request().with_body(body));
+    assert_eq!(refused.status, 422, "{}", refused.body_text());
+    assert!(withheld.links_created().is_empty());
+    let with_organizer = body.replace('{', r#"{"organizer":"ana@example.org","#);
+    let made = withheld.http(request().with_body(with_organizer));
+    assert_eq!(made.status, 201, "{}", made.body_text());
+    assert!(
+        made.body_text()
+            .contains("ORGANIZER:mailto:ana@example.org\r\n")
+    );
+}
+
+#[test]
+fn the_organizer_is_the_signed_in_account_not_what_the_request_says() {
+    let mut plugin = plugin();
+    plugin.set_contact(ANA, "Ana Lima", "ana@example.org");
+    let made = plugin.http(
+        HttpRequest::post("/schedule")
+            .with_user(ANA)
+            .with_header("content-type", "application/json")
+            .with_body(
+                r#"{"title":"x","start":"2026-12-01T10:00","duration":30,"method":"request","organizer":"ceo@example.org","attendees":["a@example.org"]}"#,
+            ),
+    );
+    assert_eq!(made.status, 201, "{}", made.body_text());
+    let text = unfolded(&made.body_text());
+    assert!(
+        text.contains("ORGANIZER;CN=Ana Lima:mailto:ana@example.org\r\n"),
+        "{text}"
+    );
+    assert!(!text.contains("ceo@example.org"));
+}
+
+#[test]
+fn add_to_calendar_works_for_links_made_elsewhere_with_their_fragment() {
+    let mut plugin = plugin();
+    let link = plugin.add_link(ANA, "Board meeting");
+    let id = link.id.clone();
+    let shared = format!("http://confab.test/j/{id}#k=s3cr3t-Zk");
+    let add = |plugin: &mut Harness, user: i64, url: &str| {
+        plugin.http(
+            HttpRequest::post(&format!("/links/{id}.ics"))
+                .with_user(user)
+                .with_header("content-type", "application/json")
+                .with_body(serde_json::json!({ "url": url }).to_string()),
+        )
+    };
+    // No date yet: the page offers to schedule it.
+    let none = add(&mut plugin, ANA, &shared);
+    assert_eq!(none.status, 409, "{}", none.body_text());
+    assert_eq!(error_code(&none), "no_schedule");
+
+    let start = 1_780_000_200_000;
+    plugin.set_schedule(
+        &id,
+        Schedule {
+            start,
+            end: start + 3_600_000,
+            time_zone: "Asia/Tokyo".into(),
+            rrule: None,
+        },
+    );
+    let file = add(&mut plugin, ANA, &shared);
+    assert_eq!(file.status, 200, "{}", file.body_text());
+    let text = unfolded(&file.body_text());
+    assert!(text.contains("METHOD:PUBLISH\r\n"));
+    assert!(text.contains("SUMMARY:Board meeting\r\n"));
+    assert!(
+        text.contains(&format!("URL;VALUE=URI:{shared}\r\n")),
+        "{text}"
+    );
+    assert!(text.contains("DTSTART;TZID=Asia/Tokyo:"));
+    assert!(text.contains("ORGANIZER;CN=User 7:mailto:user7@confab.test\r\n"));
+    assert!(plugin.links_created().is_empty(), "no new link is made");
+
+    // Only the owner, only this server's link for this id.
+    assert_eq!(add(&mut plugin, BO, &shared).status, 404);
+    for wrong in [
+        format!("https://evil.example/j/{id}#k=x"),
+        format!("http://confab.test/j/{id}x"),
+        format!("http://confab.test/j/{id}?next=https://evil.example"),
+        format!("http://confab.test/j/{id}#k=a b"),
+    ] {
+        let refused = add(&mut plugin, ANA, &wrong);
+        assert_eq!(refused.status, 422, "{wrong}: {}", refused.body_text());
+        assert_eq!(error_code(&refused), "invalid_url");
+    }
+    // Revoked: gone.
+    plugin.event(Event::LinkRevoked(link));
+    assert_eq!(
+        plugin
+            .http(HttpRequest::post("/links/nope.ics").with_user(ANA))
+            .status,
+        404
+    );
+}
+
+#[test]
+fn an_existing_link_is_scheduled_without_a_new_link() {
+    let mut plugin = plugin();
+    let link = plugin.add_link(ANA, "Standup");
+    let form = format!(
+        "link={}&url=http%3A%2F%2Fconfab.test%2Fj%2F{}%23k%3Dabc&start=2026-12-02T09%3A30&duration=15&time_zone=Europe%2FLisbon&rrule=FREQ%3DWEEKLY%3BBYDAY%3DMO%2CTU%2CWE%2CTH%2CFR",
+        link.id, link.id
+    );
+    let schedule = |plugin: &mut Harness, user: i64, body: &str| {
+        plugin.http(
+            HttpRequest::post("/schedule")
+                .with_user(user)
+                .with_header("content-type", "application/x-www-form-urlencoded")
+                .with_body(body.to_string()),
+        )
+    };
+    let made = schedule(&mut plugin, ANA, &form);
+    assert_eq!(made.status, 201, "{}", made.body_text());
+    assert_eq!(made.header("x-confab-link-id"), Some(link.id.as_str()));
+    let text = unfolded(&made.body_text());
+    assert!(text.contains("SUMMARY:Standup\r\n"));
+    assert!(text.contains(&format!("http://confab.test/j/{}#k=abc", link.id)));
+    assert!(plugin.links_created().is_empty());
+    assert_eq!(
+        plugin.schedule(&link.id).and_then(|s| s.rrule.clone()),
+        Some("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR".into())
+    );
+    // Twice: it already has a call; someone else's link: not found.
+    assert_eq!(schedule(&mut plugin, ANA, &form).status, 409);
+    let bos = plugin.add_link(BO, "Bo's");
+    let theirs = form.replace(&link.id, &bos.id);
+    assert_eq!(schedule(&mut plugin, ANA, &theirs).status, 404);
+    assert!(plugin.schedule(&bos.id).is_none());
+}
+
+#[test]
+fn a_link_rescheduled_elsewhere_moves_its_call_in_the_feed() {
+    let mut plugin = plugin();
+    let created = plugin.http(
+        HttpRequest::post("/schedule")
+            .with_user(ANA)
+            .with_header("content-type", "application/json")
+            .with_body(r#"{"title":"Retro","start":"2026-12-04T16:00:00Z","duration":60}"#),
+    );
+    assert_eq!(created.status, 201, "{}", created.body_text());
+    let link = plugin.links_created()[0].link.clone();
+    let feed = plugin.http(HttpRequest::post("/feed").with_user(ANA));
+    let path: serde_json::Value = serde_json::from_slice(&feed.body).unwrap();
+    let relative = path["path"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("/p/calendar")
+        .unwrap()
+        .to_string();
+
+    // Moved through the REST API: the server tells the plugin.
+    let mut moved = plugin.schedule(&link.id).unwrap().clone();
+    moved.start += 86_400_000;
+    moved.end += 86_400_000;
+    plugin.set_schedule(&link.id, moved);
+    plugin.event(Event::LinkUpdated(link.clone()));
+    let text = plugin.http(HttpRequest::get(&relative)).body_text();
+    assert!(text.contains("DTSTART:20261205T160000Z\r\n"), "{text}");
+    assert!(text.contains("SEQUENCE:1\r\n"));
+    // An update that changes nothing else bumps nothing.
+    plugin.event(Event::LinkUpdated(link));
+    assert!(
+        plugin
+            .http(HttpRequest::get(&relative))
+            .body_text()
+            .contains("SEQUENCE:1\r\n")
+    );
 }
 
 #[test]
@@ -285,8 +480,24 @@ fn the_feed_lists_calls_until_its_address_is_revoked() {
     let made = plugin.http(HttpRequest::post("/feed").with_user(ANA));
     assert_eq!(made.status, 201);
     let path: serde_json::Value = serde_json::from_slice(&made.body).unwrap();
+    assert_eq!(
+        path["webcal"].as_str().unwrap(),
+        format!("webcal://confab.test{}", path["path"].as_str().unwrap())
+    );
     let path = path["path"].as_str().unwrap().to_string();
     let relative = path.strip_prefix("/p/calendar").unwrap().to_string();
+    // Only a hash of the token is stored.
+    let token = path
+        .trim_start_matches("/p/calendar/feed/")
+        .trim_end_matches(".ics");
+    for key in plugin.kv_keys() {
+        assert!(!key.contains(token), "{key}");
+        let value = String::from_utf8_lossy(&plugin.kv_get(&key).unwrap()).into_owned();
+        assert!(!value.contains(token), "{key}: {value}");
+    }
+    let status = plugin.http(HttpRequest::get("/feed").with_user(ANA));
+    let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    assert_eq!(status["exists"], true);
 
     // Calendar apps fetch it without signing in.
     let feed = plugin.http(HttpRequest::get(&relative));
@@ -347,7 +558,6 @@ fn the_page_offers_the_forms() {
     let page = plugin
         .http(HttpRequest::get("/").with_user(ANA))
         .body_text();
-    assert!(page.contains("action=\"/p/calendar/add-link\""));
-    assert!(page.contains("action=\"/p/calendar/schedule\""));
-    assert!(page.contains("Make an address"));
+    assert!(page.contains("data-calendar-tools"));
+    assert!(page.contains("/p/calendar/static/calendar.js"));
 }

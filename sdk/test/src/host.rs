@@ -11,9 +11,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::bindings::confab::plugin::links::{CreatedLink, NewLink};
 use crate::bindings::confab::plugin::log::Level;
 use crate::bindings::confab::plugin::mail::Message;
-use crate::bindings::confab::plugin::types::{Call, Error, Link, Participant};
+use crate::bindings::confab::plugin::types::{Call, Contact, Error, Link, Participant, Schedule};
 use crate::bindings::confab::plugin::{
-    calls, config, http_client, kv, links, log, mail, templates, types,
+    calls, config, http_client, kv, links, log, mail, templates, types, users,
 };
 use crate::manifest::{Capability, Manifest, host_allowed};
 use crate::{OutboundRequest, OutboundResponse};
@@ -143,6 +143,10 @@ pub(crate) struct World {
     /// Oldest first.
     pub links: Vec<Link>,
     pub created: Vec<CreatedLink>,
+    /// Link schedules, by link id.
+    pub schedules: BTreeMap<String, Schedule>,
+    /// Accounts' names and addresses, by user id.
+    pub contacts: BTreeMap<i64, Contact>,
     /// By link id.
     pub calls: BTreeMap<String, LiveCall>,
     pub sent: Vec<SentMessage>,
@@ -195,6 +199,39 @@ impl World {
         };
         self.links.push(link.clone());
         Ok(link)
+    }
+
+    /// Checks a schedule as the server does.
+    pub fn check_schedule(schedule: &Schedule) -> Result<(), Error> {
+        if schedule.end <= schedule.start {
+            return Err(Error::Invalid(
+                "schedule.end: must be after the start".into(),
+            ));
+        }
+        if schedule.end - schedule.start > 31 * 24 * 3600 * 1000 {
+            return Err(Error::Invalid(
+                "schedule.end: a call cannot last longer than 31 days".into(),
+            ));
+        }
+        if schedule.time_zone.is_empty()
+            || schedule.time_zone.len() > 64
+            || !schedule
+                .time_zone
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c))
+        {
+            return Err(Error::Invalid(
+                "schedule.time_zone: must be an IANA time zone such as Europe/Berlin".into(),
+            ));
+        }
+        if let Some(rule) = &schedule.rrule
+            && (rule.len() > 512 || !rule.contains("FREQ=") || rule.chars().any(char::is_control))
+        {
+            return Err(Error::Invalid(
+                "schedule.rrule: must be an RFC 5545 rule with FREQ".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn link(&self, id: &str) -> Result<&Link, Error> {
@@ -272,6 +309,26 @@ impl log::Host for HostState {
 impl config::Host for HostState {
     fn get(&mut self, key: String) -> Option<String> {
         self.setup.config_value(&key).cloned()
+    }
+
+    fn public_url(&mut self) -> String {
+        PUBLIC_URL.to_string()
+    }
+}
+
+impl users::Host for HostState {
+    fn get_contact(&mut self, as_user: i64) -> Result<Contact, Error> {
+        self.setup.check(Capability::Users)?;
+        self.acting_as(as_user)?;
+        Ok(self
+            .world
+            .contacts
+            .get(&as_user)
+            .cloned()
+            .unwrap_or_else(|| Contact {
+                name: format!("User {as_user}"),
+                email: format!("user{as_user}@confab.test"),
+            }))
     }
 }
 
@@ -368,6 +425,53 @@ impl links::Host for HostState {
     fn get(&mut self, id: String) -> Result<Link, Error> {
         self.setup.check(Capability::Links)?;
         self.world.link(&id).cloned()
+    }
+
+    fn create_scheduled(
+        &mut self,
+        as_user: i64,
+        params: NewLink,
+        schedule: Schedule,
+    ) -> Result<CreatedLink, Error> {
+        self.link_owner(as_user)?;
+        World::check_schedule(&schedule)?;
+        let created = self.create(as_user, params)?;
+        self.world
+            .schedules
+            .insert(created.link.id.clone(), schedule);
+        Ok(created)
+    }
+
+    fn get_schedule(&mut self, id: String) -> Result<Option<Schedule>, Error> {
+        self.setup.check(Capability::Links)?;
+        self.world.link(&id)?;
+        Ok(self.world.schedules.get(&id).cloned())
+    }
+
+    fn set_schedule(
+        &mut self,
+        as_user: i64,
+        id: String,
+        schedule: Option<Schedule>,
+    ) -> Result<(), Error> {
+        self.link_owner(as_user)?;
+        if let Some(schedule) = &schedule {
+            World::check_schedule(schedule)?;
+        }
+        let link = self
+            .world
+            .links
+            .iter()
+            .find(|l| l.id == id && l.owner == as_user)
+            .ok_or_else(|| Error::NotFound("no such link".into()))?;
+        if link.revoked_at.is_some() {
+            return Err(Error::NotFound("this link was revoked".into()));
+        }
+        match schedule {
+            Some(schedule) => self.world.schedules.insert(id, schedule),
+            None => self.world.schedules.remove(&id),
+        };
+        Ok(())
     }
 
     fn list_owned(&mut self, as_user: i64) -> Result<Vec<Link>, Error> {

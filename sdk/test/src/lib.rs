@@ -67,7 +67,9 @@ pub use bindings::confab::plugin::http_client::Response as OutboundResponse;
 pub use bindings::confab::plugin::links::CreatedLink;
 pub use bindings::confab::plugin::log::Level;
 pub use bindings::confab::plugin::mail::{Attachment, Message as MailMessage};
-pub use bindings::confab::plugin::types::{Call, Error, Link, LobbyRequest, Participant};
+pub use bindings::confab::plugin::types::{
+    Call, Contact, Error, Link, LobbyRequest, Participant, Schedule,
+};
 pub use bindings::exports::confab::plugin::hooks::{
     Decision, Event, HttpRequest, HttpResponse, ParticipantEvent, Removal,
 };
@@ -296,6 +298,29 @@ impl Harness {
     /// The links the plugin created with `links.create`, as it got them back.
     pub fn links_created(&self) -> &[CreatedLink] {
         &self.world.created
+    }
+
+    /// The schedule the server keeps for link `id` (set with
+    /// `links.create-scheduled` or `links.set-schedule`, or by [`Harness::set_schedule`]).
+    pub fn schedule(&self, id: &str) -> Option<&Schedule> {
+        self.world.schedules.get(id)
+    }
+
+    /// Gives link `id` a schedule, as its owner would through the REST API.
+    pub fn set_schedule(&mut self, id: &str, schedule: Schedule) {
+        self.world.schedules.insert(id.to_string(), schedule);
+    }
+
+    /// Sets the name and address `users.contact` answers for `user` (by default
+    /// `User {id}` and `user{id}@confab.test`).
+    pub fn set_contact(&mut self, user: i64, name: &str, email: &str) {
+        self.world.contacts.insert(
+            user,
+            Contact {
+                name: name.to_string(),
+                email: email.to_string(),
+            },
+        );
     }
 
     /// Starts a call on `link` (with nobody on it yet) and returns it.

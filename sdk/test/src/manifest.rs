@@ -23,6 +23,8 @@ pub enum Capability {
     HttpClient,
     /// `templates`: the plugin's tera templates.
     Templates,
+    /// `users`: the acting user's own name and address (SDK 1.1).
+    Users,
 }
 
 impl Capability {
@@ -35,6 +37,7 @@ impl Capability {
             Capability::Mail => "mail",
             Capability::HttpClient => "http-client",
             Capability::Templates => "templates",
+            Capability::Users => "users",
         }
     }
 }
@@ -72,6 +75,7 @@ pub(crate) struct Permissions {
     pub mail: Option<MailPermission>,
     pub http_client: Option<HttpPermission>,
     pub templates: Option<toml::Table>,
+    pub users: Option<toml::Table>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -141,6 +145,7 @@ impl Manifest {
             (p.mail.is_some(), Capability::Mail),
             (p.http_client.is_some(), Capability::HttpClient),
             (p.templates.is_some(), Capability::Templates),
+            (p.users.is_some(), Capability::Users),
         ]
         .into_iter()
         .filter_map(|(asked, capability)| asked.then_some(capability))

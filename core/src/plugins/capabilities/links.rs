@@ -1,11 +1,13 @@
 //! `links`: call links, on behalf of the user the plugin acts for, with that user's
 //! rights (exactly the checks of the REST API).
 
+use chrono::{DateTime, Utc};
+
 use super::{link_record, unavailable};
 use crate::accounts::Account;
-use crate::links::{self, LinkError, LinkView, NewLink as CoreNewLink};
+use crate::links::{self, LinkError, LinkPatch, LinkView, NewLink as CoreNewLink, ScheduleInput};
 use crate::plugins::bindings::confab::plugin::links::{CreatedLink, Host, NewLink};
-use crate::plugins::bindings::confab::plugin::types::{Error, Link};
+use crate::plugins::bindings::confab::plugin::types::{Error, Link, Schedule};
 use crate::plugins::manifest::Capability;
 use crate::plugins::runtime::HostState;
 use crate::store::LinkFilter;
@@ -23,6 +25,29 @@ fn link_error(err: LinkError) -> Error {
     }
 }
 
+/// A schedule from a plugin, for the same checks as the REST API's.
+fn schedule_input(schedule: Schedule) -> Result<ScheduleInput, Error> {
+    let time = |ms: i64, field: &str| {
+        DateTime::<Utc>::from_timestamp_millis(ms)
+            .ok_or_else(|| Error::Invalid(format!("schedule.{field}: not a time")))
+    };
+    Ok(ScheduleInput {
+        start: time(schedule.start, "start")?,
+        end: time(schedule.end, "end")?,
+        time_zone: Some(schedule.time_zone),
+        rrule: schedule.rrule,
+    })
+}
+
+fn schedule_record(schedule: &links::Schedule) -> Schedule {
+    Schedule {
+        start: schedule.start.timestamp_millis(),
+        end: schedule.end.timestamp_millis(),
+        time_zone: schedule.time_zone.clone(),
+        rrule: schedule.rrule.clone(),
+    }
+}
+
 impl HostState {
     async fn account(&mut self, as_user: i64) -> Result<Account, Error> {
         self.cx.check(Capability::Links)?;
@@ -36,7 +61,13 @@ impl HostState {
             .ok_or_else(|| Error::NotFound(format!("no user {as_user}")))
     }
 
-    async fn links_create(&mut self, as_user: i64, params: NewLink) -> Result<CreatedLink, Error> {
+    async fn links_create(
+        &mut self,
+        as_user: i64,
+        params: NewLink,
+        schedule: Option<Schedule>,
+    ) -> Result<CreatedLink, Error> {
+        let schedule = schedule.map(schedule_input).transpose()?;
         let owner = self.account(as_user).await?;
         let policy = self
             .app
@@ -50,6 +81,7 @@ impl HostState {
         let input = CoreNewLink {
             title: params.title,
             max_participants,
+            schedule,
             ..Default::default()
         };
         let now = self.app.clock.now();
@@ -75,6 +107,39 @@ impl HostState {
             Ok(links::PublicLink::NotFound) => Err(Error::NotFound("no such link".into())),
             Err(e) => Err(link_error(e)),
         }
+    }
+
+    async fn links_schedule(&mut self, id: String) -> Result<Option<Schedule>, Error> {
+        self.cx.check(Capability::Links)?;
+        match links::resolve(&self.app.store, &id).await {
+            Ok(links::PublicLink::Active(link)) | Ok(links::PublicLink::Revoked(link)) => {
+                Ok(links::Schedule::from_row(&link)
+                    .as_ref()
+                    .map(schedule_record))
+            }
+            Ok(links::PublicLink::NotFound) => Err(Error::NotFound("no such link".into())),
+            Err(e) => Err(link_error(e)),
+        }
+    }
+
+    async fn links_set_schedule(
+        &mut self,
+        as_user: i64,
+        id: String,
+        schedule: Option<Schedule>,
+    ) -> Result<(), Error> {
+        let schedule = schedule.map(schedule_input).transpose()?;
+        let owner = self.account(as_user).await?;
+        let patch = LinkPatch {
+            schedule: Some(schedule),
+            ..Default::default()
+        };
+        let now = self.app.clock.now();
+        let link = links::update(&self.app.store, &owner, &id, patch, now)
+            .await
+            .map_err(link_error)?;
+        crate::plugins::emit(&self.app, crate::plugins::Event::LinkUpdated(link));
+        Ok(())
     }
 
     async fn links_list(&mut self, as_user: i64) -> Result<Vec<Link>, Error> {
@@ -107,7 +172,32 @@ impl Host for HostState {
         as_user: i64,
         params: NewLink,
     ) -> wasmtime::Result<Result<CreatedLink, Error>> {
-        Ok(self.links_create(as_user, params).await)
+        Ok(self.links_create(as_user, params, None).await)
+    }
+
+    async fn create_scheduled(
+        &mut self,
+        as_user: i64,
+        params: NewLink,
+        schedule: Schedule,
+    ) -> wasmtime::Result<Result<CreatedLink, Error>> {
+        Ok(self.links_create(as_user, params, Some(schedule)).await)
+    }
+
+    async fn get_schedule(
+        &mut self,
+        id: String,
+    ) -> wasmtime::Result<Result<Option<Schedule>, Error>> {
+        Ok(self.links_schedule(id).await)
+    }
+
+    async fn set_schedule(
+        &mut self,
+        as_user: i64,
+        id: String,
+        schedule: Option<Schedule>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        Ok(self.links_set_schedule(as_user, id, schedule).await)
     }
 
     async fn get(&mut self, id: String) -> wasmtime::Result<Result<Link, Error>> {

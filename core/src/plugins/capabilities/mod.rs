@@ -18,6 +18,7 @@ mod links;
 mod log;
 mod mail;
 mod templates;
+mod users;
 
 /// What one loaded plugin may do: its manifest's requests, narrowed by the
 /// operator's grants, and the settings the operator gave it.

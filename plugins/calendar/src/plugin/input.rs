@@ -23,6 +23,10 @@ pub struct ScheduleInput {
     pub organizer: Option<Person>,
     /// `publish` (a download) or `request` (an invitation).
     pub method: Option<String>,
+    /// Schedule this existing link (its id) instead of making a new one.
+    pub link: Option<String>,
+    /// The link as the user shares it (with its `#fragment`), for `link`.
+    pub url: Option<String>,
 }
 
 /// A schedule that makes sense: times in UTC, a known zone, a valid rule.
@@ -103,6 +107,8 @@ impl ScheduleInput {
             attendees: form.get("attendees").map(|a| people(a)),
             organizer: form.get("organizer").and_then(|o| person(o)),
             method: get("method"),
+            link: get("link").filter(|l| !l.trim().is_empty()),
+            url: get("url").filter(|u| !u.trim().is_empty()),
         }
     }
 
@@ -139,6 +145,8 @@ impl ScheduleInput {
             attendees,
             organizer: o.get("organizer").and_then(json_person),
             method: text("method"),
+            link: text("link").filter(|l| !l.trim().is_empty()),
+            url: text("url").filter(|u| !u.trim().is_empty()),
         })
     }
 

@@ -4,11 +4,13 @@
 //! | --- | --- | --- |
 //! | `GET /` | anyone | the page: add a link to an event, schedule a call, the feed |
 //! | `POST /add-link` | signed in | an `.ics` (multipart upload, form field `ics`, or the raw body) → the same calendar with a link in each event (one link per UID, the same on every later submission) |
-//! | `POST /schedule` | signed in | JSON or form → a new link and its `.ics` (`method`: `publish` or `request`) |
+//! | `POST /schedule` | signed in | JSON or form → a new link with its schedule and its `.ics` (`method`: `publish` or `request`); with `link` (and `url`), schedules that existing link instead |
 //! | `GET /calls` | signed in | the calls scheduled here (JSON) |
-//! | `GET /calls/{id}.ics` | the owner | "Add to calendar": the call's `.ics` |
+//! | `GET /calls/{id}.ics` | the owner | the `.ics` of a call scheduled here |
+//! | `POST /links/{id}.ics` | the owner | "Add to calendar" for any of the user's links (JSON `{"url": …}`: the link as shared) → its `.ics`, from the link's schedule; 409 `no_schedule` when it has none |
 //! | `POST /calls/{id}` | the owner | change the schedule (`SEQUENCE` + 1) → the new `.ics` |
 //! | `POST /calls/{id}/cancel` | the owner | call it off → `METHOD:CANCEL` (`STATUS:CANCELLED`) |
+//! | `GET /feed` | signed in | whether the user has a feed, and since when (its address is shown only when made) |
 //! | `POST /feed` | signed in | a new secret feed URL (the previous one stops working) |
 //! | `DELETE /feed` (or `POST /feed/revoke`) | signed in | the feed URL stops working |
 //! | `GET /feed/{token}.ics` | whoever has the URL | the user's scheduled calls, for calendar subscriptions (`webcal://`) |
@@ -16,8 +18,8 @@
 //! Errors are JSON, `{"error":{"code":"…","message":"…"}}`, like the server's API; a
 //! refused calendar creates no link.
 
-mod gaps;
 mod input;
+mod server;
 mod store;
 mod web;
 
@@ -25,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 use confab_plugin_sdk::{
-    Event, HttpRequest, HttpResponse, Plugin, config, export_plugin, log, templates,
+    Event, HttpRequest, HttpResponse, Link, Plugin, config, export_plugin, links, log, templates,
 };
 use serde_json::json;
 
@@ -47,19 +49,25 @@ impl Plugin for CalendarPlugin {
     }
 
     fn on_event(event: Event) {
-        // A revoked link's call is off: subscribed calendars show it cancelled.
-        if let Event::LinkRevoked(link) = event
-            && let Ok(Some(mut call)) = store::call(link.owner, &link.id)
-            && !call.cancelled
-        {
-            call.cancelled = true;
-            call.sequence += 1;
-            call.updated = now().timestamp();
-            if let Err(e) = store::set_call(link.owner, &call) {
-                log::warn(&format!(
-                    "cannot mark the call of a revoked link cancelled: {e:?}"
-                ));
+        match event {
+            // A revoked link's call is off: subscribed calendars show it cancelled.
+            Event::LinkRevoked(link) => {
+                if let Ok(Some(mut call)) = store::call(link.owner, &link.id)
+                    && !call.cancelled
+                {
+                    call.cancelled = true;
+                    call.sequence += 1;
+                    call.updated = now().timestamp();
+                    if let Err(e) = store::set_call(link.owner, &call) {
+                        log::warn(&format!(
+                            "cannot mark the call of a revoked link cancelled: {e:?}"
+                        ));
+                    }
+                }
             }
+            // Rescheduled elsewhere (the REST API, the dashboard): the feed follows.
+            Event::LinkUpdated(link) => follow_link(&link),
+            _ => {}
         }
     }
 }
@@ -156,6 +164,10 @@ fn route(request: &HttpRequest) -> HttpResponse {
         }
         ("POST", ["calls", id]) => update_call(request, id),
         ("POST", ["calls", id, "cancel"]) => cancel_call(request, id),
+        ("POST", ["links", file]) if file.ends_with(".ics") => {
+            link_file(request, file.trim_end_matches(".ics"))
+        }
+        ("GET", ["feed"]) => feed_status(request),
         ("POST", ["feed"]) => new_feed(request),
         ("DELETE", ["feed"]) | ("POST", ["feed", "revoke"]) => revoke_feed(request),
         ("GET", ["feed", file]) if file.ends_with(".ics") => feed(file.trim_end_matches(".ics")),
@@ -225,7 +237,7 @@ fn add_link(request: &HttpRequest) -> HttpResponse {
     let mut missing = Vec::new();
     for event in &events {
         match store::event_link(user, &event.uid) {
-            Ok(Some(known)) if gaps::live_link(&known.link_id).is_some() => {
+            Ok(Some(known)) if server::live_link(&known.link_id).is_some() => {
                 chosen.push((event.uid.clone(), known.url));
             }
             Ok(_) => missing.push(event),
@@ -250,7 +262,7 @@ fn add_link(request: &HttpRequest) -> HttpResponse {
             .filter(|s| !s.is_empty())
             .unwrap_or("Call");
         let title: String = title.chars().take(200).collect();
-        let created = match gaps::create_link(user, &title, None) {
+        let created = match server::create_link(user, &title, None) {
             Ok(c) => c,
             Err(e) => return unavailable(e),
         };
@@ -319,12 +331,45 @@ fn wants_invitation(input: &ScheduleInput) -> Result<bool, HttpResponse> {
     }
 }
 
-/// The organizer: the server's record of the user once the SDK has it, else the
-/// address the request gives.
+/// The organizer: the server's record of the signed-in user; the address the
+/// request gives only where the operator withheld the `users` capability.
 fn organizer(user: i64, input: &ScheduleInput) -> Option<StoredPerson> {
-    gaps::user_contact(user)
+    server::user_contact(user)
         .or_else(|| input.organizer.clone())
         .map(|p| StoredPerson::from(&p))
+}
+
+/// A call scheduled here whose link was rescheduled elsewhere (the REST API)
+/// takes the link's new times, one `SEQUENCE` up; a schedule removed there calls
+/// it off.
+fn follow_link(link: &Link) {
+    let Ok(Some(mut call)) = store::call(link.owner, &link.id) else {
+        return;
+    };
+    let before = call.clone();
+    match links::schedule(&link.id) {
+        Ok(Some(schedule)) => {
+            call.start = schedule.start.div_euclid(1000);
+            call.end = schedule.end.div_euclid(1000);
+            call.time_zone = schedule.time_zone;
+            call.rrule = schedule.rrule;
+            call.cancelled = false;
+        }
+        Ok(None) => call.cancelled = true,
+        Err(e) => {
+            log::warn(&format!(
+                "cannot read the schedule of an updated link: {e:?}"
+            ));
+            return;
+        }
+    }
+    if call != before {
+        call.sequence += 1;
+        call.updated = now().timestamp();
+        if let Err(e) = store::set_call(link.owner, &call) {
+            log::warn(&format!("cannot follow a rescheduled link: {e:?}"));
+        }
+    }
 }
 
 fn call_file(call: &StoredCall, method: Method) -> Result<String, IcsError> {
@@ -386,18 +431,54 @@ fn schedule(request: &HttpRequest) -> HttpResponse {
     if let Err(e) = call_file(&call, method) {
         return refused(&e);
     }
-    let schedule = gaps::LinkSchedule {
-        start_ms: times.start.timestamp_millis(),
-        end_ms: times.end.timestamp_millis(),
-        time_zone: times.time_zone.clone(),
-        rrule: times.rrule.clone(),
-    };
-    let created = match gaps::create_link(user, &title, Some(&schedule)) {
-        Ok(c) => c,
-        Err(e) => return unavailable(e),
-    };
-    call.link_id = created.link.id.clone();
-    call.url = created.url.clone();
+    match input.link.as_deref() {
+        // An existing link of the user's gets the schedule.
+        Some(id) => {
+            let link = match server::owned_live_link(user, id.trim()) {
+                Ok(link) => link,
+                Err(e) => return unavailable(e),
+            };
+            match store::call(user, &link.id) {
+                Ok(None) => {}
+                Ok(Some(_)) => {
+                    return error(
+                        409,
+                        "already_scheduled",
+                        &format!(
+                            "This link already has a call scheduled; change it with POST /p/calendar/calls/{}.",
+                            link.id
+                        ),
+                    );
+                }
+                Err(e) => return unavailable(e),
+            }
+            call.url = match server::share_url(&link.id, input.url.as_deref()) {
+                Ok(url) => url,
+                Err(why) => {
+                    return error(
+                        422,
+                        "invalid_url",
+                        &format!("The link cannot be used: {why}."),
+                    );
+                }
+            };
+            if input.title.as_deref().is_none_or(|t| t.trim().is_empty()) {
+                call.title = link.title.clone();
+            }
+            if let Err(e) = links::set_schedule(user, &link.id, Some(&server::schedule(&times))) {
+                return unavailable(e);
+            }
+            call.link_id = link.id;
+        }
+        None => {
+            let created = match server::create_link(user, &title, Some(&times)) {
+                Ok(c) => c,
+                Err(e) => return unavailable(e),
+            };
+            call.link_id = created.link.id.clone();
+            call.url = created.url.clone();
+        }
+    }
     if let Err(e) = store::set_call(user, &call) {
         return unavailable(e);
     }
@@ -421,7 +502,7 @@ fn owned_call(request: &HttpRequest, id: &str) -> Result<(i64, StoredCall), Http
         Ok(None) => Err(error(
             404,
             "not_found",
-            "No call scheduled here has this link (links created elsewhere cannot be exported yet).",
+            "No call is scheduled here for this link (POST /p/calendar/links/{id}.ics makes one from the link's schedule).",
         )),
         Err(e) => Err(unavailable(e)),
     }
@@ -525,10 +606,22 @@ fn update_call(request: &HttpRequest, id: &str) -> HttpResponse {
         Ok(body) => body,
         Err(e) => return refused(&e),
     };
-    if call != before
-        && let Err(e) = store::set_call(user, &call)
-    {
-        return unavailable(e);
+    if call != before {
+        // The server's record first: it may refuse what the plugin accepted.
+        let times = Times {
+            start: DateTime::from_timestamp(call.start, 0).unwrap_or_default(),
+            end: DateTime::from_timestamp(call.end, 0).unwrap_or_default(),
+            time_zone: call.time_zone.clone(),
+            rrule: call.rrule.clone(),
+        };
+        if !call.cancelled
+            && let Err(e) = links::set_schedule(user, id, Some(&server::schedule(&times)))
+        {
+            return unavailable(e);
+        }
+        if let Err(e) = store::set_call(user, &call) {
+            return unavailable(e);
+        }
     }
     calendar_file(200, body, &format!("{id}.ics"))
 }
@@ -545,6 +638,12 @@ fn cancel_call(request: &HttpRequest, id: &str) -> HttpResponse {
         if let Err(e) = store::set_call(user, &call) {
             return unavailable(e);
         }
+        // The link keeps working; it just has no planned time any more. A revoked
+        // link has no schedule to clear.
+        match links::set_schedule(user, id, None) {
+            Ok(()) | Err(confab_plugin_sdk::Error::NotFound(_)) => {}
+            Err(e) => log::warn(&format!("cannot clear a cancelled call's schedule: {e:?}")),
+        }
     }
     let method = if call.organizer.is_some() {
         Method::Cancel
@@ -555,6 +654,87 @@ fn cancel_call(request: &HttpRequest, id: &str) -> HttpResponse {
         Ok(body) => calendar_file(200, body, &format!("{id}-cancelled.ics")),
         Err(e) => refused(&e),
     }
+}
+
+/// "Add to calendar" for any of the user's links: the `.ics` of the call scheduled
+/// here, or of the link's schedule on the server (adopted, so the feed lists it
+/// and later changes raise its `SEQUENCE`). The body may carry the link as the
+/// user shares it (`{"url": …}`, JSON or form), so the file has its fragment.
+fn link_file(request: &HttpRequest, id: &str) -> HttpResponse {
+    let Some(user) = request.user else {
+        return sign_in();
+    };
+    let link = match server::owned_live_link(user, id) {
+        Ok(link) => link,
+        Err(e) => return unavailable(e),
+    };
+    let given = match web::media_type(request.header("content-type").unwrap_or("")).as_str() {
+        "application/json" => serde_json::from_slice::<serde_json::Value>(&request.body)
+            .ok()
+            .and_then(|v| v.get("url").and_then(|u| u.as_str()).map(str::to_string)),
+        _ => web::form(request.text().unwrap_or("")).remove("url"),
+    };
+    let url = match server::share_url(&link.id, given.as_deref()) {
+        Ok(url) => url,
+        Err(why) => {
+            return error(
+                422,
+                "invalid_url",
+                &format!("The link cannot be used: {why}."),
+            );
+        }
+    };
+    let (mut call, known) = match store::call(user, &link.id) {
+        Ok(Some(call)) => (call, true),
+        Ok(None) => match links::schedule(&link.id) {
+            Ok(Some(schedule)) => {
+                let call = StoredCall {
+                    link_id: link.id.clone(),
+                    url: url.clone(),
+                    title: link.title.clone(),
+                    description: None,
+                    start: schedule.start.div_euclid(1000),
+                    end: schedule.end.div_euclid(1000),
+                    time_zone: schedule.time_zone,
+                    rrule: schedule.rrule,
+                    organizer: server::user_contact(user).map(|p| StoredPerson::from(&p)),
+                    attendees: Vec::new(),
+                    sequence: 0,
+                    cancelled: false,
+                    created: now().timestamp(),
+                    updated: now().timestamp(),
+                };
+                (call, false)
+            }
+            Ok(None) => {
+                return error(
+                    409,
+                    "no_schedule",
+                    "This link has no date yet: schedule a call with it first.",
+                );
+            }
+            Err(e) => return unavailable(e),
+        },
+        Err(e) => return unavailable(e),
+    };
+    // The link as the user shares it now (say, with a fragment the server never
+    // saw) replaces the one the file had: calendars get an update.
+    let changed = known && given.is_some() && call.url != url;
+    if changed {
+        call.url = url;
+        call.sequence += 1;
+        call.updated = now().timestamp();
+    }
+    let body = match call_file(&call, Method::Publish) {
+        Ok(body) => body,
+        Err(e) => return refused(&e),
+    };
+    if (changed || !known)
+        && let Err(e) = store::set_call(user, &call)
+    {
+        return unavailable(e);
+    }
+    calendar_file(200, body, &format!("{}.ics", link.id))
 }
 
 fn feed_path(token: &str) -> String {
@@ -570,8 +750,36 @@ fn new_feed(request: &HttpRequest) -> HttpResponse {
         return error(503, "unavailable", "No randomness for a token; try again.");
     }
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    match store::set_feed_token(user, &token) {
-        Ok(()) => HttpResponse::json(201, json!({ "path": feed_path(&token) }).to_string()),
+    match store::set_feed_token(user, &token, now().timestamp()) {
+        Ok(()) => {
+            let path = feed_path(&token);
+            let https = format!("{}{path}", server::public_url());
+            let webcal = https
+                .strip_prefix("https://")
+                .or_else(|| https.strip_prefix("http://"))
+                .map(|rest| format!("webcal://{rest}"));
+            HttpResponse::json(
+                201,
+                json!({ "path": path, "url": https, "webcal": webcal }).to_string(),
+            )
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+fn feed_status(request: &HttpRequest) -> HttpResponse {
+    let Some(user) = request.user else {
+        return sign_in();
+    };
+    match store::feed(user) {
+        Ok(feed) => HttpResponse::json(
+            200,
+            json!({
+                "exists": feed.is_some(),
+                "created": feed.and_then(|f| DateTime::from_timestamp(f.created, 0)).map(|t| t.format("%-d %b %Y").to_string()),
+            })
+            .to_string(),
+        ),
         Err(e) => unavailable(e),
     }
 }
@@ -620,16 +828,8 @@ fn page(request: &HttpRequest) -> HttpResponse {
         Some(user) => store::calls(user, 100).unwrap_or_default(),
         None => Vec::new(),
     };
-    let feed = match request.user {
-        Some(user) => store::feed_token(user)
-            .ok()
-            .flatten()
-            .map(|t| feed_path(&t)),
-        None => None,
-    };
     let context = json!({
         "signed_in": request.user.is_some(),
-        "feed_path": feed,
         "max_kib": ics::MAX_INPUT_BYTES / 1024,
         "calls": calls.iter().map(|c| json!({
             "link_id": c.link_id,

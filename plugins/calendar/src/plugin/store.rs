@@ -4,12 +4,16 @@
 //! | --- | --- |
 //! | `event/{user}/{hash of UID}` | [`EventLink`]: the link an uploaded event got |
 //! | `call/{user}/{link id}` | [`StoredCall`]: a call scheduled here |
-//! | `feed-token/{token}` | the user whose feed it opens |
-//! | `feed-of/{user}` | that user's current feed token |
+//! | `feed-token/{SHA-256 of the token}` | the user whose feed it opens |
+//! | `feed-of/{user}` | [`Feed`]: that user's current feed (the token's hash, when it was made) |
+//!
+//! A feed's token is never stored: whoever reads the plugin's storage cannot open
+//! anyone's feed.
 
 use chrono::{DateTime, Utc};
 use confab_plugin_sdk::{Error, kv};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::ics::{Person, ScheduleSpec};
 
@@ -18,7 +22,7 @@ use crate::ics::{Person, ScheduleSpec};
 pub struct EventLink {
     pub uid: String,
     pub link_id: String,
-    /// The full link to share (see `gaps`: the SDK cannot give it later).
+    /// The full link as shared (with its fragment, which the server does not keep).
     pub url: String,
 }
 
@@ -177,26 +181,44 @@ pub fn calls(user: i64, limit: usize) -> Result<Vec<StoredCall>, Error> {
     Ok(out)
 }
 
-pub fn feed_user(token: &str) -> Result<Option<i64>, Error> {
-    Ok(kv::get_string(&format!("feed-token/{token}"))?.and_then(|u| u.parse().ok()))
+/// A user's current feed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Feed {
+    /// SHA-256 of the token, in hex.
+    pub hash: String,
+    /// Unix seconds.
+    pub created: i64,
 }
 
-pub fn feed_token(user: i64) -> Result<Option<String>, Error> {
-    kv::get_string(&format!("feed-of/{user}"))
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The user whose feed `token` opens.
+pub fn feed_user(token: &str) -> Result<Option<i64>, Error> {
+    Ok(kv::get_string(&format!("feed-token/{}", token_hash(token)))?.and_then(|u| u.parse().ok()))
+}
+
+pub fn feed(user: i64) -> Result<Option<Feed>, Error> {
+    read(&format!("feed-of/{user}"))
 }
 
 /// Makes `token` the user's feed token; the previous one stops working.
-pub fn set_feed_token(user: i64, token: &str) -> Result<(), Error> {
+pub fn set_feed_token(user: i64, token: &str, created: i64) -> Result<(), Error> {
     revoke_feed(user)?;
-    kv::set(&format!("feed-token/{token}"), user.to_string())?;
-    kv::set(&format!("feed-of/{user}"), token)
+    let hash = token_hash(token);
+    kv::set(&format!("feed-token/{hash}"), user.to_string())?;
+    write(&format!("feed-of/{user}"), &Feed { hash, created })
 }
 
 /// The user's feed stops working; returns whether there was one.
 pub fn revoke_feed(user: i64) -> Result<bool, Error> {
-    match feed_token(user)? {
+    match feed(user)? {
         Some(old) => {
-            kv::delete(&format!("feed-token/{old}"))?;
+            kv::delete(&format!("feed-token/{}", old.hash))?;
             kv::delete(&format!("feed-of/{user}"))?;
             Ok(true)
         }

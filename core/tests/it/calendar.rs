@@ -1,0 +1,672 @@
+//! The bundled calendar plugin through the real server: links it makes are the
+//! server's links (with their schedules), what it writes is read back by an
+//! independent parser (Python's `icalendar`, through the plugin's
+//! `tests/check_ics.py`), refused files make no link, rescheduling through the
+//! REST API reaches the feed, and the feed's address can be revoked.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use confab_core::accounts::Role;
+use serde_json::{Value, json};
+
+use crate::support::{Res, TestApp};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(repo().join("plugins/calendar/tests/fixtures").join(name)).unwrap()
+}
+
+fn with_calendar(c: &mut confab_core::Config) {
+    c.plugins.bundled = true;
+    c.plugins.cache_dir = crate::plugins::shared_plugin_cache();
+}
+
+async fn sqlite() -> TestApp {
+    TestApp::sqlite_with(with_calendar).await
+}
+
+async fn postgres() -> TestApp {
+    TestApp::postgres_with(with_calendar).await
+}
+
+macro_rules! on_both_databases_with_calendar {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::postgres().await).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_databases_with_calendar!(
+    an_event_file_gets_server_links_once,
+    a_scheduled_call_is_on_the_links_record_and_follows_changes,
+    add_to_calendar_serves_links_made_through_the_api,
+    refused_calendars_make_no_link,
+    the_feed_stops_when_its_address_is_revoked,
+);
+
+fn unfolded(text: &str) -> String {
+    text.replace("\r\n ", "").replace("\r\n\t", "")
+}
+
+/// The link ids the user owns, through the REST API.
+async fn link_ids(app: &TestApp, token: &str) -> Vec<String> {
+    let res = app
+        .get("/api/v1/links?limit=100")
+        .bearer(token)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    res.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn add_link(app: &TestApp, token: &str, ics: Vec<u8>) -> Res {
+    app.post("/p/calendar/add-link")
+        .bearer(token)
+        .raw("text/calendar", ics)
+        .send()
+        .await
+}
+
+/// Runs the independent parser on `ics` with `expect` (see check_ics.py).
+fn independent_check(name: &str, ics: &str, expect: Value) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("calendar-through-server");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}-{name}", std::process::id()));
+    std::fs::write(&path, ics).unwrap();
+    let mut child = Command::new("python3")
+        .arg(repo().join("plugins/calendar/tests/check_ics.py"))
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 with the icalendar package (bash .ci/run installs it)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(expect.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{name}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The value of the first `NAME…:value` line (unfolded) inside each VEVENT with `uid`.
+fn property_of(ics: &str, uid: &str, name: &str) -> Vec<String> {
+    let text = unfolded(ics);
+    text.split("BEGIN:VEVENT\r\n")
+        .skip(1)
+        .filter(|event| {
+            event.contains(&format!("\r\nUID:{uid}\r\n"))
+                || event.starts_with(&format!("UID:{uid}\r\n"))
+        })
+        .filter_map(|event| {
+            event.split("\r\n").find_map(|line| {
+                let (head, value) = line.split_once(':')?;
+                (head == name || head.starts_with(&format!("{name};"))).then(|| value.to_string())
+            })
+        })
+        .collect()
+}
+
+async fn an_event_file_gets_server_links_once(app: TestApp) {
+    let token = app.user_with_token("ana@example.org", Role::Member).await;
+    let input = fixture("outlook.ics");
+    let first = add_link(&app, &token, input.clone()).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(
+        first.headers["content-type"],
+        "text/calendar; charset=utf-8"
+    );
+    let output = first.text();
+
+    // Two UIDs (a series and its exception share one): two links, both the
+    // server's, titled after the events.
+    let ids = link_ids(&app, &token).await;
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let public = app.state.public_url().to_string();
+    let mut links = serde_json::Map::new();
+    for uid in [
+        "040000008200E00074C5B7101A82E00800000000D0E5C1B2C3D4DA01000000000000000",
+        "040000008200E00074C5B7101A82E00800000000A1B2C3D4E5F6DA01000000000000000",
+    ] {
+        let written = property_of(&output, uid, "X-CONFAB-LINK");
+        assert!(!written.is_empty(), "{uid} has no link:\n{output}");
+        assert!(
+            written.iter().all(|l| *l == written[0]),
+            "one link per UID: {written:?}"
+        );
+        let id = written[0]
+            .strip_prefix(&format!("{public}/j/"))
+            .unwrap_or_else(|| panic!("{} is not this server's link", written[0]));
+        assert!(ids.contains(&id.to_string()), "{id} is not among {ids:?}");
+        links.insert(uid.into(), json!(written[0]));
+    }
+    let planning = &ids[0];
+    let link = app
+        .get(&format!("/api/v1/links/{planning}"))
+        .bearer(&token)
+        .send()
+        .await
+        .json();
+    assert!(
+        link["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Planning (Berlin ↔ Seattle)")
+            || link["title"]
+                .as_str()
+                .unwrap()
+                .starts_with("Quarterly review"),
+        "{link}"
+    );
+    independent_check(
+        "outlook.ics",
+        &output,
+        json!({
+            "input": repo().join("plugins/calendar/tests/fixtures/outlook.ics"),
+            "links": links,
+            "label": "Join the Confab call",
+        }),
+    );
+
+    // Submitted again (the original or the output): the same links, no new ones.
+    let again = add_link(&app, &token, input).await;
+    assert_eq!(again.text(), output);
+    let twice = add_link(&app, &token, output.clone().into_bytes()).await;
+    assert_eq!(twice.text(), output, "adding the link is idempotent");
+    assert_eq!(link_ids(&app, &token).await.len(), 2);
+
+    // Someone else's submission of the same event gets their own link.
+    let bo = app.user_with_token("bo@example.org", Role::Member).await;
+    let theirs = add_link(&app, &bo, fixture("outlook.ics")).await;
+    assert_eq!(theirs.status, StatusCode::OK);
+    assert_eq!(link_ids(&app, &bo).await.len(), 2);
+    assert_ne!(theirs.text(), output);
+
+    // A revoked link is replaced on the next submission.
+    let revoked = app
+        .post(&format!("/api/v1/links/{planning}/revoke"))
+        .bearer(&token)
+        .send()
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text());
+    let replaced = add_link(&app, &token, fixture("outlook.ics")).await;
+    assert_eq!(replaced.status, StatusCode::OK);
+    assert!(!replaced.text().contains(&format!("/j/{planning}")));
+
+    // Signed out: nothing.
+    let anonymous = app
+        .post("/p/calendar/add-link")
+        .raw("text/calendar", fixture("zoom.ics"))
+        .send()
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.error_code(), "unauthorized");
+}
+
+fn schedule_body() -> Value {
+    json!({
+        "title": "Weekly sync",
+        "start": "2026-12-01T10:00",
+        "duration": 45,
+        "time_zone": "Europe/Berlin",
+        "rrule": "FREQ=WEEKLY;BYDAY=TU",
+        "method": "request",
+        "attendees": ["Zoë Ōkubo <zoe@example.net>", "bo@example.org"],
+    })
+}
+
+async fn a_scheduled_call_is_on_the_links_record_and_follows_changes(app: TestApp) {
+    let token = app.user_with_token("ana@example.org", Role::Member).await;
+    let made = app
+        .post("/p/calendar/schedule")
+        .bearer(&token)
+        .json(&schedule_body())
+        .send()
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+    let id = made.headers["x-confab-link-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let invite = made.text();
+    let text = unfolded(&invite);
+    // The organizer is the signed-in account, as the server knows it.
+    assert!(
+        text.contains("ORGANIZER;CN=User ana@example.org:mailto:ana@example.org\r\n"),
+        "{text}"
+    );
+    independent_check(
+        "scheduled.ics",
+        &invite,
+        json!({
+            "method": "REQUEST",
+            "events": [{
+                "uid": format!("{id}@confab-calendar"),
+                "summary": "Weekly sync",
+                "start_utc": "2026-12-01T09:00:00+00:00",
+                "end_utc": "2026-12-01T09:45:00+00:00",
+                "tzid": "Europe/Berlin",
+                "rrule": {"FREQ": ["WEEKLY"], "BYDAY": ["TU"]},
+                "sequence": 0,
+                "organizer": "mailto:ana@example.org",
+                "attendees": ["mailto:zoe@example.net", "mailto:bo@example.org"],
+                "rsvp": true,
+            }],
+        }),
+    );
+
+    // The link's own record has the schedule: the API, the dashboard, the join page.
+    let link = app
+        .get(&format!("/api/v1/links/{id}"))
+        .bearer(&token)
+        .send()
+        .await
+        .json();
+    assert_eq!(link["title"], "Weekly sync");
+    assert_eq!(link["schedule"]["start"], "2026-12-01T09:00:00Z");
+    assert_eq!(link["schedule"]["end"], "2026-12-01T09:45:00Z");
+    assert_eq!(link["schedule"]["time_zone"], "Europe/Berlin");
+    assert_eq!(link["schedule"]["rrule"], "FREQ=WEEKLY;BYDAY=TU");
+    let page = app.get(&format!("/j/{id}")).send().await.text();
+    assert!(
+        page.contains("Tue 1 Dec 2026, 10:00–10:45 (Europe/Berlin), repeats"),
+        "{page}"
+    );
+
+    // Moved: SEQUENCE 1, and the server's record moves with it.
+    let moved = app
+        .post(&format!("/p/calendar/calls/{id}"))
+        .bearer(&token)
+        .json(&json!({ "start": "2026-12-01T11:00" }))
+        .send()
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.text());
+    assert!(moved.text().contains("SEQUENCE:1\r\n"));
+    let link = app
+        .get(&format!("/api/v1/links/{id}"))
+        .bearer(&token)
+        .send()
+        .await
+        .json();
+    assert_eq!(link["schedule"]["start"], "2026-12-01T10:00:00Z");
+
+    // A schedule the server refuses changes nothing.
+    let refused = app
+        .post(&format!("/p/calendar/calls/{id}"))
+        .bearer(&token)
+        .json(&json!({ "rrule": "FREQ=WEEKLY;UNTIL=garbage" }))
+        .send()
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text()
+    );
+    let download = app
+        .get(&format!("/p/calendar/calls/{id}.ics"))
+        .bearer(&token)
+        .send()
+        .await
+        .text();
+    assert!(
+        download.contains("SEQUENCE:1\r\n") && download.contains("RRULE:FREQ=WEEKLY;BYDAY=TU\r\n")
+    );
+
+    // Cancelled: METHOD:CANCEL; the link keeps working without a date.
+    let cancelled = app
+        .post(&format!("/p/calendar/calls/{id}/cancel"))
+        .bearer(&token)
+        .send()
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK);
+    let cancelled = cancelled.text();
+    assert!(cancelled.contains("METHOD:CANCEL\r\n"));
+    assert!(cancelled.contains("STATUS:CANCELLED\r\n"));
+    assert!(cancelled.contains("SEQUENCE:2\r\n"));
+    let link = app
+        .get(&format!("/api/v1/links/{id}"))
+        .bearer(&token)
+        .send()
+        .await
+        .json();
+    assert_eq!(link["schedule"], Value::Null, "{link}");
+    assert_eq!(link["status"], "active");
+
+    // Bad schedules make no link.
+    let before = link_ids(&app, &token).await.len();
+    for body in [
+        json!({"title": "x", "start": "2026-12-01T10:00", "duration": 30, "rrule": "FREQ=SOMETIMES"}),
+        json!({"title": "x", "start": "2026-12-01T10:00", "duration": 30, "time_zone": "Mars/Olympus"}),
+        json!({"title": "x", "start": "2026-12-01T10:00", "end": "2026-12-01T09:00"}),
+        json!({"title": "x", "start": "tomorrow", "duration": 30}),
+    ] {
+        let res = app
+            .post("/p/calendar/schedule")
+            .bearer(&token)
+            .json(&body)
+            .send()
+            .await;
+        assert_eq!(
+            res.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            res.text()
+        );
+        res.error_code();
+    }
+    assert_eq!(link_ids(&app, &token).await.len(), before);
+}
+
+async fn add_to_calendar_serves_links_made_through_the_api(app: TestApp) {
+    let token = app.user_with_token("ana@example.org", Role::Member).await;
+    let made = app
+        .post("/api/v1/links")
+        .bearer(&token)
+        .json(&json!({
+            "title": "Board meeting",
+            "schedule": { "start": "2026-12-03T08:00:00Z", "end": "2026-12-03T09:00:00Z", "time_zone": "Asia/Tokyo" },
+        }))
+        .send()
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+    let link = made.json();
+    let id = link["id"].as_str().unwrap().to_string();
+    let shared = format!(
+        "{}#k=Zx_9-aQ2mT7bN1cR8zL3wYpE4",
+        link["url"].as_str().unwrap()
+    );
+    let file = app
+        .post(&format!("/p/calendar/links/{id}.ics"))
+        .bearer(&token)
+        .json(&json!({ "url": shared }))
+        .send()
+        .await;
+    assert_eq!(file.status, StatusCode::OK, "{}", file.text());
+    let ics = file.text();
+    assert!(
+        unfolded(&ics).contains(&format!("URL;VALUE=URI:{shared}\r\n")),
+        "the link as shared, fragment included: {ics}"
+    );
+    independent_check(
+        "api-link.ics",
+        &ics,
+        json!({
+            "method": "PUBLISH",
+            "events": [{
+                "uid": format!("{id}@confab-calendar"),
+                "summary": "Board meeting",
+                "start_utc": "2026-12-03T08:00:00+00:00",
+                "end_utc": "2026-12-03T09:00:00+00:00",
+                "tzid": "Asia/Tokyo",
+                "sequence": 0,
+            }],
+        }),
+    );
+
+    // Moved through the REST API: the plugin hears of it and the next file (and
+    // the feed) has the new time, one SEQUENCE up.
+    let patched = app
+        .req(Method::PATCH, &format!("/api/v1/links/{id}"))
+        .bearer(&token)
+        .json(&json!({ "schedule": { "start": "2026-12-03T10:00:00Z", "end": "2026-12-03T11:00:00Z", "time_zone": "Asia/Tokyo" } }))
+        .send()
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = app
+            .post(&format!("/p/calendar/links/{id}.ics"))
+            .bearer(&token)
+            .json(&json!({ "url": shared }))
+            .send()
+            .await
+            .text();
+        if now.contains("DTSTART;TZID=Asia/Tokyo:20261203T190000\r\n") {
+            assert!(now.contains("SEQUENCE:1\r\n"), "{now}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call never followed the link: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A link without a date, someone else's link, another server's address.
+    let plain = app.create_link(&token, "No date").await;
+    let plain_id = plain["id"].as_str().unwrap();
+    let res = app
+        .post(&format!("/p/calendar/links/{plain_id}.ics"))
+        .bearer(&token)
+        .json(&json!({}))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::CONFLICT);
+    assert_eq!(res.error_code(), "no_schedule");
+    let bo = app.user_with_token("bo@example.org", Role::Member).await;
+    let res = app
+        .post(&format!("/p/calendar/links/{id}.ics"))
+        .bearer(&bo)
+        .json(&json!({}))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    let res = app
+        .post(&format!("/p/calendar/links/{id}.ics"))
+        .bearer(&token)
+        .json(&json!({ "url": format!("https://evil.example/j/{id}") }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(res.error_code(), "invalid_url");
+
+    // Scheduling the undated link keeps it: no new link.
+    let before = link_ids(&app, &token).await.len();
+    let res = app
+        .post("/p/calendar/schedule")
+        .bearer(&token)
+        .json(&json!({ "link": plain_id, "start": "2026-12-08T15:00", "duration": 30, "time_zone": "Europe/Lisbon" }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    assert_eq!(link_ids(&app, &token).await.len(), before);
+    let plain = app
+        .get(&format!("/api/v1/links/{plain_id}"))
+        .bearer(&token)
+        .send()
+        .await
+        .json();
+    assert_eq!(plain["schedule"]["time_zone"], "Europe/Lisbon");
+}
+
+async fn refused_calendars_make_no_link(app: TestApp) {
+    let token = app.user_with_token("ana@example.org", Role::Member).await;
+    let event = |body: &str| {
+        format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\n{body}END:VCALENDAR\r\n")
+    };
+    let one = "BEGIN:VEVENT\r\nUID:a@test\r\nDTSTAMP:20261101T000000Z\r\nDTSTART:20261201T100000Z\r\nSUMMARY:A\r\nEND:VEVENT\r\n";
+    let many: String = (0..1500)
+        .map(|i| one.replace("UID:a@test", &format!("UID:{i}@test")))
+        .collect();
+    let mut not_utf8 = event(one).into_bytes();
+    let at = not_utf8.windows(9).position(|w| w == b"SUMMARY:A").unwrap() + 8;
+    not_utf8[at] = 0xff;
+    let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
+        (
+            "not iCalendar",
+            b"hello, this is not a calendar".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not_icalendar",
+        ),
+        (
+            "no VEVENT",
+            event("").into_bytes(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_events",
+        ),
+        (
+            "broken folding",
+            event(&one.replace(
+                "SUMMARY:A\r\n",
+                "SUMMARY:A long\r\ncontinued without its space\r\n",
+            ))
+            .into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "malformed_calendar",
+        ),
+        (
+            "not UTF-8",
+            not_utf8,
+            StatusCode::BAD_REQUEST,
+            "malformed_calendar",
+        ),
+        (
+            "thousands of events",
+            event(&many).into_bytes(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_events",
+        ),
+        (
+            "malformed RRULE",
+            event(&one.replace(
+                "SUMMARY:A\r\n",
+                "SUMMARY:A\r\nRRULE:FREQ=SOMETIMES;COUNT=x\r\n",
+            ))
+            .into_bytes(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_rrule",
+        ),
+    ];
+    for (what, body, status, code) in cases {
+        let res = add_link(&app, &token, body).await;
+        assert_eq!(res.status, status, "{what}: {}", res.text());
+        assert_eq!(res.error_code(), code, "{what}");
+    }
+    // Over 1 MiB: the server turns it away before the plugin sees it.
+    let huge = event(&format!("{}X-PAD:{}\r\n", one, "x".repeat(1024 * 1024)));
+    let res = add_link(&app, &token, huge.into_bytes()).await;
+    assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", res.text());
+    res.error_code();
+    assert!(link_ids(&app, &token).await.is_empty(), "no link was made");
+}
+
+async fn the_feed_stops_when_its_address_is_revoked(app: TestApp) {
+    let token = app.user_with_token("ana@example.org", Role::Member).await;
+    let made = app
+        .post("/p/calendar/schedule")
+        .bearer(&token)
+        .json(&json!({ "title": "Planning", "start": "2026-12-07T14:00", "duration": 30, "time_zone": "America/New_York" }))
+        .send()
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+    let feed = app.post("/p/calendar/feed").bearer(&token).send().await;
+    assert_eq!(feed.status, StatusCode::CREATED, "{}", feed.text());
+    let feed = feed.json();
+    let public = app.state.public_url().to_string();
+    let path = feed["path"].as_str().unwrap().to_string();
+    assert_eq!(feed["url"], format!("{public}{path}"));
+    assert!(feed["webcal"].as_str().unwrap().starts_with("webcal://"));
+
+    // Calendar apps fetch it without credentials.
+    let res = app.get(&path).send().await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.headers["content-type"], "text/calendar; charset=utf-8");
+    independent_check(
+        "feed.ics",
+        &res.text(),
+        json!({ "feed": true, "events": [{ "summary": "Planning", "tzid": "America/New_York", "start_utc": "2026-12-07T19:00:00+00:00" }] }),
+    );
+
+    // The token itself is nowhere in the database.
+    let token_part = path
+        .trim_start_matches("/p/calendar/feed/")
+        .trim_end_matches(".ics");
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let db = Database::connect(&app.state.config.database_url())
+        .await
+        .unwrap();
+    let rows = db
+        .query_all(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT key, value FROM plugin_kv",
+        ))
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let key: String = row.try_get("", "key").unwrap();
+        let value: Vec<u8> = row.try_get("", "value").unwrap();
+        assert!(!key.contains(token_part), "{key}");
+        assert!(
+            !String::from_utf8_lossy(&value).contains(token_part),
+            "{key}"
+        );
+    }
+
+    let revoked = app
+        .req(Method::DELETE, "/p/calendar/feed")
+        .bearer(&token)
+        .send()
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK);
+    let gone = app.get(&path).send().await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(gone.error_code(), "not_found");
+}
+
+#[tokio::test]
+async fn the_dashboard_offers_the_calendar_on_every_link() {
+    let app = sqlite().await;
+    let token = app.user_with_token("ana@example.org", Role::Member).await;
+    app.create_link(&token, "Team call").await;
+    let browser = app.sign_in("ana@example.org").await;
+    let page = app
+        .get("/dashboard")
+        .cookie(&browser.cookies)
+        .send()
+        .await
+        .text();
+    let page = crate::support::unescape(&page);
+    assert!(
+        page.contains(r#"{"plugin":"calendar","url":"/p/calendar/static/dashboard.js"}"#),
+        "{page}"
+    );
+    assert!(page.contains("data-link-url=\""));
+    let module = app.get("/p/calendar/static/dashboard.js").send().await;
+    assert_eq!(module.status, StatusCode::OK);
+    assert!(module.text().contains("Add to calendar"));
+}
