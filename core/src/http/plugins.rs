@@ -4,6 +4,7 @@
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -162,9 +163,29 @@ async fn plugin_root(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    handle(state, plugin, "/".into(), method, uri, headers, body).await
+    handle(
+        state,
+        plugin,
+        "/".into(),
+        method,
+        uri,
+        headers,
+        body_or_error(body)?,
+    )
+    .await
+}
+
+/// A body over the limit (or one that breaks off) is an API error like any other.
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest(e.body_text())
+        }
+    })
 }
 
 async fn plugin_path(
@@ -173,7 +194,7 @@ async fn plugin_path(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     handle(
         state,
@@ -182,7 +203,7 @@ async fn plugin_path(
         method,
         uri,
         headers,
-        body,
+        body_or_error(body)?,
     )
     .await
 }

@@ -126,11 +126,13 @@ impl Store {
             .filter(live(now));
         if !prefix.is_empty() {
             // substr() compares exactly on both databases (LIKE would treat % and _
-            // as wildcards and, on SQLite, ignore case).
+            // as wildcards and, on SQLite, ignore case). Its arguments are 32-bit:
+            // PostgreSQL has no substr(varchar, integer, bigint).
+            let length = i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX);
             let head = Func::cust(Alias::new("substr"))
                 .arg(Expr::col(plugin_kv::Column::Key))
-                .arg(1)
-                .arg(prefix.chars().count() as i64);
+                .arg(1i32)
+                .arg(length);
             query = query.filter(Expr::expr(head).eq(prefix));
         }
         if let Some(after) = after {

@@ -5,7 +5,6 @@
 //! REST API reaches the feed, and the feed's address can be revoked.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
@@ -84,6 +83,15 @@ async fn link_ids(app: &TestApp, token: &str) -> Vec<String> {
         .collect()
 }
 
+/// "Add to calendar" for link `id`, with `body` (`{"url": …}` or `{}`).
+async fn add_to_calendar(app: &TestApp, token: &str, id: &str, body: Value) -> Res {
+    app.post(&format!("/p/calendar/links/{id}.ics"))
+        .bearer(token)
+        .json(&body)
+        .send()
+        .await
+}
+
 async fn add_link(app: &TestApp, token: &str, ics: Vec<u8>) -> Res {
     app.post("/p/calendar/add-link")
         .bearer(token)
@@ -92,50 +100,35 @@ async fn add_link(app: &TestApp, token: &str, ics: Vec<u8>) -> Res {
         .await
 }
 
+#[path = "../../../plugins/calendar/tests/checker/mod.rs"]
+mod checker;
+
 /// Runs the independent parser on `ics` with `expect` (see check_ics.py).
 fn independent_check(name: &str, ics: &str, expect: Value) {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("calendar-through-server");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{}-{name}", std::process::id()));
-    std::fs::write(&path, ics).unwrap();
-    let mut child = Command::new("python3")
-        .arg(repo().join("plugins/calendar/tests/check_ics.py"))
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 with the icalendar package (bash .ci/run installs it)");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(expect.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{name}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    checker::check_ics(
+        &repo().join("plugins/calendar/tests/check_ics.py"),
+        &PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("calendar-through-server"),
+        &format!("{}-{name}", std::process::id()),
+        ics,
+        expect,
     );
 }
 
-/// The value of the first `NAME…:value` line (unfolded) inside each VEVENT with `uid`.
-fn property_of(ics: &str, uid: &str, name: &str) -> Vec<String> {
+/// The value of the first `NAME:…` or `NAME;…:…` line of each VEVENT (unfolded),
+/// with the event's UID: `[(uid, value)]` in file order.
+fn event_properties(ics: &str, name: &str) -> Vec<(String, Option<String>)> {
     let text = unfolded(ics);
+    let value = |event: &str, name: &str| {
+        event.split("\r\n").find_map(|line| {
+            let (head, value) = line.split_once(':')?;
+            (head == name || head.starts_with(&format!("{name};"))).then(|| value.to_string())
+        })
+    };
     text.split("BEGIN:VEVENT\r\n")
         .skip(1)
-        .filter(|event| {
-            event.contains(&format!("\r\nUID:{uid}\r\n"))
-                || event.starts_with(&format!("UID:{uid}\r\n"))
-        })
-        .filter_map(|event| {
-            event.split("\r\n").find_map(|line| {
-                let (head, value) = line.split_once(':')?;
-                (head == name || head.starts_with(&format!("{name};"))).then(|| value.to_string())
-            })
+        .map(|event| {
+            let event = event.split("END:VEVENT\r\n").next().unwrap_or("");
+            (value(event, "UID").unwrap_or_default(), value(event, name))
         })
         .collect()
 }
@@ -157,22 +150,19 @@ async fn an_event_file_gets_server_links_once(app: TestApp) {
     assert_eq!(ids.len(), 2, "{ids:?}");
     let public = app.state.public_url().to_string();
     let mut links = serde_json::Map::new();
-    for uid in [
-        "040000008200E00074C5B7101A82E00800000000D0E5C1B2C3D4DA01000000000000000",
-        "040000008200E00074C5B7101A82E00800000000A1B2C3D4E5F6DA01000000000000000",
-    ] {
-        let written = property_of(&output, uid, "X-CONFAB-LINK");
-        assert!(!written.is_empty(), "{uid} has no link:\n{output}");
-        assert!(
-            written.iter().all(|l| *l == written[0]),
-            "one link per UID: {written:?}"
-        );
-        let id = written[0]
+    for (uid, written) in event_properties(&output, "X-CONFAB-LINK") {
+        let written = written.unwrap_or_else(|| panic!("{uid} has no link:\n{output}"));
+        let id = written
             .strip_prefix(&format!("{public}/j/"))
-            .unwrap_or_else(|| panic!("{} is not this server's link", written[0]));
+            .unwrap_or_else(|| panic!("{written} is not this server's link"));
         assert!(ids.contains(&id.to_string()), "{id} is not among {ids:?}");
-        links.insert(uid.into(), json!(written[0]));
+        if let Some(before) = links.insert(uid.clone(), json!(written)) {
+            assert_eq!(before, json!(written), "one link per UID ({uid})");
+        }
     }
+    assert_eq!(links.len(), 2, "{links:?}");
+    let distinct: std::collections::BTreeSet<_> = links.values().map(Value::to_string).collect();
+    assert_eq!(distinct.len(), 2, "each UID has its own link: {links:?}");
     let planning = &ids[0];
     let link = app
         .get(&format!("/api/v1/links/{planning}"))
@@ -202,8 +192,15 @@ async fn an_event_file_gets_server_links_once(app: TestApp) {
     );
 
     // Submitted again (the original or the output): the same links, no new ones.
+    // The original's events change again (LAST-MODIFIED is the time of the change).
+    let without_times = |text: &str| {
+        text.lines()
+            .filter(|l| !l.starts_with("LAST-MODIFIED:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     let again = add_link(&app, &token, input).await;
-    assert_eq!(again.text(), output);
+    assert_eq!(without_times(&again.text()), without_times(&output));
     let twice = add_link(&app, &token, output.clone().into_bytes()).await;
     assert_eq!(twice.text(), output, "adding the link is idempotent");
     assert_eq!(link_ids(&app, &token).await.len(), 2);
@@ -302,7 +299,8 @@ async fn a_scheduled_call_is_on_the_links_record_and_follows_changes(app: TestAp
     assert_eq!(link["schedule"]["rrule"], "FREQ=WEEKLY;BYDAY=TU");
     let page = app.get(&format!("/j/{id}")).send().await.text();
     assert!(
-        page.contains("Tue 1 Dec 2026, 10:00–10:45 (Europe/Berlin), repeats"),
+        crate::support::unescape(&page)
+            .contains("Tue 1 Dec 2026, 10:00–10:45 (Europe/Berlin), repeats"),
         "{page}"
     );
 
@@ -409,12 +407,7 @@ async fn add_to_calendar_serves_links_made_through_the_api(app: TestApp) {
         "{}#k=Zx_9-aQ2mT7bN1cR8zL3wYpE4",
         link["url"].as_str().unwrap()
     );
-    let file = app
-        .post(&format!("/p/calendar/links/{id}.ics"))
-        .bearer(&token)
-        .json(&json!({ "url": shared }))
-        .send()
-        .await;
+    let file = add_to_calendar(&app, &token, &id, json!({ "url": shared })).await;
     assert_eq!(file.status, StatusCode::OK, "{}", file.text());
     let ics = file.text();
     assert!(
@@ -448,12 +441,7 @@ async fn add_to_calendar_serves_links_made_through_the_api(app: TestApp) {
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let now = app
-            .post(&format!("/p/calendar/links/{id}.ics"))
-            .bearer(&token)
-            .json(&json!({ "url": shared }))
-            .send()
-            .await
+        let now = add_to_calendar(&app, &token, &id, json!({ "url": shared })).await
             .text();
         if now.contains("DTSTART;TZID=Asia/Tokyo:20261203T190000\r\n") {
             assert!(now.contains("SEQUENCE:1\r\n"), "{now}");
@@ -469,28 +457,13 @@ async fn add_to_calendar_serves_links_made_through_the_api(app: TestApp) {
     // A link without a date, someone else's link, another server's address.
     let plain = app.create_link(&token, "No date").await;
     let plain_id = plain["id"].as_str().unwrap();
-    let res = app
-        .post(&format!("/p/calendar/links/{plain_id}.ics"))
-        .bearer(&token)
-        .json(&json!({}))
-        .send()
-        .await;
+    let res = add_to_calendar(&app, &token, &plain_id, json!({})).await;
     assert_eq!(res.status, StatusCode::CONFLICT);
     assert_eq!(res.error_code(), "no_schedule");
     let bo = app.user_with_token("bo@example.org", Role::Member).await;
-    let res = app
-        .post(&format!("/p/calendar/links/{id}.ics"))
-        .bearer(&bo)
-        .json(&json!({}))
-        .send()
-        .await;
+    let res = add_to_calendar(&app, &bo, &id, json!({})).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
-    let res = app
-        .post(&format!("/p/calendar/links/{id}.ics"))
-        .bearer(&token)
-        .json(&json!({ "url": format!("https://evil.example/j/{id}") }))
-        .send()
-        .await;
+    let res = add_to_calendar(&app, &token, &id, json!({ "url": format!("https://evil.example/j/{id}") })).await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(res.error_code(), "invalid_url");
 
@@ -593,6 +566,7 @@ async fn the_feed_stops_when_its_address_is_revoked(app: TestApp) {
         .send()
         .await;
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+    let id = made.headers["x-confab-link-id"].to_str().unwrap().to_string();
     let feed = app.post("/p/calendar/feed").bearer(&token).send().await;
     assert_eq!(feed.status, StatusCode::CREATED, "{}", feed.text());
     let feed = feed.json();
@@ -608,7 +582,7 @@ async fn the_feed_stops_when_its_address_is_revoked(app: TestApp) {
     independent_check(
         "feed.ics",
         &res.text(),
-        json!({ "feed": true, "events": [{ "summary": "Planning", "tzid": "America/New_York", "start_utc": "2026-12-07T19:00:00+00:00" }] }),
+        json!({ "feed": true, "events": [{ "uid": format!("{id}@confab-calendar"), "summary": "Planning", "tzid": "America/New_York", "start_utc": "2026-12-07T19:00:00+00:00" }] }),
     );
 
     // The token itself is nowhere in the database.

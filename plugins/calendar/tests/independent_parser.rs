@@ -4,8 +4,6 @@
 //! database) and the untouched properties of foreign files are checked there.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Once;
 
 use chrono::{DateTime, TimeZone, Utc};
 use confab_calendar::ics::{self, Calendar, Method, Person, ScheduleSpec};
@@ -22,56 +20,16 @@ fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Fails (never skips) when Python or its `icalendar` package is missing.
-fn require_python() {
-    static CHECKED: Once = Once::new();
-    CHECKED.call_once(|| {
-        let status = Command::new("python3")
-            .args(["-c", "import icalendar"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        match status {
-            Ok(s) if s.success() => {}
-            Ok(_) => panic!(
-                "the independent-parser tests need Python's icalendar package: pip install icalendar"
-            ),
-            Err(e) => panic!(
-                "the independent-parser tests need python3 ({e}) with the icalendar package: pip install icalendar"
-            ),
-        }
-    });
-}
+mod checker;
 
-/// Writes `ics` to a file and runs the checker on it with `expect`.
+/// Runs the independent parser on `ics` with `expect`.
 fn check(name: &str, ics: &str, expect: Value) {
-    require_python();
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("confab-calendar-checks");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, ics).unwrap();
-    let mut child = Command::new("python3")
-        .arg(crate_dir().join("tests/check_ics.py"))
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(expect.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{name} ({}):\n{}{}",
-        path.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    checker::check_ics(
+        &crate_dir().join("tests/check_ics.py"),
+        &PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("confab-calendar-checks"),
+        name,
+        ics,
+        expect,
     );
 }
 

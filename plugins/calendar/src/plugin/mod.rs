@@ -452,15 +452,9 @@ fn schedule(request: &HttpRequest) -> HttpResponse {
                 }
                 Err(e) => return unavailable(e),
             }
-            call.url = match server::share_url(&link.id, input.url.as_deref()) {
+            call.url = match shared_link(&link.id, input.url.as_deref()) {
                 Ok(url) => url,
-                Err(why) => {
-                    return error(
-                        422,
-                        "invalid_url",
-                        &format!("The link cannot be used: {why}."),
-                    );
-                }
+                Err(response) => return response,
             };
             if input.title.as_deref().is_none_or(|t| t.trim().is_empty()) {
                 call.title = link.title.clone();
@@ -656,6 +650,13 @@ fn cancel_call(request: &HttpRequest, id: &str) -> HttpResponse {
     }
 }
 
+/// The link to write for link `id` (see [`server::share_url`]), or the 422 that
+/// says why the one the browser sent cannot be used.
+fn shared_link(id: &str, given: Option<&str>) -> Result<String, HttpResponse> {
+    server::share_url(id, given)
+        .map_err(|why| error(422, "invalid_url", &format!("The link cannot be used: {why}.")))
+}
+
 /// "Add to calendar" for any of the user's links: the `.ics` of the call scheduled
 /// here, or of the link's schedule on the server (adopted, so the feed lists it
 /// and later changes raise its `SEQUENCE`). The body may carry the link as the
@@ -674,15 +675,9 @@ fn link_file(request: &HttpRequest, id: &str) -> HttpResponse {
             .and_then(|v| v.get("url").and_then(|u| u.as_str()).map(str::to_string)),
         _ => web::form(request.text().unwrap_or("")).remove("url"),
     };
-    let url = match server::share_url(&link.id, given.as_deref()) {
+    let url = match shared_link(&link.id, given.as_deref()) {
         Ok(url) => url,
-        Err(why) => {
-            return error(
-                422,
-                "invalid_url",
-                &format!("The link cannot be used: {why}."),
-            );
-        }
+        Err(response) => return response,
     };
     let (mut call, known) = match store::call(user, &link.id) {
         Ok(Some(call)) => (call, true),
