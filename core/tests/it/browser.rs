@@ -1354,17 +1354,15 @@ async fn after_a_network_drop_a_guest_comes_back_to_the_call_with_media() {
     guest.close().await;
 }
 
-/// The ICS text a download link on the page (`a blob:` URL in `data-download` of
-/// `css`) holds.
+/// The text of the file the calendar module last downloaded from the element `css`
+/// (it keeps the file there as `calendarFile`).
 async fn downloaded_text(page: &Browser, css: &str) -> String {
-    page.wait_js(&format!(
-        "document.querySelector({css:?})?.dataset.download"
-    ))
-    .await;
+    page.wait_js(&format!("document.querySelector({css:?})?.calendarFile"))
+        .await;
     page.client
         .execute_async(
             "const [css, done] = arguments;\
-             fetch(document.querySelector(css).dataset.download).then((r) => r.text()).then(done, (e) => done('error: ' + e));",
+             document.querySelector(css).calendarFile.text().then(done, (e) => done('error: ' + e));",
             vec![json!(css)],
         )
         .await
@@ -1387,8 +1385,11 @@ async fn the_dashboard_adds_call_links_to_events_and_schedules_calls() {
     let driver = Driver::start();
     let page = driver.browser().await;
     page.sign_in(&base, "host@example.org").await;
-    page.wait_text("[data-plugin='calendar']", "Add call link to an event")
-        .await;
+    page.wait_text(
+        "section[data-plugin='calendar']",
+        "Add call link to an event",
+    )
+    .await;
 
     // Paste an event exported from a calendar app: it comes back with a link.
     let ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Apple Inc.//macOS 15.1//EN\r\nBEGIN:VEVENT\r\nUID:5E1D2C3B-dash@example.org\r\nDTSTAMP:20261120T120000Z\r\nDTSTART:20261210T150000Z\r\nDTEND:20261210T153000Z\r\nSUMMARY:Café planning\r\nLOCATION:Room 4\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
@@ -1474,7 +1475,7 @@ async fn the_dashboard_adds_call_links_to_events_and_schedules_calls() {
     )
     .await;
     // Now "Add to calendar" downloads straight away.
-    page.wait_text("[data-plugin='calendar']", "Schedule a call")
+    page.wait_text("section[data-plugin='calendar']", "Schedule a call")
         .await;
     page.click(&format!(
         "li[data-link-id='{undated}'] button[data-plugin='calendar']"

@@ -441,7 +441,8 @@ async fn add_to_calendar_serves_links_made_through_the_api(app: TestApp) {
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let now = add_to_calendar(&app, &token, &id, json!({ "url": shared })).await
+        let now = add_to_calendar(&app, &token, &id, json!({ "url": shared }))
+            .await
             .text();
         if now.contains("DTSTART;TZID=Asia/Tokyo:20261203T190000\r\n") {
             assert!(now.contains("SEQUENCE:1\r\n"), "{now}");
@@ -463,7 +464,13 @@ async fn add_to_calendar_serves_links_made_through_the_api(app: TestApp) {
     let bo = app.user_with_token("bo@example.org", Role::Member).await;
     let res = add_to_calendar(&app, &bo, &id, json!({})).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
-    let res = add_to_calendar(&app, &token, &id, json!({ "url": format!("https://evil.example/j/{id}") })).await;
+    let res = add_to_calendar(
+        &app,
+        &token,
+        &id,
+        json!({ "url": format!("https://evil.example/j/{id}") }),
+    )
+    .await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(res.error_code(), "invalid_url");
 
@@ -566,7 +573,10 @@ async fn the_feed_stops_when_its_address_is_revoked(app: TestApp) {
         .send()
         .await;
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
-    let id = made.headers["x-confab-link-id"].to_str().unwrap().to_string();
+    let id = made.headers["x-confab-link-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let feed = app.post("/p/calendar/feed").bearer(&token).send().await;
     assert_eq!(feed.status, StatusCode::CREATED, "{}", feed.text());
     let feed = feed.json();

@@ -21,15 +21,19 @@ function fileName(response, fallback) {
   return match ? match[1] : fallback;
 }
 
-/** Saves `blob` as a download; returns its object URL (kept for a minute). */
-function save(blob, name) {
+/**
+ * Saves `blob` as the download `name`, and keeps it on `node` (`node.calendarFile`,
+ * `data-download` = the name) for whoever wants to look at it again.
+ */
+function save(blob, name, node) {
   const url = URL.createObjectURL(blob);
   const a = el("a", { href: url, download: name, hidden: true });
   document.body.append(a);
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
-  return url;
+  node.calendarFile = blob;
+  node.dataset.download = name;
 }
 
 async function problem(response) {
@@ -112,8 +116,7 @@ function addLinkForm(dashboard, maxKib) {
       return;
     }
     const events = response.headers.get("x-confab-events") || "the";
-    const url = save(await response.blob(), fileName(response, "calendar.ics"));
-    result.dataset.download = url;
+    save(await response.blob(), fileName(response, "calendar.ics"), result);
     status(result, `Added a call link to ${events} event${events === "1" ? "" : "s"}: open the downloaded file with your calendar.`);
     offerRefresh(result);
   });
@@ -175,8 +178,7 @@ function scheduleForm(dashboard) {
       return;
     }
     const id = response.headers.get("x-confab-link-id");
-    const url = save(await response.blob(), fileName(response, "call.ics"));
-    result.dataset.download = url;
+    save(await response.blob(), fileName(response, "call.ics"), result);
     result.dataset.linkId = id || "";
     status(result, "Scheduled: open the downloaded file with your calendar.");
     linkField.value = "";
@@ -246,8 +248,7 @@ export default function setup(dashboard, { maxKib = 1024 } = {}) {
       body: JSON.stringify({ url: link.url }),
     });
     if (response.ok) {
-      const url = save(await response.blob(), fileName(response, `${link.id}.ics`));
-      button.dataset.download = url;
+      save(await response.blob(), fileName(response, `${link.id}.ics`), button);
       return;
     }
     const { code, message } = await problem(response);

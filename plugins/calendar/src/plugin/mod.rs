@@ -653,8 +653,13 @@ fn cancel_call(request: &HttpRequest, id: &str) -> HttpResponse {
 /// The link to write for link `id` (see [`server::share_url`]), or the 422 that
 /// says why the one the browser sent cannot be used.
 fn shared_link(id: &str, given: Option<&str>) -> Result<String, HttpResponse> {
-    server::share_url(id, given)
-        .map_err(|why| error(422, "invalid_url", &format!("The link cannot be used: {why}.")))
+    server::share_url(id, given).map_err(|why| {
+        error(
+            422,
+            "invalid_url",
+            &format!("The link cannot be used: {why}."),
+        )
+    })
 }
 
 /// "Add to calendar" for any of the user's links: the `.ics` of the call scheduled
