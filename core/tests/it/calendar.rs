@@ -458,7 +458,7 @@ async fn add_to_calendar_serves_links_made_through_the_api(app: TestApp) {
     // A link without a date, someone else's link, another server's address.
     let plain = app.create_link(&token, "No date").await;
     let plain_id = plain["id"].as_str().unwrap();
-    let res = add_to_calendar(&app, &token, &plain_id, json!({})).await;
+    let res = add_to_calendar(&app, &token, plain_id, json!({})).await;
     assert_eq!(res.status, StatusCode::CONFLICT);
     assert_eq!(res.error_code(), "no_schedule");
     let bo = app.user_with_token("bo@example.org", Role::Member).await;
