@@ -111,6 +111,8 @@ def post(body):
     return elapsed
 
 def report(name, samples):
+    if not samples:
+        return
     samples.sort()
     p90 = samples[int(len(samples) * 0.9) - 1] if len(samples) >= 10 else samples[-1]
     print(f"  {name:<44} median {statistics.median(samples):8.2f} ms, p90 {p90:8.2f} ms ({len(samples)} requests)")

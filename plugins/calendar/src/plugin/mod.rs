@@ -35,8 +35,6 @@ use crate::ics::{self, Calendar, IcsError, Method};
 use input::{ScheduleInput, Times};
 use store::{EventLink, StoredCall, StoredPerson};
 
-/// The most new links one submitted calendar may need (each is a database write).
-pub const MAX_NEW_LINKS: usize = 200;
 /// The most calls a feed lists.
 pub const MAX_FEED_CALLS: usize = 1000;
 const DEFAULT_LABEL: &str = "Join the Confab call";
@@ -243,16 +241,6 @@ fn add_link(request: &HttpRequest) -> HttpResponse {
             Ok(_) => missing.push(event),
             Err(e) => return unavailable(e),
         }
-    }
-    if missing.len() > MAX_NEW_LINKS {
-        return error(
-            422,
-            "too_many_events",
-            &format!(
-                "The calendar needs {} new links; at most {MAX_NEW_LINKS} are made at once. Split it into smaller files.",
-                missing.len()
-            ),
-        );
     }
     for event in missing {
         let title = event
