@@ -259,6 +259,16 @@ pub mod kv {
     pub fn keys(prefix: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, Error> {
         kv::keys(prefix, after, limit)
     }
+
+    /// The values under up to 1000 keys, in their order (SDK 1.1).
+    pub fn get_many(keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        kv::get_many(keys)
+    }
+
+    /// Stores up to 1000 entries, without expiry: all, or none (SDK 1.1).
+    pub fn set_many(entries: &[(String, Vec<u8>)]) -> Result<(), Error> {
+        kv::set_many(entries)
+    }
 }
 
 /// Call links, on behalf of a user (needs the `links` permission).
@@ -277,6 +287,11 @@ pub mod links {
         schedule: &Schedule,
     ) -> Result<CreatedLink, Error> {
         links::create_scheduled(as_user, params, schedule)
+    }
+    /// Up to 1000 new links at once, in order; each is checked before any is made
+    /// (SDK 1.1).
+    pub fn create_many(as_user: i64, params: &[NewLink]) -> Result<Vec<CreatedLink>, Error> {
+        links::create_many(as_user, params)
     }
     /// The schedule of link `id`, if it has one (SDK 1.1).
     pub fn schedule(id: &str) -> Result<Option<Schedule>, Error> {

@@ -217,6 +217,35 @@ pub async fn create(
     input: NewLink,
     now: DateTime<Utc>,
 ) -> Result<link::Model, LinkError> {
+    let row = new_row(policy, owner, input, now)?;
+    Ok(store.insert_link(row).await?)
+}
+
+/// Creates several links owned by `owner`: every one is checked before any is
+/// written, and the inserts reach the store's writer together (they share commits).
+pub async fn create_many(
+    store: &Store,
+    policy: &OrgPolicy,
+    owner: &Account,
+    inputs: Vec<NewLink>,
+    now: DateTime<Utc>,
+) -> Result<Vec<link::Model>, LinkError> {
+    let rows = inputs
+        .into_iter()
+        .map(|input| new_row(policy, owner, input, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    let inserted =
+        futures_util::future::join_all(rows.into_iter().map(|row| store.insert_link(row))).await;
+    Ok(inserted.into_iter().collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The row of a new link, once `input` is checked.
+fn new_row(
+    policy: &OrgPolicy,
+    owner: &Account,
+    input: NewLink,
+    now: DateTime<Utc>,
+) -> Result<link::ActiveModel, LinkError> {
     if !owner.is_admin() && !policy.member_link_creation {
         return Err(LinkError::CreationDisabled);
     }
@@ -239,7 +268,7 @@ pub async fn create(
         ..Default::default()
     };
     Schedule::apply(schedule.as_ref(), &mut row);
-    Ok(store.insert_link(row).await?)
+    Ok(row)
 }
 
 /// A link of `owner`, revoked or not.

@@ -48,6 +48,27 @@ impl Store {
             .map(|row| row.value))
     }
 
+    /// The live values under `keys` (missing and expired ones are not in the map).
+    pub async fn plugin_kv_get_many(
+        &self,
+        plugin: &str,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> StoreResult<std::collections::HashMap<String, Vec<u8>>> {
+        let mut found = std::collections::HashMap::with_capacity(keys.len());
+        // Well below every database's limit on bound parameters.
+        for chunk in keys.chunks(500) {
+            let rows = plugin_kv::Entity::find()
+                .filter(plugin_kv::Column::Plugin.eq(plugin))
+                .filter(plugin_kv::Column::Key.is_in(chunk.iter().cloned()))
+                .filter(live(now))
+                .all(self.conn())
+                .await?;
+            found.extend(rows.into_iter().map(|row| (row.key, row.value)));
+        }
+        Ok(found)
+    }
+
     /// Stores `value` under `key` unless the plugin's entries would then exceed
     /// `quota` bytes (keys plus values; expired entries do not count).
     pub async fn plugin_kv_set(
@@ -59,43 +80,94 @@ impl Store {
         quota: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<KvSetOutcome> {
+        self.plugin_kv_set_many(
+            plugin,
+            vec![(key.to_string(), value)],
+            expires_at,
+            quota,
+            now,
+        )
+        .await
+    }
+
+    /// Stores every entry (keys distinct), all in one transaction, unless the
+    /// plugin's entries would then exceed `quota` bytes; then none.
+    pub async fn plugin_kv_set_many(
+        &self,
+        plugin: &str,
+        entries: Vec<(String, Vec<u8>)>,
+        expires_at: Option<DateTime<Utc>>,
+        quota: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<KvSetOutcome> {
+        if entries.is_empty() {
+            return Ok(KvSetOutcome::Stored);
+        }
         let _turn = self.write_turn().await;
         let txn = self.conn().begin().await?;
-        let used: Option<i64> = plugin_kv::Entity::find()
+        let mut used = 0;
+        let keys: Vec<String> = entries.iter().map(|(k, _)| k.clone()).collect();
+        // What the entries being replaced use now does not count: summed per chunk
+        // of keys, total minus theirs.
+        let total: Option<i64> = plugin_kv::Entity::find()
             .select_only()
             .column_as(bytes_used(), "used")
             .filter(plugin_kv::Column::Plugin.eq(plugin))
-            .filter(plugin_kv::Column::Key.ne(key))
             .filter(live(now))
             .into_tuple::<Option<i64>>()
             .one(&txn)
             .await?
             .flatten();
-        let used = used.unwrap_or(0);
-        let size = (key.len() + value.len()) as i64;
+        used += total.unwrap_or(0);
+        for chunk in keys.chunks(500) {
+            let replaced: Option<i64> = plugin_kv::Entity::find()
+                .select_only()
+                .column_as(bytes_used(), "used")
+                .filter(plugin_kv::Column::Plugin.eq(plugin))
+                .filter(plugin_kv::Column::Key.is_in(chunk.iter().cloned()))
+                .filter(live(now))
+                .into_tuple::<Option<i64>>()
+                .one(&txn)
+                .await?
+                .flatten();
+            used -= replaced.unwrap_or(0);
+        }
+        let size: i64 = entries
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as i64)
+            .sum();
         if used + size > quota {
             return Ok(KvSetOutcome::OverQuota { used });
         }
-        plugin_kv::Entity::insert(plugin_kv::ActiveModel {
-            plugin: Set(plugin.to_string()),
-            key: Set(key.to_string()),
-            value: Set(value),
-            size: Set(size),
-            expires_at: Set(expires_at),
-            updated_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::columns([plugin_kv::Column::Plugin, plugin_kv::Column::Key])
-                .update_columns([
-                    plugin_kv::Column::Value,
-                    plugin_kv::Column::Size,
-                    plugin_kv::Column::ExpiresAt,
-                    plugin_kv::Column::UpdatedAt,
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(&txn)
-        .await?;
+        let rows: Vec<plugin_kv::ActiveModel> = entries
+            .into_iter()
+            .map(|(key, value)| plugin_kv::ActiveModel {
+                plugin: Set(plugin.to_string()),
+                size: Set((key.len() + value.len()) as i64),
+                key: Set(key),
+                value: Set(value),
+                expires_at: Set(expires_at),
+                updated_at: Set(now),
+            })
+            .collect();
+        // Small statements: SQLite allows a limited number of bound parameters.
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<_> = rows.by_ref().take(100).collect();
+            plugin_kv::Entity::insert_many(chunk)
+                .on_conflict(
+                    OnConflict::columns([plugin_kv::Column::Plugin, plugin_kv::Column::Key])
+                        .update_columns([
+                            plugin_kv::Column::Value,
+                            plugin_kv::Column::Size,
+                            plugin_kv::Column::ExpiresAt,
+                            plugin_kv::Column::UpdatedAt,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+        }
         txn.commit().await?;
         Ok(KvSetOutcome::Stored)
     }

@@ -983,8 +983,53 @@ mod in_the_database {
 
     on_both_databases!(
         the_outbox_keeps_whole_messages_and_counts_them,
-        expired_plugin_entries_are_deleted_by_the_purge
+        expired_plugin_entries_are_deleted_by_the_purge,
+        many_plugin_entries_are_stored_together_within_the_quota
     );
+
+    async fn many_plugin_entries_are_stored_together_within_the_quota(app: TestApp) {
+        use confab_core::store::KvSetOutcome;
+        let store = &app.store;
+        let now = app.clock_now();
+        // 600 entries of 4 + 1 bytes (keys k000…): 3,000 bytes, in chunks.
+        let entries = |value: &[u8]| -> Vec<(String, Vec<u8>)> {
+            (0..600)
+                .map(|i| (format!("k{i:03}"), value.to_vec()))
+                .collect()
+        };
+        let outcome = store
+            .plugin_kv_set_many("p", entries(b"a"), None, 3_000, now)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, KvSetOutcome::Stored), "{outcome:?}");
+        let keys: Vec<String> = ["k000", "k599", "nope"].map(String::from).to_vec();
+        let found = store.plugin_kv_get_many("p", &keys, now).await.unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found["k599"], b"a");
+        // Replacing them counts their new size only: 600 × 6 bytes is over 3,000.
+        let over = store
+            .plugin_kv_set_many("p", entries(b"ab"), None, 3_000, now)
+            .await
+            .unwrap();
+        assert!(
+            matches!(over, KvSetOutcome::OverQuota { used: 0 }),
+            "{over:?}"
+        );
+        let found = store.plugin_kv_get_many("p", &keys, now).await.unwrap();
+        assert_eq!(found["k000"], b"a", "nothing of a refused batch is stored");
+        // Within the quota, replacing works; other plugins' entries do not count.
+        store
+            .plugin_kv_set("q", "big", vec![0; 2_000], None, 3_000, now)
+            .await
+            .unwrap();
+        let outcome = store
+            .plugin_kv_set_many("p", entries(b""), None, 3_000, now)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, KvSetOutcome::Stored), "{outcome:?}");
+        let found = store.plugin_kv_get_many("p", &keys, now).await.unwrap();
+        assert_eq!(found["k000"], b"");
+    }
 
     async fn the_outbox_keeps_whole_messages_and_counts_them(app: TestApp) {
         let outbox = confab_core::mail::Outbox::new(app.store.clone(), app.state.clock.clone());

@@ -406,6 +406,41 @@ impl kv::Host for HostState {
             .cloned()
             .collect())
     }
+
+    fn get_many(&mut self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        self.setup.check(Capability::Kv)?;
+        if keys.len() > 1000 {
+            return Err(Error::LimitReached("at most 1000 keys at once".into()));
+        }
+        keys.iter().try_for_each(|k| check_key(k))?;
+        Ok(keys
+            .iter()
+            .map(|k| self.world.kv_live(k).map(|e| e.value.clone()))
+            .collect())
+    }
+
+    fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), Error> {
+        self.setup.check(Capability::Kv)?;
+        if entries.len() > 1000 {
+            return Err(Error::LimitReached("at most 1000 keys at once".into()));
+        }
+        let mut seen = BTreeSet::new();
+        for (key, _) in &entries {
+            check_key(key)?;
+            if !seen.insert(key.clone()) {
+                return Err(Error::Invalid(format!("the key {key:?} is given twice")));
+            }
+        }
+        // All or nothing: on a refusal, what was stored before comes back.
+        let before = self.world.kv.clone();
+        for (key, value) in entries {
+            if let Err(e) = kv::Host::set(self, key, value, None) {
+                self.world.kv = before;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl links::Host for HostState {
@@ -425,6 +460,26 @@ impl links::Host for HostState {
     fn get(&mut self, id: String) -> Result<Link, Error> {
         self.setup.check(Capability::Links)?;
         self.world.link(&id).cloned()
+    }
+
+    fn create_many(
+        &mut self,
+        as_user: i64,
+        params: Vec<NewLink>,
+    ) -> Result<Vec<CreatedLink>, Error> {
+        self.link_owner(as_user)?;
+        if params.len() > 1000 {
+            return Err(Error::LimitReached("at most 1000 links at once".into()));
+        }
+        // Every one is checked before any is made, as on the server.
+        for p in &params {
+            let mut probe = World::default();
+            probe.new_link(as_user, &p.title, p.max_participants)?;
+        }
+        params
+            .into_iter()
+            .map(|p| self.create(as_user, p))
+            .collect()
     }
 
     fn create_scheduled(

@@ -12,6 +12,8 @@ use crate::store::KvSetOutcome;
 pub const MAX_KEY_BYTES: usize = 256;
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 pub const MAX_KEYS_PER_PAGE: u32 = 1000;
+/// Most keys of one `get-many` or `set-many`.
+pub const MAX_KEYS_AT_ONCE: usize = 1000;
 
 fn check_key(key: &str) -> Result<(), Error> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
@@ -23,7 +25,80 @@ fn check_key(key: &str) -> Result<(), Error> {
     Ok(())
 }
 
+fn check_value(value: &[u8]) -> Result<(), Error> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(Error::LimitReached(format!(
+            "values are at most {MAX_VALUE_BYTES} bytes, this one is {}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_count(count: usize) -> Result<(), Error> {
+    if count > MAX_KEYS_AT_ONCE {
+        return Err(Error::LimitReached(format!(
+            "at most {MAX_KEYS_AT_ONCE} keys at once, not {count}"
+        )));
+    }
+    Ok(())
+}
+
 impl HostState {
+    fn kv_quota(&self) -> i64 {
+        self.cx
+            .manifest
+            .permissions
+            .kv
+            .as_ref()
+            .map_or(0, |kv| kv.quota_bytes) as i64
+    }
+
+    fn quota_answer(&self, outcome: KvSetOutcome) -> Result<(), Error> {
+        match outcome {
+            KvSetOutcome::Stored => Ok(()),
+            KvSetOutcome::OverQuota { used } => Err(Error::LimitReached(format!(
+                "the plugin's storage quota of {} bytes is used up ({used} bytes in use)",
+                self.kv_quota()
+            ))),
+        }
+    }
+
+    async fn kv_get_many(&mut self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        self.cx.check(Capability::Kv)?;
+        check_count(keys.len())?;
+        keys.iter().try_for_each(|k| check_key(k))?;
+        let now = self.app.clock.now();
+        let mut found = self
+            .app
+            .store
+            .plugin_kv_get_many(&self.cx.name, &keys, now)
+            .await
+            .map_err(unavailable)?;
+        Ok(keys.iter().map(|k| found.remove(k)).collect())
+    }
+
+    async fn kv_set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), Error> {
+        self.cx.check(Capability::Kv)?;
+        check_count(entries.len())?;
+        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        for (key, value) in &entries {
+            check_key(key)?;
+            check_value(value)?;
+            if !seen.insert(key.as_str()) {
+                return Err(Error::Invalid(format!("the key {key:?} is given twice")));
+            }
+        }
+        let now = self.app.clock.now();
+        let outcome = self
+            .app
+            .store
+            .plugin_kv_set_many(&self.cx.name, entries, None, self.kv_quota(), now)
+            .await
+            .map_err(unavailable)?;
+        self.quota_answer(outcome)
+    }
+
     async fn kv_get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
         self.cx.check(Capability::Kv)?;
         check_key(&key)?;
@@ -43,36 +118,19 @@ impl HostState {
     ) -> Result<(), Error> {
         self.cx.check(Capability::Kv)?;
         check_key(&key)?;
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(Error::LimitReached(format!(
-                "values are at most {MAX_VALUE_BYTES} bytes, this one is {}",
-                value.len()
-            )));
-        }
+        check_value(&value)?;
         if ttl_seconds == Some(0) {
             return Err(Error::Invalid("ttl-seconds must be at least 1".into()));
         }
-        let quota = self
-            .cx
-            .manifest
-            .permissions
-            .kv
-            .as_ref()
-            .map_or(0, |kv| kv.quota_bytes) as i64;
         let now = self.app.clock.now();
         let expires_at = ttl_seconds.map(|s| now + Duration::seconds(i64::from(s)));
-        match self
+        let outcome = self
             .app
             .store
-            .plugin_kv_set(&self.cx.name, &key, value, expires_at, quota, now)
+            .plugin_kv_set(&self.cx.name, &key, value, expires_at, self.kv_quota(), now)
             .await
-            .map_err(unavailable)?
-        {
-            KvSetOutcome::Stored => Ok(()),
-            KvSetOutcome::OverQuota { used } => Err(Error::LimitReached(format!(
-                "the plugin's storage quota of {quota} bytes is used up ({used} bytes in use)"
-            ))),
-        }
+            .map_err(unavailable)?;
+        self.quota_answer(outcome)
     }
 
     async fn kv_delete(&mut self, key: String) -> Result<(), Error> {
@@ -137,5 +195,19 @@ impl Host for HostState {
         limit: u32,
     ) -> wasmtime::Result<Result<Vec<String>, Error>> {
         Ok(self.kv_keys(prefix, after, limit).await)
+    }
+
+    async fn get_many(
+        &mut self,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Option<Vec<u8>>>, Error>> {
+        Ok(self.kv_get_many(keys).await)
+    }
+
+    async fn set_many(
+        &mut self,
+        entries: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        Ok(self.kv_set_many(entries).await)
     }
 }

@@ -14,6 +14,8 @@ use crate::store::LinkFilter;
 
 /// Most links `list-owned` returns.
 const MAX_LIST: u64 = 1000;
+/// Most links one `create-many` makes.
+const MAX_CREATE_AT_ONCE: usize = 1000;
 
 fn link_error(err: LinkError) -> Error {
     match err {
@@ -109,6 +111,55 @@ impl HostState {
         }
     }
 
+    /// Up to [`MAX_CREATE_AT_ONCE`] links; each is checked before any is written,
+    /// and the inserts go to the store's writer together, so they share commits.
+    async fn links_create_many(
+        &mut self,
+        as_user: i64,
+        params: Vec<NewLink>,
+    ) -> Result<Vec<CreatedLink>, Error> {
+        if params.len() > MAX_CREATE_AT_ONCE {
+            return Err(Error::LimitReached(format!(
+                "at most {MAX_CREATE_AT_ONCE} links at once, not {}",
+                params.len()
+            )));
+        }
+        let owner = self.account(as_user).await?;
+        let policy = self
+            .app
+            .policy
+            .get(&self.app.store)
+            .await
+            .map_err(unavailable)?;
+        let inputs: Vec<CoreNewLink> = params
+            .into_iter()
+            .map(|p| CoreNewLink {
+                title: p.title,
+                max_participants: p
+                    .max_participants
+                    .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+                ..Default::default()
+            })
+            .collect();
+        let now = self.app.clock.now();
+        let created = links::create_many(&self.app.store, &policy, &owner, inputs, now)
+            .await
+            .map_err(link_error)?;
+        self.app.metrics.links_created.inc_by(created.len() as u64);
+        tracing::info!(plugin = %self.cx.name, user = owner.id, count = created.len(), "a plugin created links");
+        Ok(created
+            .into_iter()
+            .map(|link| {
+                let view = LinkView::new(&link, self.app.public_url());
+                crate::plugins::emit(&self.app, crate::plugins::Event::LinkCreated(link.clone()));
+                CreatedLink {
+                    link: link_record(&link),
+                    url: view.url,
+                }
+            })
+            .collect())
+    }
+
     async fn links_schedule(&mut self, id: String) -> Result<Option<Schedule>, Error> {
         self.cx.check(Capability::Links)?;
         match links::resolve(&self.app.store, &id).await {
@@ -182,6 +233,14 @@ impl Host for HostState {
         schedule: Schedule,
     ) -> wasmtime::Result<Result<CreatedLink, Error>> {
         Ok(self.links_create(as_user, params, Some(schedule)).await)
+    }
+
+    async fn create_many(
+        &mut self,
+        as_user: i64,
+        params: Vec<NewLink>,
+    ) -> wasmtime::Result<Result<Vec<CreatedLink>, Error>> {
+        Ok(self.links_create_many(as_user, params).await)
     }
 
     async fn get_schedule(

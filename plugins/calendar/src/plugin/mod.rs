@@ -23,6 +23,7 @@ mod server;
 mod store;
 mod web;
 
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
@@ -231,54 +232,59 @@ fn add_link(request: &HttpRequest) -> HttpResponse {
     let events = calendar.events();
 
     // One link per UID: the one this user's earlier submissions got, while it works.
-    let mut chosen: Vec<(String, String)> = Vec::with_capacity(events.len());
+    let uids: Vec<&str> = events.iter().map(|e| e.uid.as_str()).collect();
+    let known = match store::event_links(user, &uids) {
+        Ok(known) => known,
+        Err(e) => return unavailable(e),
+    };
+    let mut chosen: HashMap<String, String> = HashMap::with_capacity(events.len());
     let mut missing = Vec::new();
-    for event in &events {
-        match store::event_link(user, &event.uid) {
-            Ok(Some(known)) if server::live_link(&known.link_id).is_some() => {
-                chosen.push((event.uid.clone(), known.url));
+    for (event, known) in events.iter().zip(known) {
+        match known {
+            Some(known) if server::live_link(&known.link_id).is_some() => {
+                chosen.insert(event.uid.clone(), known.url);
             }
-            Ok(_) => missing.push(event),
-            Err(e) => return unavailable(e),
+            _ => missing.push(event),
         }
     }
-    for event in missing {
-        let title = event
-            .summary
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .unwrap_or("Call");
-        let title: String = title.chars().take(200).collect();
-        let created = match server::create_link(user, &title, None) {
+    // The new ones all at once: one batch of links, one batch of records.
+    if !missing.is_empty() {
+        let titles: Vec<String> = missing
+            .iter()
+            .map(|event| {
+                let title = event
+                    .summary
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("Call");
+                title.chars().take(200).collect()
+            })
+            .collect();
+        let created = match server::create_links(user, &titles) {
             Ok(c) => c,
             Err(e) => return unavailable(e),
         };
-        let record = EventLink {
-            uid: event.uid.clone(),
-            link_id: created.link.id.clone(),
-            url: created.url.clone(),
-        };
-        if let Err(e) = store::set_event_link(user, &record) {
+        let records: Vec<EventLink> = missing
+            .iter()
+            .zip(created)
+            .map(|(event, created)| EventLink {
+                uid: event.uid.clone(),
+                link_id: created.link.id,
+                url: created.url,
+            })
+            .collect();
+        if let Err(e) = store::set_event_links(user, &records) {
             return unavailable(e);
         }
-        chosen.push((event.uid.clone(), created.url));
+        chosen.extend(records.into_iter().map(|r| (r.uid, r.url)));
     }
 
     let label = web::form(&request.query)
         .remove("label")
         .filter(|l| !l.trim().is_empty())
         .unwrap_or_else(label);
-    let added = calendar.with_links(
-        |event| {
-            chosen
-                .iter()
-                .find(|(uid, _)| *uid == event.uid)
-                .map(|(_, url)| url.clone())
-        },
-        &label,
-        now(),
-    );
+    let added = calendar.with_links(|event| chosen.get(&event.uid).cloned(), &label, now());
     match added {
         Ok(added) => {
             let name = web::download_name(filename.as_deref(), "-confab");

@@ -32,6 +32,23 @@ pub fn create_link(user: i64, title: &str, times: Option<&Times>) -> Result<Crea
     }
 }
 
+/// New links for `user`, one per title, in order.
+pub fn create_links(user: i64, titles: &[String]) -> Result<Vec<CreatedLink>, Error> {
+    let mut created = Vec::with_capacity(titles.len());
+    // The server makes at most 1000 at once; a calendar has at most that many events.
+    for chunk in titles.chunks(1000) {
+        let params: Vec<NewLink> = chunk
+            .iter()
+            .map(|title| NewLink {
+                title: title.clone(),
+                max_participants: None,
+            })
+            .collect();
+        created.extend(links::create_many(user, &params)?);
+    }
+    Ok(created)
+}
+
 /// The link `id` if it still works (exists and is not revoked).
 pub fn live_link(id: &str) -> Option<Link> {
     links::get(id).ok().filter(|l| l.revoked_at.is_none())

@@ -128,13 +128,38 @@ fn write<T: Serialize>(key: &str, value: &T) -> Result<(), Error> {
     kv::set(key, json)
 }
 
-pub fn event_link(user: i64, uid: &str) -> Result<Option<EventLink>, Error> {
-    let found: Option<EventLink> = read(&format!("event/{user}/{}", uid_key(uid)))?;
-    Ok(found.filter(|e| e.uid == uid))
+fn event_key(user: i64, uid: &str) -> String {
+    format!("event/{user}/{}", uid_key(uid))
 }
 
-pub fn set_event_link(user: i64, link: &EventLink) -> Result<(), Error> {
-    write(&format!("event/{user}/{}", uid_key(&link.uid)), link)
+/// The links earlier submissions gave these UIDs, in their order.
+pub fn event_links(user: i64, uids: &[&str]) -> Result<Vec<Option<EventLink>>, Error> {
+    let mut out = Vec::with_capacity(uids.len());
+    for chunk in uids.chunks(1000) {
+        let keys: Vec<String> = chunk.iter().map(|uid| event_key(user, uid)).collect();
+        let values = kv::get_many(&keys)?;
+        out.extend(chunk.iter().zip(values).map(|(uid, value)| {
+            value
+                .and_then(|v| serde_json::from_slice::<EventLink>(&v).ok())
+                .filter(|e| e.uid == *uid)
+        }));
+    }
+    Ok(out)
+}
+
+pub fn set_event_links(user: i64, links: &[EventLink]) -> Result<(), Error> {
+    for chunk in links.chunks(1000) {
+        let entries = chunk
+            .iter()
+            .map(|link| {
+                serde_json::to_vec(link)
+                    .map(|json| (event_key(user, &link.uid), json))
+                    .map_err(|e| Error::Invalid(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        kv::set_many(&entries)?;
+    }
+    Ok(())
 }
 
 fn call_key(user: i64, link_id: &str) -> String {
