@@ -9,6 +9,8 @@
 #     new UID each time (a new link: one link insert and one kv write more);
 #   - a 500-event calendar, submitted again, and with 500 new UIDs each time.
 # Prints medians (and p90) of SINGLE, SINGLE_NEW, MANY and MANY_NEW requests.
+# CALENDAR_WASM=path/to/confab_calendar.wasm measures that build of the plugin
+# instead of the bundled one (installed as `calendar`, which replaces it).
 # Needs: curl, python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,6 +30,15 @@ export CONFAB_DATA_DIR="$work/data" CONFAB_SERVER_LISTEN="127.0.0.1:$PORT" CONFA
 export CONFAB_MEDIA_BIND=127.0.0.1 CONFAB_MEDIA_UDP_PORT=0 CONFAB_MEDIA_TCP_PORT=0
 base="http://127.0.0.1:$PORT"
 
+if [ -n "${CALENDAR_WASM:-}" ]; then
+  dir="$work/data/plugins/calendar"
+  mkdir -p "$dir"
+  sed 's/^component = .*/component = "plugin.wasm"/' plugins/calendar/plugin.toml >"$dir/plugin.toml"
+  cp "$CALENDAR_WASM" "$dir/plugin.wasm"
+  cp -r plugins/calendar/static plugins/calendar/templates "$dir/"
+  printf '[plugins.settings.calendar]\ngrant = ["kv", "links", "templates", "users"]\n' >"$work/confab.toml"
+  export CONFAB_CONFIG="$work/confab.toml"
+fi
 "$bin" serve >"$work/serve.log" 2>&1 &
 pid=$!
 until curl -sf "$base/readyz" >/dev/null; do

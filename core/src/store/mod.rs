@@ -65,6 +65,9 @@ pub struct Store {
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     link_cache: Arc<link_cache::LinkCache>,
     link_writer: tokio::sync::mpsc::Sender<links::PendingInsert>,
+    /// Bytes each plugin's key-value entries take up, as this process wrote them
+    /// (see `plugins::KvUsage`); held while a plugin's entries are written.
+    kv_usage: Arc<tokio::sync::Mutex<plugins::KvUsage>>,
 }
 
 impl Store {
@@ -106,6 +109,7 @@ impl Store {
             write_gate,
             link_cache: Arc::default(),
             link_writer,
+            kv_usage: Arc::default(),
         })
     }
 

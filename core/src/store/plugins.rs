@@ -19,6 +19,14 @@ pub enum KvSetOutcome {
     },
 }
 
+/// What each plugin's entries take up, by plugin: kept up to date by the writes
+/// this process makes, so a write costs a few indexed lookups instead of a sum
+/// over all of the plugin's entries. A plugin not in the map (after a start or a
+/// purge) is summed once, after its expired entries are deleted, so expired
+/// entries never count. Another process writing the same database (a second node)
+/// is not seen: its writes count from this process's next sum (after a purge).
+pub(crate) type KvUsage = std::collections::HashMap<String, i64>;
+
 /// `SUM(size)` as a BIGINT: PostgreSQL sums BIGINTs into a NUMERIC.
 fn bytes_used() -> SimpleExpr {
     Expr::col(plugin_kv::Column::Size)
@@ -103,41 +111,32 @@ impl Store {
         if entries.is_empty() {
             return Ok(KvSetOutcome::Stored);
         }
+        let mut usage = self.kv_usage.lock().await;
         let _turn = self.write_turn().await;
         let txn = self.conn().begin().await?;
-        let mut used = 0;
         let keys: Vec<String> = entries.iter().map(|(k, _)| k.clone()).collect();
-        // What the entries being replaced use now does not count: summed per chunk
-        // of keys, total minus theirs.
-        let total: Option<i64> = plugin_kv::Entity::find()
-            .select_only()
-            .column_as(bytes_used(), "used")
-            .filter(plugin_kv::Column::Plugin.eq(plugin))
-            .filter(live(now))
-            .into_tuple::<Option<i64>>()
-            .one(&txn)
-            .await?
-            .flatten();
-        used += total.unwrap_or(0);
-        for chunk in keys.chunks(500) {
-            let replaced: Option<i64> = plugin_kv::Entity::find()
-                .select_only()
-                .column_as(bytes_used(), "used")
-                .filter(plugin_kv::Column::Plugin.eq(plugin))
-                .filter(plugin_kv::Column::Key.is_in(chunk.iter().cloned()))
-                .filter(live(now))
-                .into_tuple::<Option<i64>>()
-                .one(&txn)
-                .await?
-                .flatten();
-            used -= replaced.unwrap_or(0);
-        }
         let size: i64 = entries
             .iter()
             .map(|(k, v)| (k.len() + v.len()) as i64)
             .sum();
-        if used + size > quota {
-            return Ok(KvSetOutcome::OverQuota { used });
+        // What the others take: from the running total when there is one (it may
+        // still count entries that expired since), exactly otherwise or when that
+        // total says the quota is reached.
+        let mut besides = match usage.get(plugin) {
+            Some(total) => Some(total - self.kv_sizes_of(&txn, plugin, &keys).await?),
+            None => None,
+        };
+        if besides.is_none_or(|b| b + size > quota) {
+            besides = Some(self.kv_exact_besides(&txn, plugin, &keys, now).await?);
+        }
+        let besides = besides.unwrap_or(0);
+        if besides + size > quota {
+            usage.insert(
+                plugin.to_string(),
+                besides + self.kv_sizes_of(&txn, plugin, &keys).await?,
+            );
+            txn.commit().await?;
+            return Ok(KvSetOutcome::OverQuota { used: besides });
         }
         let rows: Vec<plugin_kv::ActiveModel> = entries
             .into_iter()
@@ -169,16 +168,72 @@ impl Store {
                 .await?;
         }
         txn.commit().await?;
+        usage.insert(plugin.to_string(), besides + size);
         Ok(KvSetOutcome::Stored)
     }
 
+    /// What the plugin's entries under `keys` take up now (expired or not).
+    async fn kv_sizes_of(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        plugin: &str,
+        keys: &[String],
+    ) -> StoreResult<i64> {
+        let mut total = 0;
+        for chunk in keys.chunks(500) {
+            let sum: Option<i64> = plugin_kv::Entity::find()
+                .select_only()
+                .column_as(bytes_used(), "used")
+                .filter(plugin_kv::Column::Plugin.eq(plugin))
+                .filter(plugin_kv::Column::Key.is_in(chunk.iter().cloned()))
+                .into_tuple::<Option<i64>>()
+                .one(txn)
+                .await?
+                .flatten();
+            total += sum.unwrap_or(0);
+        }
+        Ok(total)
+    }
+
+    /// Deletes the plugin's expired entries, then sums what the others than `keys`
+    /// take up.
+    async fn kv_exact_besides(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        plugin: &str,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> StoreResult<i64> {
+        plugin_kv::Entity::delete_many()
+            .filter(plugin_kv::Column::Plugin.eq(plugin))
+            .filter(plugin_kv::Column::ExpiresAt.lte(now))
+            .exec(txn)
+            .await?;
+        let all: Option<i64> = plugin_kv::Entity::find()
+            .select_only()
+            .column_as(bytes_used(), "used")
+            .filter(plugin_kv::Column::Plugin.eq(plugin))
+            .into_tuple::<Option<i64>>()
+            .one(txn)
+            .await?
+            .flatten();
+        Ok(all.unwrap_or(0) - self.kv_sizes_of(txn, plugin, keys).await?)
+    }
+
     pub async fn plugin_kv_delete(&self, plugin: &str, key: &str) -> StoreResult<()> {
+        let mut usage = self.kv_usage.lock().await;
         let _turn = self.write_turn().await;
+        let txn = self.conn().begin().await?;
+        let freed = self.kv_sizes_of(&txn, plugin, &[key.to_string()]).await?;
         plugin_kv::Entity::delete_many()
             .filter(plugin_kv::Column::Plugin.eq(plugin))
             .filter(plugin_kv::Column::Key.eq(key))
-            .exec(self.conn())
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
+        if let Some(total) = usage.get_mut(plugin) {
+            *total -= freed;
+        }
         Ok(())
     }
 
@@ -235,6 +290,9 @@ impl Store {
 
     /// Deletes entries that expired before `now`.
     pub async fn delete_expired_plugin_kv(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        let mut usage = self.kv_usage.lock().await;
+        // The totals are summed again on each plugin's next write.
+        usage.clear();
         let _turn = self.write_turn().await;
         let res = plugin_kv::Entity::delete_many()
             .filter(plugin_kv::Column::ExpiresAt.lte(now))

@@ -1029,6 +1029,30 @@ mod in_the_database {
         assert!(matches!(outcome, KvSetOutcome::Stored), "{outcome:?}");
         let found = store.plugin_kv_get_many("p", &keys, now).await.unwrap();
         assert_eq!(found["k000"], b"");
+
+        // 2,400 bytes in use. An entry that expires counts while it lives, not after;
+        // a deleted one frees its bytes at once.
+        let later = now + Duration::minutes(5);
+        let set = |key: &'static str, bytes: usize, expires, at| {
+            store.plugin_kv_set("p", key, vec![1; bytes], expires, 3_000, at)
+        };
+        let stored = |outcome: KvSetOutcome| matches!(outcome, KvSetOutcome::Stored);
+        assert!(stored(
+            set("tmp", 500, Some(now + Duration::minutes(1)), now)
+                .await
+                .unwrap()
+        ));
+        assert!(!stored(set("more", 400, None, now).await.unwrap()));
+        assert!(
+            stored(set("more", 400, None, later).await.unwrap()),
+            "the expired entry no longer counts"
+        );
+        assert!(!stored(set("most", 200, None, later).await.unwrap()));
+        store.plugin_kv_delete("p", "more").await.unwrap();
+        assert!(
+            stored(set("most", 200, None, later).await.unwrap()),
+            "deleting freed the space"
+        );
     }
 
     async fn the_outbox_keeps_whole_messages_and_counts_them(app: TestApp) {
