@@ -233,6 +233,22 @@ async fn an_event_file_gets_server_links_once(app: TestApp) {
     assert_eq!(anonymous.error_code(), "unauthorized");
 }
 
+/// Schedules a call through the plugin; returns the answer and the new link's id.
+async fn schedule_call(app: &TestApp, token: &str, body: Value) -> (Res, String) {
+    let made = app
+        .post("/p/calendar/schedule")
+        .bearer(token)
+        .json(&body)
+        .send()
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+    let id = made.headers["x-confab-link-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    (made, id)
+}
+
 fn schedule_body() -> Value {
     json!({
         "title": "Weekly sync",
@@ -247,17 +263,7 @@ fn schedule_body() -> Value {
 
 async fn a_scheduled_call_is_on_the_links_record_and_follows_changes(app: TestApp) {
     let token = app.user_with_token("ana@example.org", Role::Member).await;
-    let made = app
-        .post("/p/calendar/schedule")
-        .bearer(&token)
-        .json(&schedule_body())
-        .send()
-        .await;
-    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
-    let id = made.headers["x-confab-link-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let (made, id) = schedule_call(&app, &token, schedule_body()).await;
     let invite = made.text();
     let text = unfolded(&invite);
     // The organizer is the signed-in account, as the server knows it.
@@ -566,17 +572,7 @@ async fn refused_calendars_make_no_link(app: TestApp) {
 
 async fn the_feed_stops_when_its_address_is_revoked(app: TestApp) {
     let token = app.user_with_token("ana@example.org", Role::Member).await;
-    let made = app
-        .post("/p/calendar/schedule")
-        .bearer(&token)
-        .json(&json!({ "title": "Planning", "start": "2026-12-07T14:00", "duration": 30, "time_zone": "America/New_York" }))
-        .send()
-        .await;
-    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
-    let id = made.headers["x-confab-link-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let (_, id) = schedule_call(&app, &token, json!({ "title": "Planning", "start": "2026-12-07T14:00", "duration": 30, "time_zone": "America/New_York" })).await;
     let feed = app.post("/p/calendar/feed").bearer(&token).send().await;
     assert_eq!(feed.status, StatusCode::CREATED, "{}", feed.text());
     let feed = feed.json();

@@ -10,7 +10,7 @@ use crate::plugins::bindings::confab::plugin::links::{CreatedLink, Host, NewLink
 use crate::plugins::bindings::confab::plugin::types::{Error, Link, Schedule};
 use crate::plugins::manifest::Capability;
 use crate::plugins::runtime::HostState;
-use crate::store::LinkFilter;
+use crate::store::{LinkFilter, link};
 
 /// Most links `list-owned` returns.
 const MAX_LIST: u64 = 1000;
@@ -41,6 +41,17 @@ fn schedule_input(schedule: Schedule) -> Result<ScheduleInput, Error> {
     })
 }
 
+/// A plugin's new link, for the same checks as the REST API's.
+fn core_input(params: NewLink) -> CoreNewLink {
+    CoreNewLink {
+        title: params.title,
+        max_participants: params
+            .max_participants
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+        ..Default::default()
+    }
+}
+
 fn schedule_record(schedule: &links::Schedule) -> Schedule {
     Schedule {
         start: schedule.start.timestamp_millis(),
@@ -69,46 +80,12 @@ impl HostState {
         params: NewLink,
         schedule: Option<Schedule>,
     ) -> Result<CreatedLink, Error> {
-        let schedule = schedule.map(schedule_input).transpose()?;
-        let owner = self.account(as_user).await?;
-        let policy = self
-            .app
-            .policy
-            .get(&self.app.store)
-            .await
-            .map_err(unavailable)?;
-        let max_participants = params
-            .max_participants
-            .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
-        let input = CoreNewLink {
-            title: params.title,
-            max_participants,
-            schedule,
-            ..Default::default()
-        };
-        let now = self.app.clock.now();
-        let link = links::create(&self.app.store, &policy, &owner, input, now)
-            .await
-            .map_err(link_error)?;
-        self.app.metrics.links_created.inc();
-        tracing::info!(plugin = %self.cx.name, user = owner.id, "a plugin created a link");
-        let view = LinkView::new(&link, self.app.public_url());
-        crate::plugins::emit(&self.app, crate::plugins::Event::LinkCreated(link.clone()));
-        Ok(CreatedLink {
-            link: link_record(&link),
-            url: view.url,
-        })
-    }
-
-    async fn links_get(&mut self, id: String) -> Result<Link, Error> {
-        self.cx.check(Capability::Links)?;
-        match links::resolve(&self.app.store, &id).await {
-            Ok(links::PublicLink::Active(link)) | Ok(links::PublicLink::Revoked(link)) => {
-                Ok(link_record(&link))
-            }
-            Ok(links::PublicLink::NotFound) => Err(Error::NotFound("no such link".into())),
-            Err(e) => Err(link_error(e)),
-        }
+        let mut input = core_input(params);
+        input.schedule = schedule.map(schedule_input).transpose()?;
+        let mut created = self.create_links(as_user, vec![input]).await?;
+        created
+            .pop()
+            .ok_or_else(|| Error::Unavailable("the link was not made".into()))
     }
 
     /// Up to [`MAX_CREATE_AT_ONCE`] links; each is checked before any is written,
@@ -124,6 +101,17 @@ impl HostState {
                 params.len()
             )));
         }
+        let inputs = params.into_iter().map(core_input).collect();
+        self.create_links(as_user, inputs).await
+    }
+
+    /// Makes the links as `as_user` would through the REST API, and tells the
+    /// plugins about each.
+    async fn create_links(
+        &mut self,
+        as_user: i64,
+        inputs: Vec<CoreNewLink>,
+    ) -> Result<Vec<CreatedLink>, Error> {
         let owner = self.account(as_user).await?;
         let policy = self
             .app
@@ -131,16 +119,6 @@ impl HostState {
             .get(&self.app.store)
             .await
             .map_err(unavailable)?;
-        let inputs: Vec<CoreNewLink> = params
-            .into_iter()
-            .map(|p| CoreNewLink {
-                title: p.title,
-                max_participants: p
-                    .max_participants
-                    .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
-                ..Default::default()
-            })
-            .collect();
         let now = self.app.clock.now();
         let created = links::create_many(&self.app.store, &policy, &owner, inputs, now)
             .await
@@ -160,17 +138,25 @@ impl HostState {
             .collect())
     }
 
-    async fn links_schedule(&mut self, id: String) -> Result<Option<Schedule>, Error> {
+    /// Link `id`, active or revoked.
+    async fn resolved(&mut self, id: &str) -> Result<link::Model, Error> {
         self.cx.check(Capability::Links)?;
-        match links::resolve(&self.app.store, &id).await {
-            Ok(links::PublicLink::Active(link)) | Ok(links::PublicLink::Revoked(link)) => {
-                Ok(links::Schedule::from_row(&link)
-                    .as_ref()
-                    .map(schedule_record))
-            }
+        match links::resolve(&self.app.store, id).await {
+            Ok(links::PublicLink::Active(link)) | Ok(links::PublicLink::Revoked(link)) => Ok(link),
             Ok(links::PublicLink::NotFound) => Err(Error::NotFound("no such link".into())),
             Err(e) => Err(link_error(e)),
         }
+    }
+
+    async fn links_get(&mut self, id: String) -> Result<Link, Error> {
+        Ok(link_record(&self.resolved(&id).await?))
+    }
+
+    async fn links_schedule(&mut self, id: String) -> Result<Option<Schedule>, Error> {
+        let link = self.resolved(&id).await?;
+        Ok(links::Schedule::from_row(&link)
+            .as_ref()
+            .map(schedule_record))
     }
 
     async fn links_set_schedule(
