@@ -83,6 +83,17 @@ async fn link_ids(app: &TestApp, token: &str) -> Vec<String> {
         .collect()
 }
 
+/// Link `id` as the REST API shows it to its owner.
+async fn api_link(app: &TestApp, token: &str, id: &str) -> Value {
+    let res = app
+        .get(&format!("/api/v1/links/{id}"))
+        .bearer(token)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    res.json()
+}
+
 /// "Add to calendar" for link `id`, with `body` (`{"url": …}` or `{}`).
 async fn add_to_calendar(app: &TestApp, token: &str, id: &str, body: Value) -> Res {
     app.post(&format!("/p/calendar/links/{id}.ics"))
@@ -164,12 +175,7 @@ async fn an_event_file_gets_server_links_once(app: TestApp) {
     let distinct: std::collections::BTreeSet<_> = links.values().map(Value::to_string).collect();
     assert_eq!(distinct.len(), 2, "each UID has its own link: {links:?}");
     let planning = &ids[0];
-    let link = app
-        .get(&format!("/api/v1/links/{planning}"))
-        .bearer(&token)
-        .send()
-        .await
-        .json();
+    let link = api_link(&app, &token, planning).await;
     assert!(
         link["title"]
             .as_str()
@@ -292,12 +298,7 @@ async fn a_scheduled_call_is_on_the_links_record_and_follows_changes(app: TestAp
     );
 
     // The link's own record has the schedule: the API, the dashboard, the join page.
-    let link = app
-        .get(&format!("/api/v1/links/{id}"))
-        .bearer(&token)
-        .send()
-        .await
-        .json();
+    let link = api_link(&app, &token, &id).await;
     assert_eq!(link["title"], "Weekly sync");
     assert_eq!(link["schedule"]["start"], "2026-12-01T09:00:00Z");
     assert_eq!(link["schedule"]["end"], "2026-12-01T09:45:00Z");
@@ -319,12 +320,7 @@ async fn a_scheduled_call_is_on_the_links_record_and_follows_changes(app: TestAp
         .await;
     assert_eq!(moved.status, StatusCode::OK, "{}", moved.text());
     assert!(moved.text().contains("SEQUENCE:1\r\n"));
-    let link = app
-        .get(&format!("/api/v1/links/{id}"))
-        .bearer(&token)
-        .send()
-        .await
-        .json();
+    let link = api_link(&app, &token, &id).await;
     assert_eq!(link["schedule"]["start"], "2026-12-01T10:00:00Z");
 
     // A schedule the server refuses changes nothing.
@@ -361,12 +357,7 @@ async fn a_scheduled_call_is_on_the_links_record_and_follows_changes(app: TestAp
     assert!(cancelled.contains("METHOD:CANCEL\r\n"));
     assert!(cancelled.contains("STATUS:CANCELLED\r\n"));
     assert!(cancelled.contains("SEQUENCE:2\r\n"));
-    let link = app
-        .get(&format!("/api/v1/links/{id}"))
-        .bearer(&token)
-        .send()
-        .await
-        .json();
+    let link = api_link(&app, &token, &id).await;
     assert_eq!(link["schedule"], Value::Null, "{link}");
     assert_eq!(link["status"], "active");
 
@@ -490,12 +481,7 @@ async fn add_to_calendar_serves_links_made_through_the_api(app: TestApp) {
         .await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
     assert_eq!(link_ids(&app, &token).await.len(), before);
-    let plain = app
-        .get(&format!("/api/v1/links/{plain_id}"))
-        .bearer(&token)
-        .send()
-        .await
-        .json();
+    let plain = api_link(&app, &token, plain_id).await;
     assert_eq!(plain["schedule"]["time_zone"], "Europe/Lisbon");
 }
 
