@@ -53,18 +53,8 @@ fn main() {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| root.join("target"))
             .join("bundled-plugins");
-        build(&root, &target_dir, &plugins);
         for plugin in &plugins {
-            let artifact = target_dir
-                .join(TARGET)
-                .join("release")
-                .join(format!("{}.wasm", plugin.package.replace('-', "_")));
-            assert!(
-                artifact.is_file(),
-                "the bundled plugin {} built, but {} is missing",
-                plugin.name,
-                artifact.display()
-            );
+            let artifact = build(&root, &target_dir, &out_dir, plugin);
             let _ = writeln!(
                 code,
                 "    Bundled {{\n        name: {:?},\n        manifest: include_str!({:?}),\n        component: include_bytes!({:?}),\n        files: &[",
@@ -149,8 +139,15 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// One `cargo build` for all bundled plugins; adds the wasm target once if missing.
-fn build(root: &Path, target_dir: &Path, plugins: &[Plugin]) {
+/// Builds one bundled plugin (adding the wasm target once if missing) and copies
+/// its component into `out_dir`; returns the copy.
+///
+/// One `cargo build` per plugin, because cargo unifies features within one: a
+/// plugin that uses another plugin's crate as a library (`default-features = false`,
+/// as the email invitations use the calendar's ICS engine) would get that plugin's
+/// exports linked in too. The copy is taken at once, because building the library
+/// user writes the library's own `.wasm` again, without its plugin.
+fn build(root: &Path, target_dir: &Path, out_dir: &Path, plugin: &Plugin) -> PathBuf {
     let run = || {
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cmd.args(["build", "--release", "--locked", "--target", TARGET])
@@ -161,9 +158,7 @@ fn build(root: &Path, target_dir: &Path, plugins: &[Plugin]) {
             .arg(root.join("Cargo.toml"))
             .arg("--target-dir")
             .arg(target_dir);
-        for plugin in plugins {
-            cmd.args(["-p", &plugin.package]);
-        }
+        cmd.args(["-p", &plugin.package]);
         // Nothing of this build's own settings (profile, flags, jobserver, clippy's
         // wrapper) applies to the plugins' build.
         for (key, _) in std::env::vars() {
@@ -191,8 +186,22 @@ fn build(root: &Path, target_dir: &Path, plugins: &[Plugin]) {
     }
     if !output.status.success() {
         panic!(
-            "building the bundled plugins for {TARGET} failed (install the target with `rustup target add {TARGET}`, or build without them with CONFAB_BUNDLED_PLUGINS=0):\n{}",
+            "building the bundled plugin {} for {TARGET} failed (install the target with `rustup target add {TARGET}`, or build without them with CONFAB_BUNDLED_PLUGINS=0):\n{}",
+            plugin.name,
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    let built = target_dir
+        .join(TARGET)
+        .join("release")
+        .join(format!("{}.wasm", plugin.package.replace('-', "_")));
+    assert!(
+        built.is_file(),
+        "the bundled plugin {} built, but {} is missing",
+        plugin.name,
+        built.display()
+    );
+    let copy = out_dir.join(format!("{}.wasm", plugin.name));
+    std::fs::copy(&built, &copy).expect("OUT_DIR is writable");
+    copy
 }

@@ -40,6 +40,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub templates: TemplatesConfig,
     pub plugins: PluginsConfig,
+    pub mail: MailConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -160,6 +161,75 @@ pub struct TemplatesConfig {
     pub dir: String,
 }
 
+/// How the server's mail leaves: the SMTP relay, or `.eml` files when none is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    /// The `From` of every message, `Name <address>` or an address. Empty:
+    /// `Confab <confab@{public_url's host}>`.
+    pub from: String,
+    /// The SMTP relay's host name. Empty: no SMTP; messages are written as `.eml`
+    /// files into `outbox_dir`.
+    pub smtp_host: String,
+    /// 0: 587 with `starttls`, 465 with `tls`, 25 with `none`.
+    pub smtp_port: u16,
+    pub smtp_tls: SmtpTls,
+    /// Sign in with these (only over TLS, unless `smtp_tls = "none"`). Empty: no AUTH.
+    pub smtp_username: String,
+    pub smtp_password: String,
+    /// A PEM file of certificates to trust besides the system's web roots (a
+    /// private CA's relay).
+    pub smtp_ca_file: String,
+    /// Connections kept open to the relay, at most (sends in flight at once).
+    pub smtp_pool_size: u32,
+    /// One SMTP command's timeout.
+    pub smtp_timeout_secs: u32,
+    /// Without SMTP: where the `.eml` files go. Empty: `{data_dir}/outbox`.
+    pub outbox_dir: String,
+    /// Attempts before a message is marked failed.
+    pub max_attempts: u32,
+    /// Wait before the second attempt; it doubles with each further attempt…
+    pub retry_initial_ms: u64,
+    /// …up to this.
+    pub retry_max_ms: u64,
+    /// How often the outbox is looked at for mail another node queued, or that came
+    /// due (queueing on this node wakes the worker at once).
+    pub poll_interval_ms: u64,
+}
+
+/// How the connection to the relay is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which is required.
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// No TLS: only for a relay on the same host or network.
+    None,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            from: String::new(),
+            smtp_host: String::new(),
+            smtp_port: 0,
+            smtp_tls: SmtpTls::Starttls,
+            smtp_username: String::new(),
+            smtp_password: String::new(),
+            smtp_ca_file: String::new(),
+            smtp_pool_size: 8,
+            smtp_timeout_secs: 30,
+            outbox_dir: String::new(),
+            max_attempts: 10,
+            retry_initial_ms: 30_000,
+            retry_max_ms: 3_600_000,
+            poll_interval_ms: 2_000,
+        }
+    }
+}
+
 /// Plugins: where they are, what they may do, how far they are trusted.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -249,6 +319,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             templates: TemplatesConfig::default(),
             plugins: PluginsConfig::default(),
+            mail: MailConfig::default(),
         }
     }
 }
@@ -362,6 +433,20 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("plugins.max_memory_mib", "CONFAB_PLUGINS_MAX_MEMORY_MIB"),
     ("plugins.max_concurrency", "CONFAB_PLUGINS_MAX_CONCURRENCY"),
+    ("mail.from", "CONFAB_MAIL_FROM"),
+    ("mail.smtp_host", "CONFAB_MAIL_SMTP_HOST"),
+    ("mail.smtp_port", "CONFAB_MAIL_SMTP_PORT"),
+    ("mail.smtp_tls", "CONFAB_MAIL_SMTP_TLS"),
+    ("mail.smtp_username", "CONFAB_MAIL_SMTP_USERNAME"),
+    ("mail.smtp_password", "CONFAB_MAIL_SMTP_PASSWORD"),
+    ("mail.smtp_ca_file", "CONFAB_MAIL_SMTP_CA_FILE"),
+    ("mail.smtp_pool_size", "CONFAB_MAIL_SMTP_POOL_SIZE"),
+    ("mail.smtp_timeout_secs", "CONFAB_MAIL_SMTP_TIMEOUT_SECS"),
+    ("mail.outbox_dir", "CONFAB_MAIL_OUTBOX_DIR"),
+    ("mail.max_attempts", "CONFAB_MAIL_MAX_ATTEMPTS"),
+    ("mail.retry_initial_ms", "CONFAB_MAIL_RETRY_INITIAL_MS"),
+    ("mail.retry_max_ms", "CONFAB_MAIL_RETRY_MAX_MS"),
+    ("mail.poll_interval_ms", "CONFAB_MAIL_POLL_INTERVAL_MS"),
 ];
 
 impl Config {
@@ -438,6 +523,26 @@ impl Config {
                     .into(),
             ));
         }
+        let m = &self.mail;
+        if m.max_attempts == 0 || m.smtp_pool_size == 0 || m.smtp_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "mail.max_attempts, mail.smtp_pool_size and mail.smtp_timeout_secs must be at least 1"
+                    .into(),
+            ));
+        }
+        if m.retry_initial_ms == 0 || m.retry_max_ms < m.retry_initial_ms || m.poll_interval_ms < 10
+        {
+            return Err(ConfigError::Invalid(
+                "mail.retry_initial_ms must be at least 1 and at most mail.retry_max_ms; mail.poll_interval_ms at least 10"
+                    .into(),
+            ));
+        }
+        if m.smtp_host.contains(['/', ' ', '\t']) {
+            return Err(ConfigError::Invalid(format!(
+                "mail.smtp_host must be a host name or address, without scheme or port: {:?}",
+                m.smtp_host
+            )));
+        }
         if p.watch_interval_ms < 100 {
             return Err(ConfigError::Invalid(
                 "plugins.watch_interval_ms must be at least 100".into(),
@@ -462,6 +567,15 @@ impl Config {
             format!("sqlite://{}/confab.db?mode=rwc", self.data_dir.display())
         } else {
             self.database.url.clone()
+        }
+    }
+
+    /// Where the file outbox writes `.eml` files (used when no SMTP relay is set).
+    pub fn outbox_dir(&self) -> PathBuf {
+        if self.mail.outbox_dir.is_empty() {
+            self.data_dir.join("outbox")
+        } else {
+            PathBuf::from(&self.mail.outbox_dir)
         }
     }
 

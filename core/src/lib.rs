@@ -67,6 +67,8 @@ pub enum AppError {
     },
     #[error("cannot open the media ports: {0}")]
     Media(std::io::Error),
+    #[error("mail: {0}")]
+    Mail(String),
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -91,6 +93,8 @@ pub struct AppState {
     /// ([`mail::Outbox`]), which [`App::with_store`] sets up. With `None` the
     /// capability answers `unavailable`.
     pub outbox: Option<Arc<dyn plugins::Outbox>>,
+    /// The database's outbox, which the delivery worker empties.
+    pub mail: mail::Outbox,
     templates: Arc<tera::Tera>,
     public_url: Arc<str>,
 }
@@ -148,10 +152,15 @@ impl App {
             config.auth.login_max_failures,
             chrono::Duration::minutes(i64::from(config.auth.login_window_minutes)),
         );
+        // A bad `mail.from` or relay setting stops the start, not the first delivery.
+        mail::sender(&config).map_err(AppError::Mail)?;
+        mail::Transport::from_config(&config).map_err(AppError::Mail)?;
+        let outbox = mail::Outbox::new(store.clone(), clock.clone(), &config);
         let state = AppState {
             media: None,
             plugins: Arc::new(plugins::PluginHost::new(&config)),
-            outbox: Some(Arc::new(mail::Outbox::new(store.clone(), clock.clone()))),
+            outbox: Some(Arc::new(outbox.clone())),
+            mail: outbox,
             store,
             public_url: config.public_url().into(),
             config: Arc::new(config),
@@ -173,6 +182,15 @@ impl App {
             self.state.media = Some(media);
         }
         Ok(())
+    }
+
+    /// Starts delivering the outbox's mail (done by [`App::serve_on`]; the CLI's
+    /// other commands never do).
+    pub fn start_mail(&self) -> Result<mail::Delivery, AppError> {
+        self.state
+            .mail
+            .start_delivery(&self.state.config, self.state.metrics.clone())
+            .map_err(AppError::Mail)
     }
 
     pub fn state(&self) -> &AppState {
@@ -202,6 +220,7 @@ impl App {
     ) -> Result<(), AppError> {
         let (trigger, shutdown) = Shutdown::new();
         let state = self.state.clone();
+        let delivery = self.start_mail()?;
         let purge = tokio::spawn(privacy::run_purge_job(
             state.store.clone(),
             state.clock.clone(),
@@ -234,6 +253,7 @@ impl App {
         trigger.trigger();
         let _ = purge.await;
         let _ = timers.await;
+        delivery.stop().await;
         if let Some(watcher) = watcher {
             let _ = watcher.await;
         }

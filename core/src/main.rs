@@ -53,6 +53,19 @@ enum Command {
     /// Plugins: list, inspect, switch on and off, reload, start a new one.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// The mail outbox.
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Subcommand)]
+enum MailCommand {
+    /// Where mail goes, how many messages are queued, sent and failed, and the
+    /// latest failures with the relay's reply.
+    Status {
+        #[command(flatten)]
+        out: Output,
+    },
 }
 
 #[derive(Subcommand)]
@@ -265,8 +278,8 @@ enum PolicyCommand {
 
 #[derive(Subcommand)]
 enum PrivacyCommand {
-    /// Delete call metadata older than the retention period, expired sessions and
-    /// plugins' expired key-value entries.
+    /// Delete call metadata and mail delivery records older than the retention
+    /// period, expired sessions and plugins' expired key-value entries.
     Purge {
         #[command(flatten)]
         out: Output,
@@ -324,12 +337,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Link(cmd) => link_command(&store, &clock, &public_url, cmd).await,
         Command::Policy(cmd) => policy_command(&store, &clock, cmd).await,
         Command::Plugin(cmd) => plugin_command(config.clone(), store.clone(), cmd).await,
+        Command::Mail(MailCommand::Status { out }) => {
+            let status = confab_core::mail::status(&store, &config)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            print(out, &status, || mail_status_text(&status))
+        }
         Command::Privacy(PrivacyCommand::Purge { out }) => {
             let report = privacy::purge(&store, clock.now(), config.privacy.retention_days).await?;
             print(out, &report, || {
                 format!(
-                    "Purged {} call-metadata records older than {} days, {} expired sessions and {} expired plugin entries.",
+                    "Purged {} call-metadata records and {} mail delivery records older than {} days, {} expired sessions and {} expired plugin entries.",
                     report.call_events,
+                    report.mail,
                     config.privacy.retention_days,
                     report.sessions,
                     report.plugin_kv
@@ -339,6 +359,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     store.close().await;
     result
+}
+
+fn mail_status_text(status: &confab_core::mail::MailStatus) -> String {
+    let mut text = format!(
+        "Mail goes to {} from {}.\nQueued: {}  Sent: {}  Failed: {}",
+        status.transport, status.from, status.queued, status.sent, status.failed
+    );
+    if let Some(oldest) = status.oldest_queued_at {
+        text.push_str(&format!("\nOldest queued message: {}", oldest.to_rfc3339()));
+    }
+    if !status.recent_failures.is_empty() {
+        text.push_str("\nLatest failures:");
+        for f in &status.recent_failures {
+            text.push_str(&format!(
+                "\n  #{} {} after {} attempt(s), queued {}: {}",
+                f.id,
+                f.plugin.as_deref().unwrap_or("server"),
+                f.attempts,
+                f.queued_at.to_rfc3339(),
+                f.error.as_deref().unwrap_or("no reason recorded")
+            ));
+        }
+    }
+    text
 }
 
 fn init_tracing(config: &Config, serving: bool) {

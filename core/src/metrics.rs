@@ -62,6 +62,13 @@ pub struct Metrics {
     plugin_dropped: Family<PluginLabels, Counter>,
     plugin_disabled: Family<PluginLabels, Counter>,
     mail_outbox: Family<StatusLabels, Gauge>,
+    mail_attempts: Family<OutcomeLabels, Counter>,
+    mail_delivery_seconds: Histogram,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -141,9 +148,23 @@ impl Default for Metrics {
             "Messages in the mail outbox by status (queued, sent, failed), set when metrics are read",
             mail_outbox.clone(),
         );
+        let mail_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "mail_delivery_attempts",
+            "Delivery attempts by outcome: sent, retry (a transient failure) or failed (a permanent refusal or the last attempt)",
+            mail_attempts.clone(),
+        );
+        let mail_delivery_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 16));
+        registry.register(
+            "mail_queued_to_sent_seconds",
+            "From queueing a message to its acceptance by the relay (or the file outbox)",
+            mail_delivery_seconds.clone(),
+        );
         Self {
             registry,
             mail_outbox,
+            mail_attempts,
+            mail_delivery_seconds,
             plugin_calls,
             plugin_durations,
             plugin_dropped,
@@ -206,6 +227,17 @@ impl Metrics {
                     status: status.as_str(),
                 })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// One delivery attempt's outcome (`sent`, `retry` or `failed`); for a sent
+    /// message, how long it waited since it was queued.
+    pub fn mail_attempt(&self, outcome: &'static str, queued_for: Option<f64>) {
+        self.mail_attempts
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        if let Some(seconds) = queued_for {
+            self.mail_delivery_seconds.observe(seconds.max(0.0));
         }
     }
 

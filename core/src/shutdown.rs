@@ -16,6 +16,11 @@ impl Shutdown {
         (ShutdownTrigger(tx), Self(rx))
     }
 
+    /// Whether shutdown has begun.
+    pub fn is_triggered(&self) -> bool {
+        *self.0.borrow()
+    }
+
     pub async fn wait(&self) {
         let mut rx = self.0.clone();
         let _ = rx.wait_for(|stop| *stop).await;

@@ -1,5 +1,10 @@
-//! Page templates: built into the binary from `templates/pages/`, each overridable
-//! by a file of the same name under `templates.dir`.
+//! The server's templates, built into the binary from `templates/`, each
+//! overridable by a file of the same name under `templates.dir`:
+//!
+//! - `pages/*.html`: the web pages;
+//! - `email/*.html` and `email/*.txt`: the bodies of invitations, updates and
+//!   cancellations, which plugins with the `templates` permission render (a plugin's
+//!   own template of the same name wins).
 
 use std::path::Path;
 
@@ -26,7 +31,36 @@ const BUILT_IN: &[(&str, &str)] = &[
         "pages/message.html",
         include_str!("../../templates/pages/message.html"),
     ),
+    (
+        "email/invite.html",
+        include_str!("../../templates/email/invite.html"),
+    ),
+    (
+        "email/invite.txt",
+        include_str!("../../templates/email/invite.txt"),
+    ),
+    (
+        "email/update.html",
+        include_str!("../../templates/email/update.html"),
+    ),
+    (
+        "email/update.txt",
+        include_str!("../../templates/email/update.txt"),
+    ),
+    (
+        "email/cancel.html",
+        include_str!("../../templates/email/cancel.html"),
+    ),
+    (
+        "email/cancel.txt",
+        include_str!("../../templates/email/cancel.txt"),
+    ),
 ];
+
+/// Whether plugins may render the server's template `name`.
+pub fn shared_with_plugins(name: &str) -> bool {
+    name.starts_with("email/")
+}
 
 /// Loads the templates, preferring operator overrides from `dir` (if not empty).
 pub fn load(dir: &str) -> Result<Tera, String> {

@@ -15,6 +15,7 @@ use crate::AppState;
 pub mod error;
 pub mod extract;
 mod links;
+mod mail;
 pub mod openapi;
 mod ops;
 mod pages;
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .merge(users::router())
         .merge(policy::router())
         .merge(plugins::router())
+        .merge(mail::router())
         .merge(openapi::router())
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
 

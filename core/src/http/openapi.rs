@@ -18,6 +18,7 @@ use crate::AppState;
         super::policy::show_policy, super::policy::update_policy,
         super::plugins::list_plugins, super::plugins::show_plugin, super::plugins::enable_plugin,
         super::plugins::disable_plugin, super::plugins::reload_plugin,
+        super::mail::mail_status,
     ),
     modifiers(&BearerToken),
     tags((name = "links", description = "Call links"), (name = "users"), (name = "tokens", description = "API tokens for scripting"), (name = "admin"))

@@ -65,17 +65,19 @@ pub struct PurgeReport {
     pub sessions: u64,
     /// Plugins' key-value entries past their expiry time.
     pub plugin_kv: u64,
+    /// Delivery records of sent and failed mail older than the retention period.
+    pub mail: u64,
 }
 
 impl PurgeReport {
     /// Rows deleted, all kinds together.
     pub fn total(&self) -> u64 {
-        self.call_events + self.sessions + self.plugin_kv
+        self.call_events + self.sessions + self.plugin_kv + self.mail
     }
 }
 
-/// Deletes call metadata older than `retention_days` before `now`, expired sessions
-/// and plugins' expired key-value entries (reads already skip them; this frees the
+/// Deletes call metadata and mail delivery records older than `retention_days`
+/// before `now`, expired sessions and plugins' expired key-value entries (reads already skip them; this frees the
 /// space).
 pub async fn purge(
     store: &Store,
@@ -87,6 +89,7 @@ pub async fn purge(
         call_events: store.delete_call_events_before(cutoff).await?,
         sessions: store.delete_expired_sessions(now).await?,
         plugin_kv: store.delete_expired_plugin_kv(now).await?,
+        mail: store.delete_outbox_before(cutoff).await?,
     })
 }
 
@@ -111,6 +114,7 @@ pub async fn run_purge_job(
                     call_events = report.call_events,
                     sessions = report.sessions,
                     plugin_kv = report.plugin_kv,
+                    mail = report.mail,
                     "privacy purge"
                 );
             }

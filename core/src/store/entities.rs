@@ -242,6 +242,12 @@ pub mod mail_outbox {
         pub next_attempt_at: DateTimeUtc,
         pub last_error: Option<String>,
         pub created_at: DateTimeUtc,
+        /// The `Message-ID` header (without angle brackets), fixed when queued.
+        pub message_id: Option<String>,
+        /// The delivery attempt holding the message; `None` when none does.
+        pub claim: Option<String>,
+        /// When the SMTP server (or the file outbox) accepted it.
+        pub sent_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -26,7 +26,9 @@ pub use entities::{
     plugin_status, session, user,
 };
 pub use links::{LinkFilter, LinkPage};
-pub use outbox::{NewAttachment, NewMail, OutboxCounts, OutboxMessage, OutboxStatus};
+pub use outbox::{
+    DeliveryOutcome, NewAttachment, NewMail, OutboxCounts, OutboxMessage, OutboxStatus,
+};
 pub use plugins::KvSetOutcome;
 
 /// A database failure.

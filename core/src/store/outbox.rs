@@ -1,6 +1,7 @@
 //! The mail outbox: messages waiting to be sent, with their attachments.
 
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
     TransactionTrait,
@@ -47,6 +48,8 @@ pub struct NewMail {
     pub attachments: Vec<NewAttachment>,
     /// The plugin queueing it, if a plugin does.
     pub plugin: Option<String>,
+    /// The `Message-ID` header, without angle brackets (the outbox makes one).
+    pub message_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,6 +77,20 @@ impl OutboxMessage {
     pub fn cc(&self) -> Vec<String> {
         serde_json::from_str(&self.message.cc).unwrap_or_default()
     }
+}
+
+/// What a delivery attempt leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Accepted by the SMTP server (or written to the file outbox).
+    Sent,
+    /// Try again at `next_attempt_at`.
+    Retry {
+        next_attempt_at: DateTime<Utc>,
+        error: String,
+    },
+    /// Given up: a permanent refusal, or the last attempt failed.
+    Failed { error: String },
 }
 
 /// Messages in the outbox, by status.
@@ -108,6 +125,9 @@ impl Store {
             next_attempt_at: Set(now),
             last_error: Set(None),
             created_at: Set(now),
+            message_id: Set(mail.message_id),
+            claim: Set(None),
+            sent_at: Set(None),
         })
         .exec(&txn)
         .await?
@@ -169,5 +189,229 @@ impl Store {
             }
         }
         Ok(counts)
+    }
+
+    /// Claims up to `limit` queued messages that are due at `now` for one delivery
+    /// attempt: each gets `claim` as its holder, one more attempt, and
+    /// `next_attempt_at = lease_until`, so that a worker that dies mid-attempt leaves
+    /// it due again after the lease. Rows another worker claimed first are skipped.
+    pub async fn claim_due_mail(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        claim: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        let due: Vec<i64> = mail_outbox::Entity::find()
+            .select_only()
+            .column(mail_outbox::Column::Id)
+            .filter(mail_outbox::Column::Status.eq(OutboxStatus::Queued.as_str()))
+            .filter(mail_outbox::Column::NextAttemptAt.lte(now))
+            .order_by_asc(mail_outbox::Column::NextAttemptAt)
+            .order_by_asc(mail_outbox::Column::Id)
+            .limit(limit)
+            .into_tuple()
+            .all(self.conn())
+            .await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        {
+            let _turn = self.write_turn().await;
+            mail_outbox::Entity::update_many()
+                .col_expr(mail_outbox::Column::Claim, Expr::value(claim))
+                .col_expr(mail_outbox::Column::NextAttemptAt, Expr::value(lease_until))
+                .col_expr(
+                    mail_outbox::Column::Attempts,
+                    Expr::col(mail_outbox::Column::Attempts).add(1),
+                )
+                .filter(mail_outbox::Column::Id.is_in(due.iter().copied()))
+                .filter(mail_outbox::Column::Status.eq(OutboxStatus::Queued.as_str()))
+                .filter(mail_outbox::Column::NextAttemptAt.lte(now))
+                .exec(self.conn())
+                .await?;
+        }
+        let messages = mail_outbox::Entity::find()
+            .filter(mail_outbox::Column::Id.is_in(due.iter().copied()))
+            .filter(mail_outbox::Column::Claim.eq(claim))
+            .order_by_asc(mail_outbox::Column::Id)
+            .all(self.conn())
+            .await?;
+        let mut attachments = mail_outbox_attachment::Entity::find()
+            .filter(mail_outbox_attachment::Column::MessageId.is_in(messages.iter().map(|m| m.id)))
+            .order_by_asc(mail_outbox_attachment::Column::MessageId)
+            .order_by_asc(mail_outbox_attachment::Column::Position)
+            .all(self.conn())
+            .await?
+            .into_iter()
+            .peekable();
+        Ok(messages
+            .into_iter()
+            .map(|message| {
+                let mut own = Vec::new();
+                while let Some(a) = attachments.next_if(|a| a.message_id == message.id) {
+                    own.push(a);
+                }
+                OutboxMessage {
+                    message,
+                    attachments: own,
+                }
+            })
+            .collect())
+    }
+
+    /// Records the outcome of the attempt that holds `claim`. A sent or failed
+    /// message keeps only its delivery metadata: its bodies and attachments (which
+    /// may carry a link's secret) are deleted in the same transaction. Returns false
+    /// when the claim is no longer held (the lease ran out and another attempt took
+    /// the message).
+    pub async fn record_delivery(
+        &self,
+        id: i64,
+        claim: &str,
+        outcome: &DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let _turn = self.write_turn().await;
+        let txn = self.conn().begin().await?;
+        let mut update = mail_outbox::Entity::update_many()
+            .col_expr(
+                mail_outbox::Column::Claim,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(mail_outbox::Column::Id.eq(id))
+            .filter(mail_outbox::Column::Claim.eq(claim));
+        let finished = match outcome {
+            DeliveryOutcome::Sent => {
+                update = update
+                    .col_expr(
+                        mail_outbox::Column::Status,
+                        Expr::value(OutboxStatus::Sent.as_str()),
+                    )
+                    .col_expr(mail_outbox::Column::SentAt, Expr::value(now))
+                    .col_expr(
+                        mail_outbox::Column::LastError,
+                        Expr::value(Option::<String>::None),
+                    );
+                true
+            }
+            DeliveryOutcome::Retry {
+                next_attempt_at,
+                error,
+            } => {
+                update = update
+                    .col_expr(
+                        mail_outbox::Column::NextAttemptAt,
+                        Expr::value(*next_attempt_at),
+                    )
+                    .col_expr(mail_outbox::Column::LastError, Expr::value(error.as_str()));
+                false
+            }
+            DeliveryOutcome::Failed { error } => {
+                update = update
+                    .col_expr(
+                        mail_outbox::Column::Status,
+                        Expr::value(OutboxStatus::Failed.as_str()),
+                    )
+                    .col_expr(mail_outbox::Column::LastError, Expr::value(error.as_str()));
+                true
+            }
+        };
+        if finished {
+            update = update
+                .col_expr(mail_outbox::Column::BodyText, Expr::value(""))
+                .col_expr(
+                    mail_outbox::Column::BodyHtml,
+                    Expr::value(Option::<String>::None),
+                );
+        }
+        let held = update.exec(&txn).await?.rows_affected == 1;
+        if held && finished {
+            mail_outbox_attachment::Entity::delete_many()
+                .filter(mail_outbox_attachment::Column::MessageId.eq(id))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(held)
+    }
+
+    /// When the next queued message is due, if any is queued.
+    pub async fn next_mail_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        Ok(mail_outbox::Entity::find()
+            .select_only()
+            .column(mail_outbox::Column::NextAttemptAt)
+            .filter(mail_outbox::Column::Status.eq(OutboxStatus::Queued.as_str()))
+            .order_by_asc(mail_outbox::Column::NextAttemptAt)
+            .limit(1)
+            .into_tuple()
+            .one(self.conn())
+            .await?)
+    }
+
+    /// Messages `plugin` queued at or after `since` (its hourly limit).
+    pub async fn plugin_mail_since(&self, plugin: &str, since: DateTime<Utc>) -> StoreResult<u64> {
+        let n: Option<i64> = mail_outbox::Entity::find()
+            .select_only()
+            .column_as(mail_outbox::Column::Id.count(), "n")
+            .filter(mail_outbox::Column::Plugin.eq(plugin))
+            .filter(mail_outbox::Column::CreatedAt.gte(since))
+            .into_tuple()
+            .one(self.conn())
+            .await?;
+        Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+    }
+
+    /// The latest failed messages, newest first (metadata only: their bodies are gone).
+    pub async fn failed_mail(&self, limit: u64) -> StoreResult<Vec<mail_outbox::Model>> {
+        Ok(mail_outbox::Entity::find()
+            .filter(mail_outbox::Column::Status.eq(OutboxStatus::Failed.as_str()))
+            .order_by_desc(mail_outbox::Column::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// When the oldest queued message was queued, if any is.
+    pub async fn oldest_queued_mail(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        Ok(mail_outbox::Entity::find()
+            .select_only()
+            .column(mail_outbox::Column::CreatedAt)
+            .filter(mail_outbox::Column::Status.eq(OutboxStatus::Queued.as_str()))
+            .order_by_asc(mail_outbox::Column::CreatedAt)
+            .limit(1)
+            .into_tuple()
+            .one(self.conn())
+            .await?)
+    }
+
+    /// Deletes sent and failed messages queued before `cutoff` (the retention period);
+    /// queued ones stay until they are delivered or given up on.
+    pub async fn delete_outbox_before(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
+        let _turn = self.write_turn().await;
+        let txn = self.conn().begin().await?;
+        let finished = [OutboxStatus::Sent.as_str(), OutboxStatus::Failed.as_str()];
+        let old: Vec<i64> = mail_outbox::Entity::find()
+            .select_only()
+            .column(mail_outbox::Column::Id)
+            .filter(mail_outbox::Column::Status.is_in(finished))
+            .filter(mail_outbox::Column::CreatedAt.lt(cutoff))
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        let mut deleted = 0;
+        for chunk in old.chunks(500) {
+            mail_outbox_attachment::Entity::delete_many()
+                .filter(mail_outbox_attachment::Column::MessageId.is_in(chunk.iter().copied()))
+                .exec(&txn)
+                .await?;
+            deleted += mail_outbox::Entity::delete_many()
+                .filter(mail_outbox::Column::Id.is_in(chunk.iter().copied()))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+        }
+        txn.commit().await?;
+        Ok(deleted)
     }
 }

@@ -47,6 +47,26 @@ impl Cli {
         serde_json::from_str(&self.ok(&args)).unwrap()
     }
 
+    fn json_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Value {
+        let mut cmd = self.command(args);
+        cmd.arg("--json").envs(env.iter().copied());
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "confab {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn fails_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied());
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "confab {args:?} should fail");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
     fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert_eq!(out.status.code(), Some(1), "confab {args:?} should fail");
@@ -305,6 +325,48 @@ fn policy_and_privacy_from_the_command_line() {
     assert_eq!(purge["call_events"], 0);
     assert!(cli.ok(&["privacy", "purge"]).contains("older than 30 days"));
     assert!(cli.ok(&["migrate"]).contains("up to date"));
+}
+
+#[test]
+fn mail_status_from_the_command_line() {
+    let cli = Cli::new();
+    let status = cli.json(&["mail", "status"]);
+    assert_eq!(
+        (
+            status["queued"].as_u64(),
+            status["sent"].as_u64(),
+            status["failed"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{status}"
+    );
+    let outbox = cli.dir.path().join("data").join("outbox");
+    assert_eq!(
+        status["transport"],
+        format!("files in {}", outbox.display())
+    );
+    assert_eq!(status["from"], "Confab <confab@call.example.org>");
+    let text = cli.ok(&["mail", "status"]);
+    assert!(text.contains("Queued: 0  Sent: 0  Failed: 0"), "{text}");
+
+    let relay = cli.json_with_env(
+        &["mail", "status"],
+        &[
+            ("CONFAB_MAIL_SMTP_HOST", "smtp.example.org"),
+            ("CONFAB_MAIL_SMTP_TLS", "tls"),
+        ],
+    );
+    assert_eq!(relay["transport"], "smtp://smtp.example.org:465 (tls)");
+    let err = cli.fails_with_env(
+        &["mail", "status"],
+        &[("CONFAB_MAIL_SMTP_TLS", "sometimes")],
+    );
+    assert!(
+        err.contains("smtp_tls") || err.contains("sometimes"),
+        "{err}"
+    );
+    let err = cli.fails_with_env(&["serve"], &[("CONFAB_MAIL_FROM", "not an address")]);
+    assert!(err.contains("mail.from"), "{err}");
 }
 
 #[test]

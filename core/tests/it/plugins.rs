@@ -1056,7 +1056,7 @@ mod in_the_database {
     }
 
     async fn the_outbox_keeps_whole_messages_and_counts_them(app: TestApp) {
-        let outbox = confab_core::mail::Outbox::new(app.store.clone(), app.state.clock.clone());
+        let outbox = app.state.mail.clone();
         let binary: Vec<u8> = (0..=255).collect();
         let mail = NewMail {
             to: vec!["Ana <ana@example.org>".into()],
@@ -1080,6 +1080,7 @@ mod in_the_database {
                 },
             ],
             plugin: None,
+            message_id: None,
         };
         let id = outbox.enqueue(mail).await.unwrap();
         let stored = app.store.outbox_message(id).await.unwrap().unwrap();

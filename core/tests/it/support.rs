@@ -261,6 +261,14 @@ impl TestApp {
             .to_string()
     }
 
+    /// Starts the mail delivery worker, as `confab serve` does.
+    pub fn start_mail(&self) -> confab_core::mail::Delivery {
+        self.state
+            .mail
+            .start_delivery(&self.state.config, self.state.metrics.clone())
+            .expect("mail delivery starts")
+    }
+
     pub fn clock_now(&self) -> DateTime<Utc> {
         use confab_core::Clock;
         self.clock.now()

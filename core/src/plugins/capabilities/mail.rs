@@ -1,8 +1,6 @@
 //! `mail`: queue a message in the server's outbox. Addresses and headers are checked
 //! here and the manifest's hourly limit applies; delivery belongs to the outbox.
 
-use std::time::Instant;
-
 use crate::plugins::bindings::confab::plugin::mail::{Host, Message};
 use crate::plugins::bindings::confab::plugin::types::Error;
 use crate::plugins::manifest::Capability;
@@ -118,7 +116,17 @@ impl HostState {
                 "this server has no mail outbox; an operator has to set one up".into(),
             ));
         };
-        if !self.cx.take_mail_slot(per_hour, Instant::now()) {
+        // Counted from the outbox itself, so the limit holds across restarts and
+        // reloads, and a message the outbox did not take does not count.
+        let _turn = self.cx.mail_turn.lock().await;
+        let since = self.app.clock.now() - chrono::Duration::hours(1);
+        let queued = self
+            .app
+            .store
+            .plugin_mail_since(&self.cx.name, since)
+            .await
+            .map_err(|_| Error::Unavailable("the outbox cannot be read; try again later".into()))?;
+        if queued >= u64::from(per_hour) {
             return Err(Error::LimitReached(format!(
                 "this plugin may queue {per_hour} mails per hour"
             )));

@@ -1,9 +1,8 @@
 //! The host side of the capabilities a plugin imports. Each call is checked against
 //! the plugin's grants first; a refusal is a typed `error.access-denied`, never a trap.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::bindings::confab::plugin::types::{self, Error};
 use super::manifest::{Capability, Manifest};
@@ -31,7 +30,9 @@ pub struct Grants {
     /// The plugin's tera templates, when it ships any.
     pub templates: Option<tera::Tera>,
     /// When the plugin queued its recent mails (for `mail.per-hour`).
-    mail_sent: Mutex<VecDeque<Instant>>,
+    /// Held while counting this plugin's last hour of mail and queueing one more,
+    /// so that concurrent calls cannot both take the last slot.
+    pub(crate) mail_turn: tokio::sync::Mutex<()>,
 }
 
 impl Grants {
@@ -47,7 +48,7 @@ impl Grants {
             manifest,
             config,
             templates,
-            mail_sent: Mutex::default(),
+            mail_turn: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -65,22 +66,6 @@ impl Grants {
             format!("plugin.toml does not ask for the {capability} permission")
         };
         Err(Error::AccessDenied(why))
-    }
-
-    /// Counts one mail against the hourly limit, if it is not reached.
-    fn take_mail_slot(&self, per_hour: u32, now: Instant) -> bool {
-        let mut sent = self.mail_sent.lock().unwrap_or_else(|e| e.into_inner());
-        while sent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(3600))
-        {
-            sent.pop_front();
-        }
-        if sent.len() >= per_hour as usize {
-            return false;
-        }
-        sent.push_back(now);
-        true
     }
 }
 
@@ -131,20 +116,6 @@ impl HostState {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_mail_limit_is_a_sliding_hour() {
-        let manifest = Manifest::parse(
-            "name = \"m\"\nversion = \"1.0.0\"\nsdk = \"^1\"\n[permissions]\nmail = { per-hour = 2 }\n",
-        )
-        .unwrap();
-        let grants = Grants::new(manifest, [Capability::Mail].into(), BTreeMap::new(), None);
-        let t0 = Instant::now();
-        assert!(grants.take_mail_slot(2, t0));
-        assert!(grants.take_mail_slot(2, t0 + Duration::from_secs(10)));
-        assert!(!grants.take_mail_slot(2, t0 + Duration::from_secs(20)));
-        assert!(grants.take_mail_slot(2, t0 + Duration::from_secs(3601)));
-    }
 
     #[test]
     fn refusals_say_whether_the_manifest_or_the_operator_is_missing() {

@@ -1,4 +1,5 @@
-//! `templates`: render a tera template the plugin ships (operators may override it).
+//! `templates`: render a tera template the plugin ships (operators may override it),
+//! or one of the server's shared ones (`email/…`, overridable under `templates.dir`).
 
 use crate::plugins::bindings::confab::plugin::templates::Host;
 use crate::plugins::bindings::confab::plugin::types::Error;
@@ -11,14 +12,21 @@ const MAX_CONTEXT_BYTES: usize = 1024 * 1024;
 impl HostState {
     fn render(&self, name: &str, context: &str) -> Result<String, Error> {
         self.cx.check(Capability::Templates)?;
-        let Some(tera) = &self.cx.templates else {
-            return Err(Error::NotFound(
-                "the plugin ships no templates/ directory".into(),
-            ));
+        let own = self
+            .cx
+            .templates
+            .as_ref()
+            .filter(|tera| tera.get_template_names().any(|n| n == name));
+        let server = &self.app.templates;
+        let tera = match own {
+            Some(tera) => tera,
+            None if crate::templates::shared_with_plugins(name)
+                && server.get_template_names().any(|n| n == name) =>
+            {
+                server.as_ref()
+            }
+            None => return Err(Error::NotFound(format!("no template called {name:?}"))),
         };
-        if !tera.get_template_names().any(|n| n == name) {
-            return Err(Error::NotFound(format!("no template called {name:?}")));
-        }
         if context.len() > MAX_CONTEXT_BYTES {
             return Err(Error::LimitReached(format!(
                 "the context is larger than {MAX_CONTEXT_BYTES} bytes"
