@@ -219,7 +219,7 @@ impl Default for MailConfig {
             smtp_username: String::new(),
             smtp_password: String::new(),
             smtp_ca_file: String::new(),
-            smtp_pool_size: 8,
+            smtp_pool_size: 16,
             smtp_timeout_secs: 30,
             outbox_dir: String::new(),
             max_attempts: 10,

@@ -790,17 +790,60 @@ impl http_client::Host for HostState {
     }
 }
 
+/// The server's mail templates (`templates/email/` of this checkout), built in as
+/// the server builds them in. The templates capability falls back to them for
+/// names under `email/` that the plugin does not ship itself.
+const SERVER_TEMPLATES: [(&str, &str); 6] = [
+    (
+        "email/invite.txt",
+        include_str!("../../../templates/email/invite.txt"),
+    ),
+    (
+        "email/invite.html",
+        include_str!("../../../templates/email/invite.html"),
+    ),
+    (
+        "email/update.txt",
+        include_str!("../../../templates/email/update.txt"),
+    ),
+    (
+        "email/update.html",
+        include_str!("../../../templates/email/update.html"),
+    ),
+    (
+        "email/cancel.txt",
+        include_str!("../../../templates/email/cancel.txt"),
+    ),
+    (
+        "email/cancel.html",
+        include_str!("../../../templates/email/cancel.html"),
+    ),
+];
+
+fn server_templates() -> &'static tera::Tera {
+    static TEMPLATES: std::sync::OnceLock<tera::Tera> = std::sync::OnceLock::new();
+    TEMPLATES.get_or_init(|| {
+        let mut tera = tera::Tera::default();
+        tera.add_raw_templates(SERVER_TEMPLATES)
+            .unwrap_or_else(|e| panic!("the server's email templates: {e}"));
+        tera
+    })
+}
+
 impl templates::Host for HostState {
     fn render(&mut self, name: String, context: String) -> Result<String, Error> {
         self.setup.check(Capability::Templates)?;
-        let Some(tera) = &self.setup.templates else {
-            return Err(Error::NotFound(
-                "the plugin ships no templates/ directory".into(),
-            ));
+        let own = self.setup.templates.as_ref();
+        let tera = match own.filter(|t| t.get_template_names().any(|n| n == name)) {
+            Some(tera) => tera,
+            None if name.starts_with("email/") => server_templates(),
+            None if own.is_none() => {
+                return Err(Error::NotFound(
+                    "the plugin ships no templates/ directory".into(),
+                ));
+            }
+            None => return Err(Error::NotFound(format!("no template called {name:?}"))),
         };
-        if !tera.get_template_names().any(|n| n == name) {
-            return Err(Error::NotFound(format!("no template called {name:?}")));
-        }
         if context.len() > 1024 * 1024 {
             return Err(Error::LimitReached(
                 "the context is larger than 1048576 bytes".into(),

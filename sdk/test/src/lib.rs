@@ -10,7 +10,8 @@
 //! server. The capabilities answer from memory: a key-value store that honours
 //! expiry and the manifest's quota, links, live calls with rosters the test sets,
 //! an outbox, outbound HTTP with responses the test scripts, the plugin's own
-//! templates and its settings. No database, no network, no server.
+//! templates (and the server's mail templates, `email/*`, as a fallback) and its
+//! settings. No database, no network, no server.
 //!
 //! In a plugin crate, with `confab-plugin-test` as a dev-dependency, a test in
 //! `tests/` reads:
@@ -309,6 +310,11 @@ impl Harness {
     /// Gives link `id` a schedule, as its owner would through the REST API.
     pub fn set_schedule(&mut self, id: &str, schedule: Schedule) {
         self.world.schedules.insert(id.to_string(), schedule);
+    }
+
+    /// Removes the schedule of link `id`, as its owner would through the REST API.
+    pub fn clear_schedule(&mut self, id: &str) {
+        self.world.schedules.remove(id);
     }
 
     /// Sets the name and address `users.contact` answers for `user` (by default

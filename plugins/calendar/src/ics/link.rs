@@ -65,6 +65,40 @@ pub fn check_link(link: &str) -> Result<(), IcsError> {
     Ok(())
 }
 
+/// Longest link accepted from a browser, in bytes.
+pub const MAX_SHARED_LINK_BYTES: usize = 2048;
+
+/// The link to write for link `id` on the server at `public_url` (no trailing
+/// slash): the one the user shares, as the browser has it (`given`: the server's
+/// `/j/{id}`, with the fragment the server never sees), or the server's own
+/// address for it when none is given.
+///
+/// `given` must be exactly this server's link for `id`, optionally followed by a
+/// `#fragment`, with no spaces or control characters, so nobody writes another
+/// address (or someone else's link) into a calendar or an invitation under a
+/// Confab link's name. The `Err` text says why, for people.
+pub fn shared_link(public_url: &str, id: &str, given: Option<&str>) -> Result<String, String> {
+    let base = format!("{}/j/{id}", public_url.trim_end_matches('/'));
+    let Some(given) = given.map(str::trim).filter(|g| !g.is_empty()) else {
+        return Ok(base);
+    };
+    if given.len() > MAX_SHARED_LINK_BYTES {
+        return Err(format!(
+            "the link is longer than {MAX_SHARED_LINK_BYTES} bytes"
+        ));
+    }
+    if given.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("the link contains spaces or control characters".into());
+    }
+    match given.strip_prefix(&base) {
+        Some("") => Ok(given.to_string()),
+        Some(rest) if rest.starts_with('#') => Ok(given.to_string()),
+        _ => Err(format!(
+            "the link must be {base}, optionally with a #fragment"
+        )),
+    }
+}
+
 /// Puts `link` into every event of `input` (see [`Calendar::with_links`]).
 pub fn add_link(
     input: &[u8],
@@ -456,6 +490,36 @@ mod tests {
             "https://x/é",
         ] {
             assert!(check_link(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shared_links_are_this_servers_link_for_the_id() {
+        let base = "https://confab.example/";
+        assert_eq!(
+            shared_link(base, "abc", None).as_deref(),
+            Ok("https://confab.example/j/abc")
+        );
+        for good in [
+            "https://confab.example/j/abc",
+            " https://confab.example/j/abc#k=s3cr3t-Z_k ",
+        ] {
+            assert_eq!(
+                shared_link(base, "abc", Some(good)).as_deref(),
+                Ok(good.trim())
+            );
+        }
+        let long = format!("https://confab.example/j/abc#{}", "k".repeat(2048));
+        for bad in [
+            "https://evil.example/j/abc#k=x",
+            "https://confab.example/j/abcd",
+            "https://confab.example/j/abc?next=https://evil.example",
+            "https://confab.example/j/abc#k=a b",
+            "https://confab.example/j/abc#k=a\r\nb",
+            "https://confab.example/j/xyz",
+            long.as_str(),
+        ] {
+            assert!(shared_link(base, "abc", Some(bad)).is_err(), "{bad}");
         }
     }
 

@@ -54,7 +54,7 @@ pub mod tz;
 
 pub use document::{Calendar, EventInfo};
 pub use line::{escape_text, fold, unescape_text};
-pub use link::{Added, EventOutcome, add_link, check_link};
+pub use link::{Added, EventOutcome, MAX_SHARED_LINK_BYTES, add_link, check_link, shared_link};
 pub use schedule::{Method, Person, ScheduleSpec, feed_ics, schedule_ics};
 
 /// The product identifier of everything the engine writes.

@@ -5,10 +5,7 @@ use confab_plugin_sdk::links::{self, CreatedLink, NewLink};
 use confab_plugin_sdk::{Error, Link, Schedule, config, users};
 
 use super::input::Times;
-use crate::ics::Person;
-
-/// Longest link URL accepted from a browser.
-const MAX_URL_BYTES: usize = 2048;
+use crate::ics::{self, Person};
 
 /// The server's record of `times`.
 pub fn schedule(times: &Times) -> Schedule {
@@ -83,29 +80,8 @@ pub fn public_url() -> String {
     config::public_url().trim_end_matches('/').to_string()
 }
 
-/// The link to write into a calendar for link `id`: the one the user shares, as
-/// the browser has it (`given`: the server's `/j/{id}`, with the fragment the
-/// server never sees), or the server's own address for it.
-///
-/// `given` must be exactly this server's link for `id`, optionally followed by a
-/// `#fragment`, so nobody writes another address into their calendar under a
-/// Confab link's name.
+/// The link to write into a calendar for link `id`: the one the user shares (see
+/// [`ics::shared_link`]), or the server's own address for it.
 pub fn share_url(id: &str, given: Option<&str>) -> Result<String, String> {
-    let base = format!("{}/j/{id}", public_url());
-    let Some(given) = given.map(str::trim).filter(|g| !g.is_empty()) else {
-        return Ok(base);
-    };
-    if given.len() > MAX_URL_BYTES {
-        return Err(format!("the link is longer than {MAX_URL_BYTES} bytes"));
-    }
-    if given.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err("the link contains spaces or control characters".into());
-    }
-    match given.strip_prefix(&base) {
-        Some("") => Ok(given.to_string()),
-        Some(rest) if rest.starts_with('#') => Ok(given.to_string()),
-        _ => Err(format!(
-            "the link must be {base}, optionally with a #fragment"
-        )),
-    }
+    ics::shared_link(&public_url(), id, given)
 }

@@ -1,0 +1,342 @@
+//! The bundled email-invites plugin through the real server and a real SMTP server:
+//! an invitation for a scheduled link is an iMIP REQUEST (checked by Python's
+//! `email` and `icalendar`), moving the call sends an update, revoking the link a
+//! cancellation; a link without a date gets a plain invitation; bad input queues
+//! nothing.
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use confab_core::accounts::Role;
+use serde_json::{Value, json};
+
+use crate::mail::{leaves, links_in};
+use crate::smtp::{Received, SinkOptions, SmtpSink};
+use crate::support::TestApp;
+
+const WAIT: Duration = Duration::from_secs(30);
+const SECRET: &str = "#k=Zx_9-aQ2mT7bN1cR8zL3wYpE4";
+
+async fn app_with_relay(sink: &SmtpSink) -> TestApp {
+    TestApp::sqlite_with(|c| {
+        c.plugins.bundled = true;
+        c.plugins.cache_dir = crate::plugins::shared_plugin_cache();
+        c.server.public_url = "https://meet.example.org".into();
+        c.mail.smtp_host = "localhost".into();
+        c.mail.smtp_port = sink.port();
+        c.mail.smtp_tls = confab_core::config::SmtpTls::Starttls;
+        c.mail.smtp_ca_file = sink.ca_pem_path().unwrap().display().to_string();
+        c.mail.poll_interval_ms = 50;
+    })
+    .await
+}
+
+/// A user named Ana and a link of hers, as she shares it (with its secret).
+async fn ana_and_link(app: &TestApp, schedule: Option<Value>) -> (String, String, String) {
+    let token = app.user_with_token("ana@example.org", Role::Member).await;
+    let mut body = json!({ "title": "Weekly sync" });
+    if let Some(schedule) = schedule {
+        body["schedule"] = schedule;
+    }
+    let made = app
+        .post("/api/v1/links")
+        .bearer(&token)
+        .json(&body)
+        .send()
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+    let link = made.json();
+    let shared = format!("{}{SECRET}", link["url"].as_str().unwrap());
+    (token, link["id"].as_str().unwrap().to_string(), shared)
+}
+
+async fn invite(app: &TestApp, token: &str, body: Value) -> crate::support::Res {
+    app.post("/p/email-invites/invites")
+        .bearer(token)
+        .json(&body)
+        .send()
+        .await
+}
+
+fn calendar(m: &Value) -> &Value {
+    &m["calendars"][0]
+}
+
+fn by_recipient<'a>(messages: &'a [Received], address: &str) -> &'a Received {
+    messages
+        .iter()
+        .find(|r| r.envelope["rcpt_tos"][0] == address)
+        .unwrap_or_else(|| panic!("nothing for {address}"))
+}
+
+#[tokio::test]
+async fn an_invitation_for_a_scheduled_call_is_an_imip_request_that_follows_the_link() {
+    let sink = SmtpSink::start(SinkOptions {
+        starttls: true,
+        ..SinkOptions::default()
+    })
+    .await;
+    let app = app_with_relay(&sink).await;
+    let delivery = app.start_mail();
+    let (token, id, shared) = ana_and_link(
+        &app,
+        Some(json!({ "start": "2026-12-14T08:30:00Z", "end": "2026-12-14T09:00:00Z", "time_zone": "Europe/Paris", "rrule": "FREQ=WEEKLY;BYDAY=MO" })),
+    )
+    .await;
+    let res = invite(
+        &app,
+        &token,
+        json!({ "url": shared, "recipients": ["bo@example.org", "Cy Example <cy@example.org>"], "note": "Bring the numbers <please>" }),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+    assert_eq!(res.json()["queued"], 2);
+
+    let messages = sink.wait_for(2, WAIT).await;
+    let mut uid = String::new();
+    for address in ["bo@example.org", "cy@example.org"] {
+        let m = by_recipient(&messages, address).mime();
+        // One message per guest: nobody sees the other's address.
+        assert_eq!(m["addresses"]["to"].as_array().unwrap().len(), 1, "{m:#}");
+        assert_eq!(
+            m["addresses"]["reply_to"][0]["addr"], "ana@example.org",
+            "{m:#}"
+        );
+        let tree = &m["tree"];
+        assert_eq!(tree["content_type"], "multipart/mixed", "{m:#}");
+        let alternative = &tree["children"][0];
+        assert_eq!(alternative["content_type"], "multipart/alternative");
+        let kinds: Vec<&str> = alternative["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["content_type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["text/plain", "text/html", "text/calendar"], "{m:#}");
+        assert_eq!(alternative["children"][2]["params"]["method"], "REQUEST");
+        let file = &tree["children"][1];
+        assert_eq!(
+            (file["content_type"].as_str(), file["disposition"].as_str()),
+            (Some("text/calendar"), Some("attachment")),
+            "{m:#}"
+        );
+        assert!(file["filename"].as_str().unwrap().ends_with(".ics"));
+
+        // The link exactly as shared: in the text, in the HTML, in the calendar.
+        let links = links_in(&m);
+        assert!(links.len() >= 2, "{m:#}");
+        assert!(links.iter().all(|l| *l == shared), "{links:?} ≠ {shared}");
+        let html = leaves(tree)
+            .into_iter()
+            .find(|l| l["content_type"] == "text/html")
+            .unwrap();
+        assert!(
+            html["text"]
+                .as_str()
+                .unwrap()
+                .contains("Bring the numbers &lt;please&gt;"),
+            "the note is escaped"
+        );
+        for ics in m["calendars"].as_array().unwrap() {
+            assert_eq!(ics["method"], "REQUEST", "METHOD equals the MIME method");
+            let event = &ics["events"][0];
+            assert_eq!(event["url"], shared.as_str(), "{event:#}");
+            assert_eq!(event["location"], shared.as_str(), "{event:#}");
+            assert!(event["description"].as_str().unwrap().contains(&shared));
+            assert_eq!(
+                event["organizer"]["value"]
+                    .as_str()
+                    .map(str::to_lowercase)
+                    .as_deref(),
+                Some("mailto:ana@example.org")
+            );
+            let attendees: Vec<(String, String)> = event["attendees"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| {
+                    (
+                        a["value"].as_str().unwrap().to_lowercase(),
+                        a["rsvp"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect();
+            // Each guest's invitation names that guest (with RSVP), and nobody else:
+            // one message per guest keeps the others' addresses private.
+            assert_eq!(
+                attendees,
+                [(format!("mailto:{address}"), "TRUE".to_string())],
+                "{event:#}"
+            );
+            assert_eq!(event["dtstart"], "2026-12-14T09:30:00+01:00", "{event:#}");
+            assert_eq!(event["dtstart_tzid"], "Europe/Paris");
+            assert!(event["rrule"].as_str().unwrap().contains("FREQ=WEEKLY"));
+            uid = event["uid"].as_str().unwrap().to_string();
+        }
+        assert_eq!(m["defects"], json!([]), "{m:#}");
+    }
+    let first_sequence =
+        calendar(&by_recipient(&messages, "bo@example.org").mime())["events"][0]["sequence"]
+            .as_i64()
+            .unwrap_or(0);
+
+    // Moving the call sends both guests an update: same UID, higher SEQUENCE.
+    let moved = app
+        .req(Method::PATCH, &format!("/api/v1/links/{id}"))
+        .bearer(&token)
+        .json(&json!({ "schedule": { "start": "2026-12-14T10:00:00Z", "end": "2026-12-14T10:30:00Z", "time_zone": "Europe/Paris" } }))
+        .send()
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.text());
+    let messages = sink.wait_for(4, WAIT).await;
+    let mut sequences = Vec::new();
+    for r in &messages[2..4] {
+        let m = r.mime();
+        let ics = calendar(&m);
+        assert_eq!(ics["method"], "REQUEST", "{m:#}");
+        let event = &ics["events"][0];
+        assert_eq!(event["uid"], uid.as_str());
+        assert_eq!(event["dtstart"], "2026-12-14T11:00:00+01:00");
+        assert_eq!(event["url"], shared.as_str());
+        sequences.push(event["sequence"].as_i64().unwrap());
+    }
+    assert!(
+        sequences.iter().all(|s| *s > first_sequence),
+        "{sequences:?}"
+    );
+
+    // Revoking the link cancels the call for both.
+    let revoked = app
+        .post(&format!("/api/v1/links/{id}/revoke"))
+        .bearer(&token)
+        .send()
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text());
+    let messages = sink.wait_for(6, WAIT).await;
+    for r in &messages[4..6] {
+        let m = r.mime();
+        let alternative = &m["tree"]["children"][0];
+        assert_eq!(
+            alternative["children"][2]["params"]["method"], "CANCEL",
+            "{m:#}"
+        );
+        let ics = calendar(&m);
+        assert_eq!(ics["method"], "CANCEL");
+        let event = &ics["events"][0];
+        assert_eq!(event["uid"], uid.as_str());
+        assert_eq!(event["status"], "CANCELLED");
+        assert!(event["sequence"].as_i64().unwrap() > sequences[0]);
+    }
+    // Nothing more: each change was sent once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.messages().len(), 6);
+    delivery.stop().await;
+}
+
+#[tokio::test]
+async fn a_link_without_a_date_gets_a_plain_invitation_in_the_file_outbox() {
+    let app = TestApp::sqlite_with(|c| {
+        c.plugins.bundled = true;
+        c.plugins.cache_dir = crate::plugins::shared_plugin_cache();
+        c.server.public_url = "https://meet.example.org".into();
+        c.mail.poll_interval_ms = 50;
+    })
+    .await;
+    let delivery = app.start_mail();
+    let (token, _, shared) = ana_and_link(&app, None).await;
+    let res = invite(
+        &app,
+        &token,
+        json!({ "url": shared, "recipients": ["bo@example.org"] }),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+    let outbox = app.state.config.data_dir.join("outbox");
+    let deadline = std::time::Instant::now() + WAIT;
+    let file = loop {
+        let found: Vec<_> = std::fs::read_dir(&outbox)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(file) = found.into_iter().next() {
+            break file;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no .eml in {}",
+            outbox.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    delivery.stop().await;
+    let m = crate::smtp::mime(&file);
+    assert_eq!(m["tree"]["content_type"], "multipart/alternative", "{m:#}");
+    assert_eq!(m["calendars"], json!([]), "no calendar without a date");
+    let links = links_in(&m);
+    assert!(
+        links.len() >= 2 && links.iter().all(|l| *l == shared),
+        "{links:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_invitations_are_refused_and_queue_nothing() {
+    let app = TestApp::sqlite_with(|c| {
+        c.plugins.bundled = true;
+        c.plugins.cache_dir = crate::plugins::shared_plugin_cache();
+        c.server.public_url = "https://meet.example.org".into();
+    })
+    .await;
+    let (token, id, shared) = ana_and_link(&app, None).await;
+    let many: Vec<String> = (0..101).map(|i| format!("g{i}@example.org")).collect();
+    let cases = [
+        json!({ "url": shared, "recipients": many }),
+        json!({ "url": shared, "recipients": ["bo@example.org", "not an address"] }),
+        json!({ "url": shared, "recipients": ["bo@example.org\r\nBcc: victim@example.org"] }),
+        json!({ "url": shared, "recipients": ["Bo\n <bo@example.org>"] }),
+        json!({ "url": shared, "recipients": [] }),
+        json!({ "url": "https://elsewhere.example/j/abc", "recipients": ["bo@example.org"] }),
+        json!({ "url": format!("https://meet.example.org/j/{id}\"><script>"), "recipients": ["bo@example.org"] }),
+        json!({ "recipients": ["bo@example.org"] }),
+    ];
+    for case in cases {
+        let res = invite(&app, &token, case.clone()).await;
+        assert!(
+            res.status.is_client_error(),
+            "{case}: {} {}",
+            res.status,
+            res.text()
+        );
+        assert!(
+            !res.error_code().is_empty(),
+            "a JSON error for {case}: {}",
+            res.text()
+        );
+    }
+    // Someone else's link.
+    let other = app.user_with_token("eve@example.org", Role::Member).await;
+    let res = invite(
+        &app,
+        &other,
+        json!({ "url": shared, "recipients": ["bo@example.org"] }),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND, "{}", res.text());
+    // Signed out.
+    let res = app
+        .post("/p/email-invites/invites")
+        .json(&json!({ "url": shared, "recipients": ["bo@example.org"] }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.text());
+    let counts = app.store.outbox_counts().await.unwrap();
+    assert_eq!(
+        counts.queued + counts.sent + counts.failed,
+        0,
+        "nothing was queued"
+    );
+}
