@@ -704,6 +704,20 @@ mod tests {
             ("CONFAB_PLUGINS_FAILURES_BEFORE_DISABLE", "3"),
             ("CONFAB_PLUGINS_MAX_MEMORY_MIB", "128"),
             ("CONFAB_PLUGINS_MAX_CONCURRENCY", "4"),
+            ("CONFAB_MAIL_FROM", "Meet <meet@example.org>"),
+            ("CONFAB_MAIL_SMTP_HOST", "smtp.example.org"),
+            ("CONFAB_MAIL_SMTP_PORT", "2525"),
+            ("CONFAB_MAIL_SMTP_TLS", "tls"),
+            ("CONFAB_MAIL_SMTP_USERNAME", "meet"),
+            ("CONFAB_MAIL_SMTP_PASSWORD", "pw"),
+            ("CONFAB_MAIL_SMTP_CA_FILE", "/etc/ca.pem"),
+            ("CONFAB_MAIL_SMTP_POOL_SIZE", "4"),
+            ("CONFAB_MAIL_SMTP_TIMEOUT_SECS", "7"),
+            ("CONFAB_MAIL_OUTBOX_DIR", "/srv/outbox"),
+            ("CONFAB_MAIL_MAX_ATTEMPTS", "3"),
+            ("CONFAB_MAIL_RETRY_INITIAL_MS", "500"),
+            ("CONFAB_MAIL_RETRY_MAX_MS", "9000"),
+            ("CONFAB_MAIL_POLL_INTERVAL_MS", "250"),
         ]
         .into_iter()
         .collect();
@@ -715,6 +729,38 @@ mod tests {
         assert_eq!(c.server.max_body_bytes, 2048);
         assert_eq!(c.database_url(), "postgres://u@h/db");
         assert_eq!(c.database.max_connections, 3);
+        let m = &c.mail;
+        assert_eq!(
+            (
+                m.from.as_str(),
+                m.smtp_host.as_str(),
+                m.smtp_port,
+                m.smtp_tls
+            ),
+            (
+                "Meet <meet@example.org>",
+                "smtp.example.org",
+                2525,
+                SmtpTls::Tls
+            )
+        );
+        assert_eq!(
+            (
+                m.smtp_username.as_str(),
+                m.smtp_password.as_str(),
+                m.smtp_ca_file.as_str()
+            ),
+            ("meet", "pw", "/etc/ca.pem")
+        );
+        assert_eq!(
+            (m.smtp_pool_size, m.smtp_timeout_secs, m.max_attempts),
+            (4, 7, 3)
+        );
+        assert_eq!(
+            (m.retry_initial_ms, m.retry_max_ms, m.poll_interval_ms),
+            (500, 9000, 250)
+        );
+        assert_eq!(c.outbox_dir(), PathBuf::from("/srv/outbox"));
         assert_eq!(c.log.level, "debug");
         assert_eq!(c.auth.session_ttl_hours, 1);
         assert_eq!(c.auth.cookie_secure, Some(true));
