@@ -10,7 +10,7 @@ use axum::http::{Method, StatusCode};
 use confab_core::accounts::Role;
 use serde_json::{Value, json};
 
-use crate::mail::{leaves, links_in};
+use crate::mail::{child_types, leaves, links_in};
 use crate::smtp::{Received, SinkOptions, SmtpSink};
 use crate::support::TestApp;
 
@@ -106,12 +106,7 @@ async fn an_invitation_for_a_scheduled_call_is_an_imip_request_that_follows_the_
         assert_eq!(tree["content_type"], "multipart/mixed", "{m:#}");
         let alternative = &tree["children"][0];
         assert_eq!(alternative["content_type"], "multipart/alternative");
-        let kinds: Vec<&str> = alternative["children"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["content_type"].as_str().unwrap())
-            .collect();
+        let kinds = child_types(alternative);
         assert_eq!(kinds, ["text/plain", "text/html", "text/calendar"], "{m:#}");
         assert_eq!(alternative["children"][2]["params"]["method"], "REQUEST");
         let file = &tree["children"][1];

@@ -98,12 +98,7 @@ fn assert_imip_tree(m: &Value) {
         alternative["content_type"], "multipart/alternative",
         "{m:#}"
     );
-    let kinds: Vec<&str> = alternative["children"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["content_type"].as_str().unwrap())
-        .collect();
+    let kinds = child_types(alternative);
     assert_eq!(kinds, ["text/plain", "text/html", "text/calendar"], "{m:#}");
     assert_eq!(alternative["children"][2]["params"]["method"], "REQUEST");
     assert_eq!(
@@ -118,6 +113,18 @@ fn assert_imip_tree(m: &Value) {
     assert_eq!(attachment["disposition"], "attachment");
     assert_eq!(attachment["filename"], "invite.ics");
     assert_eq!(attachment["params"]["method"], "REQUEST");
+}
+
+/// The content types of a multipart node's children, in order.
+pub fn child_types(node: &Value) -> Vec<&str> {
+    node["children"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c["content_type"].as_str())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The leaves of the MIME tree, in order.
