@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates a call link through the REST API with an API token and prints the link.
+# Creates a call link through the REST API with an API token and prints the full link,
+# `…/j/{id}#k={secret}`. The server shows the secret only in this answer: keep the link.
 #
 #   CONFAB_URL=http://127.0.0.1:8080 CONFAB_TOKEN=cf_… ./examples/create-link.sh "Weekly sync"
 #

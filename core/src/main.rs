@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use confab_core::accounts::{self, Account, NewUser, Role, TokenInfo};
 use confab_core::config::LogFormat;
-use confab_core::links::{self, LinkView, NewLink, ScheduleInput};
+use confab_core::links::{self, LinkView, LinkWithSecret, NewLink, ScheduleInput};
 use confab_core::policy::{PolicyCache, PolicyPatch};
 use confab_core::secret::{Secret, random_base62};
 use confab_core::store::{LinkFilter, Store};
@@ -176,7 +176,7 @@ enum TokenCommand {
 
 #[derive(Subcommand)]
 enum LinkCommand {
-    /// Create a link owned by a user.
+    /// Create a link owned by a user; prints the full link with its secret, once.
     Create {
         /// The owner's email address.
         #[arg(long)]
@@ -233,7 +233,7 @@ enum LinkCommand {
         #[command(flatten)]
         out: Output,
     },
-    /// Give a link a new id; the old one stops working.
+    /// Give a link a new id and a new secret, printed once; the old link stops working.
     Rotate {
         id: String,
         #[command(flatten)]
@@ -670,7 +670,8 @@ async fn link_command(
     cmd: LinkCommand,
 ) -> anyhow::Result<()> {
     let now = clock.now();
-    let (link, out) = match cmd {
+    // Creating and rotating make a new secret: printed now, kept nowhere.
+    let (link, out, new_secret) = match cmd {
         LinkCommand::Create {
             owner,
             title,
@@ -710,6 +711,7 @@ async fn link_command(
             (
                 links::create(store, &policy, &owner, input, now).await?,
                 out,
+                true,
             )
         }
         LinkCommand::List {
@@ -740,17 +742,26 @@ async fn link_command(
         }
         LinkCommand::Show { id, out } => {
             let owner = link_and_owner(store, &id).await?;
-            (links::owned(store, &owner, &id).await?, out)
+            (links::owned(store, &owner, &id).await?, out, false)
         }
         LinkCommand::Revoke { id, out } => {
             let owner = link_and_owner(store, &id).await?;
-            (links::revoke(store, &owner, &id, now).await?, out)
+            (links::revoke(store, &owner, &id, now).await?, out, false)
         }
         LinkCommand::Rotate { id, out } => {
             let owner = link_and_owner(store, &id).await?;
-            (links::rotate(store, &owner, &id, now).await?, out)
+            (links::rotate(store, &owner, &id, now).await?, out, true)
         }
     };
+    if new_secret {
+        let shared = LinkWithSecret::generate(&link, public_url);
+        return print(out, &shared, || {
+            format!(
+                "{}\n  The part after #k= is the link's secret, shown only now: Confab keeps no copy.\n  Share the whole link: the call's media keys are made from the secret.",
+                describe_link(&shared.link)
+            )
+        });
+    }
     let view = LinkView::new(&link, public_url);
     print(out, &view, || describe_link(&view))
 }

@@ -1,7 +1,9 @@
 //! Random identifiers and secrets, and how they are stored (hashed).
 
-use rand::Rng;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::distributions::Alphanumeric;
+use rand::{Rng, RngCore};
 use sha2::{Digest, Sha256};
 
 /// `len` characters from `[0-9A-Za-z]`, from the OS-seeded CSPRNG.
@@ -15,6 +17,15 @@ pub fn random_base62(len: usize) -> String {
         .take(len)
         .map(char::from)
         .collect()
+}
+
+/// `bytes` random bytes straight from the operating system's CSPRNG, as unpadded
+/// base64url (`[A-Za-z0-9_-]`, 4 characters per 3 bytes): for keys that go into a
+/// URL fragment, where every character is safe and each carries 6 bits.
+pub fn random_base64url(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
 }
 
 /// SHA-256 of `value`, hex encoded. Tokens and session ids are high-entropy random
@@ -60,6 +71,20 @@ mod tests {
         assert_eq!(a.len(), 22);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn random_base64url_is_unpadded_url_safe_and_distinct() {
+        let a = random_base64url(16);
+        let b = random_base64url(16);
+        assert_eq!(a.len(), 22, "16 bytes are 22 characters without padding");
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+        assert_ne!(a, b);
+        let decoded = URL_SAFE_NO_PAD.decode(&a).unwrap();
+        assert_eq!(decoded.len(), 16);
     }
 
     #[test]

@@ -1,4 +1,77 @@
-// Dashboard behaviour: copy buttons and confirmation before revoking.
+// Dashboard behaviour: link secrets, copy buttons and confirmation before revoking.
+
+// The link secret (docs/security.md, "The link secret"): the full link is
+// `/j/{id}#k={secret}`, and browsers never send the part after `#`. A link made
+// with the form below gets its secret here, in the browser: 16 random bytes as
+// unpadded base64url, kept in `localStorage["confab.secret." + id]` (where the call
+// page finds it too) and never sent to the server.
+const PENDING_SECRET = "confab.pending-secret";
+const PENDING_MAX_AGE_MS = 10 * 60 * 1000;
+const SECRET_PATTERN = /^[A-Za-z0-9_-]{22}$/;
+
+const secretKey = (id) => `confab.secret.${id}`;
+
+function newSecret() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function knownSecret(id) {
+  try {
+    const secret = localStorage.getItem(secretKey(id));
+    return secret && SECRET_PATTERN.test(secret) ? secret : null;
+  } catch {
+    return null; // storage turned off: this browser knows no secrets
+  }
+}
+
+// On submit the secret waits in this tab's sessionStorage; the server redirects to
+// `/dashboard?created={id}` and marks that link `data-link-created`.
+document.querySelector("form[data-new-link]")?.addEventListener("submit", () => {
+  try {
+    sessionStorage.setItem(PENDING_SECRET, JSON.stringify({ secret: newSecret(), at: Date.now() }));
+  } catch {
+    // No storage: the link is made, and the dashboard says this browser lacks its secret.
+  }
+});
+
+function adoptPendingSecret() {
+  const created = document.querySelector("li[data-link-id][data-link-created]");
+  if (!created) return;
+  const address = new URL(window.location.href);
+  address.searchParams.delete("created");
+  window.history.replaceState(window.history.state, "", address);
+  try {
+    const pending = JSON.parse(sessionStorage.getItem(PENDING_SECRET) || "null");
+    sessionStorage.removeItem(PENDING_SECRET);
+    const fresh = pending && SECRET_PATTERN.test(pending.secret) && Date.now() - pending.at < PENDING_MAX_AGE_MS;
+    // Never replace a secret this browser already has for a link.
+    if (fresh && !knownSecret(created.dataset.linkId)) {
+      localStorage.setItem(secretKey(created.dataset.linkId), pending.secret);
+    }
+  } catch {
+    // No storage, or not JSON: nothing to adopt.
+  }
+}
+
+// Before anything reads the links (copy buttons, plugins' modules): the full link
+// where this browser has the secret, a hint where it does not.
+function showFullLinks() {
+  for (const item of document.querySelectorAll("li[data-link-id]")) {
+    const secret = knownSecret(item.dataset.linkId);
+    if (!secret) {
+      item.querySelector("[data-secret-missing]")?.removeAttribute("hidden");
+      continue;
+    }
+    const full = `${item.dataset.linkUrl.split("#")[0]}#k=${secret}`;
+    item.dataset.linkUrl = full;
+    for (const input of item.querySelectorAll("input.url")) input.value = full;
+    for (const button of item.querySelectorAll("[data-copy]")) button.dataset.copy = full;
+  }
+}
+
+adoptPendingSecret();
+showFullLinks();
 for (const button of document.querySelectorAll("[data-copy]")) {
   button.addEventListener("click", async () => {
     const text = button.dataset.copy;
@@ -34,7 +107,8 @@ for (const form of document.querySelectorAll("form[data-confirm]")) {
 //     dashboard.report(message);       // show a problem on the page
 //   }
 //
-// `url` is the link as the user shares it.
+// `url` is the link as the user shares it: with `#k=` and its secret when this
+// browser has it, else the server's address alone.
 
 function pageLinks() {
   return [...document.querySelectorAll("li[data-link-id]")].map((item) => ({

@@ -277,6 +277,8 @@ pub mod links {
     pub use crate::bindings::confab::plugin::links::{CreatedLink, NewLink};
     use crate::{Error, Link, Schedule};
 
+    /// A new link; its `url` is the full link with the secret (`#k=…`), which the
+    /// server gives only here.
     pub fn create(as_user: i64, params: &NewLink) -> Result<CreatedLink, Error> {
         links::create(as_user, params)
     }

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AuthUser, Json, Query};
 use crate::AppState;
-use crate::links::{self, LinkPatch, LinkView, NewLink};
+use crate::links::{self, LinkPatch, LinkView, LinkWithSecret, NewLink};
 use crate::plugins::{self, Event};
 use crate::store::LinkFilter;
 
@@ -96,23 +96,25 @@ async fn list_links(
 }
 
 #[utoipa::path(post, path = "/api/v1/links", tag = "links", request_body = NewLink,
-    responses((status = 201, body = LinkView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 201, description = "the link, with its secret: `url` is the full link to share (`…/j/{id}#k={secret}`); this is the only time the server shows the secret",
+            body = LinkWithSecret),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, description = "link creation turned off for members", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("token" = [])))]
-/// Creates a link.
+/// Creates a link. The response is the only one with the link's secret: the server keeps no copy.
 async fn create_link(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     Json(input): Json<NewLink>,
-) -> Result<(StatusCode, Json<LinkView>), ApiError> {
+) -> Result<(StatusCode, Json<LinkWithSecret>), ApiError> {
     let policy = state.policy.get(&state.store).await?;
     let link = links::create(&state.store, &policy, &user, input, state.clock.now()).await?;
     state.metrics.links_created.inc();
     plugins::emit(&state, Event::LinkCreated(link.clone()));
     Ok((
         StatusCode::CREATED,
-        Json(LinkView::new(&link, state.public_url())),
+        Json(LinkWithSecret::generate(&link, state.public_url())),
     ))
 }
 
@@ -177,16 +179,18 @@ async fn revoke_link(
 }
 
 #[utoipa::path(post, path = "/api/v1/links/{id}/rotate", tag = "links", params(("id" = String, Path, description = "link id")),
-    responses((status = 200, description = "the link with its new id", body = LinkView), (status = 404, body = ErrorBody),
+    responses((status = 200, description = "the link with its new id and a new secret: `url` is the new full link to share; this is the only time the server shows the secret",
+            body = LinkWithSecret),
+        (status = 404, body = ErrorBody),
         (status = 409, description = "the link was revoked", body = ErrorBody)),
     security(("token" = [])))]
-/// Gives a link a new id; the old address stops working.
+/// Gives a link a new id and a new secret; the old address stops working.
 async fn rotate_link(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
-) -> Result<Json<LinkView>, ApiError> {
+) -> Result<Json<LinkWithSecret>, ApiError> {
     let link = links::rotate(&state.store, &user, &id, state.clock.now()).await?;
     plugins::emit(&state, Event::LinkUpdated(link.clone()));
-    Ok(Json(LinkView::new(&link, state.public_url())))
+    Ok(Json(LinkWithSecret::generate(&link, state.public_url())))
 }

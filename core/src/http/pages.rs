@@ -354,14 +354,21 @@ async fn logout(
 struct DashboardQuery {
     #[serde(default)]
     before: Option<i64>,
+    /// The link the create form just made: the browser that submitted the form
+    /// gives it the secret it made (`dashboard.js`).
+    #[serde(default)]
+    created: Option<String>,
 }
 
-/// A link as the dashboard shows it: the API view plus a readable schedule.
+/// A link as the dashboard shows it: the API view plus a readable schedule. Its
+/// `url` has no secret: the browser adds the one it knows (`dashboard.js`).
 #[derive(Serialize)]
 struct DashboardLink {
     #[serde(flatten)]
     view: LinkView,
     when: Option<String>,
+    /// The link the create form just made.
+    created: bool,
 }
 
 #[derive(Default)]
@@ -371,6 +378,7 @@ struct DashboardExtras<'a> {
     form_description: &'a str,
     new_token: Option<String>,
     token_error: Option<String>,
+    created: Option<&'a str>,
 }
 
 async fn render_dashboard(
@@ -396,6 +404,7 @@ async fn render_dashboard(
             let view = LinkView::new(l, state.public_url());
             DashboardLink {
                 when: view.schedule.as_ref().map(|s| s.describe()),
+                created: extras.created == Some(view.id.as_str()),
                 view,
             }
         })
@@ -437,7 +446,10 @@ async fn dashboard(
         &state,
         &user,
         query.before,
-        DashboardExtras::default(),
+        DashboardExtras {
+            created: query.created.as_deref(),
+            ..Default::default()
+        },
         StatusCode::OK,
     )
     .await
@@ -500,8 +512,9 @@ async fn dashboard_create_link(
     match result {
         Ok(link) => {
             state.metrics.links_created.inc();
+            let created = format!("/dashboard?created={}", link.public_id);
             crate::plugins::emit(&state, crate::plugins::Event::LinkCreated(link));
-            Redirect::to("/dashboard").into_response()
+            Redirect::to(&created).into_response()
         }
         Err(err) => {
             let (status, message) = match &err {

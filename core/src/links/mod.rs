@@ -3,6 +3,12 @@
 //! A link is created by a member, reused for any number of calls, and stays valid
 //! until it is revoked. Rotating gives it a new [`LinkId`]; the old id stops working
 //! at once. Guests reach a link at `/j/{id}`.
+//!
+//! The link people share is `/j/{id}#k={secret}`: the [`LinkSecret`] in the fragment
+//! is what the call page derives the media keys from, and browsers never send a
+//! fragment to the server. A link made through the REST API, the CLI or a plugin
+//! gets its secret here, shown once in [`LinkWithSecret`] and kept nowhere; a link
+//! made on the dashboard gets it in the browser, and the server never sees it.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveValue::Set, IntoActiveModel};
@@ -11,6 +17,7 @@ use utoipa::ToSchema;
 
 use crate::accounts::Account;
 use crate::policy::OrgPolicy;
+use crate::secret::Secret;
 use crate::store::{LinkFilter, Store, StoreError, link};
 use crate::validate::{self, Invalid};
 
@@ -26,6 +33,40 @@ pub const MAX_PARTICIPANTS: i32 = 32;
 const LINK_ID_CHARS: usize = 22;
 /// Longest id accepted on lookup; anything longer is rejected before the database.
 const MAX_LINK_ID_CHARS: usize = 32;
+
+/// Random bytes in a link's secret: 128 bits.
+const LINK_SECRET_BYTES: usize = 16;
+
+/// The secret in a link's fragment (`#k=…`): 16 random bytes as unpadded base64url,
+/// 22 characters of `[A-Za-z0-9_-]`. `Debug` does not show it; only the response that
+/// made the link serializes it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LinkSecret(Secret);
+
+impl LinkSecret {
+    /// A new secret from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        Self(Secret::new(crate::secret::random_base64url(
+            LINK_SECRET_BYTES,
+        )))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+impl std::fmt::Debug for LinkSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkSecret(…)")
+    }
+}
+
+impl Serialize for LinkSecret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.expose())
+    }
+}
 
 /// A link's public identifier, as it appears in `/j/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -154,7 +195,9 @@ impl std::fmt::Display for LinkStatus {
 pub struct LinkView {
     /// The public id (22 letters and digits).
     pub id: String,
-    /// The address to share.
+    /// The link's address, `{public_url}/j/{id}`. Only the response that made the link
+    /// (or gave it a new id) has the full link to share, with `#k={secret}`: the
+    /// server keeps no copy of the secret, so every other answer is without it.
     pub url: String,
     pub title: String,
     pub description: Option<String>,
@@ -188,6 +231,40 @@ impl LinkView {
             updated_at: link.updated_at,
             revoked_at: link.revoked_at,
         }
+    }
+}
+
+/// A link with a new secret: what creating (or rotating) a link through the REST
+/// API, the CLI or a plugin returns. The only place the secret ever is: it is not
+/// stored, logged or sent to plugins' event hooks.
+#[derive(Clone, Serialize, ToSchema)]
+pub struct LinkWithSecret {
+    /// `url` is the full link to share, `{public_url}/j/{id}#k={secret}`.
+    #[serde(flatten)]
+    pub link: LinkView,
+    /// The link's secret (22 characters of `[A-Za-z0-9_-]`, 128 random bits), also at
+    /// the end of `url`. Shown only in this response.
+    #[schema(value_type = String, example = "q8Vb3kT0wXcZ1mN5rJ7yAg")]
+    pub secret: LinkSecret,
+}
+
+impl LinkWithSecret {
+    /// The view of `link` with a fresh secret in its `url`.
+    pub fn generate(link: &link::Model, public_url: &str) -> Self {
+        let secret = LinkSecret::generate();
+        let mut view = LinkView::new(link, public_url);
+        view.url = format!("{}#k={}", view.url, secret.expose());
+        Self { link: view, secret }
+    }
+}
+
+/// Without the secret, which `url` holds too.
+impl std::fmt::Debug for LinkWithSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkWithSecret")
+            .field("id", &self.link.id)
+            .field("secret", &self.secret)
+            .finish_non_exhaustive()
     }
 }
 
@@ -420,6 +497,24 @@ mod tests {
         let ids: std::collections::HashSet<String> =
             (0..1000).map(|_| LinkId::generate().0).collect();
         assert_eq!(ids.len(), 1000);
+    }
+
+    #[test]
+    fn link_secrets_are_128_bits_of_base64url_and_stay_out_of_debug() {
+        let a = LinkSecret::generate();
+        let b = LinkSecret::generate();
+        assert_eq!(a.expose().len(), 22);
+        assert!(
+            a.expose()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+        assert_ne!(a, b);
+        assert!(!format!("{a:?}").contains(a.expose()));
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            serde_json::json!(a.expose())
+        );
     }
 
     #[test]

@@ -163,10 +163,15 @@ async fn an_event_file_gets_server_links_once(app: TestApp) {
     let mut links = serde_json::Map::new();
     for (uid, written) in event_properties(&output, "X-CONFAB-LINK") {
         let written = written.unwrap_or_else(|| panic!("{uid} has no link:\n{output}"));
-        let id = written
+        let (id, secret) = written
             .strip_prefix(&format!("{public}/j/"))
-            .unwrap_or_else(|| panic!("{written} is not this server's link"));
+            .and_then(|rest| rest.split_once("#k="))
+            .unwrap_or_else(|| panic!("{written} is not this server's full link"));
         assert!(ids.contains(&id.to_string()), "{id} is not among {ids:?}");
+        assert!(
+            crate::support::is_link_secret(secret),
+            "the link's secret: {written}"
+        );
         if let Some(before) = links.insert(uid.clone(), json!(written)) {
             assert_eq!(before, json!(written), "one link per UID ({uid})");
         }
@@ -400,10 +405,9 @@ async fn add_to_calendar_serves_links_made_through_the_api(app: TestApp) {
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
     let link = made.json();
     let id = link["id"].as_str().unwrap().to_string();
-    let shared = format!(
-        "{}#k=Zx_9-aQ2mT7bN1cR8zL3wYpE4",
-        link["url"].as_str().unwrap()
-    );
+    // The full link, as the API gave it once.
+    let shared = link["url"].as_str().unwrap().to_string();
+    assert!(shared.contains("#k="), "{shared}");
     let file = add_to_calendar(&app, &token, &id, json!({ "url": shared })).await;
     assert_eq!(file.status, StatusCode::OK, "{}", file.text());
     let ics = file.text();

@@ -217,19 +217,29 @@ fn links_from_the_command_line() {
         "10",
     ]);
     let id = link["id"].as_str().unwrap().to_string();
-    assert_eq!(link["url"], format!("https://call.example.org/j/{id}"));
+    let secret = link["secret"].as_str().unwrap();
+    assert!(crate::support::is_link_secret(secret), "{secret}");
+    assert_eq!(
+        link["url"],
+        format!("https://call.example.org/j/{id}#k={secret}")
+    );
     assert_eq!(link["schedule"]["rrule"], "FREQ=WEEKLY;BYDAY=MO");
     assert_eq!(link["policy"]["max_participants"], 10);
 
     let human = cli.ok(&["link", "show", &id]);
     assert!(human.starts_with(&format!("https://call.example.org/j/{id}\n")));
+    assert!(!human.contains(secret) && !human.contains("#k="));
     assert!(human.contains("status:  active") && human.contains("repeats: FREQ=WEEKLY;BYDAY=MO"));
     let list = cli.ok(&["link", "list", "--owner", "ada@example.org"]);
-    assert!(list.contains(&id) && list.contains("Weekly sync"));
+    assert!(list.contains(&id) && list.contains("Weekly sync") && !list.contains("#k="));
 
     let rotated = cli.json(&["link", "rotate", &id]);
     let new_id = rotated["id"].as_str().unwrap().to_string();
     assert_ne!(new_id, id);
+    assert!(rotated["url"].as_str().unwrap().ends_with(&format!(
+        "/j/{new_id}#k={}",
+        rotated["secret"].as_str().unwrap()
+    )));
     assert!(
         cli.fails(&["link", "show", &id])
             .contains("no link with id")
@@ -259,6 +269,23 @@ fn links_from_the_command_line() {
         .len(),
         1
     );
+
+    // The human output prints the full link first, and says the secret is shown once.
+    let made = cli.ok(&[
+        "link",
+        "create",
+        "--owner",
+        "ada@example.org",
+        "--title",
+        "Retro",
+    ]);
+    let full = made.lines().next().unwrap();
+    let (_, other) = full.split_once("#k=").unwrap_or_else(|| panic!("{made}"));
+    assert!(
+        crate::support::is_link_secret(other) && other != secret,
+        "a new secret each time: {made}"
+    );
+    assert!(made.contains("shown only now"), "{made}");
 
     assert!(
         cli.fails(&[
@@ -472,8 +499,9 @@ fn serve_starts_on_an_empty_directory_and_stops_on_sigterm() {
     let url = String::from_utf8(out.stdout).unwrap();
     assert!(
         url.trim()
-            .starts_with(&format!("http://127.0.0.1:{port}/j/")),
-        "{url}"
+            .starts_with(&format!("http://127.0.0.1:{port}/j/"))
+            && url.contains("#k="),
+        "the full link, with its secret: {url}"
     );
     let links = cli.json(&["link", "list", "--owner", "ada@example.org"]);
     assert_eq!(links[0]["title"], "Made by the example script");

@@ -2,9 +2,10 @@
 
 use axum::http::{Method, StatusCode};
 use confab_core::accounts::Role;
-use serde_json::json;
+use sea_orm::{ConnectionTrait, Database, Statement};
+use serde_json::{Value, json};
 
-use crate::support::{TestApp, on_both_databases};
+use crate::support::{TestApp, is_link_secret, on_both_databases};
 
 on_both_databases!(
     create_show_update_and_list,
@@ -16,6 +17,7 @@ on_both_databases!(
     malformed_bodies_change_nothing,
     missing_or_wrong_credentials_are_refused,
     member_link_creation_can_be_turned_off,
+    the_link_secret_is_shown_once_and_stored_nowhere,
 );
 
 async fn link_count(app: &TestApp, token: &str) -> usize {
@@ -37,7 +39,12 @@ async fn create_show_update_and_list(app: TestApp) {
     assert_eq!(created["policy"]["max_participants"], 32);
     assert_eq!(created["policy"]["members_need_approval"], false);
     let id = created["id"].as_str().unwrap();
-    assert_eq!(created["url"], format!("http://127.0.0.1:8080/j/{id}"));
+    let secret = secret_of(&created);
+    assert_eq!(
+        created["url"],
+        format!("http://127.0.0.1:8080/j/{id}#k={secret}"),
+        "the full link to share, once"
+    );
 
     let shown = app
         .get(&format!("/api/v1/links/{id}"))
@@ -46,6 +53,7 @@ async fn create_show_update_and_list(app: TestApp) {
         .await;
     assert_eq!(shown.status, StatusCode::OK);
     assert_eq!(shown.json()["title"], "Design review");
+    assert_without_secret(&shown.json());
 
     app.clock.advance(chrono::Duration::minutes(5));
     let patched = app
@@ -67,6 +75,7 @@ async fn create_show_update_and_list(app: TestApp) {
     assert_eq!(patched["policy"]["members_need_approval"], true);
     assert_eq!(patched["title"], "Design review", "absent fields stay");
     assert_ne!(patched["updated_at"], created["updated_at"]);
+    assert_without_secret(&patched);
 
     let cleared = app
         .req(Method::PATCH, &format!("/api/v1/links/{id}"))
@@ -82,7 +91,143 @@ async fn create_show_update_and_list(app: TestApp) {
 
     let list = app.get("/api/v1/links").bearer(&token).send().await.json();
     assert_eq!(list["items"][0]["id"], id);
+    assert_without_secret(&list["items"][0]);
     assert_eq!(list["next_cursor"], serde_json::Value::Null);
+}
+
+/// The secret of a link just made: 22 characters of unpadded base64url, also at
+/// the end of its `url`.
+fn secret_of(made: &Value) -> String {
+    let secret = made["secret"].as_str().unwrap_or_else(|| panic!("{made}"));
+    assert!(is_link_secret(secret), "{secret}");
+    let url = made["url"].as_str().unwrap();
+    assert!(url.ends_with(&format!("#k={secret}")), "{url}");
+    secret.to_string()
+}
+
+/// A later read of a link: its address without a fragment, no `secret`.
+fn assert_without_secret(link: &Value) {
+    let id = link["id"].as_str().unwrap();
+    assert_eq!(
+        link["url"],
+        format!("http://127.0.0.1:8080/j/{id}"),
+        "{link}"
+    );
+    assert!(link.get("secret").is_none(), "{link}");
+}
+
+/// Whether `needle` is anywhere in the app's database: on SQLite, in the bytes of
+/// its files; on PostgreSQL, in the text of any row of any table.
+pub(crate) async fn database_contains(app: &TestApp, needle: &str) -> bool {
+    let url = &app.state.config.database.url;
+    if url.starts_with("sqlite:") {
+        let files = std::fs::read_dir(&app.state.config.data_dir).unwrap();
+        return files.map(|f| f.unwrap().path()).any(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("confab.db")
+                && std::fs::read(&path)
+                    .unwrap()
+                    .windows(needle.len())
+                    .any(|w| w == needle.as_bytes())
+        });
+    }
+    let db = Database::connect(url).await.unwrap();
+    let backend = db.get_database_backend();
+    let tables = db
+        .query_all(Statement::from_string(
+            backend,
+            "SELECT table_name::text AS name FROM information_schema.tables WHERE table_schema = 'public'",
+        ))
+        .await
+        .unwrap();
+    for table in tables {
+        let table: String = table.try_get("", "name").unwrap();
+        let hits = db
+            .query_all(Statement::from_sql_and_values(
+                backend,
+                format!("SELECT 1 AS hit FROM \"{table}\" AS t WHERE strpos(t::text, $1) > 0"),
+                [needle.into()],
+            ))
+            .await
+            .unwrap();
+        if !hits.is_empty() {
+            return true;
+        }
+    }
+    false
+}
+
+async fn the_link_secret_is_shown_once_and_stored_nowhere(app: TestApp) {
+    let token = app.admin_token().await;
+    let first = app.create_link(&token, "Board meeting").await;
+    let second = app.create_link(&token, "Board meeting").await;
+    let (a, b) = (secret_of(&first), secret_of(&second));
+    assert_ne!(a, b, "every link has its own secret");
+    let id = first["id"].as_str().unwrap().to_string();
+
+    let shown = app
+        .get(&format!("/api/v1/links/{id}"))
+        .bearer(&token)
+        .send()
+        .await;
+    assert_without_secret(&shown.json());
+    assert!(!shown.text().contains(&a));
+    let listed = app.get("/api/v1/links").bearer(&token).send().await;
+    assert!(!listed.text().contains(&a) && !listed.text().contains(&b));
+    let page = app.get(&format!("/j/{id}")).send().await.text();
+    assert!(!page.contains(&a), "the link's page does not know it");
+
+    // Rotating makes a new link to share: a new id and a new secret, once.
+    let rotated = app
+        .post(&format!("/api/v1/links/{id}/rotate"))
+        .bearer(&token)
+        .send()
+        .await
+        .json();
+    let c = secret_of(&rotated);
+    assert_ne!(c, a);
+    let new_id = rotated["id"].as_str().unwrap();
+    assert!(
+        rotated["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/j/{new_id}#k={c}"))
+    );
+
+    // The ids are in the database (so the search finds what is there); no secret is.
+    assert!(database_contains(&app, new_id).await);
+    for secret in [&a, &b, &c] {
+        assert!(
+            !database_contains(&app, secret).await,
+            "{secret} was stored"
+        );
+    }
+
+    // The OpenAPI document says so: `secret` only where a link is made.
+    let doc = app.get("/api/v1/openapi.json").send().await.json();
+    let answer = |path: &str, method: &str, status: &str| {
+        let response = &doc["paths"][path][method]["responses"][status];
+        response["content"]["application/json"]["schema"]["$ref"].clone()
+    };
+    let with_secret = "#/components/schemas/LinkWithSecret";
+    assert_eq!(answer("/api/v1/links", "post", "201"), with_secret);
+    assert_eq!(
+        answer("/api/v1/links/{id}/rotate", "post", "200"),
+        with_secret
+    );
+    assert_eq!(
+        answer("/api/v1/links/{id}", "get", "200"),
+        "#/components/schemas/LinkView"
+    );
+    let schema = doc["components"]["schemas"]["LinkWithSecret"].to_string();
+    assert!(schema.contains("\"secret\""), "{schema}");
+    assert!(
+        !doc["components"]["schemas"]["LinkView"]
+            .to_string()
+            .contains("\"secret\""),
+        "{}",
+        doc["components"]["schemas"]["LinkView"]
+    );
 }
 
 async fn link_ids_are_long_random_and_url_safe(app: TestApp) {

@@ -36,9 +36,18 @@ async fn dashboard_creates_lists_and_revokes_links(app: TestApp) {
     assert_eq!(link["title"], "Family call");
     assert_eq!(link["policy"]["max_participants"], 12);
     let id = link["id"].as_str().unwrap();
+    assert!(
+        link.get("secret").is_none(),
+        "the server made no secret for it"
+    );
+    assert_eq!(
+        created.location(),
+        format!("/dashboard?created={id}"),
+        "the browser's secret goes with this link"
+    );
 
     let page = unescape(
-        &app.get("/dashboard")
+        &app.get(&created.location())
             .cookie(&browser.cookies)
             .send()
             .await
@@ -47,8 +56,12 @@ async fn dashboard_creates_lists_and_revokes_links(app: TestApp) {
     assert!(page.contains("Family call"));
     assert!(
         page.contains(&format!("data-copy=\"http://127.0.0.1:8080/j/{id}\"")),
-        "a copy button with the full link"
+        "a copy button with the server's address, which dashboard.js completes"
     );
+    assert!(
+        page.contains(&format!("data-link-id=\"{id}\"")) && page.contains(" data-link-created>")
+    );
+    assert!(!page.contains("#k="), "the server knows no secret");
     assert!(page.contains(&format!("/dashboard/links/{id}/revoke")));
 
     let bad = app

@@ -279,17 +279,19 @@ async fn plugins_hear_events_and_act_only_as_the_signed_in_user() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
     let created = created.json();
     let url = created["url"].as_str().unwrap();
-    assert!(url.contains("/j/"), "{url}");
+    let id = created["id"].as_str().unwrap();
+    // The plugin got the full link, with a secret of its own, once.
+    let (address, secret) = url.split_once("#k=").unwrap_or_else(|| panic!("{url}"));
+    assert_eq!(address, format!("{}/j/{id}", app.state.public_url()));
+    assert!(crate::support::is_link_secret(secret), "{url}");
     let mine = app
-        .get(&format!(
-            "/api/v1/links/{}",
-            created["id"].as_str().unwrap()
-        ))
+        .get(&format!("/api/v1/links/{id}"))
         .bearer(&token)
         .send()
         .await;
     assert_eq!(mine.status, StatusCode::OK, "the link belongs to the user");
     assert_eq!(mine.json()["title"], "Plugin call");
+    assert!(!mine.text().contains(secret), "later reads have no secret");
 
     // A bad token is refused before the plugin runs.
     let bad = app.post("/p/hello/links").bearer("cf_nope").send().await;

@@ -41,6 +41,15 @@ macro_rules! on_both_databases {
 }
 pub(crate) use on_both_databases;
 
+/// Whether `secret` has the shape of a link secret (`#k=…`): 22 characters of
+/// unpadded base64url, 16 random bytes.
+pub fn is_link_secret(secret: &str) -> bool {
+    secret.len() == 22
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 pub const START: &str = "2026-11-21T12:00:00Z";
 pub const PASSWORD: &str = "correct horse battery";
 

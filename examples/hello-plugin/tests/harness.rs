@@ -180,7 +180,12 @@ fn creating_a_link_acts_for_the_signed_in_user() {
     };
     assert_eq!(made.link.owner, 7);
     assert_eq!(made.link.title, "Team sync");
-    assert_eq!(made.url, format!("http://confab.test/j/{}", made.link.id));
+    assert!(
+        made.url
+            .starts_with(&format!("http://confab.test/j/{}#k=", made.link.id)),
+        "the full link, with its secret: {}",
+        made.url
+    );
     assert_eq!(
         created.body_text(),
         format!(r#"{{"id":"{}","url":"{}"}}"#, made.link.id, made.url)

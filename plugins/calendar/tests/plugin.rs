@@ -507,6 +507,13 @@ fn the_feed_lists_calls_until_its_address_is_revoked() {
     assert!(text.contains("SUMMARY:Planning\r\n"));
     assert!(text.contains("DTSTART;TZID=America/New_York:20261207T140000\r\n"));
     assert!(text.contains("BEGIN:VTIMEZONE\r\nTZID:America/New_York\r\n"));
+    // The full link, secret included: the plugin keeps the one it got (README).
+    let shared = &plugin.links_created()[0].url;
+    assert!(shared.contains("#k="), "{shared}");
+    assert!(
+        text.contains(&format!("URL;VALUE=URI:{shared}\r\n")),
+        "{text}"
+    );
 
     // A revoked link's call shows as cancelled.
     let link = plugin.links().iter().find(|l| l.id == id).unwrap().clone();

@@ -18,7 +18,9 @@ use crate::bindings::confab::plugin::{
 use crate::manifest::{Capability, Manifest, host_allowed};
 use crate::{OutboundRequest, OutboundResponse};
 
-/// Where the links the harness creates point: `{PUBLIC_URL}/j/{id}`.
+/// Where the links the harness creates point: `{PUBLIC_URL}/j/{id}`; a created link's
+/// `url` has a secret after it, `#k=` and 22 characters, as on the server (not random
+/// here: `testsecret` and the digits of the id).
 pub const PUBLIC_URL: &str = "http://confab.test";
 /// How long after a guest joined any signed-in participant may remove them; after
 /// that only the link's owner may (the server's default).
@@ -449,8 +451,10 @@ impl links::Host for HostState {
         let link = self
             .world
             .new_link(as_user, &params.title, params.max_participants)?;
+        // 22 characters, like the server's: the id's last 12 digits after `testsecret`.
+        let secret = format!("testsecret{}", &link.id[link.id.len() - 12..]);
         let created = CreatedLink {
-            url: format!("{PUBLIC_URL}/j/{}", link.id),
+            url: format!("{PUBLIC_URL}/j/{}#k={secret}", link.id),
             link,
         };
         self.world.created.push(created.clone());
@@ -960,7 +964,18 @@ mod tests {
             max_participants: max,
         };
         let first = s.create(7, new(" Standup ", None)).unwrap();
-        assert_eq!(first.url, format!("{PUBLIC_URL}/j/{}", first.link.id));
+        let secret = first
+            .url
+            .strip_prefix(&format!("{PUBLIC_URL}/j/{}#k=", first.link.id))
+            .unwrap();
+        assert!(
+            secret.len() == 22
+                && secret
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "{}",
+            first.url
+        );
         assert_eq!(
             (
                 first.link.title.as_str(),

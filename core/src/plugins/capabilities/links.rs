@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 
 use super::{link_record, unavailable};
 use crate::accounts::Account;
-use crate::links::{self, LinkError, LinkPatch, LinkView, NewLink as CoreNewLink, ScheduleInput};
+use crate::links::{
+    self, LinkError, LinkPatch, LinkWithSecret, NewLink as CoreNewLink, ScheduleInput,
+};
 use crate::plugins::bindings::confab::plugin::links::{CreatedLink, Host, NewLink};
 use crate::plugins::bindings::confab::plugin::types::{Error, Link, Schedule};
 use crate::plugins::manifest::Capability;
@@ -106,7 +108,8 @@ impl HostState {
     }
 
     /// Makes the links as `as_user` would through the REST API, and tells the
-    /// plugins about each.
+    /// plugins about each. The plugin gets each link's secret in `url`, once, like
+    /// the REST API's answer; the events carry no secret.
     async fn create_links(
         &mut self,
         as_user: i64,
@@ -128,11 +131,11 @@ impl HostState {
         Ok(created
             .into_iter()
             .map(|link| {
-                let view = LinkView::new(&link, self.app.public_url());
+                let shared = LinkWithSecret::generate(&link, self.app.public_url());
                 crate::plugins::emit(&self.app, crate::plugins::Event::LinkCreated(link.clone()));
                 CreatedLink {
                     link: link_record(&link),
-                    url: view.url,
+                    url: shared.link.url,
                 }
             })
             .collect())

@@ -524,6 +524,26 @@ mod tests {
     }
 
     #[test]
+    fn shared_links_keep_the_link_secret() {
+        // The server's secrets: `#k=` and 16 random bytes as unpadded base64url (22
+        // characters, `-` and `_` included); longer ones are kept too.
+        let base = "https://confab.example";
+        let id = "4kV9xQ2mT7bN1cR8zL3wYp";
+        for secret in [
+            "q8Vb3kT0wXcZ1mN5rJ7y-_",
+            "-_-_AAAAzzzz0000999_-_",
+            "Zx_9-aQ2mT7bN1cR8zL3wYpE4q8Vb3kT0wXcZ1mN5rJ",
+        ] {
+            let shared = format!("{base}/j/{id}#k={secret}");
+            assert_eq!(
+                shared_link(base, id, Some(&shared)).as_deref(),
+                Ok(shared.as_str())
+            );
+            assert!(check_link(&shared).is_ok(), "{shared}");
+        }
+    }
+
+    #[test]
     fn the_location_keeps_its_text() {
         let link = "https://c.example/j/1";
         assert_eq!(location_with("", link, None), link);

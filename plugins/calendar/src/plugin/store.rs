@@ -30,6 +30,8 @@ pub struct EventLink {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StoredCall {
     pub link_id: String,
+    /// The full link, with its secret when the plugin was given it (the server
+    /// keeps none): every file written for the call carries it.
     pub url: String,
     pub title: String,
     #[serde(default)]
