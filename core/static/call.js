@@ -434,6 +434,8 @@ const plugins = new CallPagePlugins({
   me: () => me,
   participants: publicRoster,
   report: (text) => note(text),
+  signedIn,
+  csrf: callCard.dataset.csrf,
 });
 window.confab = { media, plugins, tiles: () => [...grid.children].map((t) => t.dataset.stream) };
 let mediaRetries = 0;

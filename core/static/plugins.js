@@ -10,11 +10,15 @@
 //     plugin.me();               // my participant number
 //     plugin.participants();     // [{ participant, name, guest }]
 //     plugin.onParticipants((list) => …);
+//     plugin.signedIn;           // whether the user is signed in (not a guest)
+//     plugin.fetch(path, init);  // fetch(`/p/${name}${path}`) as the signed-in user
 //   }
 //
 // Messages travel over the signaling connection as `plugin` messages
 // (docs/signaling.md) to the plugin's `on-call-message` hook; the plugin answers
-// with the `calls` capability. Payloads are opaque bytes to the server.
+// with the `calls` capability. Payloads are opaque bytes to the server. `fetch`
+// sends the session's CSRF token, so the plugin's `handle-http` sees the user; for
+// a guest it is a plain request.
 
 /** Largest payload of one message, as the server enforces it. */
 export const MAX_MESSAGE_BYTES = 32 * 1024;
@@ -53,6 +57,13 @@ class PluginHandle {
     this.handlers = [];
     this.rosterHandlers = [];
     this.early = [];
+    this.signedIn = host.signedIn;
+  }
+
+  fetch(path, init = {}) {
+    const headers = new Headers(init.headers || {});
+    if (this.host.csrf) headers.set("x-csrf-token", this.host.csrf);
+    return fetch(`/p/${this.name}${path}`, { ...init, headers, credentials: "same-origin" });
   }
 
   send(data) {
@@ -100,13 +111,14 @@ class PluginHandle {
 /**
  * The plugins of the call page. `send` sends a signaling message; `area` is the
  * element the plugins' sections go into; `me` and `participants` read the page's
- * state; `report` shows a problem to the user.
+ * state; `report` shows a problem to the user; `signedIn` says whether the user is
+ * signed in, and `csrf` is their session's CSRF token (none for guests).
  */
 export class CallPagePlugins {
-  constructor({ modules, area, send, me, participants, report }) {
+  constructor({ modules, area, send, me, participants, report, signedIn = false, csrf = null }) {
     this.modules = modules;
     this.area = area;
-    this.host = { send, me, participants };
+    this.host = { send, me, participants, signedIn: Boolean(signedIn), csrf: csrf || null };
     this.report = report;
     this.handles = new Map();
     this.loading = null;

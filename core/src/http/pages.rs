@@ -729,6 +729,8 @@ async fn render_join(
     };
     ctx.extend(Context::from_serialize(&view).unwrap_or_default());
     ctx.insert("csrf", &csrf); // the join form uses the double-submit cookie, signed in or not
+    // Plugins' call-page modules send the session's token with their requests.
+    ctx.insert("session_csrf", &user.map(|u| u.session.csrf_token.as_str()));
     ctx.insert("name", name);
     ctx.insert("error", &error);
     let modules = state.plugins.call_page_modules(state).await;

@@ -137,6 +137,12 @@ pub fn leaves(node: &Value) -> Vec<&Value> {
 
 /// Every `https://` link in the text parts and every `href` of the HTML parts.
 pub fn links_in(m: &Value) -> Vec<String> {
+    links_starting(m, "https://")
+}
+
+/// Every word of the text parts that starts with `prefix`, then every `href` of
+/// the HTML parts.
+pub fn links_starting(m: &Value, prefix: &str) -> Vec<String> {
     let mut found: Vec<String> = leaves(&m["tree"])
         .into_iter()
         .filter(|leaf| leaf["content_type"] == "text/plain")
@@ -145,7 +151,7 @@ pub fn links_in(m: &Value) -> Vec<String> {
                 .as_str()
                 .unwrap_or_default()
                 .split_whitespace()
-                .filter(|w| w.starts_with("https://"))
+                .filter(|w| w.starts_with(prefix))
                 .map(str::to_string)
                 .collect::<Vec<_>>()
         })
