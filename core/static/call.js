@@ -3,6 +3,8 @@
 // roster, join requests and removal controls. Media goes through the SFU
 // (media.js).
 
+import { CallCrypto, frameApi } from "/static/call-crypto.js";
+import { secretFromHash } from "/static/e2ee.js";
 import { MediaSession } from "/static/media.js";
 import { CallPagePlugins } from "/static/plugins.js";
 
@@ -29,6 +31,26 @@ const screenButton = document.getElementById("toggle-screen");
 const copyButton = document.getElementById("copy-link");
 const callNote = document.getElementById("call-note");
 const pluginArea = document.getElementById("plugin-areas");
+const securityLine = document.getElementById("e2ee");
+const securityProblems = document.getElementById("e2ee-problems");
+const secretProblem = document.getElementById("secret-problem");
+
+// The link secret (`#k=…`): the browser never sends it to the server; every key of
+// the call is made from it. A link's owner who made it in this browser has it kept
+// by the dashboard.
+const secret = secretFromHash(location.hash) ?? secretFromHash(`k=${localStorage.getItem(`confab.secret.${linkId}`) ?? ""}`);
+if (secret && !secretFromHash(location.hash)) history.replaceState(null, "", `${location.pathname}${location.search}#k=${secret}`);
+const canEncrypt = Boolean(window.isSecureContext && crypto.subtle && frameApi());
+const encryption = secret && canEncrypt ? new CallCrypto({ secret, linkId, send, onChange: () => showSecurity() }) : null;
+if (!encryption) {
+  secretProblem.textContent = !secret
+    ? "This link is missing its secret key (the part after #k=). Calls are end-to-end encrypted with it: ask the person who invited you for the whole link."
+    : !window.isSecureContext
+      ? "Calls are end-to-end encrypted, which browsers only allow on pages served over HTTPS. Ask the administrator to serve Confab over HTTPS."
+      : "This browser can't encrypt calls end to end, so it can't join. Use a current Chrome, Edge, Firefox or Safari.";
+  secretProblem.hidden = false;
+  form.querySelector("button[type=submit]").disabled = true;
+}
 
 const resumeKey = `confab.resume.${linkId}`;
 let socket = null;
@@ -70,6 +92,7 @@ function inform(text) {
 function showForm(message) {
   me = null;
   stopMedia();
+  encryption?.close();
   callCard.hidden = true;
   joinCard.hidden = false;
   form.hidden = false;
@@ -91,6 +114,7 @@ function showCall() {
   joinCard.hidden = true;
   callCard.hidden = false;
   render();
+  showSecurity();
 }
 
 function send(message) {
@@ -143,8 +167,12 @@ function handle(message) {
       sessionStorage.setItem(resumeKey, message.resume_token);
       say("");
       showCall();
-      startMedia();
+      // Keys first: frames that would leave before them are not sent at all.
+      encryption.start(me).then(startMedia, mediaFailed);
       plugins.load();
+      break;
+    case "e2ee":
+      encryption?.receive(message.from, message.payload);
       break;
     case "plugin":
       plugins.deliver(message.plugin, message.payload);
@@ -162,6 +190,7 @@ function handle(message) {
     case "roster":
       skew = Date.parse(message.now) - Date.now();
       roster = message.participants;
+      encryption?.rosterChanged(roster);
       render();
       plugins.rosterChanged(publicRoster());
       break;
@@ -294,6 +323,7 @@ function render() {
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
+  if (!encryption) return;
   const name = form.elements.name.value.trim();
   if (!name || name.length > 64) {
     say(messages.invalid_name);
@@ -403,6 +433,7 @@ startPreview();
 
 const media = new MediaSession({
   send,
+  crypto: encryption,
   onStream: (id, stream) => showStream(id, stream),
   onStreamGone: (id) => removeTile(id),
   onConnection: (state) => {
@@ -436,8 +467,32 @@ const plugins = new CallPagePlugins({
   report: (text) => note(text),
   signedIn,
   csrf: callCard.dataset.csrf,
+  seal: (bytes) => encryption.seal(bytes),
+  open: (bytes) => encryption.open(bytes),
 });
-window.confab = { media, plugins, tiles: () => [...grid.children].map((t) => t.dataset.stream) };
+window.confab = { media, plugins, e2ee: encryption, tiles: () => [...grid.children].map((t) => t.dataset.stream) };
+
+/** The encryption indicator, the safety code, and whose frames cannot be opened. */
+function showSecurity() {
+  if (!encryption || callCard.hidden) return;
+  const code = encryption.code;
+  securityLine.textContent = code ? `End-to-end encrypted · Safety code ${code}` : "End-to-end encrypted";
+  securityLine.title = "Compare the safety code out loud: everyone on the call with the right keys sees the same one.";
+  securityLine.hidden = false;
+  const problems = [...encryption.failed.entries()]
+    .filter(([participant]) => participant !== me)
+    .map(([participant, reason]) => {
+      const person = roster.find((p) => p.participant === participant);
+      return `Can't decrypt ${person ? person.name : "a participant"}: their browser ${reason}. One of you may have a different or incomplete link.`;
+    });
+  securityProblems.replaceChildren(...problems.map((text) => {
+    const li = document.createElement("li");
+    li.textContent = text;
+    return li;
+  }));
+  securityProblems.hidden = problems.length === 0;
+  layoutTiles();
+}
 let mediaRetries = 0;
 let speaker = null;
 let micOn = true;
@@ -516,6 +571,9 @@ function layoutTiles() {
     let label = who === me ? `${name || "You"} (you)` : name;
     if (screen) label = `${name}'s screen`;
     if (person?.audio_muted && !screen) label += " · muted";
+    const undecryptable = who !== me && who !== null && Boolean(encryption?.failed.has(who));
+    if (undecryptable) label += " · can't decrypt";
+    tile.classList.toggle("undecryptable", undecryptable);
     tile.querySelector("figcaption").textContent = label;
     tile.classList.toggle("speaking", who !== null && who === speaker && !screen);
     tile.classList.toggle("screen", screen);
@@ -601,7 +659,7 @@ copyButton.addEventListener("click", async () => {
 
 // Back after a reload within the reconnect grace: take the same place.
 const saved = sessionStorage.getItem(resumeKey);
-if (saved) {
+if (saved && encryption) {
   me = -1;
   connect({ type: "resume", resume_token: saved });
 }

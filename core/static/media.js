@@ -9,6 +9,9 @@
 // - subscribe: the server offers everyone else's tracks; this browser answers.
 //   Each remote stream id is `p{participant}-{n}`: n = 0 camera and microphone,
 //   n = 1 screen.
+//
+// Every sender and receiver goes through the call's end-to-end encryption
+// (call-crypto.js): frames leave this browser sealed and are opened only here.
 
 /** Simulcast layers for the camera, lowest first (the server picks one per viewer). */
 const CAMERA_LAYERS = [
@@ -24,6 +27,7 @@ export class MediaSession {
    * @param {(streamId: string, stream: MediaStream) => void} hooks.onStream a remote stream appeared or changed
    * @param {(streamId: string) => void} hooks.onStreamGone
    * @param {(state: string) => void} hooks.onConnection "connected", "reconnecting" or "failed"
+   * @param {import("./call-crypto.js").CallCrypto} hooks.crypto seals and opens every frame
    */
   constructor(hooks) {
     this.hooks = hooks;
@@ -49,7 +53,7 @@ export class MediaSession {
     this.subscriber?.close();
     this.subscriber = null;
     this.screenTransceiver = null;
-    const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+    const pc = this.connection();
     this.publisher = pc;
     const audioTrack = stream?.getAudioTracks()[0] ?? null;
     const videoTrack = stream?.getVideoTracks()[0] ?? null;
@@ -64,14 +68,25 @@ export class MediaSession {
       sendEncodings: this.simulcast ? CAMERA_LAYERS : undefined,
     });
     preferCodecs(this.camera);
+    this.hooks.crypto.attachSender(this.audio.sender, "audio");
+    this.hooks.crypto.attachSender(this.camera.sender, "video");
     // The screen's own stream id keeps it apart from the camera in every browser.
     this.screenTransceiver = pc.addTransceiver("video", {
       direction: "sendonly",
       streams: [new MediaStream()],
     });
     preferCodecs(this.screenTransceiver);
+    this.hooks.crypto.attachSender(this.screenTransceiver.sender, "video");
     pc.addEventListener("connectionstatechange", () => this.watch(pc));
     await this.negotiate();
+  }
+
+  connection() {
+    return new RTCPeerConnection({
+      bundlePolicy: "max-bundle",
+      rtcpMuxPolicy: "require",
+      ...this.hooks.crypto.connectionOptions(),
+    });
   }
 
   watch(pc) {
@@ -115,10 +130,12 @@ export class MediaSession {
     }
     this.subscriberUfrag = ufrag;
     if (!this.subscriber) {
-      const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+      const pc = this.connection();
       this.subscriber = pc;
       pc.addEventListener("track", (event) => {
         const stream = event.streams[0];
+        // Before any frame: nothing reaches the decoder unopened.
+        this.hooks.crypto.attachReceiver(event.receiver, event.track.kind, stream?.id ?? "");
         if (!stream) return;
         this.streamOfMid[event.transceiver.mid] = stream.id;
         this.hooks.onStream(stream.id, stream);
@@ -202,14 +219,15 @@ export class MediaSession {
   }
 }
 
-/** VP8 first (every browser has it; the SFU switches simulcast layers on its keyframes), then H.264. */
+/**
+ * VP8 only: every browser has it, the SFU switches simulcast layers on its
+ * keyframes, and its frames stay decodable with all but their first bytes
+ * encrypted (H.264's units would not survive that).
+ */
 function preferCodecs(transceiver) {
   const caps = RTCRtpSender.getCapabilities?.("video");
   if (!caps || !transceiver.setCodecPreferences) return;
-  const rank = (c) => (/vp8/i.test(c.mimeType) ? 0 : /h264/i.test(c.mimeType) ? 1 : 2);
-  const codecs = caps.codecs
-    .filter((c) => rank(c) < 2 || /rtx|red|ulpfec/i.test(c.mimeType))
-    .sort((a, b) => rank(a) - rank(b));
+  const codecs = caps.codecs.filter((c) => /vp8|rtx|red|ulpfec/i.test(c.mimeType));
   try {
     transceiver.setCodecPreferences(codecs);
   } catch {

@@ -6,7 +6,8 @@
 //     plugin.element;            // a <section> of the call page the module may fill
 //     plugin.name;               // the plugin's name
 //     plugin.send(data);         // Uint8Array, ArrayBuffer or string (UTF-8), ≤ 32 KiB
-//     plugin.onMessage((bytes, { from }) => …);  // what the plugin relays (Uint8Array)
+//                                // less 33 bytes of encryption; returns a promise
+//     plugin.onMessage((bytes, { from, encrypted }) => …);  // what the plugin relays
 //     plugin.me();               // my participant number
 //     plugin.participants();     // [{ participant, name, guest }]
 //     plugin.onParticipants((list) => …);
@@ -16,12 +17,17 @@
 //
 // Messages travel over the signaling connection as `plugin` messages
 // (docs/signaling.md) to the plugin's `on-call-message` hook; the plugin answers
-// with the `calls` capability. Payloads are opaque bytes to the server. `fetch`
+// with the `calls` capability. Payloads are end-to-end encrypted with the sender's
+// key (docs/security.md): the server and the plugin see only ciphertext, and relay
+// it. A handler gets the plain bytes with `encrypted: true` and `from` (who sent
+// them); what the plugin itself sends arrives as it is, with `encrypted: false`. `fetch`
 // sends the session's CSRF token, so the plugin's `handle-http` sees the user; for
 // a guest it is a plain request.
 
 /** Largest payload of one message, as the server enforces it. */
 export const MAX_MESSAGE_BYTES = 32 * 1024;
+/** What encryption adds to a payload: a header, a nonce and the tag. */
+const SEALING_BYTES = 33;
 /** Messages kept for a module that has not registered `onMessage` yet. */
 const EARLY_MESSAGES = 100;
 
@@ -66,17 +72,19 @@ class PluginHandle {
     return fetch(`/p/${this.name}${path}`, { ...init, headers, credentials: "same-origin" });
   }
 
-  send(data) {
+  async send(data) {
     const bytes = toBytes(data);
-    if (bytes.length > MAX_MESSAGE_BYTES) {
-      throw new RangeError(`a plugin message is at most ${MAX_MESSAGE_BYTES} bytes (this one has ${bytes.length})`);
+    const limit = MAX_MESSAGE_BYTES - SEALING_BYTES;
+    if (bytes.length > limit) {
+      throw new RangeError(`a plugin message is at most ${limit} bytes (this one has ${bytes.length})`);
     }
-    this.host.send({ type: "plugin", plugin: this.name, payload: toBase64(bytes) });
+    const sealed = await this.host.seal(bytes);
+    this.host.send({ type: "plugin", plugin: this.name, payload: toBase64(sealed) });
   }
 
   onMessage(handler) {
     this.handlers.push(handler);
-    for (const bytes of this.early.splice(0)) this.dispatch(bytes);
+    for (const [bytes, meta] of this.early.splice(0)) this.dispatch(bytes, meta);
     return () => { this.handlers = this.handlers.filter((h) => h !== handler); };
   }
 
@@ -93,14 +101,14 @@ class PluginHandle {
     return this.host.participants();
   }
 
-  dispatch(bytes) {
+  dispatch(bytes, meta) {
     if (this.handlers.length === 0) {
-      if (this.early.length < EARLY_MESSAGES) this.early.push(bytes);
+      if (this.early.length < EARLY_MESSAGES) this.early.push([bytes, meta]);
       return;
     }
     for (const handler of this.handlers) {
       try {
-        handler(bytes, { plugin: this.name });
+        handler(bytes, { plugin: this.name, ...meta });
       } catch (error) {
         console.error(`the ${this.name} plugin's message handler failed`, error);
       }
@@ -112,13 +120,18 @@ class PluginHandle {
  * The plugins of the call page. `send` sends a signaling message; `area` is the
  * element the plugins' sections go into; `me` and `participants` read the page's
  * state; `report` shows a problem to the user; `signedIn` says whether the user is
- * signed in, and `csrf` is their session's CSRF token (none for guests).
+ * signed in, and `csrf` is their session's CSRF token (none for guests); `seal`
+ * and `open` encrypt and decrypt payloads (call-crypto.js).
  */
 export class CallPagePlugins {
-  constructor({ modules, area, send, me, participants, report, signedIn = false, csrf = null }) {
+  constructor({ modules, area, send, me, participants, report, seal, open, signedIn = false, csrf = null }) {
     this.modules = modules;
     this.area = area;
-    this.host = { send, me, participants, signedIn: Boolean(signedIn), csrf: csrf || null };
+    this.host = { send, me, participants, seal, signedIn: Boolean(signedIn), csrf: csrf || null };
+    this.open = open;
+    // Payloads are opened one after the other, so they reach modules in order.
+    this.opening = Promise.resolve();
+    this.undecryptable = false;
     this.report = report;
     this.handles = new Map();
     this.loading = null;
@@ -156,7 +169,19 @@ export class CallPagePlugins {
     } catch {
       return;
     }
-    handle.dispatch(bytes);
+    this.opening = this.opening.then(async () => {
+      const opened = await this.open(bytes).catch(() => null);
+      if (!opened) {
+        // Sealed with a key this browser was not given: never shown as if it were plain.
+        if (!this.undecryptable) {
+          this.undecryptable = true;
+          this.report(`A message for the ${plugin} plugin could not be decrypted.`);
+        }
+        return;
+      }
+      const { bytes: plain, ...meta } = opened;
+      handle.dispatch(plain, meta);
+    });
   }
 
   /** The roster changed. */

@@ -95,6 +95,12 @@ pub enum Action {
         plugin: String,
         payload: Vec<u8>,
     },
+    /// End-to-end encryption keys for one participant or everyone else, relayed as
+    /// they are.
+    Keys {
+        to: Option<u32>,
+        payload: String,
+    },
     /// The connection closed.
     Disconnected,
     /// A plugin's request (not from a connection).
@@ -642,6 +648,33 @@ impl CallTask {
                             format!("{plugin} is not keeping up; the message was dropped"),
                         ),
                     );
+                }
+            }
+            Action::Keys { to, payload } => {
+                let Role::On(me) = role else {
+                    return self.tell(client, error(ErrorCode::NotJoined, "join the call first"));
+                };
+                if let Some(to) = to
+                    && (to == me.0 || !self.call.participants().any(|p| p.id.0 == to))
+                {
+                    return self.tell(
+                        client,
+                        error(
+                            ErrorCode::NoSuchParticipant,
+                            format!("participant {to} is not on this call"),
+                        ),
+                    );
+                }
+                let message = ServerMessage::E2ee {
+                    from: me.0,
+                    payload,
+                };
+                for (id, c) in &self.clients {
+                    let Role::On(them) = c.role else { continue };
+                    if them == me || to.is_some_and(|to| to != them.0) || *id == client {
+                        continue;
+                    }
+                    let _ = c.out.try_send(message.clone());
                 }
             }
             Action::Plugin { .. } => {}

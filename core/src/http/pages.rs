@@ -834,6 +834,9 @@ const DASHBOARD_JS: &str = include_str!("../../static/dashboard.js");
 const CALL_JS: &str = include_str!("../../static/call.js");
 const MEDIA_JS: &str = include_str!("../../static/media.js");
 const PLUGINS_JS: &str = include_str!("../../static/plugins.js");
+const E2EE_JS: &str = include_str!("../../static/e2ee.js");
+const E2EE_WORKER_JS: &str = include_str!("../../static/e2ee-worker.js");
+const CALL_CRYPTO_JS: &str = include_str!("../../static/call-crypto.js");
 
 async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
     let (body, content_type) = match file.as_str() {
@@ -842,6 +845,9 @@ async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
         "call.js" => (CALL_JS, "text/javascript; charset=utf-8"),
         "media.js" => (MEDIA_JS, "text/javascript; charset=utf-8"),
         "plugins.js" => (PLUGINS_JS, "text/javascript; charset=utf-8"),
+        "e2ee.js" => (E2EE_JS, "text/javascript; charset=utf-8"),
+        "e2ee-worker.js" => (E2EE_WORKER_JS, "text/javascript; charset=utf-8"),
+        "call-crypto.js" => (CALL_CRYPTO_JS, "text/javascript; charset=utf-8"),
         _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
     };
     let etag = format!("\"{}\"", &crate::secret::sha256_hex(body)[..16]);

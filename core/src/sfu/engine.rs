@@ -112,6 +112,9 @@ pub enum Command {
     },
     /// The participant is no longer on the call: close its connections.
     Leave { call: CallKey, participant: u32 },
+    /// From now on, keep a copy of every payload forwarded (tests only).
+    #[cfg(feature = "test-tap")]
+    Tap(super::tap::Tap),
 }
 
 /// Where a datagram came from or goes to.
@@ -291,6 +294,8 @@ pub struct Engine {
     stats: EngineStats,
     /// Reused between packets.
     scratch: Vec<(u32, rtp::Packet)>,
+    #[cfg(feature = "test-tap")]
+    tap: Option<super::tap::Tap>,
 }
 
 impl Engine {
@@ -306,6 +311,8 @@ impl Engine {
             next_speaker_check: None,
             stats: EngineStats::default(),
             scratch: Vec::new(),
+            #[cfg(feature = "test-tap")]
+            tap: None,
         }
     }
 
@@ -449,6 +456,8 @@ impl Engine {
                 screen,
             } => self.set_sharing(now, call, participant, screen),
             Command::Leave { call, participant } => self.leave(now, call, participant),
+            #[cfg(feature = "test-tap")]
+            Command::Tap(tap) => self.tap = Some(tap),
         }
     }
 
@@ -1012,6 +1021,16 @@ impl Engine {
                 }
             }
             return;
+        }
+        #[cfg(feature = "test-tap")]
+        if let Some(tap) = &self.tap {
+            tap.record(|| super::tap::TapRecord {
+                call: from.call,
+                participant: from.participant,
+                video: source.kind == RtpCodecKind::Video,
+                marker: packet.header.marker,
+                payload: packet.payload.to_vec(),
+            });
         }
         let layer_came_back =
             source.last_seen[layer].is_none_or(|t| now.saturating_duration_since(t) > LAYER_IDLE);

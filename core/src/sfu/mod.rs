@@ -14,6 +14,8 @@ pub mod forward;
 #[cfg(test)]
 mod sim_tests;
 pub mod speaker;
+#[cfg(feature = "test-tap")]
+pub mod tap;
 mod udp_batch;
 
 use std::io::{self, Read, Write};
@@ -164,6 +166,14 @@ impl MediaHandle {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(Busy),
         }
+    }
+
+    /// Starts keeping a copy of every payload this node forwards (tests only).
+    #[cfg(feature = "test-tap")]
+    pub fn tap(&self) -> Result<tap::Tap, Busy> {
+        let tap = tap::Tap::default();
+        self.send(Command::Tap(tap.clone()))?;
+        Ok(tap)
     }
 
     /// The UDP address announced to browsers.

@@ -61,7 +61,18 @@ pub enum ClientMessage {
     /// A message on a plugin's channel (a shared activity) for that plugin; `payload`
     /// is standard base64 of at most 32 KiB, opaque to the server.
     Plugin { plugin: String, payload: String },
+    /// End-to-end encryption keys for one participant (`to`) or for everyone else on
+    /// the call (`to` omitted); `payload` is at most 4 KiB of standard base64, opaque
+    /// to the server, which only relays it (docs/security.md).
+    E2ee {
+        #[serde(default)]
+        to: Option<u32>,
+        payload: String,
+    },
 }
+
+/// Largest `payload` of an `e2ee` message, in characters of base64.
+pub const MAX_E2EE_PAYLOAD: usize = 4096;
 
 /// What the server sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -129,6 +140,11 @@ pub enum ServerMessage {
     /// (`payload` in standard base64).
     Plugin {
         plugin: String,
+        payload: String,
+    },
+    /// A participant's `e2ee` message, as they sent it; `from` is set by the server.
+    E2ee {
+        from: u32,
         payload: String,
     },
     /// The last message could not be carried out; nothing changed.

@@ -13,7 +13,10 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
-use super::{ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, ServerMessage, decode, encode, error};
+use super::{
+    ClientMessage, ErrorCode, MAX_E2EE_PAYLOAD, MAX_MESSAGE_BYTES, ServerMessage, decode, encode,
+    error,
+};
 use crate::AppState;
 use crate::accounts::{Account, MAX_NAME_CHARS};
 use crate::calls::{Action, Command, Decision, Identity, MediaState, next_client_id};
@@ -289,6 +292,22 @@ fn to_action(
                 ));
             }
             Action::PluginMessage { plugin, payload }
+        }
+        ClientMessage::E2ee { to, payload } => {
+            if payload.len() > MAX_E2EE_PAYLOAD {
+                return Err(error(
+                    ErrorCode::MessageTooLarge,
+                    format!("e2ee payloads are at most {MAX_E2EE_PAYLOAD} characters"),
+                ));
+            }
+            let base64 = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=');
+            if payload.is_empty() || !payload.bytes().all(base64) {
+                return Err(error(
+                    ErrorCode::BadMessage,
+                    "payload is not standard base64",
+                ));
+            }
+            Action::Keys { to, payload }
         }
     })
 }

@@ -24,6 +24,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::support::{PASSWORD, TestApp};
 
+/// The link secret the tests' call pages open their links with (`#k=…`). The server
+/// never sees it, so any 22 base64url characters do.
+pub(crate) const SECRET: &str = "c2VjcmV0LWZvci10ZXN0cw";
+
 fn chromium() -> String {
     std::env::var("CONFAB_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
 }
@@ -61,7 +65,7 @@ fn geckodriver() -> String {
 }
 
 /// A WebDriver process (chromedriver or geckodriver), stopped when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
     firefox: bool,
@@ -69,7 +73,7 @@ struct Driver {
 
 impl Driver {
     /// chromedriver, for Chromium.
-    fn start() -> Driver {
+    pub(crate) fn start() -> Driver {
         Driver::spawn(&[chromium(), chromedriver()], chromedriver(), None)
     }
 
@@ -127,7 +131,7 @@ impl Driver {
     }
 
     /// A fresh headless browser with its own profile and fake camera and microphone.
-    async fn browser(&self) -> Browser {
+    pub(crate) async fn browser(&self) -> Browser {
         self.browser_with(true).await
     }
 
@@ -138,7 +142,7 @@ impl Driver {
     }
 
     /// Like [`Driver::browser`], with more command-line switches for Chromium.
-    async fn browser_with_args(&self, extra: &[String]) -> Browser {
+    pub(crate) async fn browser_with_args(&self, extra: &[String]) -> Browser {
         self.launch(true, extra).await
     }
 
@@ -350,23 +354,23 @@ impl Drop for Netns {
     }
 }
 
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     _profile: tempfile::TempDir,
 }
 
 impl Browser {
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.client.goto(url).await.unwrap();
     }
 
-    async fn fill(&self, css: &str, text: &str) {
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
         let field = self.client.find(Locator::Css(css)).await.unwrap();
         field.clear().await.unwrap();
         field.send_keys(text).await.unwrap();
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         self.client
             .find(Locator::Css(css))
             .await
@@ -377,7 +381,7 @@ impl Browser {
     }
 
     /// Waits until the visible text of `css` contains `needle`; returns that text.
-    async fn wait_text(&self, css: &str, needle: &str) -> String {
+    pub(crate) async fn wait_text(&self, css: &str, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut last = String::new();
         while Instant::now() < deadline {
@@ -395,7 +399,7 @@ impl Browser {
     }
 
     /// Polls a JavaScript expression until it returns something truthy; returns it.
-    async fn wait_js(&self, expression: &str) -> serde_json::Value {
+    pub(crate) async fn wait_js(&self, expression: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(15);
         let script = format!("return {expression};");
         loop {
@@ -415,7 +419,7 @@ impl Browser {
 
     /// What this page receives, per remote stream and kind (`p3-0:video` →
     /// `{packets, framesDecoded, frameWidth}`), from `RTCPeerConnection.getStats()`.
-    async fn inbound(&self) -> serde_json::Value {
+    pub(crate) async fn inbound(&self) -> serde_json::Value {
         self.client
             .execute_async(
                 "const done = arguments[arguments.length - 1];\
@@ -428,7 +432,7 @@ impl Browser {
 
     /// Waits until this page decodes video and receives audio from every participant
     /// in `others`; returns the stats then.
-    async fn wait_media_from(&self, others: &[u64]) -> serde_json::Value {
+    pub(crate) async fn wait_media_from(&self, others: &[u64]) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let stats = self.inbound().await;
@@ -454,7 +458,19 @@ impl Browser {
                     )
                     .await
                     .unwrap_or_default();
-                panic!("media from {others:?} never arrived; stats: {stats}\nSDP: {sdp}");
+                let e2ee = self
+                    .client
+                    .execute_async(
+                        "const done = arguments[0]; const e = window.confab.e2ee;\
+                         if (!e) return done(null);\
+                         e.workerStats().then((stats) => done({ api: e.api, me: e.me, peers: [...e.peers.keys()], failed: [...e.failed], stats }));",
+                        vec![],
+                    )
+                    .await
+                    .unwrap_or_default();
+                panic!(
+                    "media from {others:?} never arrived; stats: {stats}\nencryption: {e2ee}\nSDP: {sdp}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -463,7 +479,7 @@ impl Browser {
     /// Video frames this page has decoded from `stream` (`p3-0` camera, `p3-1` screen),
     /// summed over the tracks it had for that stream: one that came back after a drop
     /// has a new track next to its old one.
-    async fn frames_decoded(&self, stream: &str) -> u64 {
+    pub(crate) async fn frames_decoded(&self, stream: &str) -> u64 {
         self.client
             .execute_async(
                 "const [stream, done] = arguments;\
@@ -486,7 +502,7 @@ impl Browser {
 
     /// Waits until this page is decoding video from `stream`: more frames than a
     /// second before.
-    async fn wait_video_flowing(&self, stream: &str) {
+    pub(crate) async fn wait_video_flowing(&self, stream: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let before = self.frames_decoded(stream).await;
@@ -504,14 +520,14 @@ impl Browser {
     }
 
     /// My participant id.
-    async fn me(&self) -> u64 {
+    pub(crate) async fn me(&self) -> u64 {
         let roster = self
             .wait_js("[...document.querySelectorAll('#roster li')].find(li => li.textContent.includes('(you)'))?.dataset.participant")
             .await;
         roster.as_str().unwrap().parse().unwrap()
     }
 
-    async fn sign_in(&self, base: &str, email: &str) {
+    pub(crate) async fn sign_in(&self, base: &str, email: &str) {
         self.goto(&format!("{base}/login")).await;
         self.fill("input[name=email]", email).await;
         self.fill("input[name=password]", PASSWORD).await;
@@ -520,17 +536,17 @@ impl Browser {
         self.wait_text("main", "Your links").await;
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         let _ = self.client.close().await;
     }
 }
 
 /// An app, an owner account and a link; returns (app, base URL, link id).
-async fn app_with_link(max_participants: i32) -> (TestApp, String, String) {
+pub(crate) async fn app_with_link(max_participants: i32) -> (TestApp, String, String) {
     app_with_link_and(max_participants, |_| {}).await
 }
 
-async fn app_with_link_and(
+pub(crate) async fn app_with_link_and(
     max_participants: i32,
     tweak: impl FnOnce(&mut confab_core::Config),
 ) -> (TestApp, String, String) {
@@ -546,26 +562,26 @@ async fn app_with_link_and(
     (app, base, link)
 }
 
-async fn host_joins(driver: &Driver, base: &str, link: &str) -> Browser {
+pub(crate) async fn host_joins(driver: &Driver, base: &str, link: &str) -> Browser {
     member_joins(driver.browser().await, base, link, "host@example.org").await
 }
 
 /// Signs `page` in as `email` and joins the call directly, as members do.
-async fn member_joins(page: Browser, base: &str, link: &str, email: &str) -> Browser {
+pub(crate) async fn member_joins(page: Browser, base: &str, link: &str, email: &str) -> Browser {
     page.sign_in(base, email).await;
-    page.goto(&format!("{base}/j/{link}")).await;
+    page.goto(&format!("{base}/j/{link}#k={SECRET}")).await;
     page.click("#join-form button[type=submit]").await;
     page.wait_text("#roster", &format!("User {email} (you)"))
         .await;
     page
 }
 
-async fn guest_asks(driver: &Driver, base: &str, link: &str, name: &str) -> Browser {
+pub(crate) async fn guest_asks(driver: &Driver, base: &str, link: &str, name: &str) -> Browser {
     asks_to_join(driver.browser().await, base, link, name).await
 }
 
-async fn asks_to_join(guest: Browser, base: &str, link: &str, name: &str) -> Browser {
-    guest.goto(&format!("{base}/j/{link}")).await;
+pub(crate) async fn asks_to_join(guest: Browser, base: &str, link: &str, name: &str) -> Browser {
+    guest.goto(&format!("{base}/j/{link}#k={SECRET}")).await;
     guest.wait_text("#join h1", "Family call").await;
     guest.fill("input[name=name]", name).await;
     guest.click("#join-form button[type=submit]").await;
@@ -574,7 +590,7 @@ async fn asks_to_join(guest: Browser, base: &str, link: &str, name: &str) -> Bro
 
 /// `host` admits the guest called `name` who is asking on `guest`; returns the
 /// guest's participant id once they are on the call.
-async fn admits(host: &Browser, guest: &Browser, name: &str) -> u64 {
+pub(crate) async fn admits(host: &Browser, guest: &Browser, name: &str) -> u64 {
     host.wait_text("#lobby", name).await;
     host.click("#lobby li button.primary").await;
     guest.wait_text("#roster", &format!("{name} (you)")).await;
@@ -582,7 +598,7 @@ async fn admits(host: &Browser, guest: &Browser, name: &str) -> u64 {
 }
 
 /// The roster entry of participant `id`, as a CSS selector.
-fn roster_row(id: u64) -> String {
+pub(crate) fn roster_row(id: u64) -> String {
     format!("#roster li[data-participant='{id}']")
 }
 
@@ -699,7 +715,7 @@ async fn the_join_page_previews_the_camera_and_lists_devices() {
     let (_app, base, link) = app_with_link(32).await;
     let driver = Driver::start();
     let guest = driver.browser().await;
-    guest.goto(&format!("{base}/j/{link}")).await;
+    guest.goto(&format!("{base}/j/{link}#k={SECRET}")).await;
     let width = guest
         .wait_js("document.getElementById('preview').videoWidth")
         .await;
@@ -728,7 +744,7 @@ async fn without_camera_permission_the_page_says_so_and_joining_still_works() {
     let driver = Driver::start();
     let host = host_joins(&driver, &base, &link).await;
     let guest = driver.browser_with(false).await;
-    guest.goto(&format!("{base}/j/{link}")).await;
+    guest.goto(&format!("{base}/j/{link}#k={SECRET}")).await;
     guest
         .wait_text(
             "#media-note",
@@ -1491,76 +1507,6 @@ async fn the_dashboard_adds_call_links_to_events_and_schedules_calls() {
     page.close().await;
 }
 
-#[tokio::test]
-async fn a_link_made_on_the_dashboard_gets_its_secret_in_the_browser() {
-    let (app, base) = TestApp::served_with(|_| {}).await;
-    let token = app.user_with_token("host@example.org", Role::Member).await;
-    let elsewhere = app.create_link(&token, "Made with the API").await;
-    let elsewhere = elsewhere["id"].as_str().unwrap().to_string();
-    let driver = Driver::start();
-    let page = driver.browser().await;
-    page.sign_in(&base, "host@example.org").await;
-    page.fill("form[data-new-link] input[name=title]", "Secret call")
-        .await;
-    page.click("form[data-new-link] button[type=submit]").await;
-    let id = page
-        .wait_js("document.querySelector('li[data-link-created]')?.dataset.linkId")
-        .await;
-    let id = id.as_str().unwrap().to_string();
-
-    let row = |id: &str| {
-        format!(
-            "(() => {{ const li = document.querySelector(\"li[data-link-id='{id}']\");\
-             return {{ input: li.querySelector('input.url').value, copy: li.querySelector('[data-copy]').dataset.copy,\
-             shared: li.dataset.linkUrl, hint: !li.querySelector('[data-secret-missing]').hidden,\
-             stored: localStorage.getItem('confab.secret.{id}'), address: location.href }}; }})()"
-        )
-    };
-    let made = page.wait_js(&row(&id)).await;
-    let secret = made["stored"].as_str().unwrap_or_else(|| panic!("{made}"));
-    assert!(crate::support::is_link_secret(secret), "{made}");
-    let full = format!("{base}/j/{id}#k={secret}");
-    assert_eq!(made["input"], full.as_str(), "{made}");
-    assert_eq!(made["copy"], full.as_str(), "{made}");
-    assert_eq!(made["shared"], full.as_str(), "what plugins' modules read");
-    assert_eq!(made["hint"], false, "{made}");
-    assert_eq!(made["address"], format!("{base}/dashboard"), "{made}");
-
-    // A link this browser has no secret for: the server's address and a hint.
-    let other = page.wait_js(&row(&elsewhere)).await;
-    assert_eq!(other["input"], format!("{base}/j/{elsewhere}"), "{other}");
-    assert_eq!(other["copy"], format!("{base}/j/{elsewhere}"), "{other}");
-    assert_eq!(other["hint"], true, "{other}");
-    assert_eq!(other["stored"], Value::Null);
-
-    // The server never had it: not in the page it served, not in its record.
-    let served = page
-        .client
-        .execute_async(
-            "const [done] = arguments; fetch('/dashboard').then(r => r.text()).then(done, (e) => done(String(e)));",
-            vec![],
-        )
-        .await
-        .unwrap();
-    let served = served.as_str().unwrap();
-    assert!(served.contains(&id) && !served.contains(secret));
-    let record = app
-        .get(&format!("/api/v1/links/{id}"))
-        .bearer(&token)
-        .send()
-        .await
-        .text();
-    assert!(record.contains(&id) && !record.contains(secret), "{record}");
-    assert!(crate::links::database_contains(&app, &id).await);
-    assert!(!crate::links::database_contains(&app, secret).await);
-
-    // A reload keeps the full link.
-    page.goto(&format!("{base}/dashboard")).await;
-    let again = page.wait_js(&row(&id)).await;
-    assert_eq!(again["input"], full.as_str(), "{again}");
-    page.close().await;
-}
-
 /// A served app with the bundled plugins, the outbox delivering to `.eml` files
 /// (the default) under its data directory, and a link called `title` of
 /// host@example.org's. Returns the app, its base URL, the delivery and the link id.
@@ -1762,4 +1708,74 @@ async fn email_invitations_from_the_call_page_carry_the_links_fragment() {
     delivery.stop().await;
     host.close().await;
     guest.close().await;
+}
+
+#[tokio::test]
+async fn a_link_made_on_the_dashboard_gets_its_secret_in_the_browser() {
+    let (app, base) = TestApp::served_with(|_| {}).await;
+    let token = app.user_with_token("host@example.org", Role::Member).await;
+    let elsewhere = app.create_link(&token, "Made with the API").await;
+    let elsewhere = elsewhere["id"].as_str().unwrap().to_string();
+    let driver = Driver::start();
+    let page = driver.browser().await;
+    page.sign_in(&base, "host@example.org").await;
+    page.fill("form[data-new-link] input[name=title]", "Secret call")
+        .await;
+    page.click("form[data-new-link] button[type=submit]").await;
+    let id = page
+        .wait_js("document.querySelector('li[data-link-created]')?.dataset.linkId")
+        .await;
+    let id = id.as_str().unwrap().to_string();
+
+    let row = |id: &str| {
+        format!(
+            "(() => {{ const li = document.querySelector(\"li[data-link-id='{id}']\");\
+             return {{ input: li.querySelector('input.url').value, copy: li.querySelector('[data-copy]').dataset.copy,\
+             shared: li.dataset.linkUrl, hint: !li.querySelector('[data-secret-missing]').hidden,\
+             stored: localStorage.getItem('confab.secret.{id}'), address: location.href }}; }})()"
+        )
+    };
+    let made = page.wait_js(&row(&id)).await;
+    let secret = made["stored"].as_str().unwrap_or_else(|| panic!("{made}"));
+    assert!(crate::support::is_link_secret(secret), "{made}");
+    let full = format!("{base}/j/{id}#k={secret}");
+    assert_eq!(made["input"], full.as_str(), "{made}");
+    assert_eq!(made["copy"], full.as_str(), "{made}");
+    assert_eq!(made["shared"], full.as_str(), "what plugins' modules read");
+    assert_eq!(made["hint"], false, "{made}");
+    assert_eq!(made["address"], format!("{base}/dashboard"), "{made}");
+
+    // A link this browser has no secret for: the server's address and a hint.
+    let other = page.wait_js(&row(&elsewhere)).await;
+    assert_eq!(other["input"], format!("{base}/j/{elsewhere}"), "{other}");
+    assert_eq!(other["copy"], format!("{base}/j/{elsewhere}"), "{other}");
+    assert_eq!(other["hint"], true, "{other}");
+    assert_eq!(other["stored"], Value::Null);
+
+    // The server never had it: not in the page it served, not in its record.
+    let served = page
+        .client
+        .execute_async(
+            "const [done] = arguments; fetch('/dashboard').then(r => r.text()).then(done, (e) => done(String(e)));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let served = served.as_str().unwrap();
+    assert!(served.contains(&id) && !served.contains(secret));
+    let record = app
+        .get(&format!("/api/v1/links/{id}"))
+        .bearer(&token)
+        .send()
+        .await
+        .text();
+    assert!(record.contains(&id) && !record.contains(secret), "{record}");
+    assert!(crate::links::database_contains(&app, &id).await);
+    assert!(!crate::links::database_contains(&app, secret).await);
+
+    // A reload keeps the full link.
+    page.goto(&format!("{base}/dashboard")).await;
+    let again = page.wait_js(&row(&id)).await;
+    assert_eq!(again["input"], full.as_str(), "{again}");
+    page.close().await;
 }

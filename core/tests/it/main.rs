@@ -9,6 +9,7 @@ mod accounts;
 mod browser;
 mod calendar;
 mod cli;
+mod e2ee;
 mod email_invites;
 mod links;
 mod mail;

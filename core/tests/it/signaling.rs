@@ -608,3 +608,61 @@ async fn programs_join_with_an_api_token_and_a_bad_token_is_refused() {
     assert_eq!(refused.error_code(), "unauthorized");
     ws.close().await;
 }
+
+#[tokio::test]
+async fn e2ee_messages_are_relayed_as_sent_to_one_participant_or_everyone_else() {
+    let (_app, addr, link, owner_cookies, colleague_cookies) = setup(32).await;
+    let (mut owner, owner_id) = join_member(&addr, &link, &owner_cookies).await;
+    let (mut colleague, colleague_id) = join_member(&addr, &link, &colleague_cookies).await;
+    let (mut guest, guest_id, _) = admitted_guest(&addr, &link, &mut owner, "Ana", KEY_A).await;
+
+    // To everyone else: the two others get it with the sender stamped by the server.
+    owner
+        .send(json!({ "v": 1, "type": "e2ee", "payload": "aGVsbG8=" }))
+        .await;
+    for socket in [&mut colleague, &mut guest] {
+        let relayed = socket.expect("e2ee").await;
+        assert_eq!(relayed["from"], owner_id, "{relayed}");
+        assert_eq!(relayed["payload"], "aGVsbG8=");
+    }
+
+    // To one: only that participant gets it.
+    guest
+        .send(json!({ "v": 1, "type": "e2ee", "to": colleague_id, "payload": "a2V5" }))
+        .await;
+    let relayed = colleague.expect("e2ee").await;
+    assert_eq!(relayed["from"], guest_id);
+    assert_eq!(relayed["payload"], "a2V5");
+    // The owner's next message is the answer to a ping, not the guest's key.
+    owner.send(json!({ "v": 1, "type": "ping" })).await;
+    owner.expect("pong").await;
+
+    // Bad ones: to nobody on the call, to yourself, too large, not base64.
+    guest
+        .send(json!({ "v": 1, "type": "e2ee", "to": 999, "payload": "a2V5" }))
+        .await;
+    guest.expect_error("no_such_participant").await;
+    guest
+        .send(json!({ "v": 1, "type": "e2ee", "to": guest_id, "payload": "a2V5" }))
+        .await;
+    guest.expect_error("no_such_participant").await;
+    let big = "A".repeat(4100);
+    guest
+        .send(json!({ "v": 1, "type": "e2ee", "payload": big }))
+        .await;
+    guest.expect_error("message_too_large").await;
+    guest
+        .send(json!({ "v": 1, "type": "e2ee", "payload": "not base64!" }))
+        .await;
+    guest.expect_error("bad_message").await;
+
+    // Not on the call: refused.
+    let mut waiting = Ws::open(&addr, &link, None).await;
+    waiting
+        .send(json!({ "v": 1, "type": "e2ee", "payload": "a2V5" }))
+        .await;
+    waiting.expect_error("not_joined").await;
+    // Nothing of that reached anyone on the call.
+    colleague.send(json!({ "v": 1, "type": "ping" })).await;
+    colleague.expect("pong").await;
+}

@@ -1,0 +1,638 @@
+//! End-to-end encryption in real headless Chromium: the fake camera shows a known
+//! pattern (a y4m file made here), callers with the link secret see it, a caller
+//! with another secret does not and is told, the SFU forwards only ciphertext
+//! (checked with its test tap), and a removed guest's keys open nothing sent after
+//! the rotation.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use confab_core::sfu::tap::{Tap, TapRecord};
+use serde_json::{Value, json};
+
+use crate::browser::{
+    Browser, Driver, SECRET, admits, app_with_link, app_with_link_and, asks_to_join, roster_row,
+};
+use crate::support::TestApp;
+
+/// Last byte of a sealed frame (core/static/e2ee.js).
+const FRAME_MAGIC: u8 = 0xcf;
+/// First byte of a sealed plugin payload.
+const DATA_MAGIC: u8 = 0xcd;
+/// kid · counter · clear length · magic.
+const TRAILER: usize = 10;
+/// A secret other than [`SECRET`].
+const OTHER_SECRET: &str = "b3RoZXItc2VjcmV0LWhlcmU";
+
+/// The four quadrants of the fake camera, in RGB: red, green, blue, white.
+const QUADRANTS: [[u8; 3]; 4] = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]];
+
+/// A y4m video (640×480, 30 frames) of the four colored quadrants, for Chromium's
+/// `--use-file-for-fake-video-capture`.
+struct Camera {
+    _dir: tempfile::TempDir,
+    file: PathBuf,
+}
+
+impl Camera {
+    fn new() -> Camera {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pattern.y4m");
+        write_pattern(&file, 640, 480);
+        Camera { _dir: dir, file }
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![format!(
+            "--use-file-for-fake-video-capture={}",
+            self.file.display()
+        )]
+    }
+}
+
+fn yuv([r, g, b]: [u8; 3]) -> [u8; 3] {
+    let (r, g, b) = (f64::from(r), f64::from(g), f64::from(b));
+    let y = 16.0 + 0.257 * r + 0.504 * g + 0.098 * b;
+    let u = 128.0 - 0.148 * r - 0.291 * g + 0.439 * b;
+    let v = 128.0 + 0.439 * r - 0.368 * g - 0.071 * b;
+    [y.round() as u8, u.round() as u8, v.round() as u8]
+}
+
+fn write_pattern(path: &Path, width: usize, height: usize) {
+    let quadrant =
+        |x: usize, y: usize| usize::from(x >= width / 2) + 2 * usize::from(y >= height / 2);
+    let colors = QUADRANTS.map(yuv);
+    let mut out = format!("YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n").into_bytes();
+    for _ in 0..30 {
+        out.extend_from_slice(b"FRAME\n");
+        for y in 0..height {
+            for x in 0..width {
+                out.push(colors[quadrant(x, y)][0]);
+            }
+        }
+        for plane in [1, 2] {
+            for y in 0..height / 2 {
+                for x in 0..width / 2 {
+                    out.push(colors[quadrant(2 * x, 2 * y)][plane]);
+                }
+            }
+        }
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// Which of the four colors each quadrant of `participant`'s tile shows (`None`
+/// where it is none of them, or nothing is decoded).
+async fn quadrants(page: &Browser, participant: u64) -> Vec<Option<usize>> {
+    let samples = page
+        .client
+        .execute(
+            "const v = document.querySelector(arguments[0]);\
+             if (!v || !v.videoWidth) return null;\
+             const c = document.createElement('canvas');\
+             c.width = v.videoWidth; c.height = v.videoHeight;\
+             const g = c.getContext('2d');\
+             g.drawImage(v, 0, 0);\
+             const at = (x, y) => Array.from(g.getImageData(Math.floor(x * c.width), Math.floor(y * c.height), 1, 1).data.slice(0, 3));\
+             return [at(.25, .25), at(.75, .25), at(.25, .75), at(.75, .75)];",
+            vec![json!(format!("#grid [data-stream='p{participant}-0'] video"))],
+        )
+        .await
+        .unwrap();
+    let Some(samples) = samples.as_array() else {
+        return vec![None; 4];
+    };
+    samples
+        .iter()
+        .map(|rgb| {
+            let rgb: Vec<i64> = rgb
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_i64().unwrap())
+                .collect();
+            QUADRANTS.iter().position(|want| {
+                want.iter()
+                    .zip(&rgb)
+                    .all(|(&w, &got)| (i64::from(w) - got).abs() < 70)
+            })
+        })
+        .collect()
+}
+
+const PATTERN: [Option<usize>; 4] = [Some(0), Some(1), Some(2), Some(3)];
+
+/// Waits until `page` shows `participant`'s camera pattern, quadrant by quadrant.
+async fn sees_pattern(page: &Browser, participant: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = quadrants(page, participant).await;
+        if seen == PATTERN {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pattern of participant {participant} never showed: {seen:?}; stats {}",
+            page.inbound().await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Opens the link with `secret`, signs in first when `member` is set, and joins
+/// (members) or asks to join (guests).
+async fn open_with(page: &Browser, base: &str, link: &str, secret: &str) {
+    page.goto(&format!("{base}/j/{link}#k={secret}")).await;
+}
+
+async fn member_on_call(
+    page: Browser,
+    base: &str,
+    link: &str,
+    email: &str,
+    probe: bool,
+) -> Browser {
+    page.sign_in(base, email).await;
+    if probe {
+        // Keeps copies of the first plain frames this browser encodes, for the check
+        // that none of them crosses the server.
+        page.client
+            .execute("localStorage.setItem('confab.e2eeProbe', '1')", vec![])
+            .await
+            .unwrap();
+    }
+    open_with(&page, base, link, SECRET).await;
+    page.click("#join-form button[type=submit]").await;
+    page.wait_text("#roster", &format!("User {email} (you)"))
+        .await;
+    page
+}
+
+fn tap_of(app: &TestApp) -> Tap {
+    app.state
+        .media
+        .as_ref()
+        .expect("media is on in the tests")
+        .tap()
+        .expect("the media plane takes the tap")
+}
+
+fn kid_of_trailer(payload: &[u8]) -> Option<u32> {
+    (payload.len() >= TRAILER + 16 && payload[payload.len() - 1] == FRAME_MAGIC).then(|| {
+        let at = payload.len() - TRAILER;
+        u32::from_be_bytes(payload[at..at + 4].try_into().unwrap())
+    })
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn unb64(text: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
+/// Every 16-byte window of `frames` past their first 10 bytes (which may be clear).
+fn windows(frames: &[Vec<u8>]) -> HashSet<[u8; 16]> {
+    frames
+        .iter()
+        .filter(|f| f.len() >= 26)
+        .flat_map(|f| f[10..].windows(16).map(|w| w.try_into().unwrap()))
+        .collect()
+}
+
+fn contains_any(payload: &[u8], windows: &HashSet<[u8; 16]>) -> bool {
+    payload
+        .windows(16)
+        .any(|w| windows.contains(<&[u8; 16]>::try_from(w).unwrap()))
+}
+
+/// Whether `page` opens `payload` (a sealed frame) with the 32-byte sender key
+/// `raw` — as it is, or after up to eight ratchet steps.
+async fn opens_with(page: &Browser, raw: &[u8], payload: &[u8]) -> bool {
+    page.client
+        .execute_async(
+            "const [raw, payload, done] = arguments;\
+             import('/static/e2ee.js').then(async (m) => {\
+               const frame = m.fromBase64(payload);\
+               const kid = m.frameTrailer(frame).kid;\
+               let key = m.fromBase64(raw);\
+               for (let step = 0; step <= 8; step += 1) {\
+                 if (await m.openFrame(await m.senderKey(key, kid), frame)) return done(true);\
+                 key = await m.ratchet(key);\
+               }\
+               done(false);\
+             }, (e) => done(String(e)));",
+            vec![json!(b64(raw)), json!(b64(payload))],
+        )
+        .await
+        .unwrap()
+        == json!(true)
+}
+
+/// The 32-byte sender key `page` currently seals with.
+async fn current_key(page: &Browser) -> (u32, Vec<u8>) {
+    let key = page
+        .client
+        .execute(
+            "const k = window.confab.e2ee.current;\
+             return [k.kid, btoa(String.fromCharCode(...k.raw))];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    (
+        key[0].as_u64().unwrap() as u32,
+        unb64(key[1].as_str().unwrap()),
+    )
+}
+
+/// Audio payloads `participant` sent, as the SFU forwarded them.
+fn audio_from(records: &[TapRecord], participant: u64) -> Vec<&TapRecord> {
+    records
+        .iter()
+        .filter(|r| !r.video && u64::from(r.participant) == participant)
+        .collect()
+}
+
+#[tokio::test]
+async fn callers_with_the_secret_see_each_other_and_the_server_forwards_only_ciphertext() {
+    // The hello plugin relays "waves" between call pages (and keeps the last one).
+    let (_plugins, configure) = crate::plugins::hello_and_rogue();
+    let (app, base, link) = app_with_link_and(32, configure).await;
+    let tap = tap_of(&app);
+    let camera = Camera::new();
+    let driver = Driver::start();
+    let host = member_on_call(
+        driver.browser_with_args(&camera.args()).await,
+        &base,
+        &link,
+        "host@example.org",
+        true,
+    )
+    .await;
+    let guest = asks_to_join(
+        driver.browser_with_args(&camera.args()).await,
+        &base,
+        &link,
+        "Ana",
+    )
+    .await;
+    let guest_id = admits(&host, &guest, "Ana").await;
+    let host_id = host.me().await;
+
+    // Each sees the other's camera: the pattern itself, not just decoded frames.
+    sees_pattern(&guest, host_id).await;
+    sees_pattern(&host, guest_id).await;
+
+    // Both say so, with the same safety code.
+    let codes = |page: &Browser| {
+        let page = page.client.clone();
+        async move {
+            page.execute("return document.getElementById('e2ee').textContent", vec![])
+                .await
+                .unwrap()
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mine, theirs) = loop {
+        let (a, b) = (codes(&host).await, codes(&guest).await);
+        if a.contains("Safety code") && a == b {
+            break (a, b);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "safety codes differ: {a:?} / {b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        mine.starts_with("End-to-end encrypted · Safety code "),
+        "{mine}"
+    );
+    assert_eq!(mine, theirs);
+    let digits: String = mine.chars().filter(char::is_ascii_digit).collect();
+    assert_eq!(digits.len(), 12, "{mine}");
+
+    // Plugin payloads: the page shows the wave; the plugin only ever had ciphertext.
+    guest.click("[data-plugin='hello'] button").await;
+    host.wait_text("[data-plugin='hello'] .waves", "Ana waves")
+        .await;
+    let now = app.clock_now();
+    let kept = app
+        .store
+        .plugin_kv_keys("hello", "last/", None, 10, now)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let stored = app
+        .store
+        .plugin_kv_get("hello", &kept[0], now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored[0], DATA_MAGIC, "{stored:?}");
+    assert!(
+        !stored.windows(5).any(|w| w == b"waves") && !stored.windows(3).any(|w| w == b"Ana"),
+        "the plugin saw plain text: {stored:?}"
+    );
+
+    // The SFU's copy: no window of the host's plain frames is in anything it forwarded.
+    let probe: Vec<Vec<u8>> = host
+        .wait_js("window.confab.e2ee.probe.length >= 30 && window.confab.e2ee.probe")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| unb64(f.as_str().unwrap()))
+        .collect();
+    let plain = windows(&probe);
+    assert!(
+        plain.len() > 1000,
+        "the probe holds real frames: {}",
+        plain.len()
+    );
+    let records = tap.records();
+    let video: Vec<&TapRecord> = records
+        .iter()
+        .filter(|r| r.video && u64::from(r.participant) == host_id)
+        .collect();
+    assert!(
+        video.len() > 100,
+        "the tap saw the host's video: {}",
+        video.len()
+    );
+    let leaked = video
+        .iter()
+        .filter(|r| contains_any(&r.payload, &plain))
+        .count();
+    assert_eq!(leaked, 0, "{leaked} forwarded packets hold plain video");
+    // The clear part is there (the SFU reads it): VP8 keyframes' start code.
+    assert!(
+        video
+            .iter()
+            .any(|r| r.payload.windows(3).any(|w| w == [0x9d, 0x01, 0x2a])),
+        "no VP8 keyframe header in the forwarded video"
+    );
+    // Every frame's last packet ends with the trailer of a key of the host's.
+    let last_packets: Vec<&&TapRecord> = video.iter().filter(|r| r.marker).collect();
+    assert!(!last_packets.is_empty());
+    for record in &last_packets {
+        let kid = kid_of_trailer(&record.payload).expect("a sealed frame");
+        assert_eq!(u64::from(kid >> 8), host_id);
+    }
+    // Audio: every packet is a sealed frame of the host's, which the host's key opens.
+    let audio = audio_from(&records, host_id);
+    assert!(
+        audio.len() > 50,
+        "the tap saw the host's audio: {}",
+        audio.len()
+    );
+    for record in &audio {
+        let kid = kid_of_trailer(&record.payload).expect("sealed audio");
+        assert_eq!(u64::from(kid >> 8), host_id);
+    }
+    let (kid, raw) = current_key(&host).await;
+    let newest = audio
+        .iter()
+        .rev()
+        .find(|r| kid_of_trailer(&r.payload) == Some(kid))
+        .expect("audio under the current key");
+    assert!(opens_with(&host, &raw, &newest.payload).await);
+    assert!(
+        !opens_with(&host, &[7u8; 32], &newest.payload).await,
+        "another key opens nothing"
+    );
+    host.close().await;
+    guest.close().await;
+}
+
+#[tokio::test]
+async fn a_caller_with_another_secret_sees_nothing_and_everyone_is_told() {
+    let (_app, base, link) = app_with_link(32).await;
+    let camera = Camera::new();
+    let driver = Driver::start();
+    let host = member_on_call(
+        driver.browser_with_args(&camera.args()).await,
+        &base,
+        &link,
+        "host@example.org",
+        false,
+    )
+    .await;
+    let host_id = host.me().await;
+    let ana = asks_to_join(
+        driver.browser_with_args(&camera.args()).await,
+        &base,
+        &link,
+        "Ana",
+    )
+    .await;
+    admits(&host, &ana, "Ana").await;
+
+    let eve = driver.browser_with_args(&camera.args()).await;
+    open_with(&eve, &base, &link, OTHER_SECRET).await;
+    eve.fill("input[name=name]", "Eve").await;
+    eve.click("#join-form button[type=submit]").await;
+    eve.wait_text("#status", "Someone on the call will let you in")
+        .await;
+    let eve_id = admits(&host, &eve, "Eve").await;
+
+    // Ana has the right secret: she sees the host's pattern.
+    sees_pattern(&ana, host_id).await;
+    // Eve is told, and so are the others.
+    let told = eve
+        .wait_text("#e2ee-problems", "Can't decrypt User host@example.org")
+        .await;
+    assert!(told.contains("different link secret"), "{told}");
+    host.wait_text("#e2ee-problems", "Can't decrypt Eve").await;
+    ana.wait_text("#e2ee-problems", "Can't decrypt Eve").await;
+    let label = eve
+        .wait_text(
+            &format!("#grid [data-stream='p{host_id}-0'] figcaption"),
+            "can't decrypt",
+        )
+        .await;
+    assert!(label.contains("User host@example.org"), "{label}");
+    // Eve's page never decodes a frame of the host's: the pattern never shows.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(eve.frames_decoded(&format!("p{host_id}-0")).await, 0);
+    assert_eq!(quadrants(&eve, host_id).await, vec![None; 4]);
+    assert!(
+        ana.frames_decoded(&format!("p{host_id}-0")).await > 0,
+        "Ana decodes the host all along"
+    );
+    // Nobody decodes Eve either.
+    assert_eq!(host.frames_decoded(&format!("p{eve_id}-0")).await, 0);
+    // The host and Ana compare codes: the same; Eve's is not theirs.
+    let code = |page: &Browser| {
+        let client = page.client.clone();
+        async move {
+            client
+                .execute("return document.getElementById('e2ee').textContent", vec![])
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (h, a) = (code(&host).await, code(&ana).await);
+        if h == a && h.as_str().is_some_and(|t| t.contains("Safety code")) {
+            assert_ne!(code(&eve).await, h);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{h} / {a}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    host.close().await;
+    ana.close().await;
+    eve.close().await;
+}
+
+#[tokio::test]
+async fn a_removed_guest_holds_no_key_to_what_is_sent_after_the_rotation() {
+    let (app, base, link) = app_with_link(32).await;
+    let tap = tap_of(&app);
+    let camera = Camera::new();
+    let driver = Driver::start();
+    let host = member_on_call(
+        driver.browser_with_args(&camera.args()).await,
+        &base,
+        &link,
+        "host@example.org",
+        false,
+    )
+    .await;
+    let host_id = host.me().await;
+    let ana = asks_to_join(
+        driver.browser_with_args(&camera.args()).await,
+        &base,
+        &link,
+        "Ana",
+    )
+    .await;
+    admits(&host, &ana, "Ana").await;
+    let bo = asks_to_join(
+        driver.browser_with_args(&camera.args()).await,
+        &base,
+        &link,
+        "Bo",
+    )
+    .await;
+    let bo_id = admits(&host, &bo, "Bo").await;
+    sees_pattern(&bo, host_id).await;
+    sees_pattern(&ana, host_id).await;
+
+    // Every key Bo holds for the host, and the host's key now.
+    let held: Vec<Vec<u8>> = bo
+        .wait_js(&format!(
+            "(window.confab.e2ee.ring.senders.get({host_id}) ?? []).map((k) => btoa(String.fromCharCode(...k.raw)))"
+        ))
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| unb64(k.as_str().unwrap()))
+        .collect();
+    assert!(!held.is_empty());
+    let (before, _) = current_key(&host).await;
+
+    host.click(&format!("{} button", roster_row(bo_id))).await;
+    bo.wait_text("#status", "You were removed from the call")
+        .await;
+
+    // The host switches to a fresh key once Bo is gone…
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (after, fresh) = loop {
+        let (kid, raw) = current_key(&host).await;
+        if kid != before {
+            break (kid, raw);
+        }
+        assert!(Instant::now() < deadline, "the host's key never rotated");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(u64::from(after >> 8), host_id);
+    assert!(!held.contains(&fresh), "the new key is not one Bo had");
+    // …and Ana keeps seeing the host: she got the new key.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sees_pattern(&ana, host_id).await;
+    ana.wait_video_flowing(&format!("p{host_id}-0")).await;
+
+    // What the host sent under the new key: Bo's keys open none of it, even
+    // ratcheted; the new key opens it.
+    let records = tap.records();
+    let sealed_after: Vec<&TapRecord> = audio_from(&records, host_id)
+        .into_iter()
+        .filter(|r| kid_of_trailer(&r.payload) == Some(after))
+        .collect();
+    assert!(
+        sealed_after.len() > 20,
+        "audio after the rotation: {}",
+        sealed_after.len()
+    );
+    let sample = sealed_after[sealed_after.len() / 2];
+    for key in &held {
+        assert!(
+            !opens_with(&ana, key, &sample.payload).await,
+            "a key Bo held opens a frame sent after he was removed"
+        );
+    }
+    assert!(opens_with(&ana, &fresh, &sample.payload).await);
+    host.close().await;
+    ana.close().await;
+    bo.close().await;
+}
+
+#[tokio::test]
+async fn a_link_opened_without_its_secret_says_so_and_the_owner_s_browser_fills_it_in() {
+    let (_app, base, link) = app_with_link(32).await;
+    let driver = Driver::start();
+    let page = driver.browser().await;
+    page.goto(&format!("{base}/j/{link}")).await;
+    let told = page
+        .wait_text("#secret-problem", "missing its secret key")
+        .await;
+    assert!(told.contains("#k="), "{told}");
+    let disabled: Value = page
+        .client
+        .execute(
+            "return document.querySelector('#join-form button[type=submit]').disabled",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(disabled, json!(true), "no joining without the secret");
+    // A malformed secret is no secret.
+    page.goto(&format!("{base}/j/{link}#k=short")).await;
+    page.wait_text("#secret-problem", "missing its secret key")
+        .await;
+
+    // The browser that made the link keeps its secret: the page puts it back.
+    page.client
+        .execute(
+            "localStorage.setItem(arguments[0], arguments[1])",
+            vec![json!(format!("confab.secret.{link}")), json!(SECRET)],
+        )
+        .await
+        .unwrap();
+    page.goto(&format!("{base}/j/{link}")).await;
+    let hash = page.wait_js("location.hash").await;
+    assert_eq!(hash, json!(format!("#k={SECRET}")));
+    let hidden: Value = page
+        .client
+        .execute(
+            "return document.getElementById('secret-problem').hidden",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(hidden, json!(true));
+    page.close().await;
+}
