@@ -196,6 +196,8 @@ fn base_context(user: Option<&WebUser>) -> Context {
             &serde_json::json!({ "display_name": user.account.display_name, "email": user.account.email }),
         );
         ctx.insert("csrf", &user.session.csrf_token);
+        // The header's Sign out form: pages whose own forms use another token keep it.
+        ctx.insert("session_csrf", &user.session.csrf_token);
     }
     ctx
 }

@@ -14,6 +14,7 @@ on_both_databases!(
     link_page_explains_revoked_and_unknown_links,
     guest_access_can_be_turned_off,
     dashboard_issues_api_tokens,
+    signing_out_works_from_the_call_page,
 );
 
 async fn dashboard_creates_lists_and_revokes_links(app: TestApp) {
@@ -369,4 +370,29 @@ async fn dashboard_issues_api_tokens(app: TestApp) {
         .text();
     assert!(!again.contains(secret), "shown once");
     assert_eq!(hidden_csrf(&again), browser.csrf);
+}
+
+async fn signing_out_works_from_the_call_page(app: TestApp) {
+    let token = app.admin_token().await;
+    let browser = app.sign_in("admin@example.org").await;
+    let link = app.create_link(&token, "Team call").await;
+    let page = app
+        .get(&format!("/j/{}", link["id"].as_str().unwrap()))
+        .cookie(&browser.cookies)
+        .send()
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    // The header's Sign out form comes first; the join form below has its own token.
+    let html = page.text();
+    let header = &html[html.find("action=\"/logout\"").expect("a Sign out form")..];
+    let out = app
+        .post("/logout")
+        .cookie(&browser.cookies)
+        .form(&format!("csrf={}", hidden_csrf(header)))
+        .send()
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.text());
+    assert_eq!(out.location(), "/login");
+    let me = app.get("/api/v1/me").cookie(&browser.cookies).send().await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
 }
