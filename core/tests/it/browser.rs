@@ -519,6 +519,18 @@ impl Browser {
         }
     }
 
+    /// The counters of this page's media worker: frames sealed, opened, failed.
+    pub(crate) async fn e2ee_stats(&self) -> Value {
+        self.client
+            .execute_async(
+                "const done = arguments[0];\
+                 window.confab.e2ee.workerStats().then(done, (e) => done({ error: String(e) }));",
+                vec![],
+            )
+            .await
+            .unwrap()
+    }
+
     /// My participant id.
     pub(crate) async fn me(&self) -> u64 {
         let roster = self
@@ -842,6 +854,17 @@ async fn a_firefox_guest_and_a_chromium_host_see_and_hear_each_other() {
             .is_some_and(|c| c.eq_ignore_ascii_case("video/VP8")),
         "{codec}"
     );
+    // Through the end-to-end encryption, both ways: each page opens the other's
+    // frames (and drops any it cannot), and both show the same safety code.
+    for page in [&host, &guest] {
+        let stats = page.e2ee_stats().await;
+        assert!(stats["opened"].as_u64().unwrap_or(0) > 100, "{stats}");
+        assert!(stats["sealed"].as_u64().unwrap_or(0) > 100, "{stats}");
+    }
+    let code = host
+        .wait_text("#e2ee", "End-to-end encrypted · Safety code")
+        .await;
+    guest.wait_text("#e2ee", &code).await;
     host.close().await;
     guest.close().await;
 }
