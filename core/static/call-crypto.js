@@ -34,10 +34,17 @@ import {
   wrapKey,
 } from "./e2ee.js";
 
-/** Which API this browser has for touching encoded frames, or null. */
+/**
+ * Which API this browser has for touching encoded frames, or null:
+ * `RTCRtpScriptTransform` where it exists, else Chromium's older
+ * `createEncodedStreams`. `localStorage["confab.e2eeApi"] = "streams"` picks the
+ * older one where both exist (both encrypt the same way; the tests use it).
+ */
 export function frameApi() {
-  if (typeof RTCRtpScriptTransform === "function") return "script";
-  if (typeof RTCRtpSender !== "undefined" && "createEncodedStreams" in RTCRtpSender.prototype) return "streams";
+  const script = typeof RTCRtpScriptTransform === "function";
+  const streams = typeof RTCRtpSender !== "undefined" && "createEncodedStreams" in RTCRtpSender.prototype;
+  if (streams && (!script || localStorage.getItem("confab.e2eeApi") === "streams")) return "streams";
+  if (script) return "script";
   return null;
 }
 

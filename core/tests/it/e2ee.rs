@@ -636,3 +636,40 @@ async fn a_link_opened_without_its_secret_says_so_and_the_owner_s_browser_fills_
     assert_eq!(hidden, json!(true));
     page.close().await;
 }
+
+#[tokio::test]
+async fn the_older_encoded_streams_api_and_the_script_transform_understand_each_other() {
+    let (_app, base, link) = app_with_link(32).await;
+    let camera = Camera::new();
+    let driver = Driver::start();
+    let page = driver.browser_with_args(&camera.args()).await;
+    // The host's page uses createEncodedStreams (Chromium's older API), the guest's
+    // RTCRtpScriptTransform.
+    page.goto(&format!("{base}/login")).await;
+    page.client
+        .execute("localStorage.setItem('confab.e2eeApi', 'streams')", vec![])
+        .await
+        .unwrap();
+    let host = member_on_call(page, &base, &link, "host@example.org", false).await;
+    let host_id = host.me().await;
+    let guest = asks_to_join(
+        driver.browser_with_args(&camera.args()).await,
+        &base,
+        &link,
+        "Ana",
+    )
+    .await;
+    let guest_id = admits(&host, &guest, "Ana").await;
+    assert_eq!(
+        host.wait_js("window.confab.e2ee.api").await,
+        json!("streams")
+    );
+    assert_eq!(
+        guest.wait_js("window.confab.e2ee.api").await,
+        json!("script")
+    );
+    sees_pattern(&guest, host_id).await;
+    sees_pattern(&host, guest_id).await;
+    host.close().await;
+    guest.close().await;
+}
