@@ -87,6 +87,7 @@ export class CallCrypto {
     this.raw = null;
     this.current = null;
     this.pending = null;
+    this.pendingKey = null;
     this.own = [];
     this.switchTimer = null;
     this.rotateTimer = null;
@@ -254,9 +255,14 @@ export class CallCrypto {
    * null) now, used after SWITCH_DELAY_MS so that it arrives first.
    */
   async next(generation, raw, to) {
-    this.pending = { generation: generation & 0xff, raw };
+    const pending = { generation: generation & 0xff, raw };
+    this.pending = pending;
     const targets = to ?? [...this.peers.keys()];
-    await Promise.all(targets.map((p) => this.giveKey(p, this.pending)));
+    await Promise.all(targets.map((p) => this.giveKey(p, pending)));
+    // Messages use it at once: they travel behind the key on the same connection,
+    // and whoever did not get it follows the ratchet.
+    this.pendingKey = await senderKey(raw, kidOf(this.me, pending.generation));
+    this.own = [this.pendingKey, ...this.own].slice(0, 4);
     clearTimeout(this.switchTimer);
     this.switchTimer = setTimeout(() => this.switchNow(), SWITCH_DELAY_MS);
   }
@@ -265,6 +271,7 @@ export class CallCrypto {
     const pending = this.pending;
     if (!pending) return;
     this.pending = null;
+    this.pendingKey = null;
     this.generation = pending.generation;
     this.raw = pending.raw;
     await this.use(this.generation, this.raw);
@@ -343,8 +350,9 @@ export class CallCrypto {
   /** A plugin payload, sealed with my current sender key. */
   async seal(bytes) {
     await this.ready;
-    if (!this.current) throw new Error("not on the call yet");
-    return sealData(this.current, bytes);
+    const key = this.pendingKey ?? this.current;
+    if (!key) throw new Error("not on the call yet");
+    return sealData(key, bytes);
   }
 
   /**
@@ -371,6 +379,7 @@ export class CallCrypto {
     clearTimeout(this.rotateTimer);
     this.me = null;
     this.pending = null;
+    this.pendingKey = null;
     this.peers.clear();
   }
 }
