@@ -315,7 +315,8 @@ export class CallCrypto {
       this.decrypted.set(message.participant, true);
       if (this.failed.get(message.participant)?.startsWith("sends frames")) this.failed.delete(message.participant);
       const key = `${message.participant}:${message.kind}`;
-      if (!this.firstFrame.has(key) && this.joinedAt !== null) this.firstFrame.set(key, message.at - this.joinedAt);
+      // The page's clock: a worker's performance.now() starts when the worker does.
+      if (!this.firstFrame.has(key) && this.joinedAt !== null) this.firstFrame.set(key, performance.now() - this.joinedAt);
       this.changed();
     } else if (message.op === "failed") {
       if (!this.failed.has(message.participant)) {

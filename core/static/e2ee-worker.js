@@ -25,7 +25,7 @@ function report(participant, kind, ok, reason) {
   if (ok) {
     if (status.get(key) === true) return;
     status.set(key, true);
-    self.postMessage({ op: "decrypted", participant, kind, at: now });
+    self.postMessage({ op: "decrypted", participant, kind });
     return;
   }
   status.set(key, false);
