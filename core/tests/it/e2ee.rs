@@ -132,11 +132,20 @@ async fn sees_pattern(page: &Browser, participant: u64) {
         if seen == PATTERN {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the pattern of participant {participant} never showed: {seen:?}; stats {}",
-            page.inbound().await
-        );
+        if Instant::now() >= deadline {
+            let page_state = page
+                .client
+                .execute(
+                    "return { me: document.querySelector('#roster li[data-participant] .name') && [...document.querySelectorAll('#roster li')].map((li) => li.textContent), tiles: window.confab.tiles(), note: document.getElementById('call-note').textContent, problems: document.getElementById('e2ee-problems').textContent, offer: window.confab.media.subscriber?.remoteDescription?.sdp?.match(/a=msid:\\S+/g), publisher: window.confab.media.publisher && [window.confab.media.publisher.signalingState, window.confab.media.publisher.connectionState], negotiating: window.confab.media.negotiating, e2ee: window.confab.e2ee && [window.confab.e2ee.me, [...window.confab.e2ee.peers.keys()], window.confab.e2ee.generation] }",
+                    vec![],
+                )
+                .await
+                .unwrap_or_default();
+            panic!(
+                "the pattern of participant {participant} never showed: {seen:?}; page {page_state}; stats {}",
+                page.inbound().await
+            );
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
