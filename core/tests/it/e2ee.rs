@@ -179,6 +179,54 @@ async fn member_on_call(
     page
 }
 
+/// A guest with the pattern camera asks to join and `host` admits them; returns
+/// their page and participant number.
+async fn guest_on_call(
+    driver: &Driver,
+    camera: &Camera,
+    base: &str,
+    link: &str,
+    host: &Browser,
+    name: &str,
+) -> (Browser, u64) {
+    let guest = asks_to_join(
+        driver.browser_with_args(&camera.args()).await,
+        base,
+        link,
+        name,
+    )
+    .await;
+    let id = admits(host, &guest, name).await;
+    (guest, id)
+}
+
+/// The call's encryption line ("End-to-end encrypted · Safety code …").
+async fn security_line(page: &Browser) -> String {
+    page.client
+        .execute("return document.getElementById('e2ee').textContent", vec![])
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Waits until `a` and `b` show the same safety code; returns their line.
+async fn same_safety_code(a: &Browser, b: &Browser) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (mine, theirs) = (security_line(a).await, security_line(b).await);
+        if mine.contains("Safety code") && mine == theirs {
+            return mine;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "safety codes differ: {mine:?} / {theirs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn tap_of(app: &TestApp) -> Tap {
     app.state
         .media
@@ -284,14 +332,7 @@ async fn callers_with_the_secret_see_each_other_and_the_server_forwards_only_cip
         true,
     )
     .await;
-    let guest = asks_to_join(
-        driver.browser_with_args(&camera.args()).await,
-        &base,
-        &link,
-        "Ana",
-    )
-    .await;
-    let guest_id = admits(&host, &guest, "Ana").await;
+    let (guest, guest_id) = guest_on_call(&driver, &camera, &base, &link, &host, "Ana").await;
     let host_id = host.me().await;
 
     // Each sees the other's camera: the pattern itself, not just decoded frames.
@@ -299,34 +340,11 @@ async fn callers_with_the_secret_see_each_other_and_the_server_forwards_only_cip
     sees_pattern(&host, guest_id).await;
 
     // Both say so, with the same safety code.
-    let codes = |page: &Browser| {
-        let page = page.client.clone();
-        async move {
-            page.execute("return document.getElementById('e2ee').textContent", vec![])
-                .await
-                .unwrap()
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        }
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (mine, theirs) = loop {
-        let (a, b) = (codes(&host).await, codes(&guest).await);
-        if a.contains("Safety code") && a == b {
-            break (a, b);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "safety codes differ: {a:?} / {b:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let mine = same_safety_code(&host, &guest).await;
     assert!(
         mine.starts_with("End-to-end encrypted · Safety code "),
         "{mine}"
     );
-    assert_eq!(mine, theirs);
     let digits: String = mine.chars().filter(char::is_ascii_digit).collect();
     assert_eq!(digits.len(), 12, "{mine}");
 
@@ -437,14 +455,7 @@ async fn a_caller_with_another_secret_sees_nothing_and_everyone_is_told() {
     )
     .await;
     let host_id = host.me().await;
-    let ana = asks_to_join(
-        driver.browser_with_args(&camera.args()).await,
-        &base,
-        &link,
-        "Ana",
-    )
-    .await;
-    admits(&host, &ana, "Ana").await;
+    let (ana, _) = guest_on_call(&driver, &camera, &base, &link, &host, "Ana").await;
 
     let eve = driver.browser_with_args(&camera.args()).await;
     open_with(&eve, &base, &link, OTHER_SECRET).await;
@@ -481,25 +492,8 @@ async fn a_caller_with_another_secret_sees_nothing_and_everyone_is_told() {
     // Nobody decodes Eve either.
     assert_eq!(host.frames_decoded(&format!("p{eve_id}-0")).await, 0);
     // The host and Ana compare codes: the same; Eve's is not theirs.
-    let code = |page: &Browser| {
-        let client = page.client.clone();
-        async move {
-            client
-                .execute("return document.getElementById('e2ee').textContent", vec![])
-                .await
-                .unwrap()
-        }
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (h, a) = (code(&host).await, code(&ana).await);
-        if h == a && h.as_str().is_some_and(|t| t.contains("Safety code")) {
-            assert_ne!(code(&eve).await, h);
-            break;
-        }
-        assert!(Instant::now() < deadline, "{h} / {a}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let code = same_safety_code(&host, &ana).await;
+    assert_ne!(security_line(&eve).await, code);
     host.close().await;
     ana.close().await;
     eve.close().await;
@@ -520,22 +514,8 @@ async fn a_removed_guest_holds_no_key_to_what_is_sent_after_the_rotation() {
     )
     .await;
     let host_id = host.me().await;
-    let ana = asks_to_join(
-        driver.browser_with_args(&camera.args()).await,
-        &base,
-        &link,
-        "Ana",
-    )
-    .await;
-    admits(&host, &ana, "Ana").await;
-    let bo = asks_to_join(
-        driver.browser_with_args(&camera.args()).await,
-        &base,
-        &link,
-        "Bo",
-    )
-    .await;
-    let bo_id = admits(&host, &bo, "Bo").await;
+    let (ana, _) = guest_on_call(&driver, &camera, &base, &link, &host, "Ana").await;
+    let (bo, bo_id) = guest_on_call(&driver, &camera, &base, &link, &host, "Bo").await;
     sees_pattern(&bo, host_id).await;
     sees_pattern(&ana, host_id).await;
 
@@ -661,14 +641,7 @@ async fn the_older_encoded_streams_api_and_the_script_transform_understand_each_
         .unwrap();
     let host = member_on_call(page, &base, &link, "host@example.org", false).await;
     let host_id = host.me().await;
-    let guest = asks_to_join(
-        driver.browser_with_args(&camera.args()).await,
-        &base,
-        &link,
-        "Ana",
-    )
-    .await;
-    let guest_id = admits(&host, &guest, "Ana").await;
+    let (guest, guest_id) = guest_on_call(&driver, &camera, &base, &link, &host, "Ana").await;
     assert_eq!(
         host.wait_js("window.confab.e2ee.api").await,
         json!("streams")
