@@ -527,6 +527,7 @@ impl Engine {
                 .zip(sdp_value(&offer, "a=ice-ufrag:"))
                 .is_some_and(|(a, b)| a == b)
         });
+        tracing::debug!(call, participant, renegotiation, "publish offer");
         if !renegotiation {
             self.close_peer(key);
             self.close_peer(PeerKey {
@@ -613,6 +614,7 @@ impl Engine {
             });
         }
         let again = std::mem::take(&mut member.renegotiate);
+        tracing::debug!(call, participant, again, "subscribe answer applied");
         self.drain(key, now);
         if again {
             self.offer_subscriptions(now, call, participant);
@@ -816,6 +818,13 @@ impl Engine {
                     progressed = true;
                     match event {
                         RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                            tracing::debug!(
+                                call = key.call,
+                                participant = key.participant,
+                                dir = ?key.dir,
+                                ?state,
+                                "media connection state"
+                            );
                             match state {
                                 RTCPeerConnectionState::Connected => {
                                     came_up = !peer.connected;
@@ -1479,6 +1488,11 @@ impl Engine {
             return;
         };
         if member.negotiating {
+            tracing::debug!(
+                call,
+                participant,
+                "subscribe offer due after the pending answer"
+            );
             member.renegotiate = true;
             return;
         }
@@ -1498,9 +1512,11 @@ impl Engine {
         }
         if let Some(sdp) = peer.pc.local_description().map(|d| d.sdp) {
             member.negotiating = true;
-            let _ = member
+            let tracks = member.bindings.len();
+            let sent = member
                 .events
                 .try_send(ServerMessage::SubscribeOffer { sdp });
+            tracing::debug!(call, participant, tracks, sent = sent.is_ok(), ufrag = %peer.ufrag, "subscribe offer");
         }
         self.drain(key, now);
     }

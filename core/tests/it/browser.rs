@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use confab_core::accounts::Role;
@@ -64,16 +64,34 @@ fn geckodriver() -> String {
         .unwrap_or_else(|| "geckodriver".into())
 }
 
+/// The machine's network interfaces, as the browsers of concurrent tests see them.
+///
+/// A [`Netns`] adds an interface to this namespace for as long as it lives, and every
+/// Chromium on the machine starts gathering ICE candidates on it, switching calls to a
+/// path that vanishes with the namespace. So the test that makes one holds this
+/// exclusively, and every other browser test holds it shared while its Chromium runs.
+static NETWORK: RwLock<()> = RwLock::new(());
+
 /// A WebDriver process (chromedriver or geckodriver), stopped when dropped.
 pub(crate) struct Driver {
     child: Child,
     url: String,
     firefox: bool,
+    _network: Option<RwLockReadGuard<'static, ()>>,
 }
 
 impl Driver {
-    /// chromedriver, for Chromium.
+    /// chromedriver, for Chromium; while it lives, no test changes the network.
     pub(crate) fn start() -> Driver {
+        let network = NETWORK.read().unwrap_or_else(PoisonError::into_inner);
+        let mut driver = Driver::spawn(&[chromium(), chromedriver()], chromedriver(), None);
+        driver._network = Some(network);
+        driver
+    }
+
+    /// chromedriver, for a Chromium in the test that made `netns` (which already
+    /// holds the network to itself).
+    fn start_beside(_netns: &Netns) -> Driver {
         Driver::spawn(&[chromium(), chromedriver()], chromedriver(), None)
     }
 
@@ -127,6 +145,7 @@ impl Driver {
             child,
             url: format!("http://{host}:{port}"),
             firefox,
+            _network: None,
         }
     }
 
@@ -261,10 +280,14 @@ struct Netns {
     name: String,
     outside: std::net::Ipv4Addr,
     inside: std::net::Ipv4Addr,
+    /// Released after the namespace is deleted ([`Drop`] runs before fields drop).
+    _network: RwLockWriteGuard<'static, ()>,
 }
 
 impl Netns {
+    /// Waits until no other browser test runs (see [`NETWORK`]), then makes the namespace.
     fn create() -> Netns {
+        let network = NETWORK.write().unwrap_or_else(PoisonError::into_inner);
         let id = std::process::id();
         let name = format!("confab-test-{id}");
         let subnet = (id % 250) as u8 + 1;
@@ -278,6 +301,7 @@ impl Netns {
             name: name.clone(),
             outside,
             inside,
+            _network: network,
         };
         let ip = |args: &[&str]| {
             let status = Command::new("ip").args(args).status();
@@ -838,7 +862,7 @@ async fn a_firefox_guest_and_a_chromium_host_see_and_hear_each_other() {
     let outside = netns.outside;
     let (_app, base, link) = app_with_link_and(32, |c| c.media.bind = outside.into()).await;
     let _pages = netns.relay_http(&base).await;
-    let chromium = Driver::start();
+    let chromium = Driver::start_beside(&netns);
     let firefox = Driver::start_firefox(&netns);
     let host = host_joins(&chromium, &base, &link).await;
     let guest = guest_asks(&firefox, &base, &link, "Fox").await;
