@@ -192,6 +192,87 @@ struct Peer {
     deadline: Option<Instant>,
     created: Instant,
     connected: bool,
+    path: Path,
+}
+
+/// Where a connection's packets go, when the browser has moved (see [`Path::follow`]).
+///
+/// `rtc`'s ICE-lite agent keeps the first candidate pair the browser nominates. A
+/// browser whose network changes (a NAT rebinding, a laptop leaving Wi-Fi, a new
+/// interface its ICE agent prefers) moves to another pair, and the agent would keep
+/// sending to the old one and let the connection fail. So the engine follows the
+/// browser: once a route has passed a connectivity check (`rtc` answered a binding
+/// request on it, which it does only with the right credentials) and has brought an
+/// SRTP or SRTCP packet that `rtc` authenticated, that route is where everything goes,
+/// and what comes from it reaches `rtc` as if it came over the pair `rtc` selected.
+#[derive(Debug, Default)]
+struct Path {
+    /// The route `rtc` sends media on (its selected pair).
+    selected: Option<Route>,
+    /// The route the browser uses now, when not `selected`.
+    moved: Option<Route>,
+    /// The last route `rtc` answered a binding request on.
+    checked: Option<Route>,
+}
+
+/// RFC 7983: the first byte of a datagram tells STUN (0-3) from DTLS (20-63) and
+/// RTP/RTCP (128-191).
+fn is_stun(data: &[u8]) -> bool {
+    data.first().is_some_and(|b| *b < 4)
+}
+
+/// A STUN Binding success response (type 0x0101).
+fn is_binding_success(data: &[u8]) -> bool {
+    data.len() >= 20 && data[0] == 0x01 && data[1] == 0x01
+}
+
+impl Path {
+    /// What `rtc` wants sent, aimed at where the browser is now.
+    fn outgoing(&mut self, out: TaggedBytesMut, connected: bool) -> Transmit {
+        let mut transmit = Transmit::from(out);
+        if is_stun(&transmit.data) {
+            if is_binding_success(&transmit.data) {
+                self.checked = Some(transmit.route);
+            }
+        } else if connected && self.selected != Some(transmit.route) {
+            self.selected = Some(transmit.route);
+        }
+        if let Some(moved) = self.moved
+            && self.selected == Some(transmit.route)
+        {
+            transmit.route = moved;
+        }
+        transmit
+    }
+
+    /// The route `rtc` should see for a datagram that came over `route`.
+    fn incoming(&self, route: Route) -> Route {
+        match (self.moved, self.selected) {
+            (Some(moved), Some(selected)) if moved == route => selected,
+            _ => route,
+        }
+    }
+
+    /// A datagram from `route` carried SRTP or SRTCP that `rtc` authenticated: if
+    /// the browser has moved there (and the route passed a check), follow it. True
+    /// on a move.
+    fn follow(&mut self, route: Route) -> bool {
+        let Some(selected) = self.selected else {
+            return false;
+        };
+        if self.moved.unwrap_or(selected) == route {
+            return false;
+        }
+        if route == selected {
+            self.moved = None;
+            return true;
+        }
+        if self.checked != Some(route) {
+            return false;
+        }
+        self.moved = Some(route);
+        true
+    }
 }
 
 type SourceId = u64;
@@ -392,13 +473,15 @@ impl Engine {
             self.by_route.remove(&route);
             return;
         };
+        let stun = is_stun(&data);
+        let seen = peer.path.incoming(route);
         let tagged = TaggedBytesMut {
             now,
             transport: TransportContext {
-                local_addr: route.local,
-                peer_addr: route.peer,
+                local_addr: seen.local,
+                peer_addr: seen.peer,
                 ecn: None,
-                transport_protocol: match route.protocol {
+                transport_protocol: match seen.protocol {
                     Protocol4::Udp => TransportProtocol::UDP,
                     Protocol4::Tcp => TransportProtocol::TCP,
                 },
@@ -408,7 +491,22 @@ impl Engine {
         if let Err(err) = peer.pc.handle_read(tagged) {
             tracing::trace!(error = %err, "dropped an unreadable packet");
         }
-        self.drain(key, now);
+        let authenticated = self.drain(key, now);
+        if authenticated
+            && !stun
+            && let Some(peer) = self.peers.get_mut(&key)
+            && peer.connected
+            && peer.path.follow(route)
+        {
+            tracing::info!(
+                call = key.call,
+                participant = key.participant,
+                dir = ?key.dir,
+                to = %route.peer,
+                protocol = ?route.protocol,
+                "media path moved"
+            );
+        }
     }
 
     /// A TCP connection closed: forget its route.
@@ -417,6 +515,9 @@ impl Engine {
             && let Some(peer) = self.peers.get_mut(&key)
         {
             peer.routes.retain(|r| *r != route);
+            if peer.path.moved == Some(route) {
+                peer.path.moved = None;
+            }
         }
     }
 
@@ -755,6 +856,7 @@ impl Engine {
             deadline: Some(now),
             created: now,
             connected: false,
+            path: Path::default(),
         })
     }
 
@@ -795,7 +897,9 @@ impl Engine {
     }
 
     /// Takes everything a peer connection has to say: packets to send, events, media.
-    fn drain(&mut self, key: PeerKey, now: Instant) {
+    /// True when it read RTP or RTCP (which `rtc` has authenticated).
+    fn drain(&mut self, key: PeerKey, now: Instant) -> bool {
+        let mut authenticated = false;
         let mut received = std::mem::take(&mut self.scratch);
         let mut rtcp_keyframe_requests: Vec<u32> = Vec::new();
         let mut remb: Option<u64> = None;
@@ -806,13 +910,14 @@ impl Engine {
         {
             let Some(peer) = self.peers.get_mut(&key) else {
                 self.scratch = received;
-                return;
+                return false;
             };
             loop {
                 let mut progressed = false;
                 while let Some(out) = peer.pc.poll_write() {
                     progressed = true;
-                    self.transmits.push_back(Transmit::from(out));
+                    let transmit = peer.path.outgoing(out, peer.connected);
+                    self.transmits.push_back(transmit);
                 }
                 while let Some(event) = peer.pc.poll_event() {
                     progressed = true;
@@ -844,6 +949,7 @@ impl Engine {
                 }
                 while let Some(message) = peer.pc.poll_read() {
                     progressed = true;
+                    authenticated = true;
                     match message.message {
                         RTCMessage::RtpPacket(_, packet) => {
                             received.push((packet.header.ssrc, packet));
@@ -903,6 +1009,7 @@ impl Engine {
             self.close_peer(key);
             self.sync_subscriptions(now, key.call);
         }
+        authenticated
     }
 
     /// A publisher's track started: remember it and offer it to everyone else.
@@ -1547,7 +1654,7 @@ impl Peer {
 
 fn flush_writes(peer: &mut Peer, transmits: &mut VecDeque<Transmit>) {
     while let Some(out) = peer.pc.poll_write() {
-        transmits.push_back(Transmit::from(out));
+        transmits.push_back(peer.path.outgoing(out, peer.connected));
     }
     peer.deadline = peer.pc.poll_timeout();
 }

@@ -21,6 +21,9 @@ struct Person {
     errors: Vec<String>,
     /// The last subscribe offer the server sent.
     last_offer: String,
+    /// Addresses the server sees instead of the participant's own (a NAT that
+    /// rebound, a network that changed): (own, as seen).
+    seen_as: Vec<(SocketAddr, SocketAddr)>,
 }
 
 struct Sim {
@@ -73,6 +76,7 @@ impl Sim {
             events: rx,
             errors: Vec::new(),
             last_offer: String::new(),
+            seen_as: Vec::new(),
         });
         self.engine.handle_command(
             self.now,
@@ -120,9 +124,12 @@ impl Sim {
                     IpAddr::V6(_) => continue,
                 };
                 if let Some(person) = self.people.get_mut(id.wrapping_sub(1)) {
+                    let Some(local) = person.own_address(out.route.peer) else {
+                        continue; // an address this participant no longer has
+                    };
                     person
                         .participant
-                        .handle_datagram(now, out.route.peer, self.server, out.data);
+                        .handle_datagram(now, local, self.server, out.data);
                 }
             }
             for person in &mut self.people {
@@ -131,7 +138,7 @@ impl Sim {
                     let route = Route {
                         protocol: Protocol4::Udp,
                         local: d.to,
-                        peer: d.from,
+                        peer: person.seen_address(d.from),
                     };
                     self.engine.handle_datagram(now, route, d.data);
                 }
@@ -186,12 +193,45 @@ impl Sim {
         });
     }
 
+    /// From now on the server sees participant `index` at other addresses, and
+    /// what it sends to the old ones is lost.
+    fn rebind(&mut self, index: usize) {
+        let id = index as u8 + 1;
+        let person = &mut self.people[index];
+        person.seen_as = [5000, 5001]
+            .map(|port| {
+                (
+                    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, id, 2)), port),
+                    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, id, 3)), port + 1000),
+                )
+            })
+            .to_vec();
+    }
+
     fn person(&self, index: usize) -> &Participant {
         &self.people[index].participant
     }
 
     fn person_mut(&mut self, index: usize) -> &mut Participant {
         &mut self.people[index].participant
+    }
+}
+
+impl Person {
+    fn seen_address(&self, own: SocketAddr) -> SocketAddr {
+        self.seen_as
+            .iter()
+            .find(|(o, _)| *o == own)
+            .map_or(own, |(_, seen)| *seen)
+    }
+
+    /// The participant's own address for one the server sends to, if it still has it.
+    fn own_address(&self, seen: SocketAddr) -> Option<SocketAddr> {
+        if let Some((own, _)) = self.seen_as.iter().find(|(_, s)| *s == seen) {
+            return Some(*own);
+        }
+        let rebound = self.seen_as.iter().any(|(own, _)| *own == seen);
+        (!rebound).then_some(seen)
     }
 }
 
@@ -486,4 +526,46 @@ fn a_screen_is_shown_only_while_it_is_shared() {
         "A's camera kept flowing: {camera_before:?} → {camera_after:?}"
     );
     assert!(sim.people[0].errors.is_empty() && sim.people[b].errors.is_empty());
+}
+
+/// A participant's network changes during a call (its NAT rebinds, its laptop moves
+/// to another network): its packets come from new addresses, and the server follows
+/// it there on both connections, with no renegotiation.
+#[test]
+fn media_follows_a_participant_to_new_addresses() {
+    let mut sim = Sim::new();
+    let a = sim.join(&Profile::camera());
+    let b = sim.join(&Profile::camera());
+    sim.run(Duration::from_secs(2));
+    let heard = |sim: &Sim| {
+        (
+            audio_from(sim.person(b), 1).map_or(0, |s| s.received),
+            audio_from(sim.person(a), 2).map_or(0, |s| s.received),
+            video_from(sim.person(b), 1).map_or(0, |(_, s)| s.received),
+        )
+    };
+    let before = heard(&sim);
+    assert!(before.0 > 50 && before.1 > 50, "{before:?}");
+    sim.rebind(b);
+    sim.run(Duration::from_secs(3));
+    let moved = heard(&sim);
+    // 50 audio packets a second: most of them arrive after the move (it waits for
+    // a connectivity check on the new address).
+    assert!(
+        moved.0 - before.0 > 100,
+        "B hears A at its new address: {before:?} → {moved:?}"
+    );
+    assert!(
+        moved.1 - before.1 > 100,
+        "A hears B from its new address: {before:?} → {moved:?}"
+    );
+    assert!(moved.2 > before.2 + 300, "B sees A: {before:?} → {moved:?}");
+    // Past the point where ICE would give up on the old path (5 s silent, then 25 s
+    // more): the connections are still up and carrying media.
+    sim.run(Duration::from_secs(32));
+    let later = heard(&sim);
+    assert_eq!(sim.engine.stats().peers, 4, "no connection was closed");
+    assert!(later.0 - moved.0 > 1000, "{moved:?} → {later:?}");
+    assert!(later.1 - moved.1 > 1000, "{moved:?} → {later:?}");
+    assert!(sim.people.iter().all(|p| p.errors.is_empty()));
 }
