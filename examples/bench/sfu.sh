@@ -16,7 +16,8 @@ PORT="${PORT:-18090}"
 MEDIA_PORT="${MEDIA_PORT:-18091}"
 
 cargo build --release --quiet -p confab-core -p confab-loadgen
-bin="$PWD/target/release/confab"
+# SERVER=path/to/confab measures another build of the server (say, an older commit's).
+bin="${SERVER:-$PWD/target/release/confab}"
 gen="$PWD/target/release/confab-loadgen"
 work="$(mktemp -d)"
 pid=""

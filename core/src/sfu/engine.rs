@@ -211,9 +211,15 @@ struct Path {
     selected: Option<Route>,
     /// The route the browser uses now, when not `selected`.
     moved: Option<Route>,
-    /// The last route `rtc` answered a binding request on.
-    checked: Option<Route>,
+    /// The last few routes `rtc` answered a binding request on (a browser checks
+    /// several pairs in turn).
+    checked: [Option<Route>; CHECKED_ROUTES],
+    /// Where the next one goes in `checked`.
+    next_checked: usize,
 }
+
+/// Routes remembered as checked per connection.
+const CHECKED_ROUTES: usize = 4;
 
 /// RFC 7983: the first byte of a datagram tells STUN (0-3) from DTLS (20-63) and
 /// RTP/RTCP (128-191).
@@ -231,8 +237,9 @@ impl Path {
     fn outgoing(&mut self, out: TaggedBytesMut, connected: bool) -> Transmit {
         let mut transmit = Transmit::from(out);
         if is_stun(&transmit.data) {
-            if is_binding_success(&transmit.data) {
-                self.checked = Some(transmit.route);
+            if is_binding_success(&transmit.data) && !self.checked.contains(&Some(transmit.route)) {
+                self.checked[self.next_checked] = Some(transmit.route);
+                self.next_checked = (self.next_checked + 1) % CHECKED_ROUTES;
             }
         } else if connected && self.selected != Some(transmit.route) {
             self.selected = Some(transmit.route);
@@ -267,7 +274,7 @@ impl Path {
             self.moved = None;
             return true;
         }
-        if self.checked != Some(route) {
+        if !self.checked.contains(&Some(route)) {
             return false;
         }
         self.moved = Some(route);
