@@ -419,7 +419,16 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("{css} never showed {needle:?}; last text: {last:?}");
+        // What the call page said meanwhile (a failure to start media or a screen share).
+        let note = self
+            .client
+            .execute(
+                "return document.getElementById('call-note')?.textContent ?? null",
+                vec![],
+            )
+            .await
+            .unwrap_or_default();
+        panic!("{css} never showed {needle:?}; last text: {last:?}; call note: {note}");
     }
 
     /// Polls a JavaScript expression until it returns something truthy; returns it.
