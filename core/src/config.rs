@@ -52,6 +52,20 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Signaling WebSockets open at once from one client address.
+    pub max_websockets_per_address: u32,
+    /// Seconds a client may take to send a request's headers before the connection
+    /// is closed (also the longest an idle kept-alive connection stays open).
+    pub header_read_timeout_secs: u32,
+    /// Seconds a request may take to be answered; then 503 `request_timeout`.
+    pub request_timeout_secs: u32,
+    /// Seconds a signaling WebSocket may stay silent (the server pings it every
+    /// third of this; browsers answer on their own) before it is closed.
+    pub websocket_idle_secs: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client: the client address
+    /// is the last one in that header that is not a trusted proxy. Empty: the peer
+    /// address is the client's.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +102,10 @@ pub struct AuthConfig {
     /// Failed sign-ins per email address allowed within `login_window_minutes`.
     pub login_max_failures: u32,
     pub login_window_minutes: u32,
+    /// Failed sign-ins from one address, whatever the account, within the window.
+    pub login_max_failures_per_address: u32,
+    /// Password hashes computed at once (argon2id takes about 19 MiB each).
+    pub max_concurrent_hashes: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +126,14 @@ pub struct CallsConfig {
     pub lobby_timeout_secs: u32,
     /// Seconds a participant whose connection dropped keeps their place.
     pub reconnect_grace_secs: u32,
+    /// Guests' requests waiting in one call's lobby at once.
+    pub max_lobby_requests: u32,
+    /// Guests' requests waiting in one call's lobby at once from one address (an IPv4
+    /// address or an IPv6 /64).
+    pub max_waiting_per_address: u32,
+    /// Guests' join requests to one link from one address per minute (signaling and
+    /// the no-JavaScript form together).
+    pub join_requests_per_minute: u32,
 }
 
 impl Default for CallsConfig {
@@ -116,6 +142,9 @@ impl Default for CallsConfig {
             removal_window_secs: 30,
             lobby_timeout_secs: 600,
             reconnect_grace_secs: 30,
+            max_lobby_requests: 50,
+            max_waiting_per_address: 3,
+            join_requests_per_minute: 10,
         }
     }
 }
@@ -139,6 +168,13 @@ pub struct MediaConfig {
     /// Empty: the bind address, or, when that is unspecified, the address of the
     /// default route.
     pub public_ips: Vec<IpAddr>,
+    /// ICE-TCP connections open at once, from everyone.
+    pub tcp_max_connections: u32,
+    /// ICE-TCP connections open at once from one address (IPv6: one /64).
+    pub tcp_max_per_address: u32,
+    /// Seconds an ICE-TCP connection has to pass a connectivity check (a STUN
+    /// binding request with the right credentials) before it is closed.
+    pub tcp_check_timeout_secs: u32,
 }
 
 impl Default for MediaConfig {
@@ -150,6 +186,9 @@ impl Default for MediaConfig {
             tcp_enabled: true,
             udp_enabled: true,
             public_ips: Vec::new(),
+            tcp_max_connections: 2000,
+            tcp_max_per_address: 40,
+            tcp_check_timeout_secs: 5,
         }
     }
 }
@@ -330,6 +369,11 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: String::new(),
             max_body_bytes: 64 * 1024,
+            max_websockets_per_address: 20,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            websocket_idle_secs: 60,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -359,6 +403,8 @@ impl Default for AuthConfig {
             cookie_secure: None,
             login_max_failures: 10,
             login_window_minutes: 15,
+            login_max_failures_per_address: 50,
+            max_concurrent_hashes: 4,
         }
     }
 }
@@ -378,6 +424,23 @@ pub const KEYS: &[(&str, &str)] = &[
     ("server.listen", "CONFAB_SERVER_LISTEN"),
     ("server.public_url", "CONFAB_SERVER_PUBLIC_URL"),
     ("server.max_body_bytes", "CONFAB_SERVER_MAX_BODY_BYTES"),
+    (
+        "server.max_websockets_per_address",
+        "CONFAB_SERVER_MAX_WEBSOCKETS_PER_ADDRESS",
+    ),
+    ("server.trusted_proxies", "CONFAB_SERVER_TRUSTED_PROXIES"),
+    (
+        "server.header_read_timeout_secs",
+        "CONFAB_SERVER_HEADER_READ_TIMEOUT_SECS",
+    ),
+    (
+        "server.request_timeout_secs",
+        "CONFAB_SERVER_REQUEST_TIMEOUT_SECS",
+    ),
+    (
+        "server.websocket_idle_secs",
+        "CONFAB_SERVER_WEBSOCKET_IDLE_SECS",
+    ),
     ("database.url", "CONFAB_DATABASE_URL"),
     (
         "database.max_connections",
@@ -391,6 +454,14 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "auth.login_window_minutes",
         "CONFAB_AUTH_LOGIN_WINDOW_MINUTES",
+    ),
+    (
+        "auth.login_max_failures_per_address",
+        "CONFAB_AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS",
+    ),
+    (
+        "auth.max_concurrent_hashes",
+        "CONFAB_AUTH_MAX_CONCURRENT_HASHES",
     ),
     ("privacy.retention_days", "CONFAB_PRIVACY_RETENTION_DAYS"),
     (
@@ -409,12 +480,36 @@ pub const KEYS: &[(&str, &str)] = &[
         "calls.reconnect_grace_secs",
         "CONFAB_CALLS_RECONNECT_GRACE_SECS",
     ),
+    (
+        "calls.max_lobby_requests",
+        "CONFAB_CALLS_MAX_LOBBY_REQUESTS",
+    ),
+    (
+        "calls.max_waiting_per_address",
+        "CONFAB_CALLS_MAX_WAITING_PER_ADDRESS",
+    ),
+    (
+        "calls.join_requests_per_minute",
+        "CONFAB_CALLS_JOIN_REQUESTS_PER_MINUTE",
+    ),
     ("media.bind", "CONFAB_MEDIA_BIND"),
     ("media.udp_port", "CONFAB_MEDIA_UDP_PORT"),
     ("media.tcp_port", "CONFAB_MEDIA_TCP_PORT"),
     ("media.tcp_enabled", "CONFAB_MEDIA_TCP_ENABLED"),
     ("media.udp_enabled", "CONFAB_MEDIA_UDP_ENABLED"),
     ("media.public_ips", "CONFAB_MEDIA_PUBLIC_IPS"),
+    (
+        "media.tcp_max_connections",
+        "CONFAB_MEDIA_TCP_MAX_CONNECTIONS",
+    ),
+    (
+        "media.tcp_max_per_address",
+        "CONFAB_MEDIA_TCP_MAX_PER_ADDRESS",
+    ),
+    (
+        "media.tcp_check_timeout_secs",
+        "CONFAB_MEDIA_TCP_CHECK_TIMEOUT_SECS",
+    ),
     ("templates.dir", "CONFAB_TEMPLATES_DIR"),
     ("plugins.enabled", "CONFAB_PLUGINS_ENABLED"),
     ("plugins.bundled", "CONFAB_PLUGINS_BUNDLED"),
@@ -509,6 +604,29 @@ impl Config {
         if self.calls.lobby_timeout_secs == 0 || self.calls.reconnect_grace_secs == 0 {
             return Err(ConfigError::Invalid(
                 "calls.lobby_timeout_secs and calls.reconnect_grace_secs must be at least 1".into(),
+            ));
+        }
+        let c = &self.calls;
+        if c.max_lobby_requests == 0
+            || c.max_waiting_per_address == 0
+            || c.join_requests_per_minute == 0
+            || self.server.max_websockets_per_address == 0
+            || self.server.header_read_timeout_secs == 0
+            || self.server.request_timeout_secs == 0
+            || self.server.websocket_idle_secs < 3
+            || self.auth.max_concurrent_hashes == 0
+        {
+            return Err(ConfigError::Invalid(
+                "calls.max_lobby_requests, calls.max_waiting_per_address, calls.join_requests_per_minute, server.max_websockets_per_address, server.header_read_timeout_secs, server.request_timeout_secs and auth.max_concurrent_hashes must be at least 1, server.websocket_idle_secs at least 3".into(),
+            ));
+        }
+        let media = &self.media;
+        if media.tcp_max_connections == 0
+            || media.tcp_max_per_address == 0
+            || media.tcp_check_timeout_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "media.tcp_max_connections, media.tcp_max_per_address and media.tcp_check_timeout_secs must be at least 1".into(),
             ));
         }
         if !self.media.udp_enabled && !self.media.tcp_enabled {
@@ -673,6 +791,11 @@ mod tests {
             ("CONFAB_SERVER_LISTEN", "0.0.0.0:9000"),
             ("CONFAB_SERVER_PUBLIC_URL", "https://a.example"),
             ("CONFAB_SERVER_MAX_BODY_BYTES", "2048"),
+            ("CONFAB_SERVER_MAX_WEBSOCKETS_PER_ADDRESS", "7"),
+            ("CONFAB_SERVER_TRUSTED_PROXIES", "[\"10.0.0.2\"]"),
+            ("CONFAB_SERVER_HEADER_READ_TIMEOUT_SECS", "4"),
+            ("CONFAB_SERVER_REQUEST_TIMEOUT_SECS", "9"),
+            ("CONFAB_SERVER_WEBSOCKET_IDLE_SECS", "45"),
             ("CONFAB_DATABASE_URL", "postgres://u@h/db"),
             ("CONFAB_DATABASE_MAX_CONNECTIONS", "3"),
             ("CONFAB_LOG_FORMAT", "json"),
@@ -681,17 +804,25 @@ mod tests {
             ("CONFAB_AUTH_COOKIE_SECURE", "true"),
             ("CONFAB_AUTH_LOGIN_MAX_FAILURES", "3"),
             ("CONFAB_AUTH_LOGIN_WINDOW_MINUTES", "5"),
+            ("CONFAB_AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS", "30"),
+            ("CONFAB_AUTH_MAX_CONCURRENT_HASHES", "2"),
             ("CONFAB_PRIVACY_RETENTION_DAYS", "2"),
             ("CONFAB_PRIVACY_PURGE_INTERVAL_MINUTES", "9"),
             ("CONFAB_CALLS_REMOVAL_WINDOW_SECS", "45"),
             ("CONFAB_CALLS_LOBBY_TIMEOUT_SECS", "120"),
             ("CONFAB_CALLS_RECONNECT_GRACE_SECS", "15"),
+            ("CONFAB_CALLS_MAX_LOBBY_REQUESTS", "12"),
+            ("CONFAB_CALLS_MAX_WAITING_PER_ADDRESS", "2"),
+            ("CONFAB_CALLS_JOIN_REQUESTS_PER_MINUTE", "5"),
             ("CONFAB_MEDIA_BIND", "0.0.0.0"),
             ("CONFAB_MEDIA_UDP_PORT", "3479"),
             ("CONFAB_MEDIA_TCP_PORT", "4443"),
             ("CONFAB_MEDIA_TCP_ENABLED", "false"),
             ("CONFAB_MEDIA_UDP_ENABLED", "true"),
             ("CONFAB_MEDIA_PUBLIC_IPS", "[\"203.0.113.7\"]"),
+            ("CONFAB_MEDIA_TCP_MAX_CONNECTIONS", "300"),
+            ("CONFAB_MEDIA_TCP_MAX_PER_ADDRESS", "6"),
+            ("CONFAB_MEDIA_TCP_CHECK_TIMEOUT_SECS", "2"),
             ("CONFAB_TEMPLATES_DIR", "/srv/tpl"),
             ("CONFAB_PLUGINS_ENABLED", "false"),
             ("CONFAB_PLUGINS_BUNDLED", "false"),
@@ -727,6 +858,34 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.server.listen.port(), 9000);
         assert_eq!(c.server.max_body_bytes, 2048);
+        assert_eq!(c.server.max_websockets_per_address, 7);
+        assert_eq!(
+            (
+                c.server.header_read_timeout_secs,
+                c.server.request_timeout_secs,
+                c.server.websocket_idle_secs
+            ),
+            (4, 9, 45)
+        );
+        assert_eq!(
+            (
+                c.auth.login_max_failures_per_address,
+                c.auth.max_concurrent_hashes
+            ),
+            (30, 2)
+        );
+        assert_eq!(
+            c.server.trusted_proxies,
+            vec!["10.0.0.2".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            (
+                c.calls.max_lobby_requests,
+                c.calls.max_waiting_per_address,
+                c.calls.join_requests_per_minute
+            ),
+            (12, 2, 5)
+        );
         assert_eq!(c.database_url(), "postgres://u@h/db");
         assert_eq!(c.database.max_connections, 3);
         let m = &c.mail;
@@ -775,6 +934,14 @@ mod tests {
         assert_eq!((c.media.udp_port, c.media.tcp_port), (3479, 4443));
         assert!(!c.media.tcp_enabled && c.media.udp_enabled);
         assert_eq!(c.media.public_ips, vec![IpAddr::from([203, 0, 113, 7])]);
+        assert_eq!(
+            (
+                c.media.tcp_max_connections,
+                c.media.tcp_max_per_address,
+                c.media.tcp_check_timeout_secs
+            ),
+            (300, 6, 2)
+        );
         assert_eq!(c.calls.reconnect_grace_secs, 15);
         let p = &c.plugins;
         assert!(!p.enabled && !p.cache && !p.watch);

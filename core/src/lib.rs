@@ -28,7 +28,10 @@ pub mod accounts;
 pub mod calls;
 pub mod clock;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
+pub mod limits;
 pub mod links;
 pub mod mail;
 pub mod metrics;
@@ -95,6 +98,10 @@ pub struct AppState {
     pub outbox: Option<Arc<dyn plugins::Outbox>>,
     /// The database's outbox, which the delivery worker empties.
     pub mail: mail::Outbox,
+    /// Signaling WebSockets open per client address (`server.max_websockets_per_address`).
+    pub connections: Arc<limits::ConnectionSlots>,
+    /// Signs the per-link guest device cookies.
+    pub guest_cookies: http::guest_cookie::GuestCookies,
     templates: Arc<tera::Tera>,
     public_url: Arc<str>,
 }
@@ -112,6 +119,9 @@ impl AppState {
             removal_window: chrono::Duration::seconds(i64::from(c.removal_window_secs)),
             lobby_timeout: chrono::Duration::seconds(i64::from(c.lobby_timeout_secs)),
             reconnect_grace: chrono::Duration::seconds(i64::from(c.reconnect_grace_secs)),
+            max_lobby_requests: usize::try_from(c.max_lobby_requests).unwrap_or(usize::MAX),
+            max_waiting_per_network: usize::try_from(c.max_waiting_per_address)
+                .unwrap_or(usize::MAX),
         }
     }
 }
@@ -148,14 +158,22 @@ impl App {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, AppError> {
         let templates = templates::load(&config.templates.dir).map_err(AppError::Templates)?;
+        accounts::set_hash_concurrency(
+            usize::try_from(config.auth.max_concurrent_hashes).unwrap_or(1),
+        );
         let throttle = LoginThrottle::new(
             config.auth.login_max_failures,
+            config.auth.login_max_failures_per_address,
             chrono::Duration::minutes(i64::from(config.auth.login_window_minutes)),
         );
         // A bad `mail.from` or relay setting stops the start, not the first delivery.
         mail::sender(&config).map_err(AppError::Mail)?;
         mail::Transport::from_config(&config).map_err(AppError::Mail)?;
         let outbox = mail::Outbox::new(store.clone(), clock.clone(), &config);
+        let calls = Arc::new(calls::CallRegistry::new(&config.calls));
+        let connections = Arc::new(limits::ConnectionSlots::new(
+            config.server.max_websockets_per_address,
+        ));
         let state = AppState {
             media: None,
             plugins: Arc::new(plugins::PluginHost::new(&config)),
@@ -168,7 +186,9 @@ impl App {
             policy: Arc::new(PolicyCache::default()),
             throttle: Arc::new(throttle),
             metrics: Arc::new(metrics::Metrics::default()),
-            calls: Arc::new(calls::CallRegistry::default()),
+            calls,
+            connections,
+            guest_cookies: http::guest_cookie::GuestCookies::default(),
             templates: Arc::new(templates),
         };
         Ok(Self { state })
@@ -228,6 +248,12 @@ impl App {
             std::time::Duration::from_secs(
                 u64::from(state.config.privacy.purge_interval_minutes.max(1)) * 60,
             ),
+            state
+                .config
+                .mail
+                .smtp_host
+                .is_empty()
+                .then(|| state.config.outbox_dir()),
             shutdown.clone(),
         ));
         let timers = tokio::spawn(plugins::PluginHost::run_timers(
@@ -241,15 +267,13 @@ impl App {
             .then(|| tokio::spawn(plugins::PluginHost::watch(state.clone(), shutdown.clone())));
         let local = listener.local_addr().map_err(AppError::Serve)?;
         tracing::info!(address = %local, url = %state.public_url(), database = state.store.backend_name(), "Confab is ready");
-        let service = self
-            .router()
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let result = axum::serve(listener, service)
-            .with_graceful_shutdown(async move {
-                stop.await;
-                tracing::info!("shutting down: finishing in-flight requests");
-            })
-            .await;
+        let header_read_timeout =
+            std::time::Duration::from_secs(u64::from(state.config.server.header_read_timeout_secs));
+        let result = http::serve(listener, self.router(), header_read_timeout, async move {
+            stop.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
+        .await;
         trigger.trigger();
         let _ = purge.await;
         let _ = timers.await;

@@ -344,12 +344,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print(out, &status, || mail_status_text(&status))
         }
         Command::Privacy(PrivacyCommand::Purge { out }) => {
-            let report = privacy::purge(&store, clock.now(), config.privacy.retention_days).await?;
+            let mut report =
+                privacy::purge(&store, clock.now(), config.privacy.retention_days).await?;
+            if config.mail.smtp_host.is_empty() {
+                report.outbox_files = privacy::purge_outbox_files(
+                    config.outbox_dir(),
+                    clock.now(),
+                    config.privacy.retention_days,
+                )
+                .await?;
+            }
             print(out, &report, || {
                 format!(
-                    "Purged {} call-metadata records and {} mail delivery records older than {} days, {} expired sessions and {} expired plugin entries.",
+                    "Purged {} call-metadata records, {} mail delivery records and {} outbox files older than {} days, {} expired sessions and {} expired plugin entries.",
                     report.call_events,
                     report.mail,
+                    report.outbox_files,
                     config.privacy.retention_days,
                     report.sessions,
                     report.plugin_kv

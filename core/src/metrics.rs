@@ -17,7 +17,7 @@ use crate::store::{OutboxCounts, OutboxStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
 }
@@ -57,6 +57,12 @@ pub struct Metrics {
     pub media_packets_in: Counter,
     pub media_packets_forwarded: Counter,
     pub media_peer_connections: Gauge,
+    /// Media engine steps that panicked (each contained to its call, if it could be).
+    pub media_panics: Counter,
+    /// 1 while the media engine thread runs, 0 once it has stopped.
+    pub media_engine_up: Gauge,
+    /// ICE-TCP connections open now.
+    pub media_tcp_connections: Gauge,
     plugin_calls: Family<PluginCallLabels, Counter>,
     plugin_durations: Family<PluginLabels, Histogram>,
     plugin_dropped: Family<PluginLabels, Counter>,
@@ -64,6 +70,12 @@ pub struct Metrics {
     mail_outbox: Family<StatusLabels, Gauge>,
     mail_attempts: Family<OutcomeLabels, Counter>,
     mail_delivery_seconds: Histogram,
+    refused: Family<ReasonLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -101,6 +113,24 @@ impl Default for Metrics {
         let media_packets_in = Counter::default();
         let media_packets_forwarded = Counter::default();
         let media_peer_connections = Gauge::default();
+        let media_panics = Counter::default();
+        let media_tcp_connections = Gauge::default();
+        registry.register(
+            "media_tcp_connections",
+            "ICE-TCP connections open on this node's media port",
+            media_tcp_connections.clone(),
+        );
+        let media_engine_up = Gauge::default();
+        registry.register(
+            "media_panics",
+            "Media engine steps that panicked; each took down only the media of its call",
+            media_panics.clone(),
+        );
+        registry.register(
+            "media_engine_up",
+            "1 while the media engine thread runs, 0 once it has stopped",
+            media_engine_up.clone(),
+        );
         registry.register(
             "media_packets_received",
             "Datagrams the SFU received (media, RTCP, ICE, DTLS)",
@@ -160,8 +190,15 @@ impl Default for Metrics {
             "From queueing a message to its acceptance by the relay (or the file outbox)",
             mail_delivery_seconds.clone(),
         );
+        let refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "limits_refused",
+            "Requests and connections refused by a limit (docs/security.md, Limits), by limit",
+            refused.clone(),
+        );
         Self {
             registry,
+            refused,
             mail_outbox,
             mail_attempts,
             mail_delivery_seconds,
@@ -176,6 +213,9 @@ impl Default for Metrics {
             media_packets_in,
             media_packets_forwarded,
             media_peer_connections,
+            media_panics,
+            media_engine_up,
+            media_tcp_connections,
         }
     }
 }
@@ -241,11 +281,43 @@ impl Metrics {
         }
     }
 
+    /// Sets the count of refusals by the limit `reason` (for counts kept elsewhere,
+    /// such as the media threads').
+    pub fn set_refused(&self, reason: &'static str, count: u64) {
+        self.refused
+            .get_or_create(&ReasonLabels { reason })
+            .inner()
+            .store(count, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts one request or connection refused by the limit `reason`.
+    pub fn count_refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// A request method as a label: anything but the standard methods is `other`, so a
+/// client inventing methods cannot add series.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
     }
 }
 
@@ -257,7 +329,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     state

@@ -18,6 +18,7 @@ const callCard = document.getElementById("call");
 const rosterList = document.getElementById("roster");
 const lobbyPanel = document.getElementById("lobby-panel");
 const lobbyList = document.getElementById("lobby");
+const lobbyMore = document.getElementById("lobby-more");
 const leaveButton = document.getElementById("leave");
 const approvalHint = document.getElementById("approval-hint");
 const preview = document.getElementById("preview");
@@ -29,6 +30,8 @@ const micButton = document.getElementById("toggle-mic");
 const camButton = document.getElementById("toggle-camera");
 const screenButton = document.getElementById("toggle-screen");
 const copyButton = document.getElementById("copy-link");
+const lockButton = document.getElementById("lock-lobby");
+const lobbyState = document.getElementById("lobby-state");
 const callNote = document.getElementById("call-note");
 const pluginArea = document.getElementById("plugin-areas");
 const securityLine = document.getElementById("e2ee");
@@ -57,7 +60,11 @@ let socket = null;
 let me = null; // my participant id once joined
 let roster = [];
 let lobby = [];
+let lobbyTotal = 0;
+let lobbyLocked = false;
 let leaving = false;
+// The link was revoked: nothing on this page can join any more.
+let linkGone = false;
 // Server clock minus this browser's clock: times come from the server.
 let skew = 0;
 // Waits before each try to take our place back after the connection dropped. The
@@ -91,6 +98,8 @@ function inform(text) {
 
 function showForm(message) {
   me = null;
+  lobby = [];
+  lobbyTotal = 0;
   stopMedia();
   encryption?.close();
   callCard.hidden = true;
@@ -98,7 +107,16 @@ function showForm(message) {
   form.hidden = false;
   withdrawButton.hidden = true;
   if (approvalHint) approvalHint.hidden = false;
+  if (linkGone) form.querySelector("button[type=submit]").disabled = true;
   say(message);
+}
+
+/** The link was revoked or deleted: say so, for good. */
+function linkRevoked() {
+  linkGone = true;
+  leaving = true; // the server closes the connection: no reconnecting
+  sessionStorage.removeItem(resumeKey);
+  showForm(LINK_REVOKED);
 }
 
 function showWaiting(text) {
@@ -143,9 +161,17 @@ function connect(first) {
   });
 }
 
+const LINK_REVOKED = "This link was revoked. Ask the person who shared it for a new one.";
+
 const messages = {
   call_full: "This call is full.",
   blocked: "You were declined twice and can't ask to join this call again.",
+  removed: "You were removed from this call and can't join it again.",
+  lobby_locked: "The people on this call locked it: nobody new can ask to join right now.",
+  lobby_full: "Too many people are waiting to join this call. Try again in a few minutes.",
+  too_many_requests: "Too many requests to join came from your network. Wait a minute and try again.",
+  link_rotated: "This link was replaced with a new one. Ask the person who shared it for the new link.",
+  unavailable: "The server couldn't do that just now. Try again.",
   resume_expired: "Connection lost. Ask to join again.",
   invalid_name: "Enter a name of 1 to 64 characters.",
 };
@@ -197,6 +223,8 @@ function handle(message) {
     case "lobby":
       skew = Date.parse(message.now) - Date.now();
       lobby = message.requests;
+      lobbyTotal = message.total ?? lobby.length;
+      lobbyLocked = Boolean(message.locked);
       render();
       break;
     case "denied":
@@ -210,17 +238,32 @@ function handle(message) {
       showForm(`You were removed from the call by ${message.by}.`);
       break;
     case "request_ended":
+      if (message.why === "link_revoked") {
+        linkRevoked();
+        break;
+      }
       showForm({
         withdrawn: "",
         timed_out: "Nobody answered your request. Ask again when the call is on.",
         call_ended: "The call has ended.",
+        link_rotated: messages.link_rotated,
       }[message.why] ?? "");
       break;
     case "call_ended":
       sessionStorage.removeItem(resumeKey);
-      showForm("The call has ended.");
+      if (message.reason === "link_revoked") linkRevoked();
+      else showForm("The call has ended.");
       break;
     case "error":
+      if (message.code === "link_revoked") {
+        linkRevoked();
+        break;
+      }
+      if (message.code === "media_failed") {
+        // The server reset this call's media: start over with fresh connections.
+        restartMedia();
+        break;
+      }
       if (message.code === "bad_sdp" || message.code === "media_unavailable") {
         note(`Audio and video could not start: ${message.message}`);
         break;
@@ -255,6 +298,11 @@ function button(label, className, onClick) {
   b.addEventListener("click", onClick);
   return b;
 }
+
+const FLAGS = {
+  same_network_as_removed: "Same network as a guest who was removed",
+  same_network_as_blocked: "Same network as a guest who was declined twice",
+};
 
 function render() {
   if (callCard.hidden) return;
@@ -292,7 +340,14 @@ function render() {
     }
     return li;
   }));
+  const mayDecide = signedIn && Boolean(mine) && !mine.guest;
+  lockButton.hidden = !mayDecide;
+  lockButton.textContent = lobbyLocked ? "Unlock lobby" : "Lock lobby";
+  lockButton.setAttribute("aria-pressed", String(lobbyLocked));
+  lobbyState.hidden = !mayDecide || !lobbyLocked;
   lobbyPanel.hidden = !signedIn || lobby.length === 0;
+  lobbyMore.hidden = lobbyTotal <= lobby.length;
+  lobbyMore.textContent = `and ${lobbyTotal - lobby.length} more waiting`;
   lobbyList.replaceChildren(...lobby.map((r) => {
     const li = document.createElement("li");
     li.dataset.request = r.request;
@@ -310,7 +365,14 @@ function render() {
       button("Deny", "danger", () => send({ type: "deny", request: r.request })),
     );
     li.append(name, since, actions);
-    // Plugins that screen requests (a spam check, say) leave their doubts here.
+    // What the server noticed, then what plugins that screen requests (a spam
+    // check, say) doubt.
+    for (const flag of r.flags ?? []) {
+      const w = document.createElement("p");
+      w.className = "warning";
+      w.textContent = `⚠ ${FLAGS[flag] ?? flag}`;
+      li.append(w);
+    }
     for (const warning of r.warnings ?? []) {
       const w = document.createElement("p");
       w.className = "warning";
@@ -335,6 +397,8 @@ form.addEventListener("submit", (event) => {
   else connect(join);
   say("Connecting…");
 });
+
+lockButton.addEventListener("click", () => send({ type: "lock_lobby", locked: !lobbyLocked }));
 
 withdrawButton.addEventListener("click", () => {
   send({ type: "withdraw" });
@@ -444,16 +508,21 @@ const media = new MediaSession({
       note("Connection lost. Reconnecting…");
     } else if (state === "failed") {
       // ICE gave up: start over with fresh connections while the call goes on.
-      if (me !== null && mediaRetries < 5) {
-        mediaRetries += 1;
-        note("Connection lost. Reconnecting…");
-        setTimeout(startMedia, 1000);
-      } else {
-        note("Connection lost. Check your network, then leave and join again.");
-      }
+      restartMedia();
     }
   },
 });
+
+/** Starts audio and video over with fresh connections, a few times at most. */
+function restartMedia() {
+  if (me !== null && mediaRetries < 5) {
+    mediaRetries += 1;
+    note("Connection lost. Reconnecting…");
+    setTimeout(startMedia, 1000);
+  } else {
+    note("Connection lost. Check your network, then leave and join again.");
+  }
+}
 // Plugins' call-page modules, loaded once on the call (static/plugins.js).
 function publicRoster() {
   return roster.map((p) => ({ participant: p.participant, name: p.name, guest: p.guest }));

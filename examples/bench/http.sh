@@ -17,7 +17,8 @@ CONNECTIONS="${CONNECTIONS:-32}"
 PORT="${PORT:-18080}"
 
 cargo build --release --quiet
-bin="$PWD/target/release/confab"
+# SERVER=path/to/confab measures another build of the server (say, an older commit's).
+bin="${SERVER:-$PWD/target/release/confab}"
 work="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 export CONFAB_DATA_DIR="$work/data" CONFAB_SERVER_LISTEN="127.0.0.1:$PORT" CONFAB_LOG_LEVEL=warn

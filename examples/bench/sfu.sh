@@ -40,8 +40,10 @@ for run in $(seq "$RUNS"); do
     -H 'Content-Type: application/json' -d '{"title":"SFU benchmark","max_participants":32}' \
     | sed -n 's/.*"id":"\([A-Za-z0-9]*\)".*/\1/p')
   echo "== run $run"
+  # GEN_ARGS: more arguments for the generator (examples/bench/flood.sh sets them).
+  # shellcheck disable=SC2086
   "$gen" --server "$base" --link "$link" --token "$token" --server-pid "$pid" \
-    --participants "$PARTICIPANTS" --seconds "$SECONDS_MEASURED" --layer "$LAYER"
-  curl -sf "$base/metrics" | grep '^confab_media' || true
+    --participants "$PARTICIPANTS" --seconds "$SECONDS_MEASURED" --layer "$LAYER" ${GEN_ARGS:-}
+  curl -sf "$base/metrics" | grep -E '^confab_media|^confab_limits_refused_total' || true
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 done

@@ -46,6 +46,46 @@ pub enum AccountError {
     Store(StoreError),
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    #[error("too many sign-ins at once; try again in a moment")]
+    Busy,
+}
+
+/// Password hashes (argon2id, about 19 MiB each) computed at once; see
+/// [`set_hash_concurrency`].
+static HASH_PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+/// Hashes at once when [`set_hash_concurrency`] was never called.
+const DEFAULT_HASH_CONCURRENCY: usize = 4;
+/// How long a sign-in waits for a turn to hash before it is told to try again.
+const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sets how many password hashes may be computed at once (`auth.max_concurrent_hashes`),
+/// so that a burst of sign-ins cannot exhaust memory. Takes effect once, at start.
+pub fn set_hash_concurrency(permits: usize) {
+    let _ = HASH_PERMITS.set(tokio::sync::Semaphore::new(permits.max(1)));
+}
+
+/// Runs `work` (a hash) on the blocking pool once a hashing permit is free.
+async fn hashing<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AccountError> {
+    let permits =
+        HASH_PERMITS.get_or_init(|| tokio::sync::Semaphore::new(DEFAULT_HASH_CONCURRENCY));
+    hashing_with(permits, HASH_WAIT, work).await
+}
+
+/// Runs `work` once one of `permits` is free, waiting at most `wait` for it.
+async fn hashing_with<T: Send + 'static>(
+    permits: &tokio::sync::Semaphore,
+    wait: std::time::Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AccountError> {
+    let _permit = tokio::time::timeout(wait, permits.acquire())
+        .await
+        .map_err(|_| AccountError::Busy)?
+        .map_err(|_| AccountError::Busy)?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AccountError::Hashing(e.to_string()))
 }
 
 impl From<StoreError> for AccountError {
@@ -175,20 +215,19 @@ pub async fn create_user(
 
 /// Hashes a password with argon2id on the blocking pool.
 pub async fn hash_password(password: Secret) -> Result<String, AccountError> {
-    tokio::task::spawn_blocking(move || {
+    hashing(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.expose().as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|e| AccountError::Hashing(e.to_string()))
     })
-    .await
-    .map_err(|e| AccountError::Hashing(e.to_string()))?
+    .await?
 }
 
 /// Checks a password against a stored hash on the blocking pool.
-async fn verify_password(hash: String, password: Secret) -> bool {
-    tokio::task::spawn_blocking(move || {
+async fn verify_password(hash: String, password: Secret) -> Result<bool, AccountError> {
+    hashing(move || {
         PasswordHash::new(&hash)
             .map(|parsed| {
                 Argon2::default()
@@ -198,23 +237,29 @@ async fn verify_password(hash: String, password: Secret) -> bool {
             .unwrap_or(false)
     })
     .await
-    .unwrap_or(false)
 }
 
 /// A hash of a random password, verified against when the email is unknown so that
 /// a failed sign-in takes the same time whether or not the account exists.
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// Checks an email and password and returns the account.
+/// Checks an email and password, tried from `address`, and returns the account.
+/// Attempts are throttled as [`LoginThrottle`] says: refused for an address that
+/// guessed too often, slowed down (never refused) for an account guessed at from
+/// everywhere.
 pub async fn authenticate(
     store: &Store,
     throttle: &LoginThrottle,
     email: &str,
     password: Secret,
+    address: Option<std::net::IpAddr>,
     now: DateTime<Utc>,
 ) -> Result<Account, AccountError> {
     let email = email.trim().to_lowercase();
-    throttle.check(&email, now)?;
+    let delay = throttle.check(&email, address, now)?;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let user = store.user_by_email(&email).await?;
     let hash = match &user {
         Some(u) => u.password_hash.clone(),
@@ -226,14 +271,14 @@ pub async fn authenticate(
             }
         },
     };
-    let ok = verify_password(hash, password).await;
+    let ok = verify_password(hash, password).await?;
     match user {
         Some(user) if ok => {
-            throttle.reset(&email);
+            throttle.reset(&email, address);
             Ok(user.into())
         }
         _ => {
-            throttle.record_failure(&email, now);
+            throttle.record_failure(&email, address, now);
             Err(AccountError::InvalidCredentials)
         }
     }
@@ -326,8 +371,85 @@ pub async fn session_account(
         .map(|(s, u)| (s, u.into())))
 }
 
+/// How a long-lived connection signed in, kept to check later that it still holds.
+#[derive(Clone)]
+pub enum SignIn {
+    /// A web session's cookie value.
+    Session(String),
+    /// An API token.
+    Token(String),
+}
+
+impl std::fmt::Debug for SignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SignIn::Session(_) => "SignIn::Session(..)",
+            SignIn::Token(_) => "SignIn::Token(..)",
+        })
+    }
+}
+
+impl SignIn {
+    /// Whether `ended` is this sign-in.
+    pub fn is(&self, ended: &crate::store::SignInEnded) -> bool {
+        use crate::store::SignInEnded;
+        match (self, ended) {
+            (SignIn::Session(value), SignInEnded::Session { id_hash }) => {
+                crate::secret::constant_time_eq(&sha256_hex(value), id_hash)
+            }
+            (SignIn::Token(token), SignInEnded::Token { token_hash }) => {
+                crate::secret::constant_time_eq(&sha256_hex(token), token_hash)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether `sign_in` still signs in `user_id`: the session was not ended and has not
+/// expired, the token was not revoked.
+pub async fn still_signed_in(
+    store: &Store,
+    sign_in: &SignIn,
+    user_id: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, AccountError> {
+    Ok(match sign_in {
+        SignIn::Session(value) => session_account(store, value, now)
+            .await?
+            .is_some_and(|(_, account)| account.id == user_id),
+        SignIn::Token(token) => authenticate_token(store, token, now)
+            .await?
+            .is_some_and(|account| account.id == user_id),
+    })
+}
+
 /// Ends a session.
 pub async fn end_session(store: &Store, cookie_value: &str) -> Result<(), AccountError> {
     store.delete_session(&sha256_hex(cookie_value)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod hashing_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_wait_their_turn_and_give_up_when_none_comes() {
+        let permits = tokio::sync::Semaphore::new(1);
+        assert_eq!(
+            hashing_with(&permits, std::time::Duration::from_millis(50), || 7)
+                .await
+                .unwrap(),
+            7
+        );
+        let held = permits.acquire().await.unwrap();
+        let busy = hashing_with(&permits, std::time::Duration::from_millis(50), || 7).await;
+        assert!(matches!(busy, Err(AccountError::Busy)), "{busy:?}");
+        drop(held);
+        assert!(
+            hashing_with(&permits, std::time::Duration::from_millis(50), || 7)
+                .await
+                .is_ok()
+        );
+    }
 }

@@ -7,30 +7,37 @@
 //! call can be owned by exactly one node when Confab runs on several.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{
-    Call, CallEvent, CallPolicy, DecideError, Decision, Identity, JoinError, JoinOutcome,
-    LeaveReason, ParticipantId, RemoveError, RequestEnd, RequestId, Seat,
+    Call, CallEvent, CallPolicy, Concern, DecideError, Decision, Identity, JoinError, JoinOutcome,
+    LeaveReason, Origin, ParticipantId, RemoveError, RequestEnd, RequestId, Seat, network_of,
 };
 use crate::AppState;
+use crate::config::CallsConfig;
+use crate::limits::RateWindow;
 use crate::plugins;
 use crate::privacy::{self, CallEventKind};
 use crate::sfu;
 use crate::signaling::{
-    ErrorCode, LobbyEntry, LobbyWarning, RequestEndReason, RosterEntry, ServerMessage, WaitingFor,
-    error,
+    CallEndReason, ErrorCode, LOBBY_SNAPSHOT, LobbyEntry, LobbyFlag, LobbyWarning,
+    RequestEndReason, RosterEntry, ServerMessage, WaitingFor, error,
 };
-use crate::store::link;
+use crate::store::{LinkChange, link};
 
 /// Commands waiting for a call's task; beyond this, senders wait.
 const COMMAND_QUEUE: usize = 256;
 /// How often a call applies its time-based rules (lobby timeout, reconnect grace).
 const TICK: Duration = Duration::from_secs(1);
+/// How often a live call re-reads its link, for changes made by another process
+/// (the CLI, another node); changes made through this process arrive at once.
+const LINK_RECHECK: Duration = Duration::from_secs(5);
 
 /// A connection's id, unique within the process.
 pub type ClientId = u64;
@@ -57,15 +64,29 @@ pub enum Action {
     Join {
         identity: Identity,
         name: String,
-        /// The network address the request came from, for plugins that screen requests.
-        address: Option<String>,
+        /// The client's address: for the lobby's limits, removals and blocks, and
+        /// for plugins that screen requests.
+        address: Option<IpAddr>,
+        /// The device id of the request's valid guest cookie.
+        device: Option<String>,
+        /// The public id the connection was opened with (a rotation ends requests
+        /// that came through the old one).
+        opened_as: String,
     },
     /// The plugins' verdict on a guest's request (sent by the call to itself).
     Screened {
         identity: Identity,
+        origin: Origin,
         name: String,
         verdict: plugins::Verdict,
     },
+    /// Lock or unlock the lobby.
+    LockLobby {
+        locked: bool,
+    },
+    /// The connection's sign-in ended (signed out, session expired, token revoked):
+    /// it keeps its place but loses member powers.
+    SignedOut,
     Resume {
         resume_token: String,
     },
@@ -103,6 +124,9 @@ pub enum Action {
     },
     /// The connection closed.
     Disconnected,
+    /// The connection learnt that the link was revoked or deleted: the call ends
+    /// (if it has not yet), then the connection is told why it closes.
+    LinkGone,
     /// A plugin's request (not from a connection).
     Plugin {
         action: PluginCallAction,
@@ -168,18 +192,50 @@ pub struct MediaState {
 }
 
 /// Live calls by link.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CallRegistry {
     calls: Mutex<HashMap<i64, mpsc::Sender<Command>>>,
+    /// Guests' join requests per (link, network) in the last minute.
+    join_rate: RateWindow<(i64, IpAddr)>,
 }
 
 impl CallRegistry {
+    pub fn new(config: &CallsConfig) -> Self {
+        Self {
+            calls: Mutex::default(),
+            join_rate: RateWindow::new(config.join_requests_per_minute, Duration::from_secs(60)),
+        }
+    }
+
+    /// Counts a guest's join request to a link from `address` (signaling or the
+    /// no-JavaScript form) and says whether it is within `calls.join_requests_per_minute`.
+    pub fn allow_join_request(&self, link_pk: i64, address: IpAddr) -> bool {
+        self.join_rate
+            .allow(&(link_pk, network_of(address)), Instant::now())
+    }
+
     /// Delivers `command` to the link's live call, starting one if there is none.
+    /// Joins and resumes first re-check the link as it is now, not as it was when
+    /// the connection opened: a revoked link admits nobody, and a rotated one
+    /// nobody new through its old id.
     pub async fn send(&self, state: &AppState, link: &link::Model, command: Command) {
         let mut command = command;
-        if matches!(command.action, Action::Disconnected) && !self.is_live(link.pk) {
-            return; // the call already ended: nothing to tell it
+        if matches!(command.action, Action::Disconnected | Action::SignedOut)
+            && !self.is_live(link.pk)
+        {
+            return; // no call: nothing to tell it
         }
+        let mut current = None;
+        if matches!(command.action, Action::Join { .. } | Action::Resume { .. }) {
+            match self.admission_check(state, link, &command.action).await {
+                Ok(fresh) => current = Some(fresh),
+                Err(reply) => {
+                    let _ = command.out.try_send(reply);
+                    return;
+                }
+            }
+        }
+        let link = current.as_ref().unwrap_or(link);
         // A call that just ended may close its queue between lookup and send: retry once
         // with a fresh call.
         for _ in 0..2 {
@@ -193,6 +249,75 @@ impl CallRegistry {
             }
         }
         tracing::warn!("could not reach a call task twice in a row");
+    }
+
+    /// The link as it is now, if `action` may go ahead on it; else the error to send.
+    async fn admission_check(
+        &self,
+        state: &AppState,
+        opened: &link::Model,
+        action: &Action,
+    ) -> Result<link::Model, ServerMessage> {
+        let revoked = || error(ErrorCode::LinkRevoked, "this link was revoked");
+        let unavailable = |err: crate::store::StoreError| {
+            tracing::warn!(error = %err, "could not re-read a link");
+            error(
+                ErrorCode::Unavailable,
+                "the server could not check this link; try again",
+            )
+        };
+        let current = match state.store.link_by_public_id(&opened.public_id).await {
+            Ok(Some(link)) if link.pk == opened.pk => link,
+            Ok(_) => match state
+                .store
+                .link_by_pk(opened.pk)
+                .await
+                .map_err(unavailable)?
+            {
+                // Rotated: people on the call stay (and may resume), nobody new joins
+                // through the old id.
+                Some(link)
+                    if link.revoked_at.is_none() && matches!(action, Action::Resume { .. }) =>
+                {
+                    link
+                }
+                Some(link) if link.revoked_at.is_none() => {
+                    return Err(error(
+                        ErrorCode::LinkRotated,
+                        "this link was replaced with a new one; ask for the new link",
+                    ));
+                }
+                _ => return Err(revoked()),
+            },
+            Err(err) => return Err(unavailable(err)),
+        };
+        if current.revoked_at.is_some() {
+            return Err(revoked());
+        }
+        if let Action::Join {
+            identity: Identity::Guest { .. },
+            address: Some(address),
+            ..
+        } = action
+            && !self.allow_join_request(current.pk, *address)
+        {
+            state.metrics.count_refused("join_requests_per_minute");
+            return Err(error(
+                ErrorCode::TooManyRequests,
+                "too many requests to join this call from your network; wait a minute and try again",
+            ));
+        }
+        Ok(current)
+    }
+
+    /// Delivers `command` to the link's live call only; false when there is none (or
+    /// its queue is full).
+    pub fn send_if_live(&self, link_pk: i64, command: Command) -> bool {
+        let queue = {
+            let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            calls.get(&link_pk).filter(|q| !q.is_closed()).cloned()
+        };
+        queue.is_some_and(|q| q.try_send(command).is_ok())
     }
 
     fn is_live(&self, link_pk: i64) -> bool {
@@ -264,6 +389,7 @@ impl CallRegistry {
             participant_names: HashMap::new(),
             media_states: HashMap::new(),
             call_id: crate::secret::random_base62(16),
+            end_reason: None,
             plugin_people: HashMap::new(),
             plugin_inboxes: HashMap::new(),
             request_warnings: HashMap::new(),
@@ -294,6 +420,24 @@ enum Role {
 struct Client {
     out: mpsc::Sender<ServerMessage>,
     role: Role,
+    /// The link id the connection was opened with, once it asked to join.
+    opened_as: Option<String>,
+    /// A member whose sign-in ended: on the call, without member powers.
+    powerless: bool,
+    /// A digest of the last lobby snapshot sent, so an unchanged lobby is not re-sent.
+    lobby_sent: Option<u64>,
+}
+
+impl Client {
+    fn new(out: mpsc::Sender<ServerMessage>) -> Self {
+        Self {
+            out,
+            role: Role::Idle,
+            opened_as: None,
+            powerless: false,
+            lobby_sent: None,
+        }
+    }
 }
 
 struct CallTask {
@@ -307,6 +451,8 @@ struct CallTask {
     media_states: HashMap<ParticipantId, MediaState>,
     /// Tells this run of the link apart from earlier and later ones (for plugins).
     call_id: String,
+    /// Why the call was ended for everyone, if it was.
+    end_reason: Option<CallEndReason>,
     /// Participants as plugins saw them join, for the events when they leave.
     plugin_people: HashMap<ParticipantId, plugins::ParticipantInfo>,
     /// Per plugin, the queue of its call messages (handled in order).
@@ -336,6 +482,10 @@ impl CallTask {
     ) {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut recheck =
+            tokio::time::interval_at(tokio::time::Instant::now() + LINK_RECHECK, LINK_RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut changes = self.state.store.link_changes();
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -343,6 +493,14 @@ impl CallTask {
                     None => break,
                 },
                 _ = ticker.tick() => self.call.tick(self.state.clock.now()),
+                change = changes.recv() => match change {
+                    Ok(change) if change.pk() == self.link_pk => self.link_changed(change),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.recheck_link(),
+                    // The store, which this task holds, keeps the sender: never.
+                    Err(broadcast::error::RecvError::Closed) => {}
+                },
+                _ = recheck.tick() => self.recheck_link(),
             }
             self.publish();
             let nobody = self.clients.is_empty() && self.call.participants().next().is_none();
@@ -411,10 +569,9 @@ impl CallTask {
             other => other,
         };
         if !matches!(action, Action::Disconnected) {
-            self.clients.entry(client).or_insert(Client {
-                out,
-                role: Role::Idle,
-            });
+            self.clients
+                .entry(client)
+                .or_insert_with(|| Client::new(out));
         }
         let role = self.role(client);
         match action {
@@ -422,6 +579,8 @@ impl CallTask {
                 identity,
                 name,
                 address,
+                device,
+                opened_as,
             } => {
                 if role != Role::Idle {
                     return self.tell(
@@ -432,21 +591,30 @@ impl CallTask {
                         ),
                     );
                 }
+                if let Some(c) = self.clients.get_mut(&client) {
+                    c.opened_as = Some(opened_as);
+                }
+                let origin = Origin {
+                    connection: Some(client),
+                    device,
+                    network: address.map(network_of),
+                };
                 let waiting = self.call.lobby().any(|r| r.identity == identity);
                 if identity.is_authenticated()
                     || waiting
                     || !self.state.plugins.screens_lobby_requests()
                 {
-                    return self.join(client, identity, name, Vec::new(), now);
+                    return self.join(client, identity, origin, name, Vec::new(), now);
                 }
-                if let Err(err) = self.call.may_ask(&identity) {
+                if let Err(err) = self.call.may_ask(&identity, &origin) {
                     return self.refuse_join(client, err);
                 }
                 self.set_role(client, Role::Screening);
-                self.screen(client, identity, name, address, now);
+                self.screen(client, identity, origin, name, address, now);
             }
             Action::Screened {
                 identity,
+                origin,
                 name,
                 verdict,
             } => {
@@ -455,13 +623,15 @@ impl CallTask {
                 }
                 self.set_role(client, Role::Idle);
                 match verdict {
-                    plugins::Verdict::Allow => self.join(client, identity, name, Vec::new(), now),
+                    plugins::Verdict::Allow => {
+                        self.join(client, identity, origin, name, Vec::new(), now)
+                    }
                     plugins::Verdict::Flag(flags) => {
                         let warnings = flags
                             .into_iter()
                             .map(|(plugin, message)| LobbyWarning { plugin, message })
                             .collect();
-                        self.join(client, identity, name, warnings, now)
+                        self.join(client, identity, origin, name, warnings, now)
                     }
                     plugins::Verdict::Deny { plugin, reason } => {
                         tracing::info!(%plugin, link = %self.link_id, "a plugin turned a join request away");
@@ -492,6 +662,7 @@ impl CallTask {
                         if let Some(old) = self.client_with(Role::On(participant)) {
                             self.set_role(old, Role::Idle);
                         }
+                        self.call.rebind(participant, client);
                         self.seat_client(
                             client,
                             Seat {
@@ -507,6 +678,9 @@ impl CallTask {
                 let Role::On(me) = role else {
                     return self.tell(client, error(ErrorCode::NotJoined, "join the call first"));
                 };
+                if self.powerless(client) {
+                    return self.tell_signed_out(client);
+                }
                 match self.call.decide(me, RequestId(request), decision, now) {
                     Ok(Some(seat)) => {
                         if let Some(name) = self.request_names.get(&RequestId(request)).cloned() {
@@ -532,6 +706,9 @@ impl CallTask {
                 let Role::On(me) = role else {
                     return self.tell(client, error(ErrorCode::NotJoined, "join the call first"));
                 };
+                if self.powerless(client) {
+                    return self.tell_signed_out(client);
+                }
                 if let Err(err) = self.call.remove(me, ParticipantId(participant), now) {
                     let code = match err {
                         RemoveError::NotAllowed => ErrorCode::NotAllowed,
@@ -542,6 +719,42 @@ impl CallTask {
                     };
                     self.tell(client, error(code, err.to_string()));
                 }
+            }
+            Action::LockLobby { locked } => {
+                let Role::On(me) = role else {
+                    return self.tell(client, error(ErrorCode::NotJoined, "join the call first"));
+                };
+                if self.powerless(client) {
+                    return self.tell_signed_out(client);
+                }
+                if let Err(err) = self.call.set_lobby_locked(me, locked) {
+                    let code = match err {
+                        DecideError::NotOnCall => ErrorCode::NotJoined,
+                        _ => ErrorCode::NotAllowed,
+                    };
+                    let message = match err {
+                        DecideError::NotAllowed => {
+                            "only signed-in participants can lock the lobby".to_string()
+                        }
+                        other => other.to_string(),
+                    };
+                    self.tell(client, error(code, message));
+                }
+            }
+            Action::SignedOut => {
+                if let Some(c) = self.clients.get_mut(&client) {
+                    c.powerless = true;
+                }
+                // The lobby goes from their page with their powers.
+                self.tell(
+                    client,
+                    ServerMessage::Lobby {
+                        requests: Vec::new(),
+                        total: 0,
+                        locked: self.call.lobby_locked(),
+                        now,
+                    },
+                );
             }
             Action::Withdraw => match role {
                 Role::Waiting(request) => self.call.withdraw(request),
@@ -572,6 +785,21 @@ impl CallTask {
                 };
                 let call = self.link_pk;
                 let participant = me.0;
+                if let Action::SetQuality {
+                    participant: publisher,
+                    ..
+                } = action
+                    && (publisher == me.0
+                        || self.call.participant(ParticipantId(publisher)).is_none())
+                {
+                    return self.tell(
+                        client,
+                        error(
+                            ErrorCode::NoSuchParticipant,
+                            format!("participant {publisher} is not someone else on this call"),
+                        ),
+                    );
+                }
                 let command = match action {
                     Action::Publish { sdp } => {
                         let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
@@ -585,11 +813,17 @@ impl CallTask {
                             events: out,
                         }
                     }
-                    Action::SubscribeAnswer { sdp } => sfu::Command::SubscribeAnswer {
-                        call,
-                        participant,
-                        answer: sdp,
-                    },
+                    Action::SubscribeAnswer { sdp } => {
+                        let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
+                            return;
+                        };
+                        sfu::Command::SubscribeAnswer {
+                            call,
+                            participant,
+                            answer: sdp,
+                            events: out,
+                        }
+                    }
                     Action::SetQuality {
                         participant: publisher,
                         layer,
@@ -632,6 +866,15 @@ impl CallTask {
                 let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
                     return;
                 };
+                if !self.state.plugins.takes_call_messages(&plugin) {
+                    return self.tell(
+                        client,
+                        error(
+                            ErrorCode::PluginUnavailable,
+                            format!("{plugin} is not a plugin that takes call messages here"),
+                        ),
+                    );
+                }
                 let inbox = self.plugin_inbox(&plugin);
                 if inbox
                     .try_send(InboxMessage {
@@ -678,6 +921,17 @@ impl CallTask {
                 }
             }
             Action::Plugin { .. } => {}
+            Action::LinkGone => {
+                // What the call's own copy of the notice would do, if it has not yet;
+                // then the call's end reaches every page before this connection's
+                // reason for closing.
+                self.link_changed(LinkChange::Deleted { pk: self.link_pk });
+                self.publish();
+                self.tell(
+                    client,
+                    error(ErrorCode::LinkRevoked, "this link was revoked"),
+                );
+            }
             Action::Disconnected => {
                 self.clients.remove(&client);
                 match role {
@@ -689,17 +943,109 @@ impl CallTask {
         }
     }
 
+    /// Whether `client` is a member whose sign-in ended.
+    fn powerless(&self, client: ClientId) -> bool {
+        self.clients.get(&client).is_some_and(|c| c.powerless)
+    }
+
+    fn tell_signed_out(&self, client: ClientId) {
+        self.tell(
+            client,
+            error(
+                ErrorCode::NotAllowed,
+                "your sign-in ended: sign in again to admit, deny or remove people",
+            ),
+        );
+    }
+
+    /// The link changed: revoked or deleted ends the call for everyone; a new id
+    /// ends the requests that came through the old one.
+    fn link_changed(&mut self, change: LinkChange) {
+        if change.ends_calls() {
+            if self.call.is_ended() {
+                return;
+            }
+            tracing::info!(link = %self.link_id, "the link was revoked: ending its call");
+            self.end_reason = Some(CallEndReason::LinkRevoked);
+            let screening: Vec<ClientId> = self
+                .clients
+                .iter()
+                .filter(|(_, c)| c.role == Role::Screening)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in screening {
+                self.set_role(id, Role::Idle);
+                self.tell(
+                    id,
+                    ServerMessage::RequestEnded {
+                        why: RequestEndReason::LinkRevoked,
+                    },
+                );
+            }
+            self.call.close(RequestEnd::LinkRevoked);
+            return;
+        }
+        let LinkChange::Updated { public_id, .. } = change else {
+            return;
+        };
+        if public_id == self.link_id {
+            return;
+        }
+        let old: Vec<(ClientId, Role)> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.opened_as.as_deref() != Some(public_id.as_str()))
+            .map(|(id, c)| (*id, c.role))
+            .collect();
+        for (id, role) in old {
+            match role {
+                Role::Waiting(request) => self.call.end_request(request, RequestEnd::LinkRotated),
+                Role::Screening => {
+                    self.set_role(id, Role::Idle);
+                    self.tell(
+                        id,
+                        ServerMessage::RequestEnded {
+                            why: RequestEndReason::LinkRotated,
+                        },
+                    );
+                }
+                Role::Idle | Role::On(_) => {}
+            }
+        }
+        self.link_id = public_id;
+    }
+
+    /// Re-reads the link off the call's task; a difference is announced to every
+    /// listener (this call and the link's connections) as a [`LinkChange`].
+    fn recheck_link(&self) {
+        let store = self.state.store.clone();
+        let (pk, known) = (self.link_pk, self.link_id.clone());
+        tokio::spawn(async move {
+            let change = match store.link_by_pk(pk).await {
+                Ok(Some(link)) if link.revoked_at.is_none() && link.public_id == known => return,
+                Ok(Some(link)) => LinkChange::of(&link),
+                Ok(None) => LinkChange::Deleted { pk },
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not re-read a live call's link");
+                    return;
+                }
+            };
+            store.announce_link_change(change);
+        });
+    }
+
     /// Seats `client` or puts them in the lobby (with the plugins' warnings, if any).
     fn join(
         &mut self,
         client: ClientId,
         identity: Identity,
+        origin: Origin,
         name: String,
         warnings: Vec<LobbyWarning>,
         now: chrono::DateTime<chrono::Utc>,
     ) {
         let must_wait = !warnings.is_empty();
-        match self.call.join_with(identity, &name, must_wait, now) {
+        match self.call.join_from(identity, origin, &name, must_wait, now) {
             Ok(JoinOutcome::Joined(seat)) => {
                 self.participant_names.insert(seat.participant, name);
                 self.seat_client(client, seat);
@@ -729,7 +1075,18 @@ impl CallTask {
         let code = match err {
             JoinError::Full => ErrorCode::CallFull,
             JoinError::Blocked => ErrorCode::Blocked,
+            JoinError::Removed => ErrorCode::Removed,
+            JoinError::LobbyLocked => ErrorCode::LobbyLocked,
+            JoinError::LobbyFull => ErrorCode::LobbyFull,
+            JoinError::TooManyFromNetwork => ErrorCode::TooManyRequests,
         };
+        match err {
+            JoinError::LobbyFull => self.state.metrics.count_refused("max_lobby_requests"),
+            JoinError::TooManyFromNetwork => {
+                self.state.metrics.count_refused("max_waiting_per_address")
+            }
+            _ => {}
+        }
         self.tell(client, error(code, err.to_string()));
     }
 
@@ -740,8 +1097,9 @@ impl CallTask {
         &self,
         client: ClientId,
         identity: Identity,
+        origin: Origin,
         name: String,
-        address: Option<String>,
+        address: Option<IpAddr>,
         now: chrono::DateTime<chrono::Utc>,
     ) {
         let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
@@ -753,7 +1111,7 @@ impl CallTask {
             call: self.call_info(),
             request: 0,
             name: name.clone(),
-            address,
+            address: address.map(|a| a.to_string()),
             asked_at: now,
         };
         tokio::spawn(async move {
@@ -765,6 +1123,7 @@ impl CallTask {
                         out,
                         action: Action::Screened {
                             identity,
+                            origin,
                             name,
                             verdict,
                         },
@@ -1001,7 +1360,12 @@ impl CallTask {
                     }
                     let ids: Vec<ClientId> = self.clients.keys().copied().collect();
                     for id in ids {
-                        self.tell(id, ServerMessage::CallEnded);
+                        self.tell(
+                            id,
+                            ServerMessage::CallEnded {
+                                reason: self.end_reason,
+                            },
+                        );
                         self.set_role(id, Role::Idle);
                     }
                 }
@@ -1081,7 +1445,9 @@ impl CallTask {
                 }
                 CallEvent::Joined { .. }
                 | CallEvent::ConnectionDropped { .. }
-                | CallEvent::Resumed { .. } => {}
+                | CallEvent::Resumed { .. }
+                | CallEvent::LobbyLockChanged { .. }
+                | CallEvent::Closed => {}
             }
         }
         if !self.call.is_ended() {
@@ -1089,8 +1455,10 @@ impl CallTask {
         }
     }
 
-    /// Sends the roster to everyone on the call and the lobby to signed-in participants.
-    fn send_snapshots(&self) {
+    /// Sends the roster to everyone on the call and the lobby to signed-in
+    /// participants (only to those whose last lobby differs: a lobby that did not
+    /// change is not sent again).
+    fn send_snapshots(&mut self) {
         let window = self.state.call_rules().removal_window;
         let roster: Vec<RosterEntry> = self
             .call
@@ -1114,6 +1482,7 @@ impl CallTask {
         let lobby: Vec<LobbyEntry> = self
             .call
             .lobby()
+            .take(LOBBY_SNAPSHOT)
             .map(|r| LobbyEntry {
                 request: r.id.0,
                 name: r.name.clone(),
@@ -1124,24 +1493,39 @@ impl CallTask {
                     .get(&r.id)
                     .cloned()
                     .unwrap_or_default(),
+                flags: r.concerns.iter().map(|c| LobbyFlag::from(*c)).collect(),
             })
             .collect();
+        let total = self.call.lobby().count();
+        let locked = self.call.lobby_locked();
+        let digest = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&lobby, total, locked).hash(&mut h);
+            h.finish()
+        };
         let now = self.state.clock.now();
-        for client in self.clients.values() {
+        let deciders: Vec<ParticipantId> = self
+            .call
+            .participants()
+            .filter(|p| p.identity.is_authenticated())
+            .map(|p| p.id)
+            .collect();
+        for client in self.clients.values_mut() {
             let Role::On(me) = client.role else { continue };
             let _ = client.out.try_send(ServerMessage::Roster {
                 participants: roster.clone(),
                 now,
             });
-            if self
-                .call
-                .participant(me)
-                .is_some_and(|p| p.identity.is_authenticated())
-            {
-                let _ = client.out.try_send(ServerMessage::Lobby {
+            if deciders.contains(&me) && !client.powerless && client.lobby_sent != Some(digest) {
+                let sent = client.out.try_send(ServerMessage::Lobby {
                     requests: lobby.clone(),
+                    total,
+                    locked,
                     now,
                 });
+                if sent.is_ok() {
+                    client.lobby_sent = Some(digest);
+                }
             }
         }
     }
@@ -1175,6 +1559,17 @@ impl From<RequestEnd> for RequestEndReason {
             RequestEnd::Withdrawn => RequestEndReason::Withdrawn,
             RequestEnd::TimedOut => RequestEndReason::TimedOut,
             RequestEnd::CallEnded => RequestEndReason::CallEnded,
+            RequestEnd::LinkRevoked => RequestEndReason::LinkRevoked,
+            RequestEnd::LinkRotated => RequestEndReason::LinkRotated,
+        }
+    }
+}
+
+impl From<Concern> for LobbyFlag {
+    fn from(c: Concern) -> Self {
+        match c {
+            Concern::SameNetworkAsRemoved => LobbyFlag::SameNetworkAsRemoved,
+            Concern::SameNetworkAsBlocked => LobbyFlag::SameNetworkAsBlocked,
         }
     }
 }

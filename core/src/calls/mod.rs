@@ -15,13 +15,20 @@
 //!   of the call;
 //! - any authenticated participant may remove a guest within the removal window after
 //!   the guest joined (30 s by default); after it only the owner may; a removed guest
-//!   needs a new approval to come back;
+//!   stays out for the rest of the call;
+//! - removals and blocks hold on to more than the key a guest's browser chooses: the
+//!   connection and the server-issued device cookie of the request ([`Origin`]) are
+//!   refused too, and a new request from the same network waits in the lobby, flagged,
+//!   even where guests join directly (docs/security.md, "Who stays out");
+//! - the lobby holds at most `max_lobby_requests` requests and `max_waiting_per_network`
+//!   from one network; signed-in participants can lock it, and then nobody new asks;
 //! - a call holds at most `max_participants` (≤ 32);
 //! - a participant whose connection drops keeps their place for the reconnect grace
 //!   and comes back with a resume token;
 //! - the call ends when the last participant is gone.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -45,6 +52,10 @@ pub struct CallRules {
     pub lobby_timeout: Duration,
     /// How long a dropped participant keeps their place.
     pub reconnect_grace: Duration,
+    /// Guests' requests waiting in the lobby at once.
+    pub max_lobby_requests: usize,
+    /// Guests' requests waiting at once from one network ([`Origin::network`]).
+    pub max_waiting_per_network: usize,
 }
 
 impl Default for CallRules {
@@ -53,6 +64,8 @@ impl Default for CallRules {
             removal_window: Duration::seconds(30),
             lobby_timeout: Duration::minutes(10),
             reconnect_grace: Duration::seconds(30),
+            max_lobby_requests: 50,
+            max_waiting_per_network: 3,
         }
     }
 }
@@ -89,6 +102,63 @@ impl Identity {
     }
 }
 
+/// Where a request came from, besides the key the client chose: what removals and
+/// blocks hold on to. Every part is optional (a program may send no cookie).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The connection the request came on (unique within the process).
+    pub connection: Option<u64>,
+    /// The device id of a valid server-issued guest cookie for this link.
+    pub device: Option<String>,
+    /// The client's network: its IPv4 address, or the /64 of its IPv6 address. Not
+    /// proof of anything (NAT, carrier networks): only a reason to ask the people on
+    /// the call.
+    pub network: Option<IpAddr>,
+}
+
+impl Origin {
+    /// What a removal or a block of this person holds on to.
+    fn marks(&self, identity: &Identity) -> Vec<Mark> {
+        let mut marks = vec![Mark::Key(identity.clone())];
+        if identity.is_authenticated() {
+            return marks; // an account is already more than a key
+        }
+        if let Some(c) = self.connection {
+            marks.push(Mark::Connection(c));
+        }
+        if let Some(d) = &self.device {
+            marks.push(Mark::Device(d.clone()));
+        }
+        marks
+    }
+}
+
+pub use crate::limits::network_of;
+
+/// One thing a removal or block holds on to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Mark {
+    Key(Identity),
+    Connection(u64),
+    Device(String),
+}
+
+/// Why someone is kept out; a removal outranks a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Bar {
+    Blocked,
+    Removed,
+}
+
+/// Something the people deciding on a request should know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concern {
+    /// From the network of a guest who was removed from this call.
+    SameNetworkAsRemoved,
+    /// From the network of a guest who was declined twice on this call.
+    SameNetworkAsBlocked,
+}
+
 /// A participant's id within one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ParticipantId(pub u32);
@@ -116,6 +186,7 @@ pub struct Participant {
     pub is_owner: bool,
     pub joined_at: DateTime<Utc>,
     pub connection: Connection,
+    pub origin: Origin,
     resume_token_hash: String,
 }
 
@@ -126,6 +197,11 @@ pub struct LobbyRequest {
     pub name: String,
     pub identity: Identity,
     pub asked_at: DateTime<Utc>,
+    pub origin: Origin,
+    /// Why the people deciding may want to look twice.
+    pub concerns: Vec<Concern>,
+    /// Waits for a person's decision even where guests join directly.
+    held: bool,
 }
 
 /// What a waiting person is waiting for.
@@ -161,6 +237,14 @@ pub enum JoinError {
     Full,
     #[error("you were denied twice and cannot ask again during this call")]
     Blocked,
+    #[error("you were removed from this call and cannot join it again")]
+    Removed,
+    #[error("the people on this call locked it: nobody new can ask to join")]
+    LobbyLocked,
+    #[error("too many people are waiting to join this call; try again in a few minutes")]
+    LobbyFull,
+    #[error("too many requests from your network are waiting to join this call")]
+    TooManyFromNetwork,
 }
 
 /// A decision on a lobby request.
@@ -218,6 +302,10 @@ pub enum RequestEnd {
     Withdrawn,
     TimedOut,
     CallEnded,
+    /// The link was revoked or deleted.
+    LinkRevoked,
+    /// The link got a new id and the request came through the old one.
+    LinkRotated,
 }
 
 /// What happened on a call, in order.
@@ -262,6 +350,13 @@ pub enum CallEvent {
     Resumed {
         participant: ParticipantId,
     },
+    /// The lobby was locked or unlocked by a signed-in participant.
+    LobbyLockChanged {
+        locked: bool,
+        by: ParticipantId,
+    },
+    /// The call was ended for everyone (its link was revoked or deleted).
+    Closed,
 }
 
 /// How a participant got their seat.
@@ -282,8 +377,11 @@ pub struct Call {
     rules: CallRules,
     participants: BTreeMap<ParticipantId, Participant>,
     lobby: BTreeMap<RequestId, LobbyRequest>,
-    denials: HashMap<Identity, u8>,
-    removed: HashSet<Identity>,
+    denials: HashMap<Mark, u8>,
+    barred: HashMap<Mark, Bar>,
+    /// Networks of removed or blocked guests: requests from them wait, flagged.
+    suspect_networks: HashMap<IpAddr, Bar>,
+    lobby_locked: bool,
     next_id: u32,
     started_at: Option<DateTime<Utc>>,
     ended: bool,
@@ -306,7 +404,9 @@ impl Call {
             participants: BTreeMap::new(),
             lobby: BTreeMap::new(),
             denials: HashMap::new(),
-            removed: HashSet::new(),
+            barred: HashMap::new(),
+            suspect_networks: HashMap::new(),
+            lobby_locked: false,
             next_id: 1,
             started_at: None,
             ended: false,
@@ -322,13 +422,36 @@ impl Call {
         name: &str,
         now: DateTime<Utc>,
     ) -> Result<JoinOutcome, JoinError> {
-        self.join_with(identity, name, false, now)
+        self.join_from(identity, Origin::default(), name, false, now)
     }
 
-    /// Whether `identity` may ask to join now: not blocked, and the call not full.
-    pub fn may_ask(&self, identity: &Identity) -> Result<(), JoinError> {
-        if self.denials.get(identity).copied().unwrap_or(0) >= 2 {
+    /// Whether `identity`, asking from `origin`, may ask to join now: not removed or
+    /// blocked, the lobby not locked to them, and the call not full.
+    pub fn may_ask(&self, identity: &Identity, origin: &Origin) -> Result<(), JoinError> {
+        let marks = origin.marks(identity);
+        if marks
+            .iter()
+            .any(|m| self.barred.get(m) == Some(&Bar::Removed))
+        {
+            return Err(JoinError::Removed);
+        }
+        let blocked = marks.iter().any(|m| {
+            self.barred.get(m) == Some(&Bar::Blocked)
+                || self.denials.get(m).copied().unwrap_or(0) >= 2
+        });
+        if blocked {
             return Err(JoinError::Blocked);
+        }
+        // A locked lobby holds back guests and members who would wait; the owner and
+        // members the link lets in directly are not strangers.
+        let member_direct = match identity {
+            Identity::Member { .. } => {
+                self.is_owner(identity) || !self.policy.members_need_approval
+            }
+            Identity::Guest { .. } => false,
+        };
+        if self.lobby_locked && !member_direct && !self.is_waiting(identity) {
+            return Err(JoinError::LobbyLocked);
         }
         if self.is_full() {
             // Nobody could admit them anyway: say so now rather than after a wait.
@@ -346,7 +469,19 @@ impl Call {
         must_wait: bool,
         now: DateTime<Utc>,
     ) -> Result<JoinOutcome, JoinError> {
-        self.may_ask(&identity)?;
+        self.join_from(identity, Origin::default(), name, must_wait, now)
+    }
+
+    /// Asks to join from `origin` (see [`Call::join_with`]).
+    pub fn join_from(
+        &mut self,
+        identity: Identity,
+        origin: Origin,
+        name: &str,
+        must_wait: bool,
+        now: DateTime<Utc>,
+    ) -> Result<JoinOutcome, JoinError> {
+        self.may_ask(&identity, &origin)?;
         if let Some(request) = self.lobby.values().find(|r| r.identity == identity) {
             // Asking again while waiting keeps the place in the queue.
             return Ok(JoinOutcome::Waiting {
@@ -354,24 +489,48 @@ impl Call {
                 waiting_for: self.waiting_for(),
             });
         }
-        let is_owner = identity
-            == (Identity::Member {
-                user_id: self.owner_user_id,
-            });
+        let is_owner = self.is_owner(&identity);
+        let concerns: Vec<Concern> = match (&identity, origin.network) {
+            (Identity::Guest { .. }, Some(network)) => self
+                .suspect_networks
+                .get(&network)
+                .map(|bar| match bar {
+                    Bar::Removed => Concern::SameNetworkAsRemoved,
+                    Bar::Blocked => Concern::SameNetworkAsBlocked,
+                })
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        };
         let direct = match &identity {
             Identity::Member { .. } => is_owner || !self.policy.members_need_approval,
-            // The lobby cannot be bypassed by arriving before the host, and a removed
-            // guest needs a new approval.
+            // The lobby cannot be bypassed by arriving before the host, and a request
+            // that raises a concern waits for a person to decide.
             Identity::Guest { .. } => {
                 !self.policy.guests_need_approval
                     && !must_wait
+                    && concerns.is_empty()
                     && self.host_present()
-                    && !self.removed.contains(&identity)
             }
         };
         if direct {
-            let seat = self.seat(identity, name, is_owner, now)?;
+            let seat = self.seat(identity, origin, name, is_owner, now)?;
             return Ok(JoinOutcome::Joined(seat));
+        }
+        if !identity.is_authenticated() {
+            let guests = self
+                .lobby
+                .values()
+                .filter(|r| !r.identity.is_authenticated());
+            if guests.clone().count() >= self.rules.max_lobby_requests {
+                return Err(JoinError::LobbyFull);
+            }
+            if let Some(network) = origin.network
+                && guests.filter(|r| r.origin.network == Some(network)).count()
+                    >= self.rules.max_waiting_per_network
+            {
+                return Err(JoinError::TooManyFromNetwork);
+            }
         }
         let id = RequestId(self.take_id());
         self.lobby.insert(
@@ -381,6 +540,9 @@ impl Call {
                 name: name.to_string(),
                 identity,
                 asked_at: now,
+                origin,
+                held: must_wait || !concerns.is_empty(),
+                concerns,
             },
         );
         self.events.push(CallEvent::LobbyRequested { request: id });
@@ -412,17 +574,14 @@ impl Call {
                 }
                 // Checked just above.
                 let waiting = self.lobby.remove(&request).expect("pending request");
-                self.removed.remove(&waiting.identity);
-                let is_owner = waiting.identity
-                    == (Identity::Member {
-                        user_id: self.owner_user_id,
-                    });
+                let is_owner = self.is_owner(&waiting.identity);
                 let via = Via::Request {
                     request,
                     by: Some(by),
                 };
                 Ok(Some(self.seat_unchecked(
                     waiting.identity,
+                    waiting.origin,
                     &waiting.name,
                     is_owner,
                     now,
@@ -431,9 +590,15 @@ impl Call {
             }
             Decision::Deny => {
                 let waiting = self.lobby.remove(&request).expect("pending request");
-                let count = self.denials.entry(waiting.identity).or_insert(0);
-                *count += 1;
-                let blocked = *count >= 2;
+                let mut blocked = false;
+                for mark in waiting.origin.marks(&waiting.identity) {
+                    let count = self.denials.entry(mark).or_insert(0);
+                    *count += 1;
+                    blocked |= *count >= 2;
+                }
+                if blocked {
+                    self.bar(&waiting.identity, &waiting.origin, Bar::Blocked);
+                }
                 self.events.push(CallEvent::Denied {
                     request,
                     by,
@@ -446,11 +611,65 @@ impl Call {
 
     /// The person behind a lobby request gave up waiting.
     pub fn withdraw(&mut self, request: RequestId) {
+        self.end_request(request, RequestEnd::Withdrawn);
+    }
+
+    /// Ends a lobby request without a decision.
+    pub fn end_request(&mut self, request: RequestId, why: RequestEnd) {
         if self.lobby.remove(&request).is_some() {
-            self.events.push(CallEvent::RequestEnded {
-                request,
-                why: RequestEnd::Withdrawn,
-            });
+            self.events.push(CallEvent::RequestEnded { request, why });
+        }
+    }
+
+    /// Locks or unlocks the lobby: while locked, nobody new may ask to join (the
+    /// owner still joins, and requests already waiting can still be decided).
+    pub fn set_lobby_locked(&mut self, by: ParticipantId, locked: bool) -> Result<(), DecideError> {
+        let who = self.participants.get(&by).ok_or(DecideError::NotOnCall)?;
+        if !who.identity.is_authenticated() {
+            return Err(DecideError::NotAllowed);
+        }
+        if self.lobby_locked != locked {
+            self.lobby_locked = locked;
+            self.events.push(CallEvent::LobbyLockChanged { locked, by });
+        }
+        Ok(())
+    }
+
+    pub fn lobby_locked(&self) -> bool {
+        self.lobby_locked
+    }
+
+    /// Ends the call for everyone at once (its link was revoked or deleted): waiting
+    /// requests end with `why`, and nobody stays on.
+    pub fn close(&mut self, why: RequestEnd) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        let waiting: Vec<RequestId> = self.lobby.keys().copied().collect();
+        for request in waiting {
+            self.end_request(request, why);
+        }
+        self.participants.clear();
+        self.events.push(CallEvent::Closed);
+        if self.started_at.is_some() {
+            self.events.push(CallEvent::Ended);
+        }
+    }
+
+    /// Keeps a removed or blocked guest out: their key, connection and device, and
+    /// flags later requests from their network.
+    fn bar(&mut self, identity: &Identity, origin: &Origin, bar: Bar) {
+        // A removal is the stronger word: it stays.
+        for mark in origin.marks(identity) {
+            let held = self.barred.entry(mark).or_insert(bar);
+            *held = (*held).max(bar);
+        }
+        if !identity.is_authenticated()
+            && let Some(network) = origin.network
+        {
+            let held = self.suspect_networks.entry(network).or_insert(bar);
+            *held = (*held).max(bar);
         }
     }
 
@@ -481,7 +700,7 @@ impl Call {
         }
         // Checked just above.
         let guest = self.participants.remove(&target).expect("participant");
-        self.removed.insert(guest.identity);
+        self.bar(&guest.identity, &guest.origin, Bar::Removed);
         self.events.push(CallEvent::Removed {
             participant: target,
             by,
@@ -535,6 +754,14 @@ impl Call {
         let id = participant.id;
         self.events.push(CallEvent::Resumed { participant: id });
         Ok(id)
+    }
+
+    /// A participant came back on a new connection: a removal from now on holds on to
+    /// that one.
+    pub fn rebind(&mut self, participant: ParticipantId, connection: u64) {
+        if let Some(p) = self.participants.get_mut(&participant) {
+            p.origin.connection = Some(connection);
+        }
     }
 
     /// Applies the time-based rules: lobby timeout and reconnect grace.
@@ -629,6 +856,17 @@ impl Call {
             .any(|p| p.identity.is_authenticated())
     }
 
+    fn is_owner(&self, identity: &Identity) -> bool {
+        *identity
+            == Identity::Member {
+                user_id: self.owner_user_id,
+            }
+    }
+
+    fn is_waiting(&self, identity: &Identity) -> bool {
+        self.lobby.values().any(|r| r.identity == *identity)
+    }
+
     fn waiting_for(&self) -> WaitingFor {
         if self.host_present() {
             WaitingFor::Approval
@@ -650,6 +888,7 @@ impl Call {
     fn seat(
         &mut self,
         identity: Identity,
+        origin: Origin,
         name: &str,
         is_owner: bool,
         now: DateTime<Utc>,
@@ -657,7 +896,7 @@ impl Call {
         if self.is_full() {
             return Err(JoinError::Full);
         }
-        Ok(self.seat_unchecked(identity, name, is_owner, now, Via::Direct))
+        Ok(self.seat_unchecked(identity, origin, name, is_owner, now, Via::Direct))
     }
 
     /// Adds a participant; opens the lobby (and lets guests in directly where the
@@ -665,6 +904,7 @@ impl Call {
     fn seat_unchecked(
         &mut self,
         identity: Identity,
+        origin: Origin,
         name: &str,
         is_owner: bool,
         now: DateTime<Utc>,
@@ -683,6 +923,7 @@ impl Call {
                 is_owner,
                 joined_at: now,
                 connection: Connection::Connected,
+                origin,
                 resume_token_hash: sha256_hex(&resume_token),
             },
         );
@@ -715,7 +956,7 @@ impl Call {
         let waiting: Vec<RequestId> = self
             .lobby
             .values()
-            .filter(|r| !r.identity.is_authenticated() && !self.removed.contains(&r.identity))
+            .filter(|r| !r.identity.is_authenticated() && !r.held)
             .map(|r| r.id)
             .collect();
         for request in waiting {
@@ -726,6 +967,7 @@ impl Call {
             let waiting = self.lobby.remove(&request).expect("pending request");
             let seat = self.seat_unchecked(
                 waiting.identity,
+                waiting.origin,
                 &waiting.name,
                 false,
                 now,

@@ -271,22 +271,227 @@ fn guests_cannot_remove_and_members_cannot_be_removed() {
     assert_eq!(call.participants().count(), 3);
 }
 
+fn origin(connection: u64, device: &str, network: &str) -> Origin {
+    Origin {
+        connection: Some(connection),
+        device: Some(device.into()),
+        network: Some(network_of(network.parse().unwrap())),
+    }
+}
+
 #[test]
-fn a_removed_guest_needs_a_new_approval_even_on_a_no_approval_link() {
+fn a_removed_guest_stays_out_whatever_key_they_send() {
     let mut call = call(false, 32);
     let owner = joined(call.join(member(OWNER), "Owner", t0())).participant;
-    let guest_id = joined(call.join(guest("g"), "Guest", secs(1))).participant;
+    let from = origin(7, "device-1", "198.51.100.7");
+    let guest_id =
+        joined(call.join_from(guest("g"), from.clone(), "Guest", false, secs(1))).participant;
     call.remove(owner, guest_id, secs(5)).unwrap();
-    let (request, why) = waiting(call.join(guest("g"), "Guest", secs(6)));
+    // The same key, the same connection with a new key, the same device with a new
+    // key on a new connection: all refused.
+    assert_eq!(
+        call.may_ask(&guest("g"), &Origin::default()),
+        Err(JoinError::Removed)
+    );
+    let same_connection = Origin {
+        device: None,
+        network: None,
+        ..from.clone()
+    };
+    assert_eq!(
+        call.join_from(guest("new-key"), same_connection, "Guest", false, secs(6))
+            .unwrap_err(),
+        JoinError::Removed
+    );
+    let same_device = Origin {
+        connection: Some(8),
+        network: None,
+        ..from.clone()
+    };
+    assert_eq!(
+        call.join_from(guest("newer-key"), same_device, "Guest", false, secs(7))
+            .unwrap_err(),
+        JoinError::Removed
+    );
+    // A new browser on the same network waits, flagged, though guests join directly.
+    let (request, why) = waiting(call.join_from(
+        guest("neighbour"),
+        origin(9, "device-2", "198.51.100.7"),
+        "Neighbour",
+        false,
+        secs(8),
+    ));
     assert_eq!(why, WaitingFor::Approval);
-    let seat = call
-        .decide(owner, request, Decision::Admit, secs(7))
-        .unwrap()
-        .unwrap();
-    assert!(call.participant(seat.participant).is_some());
-    // Admitted again: back to normal for this link.
-    call.leave(seat.participant);
-    joined(call.join(guest("g"), "Guest", secs(8)));
+    let flagged = call.lobby().find(|r| r.id == request).unwrap();
+    assert_eq!(flagged.concerns, vec![Concern::SameNetworkAsRemoved]);
+    // Admitted, they are on the call like anyone else.
+    assert!(
+        call.decide(owner, request, Decision::Admit, secs(9))
+            .unwrap()
+            .is_some()
+    );
+    // Someone new on another network joins directly.
+    joined(call.join_from(
+        guest("other"),
+        origin(10, "device-3", "203.0.113.1"),
+        "Other",
+        false,
+        secs(10),
+    ));
+}
+
+#[test]
+fn a_guest_denied_twice_with_new_keys_on_one_device_is_blocked() {
+    let mut call = call(true, 32);
+    let owner = joined(call.join(member(OWNER), "Owner", t0())).participant;
+    for (n, key) in ["first-key", "second-key"].into_iter().enumerate() {
+        let from = origin(20 + n as u64, "device-x", "2001:db8:1:2::5");
+        let (request, _) = waiting(call.join_from(guest(key), from, "Pest", false, secs(1)));
+        call.decide(owner, request, Decision::Deny, secs(2))
+            .unwrap();
+    }
+    let fresh_key_same_device = origin(30, "device-x", "2001:db8:9::1");
+    assert_eq!(
+        call.join_from(
+            guest("third-key"),
+            fresh_key_same_device,
+            "Pest",
+            false,
+            secs(3)
+        )
+        .unwrap_err(),
+        JoinError::Blocked
+    );
+    // Another address in the same IPv6 /64 is flagged as the blocked guest's network.
+    let (request, _) = waiting(call.join_from(
+        guest("fourth-key"),
+        Origin {
+            network: Some(network_of("2001:db8:1:2::99".parse().unwrap())),
+            ..Origin::default()
+        },
+        "Someone",
+        false,
+        secs(4),
+    ));
+    let r = call.lobby().find(|r| r.id == request).unwrap();
+    assert_eq!(r.concerns, vec![Concern::SameNetworkAsBlocked]);
+}
+
+#[test]
+fn the_lobby_holds_a_bounded_number_of_requests_per_call_and_per_network() {
+    let mut call = call(true, 32);
+    joined(call.join(member(OWNER), "Owner", t0()));
+    let rules = CallRules::default();
+    for n in 0..rules.max_waiting_per_network {
+        waiting(call.join_from(
+            guest(&format!("k{n}")),
+            origin(n as u64, &format!("d{n}"), "192.0.2.1"),
+            "G",
+            false,
+            secs(1),
+        ));
+    }
+    assert_eq!(
+        call.join_from(
+            guest("one-more"),
+            origin(99, "d99", "192.0.2.1"),
+            "G",
+            false,
+            secs(1)
+        )
+        .unwrap_err(),
+        JoinError::TooManyFromNetwork
+    );
+    for n in rules.max_waiting_per_network..rules.max_lobby_requests {
+        let network = format!("10.0.{}.{}", n / 200, n % 200);
+        waiting(call.join_from(
+            guest(&format!("k{n}")),
+            origin(n as u64, &format!("d{n}"), &network),
+            "G",
+            false,
+            secs(2),
+        ));
+    }
+    assert_eq!(call.lobby().count(), rules.max_lobby_requests);
+    assert_eq!(
+        call.join_from(
+            guest("late"),
+            origin(500, "d500", "172.16.0.1"),
+            "G",
+            false,
+            secs(3)
+        )
+        .unwrap_err(),
+        JoinError::LobbyFull
+    );
+    // Members are not strangers: they still get in line.
+    call.join(member(9), "Member", secs(3)).unwrap();
+}
+
+#[test]
+fn a_locked_lobby_takes_no_new_requests_but_keeps_the_waiting_ones() {
+    let mut call = call(false, 32);
+    let owner = joined(call.join(member(OWNER), "Owner", t0())).participant;
+    let guest_on = joined(call.join(guest("on"), "On", secs(1))).participant;
+    assert_eq!(
+        call.set_lobby_locked(guest_on, true),
+        Err(DecideError::NotAllowed)
+    );
+    let (request, _) = waiting(call.join_with(guest("held"), "Held", true, secs(2)));
+    call.set_lobby_locked(owner, true).unwrap();
+    assert!(call.drain_events().contains(&CallEvent::LobbyLockChanged {
+        locked: true,
+        by: owner
+    }));
+    assert_eq!(
+        call.join(guest("new"), "New", secs(3)).unwrap_err(),
+        JoinError::LobbyLocked
+    );
+    // Asking again while waiting keeps the place; the request can still be admitted.
+    waiting(call.join_with(guest("held"), "Held", true, secs(3)));
+    assert!(
+        call.decide(owner, request, Decision::Admit, secs(4))
+            .unwrap()
+            .is_some()
+    );
+    // The owner and members who join directly are not held back.
+    joined(call.join(member(5), "Member", secs(5)));
+    call.set_lobby_locked(owner, false).unwrap();
+    joined(call.join(guest("new"), "New", secs(6)));
+}
+
+#[test]
+fn closing_a_call_ends_it_and_every_request_at_once() {
+    let mut call = call(true, 32);
+    joined(call.join(member(OWNER), "Owner", t0()));
+    let (request, _) = waiting(call.join(guest("g"), "Guest", secs(1)));
+    call.drain_events();
+    call.close(RequestEnd::LinkRevoked);
+    assert!(call.is_ended());
+    assert_eq!(call.participants().count(), 0);
+    assert_eq!(
+        call.drain_events(),
+        vec![
+            CallEvent::RequestEnded {
+                request,
+                why: RequestEnd::LinkRevoked
+            },
+            CallEvent::Closed,
+            CallEvent::Ended,
+        ]
+    );
+}
+
+#[test]
+fn ipv6_addresses_count_as_their_64_and_mapped_ipv4_as_ipv4() {
+    assert_eq!(
+        network_of("2001:db8:aa:bb:1:2:3:4".parse().unwrap()),
+        "2001:db8:aa:bb::".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(
+        network_of("::ffff:192.0.2.9".parse().unwrap()),
+        "192.0.2.9".parse::<IpAddr>().unwrap()
+    );
 }
 
 #[test]
@@ -494,13 +699,19 @@ fn a_flagged_guest_waits_in_the_lobby_even_where_guests_join_directly() {
 fn may_ask_refuses_blocked_guests_and_full_calls_before_any_screening() {
     let mut call = call(true, 2);
     let owner = joined(call.join(member(OWNER), "Owner", t0())).participant;
-    assert_eq!(call.may_ask(&guest("g")), Ok(()));
+    assert_eq!(call.may_ask(&guest("g"), &Origin::default()), Ok(()));
     for n in 0..2 {
         let (request, _) = waiting(call.join(guest("g"), "Guest", secs(n)));
         call.decide(owner, request, Decision::Deny, secs(n))
             .unwrap();
     }
-    assert_eq!(call.may_ask(&guest("g")), Err(JoinError::Blocked));
+    assert_eq!(
+        call.may_ask(&guest("g"), &Origin::default()),
+        Err(JoinError::Blocked)
+    );
     joined(call.join(member(2), "Second", secs(5)));
-    assert_eq!(call.may_ask(&guest("other")), Err(JoinError::Full));
+    assert_eq!(
+        call.may_ask(&guest("other"), &Origin::default()),
+        Err(JoinError::Full)
+    );
 }

@@ -233,6 +233,10 @@ impl From<AccountError> for ApiError {
             AccountError::NotFound => Self::NotFound("not found"),
             AccountError::Store(err) => err.into(),
             AccountError::Hashing(detail) => Self::Internal(detail),
+            AccountError::Busy => Self::Unavailable {
+                code: "busy",
+                message: "too many sign-ins at once; try again in a moment".into(),
+            },
         }
     }
 }

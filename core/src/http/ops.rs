@@ -22,23 +22,34 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The process can serve requests: the database answers.
+/// The process can serve calls: the database answers and, where this node carries
+/// media, the media engine runs.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({ "status": "ready", "database": "ok" })),
-        ),
+    let database = match state.store.ping().await {
+        Ok(()) => "ok",
         Err(err) => {
             tracing::warn!(error = %err, "readiness check: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(
-                    serde_json::json!({ "status": "unavailable", "database": "unreachable" }),
-                ),
-            )
+            "unreachable"
         }
-    }
+    };
+    let media = match &state.media {
+        None => "off",
+        Some(media) if media.running() => "ok",
+        Some(_) => {
+            tracing::warn!("readiness check: the media engine has stopped");
+            "stopped"
+        }
+    };
+    let ready = database == "ok" && media != "stopped";
+    let (code, status) = if ready {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    (
+        code,
+        axum::Json(serde_json::json!({ "status": status, "database": database, "media": media })),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -60,6 +71,16 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         );
         m.media_peer_connections
             .set(i64::try_from(stats.peer_connections.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        m.media_panics
+            .inner()
+            .store(stats.panics.load(Ordering::Relaxed), Ordering::Relaxed);
+        m.media_engine_up.set(i64::from(media.running()));
+        m.media_tcp_connections
+            .set(i64::try_from(stats.tcp_connections.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        m.set_refused(
+            "ice_tcp_connections",
+            stats.tcp_refused.load(Ordering::Relaxed),
+        );
     }
     (
         [(

@@ -179,12 +179,35 @@ fn session_csrf_matches(user: &WebUser, sent: &str) -> bool {
     constant_time_eq(&user.session.csrf_token, sent)
 }
 
-/// Only same-site relative paths are followed after sign-in.
-fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
-        next
-    } else {
-        "/dashboard"
+/// Where to go after sign-in: `next` as a browser would resolve it on this site,
+/// if that stays on this site; anything else goes to the dashboard. Parsing it the
+/// way browsers do (the WHATWG URL parser drops tabs and newlines and reads `\` as
+/// `/`) leaves no trick such as `/\t/evil.example` to go elsewhere, and the result
+/// is re-serialized, so it is always a valid `Location`.
+pub(crate) fn safe_next(next: &str) -> String {
+    const FALLBACK: &str = "/dashboard";
+    let Ok(base) = url::Url::parse("https://confab.invalid/") else {
+        return FALLBACK.into();
+    };
+    if !next.starts_with('/') {
+        return FALLBACK.into();
+    }
+    match base.join(next) {
+        // A path that itself starts with `//` (from `/.//evil.example`, say) would
+        // be read as another host when sent back as `Location`.
+        Ok(target) if target.origin() == base.origin() && !target.path().starts_with("//") => {
+            let mut path = target.path().to_string();
+            if let Some(query) = target.query() {
+                path.push('?');
+                path.push_str(query);
+            }
+            if let Some(fragment) = target.fragment() {
+                path.push('#');
+                path.push_str(fragment);
+            }
+            path
+        }
+        _ => FALLBACK.into(),
     }
 }
 
@@ -223,7 +246,7 @@ async fn login_page(
     axum::extract::Query(query): axum::extract::Query<NextQuery>,
 ) -> Response {
     if user.is_some() {
-        return Redirect::to(safe_next(&query.next)).into_response();
+        return Redirect::to(&safe_next(&query.next)).into_response();
     }
     let (jar, csrf) = csrf_cookie_token(&state, jar);
     render_login(&state, jar, &csrf, &query.next, "", None, StatusCode::OK)
@@ -261,8 +284,17 @@ struct LoginForm {
 async fn login(
     State(state): State<AppState>,
     jar: CookieJar,
+    headers: HeaderMap,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     PageForm(form): PageForm<LoginForm>,
 ) -> Response {
+    let address = peer.map(|axum::Extension(axum::extract::ConnectInfo(peer))| {
+        crate::calls::network_of(crate::limits::client_address(
+            peer,
+            &headers,
+            &state.config.server.trusted_proxies,
+        ))
+    });
     if !csrf_cookie_matches(&jar, &form.csrf) {
         return state.page_error(PageError::csrf());
     }
@@ -273,6 +305,7 @@ async fn login(
         &state.throttle,
         &form.email,
         Secret::new(form.password),
+        address,
         now,
     )
     .await
@@ -288,7 +321,7 @@ async fn login(
                     let jar = jar
                         .add(cookie)
                         .add(state.cookie(CSRF_COOKIE, random_base62(32)));
-                    (jar, Redirect::to(safe_next(&form.next))).into_response()
+                    (jar, Redirect::to(&safe_next(&form.next))).into_response()
                 }
                 Err(err) => state.page_error(PageError::internal(err)),
             }
@@ -302,7 +335,7 @@ async fn login(
             Some("Wrong email address or password."),
             StatusCode::UNAUTHORIZED,
         ),
-        Err(err @ AccountError::Throttled { .. }) => {
+        Err(err @ (AccountError::Throttled { .. } | AccountError::Busy)) => {
             let message = format!("{}.", capitalize(&err.to_string()));
             render_login(
                 &state,
@@ -718,6 +751,15 @@ async fn render_join(
     status: StatusCode,
 ) -> Response {
     let (jar, csrf) = csrf_cookie_token(state, jar);
+    // Guests get a device cookie for this link, which removals and blocks hold on to.
+    let jar = match user {
+        None => {
+            state
+                .guest_cookies
+                .ensure(jar, link.pk, &link.public_id, state.config.cookie_secure())
+        }
+        Some(_) => jar,
+    };
     let mut ctx = base_context(user);
     let view = JoinView {
         id: &link.public_id,
@@ -783,6 +825,8 @@ async fn join_request(
     Path(id): Path<String>,
     user: Option<WebUser>,
     jar: CookieJar,
+    headers: HeaderMap,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     PageForm(form): PageForm<JoinForm>,
 ) -> Response {
     if !csrf_cookie_matches(&jar, &form.csrf) {
@@ -792,6 +836,23 @@ async fn join_request(
         Ok(link) => link,
         Err(page) => return page,
     };
+    // The same limit as a guest's join request over signaling.
+    if user.is_none()
+        && let Some(axum::Extension(axum::extract::ConnectInfo(peer))) = peer
+    {
+        let address =
+            crate::limits::client_address(peer, &headers, &state.config.server.trusted_proxies);
+        if !state.calls.allow_join_request(link.pk, address) {
+            state.metrics.count_refused("join_requests_per_minute");
+            return state.message_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                "Too many requests to join this call came from your network. Wait a minute and try again.",
+                "bad",
+                None,
+            );
+        }
+    }
     let name = match validate::text("name", &form.name, 1, MAX_GUEST_NAME_CHARS) {
         Ok(name) => name,
         Err(_) => {
@@ -869,4 +930,37 @@ async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn after_sign_in_only_paths_of_this_site_are_followed() {
+        for (next, expected) in [
+            ("/j/abc", "/j/abc"),
+            ("/dashboard?page=2#links", "/dashboard?page=2#links"),
+            ("/p/calendar/feeds", "/p/calendar/feeds"),
+            // Browsers drop tabs and newlines and read a backslash as a slash.
+            ("/\t/evil.example", "/dashboard"),
+            ("/\n/evil.example", "/dashboard"),
+            ("/\\evil.example", "/dashboard"),
+            ("//evil.example", "/dashboard"),
+            // Dot segments that leave a `//` path (found by fuzzing).
+            ("/.//evil.example", "/dashboard"),
+            ("/a/..//evil.example", "/dashboard"),
+            ("/.//\r\r\r\u{c}\r/j", "/dashboard"),
+            ("https://evil.example/", "/dashboard"),
+            ("javascript:alert(1)", "/dashboard"),
+            (" /j/abc", "/dashboard"),
+            ("", "/dashboard"),
+        ] {
+            assert_eq!(safe_next(next), expected, "{next:?}");
+        }
+        // What is kept can always go into a Location header.
+        let odd = safe_next("/j/a\nb c\u{7f}é");
+        assert!(odd.starts_with("/j/"), "{odd}");
+        assert!(axum::http::HeaderValue::from_str(&odd).is_ok(), "{odd}");
+    }
 }

@@ -143,9 +143,10 @@ async fn write_file(dir: PathBuf, id: i64, message: &Message) -> Result<(), Send
     let bytes = message.formatted();
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         use std::io::Write;
-        std::fs::create_dir_all(&dir)?;
+        // Messages carry links with their secrets: only the server's user may read them.
+        private_dir(&dir)?;
         let temporary = dir.join(format!(".{name}.partial"));
-        let mut file = std::fs::File::create(&temporary)?;
+        let mut file = private_file(&temporary)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
         std::fs::rename(&temporary, dir.join(&name))
@@ -153,4 +154,55 @@ async fn write_file(dir: PathBuf, id: i64, message: &Message) -> Result<(), Send
     .await
     .map_err(|e| SendError::Transient(format!("the file writer stopped: {e}")))?
     .map_err(|e| SendError::Transient(format!("cannot write to the outbox directory: {e}")))
+}
+
+/// Creates `dir` (and its parents) if missing and makes it readable by this user
+/// only (0700 on Unix).
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Creates (or truncates) `path` readable and writable by this user only (0600 on Unix).
+fn private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+/// Deletes the outbox's `.eml` files last written before `cutoff` (with the rest of
+/// the call metadata, after `privacy.retention_days`); returns how many.
+pub fn delete_outbox_files_before(
+    dir: &std::path::Path,
+    cutoff: std::time::SystemTime,
+) -> std::io::Result<u64> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut deleted = 0;
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "eml") {
+            continue;
+        }
+        let metadata = entry.metadata()?;
+        if metadata.is_file() && metadata.modified()? < cutoff {
+            std::fs::remove_file(&path)?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
 }

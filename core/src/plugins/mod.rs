@@ -30,7 +30,7 @@ use crate::policy::PolicyPatch;
 use crate::store::link;
 
 pub mod bundled;
-mod capabilities;
+pub(crate) mod capabilities;
 pub mod manifest;
 mod runtime;
 pub mod scaffold;
@@ -891,6 +891,14 @@ impl PluginHost {
 
     /// Whether any loaded plugin screens lobby requests (switched on or not: the
     /// policy is checked when they are asked).
+    /// Whether a loaded plugin called `name` takes call messages (a shared activity):
+    /// messages for any other name are refused before a queue is made for them.
+    pub fn takes_call_messages(&self, name: &str) -> bool {
+        self.read()
+            .get(name)
+            .is_some_and(|p| p.grants.manifest.wants(Hook::CallMessages))
+    }
+
     pub fn screens_lobby_requests(&self) -> bool {
         self.read()
             .values()

@@ -67,12 +67,14 @@ pub struct PurgeReport {
     pub plugin_kv: u64,
     /// Delivery records of sent and failed mail older than the retention period.
     pub mail: u64,
+    /// Messages of the file outbox older than the retention period.
+    pub outbox_files: u64,
 }
 
 impl PurgeReport {
     /// Rows deleted, all kinds together.
     pub fn total(&self) -> u64 {
-        self.call_events + self.sessions + self.plugin_kv + self.mail
+        self.call_events + self.sessions + self.plugin_kv + self.mail + self.outbox_files
     }
 }
 
@@ -90,15 +92,34 @@ pub async fn purge(
         sessions: store.delete_expired_sessions(now).await?,
         plugin_kv: store.delete_expired_plugin_kv(now).await?,
         mail: store.delete_outbox_before(cutoff).await?,
+        outbox_files: 0,
     })
 }
 
-/// Runs [`purge`] every `interval` until `shutdown` resolves.
+/// Deletes the file outbox's messages (`.eml`, which hold links and their secrets)
+/// older than `retention_days` before `now`; returns how many.
+pub async fn purge_outbox_files(
+    dir: std::path::PathBuf,
+    now: DateTime<Utc>,
+    retention_days: u32,
+) -> std::io::Result<u64> {
+    let cutoff = now - Duration::days(i64::from(retention_days));
+    let cutoff = std::time::SystemTime::from(cutoff);
+    tokio::task::spawn_blocking(move || {
+        crate::mail::transport::delete_outbox_files_before(&dir, cutoff)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Runs [`purge`] every `interval` until `shutdown` resolves; with `outbox_dir`
+/// (the file outbox), [`purge_outbox_files`] too.
 pub async fn run_purge_job(
     store: Store,
     clock: Arc<dyn Clock>,
     retention_days: u32,
     interval: std::time::Duration,
+    outbox_dir: Option<std::path::PathBuf>,
     shutdown: Shutdown,
 ) {
     let mut ticker = tokio::time::interval(interval);
@@ -120,6 +141,13 @@ pub async fn run_purge_job(
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "privacy purge failed; will retry"),
+        }
+        if let Some(dir) = &outbox_dir {
+            match purge_outbox_files(dir.clone(), clock.now(), retention_days).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(files = n, "privacy purge: old outbox messages deleted"),
+                Err(err) => tracing::warn!(error = %err, "could not purge the outbox directory"),
+            }
         }
     }
 }

@@ -94,6 +94,8 @@ pub enum Command {
         call: CallKey,
         participant: u32,
         answer: String,
+        /// Where a refusal goes (the participant may not have published yet).
+        events: mpsc::Sender<ServerMessage>,
     },
     /// The participant asks for a lower or higher quality of one publisher's video.
     SetQuality {
@@ -115,6 +117,27 @@ pub enum Command {
     /// From now on, keep a copy of every payload forwarded (tests only).
     #[cfg(feature = "test-tap")]
     Tap(super::tap::Tap),
+    /// Panic while working on `call`, as a bug would; with `teardown`, tearing
+    /// the call down panics too (tests only).
+    #[cfg(any(test, feature = "test-tap"))]
+    Fail { call: CallKey, teardown: bool },
+}
+
+impl Command {
+    /// The call the command is about.
+    fn call(&self) -> Option<CallKey> {
+        match self {
+            Command::Publish { call, .. }
+            | Command::SubscribeAnswer { call, .. }
+            | Command::SetQuality { call, .. }
+            | Command::Sharing { call, .. }
+            | Command::Leave { call, .. } => Some(*call),
+            #[cfg(any(test, feature = "test-tap"))]
+            Command::Fail { call, .. } => Some(*call),
+            #[cfg(feature = "test-tap")]
+            Command::Tap(_) => None,
+        }
+    }
 }
 
 /// Where a datagram came from or goes to.
@@ -170,6 +193,21 @@ pub struct EngineStats {
     pub packets_in: u64,
     pub packets_forwarded: u64,
     pub peers: usize,
+    /// Steps that panicked (each contained to its call, or not attributable).
+    pub panics: u64,
+}
+
+/// How a [`Engine::guarded`] step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Done,
+    /// It panicked while working on this call; the call's media was torn down and
+    /// its people told, and the rest of the node goes on.
+    Contained(CallKey),
+    /// It panicked outside any one call; nothing was torn down.
+    Unattributed,
+    /// Tearing the call down panicked too: the engine can no longer be trusted.
+    Broken,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -216,10 +254,17 @@ struct Path {
     checked: [Option<Route>; CHECKED_ROUTES],
     /// Where the next one goes in `checked`.
     next_checked: usize,
+    /// Routes `rtc` answered a binding request on, or sent one to, since the
+    /// engine last recorded them (see [`Engine::record_route`]).
+    verified: Vec<Route>,
 }
 
 /// Routes remembered as checked per connection.
 const CHECKED_ROUTES: usize = 4;
+
+/// Routes kept per connection (a browser checks a few candidate pairs, and moves
+/// when its network changes); the oldest goes first.
+const MAX_ROUTES: usize = 8;
 
 /// RFC 7983: the first byte of a datagram tells STUN (0-3) from DTLS (20-63) and
 /// RTP/RTCP (128-191).
@@ -232,11 +277,26 @@ fn is_binding_success(data: &[u8]) -> bool {
     data.len() >= 20 && data[0] == 0x01 && data[1] == 0x01
 }
 
+/// A STUN Binding request (type 0x0001).
+fn is_binding_request(data: &[u8]) -> bool {
+    data.len() >= 20 && data[0] == 0x00 && data[1] == 0x01
+}
+
 impl Path {
     /// What `rtc` wants sent, aimed at where the browser is now.
     fn outgoing(&mut self, out: TaggedBytesMut, connected: bool) -> Transmit {
         let mut transmit = Transmit::from(out);
         if is_stun(&transmit.data) {
+            // `rtc` answers a request only when it carries the right credentials,
+            // and checks a pair only towards a candidate the browser signalled or
+            // one that sent such a request. A browser that nominates on its first
+            // check gets no answer until `rtc`'s own check of the pair succeeds, so
+            // the answer to that check must get through too.
+            if (is_binding_success(&transmit.data) || is_binding_request(&transmit.data))
+                && !self.verified.contains(&transmit.route)
+            {
+                self.verified.push(transmit.route);
+            }
             if is_binding_success(&transmit.data) && !self.checked.contains(&Some(transmit.route)) {
                 self.checked[self.next_checked] = Some(transmit.route);
                 self.next_checked = (self.next_checked + 1) % CHECKED_ROUTES;
@@ -382,6 +442,11 @@ pub struct Engine {
     stats: EngineStats,
     /// Reused between packets.
     scratch: Vec<(u32, rtp::Packet)>,
+    /// The call the current step is about, for [`Engine::guarded`].
+    working_on: Option<CallKey>,
+    /// Make tearing a call down panic too (tests of a broken engine).
+    #[cfg(any(test, feature = "test-tap"))]
+    fail_teardown: bool,
     #[cfg(feature = "test-tap")]
     tap: Option<super::tap::Tap>,
 }
@@ -399,8 +464,70 @@ impl Engine {
             next_speaker_check: None,
             stats: EngineStats::default(),
             scratch: Vec::new(),
+            working_on: None,
+            #[cfg(any(test, feature = "test-tap"))]
+            fail_teardown: false,
             #[cfg(feature = "test-tap")]
             tap: None,
+        }
+    }
+
+    /// Runs one step (a datagram, a command, the timers) so that a panic in it,
+    /// such as a bug reached by hostile input, costs only the call it was about:
+    /// that call's peer connections and forwarding state are dropped, its people
+    /// get `media_failed` (their pages start media again), and every other call on
+    /// the node goes on. The state a panic leaves half-changed belongs to that
+    /// call alone, which is why dropping all of it is safe.
+    pub fn guarded(&mut self, step: impl FnOnce(&mut Self)) -> Step {
+        self.working_on = None;
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(self)));
+        if ran.is_ok() {
+            return Step::Done;
+        }
+        self.stats.panics += 1;
+        let Some(call) = self.working_on.take() else {
+            tracing::error!("the media engine panicked outside any call; going on");
+            return Step::Unattributed;
+        };
+        tracing::error!(
+            call,
+            "the media engine panicked; the call's media was reset"
+        );
+        let dropped =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.drop_call(call)));
+        match dropped {
+            Ok(()) => Step::Contained(call),
+            Err(_) => Step::Broken,
+        }
+    }
+
+    /// Forgets everything about `call`'s media and tells its people.
+    fn drop_call(&mut self, call: CallKey) {
+        #[cfg(any(test, feature = "test-tap"))]
+        if self.fail_teardown {
+            panic!("tearing down call {call} failed (test)");
+        }
+        let keys: Vec<PeerKey> = self
+            .peers
+            .keys()
+            .filter(|k| k.call == call)
+            .copied()
+            .collect();
+        for key in keys {
+            if let Some(peer) = self.peers.remove(&key) {
+                self.by_ufrag.remove(&peer.ufrag);
+                for route in &peer.routes {
+                    self.by_route.remove(route);
+                }
+            }
+        }
+        if let Some(room) = self.rooms.remove(&call) {
+            for member in room.members.values() {
+                let _ = member.events.try_send(error(
+                    ErrorCode::MediaFailed,
+                    "audio and video stopped after an error on the server; starting them again",
+                ));
+            }
         }
     }
 
@@ -434,6 +561,7 @@ impl Engine {
             .map(|(k, p)| (*k, p.stale(now)))
             .collect();
         for (key, stale) in due {
+            self.working_on = Some(key.call);
             if stale {
                 tracing::info!(
                     call = key.call,
@@ -451,6 +579,7 @@ impl Engine {
             }
             self.drain(key, now);
         }
+        self.working_on = None;
         if self.next_speaker_check.is_some_and(|t| t <= now) {
             self.next_speaker_check = None;
             self.check_speakers(now);
@@ -467,15 +596,13 @@ impl Engine {
                     .and_then(|ufrag| self.by_ufrag.get(ufrag))
                     .copied()
                 else {
+                    tracing::trace!(route = ?route, len = data.len(), first = data.first().copied(), "datagram from an unknown route");
                     return; // not ours, or not yet: ICE will retry
                 };
-                if let Some(peer) = self.peers.get_mut(&key) {
-                    peer.routes.push(route);
-                }
-                self.by_route.insert(route, key);
                 key
             }
         };
+        self.working_on = Some(key.call);
         let Some(peer) = self.peers.get_mut(&key) else {
             self.by_route.remove(&route);
             return;
@@ -516,6 +643,55 @@ impl Engine {
         }
     }
 
+    /// Keeps `route` for the peer `key` once `rtc` answered a binding request on it
+    /// (which it does only when the request carries the right credentials) or sent
+    /// its own check there (only towards candidates the browser signalled or that
+    /// passed such a request): a username alone, which anyone who saw it can send
+    /// from any port, records nothing. A peer keeps its [`MAX_ROUTES`] latest routes
+    /// (and always the one `rtc` selected).
+    fn record_route(&mut self, key: PeerKey, route: Route) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if self.by_route.contains_key(&route) {
+            return;
+        }
+        if peer.routes.len() >= MAX_ROUTES
+            && let Some(at) = peer
+                .routes
+                .iter()
+                .position(|r| peer.path.selected != Some(*r))
+        {
+            let oldest = peer.routes.remove(at);
+            self.by_route.remove(&oldest);
+            if peer.path.moved == Some(oldest) {
+                peer.path.moved = None;
+            }
+        }
+        tracing::trace!(call = key.call, participant = key.participant, dir = ?key.dir, route = ?route, "route recorded");
+        peer.routes.push(route);
+        self.by_route.insert(route, key);
+    }
+
+    /// The local ICE username fragments of the open peer connections (tests and
+    /// fuzzing).
+    #[doc(hidden)]
+    pub fn ufrags(&self) -> impl Iterator<Item = &str> {
+        self.by_ufrag.keys().map(String::as_str)
+    }
+
+    /// Routes recorded (tests).
+    #[cfg(test)]
+    pub fn route_count(&self) -> usize {
+        self.by_route.len()
+    }
+
+    /// Whether packets from `route` reach a peer connection: it passed a
+    /// connectivity check and its peer connection is still open.
+    pub fn knows_route(&self, route: &Route) -> bool {
+        self.by_route.contains_key(route)
+    }
+
     /// A TCP connection closed: forget its route.
     pub fn handle_route_closed(&mut self, route: Route) {
         if let Some(key) = self.by_route.remove(&route)
@@ -530,6 +706,7 @@ impl Engine {
 
     /// Carries out a control-plane command.
     pub fn handle_command(&mut self, now: Instant, command: Command) {
+        self.working_on = command.call();
         match command {
             Command::Publish {
                 call,
@@ -545,11 +722,10 @@ impl Engine {
                 call,
                 participant,
                 answer,
+                events,
             } => {
-                if let Err(message) = self.subscribe_answer(now, call, participant, answer)
-                    && let Some(member) = self.member(call, participant)
-                {
-                    let _ = member.events.try_send(error(ErrorCode::BadSdp, message));
+                if let Err(message) = self.subscribe_answer(now, call, participant, answer) {
+                    let _ = events.try_send(error(ErrorCode::BadSdp, message));
                 }
             }
             Command::SetQuality {
@@ -564,6 +740,11 @@ impl Engine {
                 screen,
             } => self.set_sharing(now, call, participant, screen),
             Command::Leave { call, participant } => self.leave(now, call, participant),
+            #[cfg(any(test, feature = "test-tap"))]
+            Command::Fail { call, teardown } => {
+                self.fail_teardown = teardown;
+                panic!("a step for call {call} failed (test)");
+            }
             #[cfg(feature = "test-tap")]
             Command::Tap(tap) => self.tap = Some(tap),
         }
@@ -580,10 +761,6 @@ impl Engine {
         member.sharing_screen = screen;
         self.sync_subscriptions(now, call);
         self.request_owed_keyframes(now, call);
-    }
-
-    fn member(&self, call: CallKey, participant: u32) -> Option<&Member> {
-        self.rooms.get(&call)?.members.get(&participant)
     }
 
     fn member_mut(&mut self, call: CallKey, participant: u32) -> Option<&mut Member> {
@@ -914,7 +1091,7 @@ impl Engine {
         let mut opened = Vec::new();
         let mut failed = false;
         let mut came_up = false;
-        {
+        let verified = {
             let Some(peer) = self.peers.get_mut(&key) else {
                 self.scratch = received;
                 return false;
@@ -986,6 +1163,11 @@ impl Engine {
                 }
             }
             peer.deadline = peer.pc.poll_timeout();
+            // Empty unless `rtc` sent STUN: then taking it costs no allocation here.
+            std::mem::take(&mut peer.path.verified)
+        };
+        for route in verified {
+            self.record_route(key, route);
         }
         for init in opened {
             self.track_opened(now, key, init);
@@ -1637,7 +1819,8 @@ impl Engine {
 
     fn check_speakers(&mut self, now: Instant) {
         let mut again = false;
-        for room in self.rooms.values_mut() {
+        for (call, room) in self.rooms.iter_mut() {
+            self.working_on = Some(*call);
             if let Some(speaker) = room.speakers.poll(now) {
                 for member in room.members.values() {
                     let _ = member.events.try_send(ServerMessage::ActiveSpeaker {
@@ -1647,6 +1830,7 @@ impl Engine {
             }
             again |= !room.speakers.is_idle();
         }
+        self.working_on = None;
         if again {
             self.next_speaker_check = Some(now + SPEAKER_INTERVAL);
         }

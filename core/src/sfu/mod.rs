@@ -2,10 +2,16 @@
 //!
 //! [`engine::Engine`] is a synchronous state machine (webrtc-rs's sans-IO `rtc`
 //! peer connections plus Confab's forwarding); this module runs it. A UDP reader
-//! thread and a TCP acceptor (with a reader and a writer thread per ICE-TCP
-//! connection) turn sockets into [`Input`]s on one bounded channel; the engine
-//! thread applies them, runs timers, and writes what the engine wants sent. The
-//! control plane reaches it only through [`MediaHandle::send`], which never waits.
+//! thread and one ICE-TCP thread (every TCP connection is a task on its own small
+//! event loop, not a thread) turn sockets into [`Input`]s on one bounded channel;
+//! the engine thread applies them, runs timers, and writes what the engine wants
+//! sent. The control plane reaches it only through [`MediaHandle::send`], which
+//! never waits.
+//!
+//! ICE-TCP costs an idle stranger little: connections are capped in all and per
+//! address, one that has not passed a connectivity check within
+//! `media.tcp_check_timeout_secs` is closed, and so is one whose peer connection
+//! is gone or that has been silent for [`CONSENT_TIMEOUT`].
 
 pub mod allocate;
 pub mod engine;
@@ -18,20 +24,23 @@ pub mod speaker;
 pub mod tap;
 mod udp_batch;
 
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
 
 pub use engine::{CallKey, Command, MAX_SDP_BYTES};
-use engine::{Engine, EngineConfig, Protocol4, Route};
+use engine::{Engine, EngineConfig, Protocol4, Route, Step};
 use udp_batch::SendBatch;
 
 use crate::config::MediaConfig;
+use crate::limits::{ConnectionSlots, network_of};
 
 /// Inputs waiting for the engine thread; beyond this, sockets wait and commands fail.
 const INPUT_QUEUE: usize = 8192;
@@ -41,21 +50,52 @@ const TCP_OUTBOX: usize = 1024;
 const MAX_DATAGRAM: usize = 1500;
 /// How often blocked socket threads look up to notice shutdown.
 const POLL: Duration = Duration::from_millis(250);
+/// RFC 7675: consent to send expires after 30 s without a successful check;
+/// browsers check every few seconds, so a connection this silent is gone.
+const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the engine thread looks for ICE-TCP connections to close.
+const TCP_SWEEP: Duration = Duration::from_secs(1);
 
 enum Input {
     Datagram(Route, BytesMut),
     Command(Command),
-    TcpOpened(Route, SyncSender<BytesMut>),
+    TcpOpened(Route, tokio::sync::mpsc::Sender<BytesMut>),
     TcpClosed(Route),
     Shutdown,
+}
+
+/// One ICE-TCP connection as the engine thread sees it: dropping `writer` closes it.
+struct TcpRoute {
+    writer: tokio::sync::mpsc::Sender<BytesMut>,
+    opened: Instant,
 }
 
 /// Counters the engine thread publishes.
 #[derive(Debug, Default)]
 pub struct MediaStats {
+    /// ICE-TCP connections open now, and refused by the caps since the start.
+    pub tcp_connections: AtomicU64,
+    pub tcp_refused: AtomicU64,
     pub packets_in: AtomicU64,
     pub packets_forwarded: AtomicU64,
     pub peer_connections: AtomicU64,
+    /// Engine steps that panicked (see [`engine::Engine::guarded`]).
+    pub panics: AtomicU64,
+    /// The engine thread is running (false once it has stopped for good).
+    pub running: AtomicBool,
+}
+
+/// Panics in a row that no call can be blamed for before the engine thread stops
+/// (and `/readyz` says so): a fault that is not about one call and keeps coming.
+const UNATTRIBUTED_PANICS: u32 = 100;
+
+/// Marks the engine thread stopped however it ends.
+struct Running(Arc<MediaStats>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Relaxed);
+    }
 }
 
 /// The control plane's side of the media plane. Cheap to clone.
@@ -116,7 +156,10 @@ impl MediaHandle {
             .map(|a| local(a.port()));
         let (input, inputs) = sync_channel(INPUT_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(MediaStats::default());
+        let stats = Arc::new(MediaStats {
+            running: AtomicBool::new(true),
+            ..MediaStats::default()
+        });
         let udp_send = match &udp {
             Some(socket) => Some(socket.try_clone()?),
             None => None,
@@ -131,12 +174,23 @@ impl MediaHandle {
         }
         if let (Some(listener), Some(local)) = (tcp, tcp_local) {
             listener.set_nonblocking(true)?;
-            let input = input.clone();
-            let stop = stop.clone();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build()?;
+            let tcp = TcpServer {
+                local,
+                input: input.clone(),
+                stop: stop.clone(),
+                stats: stats.clone(),
+                slots: ConnectionSlots::new(config.tcp_max_per_address),
+                max_connections: u64::from(config.tcp_max_connections),
+            };
             std::thread::Builder::new()
                 .name("media-tcp".into())
-                .spawn(move || tcp_acceptor(listener, local, input, stop))?;
+                .spawn(move || runtime.block_on(tcp.run(listener)))?;
         }
+        let tcp_check = Duration::from_secs(u64::from(config.tcp_check_timeout_secs));
         let engine = Engine::new(EngineConfig {
             udp: udp_local,
             tcp: tcp_local,
@@ -146,7 +200,7 @@ impl MediaHandle {
             let stats = stats.clone();
             std::thread::Builder::new()
                 .name("media-engine".into())
-                .spawn(move || run_engine(engine, inputs, udp_send, stats))?;
+                .spawn(move || run_engine(engine, inputs, udp_send, stats, tcp_check))?;
         }
         tracing::info!(udp = ?udp_local, tcp = ?tcp_local, "media ports open");
         Ok(Self {
@@ -189,6 +243,11 @@ impl MediaHandle {
     pub fn stats(&self) -> &MediaStats {
         &self.inner.stats
     }
+
+    /// Whether the engine thread is still running.
+    pub fn running(&self) -> bool {
+        self.inner.stats.running.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for Inner {
@@ -218,16 +277,36 @@ fn run_engine(
     inputs: Receiver<Input>,
     udp: Option<UdpSocket>,
     stats: Arc<MediaStats>,
+    tcp_check: Duration,
 ) {
-    let mut tcp_writers: std::collections::HashMap<Route, SyncSender<BytesMut>> =
-        std::collections::HashMap::new();
+    let _running = Running(stats.clone());
+    let mut tcp_writers: HashMap<Route, TcpRoute> = HashMap::new();
+    let mut next_sweep = Instant::now() + TCP_SWEEP;
     let mut batch = SendBatch::default();
-    loop {
+    let mut unattributed = 0;
+    let mut went = |step: Step| -> bool {
+        match step {
+            Step::Done | Step::Contained(_) => unattributed = 0,
+            Step::Unattributed => unattributed += 1,
+            Step::Broken => {
+                tracing::error!(
+                    "the media engine could not recover from a panic; media is down on this node"
+                );
+                return false;
+            }
+        }
+        if unattributed >= UNATTRIBUTED_PANICS {
+            tracing::error!("the media engine keeps panicking; media is down on this node");
+            return false;
+        }
+        true
+    };
+    'run: loop {
         let now = Instant::now();
         let wait = engine
             .poll_timeout()
-            .map(|t| t.saturating_duration_since(now))
-            .unwrap_or(Duration::from_secs(1));
+            .map_or(next_sweep, |t| t.min(next_sweep))
+            .saturating_duration_since(now);
         let first = match inputs.recv_timeout(wait) {
             Ok(input) => Some(input),
             Err(RecvTimeoutError::Timeout) => None,
@@ -238,17 +317,29 @@ fn run_engine(
         let mut budget = 256;
         while let Some(input) = next.take() {
             let now = Instant::now();
-            match input {
-                Input::Datagram(route, data) => engine.handle_datagram(now, route, data),
-                Input::Command(command) => engine.handle_command(now, command),
+            let step = match input {
+                Input::Datagram(route, data) => {
+                    engine.guarded(|e| e.handle_datagram(now, route, data))
+                }
+                Input::Command(command) => engine.guarded(|e| e.handle_command(now, command)),
                 Input::TcpOpened(route, writer) => {
-                    tcp_writers.insert(route, writer);
+                    tcp_writers.insert(
+                        route,
+                        TcpRoute {
+                            writer,
+                            opened: now,
+                        },
+                    );
+                    Step::Done
                 }
                 Input::TcpClosed(route) => {
                     tcp_writers.remove(&route);
-                    engine.handle_route_closed(route);
+                    engine.guarded(|e| e.handle_route_closed(route))
                 }
                 Input::Shutdown => return,
+            };
+            if !went(step) {
+                break 'run;
             }
             budget -= 1;
             if budget > 0 {
@@ -258,21 +349,38 @@ fn run_engine(
         }
         let now = Instant::now();
         if engine.poll_timeout().is_some_and(|t| t <= now) {
-            engine.handle_timeout(now);
+            if !went(engine.guarded(|e| e.handle_timeout(now))) {
+                break 'run;
+            }
             transmit(&mut engine, udp.as_ref(), &tcp_writers, &mut batch);
         }
         if let Some(socket) = udp.as_ref() {
             batch.flush(socket);
         }
-        let s = engine.stats();
-        stats.packets_in.store(s.packets_in, Ordering::Relaxed);
-        stats
-            .packets_forwarded
-            .store(s.packets_forwarded, Ordering::Relaxed);
-        stats
-            .peer_connections
-            .store(s.peers as u64, Ordering::Relaxed);
+        if now >= next_sweep {
+            next_sweep = now + TCP_SWEEP;
+            // Closed by dropping its writer: a connection that never passed a
+            // check, or whose peer connection is gone.
+            tcp_writers.retain(|route, tcp| {
+                now.saturating_duration_since(tcp.opened) < tcp_check || engine.knows_route(route)
+            });
+        }
+        publish(&engine, &stats);
     }
+    publish(&engine, &stats);
+}
+
+/// Copies the engine's counters where the control plane reads them.
+fn publish(engine: &Engine, stats: &MediaStats) {
+    let s = engine.stats();
+    stats.packets_in.store(s.packets_in, Ordering::Relaxed);
+    stats
+        .packets_forwarded
+        .store(s.packets_forwarded, Ordering::Relaxed);
+    stats
+        .peer_connections
+        .store(s.peers as u64, Ordering::Relaxed);
+    stats.panics.store(s.panics, Ordering::Relaxed);
 }
 
 /// Sends what the engine has to send: TCP frames to their connections' writers,
@@ -280,7 +388,7 @@ fn run_engine(
 fn transmit(
     engine: &mut Engine,
     udp: Option<&UdpSocket>,
-    tcp: &std::collections::HashMap<Route, SyncSender<BytesMut>>,
+    tcp: &HashMap<Route, TcpRoute>,
     batch: &mut SendBatch,
 ) {
     while let Some(t) = engine.poll_transmit() {
@@ -291,9 +399,9 @@ fn transmit(
                 }
             }
             Protocol4::Tcp => {
-                if let Some(writer) = tcp.get(&t.route) {
+                if let Some(tcp) = tcp.get(&t.route) {
                     // A full queue means a stalled client: drop, as a network would.
-                    let _ = writer.try_send(t.data);
+                    let _ = tcp.writer.try_send(t.data);
                 }
             }
         }
@@ -329,99 +437,142 @@ fn udp_reader(
     }
 }
 
-fn tcp_acceptor(
-    listener: TcpListener,
+/// Every ICE-TCP connection, as tasks on the `media-tcp` thread's event loop.
+struct TcpServer {
     local: SocketAddr,
     input: SyncSender<Input>,
     stop: Arc<AtomicBool>,
-) {
-    while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                let route = Route {
-                    protocol: Protocol4::Tcp,
-                    local,
-                    peer,
-                };
-                if let Err(err) = serve_tcp(stream, route, input.clone(), stop.clone()) {
-                    tracing::debug!(error = %err, "ICE-TCP connection failed");
-                }
-            }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
+    stats: Arc<MediaStats>,
+    slots: ConnectionSlots,
+    max_connections: u64,
+}
+
+impl TcpServer {
+    async fn run(self, listener: TcpListener) {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => listener,
             Err(err) => {
-                tracing::debug!(error = %err, "ICE-TCP accept failed");
-                std::thread::sleep(Duration::from_millis(50));
+                tracing::error!(error = %err, "ICE-TCP is off: cannot listen");
+                return;
+            }
+        };
+        let this = Arc::new(self);
+        while !this.stop.load(Ordering::Relaxed) {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = tokio::time::sleep(POLL) => continue,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let Some(open) = this.admit(peer) else {
+                        this.stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
+                        continue; // dropping the stream closes it
+                    };
+                    tokio::spawn(this.clone().serve(stream, peer, open));
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "ICE-TCP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         }
     }
-}
 
-/// Starts a reader and a writer thread for one ICE-TCP connection (RFC 4571 framing:
-/// each packet preceded by its 16-bit length).
-fn serve_tcp(
-    stream: TcpStream,
-    route: Route,
-    input: SyncSender<Input>,
-    stop: Arc<AtomicBool>,
-) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(POLL))?;
-    let mut writer_stream = stream.try_clone()?;
-    let (frames, outbox) = sync_channel::<BytesMut>(TCP_OUTBOX);
-    if input.send(Input::TcpOpened(route, frames)).is_err() {
-        return Ok(());
+    /// A place for one more connection from `peer`, within both caps.
+    fn admit(&self, peer: SocketAddr) -> Option<OpenTcp> {
+        if self.stats.tcp_connections.load(Ordering::Relaxed) >= self.max_connections {
+            return None;
+        }
+        let slot = self.slots.take(network_of(peer.ip().to_canonical()))?;
+        self.stats.tcp_connections.fetch_add(1, Ordering::Relaxed);
+        Some(OpenTcp {
+            _slot: slot,
+            stats: self.stats.clone(),
+        })
     }
-    std::thread::Builder::new()
-        .name("media-tcp-w".into())
-        .spawn(move || {
-            let mut framed = Vec::with_capacity(MAX_DATAGRAM + 2);
-            while let Ok(data) = outbox.recv() {
-                let Ok(len) = u16::try_from(data.len()) else {
-                    continue;
-                };
-                framed.clear();
-                framed.extend_from_slice(&len.to_be_bytes());
-                framed.extend_from_slice(&data);
-                if writer_stream.write_all(&framed).is_err() {
-                    break;
-                }
+
+    /// Carries one connection (RFC 4571 framing: each packet preceded by its 16-bit
+    /// length) until the client leaves, goes silent, or the engine drops the route.
+    async fn serve(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        _open: OpenTcp,
+    ) {
+        let route = Route {
+            protocol: Protocol4::Tcp,
+            local: self.local,
+            peer,
+        };
+        let _ = stream.set_nodelay(true);
+        let (frames, outbox) = tokio::sync::mpsc::channel(TCP_OUTBOX);
+        if self.input.send(Input::TcpOpened(route, frames)).is_err() {
+            return;
+        }
+        let (mut reader, writer) = stream.into_split();
+        let mut writing = tokio::spawn(write_frames(writer, outbox));
+        let mut decoder = FrameDecoder::default();
+        'read: loop {
+            decoder.buf.reserve(4096);
+            let read = tokio::select! {
+                _ = &mut writing => break,
+                read = tokio::time::timeout(CONSENT_TIMEOUT, reader.read_buf(&mut decoder.buf)) => read,
+            };
+            match read {
+                Ok(Ok(n)) if n > 0 => {}
+                // Closed, failed, or silent past consent.
+                _ => break,
             }
-            let _ = writer_stream.shutdown(std::net::Shutdown::Both);
-        })?;
-    std::thread::Builder::new()
-        .name("media-tcp-r".into())
-        .spawn(move || {
-            let mut stream = stream;
-            let mut decoder = FrameDecoder::default();
-            let mut buf = [0u8; 4096];
-            'read: while !stop.load(Ordering::Relaxed) {
-                match stream.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        decoder.extend(&buf[..n]);
-                        loop {
-                            match decoder.next_frame() {
-                                Ok(Some(frame)) => {
-                                    if input.send(Input::Datagram(route, frame)).is_err() {
-                                        break 'read;
-                                    }
-                                }
-                                Ok(None) => break,
-                                Err(()) => break 'read,
-                            }
+            loop {
+                match decoder.next_frame() {
+                    // Waits when the engine is behind, as the UDP reader does.
+                    Ok(Some(frame)) => {
+                        if self.input.send(Input::Datagram(route, frame)).is_err() {
+                            break 'read;
                         }
                     }
-                    Err(err) if read_timed_out(&err) => {}
-                    Err(_) => break,
+                    Ok(None) => break,
+                    Err(()) => break 'read,
                 }
             }
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-            let _ = input.send(Input::TcpClosed(route));
-        })?;
-    Ok(())
+        }
+        writing.abort();
+        let _ = self.input.send(Input::TcpClosed(route));
+    }
+}
+
+/// Counts an open ICE-TCP connection until dropped.
+struct OpenTcp {
+    _slot: crate::limits::ConnectionSlot,
+    stats: Arc<MediaStats>,
+}
+
+impl Drop for OpenTcp {
+    fn drop(&mut self) {
+        self.stats.tcp_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Writes what the engine sends on one connection, until the engine drops the
+/// route (closing the channel) or the client stops reading.
+async fn write_frames(
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut outbox: tokio::sync::mpsc::Receiver<BytesMut>,
+) {
+    use tokio::io::AsyncWriteExt;
+    let mut framed = Vec::with_capacity(MAX_DATAGRAM + 2);
+    while let Some(data) = outbox.recv().await {
+        let Ok(len) = u16::try_from(data.len()) else {
+            continue;
+        };
+        framed.clear();
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&data);
+        if writer.write_all(&framed).await.is_err() {
+            break;
+        }
+    }
+    let _ = writer.shutdown().await;
 }
 
 /// A blocking read gave up for its timeout (or a signal): not an error, look again.
@@ -432,6 +583,30 @@ fn read_timed_out(err: &io::Error) -> bool {
     )
 }
 
+/// Feeds `data` to the ICE-TCP framing, cut into reads where its first bytes say:
+/// every frame that comes out is a whole packet of an acceptable size (fuzzing).
+#[doc(hidden)]
+pub fn fuzz_tcp_frames(data: &[u8]) {
+    let (cuts, stream) = data.split_at(data.len().min(4));
+    let mut decoder = FrameDecoder::default();
+    let mut rest = stream;
+    let mut cut = cuts.iter().cycle();
+    while !rest.is_empty() {
+        let n = usize::from(*cut.next().unwrap_or(&255)).clamp(1, rest.len());
+        let (read, after) = rest.split_at(n);
+        rest = after;
+        decoder.buf.extend_from_slice(read);
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => assert!(!frame.is_empty() && frame.len() <= MAX_DATAGRAM * 2),
+                Ok(None) => break,
+                Err(()) => return,
+            }
+        }
+        assert!(decoder.buf.len() < 2 + MAX_DATAGRAM * 2 + 256);
+    }
+}
+
 /// Splits an RFC 4571 byte stream into packets.
 #[derive(Default)]
 struct FrameDecoder {
@@ -439,6 +614,7 @@ struct FrameDecoder {
 }
 
 impl FrameDecoder {
+    #[cfg(test)]
     fn extend(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }
@@ -477,6 +653,98 @@ mod tests {
         assert_eq!(d.next_frame().unwrap().unwrap().as_ref(), b"z");
         d.extend(&[0, 0]);
         assert_eq!(d.next_frame(), Err(()), "a zero length is not ICE-TCP");
+    }
+
+    /// A TCP connection to `to` from `ip` (any loopback address).
+    async fn tcp_from(ip: [u8; 4], to: SocketAddr) -> tokio::net::TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((ip, 0))).unwrap();
+        socket.connect(to).await.unwrap()
+    }
+
+    /// Whether the server closes `stream` within `wait`.
+    async fn closed_within(stream: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => true,
+            Ok(Ok(n)) => panic!("the server sent {n} bytes to a stranger"),
+            Err(_) => false,
+        }
+    }
+
+    async fn until(what: &str, check: impl Fn() -> bool) {
+        for _ in 0..200 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never: {what}");
+    }
+
+    /// Threads of this process whose name starts with `prefix`.
+    fn threads_named(prefix: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .filter_map(Result::ok)
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                    .filter(|name| name.starts_with(prefix))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn ice_tcp_strangers_are_capped_and_closed_without_a_thread_each() {
+        let media = MediaHandle::start(&MediaConfig {
+            udp_enabled: false,
+            tcp_port: 0,
+            tcp_max_connections: 3,
+            tcp_max_per_address: 2,
+            tcp_check_timeout_secs: 1,
+            ..MediaConfig::default()
+        })
+        .unwrap();
+        let to = media.tcp_addr().unwrap();
+        let stats = media.stats();
+        let open = || stats.tcp_connections.load(Ordering::Relaxed);
+        let refused = || stats.tcp_refused.load(Ordering::Relaxed);
+
+        let mut kept = Vec::new();
+        for (n, ip) in [[127, 0, 0, 1], [127, 0, 0, 1], [127, 0, 0, 2]]
+            .into_iter()
+            .enumerate()
+        {
+            kept.push(tcp_from(ip, to).await);
+            until("the connection is accepted", || open() == n as u64 + 1).await;
+        }
+        // A third from one address, then a fourth in all: closed at once.
+        let mut same_address = tcp_from([127, 0, 0, 1], to).await;
+        assert!(closed_within(&mut same_address, Duration::from_secs(2)).await);
+        let mut over_all = tcp_from([127, 0, 0, 3], to).await;
+        assert!(closed_within(&mut over_all, Duration::from_secs(2)).await);
+        assert_eq!((open(), refused()), (3, 2));
+        assert!(
+            threads_named("media-tcp") <= 1,
+            "one ICE-TCP thread, not one per connection"
+        );
+
+        // Nobody sent a connectivity check: each is closed after the deadline
+        // (1 s here), and the places are free again.
+        for stream in &mut kept {
+            assert!(closed_within(stream, Duration::from_secs(4)).await);
+        }
+        until("the places are freed", || open() == 0).await;
+        let _again = tcp_from([127, 0, 0, 1], to).await;
+        until("a new connection is accepted", || open() == 1).await;
+
+        // A stream that is not RFC 4571 ICE-TCP (a zero length) is closed at once.
+        let mut garbage = tcp_from([127, 0, 0, 4], to).await;
+        tokio::io::AsyncWriteExt::write_all(&mut garbage, &[0, 0, 1, 2])
+            .await
+            .unwrap();
+        assert!(closed_within(&mut garbage, Duration::from_millis(900)).await);
     }
 
     #[test]

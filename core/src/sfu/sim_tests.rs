@@ -17,6 +17,10 @@ const TICK: Duration = Duration::from_millis(1);
 
 struct Person {
     participant: Participant,
+    /// The call the participant is on.
+    call: CallKey,
+    /// Where the engine tells the participant things.
+    events_tx: mpsc::Sender<ServerMessage>,
     events: mpsc::Receiver<ServerMessage>,
     errors: Vec<String>,
     /// The last subscribe offer the server sent.
@@ -60,6 +64,11 @@ impl Sim {
     /// Adds a participant publishing `profile` and, if `screen`, a shared screen
     /// negotiated from the start.
     fn join_with(&mut self, profile: &Profile, screen: bool) -> usize {
+        self.join_call(CALL, profile, screen)
+    }
+
+    /// Adds a participant to `call`.
+    fn join_call(&mut self, call: CallKey, profile: &Profile, screen: bool) -> usize {
         let index = self.people.len();
         let id = index as u32 + 1;
         let addr = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, id as u8, 2)), port);
@@ -73,6 +82,8 @@ impl Sim {
         let (tx, rx) = mpsc::channel(64);
         self.people.push(Person {
             participant,
+            call,
+            events_tx: tx.clone(),
             events: rx,
             errors: Vec::new(),
             last_offer: String::new(),
@@ -81,7 +92,7 @@ impl Sim {
         self.engine.handle_command(
             self.now,
             Command::Publish {
-                call: CALL,
+                call,
                 participant: id,
                 offer,
                 events: tx,
@@ -167,12 +178,15 @@ impl Sim {
                             .subscribe_offer(now, sdp)
                             .expect("subscribe answer");
                         commands.push(Command::SubscribeAnswer {
-                            call: CALL,
+                            events: person.events_tx.clone(),
+                            call: person.call,
                             participant: id,
                             answer,
                         });
                     }
-                    ServerMessage::Error { message, .. } => person.errors.push(message),
+                    ServerMessage::Error { code, message } => {
+                        person.errors.push(format!("{code:?}: {message}"))
+                    }
                     _ => {}
                 }
             }
@@ -186,8 +200,9 @@ impl Sim {
     /// swaps the track and says so.
     fn share(&mut self, index: usize, screen: bool) {
         self.person_mut(index).set_sharing(screen);
+        let call = self.people[index].call;
         self.command(Command::Sharing {
-            call: CALL,
+            call,
             participant: index as u32 + 1,
             screen,
         });
@@ -568,4 +583,262 @@ fn media_follows_a_participant_to_new_addresses() {
     assert!(later.0 - moved.0 > 1000, "{moved:?} → {later:?}");
     assert!(later.1 - moved.1 > 1000, "{moved:?} → {later:?}");
     assert!(sim.people.iter().all(|p| p.errors.is_empty()));
+}
+
+#[test]
+fn a_panic_takes_down_only_the_media_of_its_call() {
+    let mut sim = Sim::new();
+    let (a, b) = (
+        sim.join_call(1, &Profile::camera(), false),
+        sim.join_call(1, &Profile::camera(), false),
+    );
+    let (c, d) = (
+        sim.join_call(2, &Profile::camera(), false),
+        sim.join_call(2, &Profile::camera(), false),
+    );
+    sim.run(Duration::from_secs(2));
+    let audio = |sim: &Sim, viewer: usize, from: usize| {
+        audio_from(sim.person(viewer), from as u32 + 1).map_or(0, |a| a.received)
+    };
+    assert!(
+        audio(&sim, c, d) > 30 && audio(&sim, a, b) > 30,
+        "both calls flow"
+    );
+
+    let step = sim.engine.guarded(|e| {
+        e.handle_command(
+            Instant::now(),
+            Command::Fail {
+                call: 1,
+                teardown: false,
+            },
+        )
+    });
+    assert_eq!(step, super::engine::Step::Contained(1));
+    assert_eq!(sim.engine.stats().panics, 1);
+    let (before_c, before_a) = (audio(&sim, c, d), audio(&sim, a, b));
+    sim.run(Duration::from_secs(1));
+    // The other call goes on untouched: 50 audio packets a second, none lost.
+    assert!(audio(&sim, c, d) - before_c >= 45, "call 2 keeps flowing");
+    let stream = audio_from(sim.person(c), d as u32 + 1).unwrap();
+    assert_eq!(stream.missing(), 0);
+    assert!(
+        sim.people[c].errors.is_empty(),
+        "{:?}",
+        sim.people[c].errors
+    );
+    // The failed call's people are told, and nothing more reaches them.
+    for person in [a, b] {
+        assert!(
+            sim.people[person]
+                .errors
+                .iter()
+                .any(|e| e.starts_with("MediaFailed")),
+            "{:?}",
+            sim.people[person].errors
+        );
+    }
+    assert_eq!(audio(&sim, a, b), before_a, "call 1's media was dropped");
+
+    // A step that panics outside any call tears nothing down.
+    assert_eq!(
+        sim.engine.guarded(|_| panic!("not about a call")),
+        super::engine::Step::Unattributed
+    );
+    // Tearing a call down that panics too is reported as a broken engine.
+    let step = sim.engine.guarded(|e| {
+        e.handle_command(
+            Instant::now(),
+            Command::Fail {
+                call: 2,
+                teardown: true,
+            },
+        )
+    });
+    assert_eq!(step, super::engine::Step::Broken);
+}
+
+#[test]
+fn a_username_alone_records_no_route() {
+    let mut sim = Sim::new();
+    let a = sim.join(&Profile::camera());
+    sim.join(&Profile::camera());
+    sim.run(Duration::from_secs(2));
+    assert!(sim.person(a).connected());
+    let real = sim.engine.route_count();
+    let ufrag = sim.engine.ufrags().next().expect("a peer").to_string();
+    // A binding request that names the connection but has no valid integrity:
+    // from 100 ports, none is recorded.
+    for port in 0..100u16 {
+        let route = Route {
+            protocol: Protocol4::Udp,
+            local: sim.server,
+            peer: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)), 20000 + port),
+        };
+        let request = binding_request(&format!("{ufrag}:x"));
+        sim.engine
+            .handle_datagram(sim.now, route, bytes::BytesMut::from(&request[..]));
+        assert!(!sim.engine.knows_route(&route));
+    }
+    assert_eq!(sim.engine.route_count(), real, "only the real routes");
+    sim.run(Duration::from_millis(500));
+    assert!(
+        sim.person(a).connected(),
+        "the real participant is unaffected"
+    );
+}
+
+#[test]
+fn a_browser_that_nominates_on_its_first_check_gets_connected() {
+    // Firefox puts USE-CANDIDATE on its first check of a pair. `rtc` answers such
+    // a request only once its own check of the pair has succeeded, so the answer
+    // to that check, which carries no username, must reach it.
+    let mut sim = Sim::new();
+    let now = sim.now;
+    let me = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), 40000);
+    let mut browser =
+        Participant::new(1, &Profile::camera(), me, me, now, now).expect("participant");
+    let offer = browser.publish_offer(now).expect("offer");
+    let (events, mut told) = mpsc::channel(64);
+    sim.command(Command::Publish {
+        call: CALL,
+        participant: 1,
+        offer: offer.clone(),
+        events,
+    });
+    let answer = loop {
+        match told.try_recv().expect("a publish answer") {
+            ServerMessage::PublishAnswer { sdp } => break sdp,
+            _ => continue,
+        }
+    };
+    let sdp_value = |sdp: &str, key: &str| {
+        sdp.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .expect(key)
+            .trim()
+            .to_string()
+    };
+    let (server_ufrag, server_pwd) = (
+        sdp_value(&answer, "a=ice-ufrag:"),
+        sdp_value(&answer, "a=ice-pwd:"),
+    );
+    let (my_ufrag, my_pwd) = (
+        sdp_value(&offer, "a=ice-ufrag:"),
+        sdp_value(&offer, "a=ice-pwd:"),
+    );
+    let route = Route {
+        protocol: Protocol4::Udp,
+        local: sim.server,
+        peer: me,
+    };
+    let username = format!("{server_ufrag}:{my_ufrag}");
+    let nominate = |txid: u8| {
+        stun(
+            0x0001,
+            [txid; 12],
+            &[
+                (0x0006, username.as_bytes().to_vec()),
+                (0x0024, 1_845_501_695u32.to_be_bytes().to_vec()),
+                (0x0025, Vec::new()),
+                (0x802a, 7u64.to_be_bytes().to_vec()),
+            ],
+            &server_pwd,
+        )
+    };
+    // The first check, nominating at once: `rtc` checks the pair in turn.
+    sim.engine
+        .handle_datagram(now, route, bytes::BytesMut::from(&nominate(1)[..]));
+    let mut check = None;
+    while let Some(out) = sim.engine.poll_transmit() {
+        assert_eq!(out.route, route);
+        assert_ne!(
+            &out.data[..2],
+            &[0x01, 0x01],
+            "no answer before its own check"
+        );
+        if out.data[..2] == [0x00, 0x01] {
+            check = Some(out.data[8..20].to_vec());
+        }
+    }
+    let check = check.expect("the server checks the pair");
+    // The browser answers that check; then checks again, still nominating.
+    let xor_port = (sim.server.port() ^ 0x2112).to_be_bytes();
+    let IpAddr::V4(server_ip) = sim.server.ip() else {
+        unreachable!()
+    };
+    let mut mapped = vec![0, 1, xor_port[0], xor_port[1]];
+    for (b, m) in server_ip.octets().iter().zip(0x2112_A442u32.to_be_bytes()) {
+        mapped.push(b ^ m);
+    }
+    let response = stun(
+        0x0101,
+        check.try_into().unwrap(),
+        &[(0x0020, mapped)],
+        &my_pwd,
+    );
+    sim.engine
+        .handle_datagram(now, route, bytes::BytesMut::from(&response[..]));
+    sim.engine
+        .handle_datagram(now, route, bytes::BytesMut::from(&nominate(2)[..]));
+    let mut answered = false;
+    while let Some(out) = sim.engine.poll_transmit() {
+        answered |=
+            out.route == route && out.data[..2] == [0x01, 0x01] && out.data[8..20] == [2; 12];
+    }
+    assert!(
+        answered,
+        "the nomination is answered once the pair checked out"
+    );
+    assert!(sim.engine.knows_route(&route));
+}
+
+/// A STUN message of type `typ` with `attrs` and a MESSAGE-INTEGRITY made with
+/// `password`.
+fn stun(typ: u16, txid: [u8; 12], attrs: &[(u16, Vec<u8>)], password: &str) -> Vec<u8> {
+    use hmac::Mac;
+    let mut body = Vec::new();
+    for (kind, value) in attrs {
+        body.extend_from_slice(&kind.to_be_bytes());
+        body.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        body.extend_from_slice(value);
+        while body.len() % 4 != 0 {
+            body.push(0);
+        }
+    }
+    let mut msg = Vec::new();
+    msg.extend_from_slice(&typ.to_be_bytes());
+    msg.extend_from_slice(&((body.len() + 24) as u16).to_be_bytes());
+    msg.extend_from_slice(&0x2112_A442u32.to_be_bytes());
+    msg.extend_from_slice(&txid);
+    msg.extend_from_slice(&body);
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(password.as_bytes()).unwrap();
+    mac.update(&msg);
+    msg.extend_from_slice(&0x0008u16.to_be_bytes());
+    msg.extend_from_slice(&20u16.to_be_bytes());
+    msg.extend_from_slice(&mac.finalize().into_bytes());
+    msg
+}
+
+/// A STUN Binding request with USERNAME `username` and a MESSAGE-INTEGRITY that
+/// is not the right one.
+fn binding_request(username: &str) -> Vec<u8> {
+    let mut attrs = Vec::new();
+    let name = username.as_bytes();
+    attrs.extend_from_slice(&0x0006u16.to_be_bytes());
+    attrs.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    attrs.extend_from_slice(name);
+    while attrs.len() % 4 != 0 {
+        attrs.push(0);
+    }
+    attrs.extend_from_slice(&0x0008u16.to_be_bytes());
+    attrs.extend_from_slice(&20u16.to_be_bytes());
+    attrs.extend_from_slice(&[0xab; 20]);
+    let mut msg = Vec::new();
+    msg.extend_from_slice(&0x0001u16.to_be_bytes());
+    msg.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    msg.extend_from_slice(&0x2112_A442u32.to_be_bytes());
+    msg.extend_from_slice(&[7; 12]);
+    msg.extend_from_slice(&attrs);
+    msg
 }

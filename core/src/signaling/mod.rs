@@ -56,6 +56,9 @@ pub enum ClientMessage {
         #[serde(default)]
         screen: bool,
     },
+    /// Lock or unlock the lobby (signed-in participants): while locked, nobody new
+    /// can ask to join.
+    LockLobby { locked: bool },
     /// Keep-alive; answered with `pong`.
     Ping,
     /// A message on a plugin's channel (a shared activity) for that plugin; `payload`
@@ -99,9 +102,13 @@ pub enum ServerMessage {
         participants: Vec<RosterEntry>,
         now: DateTime<Utc>,
     },
-    /// Everyone waiting (sent to signed-in participants whenever it changes).
+    /// Who is waiting (sent to signed-in participants whenever it changes): the
+    /// [`LOBBY_SNAPSHOT`] oldest requests, how many wait in all, and whether the
+    /// lobby is locked.
     Lobby {
         requests: Vec<LobbyEntry>,
+        total: usize,
+        locked: bool,
         now: DateTime<Utc>,
     },
     /// The request was denied; `blocked` after the second denial. `reason` is set
@@ -119,8 +126,11 @@ pub enum ServerMessage {
     RequestEnded {
         why: RequestEndReason,
     },
-    /// The call ended: everyone has left.
-    CallEnded,
+    /// The call ended: everyone has left, or (`reason`) it was ended for everyone.
+    CallEnded {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<CallEndReason>,
+    },
     /// The server's answer to a `publish` offer.
     PublishAnswer {
         sdp: String,
@@ -167,7 +177,22 @@ pub enum RequestEndReason {
     Withdrawn,
     TimedOut,
     CallEnded,
+    /// The link was revoked or deleted.
+    LinkRevoked,
+    /// The link got a new id; this request came through the old one.
+    LinkRotated,
 }
+
+/// Why a call was ended for everyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallEndReason {
+    /// The link was revoked or deleted.
+    LinkRevoked,
+}
+
+/// Lobby requests listed in one `lobby` message; `total` counts them all.
+pub const LOBBY_SNAPSHOT: usize = 20;
 
 /// One participant, as everyone on the call sees them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -191,7 +216,7 @@ pub struct RosterEntry {
 }
 
 /// One lobby request, as signed-in participants see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct LobbyEntry {
     pub request: u32,
     pub name: String,
@@ -199,10 +224,23 @@ pub struct LobbyEntry {
     pub asked_at: DateTime<Utc>,
     /// What plugins that screen requests say about this one (empty when nothing).
     pub warnings: Vec<LobbyWarning>,
+    /// What Confab itself noticed about this request (empty when nothing).
+    pub flags: Vec<LobbyFlag>,
+}
+
+/// Something Confab noticed about a lobby request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LobbyFlag {
+    /// From the same network (IPv4 address or IPv6 /64) as a guest who was removed
+    /// from this call. NAT makes this a hint, not proof.
+    SameNetworkAsRemoved,
+    /// From the same network as a guest who was declined twice on this call.
+    SameNetworkAsBlocked,
 }
 
 /// A plugin's warning about a lobby request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct LobbyWarning {
     pub plugin: String,
     pub message: String,
@@ -228,6 +266,20 @@ pub enum ErrorCode {
     CallFull,
     /// Denied twice: no more requests during this call.
     Blocked,
+    /// Removed from this call: no way back during it.
+    Removed,
+    /// The people on the call locked the lobby.
+    LobbyLocked,
+    /// The lobby holds as many requests as it may.
+    LobbyFull,
+    /// Too many requests from this network wait, or came within the last minute.
+    TooManyRequests,
+    /// The link was revoked or deleted; the connection closes.
+    LinkRevoked,
+    /// The link got a new id: open the new link to join.
+    LinkRotated,
+    /// The server could not do this now (its database did not answer): try again.
+    Unavailable,
     /// Only signed-in participants may do this.
     NotAllowed,
     NoSuchRequest,
@@ -242,6 +294,9 @@ pub enum ErrorCode {
     BadSdp,
     /// The media server cannot take this now (overloaded, or media is off).
     MediaUnavailable,
+    /// The server dropped this call's media after an internal error (the rest of
+    /// the node goes on): publish again to start it over.
+    MediaFailed,
     /// The plugin named in a `plugin` message does not exist, is switched off, or
     /// failed to handle it.
     PluginUnavailable,
@@ -351,6 +406,24 @@ mod tests {
                 "x".repeat(70_000)
             )),
             ErrorCode::MessageTooLarge
+        );
+    }
+
+    #[test]
+    fn call_ended_says_why_only_when_the_call_was_ended_for_everyone() {
+        assert_eq!(
+            encode(&ServerMessage::CallEnded { reason: None }),
+            r#"{"v":1,"type":"call_ended"}"#
+        );
+        assert_eq!(
+            encode(&ServerMessage::CallEnded {
+                reason: Some(CallEndReason::LinkRevoked)
+            }),
+            r#"{"v":1,"type":"call_ended","reason":"link_revoked"}"#
+        );
+        assert_eq!(
+            decode(r#"{"v":1,"type":"lock_lobby","locked":true}"#),
+            Ok(ClientMessage::LockLobby { locked: true })
         );
     }
 }

@@ -1,8 +1,8 @@
 //! One WebSocket connection: reads client messages, checks them, forwards them to
 //! the call, and writes the call's answers back.
 
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -10,18 +10,20 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use super::{
     ClientMessage, ErrorCode, MAX_E2EE_PAYLOAD, MAX_MESSAGE_BYTES, ServerMessage, decode, encode,
     error,
 };
 use crate::AppState;
-use crate::accounts::{Account, MAX_NAME_CHARS};
+use crate::accounts::{self, Account, MAX_NAME_CHARS, SignIn};
 use crate::calls::{Action, Command, Decision, Identity, MediaState, next_client_id};
 use crate::http::ApiError;
-use crate::http::extract::AuthUser;
+use crate::http::extract::{AuthUser, SESSION_COOKIE, bearer_token};
+use crate::limits::ConnectionSlot;
 use crate::links::{self, PublicLink};
 use crate::sfu::MAX_SDP_BYTES;
 use crate::sfu::forward::MAX_LAYERS;
@@ -36,8 +38,16 @@ const MAX_STRIKES: u32 = 100;
 /// Largest frame the transport accepts: above [`MAX_MESSAGE_BYTES`], so that an
 /// oversized message gets a clear error instead of a dropped connection.
 const TRANSPORT_MAX_BYTES: usize = 1024 * 1024;
+
+/// What a connection reads into at a time (it grows for a larger message): most
+/// signaling messages are well under 1 KiB, and a connection that only waits in
+/// the lobby should cost little (the transport's default is 128 KiB each).
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// Messages waiting for a slow client before the call stops queueing more.
 const OUTBOX: usize = 64;
+/// How often a signed-in connection checks that its sign-in still holds (a sign-out
+/// or token revocation through this server reaches it at once).
+const SIGN_IN_RECHECK: Duration = Duration::from_secs(15);
 
 /// `GET /j/{id}/ws`: opens the signaling connection for a link.
 pub async fn connect(
@@ -92,13 +102,71 @@ pub async fn connect(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    let member = user;
-    // The address as the server saw it (a reverse proxy's, behind one): only for
-    // plugins that screen lobby requests, never stored.
-    let address = peer.map(|Extension(ConnectInfo(addr))| addr.ip().to_string());
+    // The client's address (behind a trusted reverse proxy, from X-Forwarded-For):
+    // for the limits per address, removals and blocks, and plugins that screen lobby
+    // requests; never stored.
+    let address = peer.map(|Extension(ConnectInfo(addr))| {
+        crate::limits::client_address(addr, &headers, &state.config.server.trusted_proxies)
+    });
+    let slot = match address {
+        Some(address) => match state.connections.take(crate::calls::network_of(address)) {
+            Some(slot) => Some(slot),
+            None => {
+                state.metrics.count_refused("websocket_per_address");
+                return ApiError::TooManyRequests {
+                    retry_after_secs: 10,
+                }
+                .into_response();
+            }
+        },
+        None => None,
+    };
+    let sign_in = user.as_ref().and_then(|_| sign_in_of(&headers));
+    let member = user.map(|account| Member {
+        account,
+        sign_in,
+        powers: true,
+    });
+    let device = state
+        .guest_cookies
+        .device(&CookieJar::from_headers(&headers), link.pk);
+    let client = Client {
+        member,
+        address,
+        device,
+        _slot: slot,
+    };
     ws.max_message_size(TRANSPORT_MAX_BYTES)
         .max_frame_size(TRANSPORT_MAX_BYTES)
-        .on_upgrade(move |socket| run_session(socket, state, link, member, address))
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .on_upgrade(move |socket| run_session(socket, state, link, client))
+}
+
+/// How a connection signed in: kept to check later that it still holds.
+fn sign_in_of(headers: &HeaderMap) -> Option<SignIn> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        return bearer_token(value).map(|t| SignIn::Token(t.to_string()));
+    }
+    CookieJar::from_headers(headers)
+        .get(SESSION_COOKIE)
+        .map(|c| SignIn::Session(c.value().to_string()))
+}
+
+/// A signed-in member on a connection.
+struct Member {
+    account: Account,
+    sign_in: Option<SignIn>,
+    /// False once the sign-in ended: admit, deny, remove and lock are refused.
+    powers: bool,
+}
+
+/// Who is on the other end of a connection.
+pub struct Client {
+    member: Option<Member>,
+    address: Option<IpAddr>,
+    device: Option<String>,
+    /// The connection's place among its address's connections.
+    _slot: Option<ConnectionSlot>,
 }
 
 fn same_origin(origin: &str, public_url: &str) -> bool {
@@ -108,38 +176,116 @@ fn same_origin(origin: &str, public_url: &str) -> bool {
     }
 }
 
-/// Serves one connection until it closes.
-pub async fn run_session(
-    socket: WebSocket,
-    state: AppState,
-    link: link::Model,
-    member: Option<Account>,
-    address: Option<String>,
-) {
+/// Serves one connection until it closes (or its link is revoked or deleted).
+pub async fn run_session(socket: WebSocket, state: AppState, link: link::Model, mut me: Client) {
     let (mut sink, mut stream) = socket.split();
     let (out, mut outbox) = mpsc::channel::<ServerMessage>(OUTBOX);
+    let (ping, mut pings) = mpsc::unbounded_channel::<()>();
     let writer = tokio::spawn(async move {
-        while let Some(message) = outbox.recv().await {
-            if sink
-                .send(Message::Text(encode(&message).into()))
-                .await
-                .is_err()
-            {
+        loop {
+            let frame = tokio::select! {
+                message = outbox.recv() => match message {
+                    Some(message) => Message::Text(encode(&message).into()),
+                    None => break,
+                },
+                Some(()) = pings.recv() => Message::Ping(Vec::new().into()),
+            };
+            if sink.send(frame).await.is_err() {
                 break;
             }
         }
         let _ = sink.close().await;
     });
     let client = next_client_id();
+    let mut changes = state.store.link_changes();
     let _ = out
         .send(ServerMessage::Welcome {
             title: link.title.clone(),
-            signed_in_as: member.as_ref().map(|m| m.display_name.clone()),
+            signed_in_as: me.member.as_ref().map(|m| m.account.display_name.clone()),
         })
         .await;
     let mut bucket = TokenBucket::new(Instant::now());
     let mut strikes = 0;
-    while let Some(frame) = stream.next().await {
+    let mut recheck = tokio::time::interval_at(
+        tokio::time::Instant::now() + SIGN_IN_RECHECK,
+        SIGN_IN_RECHECK,
+    );
+    // Silence for `websocket_idle_secs` closes the connection; a ping every third of
+    // it gets an answer from any live browser (the transport answers pings itself).
+    let idle = Duration::from_secs(u64::from(state.config.server.websocket_idle_secs));
+    let mut pinger = tokio::time::interval_at(tokio::time::Instant::now() + idle / 3, idle / 3);
+    let mut heard = tokio::time::Instant::now();
+    let mut ended = state.store.sign_ins_ended();
+    loop {
+        // Notices first: a revoke or sign-out that happened before a message was
+        // read is applied before that message.
+        let frame = tokio::select! {
+            biased;
+            notice = ended.recv(), if me.member.as_ref().is_some_and(|m| m.powers) => {
+                let mine = match notice {
+                    Ok(notice) => me
+                        .member
+                        .as_ref()
+                        .and_then(|m| m.sign_in.as_ref())
+                        .is_some_and(|s| s.is(&notice)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        check_sign_in(&state, &link, client, &out, &mut me, false).await;
+                        false
+                    }
+                    Err(broadcast::error::RecvError::Closed) => false,
+                };
+                if mine {
+                    check_sign_in(&state, &link, client, &out, &mut me, true).await;
+                }
+                continue;
+            }
+            change = changes.recv() => {
+                let gone = match change {
+                    Ok(change) => change.pk() == link.pk && change.ends_calls(),
+                    // Fell behind: read the link again.
+                    Err(broadcast::error::RecvError::Lagged(_)) => !link_usable(&state, link.pk).await,
+                    Err(broadcast::error::RecvError::Closed) => false,
+                };
+                if gone {
+                    // Through the live call, if there is one, so that the call's end
+                    // reaches the page before the reason this connection closes.
+                    let through_call = state.calls.send_if_live(
+                        link.pk,
+                        Command {
+                            client,
+                            out: out.clone(),
+                            action: Action::LinkGone,
+                        },
+                    );
+                    if !through_call {
+                        let _ = out.try_send(error(ErrorCode::LinkRevoked, "this link was revoked"));
+                    }
+                    break;
+                }
+                continue;
+            }
+            frame = stream.next() => match frame {
+                Some(frame) => {
+                    heard = tokio::time::Instant::now();
+                    frame
+                }
+                None => break,
+            },
+            _ = pinger.tick() => {
+                if heard.elapsed() >= idle {
+                    tracing::debug!("closing a signaling connection that went silent");
+                    break;
+                }
+                if ping.send(()).is_err() {
+                    break;
+                }
+                continue;
+            }
+            _ = recheck.tick(), if me.member.as_ref().is_some_and(|m| m.powers) => {
+                check_sign_in(&state, &link, client, &out, &mut me, false).await;
+                continue;
+            }
+        };
         let text = match frame {
             Ok(Message::Text(text)) => text,
             Ok(Message::Binary(_)) => {
@@ -162,10 +308,30 @@ pub async fn run_session(
             }
             continue;
         }
+        let member = me.member.as_ref().map(|m| &m.account);
         match decode(text.as_str())
-            .and_then(|message| to_action(message, member.as_ref(), address.as_deref()))
+            .and_then(|message| to_action(message, member, me.address, me.device.as_deref(), &link))
         {
             Ok(action) => {
+                let member_join = matches!(
+                    action,
+                    Action::Join {
+                        identity: Identity::Member { .. },
+                        ..
+                    }
+                );
+                if member_join {
+                    check_sign_in(&state, &link, client, &out, &mut me, false).await;
+                }
+                if member_join && me.member.as_ref().is_some_and(|m| !m.powers) {
+                    let _ = out
+                        .send(error(
+                            ErrorCode::NotAllowed,
+                            "your sign-in ended: sign in again, then reload the page to join",
+                        ))
+                        .await;
+                    continue;
+                }
                 let command = Command {
                     client,
                     out: out.clone(),
@@ -194,12 +360,78 @@ pub async fn run_session(
     let _ = writer.await;
 }
 
+/// Whether the link can still be used: not revoked or deleted.
+async fn link_usable(state: &AppState, pk: i64) -> bool {
+    match state.store.link_by_pk(pk).await {
+        Ok(Some(link)) => link.revoked_at.is_none(),
+        Ok(None) => false,
+        // The database did not answer: the call's own re-check will tell.
+        Err(_) => true,
+    }
+}
+
+/// Checks that a member's sign-in still holds (`known_ended`: it is already known
+/// to have ended); when it ended (signed out, expired, token revoked), the
+/// connection keeps its place on the call but loses its member powers for good.
+async fn check_sign_in(
+    state: &AppState,
+    link: &link::Model,
+    client: crate::calls::ClientId,
+    out: &mpsc::Sender<ServerMessage>,
+    me: &mut Client,
+    known_ended: bool,
+) {
+    let Some(member) = me.member.as_mut().filter(|m| m.powers) else {
+        return;
+    };
+    let holds = match &member.sign_in {
+        _ if known_ended => false,
+        Some(sign_in) => {
+            match accounts::still_signed_in(
+                &state.store,
+                sign_in,
+                member.account.id,
+                state.clock.now(),
+            )
+            .await
+            {
+                Ok(holds) => holds,
+                // The database did not answer: keep the powers until it does.
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not check a connection's sign-in");
+                    true
+                }
+            }
+        }
+        None => false,
+    };
+    if holds {
+        return;
+    }
+    member.powers = false;
+    tracing::info!("a connection's sign-in ended: it keeps its place without member powers");
+    state
+        .calls
+        .send(
+            state,
+            link,
+            Command {
+                client,
+                out: out.clone(),
+                action: Action::SignedOut,
+            },
+        )
+        .await;
+}
+
 /// Checks a message's content and turns it into what the call should do, or into the
 /// reply to send instead (an error, or `pong`).
 fn to_action(
     message: ClientMessage,
     member: Option<&Account>,
-    address: Option<&str>,
+    address: Option<IpAddr>,
+    device: Option<&str>,
+    link: &link::Model,
 ) -> Result<Action, ServerMessage> {
     Ok(match message {
         ClientMessage::Join { name, guest_key } => {
@@ -237,7 +469,9 @@ fn to_action(
             Action::Join {
                 identity,
                 name,
-                address: address.map(String::from),
+                address,
+                device: device.map(String::from),
+                opened_as: link.public_id.clone(),
             }
         }
         ClientMessage::Resume { resume_token } => Action::Resume { resume_token },
@@ -251,6 +485,7 @@ fn to_action(
         },
         ClientMessage::Remove { participant } => Action::Remove { participant },
         ClientMessage::Withdraw => Action::Withdraw,
+        ClientMessage::LockLobby { locked } => Action::LockLobby { locked },
         ClientMessage::Leave => Action::Leave,
         ClientMessage::Publish { sdp } => Action::Publish {
             sdp: checked_sdp(sdp)?,

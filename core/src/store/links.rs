@@ -121,6 +121,11 @@ impl Store {
         Ok(found)
     }
 
+    /// The link with this primary key, read from the database (never cached).
+    pub async fn link_by_pk(&self, pk: i64) -> StoreResult<Option<link::Model>> {
+        Ok(link::Entity::find_by_id(pk).one(self.conn()).await?)
+    }
+
     pub async fn owned_link(
         &self,
         owner_id: i64,
@@ -168,13 +173,16 @@ impl Store {
         let _turn = self.write_turn().await;
         let updated = row.update(self.conn()).await?;
         self.link_cache.clear();
+        let _ = self.link_changes.send(super::LinkChange::of(&updated));
         Ok(updated)
     }
 
     pub async fn delete_link(&self, link: link::Model) -> StoreResult<()> {
         let _turn = self.write_turn().await;
+        let pk = link.pk;
         link.into_active_model().delete(self.conn()).await?;
         self.link_cache.clear();
+        let _ = self.link_changes.send(super::LinkChange::Deleted { pk });
         Ok(())
     }
 }

@@ -70,7 +70,63 @@ pub struct Store {
     /// Bytes each plugin's key-value entries take up, as this process wrote them
     /// (see `plugins::KvUsage`); held while a plugin's entries are written.
     kv_usage: Arc<tokio::sync::Mutex<plugins::KvUsage>>,
+    /// Every change to a link made through this store, for live calls and their
+    /// connections (see [`LinkChange`]).
+    link_changes: tokio::sync::broadcast::Sender<LinkChange>,
+    /// Sign-ins ended through this store (signed out, token revoked), for the open
+    /// connections that speak for them.
+    sign_ins_ended: tokio::sync::broadcast::Sender<SignInEnded>,
 }
+
+/// A sign-in that ended: the SHA-256 (hex) of its session cookie or API token, as
+/// stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignInEnded {
+    Session { id_hash: String },
+    Token { token_hash: String },
+}
+
+/// A link changed: live calls and open connections re-check what they hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkChange {
+    /// Updated: revoked, rotated (a new public id) or edited.
+    Updated {
+        pk: i64,
+        public_id: String,
+        revoked: bool,
+    },
+    Deleted {
+        pk: i64,
+    },
+}
+
+impl LinkChange {
+    pub fn pk(&self) -> i64 {
+        match self {
+            LinkChange::Updated { pk, .. } | LinkChange::Deleted { pk } => *pk,
+        }
+    }
+
+    /// The link can no longer be used: revoked or deleted.
+    pub fn ends_calls(&self) -> bool {
+        matches!(
+            self,
+            LinkChange::Deleted { .. } | LinkChange::Updated { revoked: true, .. }
+        )
+    }
+
+    /// What a link row says now.
+    pub fn of(link: &link::Model) -> Self {
+        LinkChange::Updated {
+            pk: link.pk,
+            public_id: link.public_id.clone(),
+            revoked: link.revoked_at.is_some(),
+        }
+    }
+}
+
+/// Link changes buffered per listener; one that falls behind re-reads its link.
+const LINK_CHANGES: usize = 1024;
 
 impl Store {
     /// Connects to `url`. For SQLite, the file's directory is created if missing.
@@ -93,7 +149,12 @@ impl Store {
             .map_sqlx_sqlite_opts(|o| {
                 o.create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    // Every commit reaches the disk before it returns: what the API
+                    // accepted (a link, a queued invitation) survives a power cut,
+                    // not only a crash of the process. NORMAL would lose the last
+                    // commits on power loss; the cost is one fsync of the WAL per
+                    // write transaction.
+                    .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true)
             });
@@ -112,7 +173,26 @@ impl Store {
             link_cache: Arc::default(),
             link_writer,
             kv_usage: Arc::default(),
+            link_changes: tokio::sync::broadcast::channel(LINK_CHANGES).0,
+            sign_ins_ended: tokio::sync::broadcast::channel(LINK_CHANGES).0,
         })
+    }
+
+    /// Changes to links from now on (see [`LinkChange`]).
+    pub fn link_changes(&self) -> tokio::sync::broadcast::Receiver<LinkChange> {
+        self.link_changes.subscribe()
+    }
+
+    /// Sign-ins ended from now on (see [`SignInEnded`]).
+    pub fn sign_ins_ended(&self) -> tokio::sync::broadcast::Receiver<SignInEnded> {
+        self.sign_ins_ended.subscribe()
+    }
+
+    /// Tells everyone listening about a change this store did not make itself (one
+    /// made by another process, found by re-reading the link).
+    pub fn announce_link_change(&self, change: LinkChange) {
+        self.link_cache.clear();
+        let _ = self.link_changes.send(change);
     }
 
     /// Applies pending migrations.

@@ -76,8 +76,13 @@ impl Store {
         if token.revoked_at.is_some() {
             return Ok(Some(token));
         }
+        let token_hash = token.token_hash.clone();
         let mut active: api_token::ActiveModel = token.into();
         active.revoked_at = Set(Some(now));
-        Ok(Some(active.update(self.conn()).await?))
+        let revoked = active.update(self.conn()).await?;
+        let _ = self
+            .sign_ins_ended
+            .send(super::SignInEnded::Token { token_hash });
+        Ok(Some(revoked))
     }
 }

@@ -368,3 +368,73 @@ async fn repeated_wrong_passwords_are_throttled(app: TestApp) {
     app.clock.advance(chrono::Duration::minutes(16));
     assert_eq!(attempt(PASSWORD).send().await.status, StatusCode::SEE_OTHER);
 }
+
+/// Signs in through the web form from `address`; returns the status.
+async fn sign_in_from(app: &TestApp, address: &str, email: &str, password: &str) -> StatusCode {
+    let page = app.get("/login").send().await;
+    let csrf = page.cookie("confab_csrf").unwrap();
+    app.post("/login")
+        .from(address.parse().unwrap())
+        .cookie(&format!("confab_csrf={csrf}"))
+        .form(&format!(
+            "csrf={csrf}&email={}&password={}&next=%2Fdashboard",
+            crate::support::enc(email),
+            crate::support::enc(password)
+        ))
+        .send()
+        .await
+        .status
+}
+
+/// The admin signs in with the right password from `address`; returns the status.
+async fn owner_signs_in_from(app: &TestApp, address: &str) -> StatusCode {
+    sign_in_from(app, address, "admin@example.org", PASSWORD).await
+}
+
+#[tokio::test]
+async fn wrong_passwords_from_one_address_do_not_lock_the_owner_out() {
+    let app = TestApp::sqlite().await;
+    app.admin_token().await;
+    for _ in 0..10 {
+        assert_eq!(
+            sign_in_from(&app, "198.51.100.66", "admin@example.org", "wrong guess").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // The guessing address is refused, even with the right password ...
+    assert_eq!(
+        owner_signs_in_from(&app, "198.51.100.66").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // ... and the owner, from elsewhere, gets in (slowed down a little).
+    assert_eq!(
+        owner_signs_in_from(&app, "203.0.113.5").await,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn one_address_guessing_many_accounts_is_refused() {
+    let app = TestApp::sqlite_with(|c| c.auth.login_max_failures_per_address = 5).await;
+    app.admin_token().await;
+    for n in 0..5 {
+        assert_eq!(
+            sign_in_from(
+                &app,
+                "192.0.2.77",
+                &format!("nobody{n}@example.org"),
+                "guess"
+            )
+            .await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        owner_signs_in_from(&app, "192.0.2.77").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        owner_signs_in_from(&app, "192.0.2.78").await,
+        StatusCode::SEE_OTHER
+    );
+}

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use confab_core::accounts::Role;
 use fantoccini::wd::Capabilities;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -684,6 +685,48 @@ async fn a_guest_asks_the_host_admits_and_later_removes_them() {
 }
 
 #[tokio::test]
+async fn a_locked_lobby_and_a_revoked_link_are_explained_on_the_page() {
+    let (app, base, link) = app_with_link(32).await;
+    let token = app.token_for("host@example.org").await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let guest = guest_asks(&driver, &base, &link, "Ana").await;
+    admits(&host, &guest, "Ana").await;
+    // Guests have no lock; the host locks the lobby and the page says so.
+    assert_eq!(
+        guest
+            .wait_js("document.getElementById('lock-lobby').hidden")
+            .await,
+        json!(true)
+    );
+    host.click("#lock-lobby").await;
+    host.wait_text("#lobby-state", "Lobby locked").await;
+    host.wait_text("#lock-lobby", "Unlock lobby").await;
+    let late = guest_asks(&driver, &base, &link, "Late").await;
+    late.wait_text("#status", "locked it: nobody new can ask to join")
+        .await;
+
+    let res = app
+        .post(&format!("/api/v1/links/{link}/revoke"))
+        .bearer(&token)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    for page in [&host, &guest] {
+        page.wait_text("#status", "This link was revoked").await;
+        assert_eq!(
+            page.wait_js("document.querySelector('#join-form button[type=submit]').disabled")
+                .await,
+            json!(true),
+            "nothing on the page can join a revoked link"
+        );
+    }
+    host.close().await;
+    guest.close().await;
+    late.close().await;
+}
+
+#[tokio::test]
 async fn an_early_guest_waits_for_the_host_and_hears_a_denial() {
     let (_app, base, link) = app_with_link(32).await;
     let driver = Driver::start();
@@ -1092,7 +1135,8 @@ impl SignalingClient {
                 .headers_mut()
                 .insert("cookie", cookies.parse().unwrap());
         }
-        let (stream, _) = tokio_tungstenite::connect_async(request)
+        // Each from an address of its own: the server limits guests per address.
+        let stream = crate::support::ws_connect_from(request, crate::support::fresh_loopback())
             .await
             .expect("websocket opens");
         let (sink, mut source) = stream.split();

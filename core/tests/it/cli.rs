@@ -101,6 +101,19 @@ impl Cli {
             String::from_utf8_lossy(&out.stdout).contains("Created admin Ada <ada@example.org>")
         );
     }
+
+    /// A new API token named `name` for the admin made by [`Cli::create_admin`].
+    fn admin_token(&self, name: &str) -> String {
+        let token = self.json(&[
+            "token",
+            "create",
+            "--user",
+            "ada@example.org",
+            "--name",
+            name,
+        ]);
+        token["token"].as_str().unwrap().to_string()
+    }
 }
 
 #[test]
@@ -464,31 +477,18 @@ fn serve_starts_on_an_empty_directory_and_stops_on_sigterm() {
         "SQLite database created under ./data"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let ready = loop {
-        match http_get(port, "/readyz") {
-            Some(r) if r.starts_with("HTTP/1.1 200") => break r,
-            _ if Instant::now() > deadline => panic!("server never became ready"),
-            _ => std::thread::sleep(Duration::from_millis(50)),
-        }
-    };
-    assert!(ready.contains("\"database\":\"ok\""));
+    let ready = wait_ready(port);
+    assert!(ready.contains("\"database\":\"ok\""), "{ready}");
+    assert!(ready.contains("\"media\":\"ok\""), "{ready}");
 
     // The scripting example creates a link against the running server.
     cli.create_admin();
-    let token = cli.json(&[
-        "token",
-        "create",
-        "--user",
-        "ada@example.org",
-        "--name",
-        "example",
-    ]);
+    let token = cli.admin_token("example");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/create-link.sh");
     let out = Command::new("bash")
         .args([script, "Made by the example script"])
         .env("CONFAB_URL", format!("http://127.0.0.1:{port}"))
-        .env("CONFAB_TOKEN", token["token"].as_str().unwrap())
+        .env("CONFAB_TOKEN", &token)
         .output()
         .unwrap();
     assert!(
@@ -605,4 +605,135 @@ fn a_new_plugin_builds_loads_and_is_managed_from_the_command_line() {
             .contains("not a WebAssembly"),
         "{list}"
     );
+}
+
+/// `confab serve` on `port` in the test's directory, with `env` on top.
+fn spawn_serve(cli: &Cli, port: u16, env: &[(&str, String)]) -> std::process::Child {
+    let mut cmd = cli.command(&["serve"]);
+    cmd.env("CONFAB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONFAB_MEDIA_UDP_PORT", "0")
+        .env("CONFAB_MEDIA_TCP_PORT", "0")
+        .env(
+            "CONFAB_PLUGINS_CACHE_DIR",
+            crate::plugins::shared_plugin_cache(),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Waits until `/readyz` answers 200; its answer.
+fn wait_ready(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match http_get(port, "/readyz") {
+            Some(r) if r.starts_with("HTTP/1.1 200") => return r,
+            _ if Instant::now() > deadline => panic!("server never became ready"),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// POSTs `body` as JSON with a bearer token; the status and the body.
+fn http_post_json(port: u16, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = body.to_string();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let (_, text) = response.split_once("\r\n\r\n").unwrap();
+    // The JSON answers here are small enough to come in one chunk.
+    let json = text
+        .find('{')
+        .and_then(|start| {
+            serde_json::Deserializer::from_str(&text[start..])
+                .into_iter()
+                .next()
+        })
+        .and_then(Result::ok)
+        .unwrap_or(Value::Null);
+    (status, json)
+}
+
+#[tokio::test]
+async fn an_accepted_invitation_survives_a_kill_and_is_delivered_after_the_restart() {
+    use crate::smtp::{SinkOptions, SmtpSink};
+    let cli = Cli::new();
+    // The relay answers "try again later" when the invitation is accepted, so
+    // the message is still waiting in the outbox when the server is killed. The
+    // restarted server sends through a second relay that accepts it (a relay of
+    // its own, so no other test can take its port in between).
+    let busy = SmtpSink::start(SinkOptions {
+        tempfail_prefix: Some("bo".into()),
+        ..SinkOptions::default()
+    })
+    .await;
+    let sink = SmtpSink::start(SinkOptions::default()).await;
+    let env_for = |sink: &SmtpSink| {
+        [
+            ("CONFAB_MAIL_SMTP_HOST", "127.0.0.1".to_string()),
+            ("CONFAB_MAIL_SMTP_PORT", sink.port().to_string()),
+            ("CONFAB_MAIL_SMTP_TLS", "none".to_string()),
+            ("CONFAB_MAIL_RETRY_INITIAL_MS", "200".to_string()),
+            ("CONFAB_MAIL_RETRY_MAX_MS", "400".to_string()),
+            ("CONFAB_MAIL_POLL_INTERVAL_MS", "100".to_string()),
+        ]
+    };
+    cli.create_admin();
+    let token = cli.admin_token("t");
+
+    let port = free_port();
+    let mut server = spawn_serve(&cli, port, &env_for(&busy));
+    wait_ready(port);
+    let (status, link) = http_post_json(
+        port,
+        "/api/v1/links",
+        &token,
+        &serde_json::json!({ "title": "Kept" }),
+    );
+    assert_eq!(status, 201, "{link}");
+    let (status, accepted) = http_post_json(
+        port,
+        "/p/email-invites/invites",
+        &token,
+        &serde_json::json!({ "url": link["url"], "recipients": ["bo@example.org"] }),
+    );
+    assert_eq!(status, 202, "{accepted}");
+    // SIGKILL at once: no shutdown, no flush, no second chance.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(
+        busy.messages().is_empty() && sink.messages().is_empty(),
+        "nothing could be delivered before the kill"
+    );
+
+    let port = free_port();
+    let mut server = spawn_serve(&cli, port, &env_for(&sink));
+    wait_ready(port);
+    sink.wait_for(1, Duration::from_secs(30)).await;
+    // A while longer, to see that it is not sent twice.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let delivered = sink.messages();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(delivered.len(), 1, "delivered once");
+    assert_eq!(delivered[0].envelope["rcpt_tos"][0], "bo@example.org");
+    let text = String::from_utf8(delivered[0].raw()).unwrap();
+    assert!(text.contains("Kept"), "the invitation for the link: {text}");
 }

@@ -205,6 +205,26 @@ async fn without_a_relay_mail_is_written_as_eml_files_in_the_data_directory() {
         "Ana invited you to a call: Weekly sync"
     );
     assert!(row.message.sent_at.is_some());
+
+    // The files hold links with their secrets: private to the server's user, and
+    // deleted with the rest of the metadata after privacy.retention_days.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "the outbox directory");
+    assert_eq!(mode(&files[0]), 0o600, "a message");
+    let now = chrono::Utc::now();
+    let kept =
+        confab_core::privacy::purge_outbox_files(dir.clone(), now + chrono::Duration::days(29), 30)
+            .await
+            .unwrap();
+    assert_eq!(kept, 0);
+    assert!(files[0].exists());
+    let purged =
+        confab_core::privacy::purge_outbox_files(dir.clone(), now + chrono::Duration::days(31), 30)
+            .await
+            .unwrap();
+    assert_eq!(purged, 1);
+    assert!(!files[0].exists());
 }
 
 #[tokio::test]

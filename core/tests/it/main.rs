@@ -6,11 +6,14 @@
 mod support;
 
 mod accounts;
+mod admission;
+mod authz;
 mod browser;
 mod calendar;
 mod cli;
 mod e2ee;
 mod email_invites;
+mod fuzz_corpus;
 mod links;
 mod mail;
 mod ops;

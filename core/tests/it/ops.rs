@@ -39,6 +39,15 @@ async fn metrics_count_requests_by_route_not_by_link_id() {
         "{text}"
     );
     assert!(text.contains("route=\"/j/{id}\""));
+    // Methods a client makes up are all `other`: they cannot add series.
+    for made_up in ["BREW", "X-ONE", "X-TWO"] {
+        app.req(Method::from_bytes(made_up.as_bytes()).unwrap(), "/healthz")
+            .send()
+            .await;
+    }
+    let text = app.get("/metrics").send().await.text();
+    assert!(!text.contains("BREW") && !text.contains("X-ONE"), "{text}");
+    assert!(text.contains("method=\"other\""), "{text}");
     assert!(!text.contains(id), "link ids never appear in metrics");
     assert!(text.contains("confab_links_created_total 1"));
     assert!(text.contains("confab_live_calls 0"), "{text}");
@@ -125,4 +134,66 @@ async fn pages_carry_security_headers_and_unknown_pages_are_404() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(app.get("/").send().await.location(), "/login");
+}
+
+/// Reads `/metrics` until `line` appears (the engine thread publishes its counters
+/// after each burst of work).
+async fn metrics_until(app: &TestApp, line: &str) -> String {
+    for _ in 0..100 {
+        let text = app.get("/metrics").send().await.text();
+        if text.contains(line) {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no {line:?} in /metrics");
+}
+
+#[tokio::test]
+async fn a_media_engine_panic_is_contained_counted_and_a_stopped_engine_is_not_ready() {
+    use confab_core::sfu::Command;
+    let app = TestApp::sqlite().await;
+    let media = app.state.media.clone().expect("the test app carries media");
+    metrics_until(&app, "confab_media_engine_up 1").await;
+
+    media
+        .send(Command::Fail {
+            call: 7,
+            teardown: false,
+        })
+        .unwrap();
+    metrics_until(&app, "confab_media_panics_total 1").await;
+    let ready = app.get("/readyz").send().await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["media"], "ok");
+    // The engine still works: a bad offer for another call gets its answer.
+    let (events, mut told) = tokio::sync::mpsc::channel(4);
+    media
+        .send(Command::Publish {
+            call: 8,
+            participant: 1,
+            offer: "not SDP".into(),
+            events,
+        })
+        .unwrap();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), told.recv())
+        .await
+        .expect("the engine answers")
+        .unwrap();
+    let answer = serde_json::to_value(&answer).unwrap();
+    assert_eq!(answer["code"], "bad_sdp", "{answer}");
+
+    // A panic it cannot contain stops the engine: the node says it is not ready.
+    media
+        .send(Command::Fail {
+            call: 9,
+            teardown: true,
+        })
+        .unwrap();
+    let text = metrics_until(&app, "confab_media_engine_up 0").await;
+    assert!(text.contains("confab_media_panics_total 2"), "{text}");
+    let down = app.get("/readyz").send().await;
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(down.json()["media"], "stopped");
+    assert_eq!(down.json()["database"], "ok");
 }

@@ -396,3 +396,30 @@ async fn signing_out_works_from_the_call_page(app: TestApp) {
     let me = app.get("/api/v1/me").cookie(&browser.cookies).send().await;
     assert_eq!(me.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn sign_in_sends_nobody_off_the_site_whatever_next_says() {
+    let app = TestApp::sqlite().await;
+    app.admin_token().await;
+    for (next, expected) in [
+        ("%2F%09%2Fevil.example", "/dashboard"),
+        ("%2F%5Cevil.example", "/dashboard"),
+        ("https%3A%2F%2Fevil.example", "/dashboard"),
+        ("%2Fj%2Fabc", "/j/abc"),
+        ("%2Fj%2Fa%0Ab", "/j/ab"),
+    ] {
+        let page = app.get("/login").send().await;
+        let csrf = page.cookie("confab_csrf").unwrap();
+        let res = app
+            .post("/login")
+            .cookie(&format!("confab_csrf={csrf}"))
+            .form(&format!(
+                "csrf={csrf}&email=admin%40example.org&password={}&next={next}",
+                crate::support::enc(crate::support::PASSWORD)
+            ))
+            .send()
+            .await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{next}: {}", res.text());
+        assert_eq!(res.location(), expected, "{next}");
+    }
+}

@@ -87,6 +87,7 @@ async fn the_background_job_purges_and_stops_on_shutdown() {
         std::sync::Arc::new(app.clock.clone()),
         30,
         std::time::Duration::from_millis(20),
+        None,
         shutdown,
     ));
     let mut purged = false;

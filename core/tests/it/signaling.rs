@@ -13,7 +13,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::support::TestApp;
+use std::net::IpAddr;
+
+use crate::support::{TestApp, fresh_loopback, ws_connect_from};
 
 pub(crate) struct Ws {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -30,13 +32,23 @@ impl Ws {
         link: &str,
         header: Option<(&'static str, String)>,
     ) -> Ws {
+        Ws::open_from(addr, link, header, fresh_loopback()).await
+    }
+
+    /// Opens from the loopback address `source` (someone on that network).
+    pub(crate) async fn open_from(
+        addr: &str,
+        link: &str,
+        header: Option<(&'static str, String)>,
+        source: IpAddr,
+    ) -> Ws {
         let mut request = format!("ws://{addr}/j/{link}/ws")
             .into_client_request()
             .unwrap();
         if let Some((name, value)) = header {
             request.headers_mut().insert(name, value.parse().unwrap());
         }
-        let (stream, _) = tokio_tungstenite::connect_async(request)
+        let stream = ws_connect_from(request, source)
             .await
             .expect("websocket opens");
         let mut ws = Ws { stream };
@@ -138,6 +150,69 @@ impl Ws {
         self.next().await
     }
 
+    /// Asks to join as a guest and waits: `host` admits the request once it shows in
+    /// the lobby. Returns the `joined` message.
+    pub(crate) async fn join_admitted_by(&mut self, host: &mut Ws, name: &str, key: &str) -> Value {
+        let waiting = self.join_as_guest(name, key).await;
+        assert_eq!(waiting["type"], "waiting", "{waiting}");
+        let request = waiting["request"].clone();
+        host.lobby_until(|r| r.iter().any(|e| e["request"] == request))
+            .await;
+        host.send(json!({ "v": 1, "type": "admit", "request": request }))
+            .await;
+        self.expect("joined").await
+    }
+
+    /// Waits for the server to close the connection (fails after 5 s), skipping
+    /// whatever it sends before.
+    pub(crate) async fn closed(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("the server closes within 5 s");
+            match frame {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// What the server sends until a message satisfies `done` (the last one then),
+    /// or `wait` passes.
+    pub(crate) async fn seen_until(
+        &mut self,
+        wait: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut got = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return got,
+                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => {
+                    got.push(json!({ "type": "closed" }));
+                    return got;
+                }
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let message: Value = serde_json::from_str(&text).unwrap();
+                    let last = done(&message);
+                    got.push(message);
+                    if last {
+                        return got;
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    /// Everything the server sends within `wait` (a `{"type": "closed"}` entry
+    /// where it closed the connection).
+    pub(crate) async fn within(&mut self, wait: Duration) -> Vec<Value> {
+        self.seen_until(wait, |_| false).await
+    }
+
     pub(crate) async fn close(mut self) {
         let _ = self.stream.close(None).await;
     }
@@ -182,41 +257,9 @@ async fn admitted_guest(
     key: &str,
 ) -> (Ws, u64, String) {
     let mut guest = Ws::open(addr, link, None).await;
-    let waiting = guest.join_as_guest(name, key).await;
-    assert_eq!(waiting["type"], "waiting", "{waiting}");
-    let request = waiting["request"].as_u64().unwrap();
-    host.lobby_until(|r| r.iter().any(|e| e["request"] == request))
-        .await;
-    host.send(json!({ "v": 1, "type": "admit", "request": request }))
-        .await;
-    let joined = guest.expect("joined").await;
+    let joined = guest.join_admitted_by(host, name, key).await;
     let token = joined["resume_token"].as_str().unwrap().to_string();
     (guest, joined["participant"].as_u64().unwrap(), token)
-}
-
-async fn metadata_kinds(app: &TestApp, link: &str) -> Vec<String> {
-    // Metadata is written off the call's task; give it a moment.
-    for _ in 0..50 {
-        let kinds: Vec<String> = app
-            .store
-            .call_events(link)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.kind)
-            .collect();
-        if kinds.iter().any(|k| k == "admitted") {
-            return kinds;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    app.store
-        .call_events(link)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect()
 }
 
 #[tokio::test]
@@ -255,7 +298,7 @@ async fn the_owner_admits_a_guest_and_everyone_sees_the_roster() {
     owner.lobby_until(|r| r.is_empty()).await;
     assert_ne!(owner_id, guest_id);
 
-    let kinds = metadata_kinds(&app, &link).await;
+    let kinds = app.call_event_kinds_with(&link, "admitted").await;
     assert_eq!(kinds, ["call_started", "join_requested", "admitted"]);
     let events = app.store.call_events(&link).await.unwrap();
     assert_eq!(events[1].subject.as_deref(), Some("Zoë 李"));
@@ -311,11 +354,17 @@ async fn the_first_decision_wins_and_a_guest_denied_twice_is_blocked() {
         .await;
     guest.expect_error("blocked").await;
 
-    // A new connection with the same browser key is still blocked; others are not.
+    // A new key on the same connection is still blocked, and so is the same
+    // browser key on a new connection.
+    guest
+        .send(json!({ "v": 1, "type": "join", "name": "Pest", "guest_key": KEY_B }))
+        .await;
+    guest.expect_error("blocked").await;
     let mut same = Ws::open(&addr, &link, None).await;
     same.send(json!({ "v": 1, "type": "join", "name": "Pest again", "guest_key": KEY_A }))
         .await;
     same.expect_error("blocked").await;
+    // A new browser on another network is a new person.
     let mut other = Ws::open(&addr, &link, None).await;
     assert_eq!(
         other.join_as_guest("Friend", KEY_B).await["type"],
@@ -337,9 +386,11 @@ async fn removal_is_open_to_everyone_signed_in_for_30_seconds_then_only_to_the_o
     let removed = first.expect("removed").await;
     assert_eq!(removed["by"], "User colleague@example.org");
 
-    // Removed guests need a new approval to come back.
-    let back = first.join_as_guest("First", KEY_A).await;
-    assert_eq!(back["type"], "waiting");
+    // Removed guests stay out for the rest of the call, on this connection and key.
+    first
+        .send(json!({ "v": 1, "type": "join", "name": "First", "guest_key": KEY_A }))
+        .await;
+    first.expect_error("removed").await;
 
     let (mut second, second_id, _) =
         admitted_guest(&addr, &link, &mut owner, "Second", KEY_B).await;

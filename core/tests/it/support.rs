@@ -2,7 +2,9 @@
 //! fresh PostgreSQL database that is dropped afterwards), a fake clock, and a small
 //! request builder over the real router.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use axum::Router;
 use axum::body::Body;
@@ -168,9 +170,13 @@ impl TestApp {
         })
         .await;
         let router = app.router.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
+        let timeout = header_read_timeout(&app);
+        tokio::spawn(confab_core::http::serve(
+            listener,
+            router,
+            timeout,
+            std::future::pending(),
+        ));
         (app, base)
     }
 
@@ -201,10 +207,14 @@ impl TestApp {
     pub async fn serve(&self) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = self.router.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
+        // As `confab serve` does: the server knows each client's address, and slow
+        // clients are timed out.
+        tokio::spawn(confab_core::http::serve(
+            listener,
+            self.router.clone(),
+            header_read_timeout(self),
+            std::future::pending(),
+        ));
         addr.to_string()
     }
 
@@ -215,6 +225,7 @@ impl TestApp {
             path: path.to_string(),
             headers: HeaderMap::new(),
             body: Body::empty(),
+            peer: None,
         }
     }
 
@@ -255,14 +266,19 @@ impl TestApp {
 
     /// Another token for the admin created by [`TestApp::admin_token`].
     pub async fn admin_token_again(&self) -> String {
+        self.token_for("admin@example.org").await
+    }
+
+    /// A new API token for the existing user `email`.
+    pub async fn token_for(&self, email: &str) -> String {
         let now = self.clock_now();
-        let admin = self
+        let user = self
             .store
-            .user_by_email("admin@example.org")
+            .user_by_email(email)
             .await
             .unwrap()
-            .expect("admin exists");
-        accounts::issue_token(&self.store, admin.id, "tests", now)
+            .expect("the user exists");
+        accounts::issue_token(&self.store, user.id, "tests", now)
             .await
             .unwrap()
             .secret
@@ -293,6 +309,27 @@ impl TestApp {
             .await;
         assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
         res.json()
+    }
+
+    /// The kinds of `link`'s call-metadata lines, once one of them is `kind` or after
+    /// about a second: calls write metadata off their task, so a line lands a moment
+    /// after what caused it.
+    pub async fn call_event_kinds_with(&self, link: &str, kind: &str) -> Vec<String> {
+        for attempt in 0..50 {
+            let kinds: Vec<String> = self
+                .store
+                .call_events(link)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.kind)
+                .collect();
+            if attempt == 49 || kinds.iter().any(|k| k == kind) {
+                return kinds;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        unreachable!("the last attempt returns")
     }
 
     /// Signs in through the web form; returns the browser's cookies (session + csrf) and the session's CSRF token.
@@ -349,15 +386,60 @@ pub struct Browser {
     pub set_cookie: Vec<String>,
 }
 
+fn header_read_timeout(app: &TestApp) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from(app.state.config.server.header_read_timeout_secs))
+}
+
+/// A loopback address no other connection of this test run has used: each
+/// WebSocket client of the tests is someone else on another network unless a test
+/// says otherwise (the server's limits and removals count per address).
+pub fn fresh_loopback() -> IpAddr {
+    static NEXT: AtomicU32 = AtomicU32::new(0x7f01_0001);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(n < 0x7fff_ffff, "loopback addresses used up");
+    IpAddr::V4(Ipv4Addr::from(n))
+}
+
+/// Opens a WebSocket to `request` from the loopback address `source`.
+pub async fn ws_connect_from(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    source: IpAddr,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let uri = request.uri().clone();
+    let host = uri.host().expect("host");
+    let port = uri.port_u16().unwrap_or(80);
+    let server: SocketAddr = tokio::net::lookup_host((host, port))
+        .await
+        .expect("server address")
+        .next()
+        .expect("one address");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::new(source, 0)).expect("bind");
+    let stream = socket.connect(server).await.expect("connect");
+    tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+        .await
+        .map(|(ws, _)| ws)
+}
+
 pub struct Req<'a> {
     app: &'a TestApp,
     method: Method,
     path: String,
     headers: HeaderMap,
     body: Body,
+    peer: Option<SocketAddr>,
 }
 
 impl Req<'_> {
+    /// Sends the request as if from `peer` (as the server sees clients' addresses).
+    pub fn from(mut self, peer: IpAddr) -> Self {
+        self.peer = Some(SocketAddr::new(peer, 40000));
+        self
+    }
+
     pub fn header(mut self, name: &'static str, value: &str) -> Self {
         self.headers
             .insert(name, HeaderValue::from_str(value).unwrap());
@@ -399,6 +481,11 @@ impl Req<'_> {
             .body(self.body)
             .unwrap();
         *request.headers_mut() = self.headers;
+        if let Some(peer) = self.peer {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         let response = self.app.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();

@@ -8,6 +8,13 @@
 //!     --server-pid PID [--participants 16] [--seconds 30] [--warmup 8] [--layer 2]
 //! ```
 //! `examples/bench/sfu.sh` starts a server and runs this against it.
+//!
+//! With `--flood-joins N`, `--flood-tcp N` (and `--media-tcp IP:PORT`) or
+//! `--flood-slow-http N`, strangers from distinct loopback addresses knock while the
+//! call is measured (see `flood.rs`), and the host measures its signaling round trip
+//! through the call; `examples/bench/flood.sh` runs that.
+
+mod flood;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +40,7 @@ struct Options {
     seconds: u64,
     warmup: u64,
     layer: u8,
+    flood: flood::Flood,
 }
 
 fn options() -> Result<Options> {
@@ -45,6 +53,7 @@ fn options() -> Result<Options> {
         seconds: 30,
         warmup: 8,
         layer: 2,
+        flood: flood::Flood::default(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -58,6 +67,10 @@ fn options() -> Result<Options> {
             "--seconds" => o.seconds = value()?.parse()?,
             "--warmup" => o.warmup = value()?.parse()?,
             "--layer" => o.layer = value()?.parse()?,
+            "--flood-joins" => o.flood.joins = value()?.parse()?,
+            "--flood-tcp" => o.flood.idle_tcp = value()?.parse()?,
+            "--flood-slow-http" => o.flood.slow_http = value()?.parse()?,
+            "--media-tcp" => o.flood.media_tcp = Some(value()?.parse()?),
             other => bail!("unknown argument {other}"),
         }
     }
@@ -66,6 +79,12 @@ fn options() -> Result<Options> {
     }
     if !(2..=32).contains(&o.participants) || o.layer > 2 {
         bail!("--participants is 2–32 and --layer 0–2");
+    }
+    if o.flood.joins > 25_000 || o.flood.idle_tcp > 25_000 || o.flood.slow_http > 25_000 {
+        bail!("each flood is at most 25,000 (one loopback block of addresses)");
+    }
+    if o.flood.idle_tcp > 0 && o.flood.media_tcp.is_none() {
+        bail!("--flood-tcp needs --media-tcp");
     }
     Ok(o)
 }
@@ -76,7 +95,7 @@ struct Run {
     connected: AtomicUsize,
     /// Set when the measured window starts, and when it ends.
     measuring: AtomicBool,
-    done: AtomicBool,
+    done: Arc<AtomicBool>,
 }
 
 #[tokio::main]
@@ -86,7 +105,7 @@ async fn main() -> Result<()> {
         epoch: Instant::now(),
         connected: AtomicUsize::new(0),
         measuring: AtomicBool::new(false),
-        done: AtomicBool::new(false),
+        done: Arc::new(AtomicBool::new(false)),
     });
     let idle_rss = o.server_pid.map(rss_kib).transpose()?;
     let mut tasks = Vec::new();
@@ -120,6 +139,15 @@ async fn main() -> Result<()> {
     let cpu_before = o.server_pid.map(cpu_seconds).transpose()?;
     let measured_from = Instant::now();
     run.measuring.store(true, Ordering::SeqCst);
+    let flooding = o.flood.any().then(|| {
+        tokio::spawn(flood::run(
+            o.flood.clone(),
+            o.server.clone(),
+            o.link.clone(),
+            o.server_pid,
+            run.done.clone(),
+        ))
+    });
     tokio::time::sleep(Duration::from_secs(o.seconds)).await;
     let call_rss = o.server_pid.map(rss_kib).transpose()?;
     let cpu_after = o.server_pid.map(cpu_seconds).transpose()?;
@@ -131,6 +159,7 @@ async fn main() -> Result<()> {
     let mut missing = 0u64;
     let mut latencies = Vec::new();
     let mut streams = 0usize;
+    let (mut round_trips, mut pongs) = (Vec::new(), Vec::new());
     for task in tasks {
         let report = task.await??;
         received += report.received;
@@ -138,13 +167,15 @@ async fn main() -> Result<()> {
         missing += report.missing;
         streams += report.streams;
         latencies.extend(report.latencies);
+        round_trips.extend(report.round_trips);
+        pongs.extend(report.pongs);
     }
-    latencies.sort_unstable();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map_or(f64::NAN, |us| f64::from(*us) / 1000.0)
+    let flooded = match flooding {
+        Some(task) => Some(task.await??),
+        None => None,
     };
+    latencies.sort_unstable();
+    let pct = |p: f64| percentile(&latencies, p);
     let forwarded_per_second = received as f64 / window;
     println!("participants:               {}", o.participants);
     println!(
@@ -182,7 +213,73 @@ async fn main() -> Result<()> {
             (call.saturating_sub(idle)) as f64 / 1024.0 / o.participants as f64
         );
     }
+    if let Some(f) = flooded {
+        print_flood(&o.flood, f, &mut round_trips, &mut pongs);
+    }
     Ok(())
+}
+
+/// The `p` quantile of sorted `values` (microseconds), in milliseconds.
+fn percentile(values: &[u32], p: f64) -> f64 {
+    values
+        .get(((values.len() as f64 * p) as usize).min(values.len().saturating_sub(1)))
+        .map_or(f64::NAN, |us| f64::from(*us) / 1000.0)
+}
+
+fn print_flood(o: &flood::Flood, mut f: flood::FloodReport, calls: &mut [u32], pongs: &mut [u32]) {
+    calls.sort_unstable();
+    pongs.sort_unstable();
+    println!(
+        "host round trip via call:   p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} probes: mute, until the roster shows it)",
+        percentile(calls, 0.50),
+        percentile(calls, 0.99),
+        percentile(calls, 1.0),
+        calls.len()
+    );
+    println!(
+        "host round trip (ping):     p50 {:.2} ms, p99 {:.2} ms ({} probes)",
+        percentile(pongs, 0.50),
+        percentile(pongs, 0.99),
+        pongs.len()
+    );
+    if o.joins > 0 {
+        let answers: Vec<String> = f.answers.iter().map(|(a, n)| format!("{n} {a}")).collect();
+        let mut ms: Vec<u32> = f.answer_ms.iter().map(|ms| ms * 1000).collect();
+        ms.sort_unstable();
+        println!(
+            "flood of join requests:     {} from as many addresses: {}; answered in p50 {:.0} ms, p99 {:.0} ms",
+            o.joins,
+            answers.join(", "),
+            percentile(&ms, 0.50),
+            percentile(&ms, 0.99)
+        );
+    }
+    let closed = |after: &mut Vec<f64>| {
+        after.sort_by(f64::total_cmp);
+        let median = after.get(after.len() / 2).copied().unwrap_or(f64::NAN);
+        let last = after.last().copied().unwrap_or(f64::NAN);
+        (after.len(), median, last)
+    };
+    if o.idle_tcp > 0 {
+        let (n, median, last) = closed(&mut f.tcp_closed_after);
+        println!(
+            "idle ICE-TCP connections:   {} held open at all times: {} opened, {n} closed by the server after {median:.1} s (median), {last:.1} s (longest)",
+            o.idle_tcp, f.tcp_opened
+        );
+    }
+    if o.slow_http > 0 {
+        let (n, median, last) = closed(&mut f.http_closed_after);
+        println!(
+            "slow HTTP clients:          {} held open at all times: {} opened, {n} closed by the server after {median:.1} s (median), {last:.1} s (longest)",
+            o.slow_http, f.http_opened
+        );
+    }
+    if f.peak_rss_kib > 0 {
+        println!(
+            "server memory, peak:        {:.1} MiB during the flood",
+            f.peak_rss_kib as f64 / 1024.0
+        );
+    }
 }
 
 /// What one participant saw in the measured window.
@@ -192,6 +289,10 @@ struct Report {
     missing: u64,
     streams: usize,
     latencies: Vec<u32>,
+    /// The host's signaling round trips through the call (µs), when probing.
+    round_trips: Vec<u32>,
+    /// The host's ping round trips (µs), when probing.
+    pongs: Vec<u32>,
 }
 
 async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> {
@@ -225,6 +326,16 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
     let mut admitted: Vec<u64> = Vec::new();
     let mut buf_a = vec![0u8; 2048];
     let mut buf_b = vec![0u8; 2048];
+    // The host's probes while measuring under a flood: a change of its mute state
+    // (answered by a roster through the call) and a ping (answered by its
+    // connection), ten a second.
+    let probing = host && o.flood.any();
+    let mut my_id: Option<u64> = None;
+    let mut next_probe = Instant::now();
+    let mut muted = false;
+    let mut mute_sent: Option<Instant> = None;
+    let mut ping_sent: Option<Instant> = None;
+    let (mut round_trips, mut pongs) = (Vec::new(), Vec::new());
 
     loop {
         if run.done.load(Ordering::Relaxed) {
@@ -252,6 +363,19 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
                 p.stats.latencies_micros.clear();
             }
         }
+        if probing && run.measuring.load(Ordering::Relaxed) && now >= next_probe {
+            next_probe = now + Duration::from_millis(100);
+            if mute_sent.is_none() {
+                muted = !muted;
+                mute_sent = Some(now);
+                tx.send(Message::text(json!({"v": 1, "type": "mute", "audio": muted, "video": false, "screen": false}).to_string())).await?;
+            }
+            if ping_sent.is_none() {
+                ping_sent = Some(now);
+                tx.send(Message::text(json!({"v": 1, "type": "ping"}).to_string()))
+                    .await?;
+            }
+        }
         let wake = me
             .as_mut()
             .and_then(|p| p.poll_timeout())
@@ -263,8 +387,18 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
                 let Message::Text(text) = message? else { continue };
                 let value: Value = serde_json::from_str(&text)?;
                 let now = Instant::now();
+                if value["type"] == "roster"
+                    && let Some(sent) = mute_sent
+                    && value["participants"].as_array().into_iter().flatten().any(|e| {
+                        e["participant"].as_u64() == my_id && e["audio_muted"].as_bool() == Some(muted)
+                    })
+                {
+                    round_trips.push(sent.elapsed().as_micros() as u32);
+                    mute_sent = None;
+                }
                 match value["type"].as_str().unwrap_or("") {
                     "joined" => {
+                        my_id = value["participant"].as_u64();
                         let mut p = Participant::new(index as u32 + 1, &Profile::camera(), publish_addr, subscribe_addr, run.epoch, now)?;
                         let offer = p.publish_offer(now)?;
                         tx.send(Message::text(json!({"v": 1, "type": "publish", "sdp": offer}).to_string())).await?;
@@ -277,9 +411,18 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
                         let answer = me.as_mut().context("offer before joining")?.subscribe_offer(now, value["sdp"].as_str().unwrap_or("").to_owned())?;
                         tx.send(Message::text(json!({"v": 1, "type": "subscribe_answer", "sdp": answer}).to_string())).await?;
                     }
+                    "pong" => {
+                        if let Some(sent) = ping_sent.take() {
+                            pongs.push(sent.elapsed().as_micros() as u32);
+                        }
+                    }
                     "lobby" if host => {
                         for request in value["requests"].as_array().into_iter().flatten() {
                             let Some(id) = request["request"].as_u64() else { continue };
+                            // Only the generator's own guests (not a flood's).
+                            if !request["name"].as_str().is_some_and(|n| n.starts_with("Load ")) {
+                                continue;
+                            }
                             if admitted.contains(&id) {
                                 continue;
                             }
@@ -335,6 +478,8 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
         missing,
         streams: p.stats.streams.len(),
         latencies: p.stats.latencies_micros,
+        round_trips,
+        pongs,
     })
 }
 

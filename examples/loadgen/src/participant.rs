@@ -521,6 +521,11 @@ impl Participant {
             .ok_or_else(|| anyhow!("no local description"))
     }
 
+    /// The publish connection is up.
+    pub fn publish_connected(&self) -> bool {
+        self.publish.connected
+    }
+
     /// Both connections are up.
     pub fn connected(&self) -> bool {
         self.publish.connected && self.subscribe.as_ref().is_some_and(|s| s.connected)

@@ -15,7 +15,7 @@ const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
 
 /// A syntactically plausible address, optionally as `Name <address>`, without
 /// anything that could start a new header.
-fn check_address(field: &str, value: &str) -> Result<(), Error> {
+pub(crate) fn check_address(field: &str, value: &str) -> Result<(), Error> {
     if value.contains(['\r', '\n', '\0']) {
         return Err(Error::Invalid(format!(
             "{field}: {value:?} contains a line break"

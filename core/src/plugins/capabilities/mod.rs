@@ -15,7 +15,7 @@ mod http_client;
 mod kv;
 mod links;
 mod log;
-mod mail;
+pub(crate) mod mail;
 mod templates;
 mod users;
 

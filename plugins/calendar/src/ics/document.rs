@@ -202,9 +202,13 @@ impl Calendar {
                     reason,
                 })?;
             }
-            match event.find(&lines, "UID").map(|i| lines[i].value().trim()) {
-                Some(uid) if !uid.is_empty() => event.uid = uid.to_string(),
-                _ => {
+            let uid = event
+                .find_all(&lines, "UID")
+                .map(|i| lines[i].value().trim())
+                .find(|uid| !uid.is_empty());
+            match uid {
+                Some(uid) => event.uid = uid.to_string(),
+                None => {
                     event.uid = made_up_uid(&lines, event);
                     event.uid_generated = true;
                 }

@@ -332,7 +332,12 @@ impl Calendar {
         };
         let mut added: Vec<ContentLine> = Vec::new();
         if event.uid_generated {
-            added.push(ContentLine::build("UID", &[], &event.uid));
+            let uid = ContentLine::build("UID", &[], &event.uid);
+            // An empty UID line gets the value, so the event has one UID.
+            match event.find(lines, "UID") {
+                Some(i) => edits.lines[i] = Edit::Replace(uid),
+                None => added.push(uid),
+            }
         }
         if event.find(lines, "DTSTAMP").is_none() {
             added.push(ContentLine::build("DTSTAMP", &[], stamp));
@@ -474,6 +479,26 @@ impl Calendar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_uid_gets_a_value_once_and_adding_again_changes_nothing() {
+        let ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\n\
+                   UID:\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20260105T100000Z\r\n\
+                   SUMMARY:Sync\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let now = "2026-01-01T00:00:00Z".parse().unwrap();
+        let link = "https://confab.example/j/abc";
+        let first = add_link(ics.as_bytes(), link, "Join", now).unwrap();
+        let uids: Vec<&str> = first.ics.lines().filter(|l| l.starts_with("UID")).collect();
+        assert_eq!(uids.len(), 1, "{}", first.ics);
+        assert!(uids[0].starts_with("UID:confab-"), "{uids:?}");
+        let second = add_link(first.ics.as_bytes(), link, "Join", now).unwrap();
+        assert!(
+            second.events.iter().all(|e| !e.changed),
+            "{:?}",
+            second.events
+        );
+        assert_eq!(second.ics, first.ics);
+    }
 
     #[test]
     fn checks_links() {

@@ -92,7 +92,9 @@ fn in_range(value: &str, min: i32, max: i32, signed: bool) -> bool {
 
 fn is_weekday_num(value: &str) -> bool {
     let upper = value.to_ascii_uppercase();
-    if upper.len() < 2 {
+    // The day is two ASCII letters; anything else (such as a multi-byte character
+    // where they should be) is not a weekday.
+    if upper.len() < 2 || !upper.is_char_boundary(upper.len() - 2) {
         return false;
     }
     let (ordinal, day) = upper.split_at(upper.len() - 2);
@@ -155,6 +157,9 @@ mod tests {
             "FREQ=WEEKLY;COUNT=3;UNTIL=20270101",
             "FREQ=WEEKLY;BYDAY=XX",
             "FREQ=WEEKLY;BYDAY=60MO",
+            // A multi-byte character where the day's letters go (found by fuzzing).
+            "FREQ=WEEKLY;BYDAY=\u{3e8}U",
+            "FREQ=WEEKLY;BYDAY=1é",
             "FREQ=MONTHLY;BYMONTHDAY=32",
             "FREQ=WEEKLY;UNTIL=20271301",
             "FREQ=WEEKLY;UNTIL=2027-01-01",
