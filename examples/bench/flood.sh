@@ -17,6 +17,11 @@ SLOW_HTTP="${SLOW_HTTP:-200}"
 export MEDIA_PORT="${MEDIA_PORT:-18091}"
 export PARTICIPANTS="${PARTICIPANTS:-4}" LAYER="${LAYER:-2}"
 
+# The shipped per-address limits (sfu.sh lifts them for calls from one address;
+# here each stranger has an address of its own and the call has 4 people).
+export CONFAB_SERVER_MAX_WEBSOCKETS_PER_ADDRESS=20 CONFAB_CALLS_MAX_WAITING_PER_ADDRESS=3
+export CONFAB_CALLS_JOIN_REQUESTS_PER_MINUTE=10
+
 # Every stranger holds a socket on both sides.
 ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 

@@ -25,6 +25,11 @@ trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev
 export CONFAB_DATA_DIR="$work/data" CONFAB_SERVER_LISTEN="127.0.0.1:$PORT" CONFAB_LOG_LEVEL=warn
 export CONFAB_SERVER_PUBLIC_URL="http://127.0.0.1:$PORT"
 export CONFAB_MEDIA_BIND=127.0.0.1 CONFAB_MEDIA_UDP_PORT="$MEDIA_PORT" CONFAB_MEDIA_TCP_PORT="$MEDIA_PORT"
+# Every synthetic participant comes from 127.0.0.1: lift the per-address limits
+# (docs/security.md, "Limits") that would stop a large call from one address.
+export CONFAB_SERVER_MAX_WEBSOCKETS_PER_ADDRESS="${CONFAB_SERVER_MAX_WEBSOCKETS_PER_ADDRESS:-1000}"
+export CONFAB_CALLS_MAX_WAITING_PER_ADDRESS="${CONFAB_CALLS_MAX_WAITING_PER_ADDRESS:-100}"
+export CONFAB_CALLS_JOIN_REQUESTS_PER_MINUTE="${CONFAB_CALLS_JOIN_REQUESTS_PER_MINUTE:-1000}"
 base="http://127.0.0.1:$PORT"
 
 echo "a good long password" | "$bin" user create --admin --email bench@example.org --name Bench --password-stdin >/dev/null
