@@ -10,7 +10,12 @@
 //   key    {kid, iv, key}   my sender key, wrapped with our pairwise key
 //
 // A peer whose hello does not verify (they opened the link with another secret, or
-// the server made it up) never gets a key and gives none.
+// the server made it up) never gets a key and gives none. Keys are exchanged only
+// with participants on the roster everyone sees: messages from anyone else wait
+// until the roster lists them (and are reported meanwhile), and someone who left
+// the roster is never given a key again in this call. Whether a participant gets
+// my current key or the next ratchet step is decided here, from who could see the
+// current key's frames, never from what the message says.
 
 import {
   KeyRing,
@@ -26,6 +31,7 @@ import {
   pairKey,
   participantOfKid,
   ratchet,
+  streamIndex,
   safetyCode,
   sealData,
   senderKey,
@@ -61,6 +67,12 @@ function decodeMessage(payload) {
   }
 }
 
+/** How long a participant's keys may wait for the roster to list them before the page warns. */
+export const GHOST_WARNING_MS = 2000;
+/** Messages kept per participant not on the roster yet, and such participants kept. */
+const HELD_MESSAGES = 4;
+const HELD_SENDERS = 32;
+
 export class CallCrypto {
   /**
    * @param {object} options
@@ -93,6 +105,11 @@ export class CallCrypto {
     this.rotateTimer = null;
     this.attached = new WeakSet();
     this.roster = [];
+    this.onRoster = new Set();
+    this.departed = new Set();
+    this.held = new Map();
+    this.ghosts = new Map();
+    this.audience = null;
     this.joinedAt = null;
     this.firstFrame = new Map();
     this.probe = [];
@@ -104,8 +121,6 @@ export class CallCrypto {
 
   async init() {
     this.link = await linkKeys(this.secret, this.linkId);
-    this.identity = await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, false, ["deriveBits"]);
-    this.publicKey = new Uint8Array(await crypto.subtle.exportKey("raw", this.identity.publicKey));
   }
 
   /** Options for RTCPeerConnection: the older API must be asked for up front. */
@@ -124,15 +139,21 @@ export class CallCrypto {
     }
   }
 
-  /** Seals everything `sender` sends (`kind` "audio" or "video"). */
-  attachSender(sender, kind) {
-    this.attach(sender, { side: "send", kind });
+  /**
+   * Seals everything `sender` sends (`kind` "audio" or "video") on my stream
+   * `index` (0: camera and microphone, 1: screen, as the SFU numbers them).
+   */
+  attachSender(sender, kind, index = 0) {
+    this.attach(sender, { side: "send", kind, index });
   }
 
-  /** Opens everything `receiver` gets from the stream `stream` (`p3-0`). */
+  /**
+   * Opens everything `receiver` gets from the stream `stream` (`p3-0`): only
+   * frames sealed by that participant for that kind and stream open.
+   */
   attachReceiver(receiver, kind, stream) {
     const participant = Number(/^p(\d+)-/.exec(stream)?.[1] ?? -1);
-    this.attach(receiver, { side: "receive", kind, stream, participant });
+    this.attach(receiver, { side: "receive", kind, stream, participant, index: streamIndex(stream) });
   }
 
   /** On the call as participant `me` (again after a reconnect: same keys). */
@@ -148,6 +169,15 @@ export class CallCrypto {
       this.peers.clear();
       this.answered.clear();
       this.failed.clear();
+      this.departed.clear();
+      this.held.clear();
+      this.ghosts.clear();
+      // Who may have my first key: whoever the first roster shows (they were there).
+      this.onRoster.delete(me);
+      this.audience = this.roster.length ? new Set(this.onRoster) : null;
+      // A key pair of its own for each call.
+      this.identity = await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, false, ["deriveBits"]);
+      this.publicKey = new Uint8Array(await crypto.subtle.exportKey("raw", this.identity.publicKey));
       this.generation = 0;
       this.raw = crypto.getRandomValues(new Uint8Array(32));
       await this.use(this.generation, this.raw);
@@ -179,13 +209,36 @@ export class CallCrypto {
    */
   receive(from, payload) {
     this.inbox = (this.inbox ?? this.ready).catch(() => {}).then(async () => {
-      if (this.me === null) return;
+      if (this.me === null || this.departed.has(from)) return;
+      if (!this.onRoster.has(from)) return this.hold(from, payload);
       const message = decodeMessage(payload);
       if (!message) return;
       if (message.t === "hello") await this.onHello(from, message);
       else if (message.t === "key") await this.onKey(from, message);
     }).catch((error) => console.error("an e2ee message could not be handled", error));
     return this.inbox;
+  }
+
+  /**
+   * A message from someone the roster does not list (yet): kept until it does, and
+   * reported if it does not soon. A server that knows the link secret could sign
+   * keys for a participant nobody sees; this is what keeps them out.
+   */
+  hold(from, payload) {
+    if (!this.held.has(from) && this.held.size >= HELD_SENDERS) return;
+    const messages = this.held.get(from) ?? [];
+    if (messages.length < HELD_MESSAGES) messages.push(payload);
+    this.held.set(from, messages);
+    if (!this.ghosts.has(from)) {
+      this.ghosts.set(from, performance.now());
+      setTimeout(() => this.changed(), GHOST_WARNING_MS + 10);
+    }
+  }
+
+  /** Participants not on the roster whose keys have waited too long: the page warns. */
+  ghostParticipants() {
+    const now = performance.now();
+    return [...this.ghosts.entries()].filter(([, since]) => now - since >= GHOST_WARNING_MS).map(([p]) => p);
   }
 
   async onHello(from, message) {
@@ -214,13 +267,20 @@ export class CallCrypto {
       } catch {
         return this.fail(from, "sent a public key that is not valid");
       }
+      if (known) {
+        // A new key pair (their page reloaded): their keys start over too.
+        this.ring.forget(from);
+        this.worker.postMessage({ op: "forget", participant: from });
+      }
       this.peers.set(from, { pub, pair });
       this.failed.delete(from);
     }
     if (!message.reply) await this.hello(from, true);
     if (!same) {
-      if (!message.reply && !known) {
-        // A newcomer: one ratchet step, and only the new key for them.
+      if (!this.audience?.has(from)) {
+        // Someone who could not see my frames so far (whatever their message
+        // says): one ratchet step, and only the new key for them.
+        this.audience = new Set([...(this.audience ?? []), from]);
         const base = this.pending ?? { generation: this.generation, raw: this.raw };
         await this.next(base.generation + 1, await ratchet(base.raw), [from]);
       } else {
@@ -238,14 +298,15 @@ export class CallCrypto {
     const raw = await unwrapKey(peer.pair, from, this.me, message);
     if (!raw) return this.fail(from, "sent a key that could not be opened");
     const generation = message.kid & 0xff;
-    await this.ring.add(from, generation, raw);
+    // A key older than one they already gave (a replayed message) is not taken back.
+    if (!(await this.ring.add(from, generation, raw, { onlyNewer: true }))) return;
     this.worker.postMessage({ op: "key", participant: from, generation, raw });
     this.changed();
   }
 
   async giveKey(to, { generation, raw }) {
     const peer = this.peers.get(to);
-    if (!peer) return;
+    if (!peer || !this.onRoster.has(to)) return;
     const wrapped = await wrapKey(peer.pair, this.me, to, kidOf(this.me, generation), raw);
     this.send({ type: "e2ee", to, payload: encodeMessage({ t: "key", ...wrapped }) });
   }
@@ -278,9 +339,22 @@ export class CallCrypto {
     this.changed();
   }
 
-  /** The roster changed: anyone gone means a fresh key for everyone left. */
+  /**
+   * The roster changed: anyone gone means a fresh key for everyone left (and never
+   * a key for them again in this call); messages of anyone it now lists are handled.
+   */
   rosterChanged(participants) {
     const ids = new Set(participants.map((p) => p.participant));
+    if (this.me !== null) ids.delete(this.me);
+    if (this.me !== null) for (const p of this.onRoster) if (!ids.has(p)) this.departed.add(p);
+    this.onRoster = ids;
+    if (this.audience === null && this.me !== null) this.audience = new Set(ids);
+    for (const [p, messages] of [...this.held.entries()]) {
+      if (!ids.has(p)) continue;
+      this.held.delete(p);
+      this.ghosts.delete(p);
+      for (const payload of messages) this.receive(p, payload);
+    }
     const gone = [...this.peers.keys()].filter((p) => !ids.has(p));
     for (const p of [...this.failed.keys()]) if (!ids.has(p)) this.failed.delete(p);
     this.roster = participants;
@@ -302,6 +376,8 @@ export class CallCrypto {
   async rotate() {
     if (this.me === null) return;
     if (this.pending) await this.switchNow();
+    // Made now: for the people on the call now.
+    this.audience = new Set(this.onRoster);
     await this.next(this.generation + 1, crypto.getRandomValues(new Uint8Array(32)), null);
   }
 
@@ -323,6 +399,9 @@ export class CallCrypto {
         this.failed.set(message.participant, "sends frames this browser cannot decrypt");
         this.changed();
       }
+    } else if (message.op === "exhausted") {
+      // My key sealed all the frames it may: a fresh one, as when someone leaves.
+      this.rotate();
     } else if (message.op === "probe") {
       this.probe.push(toBase64(message.bytes));
     } else if (message.op === "stats") {
@@ -370,9 +449,11 @@ export class CallCrypto {
       return plain ? { bytes: plain, from, encrypted: true } : null;
     }
     let plain = null;
-    const key = await this.ring.find(kid, async (candidate) => (plain = await openData(candidate, bytes)) !== null);
-    if (key && !plain) plain = await openData(key, bytes);
-    return plain ? { bytes: plain, from, encrypted: true } : null;
+    const { key, opened } = await this.ring.find(kid, async (candidate) => (plain = await openData(candidate, bytes)) !== null);
+    if (key && !opened) plain = await openData(key, bytes);
+    if (!plain) return null;
+    this.ring.opened(key);
+    return { bytes: plain, from, encrypted: true };
   }
 
   close() {

@@ -36,6 +36,7 @@ const callNote = document.getElementById("call-note");
 const pluginArea = document.getElementById("plugin-areas");
 const securityLine = document.getElementById("e2ee");
 const securityProblems = document.getElementById("e2ee-problems");
+const securityCount = document.getElementById("e2ee-count");
 const secretProblem = document.getElementById("secret-problem");
 
 // The link secret (`#k=…`): the browser never sends it to the server; every key of
@@ -548,12 +549,23 @@ function showSecurity() {
   securityLine.textContent = code ? `End-to-end encrypted · Safety code ${code}` : "End-to-end encrypted";
   securityLine.title = "Compare the safety code out loud: everyone on the call with the right keys sees the same one.";
   securityLine.hidden = false;
+  // Everyone on the roster should have exactly one verified key, and nobody else.
+  const people = encryption.onRoster.size;
+  const keys = encryption.peers.size;
+  securityCount.textContent = `${people} ${people === 1 ? "other person" : "other people"} · ${keys} ${keys === 1 ? "key" : "keys"}`;
+  securityCount.classList.toggle("mismatch", people !== keys);
+  securityCount.hidden = people === 0 && keys === 0;
   const problems = [...encryption.failed.entries()]
     .filter(([participant]) => participant !== me)
     .map(([participant, reason]) => {
       const person = roster.find((p) => p.participant === participant);
       return `Can't decrypt ${person ? person.name : "a participant"}: their browser ${reason}. One of you may have a different or incomplete link.`;
     });
+  for (const participant of encryption.ghostParticipants()) {
+    problems.push(
+      `Someone who is not on the call (participant ${participant}) sent encryption keys. The server may be trying to listen in; this browser gave them no keys.`,
+    );
+  }
   securityProblems.replaceChildren(...problems.map((text) => {
     const li = document.createElement("li");
     li.textContent = text;

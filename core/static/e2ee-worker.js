@@ -1,23 +1,23 @@
 // The media worker of the call page: seals every frame this browser sends and opens
-// every frame it receives (e2ee.js has the format). Frames come from
-// RTCRtpScriptTransform (`rtctransform` events) or, where only the older API exists,
-// as streams from `createEncodedStreams` posted by the page.
+// every frame it receives (FrameCrypto in e2ee.js does both; e2ee.js has the
+// format). Frames come from RTCRtpScriptTransform (`rtctransform` events) or,
+// where only the older API exists, as streams from `createEncodedStreams` posted
+// by the page.
 //
 // The page tells it: `send` (my current sender key), `key` (a key someone gave me),
 // `forget` (someone left). It tells the page: `decrypted` the first time frames
 // of a participant open (and again after failing), `failed` when they do not
-// (at most once a second per participant), and `probe` (tests only: copies of the
-// first plain frames this browser sent).
+// (at most once a second per participant), `exhausted` when my key has sealed
+// all the frames it may (the page hands out a new one), and `probe` (tests only:
+// copies of the first plain frames this browser sent).
 
-import { KeyRing, clearBytes, frameTrailer, kidOf, openFrame, participantOfKid, sealFrame, senderKey } from "./e2ee.js";
+import { FrameCrypto } from "./e2ee.js";
 
-const ring = new KeyRing();
-let sending = null;
-let counter = 0;
+const frames = new FrameCrypto();
 let probe = 0;
+let exhausted = false;
 const status = new Map();
 const failedAt = new Map();
-const stats = { sealed: 0, opened: 0, failed: 0, dropped: 0, unsealed: 0, unknownKey: 0, wrongKey: 0 };
 
 function report(participant, kind, ok, reason) {
   const key = `${participant}:${kind}`;
@@ -35,52 +35,37 @@ function report(participant, kind, ok, reason) {
 }
 
 async function seal(frame, controller, options) {
-  const key = sending;
   const data = new Uint8Array(frame.data);
   if (data.length === 0) {
     controller.enqueue(frame);
     return;
   }
-  // Nothing leaves this browser in clear: no key yet, no frame.
-  if (!key) {
-    stats.dropped += 1;
-    return;
-  }
-  if (probe > 0 && options.kind === "video") {
+  if (probe > 0 && options.kind === "video" && frames.sending) {
     probe -= 1;
     self.postMessage({ op: "probe", kind: options.kind, stream: options.stream ?? null, bytes: data.slice() });
   }
-  counter = (counter + 1) >>> 0;
-  const clear = clearBytes(options.kind, frame.type === "key", data.length);
-  frame.data = (await sealFrame(key, counter, data, clear)).buffer;
-  stats.sealed += 1;
+  const { sealed, error } = await frames.seal(data, options, frame.type === "key");
+  // Nothing leaves this browser in clear: no key yet, no frame.
+  if (!sealed) {
+    if (error === "exhausted" && !exhausted) {
+      exhausted = true;
+      self.postMessage({ op: "exhausted" });
+    }
+    return;
+  }
+  frame.data = sealed.buffer;
   controller.enqueue(frame);
 }
 
 async function open(frame, controller, options) {
   const data = new Uint8Array(frame.data);
   if (data.length === 0) return;
-  const trailer = frameTrailer(data);
-  if (!trailer) {
-    // A frame that is not sealed never reaches the decoder: a server could make one up.
-    stats.failed += 1;
-    stats.unsealed += 1;
-    report(options.participant ?? -1, options.kind, false, "not encrypted");
-    return;
-  }
-  const participant = participantOfKid(trailer.kid);
-  let plain = null;
-  const key = await ring.find(trailer.kid, async (candidate) => (plain = await openFrame(candidate, data)) !== null);
-  if (key && !plain) plain = await openFrame(key, data);
+  const { plain, participant, error } = await frames.open(data, options);
   if (!plain) {
-    stats.failed += 1;
-    if (key) stats.wrongKey += 1;
-    else stats.unknownKey += 1;
-    report(participant, options.kind, false, key ? "wrong key" : "no key");
+    report(participant, options.kind, false, error);
     return;
   }
   frame.data = plain.buffer;
-  stats.opened += 1;
   report(participant, options.kind, true);
   controller.enqueue(frame);
 }
@@ -104,21 +89,22 @@ self.addEventListener("message", async ({ data: message }) => {
       pipe(message.readable, message.writable, message.options);
       break;
     case "send":
-      sending = await senderKey(message.raw, kidOf(message.participant, message.generation));
+      await frames.setSendKey(message.participant, message.generation, message.raw);
+      exhausted = false;
       break;
     case "key":
-      await ring.add(message.participant, message.generation, message.raw);
+      await frames.ring.add(message.participant, message.generation, message.raw);
       // A participant whose frames failed gets another "decrypted" when they open.
       for (const key of status.keys()) if (key.startsWith(`${message.participant}:`)) status.delete(key);
       break;
     case "forget":
-      ring.forget(message.participant);
+      frames.ring.forget(message.participant);
       break;
     case "probe":
       probe = message.frames;
       break;
     case "stats":
-      self.postMessage({ op: "stats", id: message.id, stats: { ...stats } });
+      self.postMessage({ op: "stats", id: message.id, stats: { ...frames.stats } });
       break;
     default:
       break;

@@ -32,6 +32,16 @@ export const MAX_RATCHET_STEPS = 8;
 export const SWITCH_DELAY_MS = 1000;
 /** From someone leaving to the fresh key (several leaving at once rotate once). */
 export const ROTATE_DELAY_MS = 300;
+/**
+ * How long a sender's older key still opens frames once a newer one has opened
+ * one (frames already on the way). After that, whoever kept a copy of the old key
+ * (someone who was removed) can no longer pass frames off as that sender's.
+ */
+export const RETIRE_MS = 5000;
+/** Frame counters accepted behind the newest one seen under a key (RFC 9605 §9.3). */
+export const REPLAY_WINDOW = 1024;
+/** A sender key seals at most this many frames; then the sender needs a new key. */
+export const COUNTER_LIMIT = 2 ** 31;
 
 export function toBase64(bytes) {
   let out = "";
@@ -137,8 +147,23 @@ export function clearBytes(kind, keyframe, length) {
   return Math.min(wanted, length);
 }
 
-/** `frame` (Uint8Array) sealed with `key` as frame number `counter`. */
-export async function sealFrame(key, counter, frame, clear) {
+/**
+ * What a frame is bound to besides its sender key (which names the sender): the
+ * kind and the sender's stream (0: camera and microphone, 1: screen), so that a
+ * server cannot play one stream as another.
+ */
+export function streamBinding(kind, index) {
+  return Uint8Array.of(kind === "audio" ? 1 : 2, index & 0xff);
+}
+
+/** The stream index in a stream id the SFU gives (`p3-1`: 1), or -1. */
+export function streamIndex(stream) {
+  const m = /^p\d+-(\d+)$/.exec(String(stream));
+  return m ? Number(m[1]) : -1;
+}
+
+/** `frame` (Uint8Array) sealed with `key` as frame number `counter` of the stream `binding`. */
+export async function sealFrame(key, counter, frame, clear, binding) {
   const trailer = new Uint8Array(TRAILER_BYTES);
   const view = new DataView(trailer.buffer);
   view.setUint32(0, key.kid);
@@ -147,7 +172,7 @@ export async function sealFrame(key, counter, frame, clear) {
   trailer[9] = FRAME_MAGIC;
   const head = frame.subarray(0, clear);
   const sealed = await crypto.subtle.encrypt(
-    { name: "AES-GCM", iv: nonce(key.salt, counter >>> 0), additionalData: concat(head, trailer) },
+    { name: "AES-GCM", iv: nonce(key.salt, counter >>> 0), additionalData: concat(head, trailer, binding) },
     key.frame,
     frame.subarray(clear),
   );
@@ -163,15 +188,15 @@ export function frameTrailer(data) {
   return { kid: view.getUint32(0), counter: view.getUint32(4), clear };
 }
 
-/** The plain frame, or null when `key` does not open it. */
-export async function openFrame(key, data) {
+/** The plain frame, or null when `key` does not open it as one of the stream `binding`. */
+export async function openFrame(key, data, binding) {
   const trailer = frameTrailer(data);
   if (!trailer || trailer.kid !== key.kid) return null;
   const head = data.subarray(0, trailer.clear);
   const tail = data.subarray(data.length - TRAILER_BYTES);
   try {
     const plain = await crypto.subtle.decrypt(
-      { name: "AES-GCM", iv: nonce(key.salt, trailer.counter), additionalData: concat(head, tail) },
+      { name: "AES-GCM", iv: nonce(key.salt, trailer.counter), additionalData: concat(head, tail, binding) },
       key.frame,
       data.subarray(trailer.clear, data.length - TRAILER_BYTES),
     );
@@ -212,50 +237,241 @@ export async function openData(key, bytes) {
 }
 
 /**
- * The keys one participant received from the others: per sender, a few recent
- * generations. A frame under a newer generation than the latest known is tried
- * against the ratchet of the latest (someone joined); a fresh key (someone left)
- * arrives as a message before its first use.
+ * The frame counters seen under one key: the newest and a window of
+ * [`REPLAY_WINDOW`] behind it. A counter seen before, or older than the window, is
+ * a replay.
  */
-export class KeyRing {
-  constructor(keep = 4) {
-    this.keep = keep;
-    this.senders = new Map();
+export class ReplayWindow {
+  constructor(size = REPLAY_WINDOW) {
+    this.size = size;
+    this.seen = new Uint8Array(size);
+    this.top = -1;
   }
 
-  async add(participant, generation, raw) {
-    const key = await senderKey(raw, kidOf(participant, generation));
-    const keys = this.senders.get(participant) ?? [];
-    const others = keys.filter((k) => k.kid !== key.kid);
-    others.push(key);
-    this.senders.set(participant, others.slice(-this.keep));
+  /** Whether `counter` has not been seen (and is not too old to tell). */
+  fresh(counter) {
+    if (counter > this.top) return true;
+    if (this.top - counter >= this.size) return false;
+    return this.seen[counter % this.size] === 0;
+  }
+
+  /** Records `counter` (call once its frame authenticated). */
+  mark(counter) {
+    if (counter > this.top) {
+      if (counter - this.top >= this.size) this.seen.fill(0);
+      else for (let c = this.top + 1; c < counter; c += 1) this.seen[c % this.size] = 0;
+      this.top = counter;
+    }
+    this.seen[counter % this.size] = 1;
+  }
+}
+
+/** Whether 8-bit generation `a` comes after `b` (they wrap). */
+export function newerGeneration(a, b) {
+  const ahead = (a - b + 256) % 256;
+  return ahead > 0 && ahead < 128;
+}
+
+/**
+ * The keys one participant received from the others: per sender, a few recent
+ * generations, each with its replay window. A frame under a newer generation than
+ * the latest known is tried against the ratchet of the latest (someone joined); a
+ * fresh key (someone left) arrives as a message before its first use. Once a
+ * sender's newer key opened something, its older ones retire after `retireMs`.
+ */
+export class KeyRing {
+  constructor({ keep = 4, retireMs = RETIRE_MS, now = () => performance.now() } = {}) {
+    this.keepKeys = keep;
+    this.retireMs = retireMs;
+    this.now = now;
+    /** participant → {keys, inUse: the newest generation that opened something, since} */
+    this.senders = new Map();
+    /** kid → the key derived by following a sender's ratchet (or null): each is derived once. */
+    this.derived = new Map();
+    /** Ratchet steps taken (what a made-up key id can cost). */
+    this.steps = 0;
+  }
+
+  /**
+   * Keeps `raw` as `participant`'s key of `generation`; with `onlyNewer`, only if
+   * it is newer than the latest this ring holds for them (an old `key` message
+   * replayed does not bring an old key back). Returns the key, or null when refused.
+   * The same key again keeps its replay window.
+   */
+  async add(participant, generation, raw, { onlyNewer = false } = {}) {
+    const sender = this.senders.get(participant) ?? { keys: [], inUse: null, since: 0 };
+    const latest = sender.keys[sender.keys.length - 1];
+    if (onlyNewer && latest && !newerGeneration(generation, generationOfKid(latest.kid))) return null;
+    const kid = kidOf(participant, generation);
+    const known = sender.keys.find((k) => k.kid === kid);
+    if (known && equalBytes(known.raw, raw)) return known;
+    return this.keep(participant, await senderKey(raw, kid));
+  }
+
+  /** Keeps `key` (fresh: no frame opened under it yet) as its sender's. */
+  keep(participant, key) {
+    const sender = this.senders.get(participant) ?? { keys: [], inUse: null, since: 0 };
+    key.window = new ReplayWindow();
+    sender.keys = [...sender.keys.filter((k) => k.kid !== key.kid), key].slice(-this.keepKeys);
+    this.senders.set(participant, sender);
+    this.forgetDerived(participant);
     return key;
   }
 
   forget(participant) {
     this.senders.delete(participant);
+    this.forgetDerived(participant);
+  }
+
+  forgetDerived(participant) {
+    for (const kid of this.derived.keys()) if (participantOfKid(kid) === participant) this.derived.delete(kid);
   }
 
   has(participant) {
-    return (this.senders.get(participant) ?? []).length > 0;
+    return (this.senders.get(participant)?.keys ?? []).length > 0;
   }
 
-  /** The key for `kid`, following the sender's ratchet when `opens` accepts the step. */
+  /** Whether `key` may still open: not retired by a newer key of its sender. */
+  usable(key) {
+    const sender = this.senders.get(participantOfKid(key.kid));
+    if (!sender || sender.inUse === null || sender.inUse === generationOfKid(key.kid)) return true;
+    if (!newerGeneration(sender.inUse, generationOfKid(key.kid))) return true;
+    return this.now() - sender.since <= this.retireMs;
+  }
+
+  /** `key` opened something: a newer generation in use starts the older ones' retirement. */
+  opened(key) {
+    const sender = this.senders.get(participantOfKid(key.kid));
+    const generation = generationOfKid(key.kid);
+    if (!sender || (sender.inUse !== null && !newerGeneration(generation, sender.inUse))) return;
+    sender.inUse = generation;
+    sender.since = this.now();
+  }
+
+  /**
+   * The key `kid` names, following its sender's ratchet (at most
+   * [`MAX_RATCHET_STEPS`], derived once per key id) when `opens` accepts the step.
+   * `{key}`, or `{error}`: "no key", "retired", "wrong key".
+   */
   async find(kid, opens) {
     const participant = participantOfKid(kid);
-    const keys = this.senders.get(participant);
-    if (!keys?.length) return null;
+    const keys = this.senders.get(participant)?.keys;
+    if (!keys?.length) return { error: "no key" };
     const known = keys.find((k) => k.kid === kid);
-    if (known) return known;
-    const latest = keys[keys.length - 1];
+    if (known) return this.usable(known) ? { key: known } : { error: "retired" };
+    if (!this.derived.has(kid)) this.derived.set(kid, this.derive(keys[keys.length - 1], kid));
+    const candidate = await this.derived.get(kid);
+    if (!candidate) return { error: "no key" };
+    if (!(await opens(candidate))) return { error: "wrong key" };
+    return { key: this.keep(participant, candidate), opened: true };
+  }
+
+  async derive(latest, kid) {
     const steps = (generationOfKid(kid) - generationOfKid(latest.kid) + 256) % 256;
     if (steps === 0 || steps > MAX_RATCHET_STEPS) return null;
     let raw = latest.raw;
     for (let i = 0; i < steps; i += 1) raw = await ratchet(raw);
-    const candidate = await senderKey(raw, kid);
-    if (!(await opens(candidate))) return null;
-    await this.add(participant, generationOfKid(kid), raw);
-    return candidate;
+    this.steps += steps;
+    return senderKey(raw, kid);
+  }
+}
+
+function equalBytes(a, b) {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/**
+ * The media worker's end of the encryption (e2ee-worker.js wraps it): seals this
+ * browser's frames with its sender key and opens everyone else's, each frame
+ * bound to its sender, kind and stream, each counter accepted once.
+ */
+export class FrameCrypto {
+  constructor({ counterLimit = COUNTER_LIMIT, ...ring } = {}) {
+    this.ring = new KeyRing(ring);
+    this.counterLimit = counterLimit;
+    this.sending = null;
+    this.counter = 0;
+    this.stats = {
+      sealed: 0,
+      opened: 0,
+      failed: 0,
+      dropped: 0,
+      unsealed: 0,
+      unknownKey: 0,
+      wrongKey: 0,
+      relabelled: 0,
+      replayed: 0,
+      retired: 0,
+    };
+  }
+
+  /** My sender key from now on; its counter starts over only for a new key. */
+  async setSendKey(participant, generation, raw) {
+    const kid = kidOf(participant, generation);
+    if (this.sending?.kid === kid && equalBytes(this.sending.raw, raw)) return;
+    this.sending = await senderKey(raw, kid);
+    this.counter = 0;
+  }
+
+  /**
+   * `data` sealed as a frame of my stream `{kind, index}`: `{sealed}`, or
+   * `{error}` ("no key", or "exhausted" when the key has sealed all it may: the
+   * page must hand out a new one). Nothing leaves in clear.
+   */
+  async seal(data, { kind, index = 0 }, keyframe) {
+    const key = this.sending;
+    if (!key || this.counter >= this.counterLimit) {
+      this.stats.dropped += 1;
+      return { error: key ? "exhausted" : "no key" };
+    }
+    this.counter += 1;
+    const clear = clearBytes(kind, keyframe, data.length);
+    const sealed = await sealFrame(key, this.counter, data, clear, streamBinding(kind, index));
+    this.stats.sealed += 1;
+    return { sealed };
+  }
+
+  /**
+   * A frame received on the stream `{kind, participant, index}` (from its id):
+   * `{plain, participant}`, or `{error, participant}` with error "not encrypted",
+   * "relabelled" (another participant's key), "replayed", "retired", "no key" or
+   * "wrong key". Every error is counted.
+   */
+  async open(data, { kind, participant = -1, index = -1 }) {
+    const trailer = frameTrailer(data);
+    if (!trailer) {
+      // A frame that is not sealed never reaches the decoder: a server could make one up.
+      return this.refuse("not encrypted", participant, "unsealed");
+    }
+    const sender = participantOfKid(trailer.kid);
+    if (sender !== participant || index < 0) return this.refuse("relabelled", participant, "relabelled");
+    const binding = streamBinding(kind, index);
+    let plain = null;
+    // A key derived from the ratchet has seen no frame yet.
+    const found = await this.ring.find(trailer.kid, async (candidate) => {
+      plain = await openFrame(candidate, data, binding);
+      return plain !== null;
+    });
+    const { key } = found;
+    if (!key) {
+      if (found.error === "retired") return this.refuse("retired", sender, "retired");
+      return this.refuse(found.error, sender, found.error === "no key" ? "unknownKey" : "wrongKey");
+    }
+    if (!found.opened) {
+      if (!key.window.fresh(trailer.counter)) return this.refuse("replayed", sender, "replayed");
+      plain = await openFrame(key, data, binding);
+      if (!plain) return this.refuse("wrong key", sender, "wrongKey");
+    }
+    key.window.mark(trailer.counter);
+    this.ring.opened(key);
+    this.stats.opened += 1;
+    return { plain, participant: sender };
+  }
+
+  refuse(error, participant, counter) {
+    this.stats.failed += 1;
+    this.stats[counter] += 1;
+    return { error, participant };
   }
 }
 
@@ -289,8 +505,14 @@ export function checkHello(link, participant, pub, mac) {
   return crypto.subtle.verify("HMAC", link.auth, mac, helloText(link, participant, pub));
 }
 
+/** An uncompressed P-256 point (65 bytes, 0x04 first): the only public keys accepted. */
+export function isUncompressedPoint(pub) {
+  return pub instanceof Uint8Array && pub.length === 65 && pub[0] === 0x04;
+}
+
 /** The AES-GCM key two participants share, from ECDH and the link secret. */
 export async function pairKey(link, privateKey, theirPublic, me, them, myPub) {
+  if (!isUncompressedPoint(theirPublic)) throw new Error("not an uncompressed P-256 point");
   const point = await crypto.subtle.importKey("raw", theirPublic, { name: "ECDH", namedCurve: "P-256" }, false, []);
   const shared = new Uint8Array(await crypto.subtle.deriveBits({ name: "ECDH", public: point }, privateKey, 256));
   const [lo, hi] = me < them ? [[me, myPub], [them, theirPublic]] : [[them, theirPublic], [me, myPub]];

@@ -76,7 +76,7 @@ export class MediaSession {
       streams: [new MediaStream()],
     });
     preferCodecs(this.screenTransceiver);
-    this.hooks.crypto.attachSender(this.screenTransceiver.sender, "video");
+    this.hooks.crypto.attachSender(this.screenTransceiver.sender, "video", 1);
     pc.addEventListener("connectionstatechange", () => this.watch(pc));
     await this.negotiate();
   }

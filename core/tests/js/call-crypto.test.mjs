@@ -1,0 +1,198 @@
+// The call page's key exchange (core/static/call-crypto.js), run in Node between
+// honest pages and a scripted malicious relay: a server that knows the link secret
+// (it made the link, or sent the invitation) and relays, drops or makes up `e2ee`
+// messages. Run with `node --test core/tests/js/`.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+// What the page module needs from a browser, and nothing more.
+globalThis.Worker = class {
+  constructor() {
+    this.posted = [];
+  }
+  postMessage(message) {
+    this.posted.push(message);
+  }
+  addEventListener() {}
+};
+globalThis.localStorage = { getItem: () => null };
+
+const { CallCrypto, GHOST_WARNING_MS } = await import("../../static/call-crypto.js");
+const e2ee = await import("../../static/e2ee.js");
+
+const LINK = "LinkForTests1";
+const secret = e2ee.newSecret();
+
+function decode(payload) {
+  return JSON.parse(new TextDecoder().decode(e2ee.fromBase64(payload)));
+}
+
+/** A page on the call as participant `me`; `sent` is what it gave the server. */
+async function page(me) {
+  const sent = [];
+  const p = new CallCrypto({ secret, linkId: LINK, send: (m) => sent.push(m), onChange: () => {} });
+  p.sent = sent;
+  await p.start(me);
+  return p;
+}
+
+function roster(...ids) {
+  return ids.map((participant) => ({ participant }));
+}
+
+/** Relays what `from` sent (to everyone or to `to.me`) since the last call, like an honest server. */
+async function relay(from, to) {
+  from.relayed ??= new Map();
+  const start = from.relayed.get(to) ?? 0;
+  const messages = from.sent.slice(start);
+  from.relayed.set(to, from.sent.length);
+  for (const m of messages) if (m.to === undefined || m.to === to.me) await to.receive(from.me, m.payload);
+}
+
+/** Relays both ways until nothing new is sent. */
+async function settle(...pages) {
+  for (let round = 0; round < 6; round += 1) {
+    for (const a of pages) for (const b of pages) if (a !== b) await relay(a, b);
+  }
+}
+
+function keysSent(p, to) {
+  return p.sent.filter((m) => m.to === to && decode(m.payload).t === "key").map((m) => decode(m.payload));
+}
+
+/** What a server with the secret can sign: a hello for any participant number. */
+async function forgedHello(participant, { reply = false } = {}) {
+  const link = await e2ee.linkKeys(secret, LINK);
+  const pair = await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, true, ["deriveBits"]);
+  const pub = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+  const mac = await e2ee.helloMac(link, participant, pub);
+  const message = { t: "hello", pub: e2ee.toBase64(pub), mac: e2ee.toBase64(mac), reply };
+  return e2ee.toBase64(new TextEncoder().encode(JSON.stringify(message)));
+}
+
+async function twoOnACall() {
+  const alice = await page(1);
+  alice.rosterChanged(roster(1));
+  const bob = await page(2);
+  alice.rosterChanged(roster(1, 2));
+  bob.rosterChanged(roster(1, 2));
+  await settle(alice, bob);
+  return { alice, bob };
+}
+
+test("two honest pages exchange keys and show the same safety code", async () => {
+  const { alice, bob } = await twoOnACall();
+  assert.deepEqual([...alice.peers.keys()], [2]);
+  assert.deepEqual([...bob.peers.keys()], [1]);
+  await alice.changed();
+  await bob.changed();
+  assert.equal(alice.code, bob.code);
+  assert.ok(bob.ring.has(1) && alice.ring.has(2));
+  for (const p of [alice, bob]) p.close();
+});
+
+test("a participant nobody sees gets no key and is reported; listed, it is handled", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { alice, bob } = await twoOnACall();
+  const codeBefore = alice.code;
+  await alice.receive(9, await forgedHello(9));
+  assert.deepEqual(keysSent(alice, 9), [], "no key for a ghost");
+  assert.ok(!alice.peers.has(9), "its key is not in the safety code");
+  await alice.changed();
+  assert.equal(alice.code, codeBefore);
+  assert.deepEqual(alice.ghostParticipants(), [], "not reported at once: the roster may be a moment behind");
+
+  const realNow = performance.now.bind(performance);
+  const later = realNow() + GHOST_WARNING_MS + 1;
+  t.mock.method(performance, "now", () => later);
+  assert.deepEqual(alice.ghostParticipants(), [9], "reported once it waited too long");
+
+  // The server has to show the ghost to everyone before anyone gives it a key.
+  alice.rosterChanged(roster(1, 2, 9));
+  await alice.inbox;
+  assert.ok(alice.peers.has(9));
+  assert.equal(keysSent(alice, 9).length, 1);
+  assert.deepEqual(alice.ghostParticipants(), []);
+  for (const p of [alice, bob]) p.close();
+});
+
+test("a newcomer that claims to be answering still gets only the ratchet step", async () => {
+  const alice = await page(1);
+  alice.rosterChanged(roster(1));
+  const before = alice.generation;
+  // Bob was just admitted; his hello says reply: true, as if he had been there.
+  alice.rosterChanged(roster(1, 2));
+  await alice.receive(2, await forgedHello(2, { reply: true }));
+  const given = keysSent(alice, 2);
+  assert.equal(given.length, 1, "one key");
+  assert.equal(e2ee.generationOfKid(given[0].kid), before + 1, "the next generation, not the current one");
+  alice.close();
+});
+
+test("someone on the call when the key was made gets the current key", async () => {
+  const alice = await page(1);
+  alice.rosterChanged(roster(1, 2));
+  await alice.receive(2, await forgedHello(2, { reply: true }));
+  const given = keysSent(alice, 2);
+  assert.equal(given.length, 1);
+  assert.equal(e2ee.generationOfKid(given[0].kid), alice.generation);
+  alice.close();
+});
+
+test("someone who left the roster is never given a key, even for a hello already queued", async () => {
+  const { alice, bob } = await twoOnACall();
+  const carol = await forgedHello(3);
+  alice.rosterChanged(roster(1, 2, 3));
+  const queued = alice.receive(3, carol);
+  alice.rosterChanged(roster(1, 2));
+  await queued;
+  assert.deepEqual(keysSent(alice, 3), []);
+  // And not later either, whatever the server sends.
+  alice.rosterChanged(roster(1, 2, 3));
+  await alice.receive(3, carol);
+  assert.deepEqual(keysSent(alice, 3), []);
+  for (const p of [alice, bob]) p.close();
+});
+
+test("a replayed key message does not bring an old key back", async () => {
+  const { alice, bob } = await twoOnACall();
+  const first = keysSent(alice, 2).at(-1);
+  const replay = alice.sent.find((m) => m.to === 2 && decode(m.payload).kid === first.kid);
+  // People leave four times: four fresh keys push the first one out of Bob's ring.
+  for (let n = 0; n < 4; n += 1) {
+    await alice.rotate();
+    await settle(alice, bob);
+  }
+  const held = () => bob.ring.senders.get(1).keys.map((k) => k.kid);
+  assert.ok(!held().includes(first.kid));
+  const posted = bob.worker.posted.length;
+  await bob.receive(1, replay.payload);
+  assert.ok(!held().includes(first.kid), "the old generation is not taken back");
+  assert.equal(bob.worker.posted.length, posted, "nor handed to the media worker");
+  for (const p of [alice, bob]) p.close();
+});
+
+test("public keys that are not uncompressed points are refused", async () => {
+  const alice = await page(1);
+  alice.rosterChanged(roster(1, 2));
+  const link = await e2ee.linkKeys(secret, LINK);
+  const pair = await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, true, ["deriveBits"]);
+  const point = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+  const compressed = Uint8Array.of(0x02 | (point[64] & 1), ...point.subarray(1, 33));
+  const mac = await e2ee.helloMac(link, 2, compressed);
+  const hello = { t: "hello", pub: e2ee.toBase64(compressed), mac: e2ee.toBase64(mac), reply: false };
+  await alice.receive(2, e2ee.toBase64(new TextEncoder().encode(JSON.stringify(hello))));
+  assert.ok(!alice.peers.has(2));
+  assert.deepEqual(keysSent(alice, 2), []);
+  assert.match(alice.failed.get(2), /not valid/);
+  alice.close();
+});
+
+test("each call gets a key pair of its own", async () => {
+  const p = await page(1);
+  const first = e2ee.toBase64(p.publicKey);
+  await p.start(4);
+  assert.notEqual(e2ee.toBase64(p.publicKey), first);
+  p.close();
+});
