@@ -156,16 +156,20 @@ export class CallCrypto {
     this.attach(receiver, { side: "receive", kind, stream, participant, index: streamIndex(stream) });
   }
 
-  /** On the call as participant `me` (again after a reconnect: same keys). */
-  start(me) {
+  /**
+   * On the call `call` (the id `joined` gives) as participant `me`; again after a
+   * reconnect: same keys.
+   */
+  start(me, call = "") {
     // In line with the messages: one that arrives meanwhile waits for my keys.
-    this.inbox = (this.inbox ?? this.ready).catch(() => {}).then(() => this.begin(me));
+    this.inbox = (this.inbox ?? this.ready).catch(() => {}).then(() => this.begin(me, call));
     return this.inbox;
   }
 
-  async begin(me) {
-    if (this.me !== me) {
+  async begin(me, call) {
+    if (this.me !== me || this.call !== call) {
       this.me = me;
+      this.call = call;
       this.peers.clear();
       this.answered.clear();
       this.failed.clear();
@@ -195,7 +199,7 @@ export class CallCrypto {
   }
 
   async hello(to, reply) {
-    const mac = await helloMac(this.link, this.me, this.publicKey);
+    const mac = await helloMac(this.link, this.call, this.me, this.publicKey);
     this.send({
       type: "e2ee",
       ...(to === null ? {} : { to }),
@@ -250,7 +254,7 @@ export class CallCrypto {
     } catch {
       return this.fail(from, "sent keys that could not be read");
     }
-    if (!(await checkHello(this.link, from, pub, mac))) {
+    if (!(await checkHello(this.link, this.call, from, pub, mac))) {
       // Answer once all the same, so that they learn it too (a hello is public).
       if (!message.reply && !this.answered.has(from)) {
         this.answered.add(from);
@@ -263,7 +267,7 @@ export class CallCrypto {
     if (!same) {
       let pair;
       try {
-        pair = await pairKey(this.link, this.identity.privateKey, pub, this.me, from, this.publicKey);
+        pair = await pairKey(this.link, this.call, this.identity.privateKey, pub, this.me, from, this.publicKey);
       } catch {
         return this.fail(from, "sent a public key that is not valid");
       }
@@ -422,7 +426,7 @@ export class CallCrypto {
   async changed() {
     if (this.me !== null && this.publicKey) {
       const keys = [this.publicKey, ...[...this.peers.values()].map((p) => p.pub)];
-      this.code = await safetyCode(this.linkId, keys);
+      this.code = await safetyCode(this.linkId, this.call, keys);
     }
     this.onChange?.();
   }

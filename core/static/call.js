@@ -195,7 +195,7 @@ function handle(message) {
       say("");
       showCall();
       // Keys first: frames that would leave before them are not sent at all.
-      encryption.start(me).then(startMedia, mediaFailed);
+      encryption.start(me, message.call).then(startMedia, mediaFailed);
       plugins.load();
       break;
     case "e2ee":

@@ -492,17 +492,21 @@ export async function linkKeys(secret, linkId) {
   };
 }
 
-function helloText(link, participant, pub) {
-  return text.encode(`confab e2ee hello|${link.linkId}|${participant}|${toBase64(pub)}`);
+function helloText(link, call, participant, pub) {
+  return text.encode(`confab e2ee hello|${link.linkId}|${call}|${participant}|${toBase64(pub)}`);
 }
 
-/** The MAC that proves `pub` was sent by someone who knows the link secret. */
-export async function helloMac(link, participant, pub) {
-  return new Uint8Array(await crypto.subtle.sign("HMAC", link.auth, helloText(link, participant, pub)));
+/**
+ * The MAC that proves `pub` was sent by someone who knows the link secret, as
+ * participant `participant` of the call `call` (the id the server gives each run
+ * of a link: participant numbers start over in every call).
+ */
+export async function helloMac(link, call, participant, pub) {
+  return new Uint8Array(await crypto.subtle.sign("HMAC", link.auth, helloText(link, call, participant, pub)));
 }
 
-export function checkHello(link, participant, pub, mac) {
-  return crypto.subtle.verify("HMAC", link.auth, mac, helloText(link, participant, pub));
+export function checkHello(link, call, participant, pub, mac) {
+  return crypto.subtle.verify("HMAC", link.auth, mac, helloText(link, call, participant, pub));
 }
 
 /** An uncompressed P-256 point (65 bytes, 0x04 first): the only public keys accepted. */
@@ -510,15 +514,15 @@ export function isUncompressedPoint(pub) {
   return pub instanceof Uint8Array && pub.length === 65 && pub[0] === 0x04;
 }
 
-/** The AES-GCM key two participants share, from ECDH and the link secret. */
-export async function pairKey(link, privateKey, theirPublic, me, them, myPub) {
+/** The AES-GCM key two participants of the call `call` share, from ECDH and the link secret. */
+export async function pairKey(link, call, privateKey, theirPublic, me, them, myPub) {
   if (!isUncompressedPoint(theirPublic)) throw new Error("not an uncompressed P-256 point");
   const point = await crypto.subtle.importKey("raw", theirPublic, { name: "ECDH", namedCurve: "P-256" }, false, []);
   const shared = new Uint8Array(await crypto.subtle.deriveBits({ name: "ECDH", public: point }, privateKey, 256));
   const [lo, hi] = me < them ? [[me, myPub], [them, theirPublic]] : [[them, theirPublic], [me, myPub]];
   const raw = await hkdf(
     shared,
-    `confab e2ee pair|${link.linkId}|${lo[0]}|${hi[0]}|${toBase64(lo[1])}|${toBase64(hi[1])}`,
+    `confab e2ee pair|${link.linkId}|${call}|${lo[0]}|${hi[0]}|${toBase64(lo[1])}|${toBase64(hi[1])}`,
     128,
     link.pairSalt,
   );
@@ -553,9 +557,11 @@ export async function unwrapKey(pair, from, to, message) {
  * The safety code of a call: the same 12 digits for everyone who holds the same
  * public keys, different for anyone a man in the middle gave other keys.
  */
-export async function safetyCode(linkId, publicKeys) {
+export async function safetyCode(linkId, call, publicKeys) {
   const sorted = publicKeys.map(toBase64).sort();
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", text.encode(`${linkId}|${sorted.join(",")}`)));
+  const digest = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", text.encode(`${linkId}|${call}|${sorted.join(",")}`)),
+  );
   let n = 0n;
   for (const byte of digest.subarray(0, 8)) n = (n << 8n) | BigInt(byte);
   const digits = String(n % 1_000_000_000_000n).padStart(12, "0");

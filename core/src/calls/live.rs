@@ -132,6 +132,13 @@ pub enum Action {
         action: PluginCallAction,
         reply: PluginReply,
     },
+    /// An `e2ee` message the server makes up, as if from participant `from`, for
+    /// everyone on the call: what a malicious server could do (tests only).
+    #[cfg(feature = "test-tap")]
+    ForgeKeys {
+        from: u32,
+        payload: String,
+    },
 }
 
 /// Where a call answers a plugin's request (taken once).
@@ -362,6 +369,22 @@ impl CallRegistry {
         }
     }
 
+    /// Sends everyone on the link's live call an `e2ee` message as if from
+    /// participant `from`, who need not exist: the tests play a malicious server
+    /// with it. False when there is no live call.
+    #[cfg(feature = "test-tap")]
+    pub fn forge_e2ee(&self, link_pk: i64, from: u32, payload: String) -> bool {
+        let (out, _) = mpsc::channel(1);
+        self.send_if_live(
+            link_pk,
+            Command {
+                client: 0,
+                out,
+                action: Action::ForgeKeys { from, payload },
+            },
+        )
+    }
+
     /// How many calls are live.
     pub fn live_calls(&self) -> usize {
         self.calls.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -564,6 +587,16 @@ impl CallTask {
         let action = match action {
             Action::Plugin { action, reply } => {
                 reply.send(self.plugin_action(action, now));
+                return;
+            }
+            #[cfg(feature = "test-tap")]
+            Action::ForgeKeys { from, payload } => {
+                let message = ServerMessage::E2ee { from, payload };
+                for c in self.clients.values() {
+                    if matches!(c.role, Role::On(_)) {
+                        let _ = c.out.try_send(message.clone());
+                    }
+                }
                 return;
             }
             other => other,
@@ -921,6 +954,8 @@ impl CallTask {
                 }
             }
             Action::Plugin { .. } => {}
+            #[cfg(feature = "test-tap")]
+            Action::ForgeKeys { .. } => {}
             Action::LinkGone => {
                 // What the call's own copy of the notice would do, if it has not yet;
                 // then the call's end reaches every page before this connection's
@@ -1330,6 +1365,7 @@ impl CallTask {
             ServerMessage::Joined {
                 participant: seat.participant.0,
                 resume_token: seat.resume_token,
+                call: self.call_id.clone(),
             },
         );
     }

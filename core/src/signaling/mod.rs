@@ -92,9 +92,12 @@ pub enum ServerMessage {
         waiting_for: WaitingFor,
     },
     /// On the call. Keep `resume_token` to come back after a dropped connection.
+    /// `call` tells this run of the link apart from earlier and later ones
+    /// (participant numbers start over in each): browsers bind their keys to it.
     Joined {
         participant: u32,
         resume_token: String,
+        call: String,
     },
     /// Everyone on the call (sent to participants whenever it changes). `now` is the
     /// server's clock, so clients can show waits and windows whatever their own clock says.

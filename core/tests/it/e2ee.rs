@@ -503,6 +503,93 @@ async fn a_caller_with_another_secret_sees_nothing_and_everyone_is_told() {
     eve.close().await;
 }
 
+/// A `hello` for participant `participant` signed with the link secret, as a server
+/// that knows the secret can make one (built in `page` with the page's own module).
+async fn forged_hello(page: &Browser, link: &str, participant: u32) -> String {
+    page.client
+        .execute_async(
+            "const [secret, link, participant, done] = arguments;\
+             import('/static/e2ee.js').then(async (m) => {\
+               const keys = await m.linkKeys(secret, link);\
+               const pair = await crypto.subtle.generateKey({ name: 'ECDH', namedCurve: 'P-256' }, true, ['deriveBits']);\
+               const pub = new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey));\
+               const mac = await m.helloMac(keys, window.confab.e2ee.call, participant, pub);\
+               const hello = { t: 'hello', pub: m.toBase64(pub), mac: m.toBase64(mac), reply: false };\
+               done(m.toBase64(new TextEncoder().encode(JSON.stringify(hello))));\
+             }, (e) => done(String(e)));",
+            vec![json!(SECRET), json!(link), json!(participant)],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// What `page`'s encryption holds about participant `participant`: a verified key
+/// exchange (`peer`), and keys of theirs.
+async fn holds_keys_of(page: &Browser, participant: u32) -> Value {
+    page.client
+        .execute(
+            "const e = window.confab.e2ee, p = arguments[0];\
+             return { peer: e.peers.has(p), keys: e.ring.has(p), held: e.held.has(p) };",
+            vec![json!(participant)],
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_participant_the_server_makes_up_gets_no_key_and_every_page_warns() {
+    let (app, base, link) = app_with_link(32).await;
+    let camera = Camera::new();
+    let driver = Driver::start();
+    let host = member_on_call(
+        driver.browser_with_args(&camera.args()).await,
+        &base,
+        &link,
+        "host@example.org",
+        false,
+    )
+    .await;
+    let (ana, _) = guest_on_call(&driver, &camera, &base, &link, &host, "Ana").await;
+    let code = same_safety_code(&host, &ana).await;
+
+    // The server knows the secret (the link was made through the API) and plays a
+    // participant 99 that is on nobody's roster.
+    let ghost = 99;
+    let hello = forged_hello(&host, &link, ghost).await;
+    let pk = app
+        .store
+        .link_by_public_id(&link)
+        .await
+        .unwrap()
+        .unwrap()
+        .pk;
+    assert!(app.state.calls.forge_e2ee(pk, ghost, hello));
+
+    for page in [&host, &ana] {
+        let warning = page
+            .wait_text(
+                "#e2ee-problems",
+                "Someone who is not on the call (participant 99)",
+            )
+            .await;
+        assert!(warning.contains("trying to listen in"), "{warning}");
+        assert_eq!(
+            holds_keys_of(page, ghost).await,
+            json!({ "peer": false, "keys": false, "held": true }),
+            "no key exchange with the ghost"
+        );
+        let count = page.wait_text("#e2ee-count", "1 other person").await;
+        assert_eq!(count, "1 other person · 1 key");
+    }
+    // The honest pages still agree, and the ghost's key is in neither code.
+    assert_eq!(same_safety_code(&host, &ana).await, code);
+    host.close().await;
+    ana.close().await;
+}
+
 #[tokio::test]
 async fn a_removed_guest_holds_no_key_to_what_is_sent_after_the_rotation() {
     let (app, base, link) = app_with_link(32).await;

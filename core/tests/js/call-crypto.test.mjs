@@ -22,6 +22,7 @@ const { CallCrypto, GHOST_WARNING_MS } = await import("../../static/call-crypto.
 const e2ee = await import("../../static/e2ee.js");
 
 const LINK = "LinkForTests1";
+const CALL = "CallForTests0001";
 const secret = e2ee.newSecret();
 
 function decode(payload) {
@@ -33,7 +34,7 @@ async function page(me) {
   const sent = [];
   const p = new CallCrypto({ secret, linkId: LINK, send: (m) => sent.push(m), onChange: () => {} });
   p.sent = sent;
-  await p.start(me);
+  await p.start(me, CALL);
   return p;
 }
 
@@ -62,11 +63,11 @@ function keysSent(p, to) {
 }
 
 /** What a server with the secret can sign: a hello for any participant number. */
-async function forgedHello(participant, { reply = false } = {}) {
+async function forgedHello(participant, { reply = false, call = CALL } = {}) {
   const link = await e2ee.linkKeys(secret, LINK);
   const pair = await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, true, ["deriveBits"]);
   const pub = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
-  const mac = await e2ee.helloMac(link, participant, pub);
+  const mac = await e2ee.helloMac(link, call, participant, pub);
   const message = { t: "hello", pub: e2ee.toBase64(pub), mac: e2ee.toBase64(mac), reply };
   return e2ee.toBase64(new TextEncoder().encode(JSON.stringify(message)));
 }
@@ -180,7 +181,7 @@ test("public keys that are not uncompressed points are refused", async () => {
   const pair = await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, true, ["deriveBits"]);
   const point = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
   const compressed = Uint8Array.of(0x02 | (point[64] & 1), ...point.subarray(1, 33));
-  const mac = await e2ee.helloMac(link, 2, compressed);
+  const mac = await e2ee.helloMac(link, CALL, 2, compressed);
   const hello = { t: "hello", pub: e2ee.toBase64(compressed), mac: e2ee.toBase64(mac), reply: false };
   await alice.receive(2, e2ee.toBase64(new TextEncoder().encode(JSON.stringify(hello))));
   assert.ok(!alice.peers.has(2));
@@ -189,10 +190,20 @@ test("public keys that are not uncompressed points are refused", async () => {
   alice.close();
 });
 
-test("each call gets a key pair of its own", async () => {
+test("each call gets a key pair of its own, even with the same participant number", async () => {
   const p = await page(1);
   const first = e2ee.toBase64(p.publicKey);
-  await p.start(4);
+  await p.start(1, "TheNextCall00001");
   assert.notEqual(e2ee.toBase64(p.publicKey), first);
   p.close();
+});
+
+test("a hello from another call does not verify, though participant numbers repeat", async () => {
+  const alice = await page(1);
+  alice.rosterChanged(roster(1, 2));
+  await alice.receive(2, await forgedHello(2, { call: "AnEarlierCall001" }));
+  assert.ok(!alice.peers.has(2));
+  assert.deepEqual(keysSent(alice, 2), []);
+  assert.match(alice.failed.get(2), /different link secret/);
+  alice.close();
 });

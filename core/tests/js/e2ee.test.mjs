@@ -171,9 +171,9 @@ test("only uncompressed P-256 points are accepted as public keys", async () => {
   const myPub = new Uint8Array(await crypto.subtle.exportKey("raw", mine.publicKey));
   const point = new Uint8Array(await crypto.subtle.exportKey("raw", theirs.publicKey));
   assert.ok(e2ee.isUncompressedPoint(point));
-  assert.ok(await e2ee.pairKey(link, mine.privateKey, point, 1, 2, myPub));
+  assert.ok(await e2ee.pairKey(link, "Call1", mine.privateKey, point, 1, 2, myPub));
 
   const compressed = Uint8Array.of(0x02 | (point[64] & 1), ...point.subarray(1, 33));
   assert.ok(!e2ee.isUncompressedPoint(compressed));
-  await assert.rejects(e2ee.pairKey(link, mine.privateKey, compressed, 1, 2, myPub));
+  await assert.rejects(e2ee.pairKey(link, "Call1", mine.privateKey, compressed, 1, 2, myPub));
 });
