@@ -22,7 +22,9 @@ import {
   ROTATE_DELAY_MS,
   SWITCH_DELAY_MS,
   checkHello,
-  dataKid,
+  COUNTER_LIMIT,
+  ReplayWindow,
+  dataHead,
   fromBase64,
   helloMac,
   kidOf,
@@ -191,8 +193,23 @@ export class CallCrypto {
     this.changed();
   }
 
+  /**
+   * My sender key of `generation` as an object that counts the messages sealed
+   * with it and remembers those that came back: the same one each time for the
+   * same key, so that message numbers never repeat under it.
+   */
+  async ownKey(generation, raw) {
+    const kid = kidOf(this.me, generation);
+    const known = this.own.find((k) => k.kid === kid && k.raw.every((b, i) => b === raw[i]));
+    if (known) return known;
+    const key = await senderKey(raw, kid);
+    key.sent = 0;
+    key.messages = new ReplayWindow();
+    return key;
+  }
+
   async use(generation, raw) {
-    this.current = await senderKey(raw, kidOf(this.me, generation));
+    this.current = await this.ownKey(generation, raw);
     // My own payloads come back through plugins that relay to everyone.
     this.own = [this.current, ...this.own].slice(0, 4);
     this.worker.postMessage({ op: "send", participant: this.me, generation, raw });
@@ -326,7 +343,7 @@ export class CallCrypto {
     await Promise.all(targets.map((p) => this.giveKey(p, pending)));
     // Messages use it at once: they travel behind the key on the same connection,
     // and whoever did not get it follows the ratchet.
-    this.pendingKey = await senderKey(raw, kidOf(this.me, pending.generation));
+    this.pendingKey = await this.ownKey(pending.generation, raw);
     this.own = [this.pendingKey, ...this.own].slice(0, 4);
     clearTimeout(this.switchTimer);
     this.switchTimer = setTimeout(() => this.switchNow(), SWITCH_DELAY_MS);
@@ -431,32 +448,47 @@ export class CallCrypto {
     this.onChange?.();
   }
 
-  /** A plugin payload, sealed with my current sender key. */
-  async seal(bytes) {
+  /** A payload for the plugin `plugin`, sealed with my newest sender key. */
+  async seal(bytes, plugin) {
     await this.ready;
     const key = this.pendingKey ?? this.current;
     if (!key) throw new Error("not on the call yet");
-    return sealData(key, bytes);
+    if (key.sent >= COUNTER_LIMIT) {
+      this.rotate();
+      throw new Error("the encryption key is being renewed; send again in a moment");
+    }
+    key.sent += 1;
+    return sealData(key, bytes, plugin, key.sent);
   }
 
   /**
-   * A plugin payload opened: `{bytes, from, encrypted: true}`; `{bytes, encrypted:
-   * false}` for what the plugin itself sent; null when it cannot be opened.
+   * A payload for the plugin `plugin` opened: `{bytes, from, encrypted: true}`;
+   * `{bytes, encrypted: false}` for what the plugin itself sent; null when it
+   * cannot be opened, was sealed for another plugin, or was seen before.
    */
-  async open(bytes) {
-    const kid = dataKid(bytes);
-    if (kid === null) return { bytes, encrypted: false };
+  async open(bytes, plugin) {
+    const head = dataHead(bytes);
+    if (head === null) return { bytes, encrypted: false };
+    const { kid, seq } = head;
     const from = participantOfKid(kid);
-    if (from === this.me) {
-      const key = this.own.find((k) => k.kid === kid);
-      const plain = key ? await openData(key, bytes) : null;
-      return plain ? { bytes: plain, from, encrypted: true } : null;
-    }
+    let key;
     let plain = null;
-    const { key, opened } = await this.ring.find(kid, async (candidate) => (plain = await openData(candidate, bytes)) !== null);
-    if (key && !opened) plain = await openData(key, bytes);
+    if (from === this.me) {
+      key = this.own.find((k) => k.kid === kid);
+      if (!key || !key.messages.fresh(seq)) return null;
+      plain = await openData(key, bytes, plugin);
+    } else {
+      const found = await this.ring.find(kid, async (candidate) => (plain = await openData(candidate, bytes, plugin)) !== null);
+      key = found.key;
+      if (!key) return null;
+      if (!found.opened) {
+        if (!key.messages.fresh(seq)) return null;
+        plain = await openData(key, bytes, plugin);
+      }
+    }
     if (!plain) return null;
-    this.ring.opened(key);
+    key.messages.mark(seq);
+    if (from !== this.me) this.ring.opened(key);
     return { bytes: plain, from, encrypted: true };
   }
 

@@ -537,8 +537,8 @@ const plugins = new CallPagePlugins({
   report: (text) => note(text),
   signedIn,
   csrf: callCard.dataset.csrf,
-  seal: (bytes) => encryption.seal(bytes),
-  open: (bytes) => encryption.open(bytes),
+  seal: (bytes, plugin) => encryption.seal(bytes, plugin),
+  open: (bytes, plugin) => encryption.open(bytes, plugin),
 });
 window.confab = { media, plugins, e2ee: encryption, tiles: () => [...grid.children].map((t) => t.dataset.stream) };
 

@@ -206,29 +206,58 @@ export async function openFrame(key, data, binding) {
   }
 }
 
-/** A message (plugin payload) sealed with `key`: magic · kid · iv · ciphertext. */
-export async function sealData(key, bytes) {
-  const head = new Uint8Array(5);
+/** magic (1) · kid (4) · sequence (4) · iv (12): the clear head of a sealed message. */
+const DATA_HEAD_BYTES = 9;
+const DATA_IV_BYTES = 12;
+/** What sealing adds to a message: the head, the IV and the tag. */
+export const DATA_SEALING_BYTES = DATA_HEAD_BYTES + DATA_IV_BYTES + TAG_BYTES;
+
+function dataAad(head, plugin) {
+  return concat(head, text.encode(`|${plugin}`));
+}
+
+/**
+ * A message (plugin payload) for the plugin `plugin`, sealed with `key` as the
+ * sender's message number `seq` under it: magic · kid · seq · iv · ciphertext. The
+ * plugin's name is authenticated too, so a message cannot be moved to another
+ * plugin.
+ */
+export async function sealData(key, bytes, plugin, seq) {
+  const head = new Uint8Array(DATA_HEAD_BYTES);
   head[0] = DATA_MAGIC;
-  new DataView(head.buffer).setUint32(1, key.kid);
-  const iv = crypto.getRandomValues(new Uint8Array(12));
-  const sealed = await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: head }, key.data, bytes);
+  const view = new DataView(head.buffer);
+  view.setUint32(1, key.kid);
+  view.setUint32(5, seq >>> 0);
+  const iv = crypto.getRandomValues(new Uint8Array(DATA_IV_BYTES));
+  const sealed = await crypto.subtle.encrypt(
+    { name: "AES-GCM", iv, additionalData: dataAad(head, plugin) },
+    key.data,
+    bytes,
+  );
   return concat(head, iv, new Uint8Array(sealed));
+}
+
+/** The key id and sequence number of a sealed message, or null if it is not one. */
+export function dataHead(bytes) {
+  if (bytes.length < DATA_SEALING_BYTES || bytes[0] !== DATA_MAGIC) return null;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, DATA_HEAD_BYTES);
+  return { kid: view.getUint32(1), seq: view.getUint32(5) };
 }
 
 /** The key id of a sealed message, or null if it is not one. */
 export function dataKid(bytes) {
-  if (bytes.length < 5 + 12 + TAG_BYTES || bytes[0] !== DATA_MAGIC) return null;
-  return new DataView(bytes.buffer, bytes.byteOffset + 1, 4).getUint32(0);
+  return dataHead(bytes)?.kid ?? null;
 }
 
-export async function openData(key, bytes) {
+/** The plain message for `plugin`, or null when `key` does not open it as one. */
+export async function openData(key, bytes, plugin) {
   if (dataKid(bytes) !== key.kid) return null;
+  const head = bytes.subarray(0, DATA_HEAD_BYTES);
   try {
     const plain = await crypto.subtle.decrypt(
-      { name: "AES-GCM", iv: bytes.subarray(5, 17), additionalData: bytes.subarray(0, 5) },
+      { name: "AES-GCM", iv: bytes.subarray(DATA_HEAD_BYTES, DATA_HEAD_BYTES + DATA_IV_BYTES), additionalData: dataAad(head, plugin) },
       key.data,
-      bytes.subarray(17),
+      bytes.subarray(DATA_HEAD_BYTES + DATA_IV_BYTES),
     );
     return new Uint8Array(plain);
   } catch {
@@ -312,6 +341,7 @@ export class KeyRing {
   keep(participant, key) {
     const sender = this.senders.get(participant) ?? { keys: [], inUse: null, since: 0 };
     key.window = new ReplayWindow();
+    key.messages = new ReplayWindow();
     sender.keys = [...sender.keys.filter((k) => k.kid !== key.kid), key].slice(-this.keepKeys);
     this.senders.set(participant, sender);
     this.forgetDerived(participant);

@@ -26,8 +26,8 @@
 
 /** Largest payload of one message, as the server enforces it. */
 export const MAX_MESSAGE_BYTES = 32 * 1024;
-/** What encryption adds to a payload: a header, a nonce and the tag. */
-const SEALING_BYTES = 33;
+/** What encryption adds to a payload: a header, a nonce and the tag (e2ee.js, DATA_SEALING_BYTES). */
+const SEALING_BYTES = 37;
 /** Messages kept for a module that has not registered `onMessage` yet. */
 const EARLY_MESSAGES = 100;
 
@@ -78,7 +78,7 @@ class PluginHandle {
     if (bytes.length > limit) {
       throw new RangeError(`a plugin message is at most ${limit} bytes (this one has ${bytes.length})`);
     }
-    const sealed = await this.host.seal(bytes);
+    const sealed = await this.host.seal(bytes, this.name);
     this.host.send({ type: "plugin", plugin: this.name, payload: toBase64(sealed) });
   }
 
@@ -170,7 +170,7 @@ export class CallPagePlugins {
       return;
     }
     this.opening = this.opening.then(async () => {
-      const opened = await this.open(bytes).catch(() => null);
+      const opened = await this.open(bytes, plugin).catch(() => null);
       if (!opened) {
         // Sealed with a key this browser was not given: never shown as if it were plain.
         if (!this.undecryptable) {

@@ -207,3 +207,27 @@ test("a hello from another call does not verify, though participant numbers repe
   assert.match(alice.failed.get(2), /different link secret/);
   alice.close();
 });
+
+test("a plugin message opens once, and only on the plugin's channel it was sent on", async () => {
+  const { alice, bob } = await twoOnACall();
+  const wave = new TextEncoder().encode("Alice waves");
+  const sealed = await alice.seal(wave, "hello");
+  const other = await alice.seal(wave, "hello");
+  assert.equal(e2ee.dataHead(other).seq, e2ee.dataHead(sealed).seq + 1, "numbered under the key");
+
+  assert.equal(await bob.open(other, "watch-together"), null, "moved to another plugin's channel");
+  const opened = await bob.open(sealed, "hello");
+  assert.deepEqual(opened, { bytes: wave, from: 1, encrypted: true });
+  assert.equal(await bob.open(sealed, "hello"), null, "played again by the relay");
+  assert.ok(await bob.open(other, "hello"), "the next message still opens");
+
+  // What comes back to the sender (plugins that relay to everyone) opens once too.
+  assert.ok(await alice.open(sealed, "hello"));
+  assert.equal(await alice.open(sealed, "hello"), null);
+  // What the plugin itself sends is passed on as it is, marked so.
+  assert.deepEqual(await bob.open(Uint8Array.of(1, 2, 3), "hello"), {
+    bytes: Uint8Array.of(1, 2, 3),
+    encrypted: false,
+  });
+  for (const p of [alice, bob]) p.close();
+});
