@@ -632,7 +632,9 @@ def one_run(args, label, binary, driver, camera, scratch):
                 join["first_frame_ms"] = seen["firstFrame"]
             if seen["decryptedMsg"] is not None and seen["joinedAt"] is not None:
                 join["joined_to_decrypted_page_ms"] = seen["decryptedAt"] - seen["joinedAt"]
-                join["worker_clock_offset_ms"] = seen["decryptedAt"] - seen["workerAt"]
+                # Only workers that stamp their messages with their own clock say this.
+                if seen.get("workerAt") is not None:
+                    join["worker_clock_offset_ms"] = seen["decryptedAt"] - seen["workerAt"]
             # Why the first frame waited: keyframe requests sent, frames the worker
             # dropped for want of the sender's key before then.
             join["plis_before"] = seen["plis"]
