@@ -179,6 +179,12 @@ async fn member_on_call(
     page
 }
 
+/// The host, signed in with the pattern camera, on `link`'s call.
+async fn host_with_camera(driver: &Driver, camera: &Camera, base: &str, link: &str) -> Browser {
+    let page = driver.browser_with_args(&camera.args()).await;
+    member_on_call(page, base, link, "host@example.org", false).await
+}
+
 /// A guest with the pattern camera asks to join and `host` admits them; returns
 /// their page and participant number.
 async fn guest_on_call(
@@ -450,14 +456,7 @@ async fn a_caller_with_another_secret_sees_nothing_and_everyone_is_told() {
     let (_app, base, link) = app_with_link(32).await;
     let camera = Camera::new();
     let driver = Driver::start();
-    let host = member_on_call(
-        driver.browser_with_args(&camera.args()).await,
-        &base,
-        &link,
-        "host@example.org",
-        false,
-    )
-    .await;
+    let host = host_with_camera(&driver, &camera, &base, &link).await;
     let host_id = host.me().await;
     let (ana, _) = guest_on_call(&driver, &camera, &base, &link, &host, "Ana").await;
 
@@ -544,14 +543,7 @@ async fn a_participant_the_server_makes_up_gets_no_key_and_every_page_warns() {
     let (app, base, link) = app_with_link(32).await;
     let camera = Camera::new();
     let driver = Driver::start();
-    let host = member_on_call(
-        driver.browser_with_args(&camera.args()).await,
-        &base,
-        &link,
-        "host@example.org",
-        false,
-    )
-    .await;
+    let host = host_with_camera(&driver, &camera, &base, &link).await;
     let (ana, _) = guest_on_call(&driver, &camera, &base, &link, &host, "Ana").await;
     let code = same_safety_code(&host, &ana).await;
 
@@ -596,14 +588,7 @@ async fn a_removed_guest_holds_no_key_to_what_is_sent_after_the_rotation() {
     let tap = tap_of(&app);
     let camera = Camera::new();
     let driver = Driver::start();
-    let host = member_on_call(
-        driver.browser_with_args(&camera.args()).await,
-        &base,
-        &link,
-        "host@example.org",
-        false,
-    )
-    .await;
+    let host = host_with_camera(&driver, &camera, &base, &link).await;
     let host_id = host.me().await;
     let (ana, _) = guest_on_call(&driver, &camera, &base, &link, &host, "Ana").await;
     let (bo, bo_id) = guest_on_call(&driver, &camera, &base, &link, &host, "Bo").await;
