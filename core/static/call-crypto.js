@@ -8,6 +8,9 @@
 //                           secret: broadcast on joining, answered (reply: true)
 //                           by everyone already there
 //   key    {kid, iv, key}   my sender key, wrapped with our pairwise key
+//   commit {round, attempt, hash}   a hash of my number, public key and a random
+//                           value, whenever the roster changes (a safety-code round)
+//   reveal {round, attempt, pub, nonce}   that value, once I hold everyone's commit
 //
 // A peer whose hello does not verify (they opened the link with another secret, or
 // the server made it up) never gets a key and gives none. Keys are exchanged only
@@ -23,7 +26,9 @@ import {
   SWITCH_DELAY_MS,
   checkHello,
   COUNTER_LIMIT,
+  COMMIT_NONCE_BYTES,
   ReplayWindow,
+  commitHash,
   dataHead,
   fromBase64,
   helloMac,
@@ -74,6 +79,15 @@ export const GHOST_WARNING_MS = 2000;
 /** Messages kept per participant not on the roster yet, and such participants kept. */
 const HELD_MESSAGES = 4;
 const HELD_SENDERS = 32;
+/** Safety-code commitments and reveals kept per participant (rounds that may come). */
+const ROUND_MEMORY = 6;
+/** A round names at most the call's people; an attempt number past this is refused. */
+const MAX_ROUND_CHARS = 400;
+const MAX_ATTEMPT = 1_000_000;
+
+function sameBytes(a, b) {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
 
 export class CallCrypto {
   /**
@@ -82,20 +96,29 @@ export class CallCrypto {
    * @param {string} options.linkId
    * @param {(message: object) => void} options.send signaling
    * @param {() => void} options.onChange the state below changed (peers, safety code, failures)
+   * @param {boolean} [options.probe] tests only: the worker copies the first plain frames sent
    */
-  constructor({ secret, linkId, send, onChange }) {
-    this.secret = secret;
+  constructor({ secret, linkId, send, onChange, probe = false }) {
     this.linkId = linkId;
     this.send = send;
     this.onChange = onChange;
     this.api = frameApi();
-    this.ready = this.init();
+    // The secret is used once, here: what it gives (linkKeys) is all that is kept.
+    this.ready = this.init(secret);
     this.me = null;
     this.peers = new Map();
     this.answered = new Set();
     this.failed = new Map();
     this.decrypted = new Map();
     this.code = "";
+    // The safety-code round: who it is for, how often it started over, my random
+    // value, whether I revealed it; everyone's commitments and reveals.
+    this.round = null;
+    this.attempt = 0;
+    this.nonce = null;
+    this.revealed = false;
+    this.commits = new Map();
+    this.reveals = new Map();
     this.ring = new KeyRing();
     this.generation = 0;
     this.raw = null;
@@ -118,11 +141,11 @@ export class CallCrypto {
     this.worker = new Worker("/static/e2ee-worker.js", { type: "module" });
     this.worker.addEventListener("message", (event) => this.fromWorker(event.data));
     this.statsWaiting = new Map();
-    if (localStorage.getItem("confab.e2eeProbe")) this.worker.postMessage({ op: "probe", frames: 30 });
+    if (probe) this.worker.postMessage({ op: "probe", frames: 30 });
   }
 
-  async init() {
-    this.link = await linkKeys(this.secret, this.linkId);
+  async init(secret) {
+    this.link = await linkKeys(secret, this.linkId);
   }
 
   /** Options for RTCPeerConnection: the older API must be asked for up front. */
@@ -169,7 +192,8 @@ export class CallCrypto {
   }
 
   async begin(me, call) {
-    if (this.me !== me || this.call !== call) {
+    const again = this.me === me && this.call === call;
+    if (!again) {
       this.me = me;
       this.call = call;
       this.peers.clear();
@@ -178,6 +202,10 @@ export class CallCrypto {
       this.departed.clear();
       this.held.clear();
       this.ghosts.clear();
+      this.commits.clear();
+      this.reveals.clear();
+      this.round = null;
+      this.code = "";
       // Who may have my first key: whoever the first roster shows (they were there).
       this.onRoster.delete(me);
       this.audience = this.roster.length ? new Set(this.onRoster) : null;
@@ -190,6 +218,8 @@ export class CallCrypto {
     }
     this.joinedAt = performance.now();
     await this.hello(null, false);
+    // Back after a reconnect: messages may have been lost, the round starts over.
+    await this.startRound(again);
     this.changed();
   }
 
@@ -236,6 +266,8 @@ export class CallCrypto {
       if (!message) return;
       if (message.t === "hello") await this.onHello(from, message);
       else if (message.t === "key") await this.onKey(from, message);
+      else if (message.t === "commit") await this.onCommit(from, message);
+      else if (message.t === "reveal") await this.onReveal(from, message);
     }).catch((error) => console.error("an e2ee message could not be handled", error));
     return this.inbox;
   }
@@ -295,6 +327,8 @@ export class CallCrypto {
       }
       this.peers.set(from, { pub, pair });
       this.failed.delete(from);
+      // The safety code covers their new key: a new round.
+      if (known) await this.startRound(true);
     }
     if (!message.reply) await this.hello(from, true);
     if (!same) {
@@ -370,6 +404,10 @@ export class CallCrypto {
     if (this.me !== null) for (const p of this.onRoster) if (!ids.has(p)) this.departed.add(p);
     this.onRoster = ids;
     if (this.audience === null && this.me !== null) this.audience = new Set(ids);
+    for (const p of [...this.commits.keys()]) if (!ids.has(p)) this.commits.delete(p);
+    for (const p of [...this.reveals.keys()]) if (!ids.has(p)) this.reveals.delete(p);
+    // A safety-code round for the people now listed, before their messages.
+    this.inbox = (this.inbox ?? this.ready).catch(() => {}).then(() => this.startRound(false)).catch((error) => console.error("the safety code round could not start", error));
     for (const [p, messages] of [...this.held.entries()]) {
       if (!ids.has(p)) continue;
       this.held.delete(p);
@@ -440,12 +478,120 @@ export class CallCrypto {
     });
   }
 
-  async changed() {
-    if (this.me !== null && this.publicKey) {
-      const keys = [this.publicKey, ...[...this.peers.values()].map((p) => p.pub)];
-      this.code = await safetyCode(this.linkId, this.call, keys);
-    }
+  changed() {
     this.onChange?.();
+  }
+
+  /** The people on the call as a safety-code round names them: `2,5,7`. */
+  roundOf() {
+    return [...this.onRoster, this.me].sort((a, b) => a - b).join(",");
+  }
+
+  /**
+   * A safety-code round for the roster as it is, when it changed; `again`: over
+   * again even if not (a peer's key changed, or I reconnected).
+   */
+  async startRound(again) {
+    if (this.me === null || !this.publicKey) return;
+    const round = this.roundOf();
+    if (round === this.round && !again) return;
+    let attempt = round === this.round ? this.attempt + 1 : 0;
+    // Others may have started over already: join the latest attempt.
+    for (const list of this.commits.values()) {
+      for (const c of list) if (c.round === round && c.attempt > attempt) attempt = c.attempt;
+    }
+    await this.openRound(round, attempt);
+  }
+
+  async openRound(round, attempt) {
+    this.round = round;
+    this.attempt = attempt;
+    this.nonce = crypto.getRandomValues(new Uint8Array(COMMIT_NONCE_BYTES));
+    this.revealed = false;
+    this.code = "";
+    const hash = await commitHash(this.linkId, this.call, round, attempt, this.me, this.publicKey, this.nonce);
+    this.send({ type: "e2ee", payload: encodeMessage({ t: "commit", round, attempt, hash: toBase64(hash) }) });
+    await this.progress();
+    this.changed();
+  }
+
+  /** A round's message from `from`, checked and kept (the first one per round counts). */
+  remember(map, from, message, fields) {
+    const { round, attempt } = message;
+    if (typeof round !== "string" || round.length > MAX_ROUND_CHARS) return null;
+    if (!Number.isSafeInteger(attempt) || attempt < 0 || attempt > MAX_ATTEMPT) return null;
+    const list = map.get(from) ?? [];
+    if (list.some((c) => c.round === round && c.attempt === attempt)) return null;
+    const entry = { round, attempt, ...fields };
+    list.push(entry);
+    if (list.length > ROUND_MEMORY) list.shift();
+    map.set(from, list);
+    return entry;
+  }
+
+  async onCommit(from, message) {
+    let hash;
+    try {
+      hash = fromBase64(message.hash);
+    } catch {
+      return;
+    }
+    if (hash.length !== 32) return;
+    const entry = this.remember(this.commits, from, message, { hash });
+    if (!entry) return;
+    // Someone started this round over: so do I, with a fresh value.
+    if (entry.round === this.round && entry.attempt > this.attempt) await this.openRound(entry.round, entry.attempt);
+    else await this.progress();
+  }
+
+  async onReveal(from, message) {
+    let pub;
+    let nonce;
+    try {
+      pub = fromBase64(message.pub);
+      nonce = fromBase64(message.nonce);
+    } catch {
+      return;
+    }
+    if (pub.length !== 65 || nonce.length !== COMMIT_NONCE_BYTES) return;
+    if (this.remember(this.reveals, from, message, { pub, nonce })) await this.progress();
+  }
+
+  /**
+   * The round goes on: once everyone's commitment is here I reveal my value; once
+   * everyone's value is here and matches their commitment, the code is shown.
+   */
+  async progress() {
+    if (this.round === null) return;
+    const { round, attempt } = this;
+    const find = (map, p) => map.get(p)?.find((c) => c.round === round && c.attempt === attempt);
+    const others = round.split(",").map(Number).filter((p) => p !== this.me);
+    if (!this.revealed) {
+      if (!others.every((p) => find(this.commits, p))) return;
+      this.revealed = true;
+      const reveal = { t: "reveal", round, attempt, pub: toBase64(this.publicKey), nonce: toBase64(this.nonce) };
+      this.send({ type: "e2ee", payload: encodeMessage(reveal) });
+    }
+    const entries = [{ participant: this.me, pub: this.publicKey, nonce: this.nonce }];
+    for (const p of others) {
+      const commit = find(this.commits, p);
+      const reveal = find(this.reveals, p);
+      if (!reveal) return;
+      const expected = await commitHash(this.linkId, this.call, round, attempt, p, reveal.pub, reveal.nonce);
+      const peer = this.peers.get(p);
+      if (!sameBytes(expected, commit.hash) || (peer && !sameBytes(peer.pub, reveal.pub))) {
+        // Someone changed what they committed to: no code is better than one that lies.
+        if (round === this.round && attempt === this.attempt) this.code = "";
+        return this.fail(p, "sent safety-code values that do not match their keys");
+      }
+      // Someone whose keys did not verify (another link secret) counts as such: their
+      // code, made from the other side, differs.
+      entries.push(peer ? { participant: p, pub: reveal.pub, nonce: reveal.nonce } : { participant: p, pub: null });
+    }
+    const code = await safetyCode(this.linkId, this.call, entries);
+    if (round !== this.round || attempt !== this.attempt || code === this.code) return;
+    this.code = code;
+    this.changed();
   }
 
   /** A payload for the plugin `plugin`, sealed with my newest sender key. */

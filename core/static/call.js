@@ -40,12 +40,50 @@ const securityCount = document.getElementById("e2ee-count");
 const secretProblem = document.getElementById("secret-problem");
 
 // The link secret (`#k=…`): the browser never sends it to the server; every key of
-// the call is made from it. A link's owner who made it in this browser has it kept
-// by the dashboard.
-const secret = secretFromHash(location.hash) ?? secretFromHash(`k=${localStorage.getItem(`confab.secret.${linkId}`) ?? ""}`);
-if (secret && !secretFromHash(location.hash)) history.replaceState(null, "", `${location.pathname}${location.search}#k=${secret}`);
+// the call is made from it. Once read it leaves the address bar (where a screen
+// share would show it, and history would keep it); this tab keeps it so that a
+// reload finds it, and forgets it on Leave. A link's owner who asked the
+// dashboard to remember the secret on this device has it in localStorage.
+const tabSecretKey = `confab.tab-secret.${linkId}`;
+const storedSecret = (storage, key) => {
+  try {
+    return secretFromHash(`k=${storage.getItem(key) ?? ""}`);
+  } catch {
+    return null; // storage turned off
+  }
+};
+const secret = secretFromHash(location.hash)
+  ?? storedSecret(sessionStorage, tabSecretKey)
+  ?? storedSecret(localStorage, `confab.secret.${linkId}`);
+if (location.hash) history.replaceState(history.state, "", `${location.pathname}${location.search}`);
+// The full link pasted into the address bar of this page: start over with it.
+addEventListener("hashchange", () => {
+  if (secretFromHash(location.hash)) location.reload();
+});
+if (secret) {
+  try {
+    sessionStorage.setItem(tabSecretKey, secret);
+  } catch {
+    // No storage: a reload needs the link again.
+  }
+}
+/** The link as people share it, with its secret (kept here, not in the address bar). */
+function fullLink() {
+  return `${location.origin}/j/${linkId}${secret ? `#k=${secret}` : ""}`;
+}
+// Servers built for the test suite mark the page; only there can the tests reach
+// into the encryption (its keys, the frame probe). Elsewhere no global holds a key.
+const testHooks = document.getElementById("join").hasAttribute("data-test-hooks");
 const canEncrypt = Boolean(window.isSecureContext && crypto.subtle && frameApi());
-const encryption = secret && canEncrypt ? new CallCrypto({ secret, linkId, send, onChange: () => showSecurity() }) : null;
+const encryption = secret && canEncrypt
+  ? new CallCrypto({
+    secret,
+    linkId,
+    send,
+    onChange: () => showSecurity(),
+    probe: testHooks && Boolean(localStorage.getItem("confab.e2eeProbe")),
+  })
+  : null;
 if (!encryption) {
   secretProblem.textContent = !secret
     ? "This link is missing its secret key (the part after #k=). Calls are end-to-end encrypted with it: ask the person who invited you for the whole link."
@@ -410,6 +448,7 @@ leaveButton.addEventListener("click", () => {
   leaving = true;
   send({ type: "leave" });
   sessionStorage.removeItem(resumeKey);
+  sessionStorage.removeItem(tabSecretKey);
   socket?.close();
   showForm("You left the call.");
 });
@@ -538,15 +577,41 @@ const plugins = new CallPagePlugins({
   signedIn,
   csrf: callCard.dataset.csrf,
   seal: (bytes, plugin) => encryption.seal(bytes, plugin),
+  link: () => fullLink(),
   open: (bytes, plugin) => encryption.open(bytes, plugin),
 });
-window.confab = { media, plugins, e2ee: encryption, tiles: () => [...grid.children].map((t) => t.dataset.stream) };
+/**
+ * What the page's scripts (and the benchmarks) may read of the encryption: its
+ * state and counters, no key. The tests of a test build get the object itself.
+ */
+function encryptionStatus(e) {
+  if (!e) return null;
+  return Object.freeze({
+    get api() { return e.api; },
+    get me() { return e.me; },
+    get call() { return e.call; },
+    get generation() { return e.generation; },
+    get code() { return e.code; },
+    get peers() { return [...e.peers.keys()]; },
+    get joinedAt() { return e.joinedAt; },
+    get firstFrame() { return new Map(e.firstFrame); },
+    workerStats: () => e.workerStats(),
+  });
+}
+window.confab = {
+  media,
+  plugins,
+  e2ee: testHooks ? encryption : encryptionStatus(encryption),
+  tiles: () => [...grid.children].map((t) => t.dataset.stream),
+};
 
 /** The encryption indicator, the safety code, and whose frames cannot be opened. */
 function showSecurity() {
   if (!encryption || callCard.hidden) return;
   const code = encryption.code;
-  securityLine.textContent = code ? `End-to-end encrypted · Safety code ${code}` : "End-to-end encrypted";
+  securityLine.textContent = code
+    ? `End-to-end encrypted · Safety code ${code}`
+    : "End-to-end encrypted · Checking the safety code…";
   securityLine.title = "Compare the safety code out loud: everyone on the call with the right keys sees the same one.";
   securityLine.hidden = false;
   // Everyone on the roster should have exactly one verified key, and nobody else.
@@ -728,7 +793,7 @@ screenButton.addEventListener("click", async () => {
 });
 
 copyButton.addEventListener("click", async () => {
-  const url = `${location.origin}/j/${linkId}${location.hash}`;
+  const url = fullLink();
   try {
     await navigator.clipboard.writeText(url);
     copyButton.textContent = "Link copied";

@@ -3,13 +3,18 @@
 // The link secret (docs/security.md, "The link secret"): the full link is
 // `/j/{id}#k={secret}`, and browsers never send the part after `#`. A link made
 // with the form below gets its secret here, in the browser: 16 random bytes as
-// unpadded base64url, kept in `localStorage["confab.secret." + id]` (where the call
-// page finds it too) and never sent to the server.
+// unpadded base64url, never sent to the server. It is kept on this device
+// (`localStorage["confab.secret." + id]`, where the call page finds it too) only
+// if the user ticks "Remember the link's secret on this device"; otherwise the
+// full link is shown on this page once, and signing out clears what was kept
+// (the server answers /logout with `Clear-Site-Data: "storage"`).
 const PENDING_SECRET = "confab.pending-secret";
 const PENDING_MAX_AGE_MS = 10 * 60 * 1000;
 const SECRET_PATTERN = /^[A-Za-z0-9_-]{22}$/;
 
 const secretKey = (id) => `confab.secret.${id}`;
+// Secrets of links made just now without "remember": for this page view only.
+const shownOnce = new Map();
 
 function newSecret() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
@@ -17,6 +22,7 @@ function newSecret() {
 }
 
 function knownSecret(id) {
+  if (shownOnce.has(id)) return shownOnce.get(id);
   try {
     const secret = localStorage.getItem(secretKey(id));
     return secret && SECRET_PATTERN.test(secret) ? secret : null;
@@ -27,9 +33,10 @@ function knownSecret(id) {
 
 // On submit the secret waits in this tab's sessionStorage; the server redirects to
 // `/dashboard?created={id}` and marks that link `data-link-created`.
-document.querySelector("form[data-new-link]")?.addEventListener("submit", () => {
+document.querySelector("form[data-new-link]")?.addEventListener("submit", (event) => {
+  const remember = Boolean(event.target.querySelector("[data-remember-secret]")?.checked);
   try {
-    sessionStorage.setItem(PENDING_SECRET, JSON.stringify({ secret: newSecret(), at: Date.now() }));
+    sessionStorage.setItem(PENDING_SECRET, JSON.stringify({ secret: newSecret(), at: Date.now(), remember }));
   } catch {
     // No storage: the link is made, and the dashboard says this browser lacks its secret.
   }
@@ -47,7 +54,8 @@ function adoptPendingSecret() {
     const fresh = pending && SECRET_PATTERN.test(pending.secret) && Date.now() - pending.at < PENDING_MAX_AGE_MS;
     // Never replace a secret this browser already has for a link.
     if (fresh && !knownSecret(created.dataset.linkId)) {
-      localStorage.setItem(secretKey(created.dataset.linkId), pending.secret);
+      if (pending.remember) localStorage.setItem(secretKey(created.dataset.linkId), pending.secret);
+      else shownOnce.set(created.dataset.linkId, pending.secret);
     }
   } catch {
     // No storage, or not JSON: nothing to adopt.
@@ -63,6 +71,7 @@ function showFullLinks() {
       item.querySelector("[data-secret-missing]")?.removeAttribute("hidden");
       continue;
     }
+    if (shownOnce.has(item.dataset.linkId)) item.querySelector("[data-secret-once]")?.removeAttribute("hidden");
     const full = `${item.dataset.linkUrl.split("#")[0]}#k=${secret}`;
     item.dataset.linkUrl = full;
     for (const input of item.querySelectorAll("input.url")) input.value = full;

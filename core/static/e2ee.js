@@ -583,14 +583,45 @@ export async function unwrapKey(pair, from, to, message) {
   }
 }
 
+/** Bytes of the random value each page commits to in a safety-code round. */
+export const COMMIT_NONCE_BYTES = 32;
+
+function commitText(linkId, call, round, attempt, participant, pub, nonce) {
+  return text.encode(
+    `confab e2ee commit|${linkId}|${call}|${round}|${attempt}|${participant}|${toBase64(pub)}|${toBase64(nonce)}`,
+  );
+}
+
 /**
- * The safety code of a call: the same 12 digits for everyone who holds the same
- * public keys, different for anyone a man in the middle gave other keys.
+ * A page's commitment in a safety-code round: a hash of its participant number,
+ * its public key and a random value it reveals only once it holds everyone else's
+ * commitment (ZRTP, RFC 6189 §4.4.1.1, does the same with its hash commitment).
+ * `round` names the people the round is for (their sorted numbers) and
+ * `attempt` how often it started over.
  */
-export async function safetyCode(linkId, call, publicKeys) {
-  const sorted = publicKeys.map(toBase64).sort();
+export async function commitHash(linkId, call, round, attempt, participant, pub, nonce) {
+  return new Uint8Array(
+    await crypto.subtle.digest("SHA-256", commitText(linkId, call, round, attempt, participant, pub, nonce)),
+  );
+}
+
+/**
+ * The safety code of a call: 12 digits, the same for everyone who holds the same
+ * participants' numbers, public keys and revealed random values, and different for
+ * anyone a man in the middle gave other keys. Because every honest page reveals
+ * its random value only after everyone's commitment is fixed, a server that
+ * swaps keys cannot search for keys that make two codes match: each try costs it
+ * a round that people see (one chance in 10^12 that two codes agree anyway).
+ *
+ * @param {{participant: number, pub: Uint8Array | null, nonce?: Uint8Array}[]} entries
+ *   everyone in the round; `pub: null` for someone whose keys did not verify
+ */
+export async function safetyCode(linkId, call, entries) {
+  const lines = [...entries]
+    .sort((a, b) => a.participant - b.participant)
+    .map((e) => (e.pub ? `${e.participant}:${toBase64(e.pub)}:${toBase64(e.nonce)}` : `${e.participant}:unverified`));
   const digest = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", text.encode(`${linkId}|${call}|${sorted.join(",")}`)),
+    await crypto.subtle.digest("SHA-256", text.encode(`confab e2ee safety code|${linkId}|${call}|${lines.join(",")}`)),
   );
   let n = 0n;
   for (const byte of digest.subarray(0, 8)) n = (n << 8n) | BigInt(byte);

@@ -21,6 +21,8 @@ const CAMERA_LAYERS = [
 ];
 
 export class MediaSession {
+  #crypto;
+
   /**
    * @param {object} hooks
    * @param {(message: object) => void} hooks.send signaling
@@ -28,8 +30,10 @@ export class MediaSession {
    * @param {(streamId: string) => void} hooks.onStreamGone
    * @param {(state: string) => void} hooks.onConnection "connected", "reconnecting" or "failed"
    * @param {import("./call-crypto.js").CallCrypto} hooks.crypto seals and opens every frame
+   *   (kept private: nothing reachable from this object holds a key)
    */
-  constructor(hooks) {
+  constructor({ crypto, ...hooks }) {
+    this.#crypto = crypto;
     this.hooks = hooks;
     this.publisher = null;
     this.subscriber = null;
@@ -68,15 +72,15 @@ export class MediaSession {
       sendEncodings: this.simulcast ? CAMERA_LAYERS : undefined,
     });
     preferCodecs(this.camera);
-    this.hooks.crypto.attachSender(this.audio.sender, "audio");
-    this.hooks.crypto.attachSender(this.camera.sender, "video");
+    this.#crypto.attachSender(this.audio.sender, "audio");
+    this.#crypto.attachSender(this.camera.sender, "video");
     // The screen's own stream id keeps it apart from the camera in every browser.
     this.screenTransceiver = pc.addTransceiver("video", {
       direction: "sendonly",
       streams: [new MediaStream()],
     });
     preferCodecs(this.screenTransceiver);
-    this.hooks.crypto.attachSender(this.screenTransceiver.sender, "video", 1);
+    this.#crypto.attachSender(this.screenTransceiver.sender, "video", 1);
     pc.addEventListener("connectionstatechange", () => this.watch(pc));
     await this.negotiate();
   }
@@ -85,7 +89,7 @@ export class MediaSession {
     return new RTCPeerConnection({
       bundlePolicy: "max-bundle",
       rtcpMuxPolicy: "require",
-      ...this.hooks.crypto.connectionOptions(),
+      ...this.#crypto.connectionOptions(),
     });
   }
 
@@ -135,7 +139,7 @@ export class MediaSession {
       pc.addEventListener("track", (event) => {
         const stream = event.streams[0];
         // Before any frame: nothing reaches the decoder unopened.
-        this.hooks.crypto.attachReceiver(event.receiver, event.track.kind, stream?.id ?? "");
+        this.#crypto.attachReceiver(event.receiver, event.track.kind, stream?.id ?? "");
         if (!stream) return;
         this.streamOfMid[event.transceiver.mid] = stream.id;
         this.hooks.onStream(stream.id, stream);

@@ -12,6 +12,7 @@
 //     plugin.participants();     // [{ participant, name, guest }]
 //     plugin.onParticipants((list) => …);
 //     plugin.signedIn;           // whether the user is signed in (not a guest)
+//     plugin.link();             // the link as the user shares it, `#k=` secret included
 //     plugin.fetch(path, init);  // fetch(`/p/${name}${path}`) as the signed-in user
 //   }
 //
@@ -101,6 +102,10 @@ class PluginHandle {
     return this.host.participants();
   }
 
+  link() {
+    return this.host.link();
+  }
+
   dispatch(bytes, meta) {
     if (this.handlers.length === 0) {
       if (this.early.length < EARLY_MESSAGES) this.early.push([bytes, meta]);
@@ -121,13 +126,14 @@ class PluginHandle {
  * element the plugins' sections go into; `me` and `participants` read the page's
  * state; `report` shows a problem to the user; `signedIn` says whether the user is
  * signed in, and `csrf` is their session's CSRF token (none for guests); `seal`
- * and `open` encrypt and decrypt payloads (call-crypto.js).
+ * and `open` encrypt and decrypt payloads (call-crypto.js); `link` gives the
+ * link with its secret (the address bar no longer shows it).
  */
 export class CallPagePlugins {
-  constructor({ modules, area, send, me, participants, report, seal, open, signedIn = false, csrf = null }) {
+  constructor({ modules, area, send, me, participants, report, seal, open, link, signedIn = false, csrf = null }) {
     this.modules = modules;
     this.area = area;
-    this.host = { send, me, participants, seal, signedIn: Boolean(signedIn), csrf: csrf || null };
+    this.host = { send, me, participants, seal, link, signedIn: Boolean(signedIn), csrf: csrf || null };
     this.open = open;
     // Payloads are opened one after the other, so they reach modules in order.
     this.opening = Promise.resolve();

@@ -382,7 +382,17 @@ async fn logout(
         return state.page_error(PageError::internal(err));
     }
     let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
-    (jar, Redirect::to("/login")).into_response()
+    // Link secrets the dashboard was asked to remember, and everything else this
+    // browser stored for the site, go with the session.
+    (
+        jar,
+        [(
+            header::HeaderName::from_static("clear-site-data"),
+            "\"storage\"",
+        )],
+        Redirect::to("/login"),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -777,6 +787,8 @@ async fn render_join(
     ctx.insert("session_csrf", &user.map(|u| u.session.csrf_token.as_str()));
     ctx.insert("name", name);
     ctx.insert("error", &error);
+    // Only a server built for the test suite lets the page's tests reach its keys.
+    ctx.insert("test_hooks", &cfg!(feature = "test-tap"));
     let modules = state.plugins.call_page_modules(state).await;
     ctx.insert(
         "plugin_modules",

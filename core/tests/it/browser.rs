@@ -1821,6 +1821,8 @@ async fn a_link_made_on_the_dashboard_gets_its_secret_in_the_browser() {
     page.sign_in(&base, "host@example.org").await;
     page.fill("form[data-new-link] input[name=title]", "Secret call")
         .await;
+    page.click("form[data-new-link] [data-remember-secret]")
+        .await;
     page.click("form[data-new-link] button[type=submit]").await;
     let id = page
         .wait_js("document.querySelector('li[data-link-created]')?.dataset.linkId")
@@ -1832,6 +1834,7 @@ async fn a_link_made_on_the_dashboard_gets_its_secret_in_the_browser() {
             "(() => {{ const li = document.querySelector(\"li[data-link-id='{id}']\");\
              return {{ input: li.querySelector('input.url').value, copy: li.querySelector('[data-copy]').dataset.copy,\
              shared: li.dataset.linkUrl, hint: !li.querySelector('[data-secret-missing]').hidden,\
+             once: !li.querySelector('[data-secret-once]').hidden,\
              stored: localStorage.getItem('confab.secret.{id}'), address: location.href }}; }})()"
         )
     };
@@ -1873,9 +1876,47 @@ async fn a_link_made_on_the_dashboard_gets_its_secret_in_the_browser() {
     assert!(crate::links::database_contains(&app, &id).await);
     assert!(!crate::links::database_contains(&app, secret).await);
 
+    assert_eq!(made["once"], false, "{made}");
+
     // A reload keeps the full link.
     page.goto(&format!("{base}/dashboard")).await;
     let again = page.wait_js(&row(&id)).await;
     assert_eq!(again["input"], full.as_str(), "{again}");
+
+    // Without "remember", the full link is shown once, and the device keeps nothing.
+    page.fill("form[data-new-link] input[name=title]", "Once")
+        .await;
+    page.click("form[data-new-link] button[type=submit]").await;
+    let once = page
+        .wait_js(&format!(
+            "document.querySelector('li[data-link-created]:not([data-link-id=\"{id}\"])')?.dataset.linkId"
+        ))
+        .await;
+    let once = once.as_str().unwrap().to_string();
+    let shown = page.wait_js(&row(&once)).await;
+    let (_, secret_once) = shown["input"]
+        .as_str()
+        .unwrap()
+        .split_once("#k=")
+        .unwrap_or_else(|| panic!("the full link is shown: {shown}"));
+    assert!(crate::support::is_link_secret(secret_once), "{shown}");
+    assert_eq!(shown["once"], true, "the page says to copy it now: {shown}");
+    assert_eq!(shown["stored"], Value::Null, "{shown}");
+    page.goto(&format!("{base}/dashboard")).await;
+    let later = page.wait_js(&row(&once)).await;
+    assert_eq!(later["input"], format!("{base}/j/{once}"), "{later}");
+    assert_eq!(later["hint"], true, "{later}");
+
+    // Signing out clears what the device remembered.
+    page.click("form[action='/logout'] button").await;
+    page.wait_js("location.pathname === '/login'").await;
+    let left = page
+        .wait_js("JSON.stringify(Object.keys(localStorage))")
+        .await;
+    assert_eq!(
+        left,
+        json!("[]"),
+        "nothing stays on the device after sign-out"
+    );
     page.close().await;
 }

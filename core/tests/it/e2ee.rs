@@ -595,16 +595,17 @@ async fn a_removed_guest_holds_no_key_to_what_is_sent_after_the_rotation() {
     sees_pattern(&bo, host_id).await;
     sees_pattern(&ana, host_id).await;
 
-    // Every key Bo holds for the host, and the host's key now.
-    let held: Vec<Vec<u8>> = bo
+    // Every key Bo holds for the host (key id and key), and the host's key now.
+    let held_keys = bo
         .wait_js(&format!(
-            "(window.confab.e2ee.ring.senders.get({host_id})?.keys ?? []).map((k) => btoa(String.fromCharCode(...k.raw)))"
+            "(window.confab.e2ee.ring.senders.get({host_id})?.keys ?? []).map((k) => [k.kid, btoa(String.fromCharCode(...k.raw))])"
         ))
-        .await
+        .await;
+    let held: Vec<Vec<u8>> = held_keys
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| unb64(k.as_str().unwrap()))
+        .map(|k| unb64(k[1].as_str().unwrap()))
         .collect();
     assert!(!held.is_empty());
     let (before, _) = current_key(&host).await;
@@ -650,9 +651,61 @@ async fn a_removed_guest_holds_no_key_to_what_is_sent_after_the_rotation() {
         );
     }
     assert!(opens_with(&ana, &fresh, &sample.payload).await);
+
+    // Bo (or a server he gave his keys to) forges frames as the host with the keys
+    // he kept, once the old key's grace after the new one is over. Ana's media
+    // worker drops every one; a frame under the host's current key, sent along as
+    // a control, goes through.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let forged = forge_frames(&ana, host_id, &held_keys, (after, &fresh)).await;
+    assert_eq!(
+        forged["shown"],
+        json!(["control"]),
+        "only the control frame came out of the worker: {forged}"
+    );
+    let refused =
+        forged["after"]["failed"].as_u64().unwrap() - forged["before"]["failed"].as_u64().unwrap();
+    assert!(
+        refused >= held.len() as u64,
+        "every forged frame refused: {forged}"
+    );
     host.close().await;
     ana.close().await;
     bo.close().await;
+}
+
+/// Frames sealed as `host`'s camera with each of `keys` (`[[kid, key]]`) and, last,
+/// one with `control` (kid, key), fed to `page`'s media worker as the SFU's frames
+/// would be; what came out (`shown`: "forged" or "control") and the worker's
+/// counters before and after.
+async fn forge_frames(page: &Browser, host: u64, keys: &Value, control: (u32, &[u8])) -> Value {
+    page.client
+        .execute_async(
+            "const [keys, controlKid, controlKey, host, done] = arguments;\
+             import('/static/e2ee.js').then(async (m) => {\
+               const e = window.confab.e2ee, binding = m.streamBinding('video', 0);\
+               const frame = async (raw, kid, mark, counter) => {\
+                 const key = await m.senderKey(m.fromBase64(raw), kid);\
+                 const plain = new Uint8Array(400).fill(mark);\
+                 return { data: (await m.sealFrame(key, counter, plain, 3, binding)).buffer, type: 'delta' };\
+               };\
+               const frames = [];\
+               for (const [kid, raw] of keys) frames.push(await frame(raw, kid, 1, 2 ** 30));\
+               frames.push(await frame(controlKey, controlKid, 2, 2 ** 30 + 7));\
+               const before = await e.workerStats();\
+               const shown = [];\
+               const readable = new ReadableStream({ start(c) { for (const f of frames) c.enqueue(f); c.close(); } });\
+               const writable = new WritableStream({\
+                 write(f) { shown.push(new Uint8Array(f.data)[10] === 2 ? 'control' : 'forged'); },\
+                 async close() { done({ shown, before, after: await e.workerStats() }); },\
+               });\
+               const options = { side: 'receive', kind: 'video', stream: `p${host}-0`, participant: host, index: 0 };\
+               e.worker.postMessage({ op: 'streams', readable, writable, options }, [readable, writable]);\
+             }, (e) => done({ error: String(e) }));",
+            vec![json!(keys), json!(control.0), json!(b64(control.1)), json!(host)],
+        )
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -688,18 +741,45 @@ async fn a_link_opened_without_its_secret_says_so_and_the_owner_s_browser_fills_
         .await
         .unwrap();
     page.goto(&format!("{base}/j/{link}")).await;
-    let hash = page.wait_js("location.hash").await;
-    assert_eq!(hash, json!(format!("#k={SECRET}")));
-    let hidden: Value = page
-        .client
-        .execute(
-            "return document.getElementById('secret-problem').hidden",
-            vec![],
-        )
+    assert_eq!(secret_state(&page).await, json!([true, ""]));
+
+    // Opened with the secret: it leaves the address bar (and history) at once, and
+    // this tab keeps it for a reload, not the device.
+    // (Pasted into the address bar of the open page: it reloads with it.)
+    page.client
+        .execute("localStorage.clear(); window.stale = true", vec![])
         .await
         .unwrap();
-    assert_eq!(hidden, json!(true));
+    page.goto(&format!("{base}/j/{link}#k={SECRET}")).await;
+    assert_eq!(secret_state(&page).await, json!([true, ""]));
+    let address = page.wait_js("location.href").await;
+    assert_eq!(address, json!(format!("{base}/j/{link}")));
+    page.client
+        .execute("window.stale = true; location.reload()", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        secret_state(&page).await,
+        json!([true, ""]),
+        "a reload keeps it"
+    );
+    let on_device = page
+        .wait_js("JSON.stringify(Object.keys(localStorage))")
+        .await;
+    assert!(
+        !on_device.as_str().unwrap().contains("secret"),
+        "{on_device}"
+    );
     page.close().await;
+}
+
+/// Once the call page's script ran: whether the secret problem is hidden, and the
+/// address bar's fragment.
+async fn secret_state(page: &Browser) -> Value {
+    page.wait_js(
+        "!window.stale && window.confab && [document.getElementById('secret-problem').hidden, location.hash]",
+    )
+    .await
 }
 
 #[tokio::test]

@@ -58,6 +58,18 @@ async function settle(...pages) {
   }
 }
 
+/** A safety code as the page shows it. */
+const CODE = /^\d{3} \d{3} \d{3} \d{3}$/;
+
+/** What `p` sent of type `type` for the safety-code round `round`. */
+function sentOfType(p, type, round) {
+  return p.sent.map((m) => decode(m.payload)).filter((m) => m.t === type && m.round === round);
+}
+
+function encode(message) {
+  return e2ee.toBase64(new TextEncoder().encode(JSON.stringify(message)));
+}
+
 function keysSent(p, to) {
   return p.sent.filter((m) => m.to === to && decode(m.payload).t === "key").map((m) => decode(m.payload));
 }
@@ -86,8 +98,7 @@ test("two honest pages exchange keys and show the same safety code", async () =>
   const { alice, bob } = await twoOnACall();
   assert.deepEqual([...alice.peers.keys()], [2]);
   assert.deepEqual([...bob.peers.keys()], [1]);
-  await alice.changed();
-  await bob.changed();
+  assert.match(alice.code, CODE);
   assert.equal(alice.code, bob.code);
   assert.ok(bob.ring.has(1) && alice.ring.has(2));
   for (const p of [alice, bob]) p.close();
@@ -230,4 +241,157 @@ test("a plugin message opens once, and only on the plugin's channel it was sent 
     encrypted: false,
   });
   for (const p of [alice, bob]) p.close();
+});
+
+/**
+ * A server that knows the link secret and sits between the pages: to each page it
+ * plays the other participant with a key pair of its own, and makes up all of
+ * that participant's messages.
+ */
+async function impostor(participant) {
+  const link = await e2ee.linkKeys(secret, LINK);
+  const pair = await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, true, ["deriveBits"]);
+  const pub = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+  const mac = await e2ee.helloMac(link, CALL, participant, pub);
+  const nonce = crypto.getRandomValues(new Uint8Array(e2ee.COMMIT_NONCE_BYTES));
+  return {
+    participant,
+    pub,
+    nonce,
+    hello: encode({ t: "hello", pub: e2ee.toBase64(pub), mac: e2ee.toBase64(mac), reply: false }),
+    async commit(round, attempt = 0) {
+      const hash = await e2ee.commitHash(LINK, CALL, round, attempt, participant, pub, this.nonce);
+      return encode({ t: "commit", round, attempt, hash: e2ee.toBase64(hash) });
+    },
+    reveal(round, nonce = this.nonce, attempt = 0) {
+      return encode({ t: "reveal", round, attempt, pub: e2ee.toBase64(pub), nonce: e2ee.toBase64(nonce) });
+    },
+  };
+}
+
+test("no page reveals its safety-code value before it holds everyone's commitment", async () => {
+  const alice = await page(1);
+  alice.rosterChanged(roster(1, 2, 3));
+  await alice.inbox;
+  assert.equal(sentOfType(alice, "commit", "1,2,3").length, 1);
+  const bob = await impostor(2);
+  await alice.receive(2, bob.hello);
+  await alice.receive(2, await bob.commit("1,2,3"));
+  assert.deepEqual(sentOfType(alice, "reveal", "1,2,3"), [], "participant 3 has not committed yet");
+  const carol = await impostor(3);
+  await alice.receive(3, carol.hello);
+  await alice.receive(3, await carol.commit("1,2,3"));
+  assert.equal(sentOfType(alice, "reveal", "1,2,3").length, 1);
+  assert.equal(alice.code, "", "no code before everyone revealed");
+  await alice.receive(2, bob.reveal("1,2,3"));
+  await alice.receive(3, carol.reveal("1,2,3"));
+  assert.match(alice.code, CODE);
+  alice.close();
+});
+
+test("a server in the middle cannot make two codes match: the commitment stops the search", async () => {
+  const alice = await page(1);
+  const bob = await page(2);
+  alice.rosterChanged(roster(1, 2));
+  bob.rosterChanged(roster(1, 2));
+  await Promise.all([alice.inbox, bob.inbox]);
+  // The server drops what the pages send each other and plays each to the other.
+  const asAlice = await impostor(1);
+  const asBob = await impostor(2);
+  for (const message of [asAlice.hello, await asAlice.commit("1,2")]) await bob.receive(1, message);
+  assert.equal(sentOfType(bob, "reveal", "1,2").length, 1);
+  await bob.receive(1, asAlice.reveal("1,2"));
+  const bobsCode = bob.code;
+  assert.match(bobsCode, CODE);
+
+  // Knowing Bob's code, the server turns to Alice. It must commit before she
+  // reveals her value, and cannot know her code before she does.
+  await alice.receive(2, asBob.hello);
+  assert.deepEqual(sentOfType(alice, "reveal", "1,2"), []);
+  await alice.receive(2, await asBob.commit("1,2"));
+  const [revealed] = sentOfType(alice, "reveal", "1,2");
+  assert.ok(revealed);
+
+  // Now it could search: a value that gives Alice a code starting like Bob's is
+  // quickly found (two digits here, the whole code the same way at 10^12 tries)…
+  const alicesValue = { participant: 1, pub: alice.publicKey, nonce: e2ee.fromBase64(revealed.nonce) };
+  let ground = null;
+  for (let tries = 0; tries < 3000 && !ground; tries += 1) {
+    const nonce = crypto.getRandomValues(new Uint8Array(e2ee.COMMIT_NONCE_BYTES));
+    const code = await e2ee.safetyCode(LINK, CALL, [alicesValue, { participant: 2, pub: asBob.pub, nonce }]);
+    if (code.slice(0, 2) === bobsCode.slice(0, 2)) ground = nonce;
+  }
+  assert.ok(ground, "the search works on the bare code");
+  // …but it is not the value the server committed to, and Alice shows no code.
+  await alice.receive(2, asBob.reveal("1,2", ground));
+  assert.equal(alice.code, "");
+  assert.match(alice.failed.get(2), /do not match/);
+
+  // Keeping to its commitment, the server gets a code it could not choose.
+  const fresh = await page(1);
+  fresh.rosterChanged(roster(1, 2));
+  for (const message of [asBob.hello, await asBob.commit("1,2"), asBob.reveal("1,2")]) await fresh.receive(2, message);
+  assert.match(fresh.code, CODE);
+  assert.notEqual(fresh.code, bobsCode);
+  for (const p of [alice, bob, fresh]) p.close();
+});
+
+test("a late joiner starts a new round and everyone ends with the same new code", async () => {
+  const { alice, bob } = await twoOnACall();
+  const before = alice.code;
+  const carol = await page(3);
+  for (const p of [alice, bob, carol]) p.rosterChanged(roster(1, 2, 3));
+  await settle(alice, bob, carol);
+  assert.match(carol.code, CODE);
+  assert.equal(alice.code, carol.code);
+  assert.equal(bob.code, carol.code);
+  assert.notEqual(alice.code, before);
+  // Each started the round once, with a value of its own.
+  for (const p of [alice, bob, carol]) {
+    const commits = sentOfType(p, "commit", "1,2,3");
+    assert.equal(commits.length, 1);
+  }
+  for (const p of [alice, bob, carol]) p.close();
+});
+
+test("after a reconnect or a reloaded page, the round starts over and the codes meet again", async () => {
+  const { alice, bob } = await twoOnACall();
+  const before = alice.code;
+  // Alice's connection dropped and came back: same call, same number.
+  await alice.start(1, CALL);
+  await settle(alice, bob);
+  assert.match(alice.code, CODE);
+  assert.equal(alice.code, bob.code);
+  assert.notEqual(alice.code, before);
+  assert.equal(bob.attempt, 1);
+
+  // Bob reloads: a new page, a new key pair, the same participant number.
+  const reloaded = await page(2);
+  reloaded.rosterChanged(roster(1, 2));
+  await settle(alice, reloaded);
+  assert.match(reloaded.code, CODE);
+  assert.equal(alice.code, reloaded.code);
+  for (const p of [alice, bob, reloaded]) p.close();
+});
+
+test("round messages that are malformed or out of bounds are ignored", async () => {
+  const alice = await page(1);
+  alice.rosterChanged(roster(1, 2));
+  await alice.inbox;
+  const bob = await impostor(2);
+  await alice.receive(2, bob.hello);
+  for (const bad of [
+    { t: "commit", round: "1,2", attempt: -1, hash: e2ee.toBase64(new Uint8Array(32)) },
+    { t: "commit", round: "1,2", attempt: 2 ** 60, hash: e2ee.toBase64(new Uint8Array(32)) },
+    { t: "commit", round: "1,2".repeat(500), attempt: 0, hash: e2ee.toBase64(new Uint8Array(32)) },
+    { t: "commit", round: "1,2", attempt: 0, hash: "not base64!" },
+    { t: "commit", round: "1,2", attempt: 0, hash: e2ee.toBase64(new Uint8Array(8)) },
+    { t: "reveal", round: "1,2", attempt: 0, pub: "AA==", nonce: "AA==" },
+  ]) {
+    await alice.receive(2, encode(bad));
+  }
+  assert.deepEqual(sentOfType(alice, "reveal", "1,2"), [], "nothing counted as Bob's commitment");
+  assert.equal(alice.attempt, 0);
+  assert.equal(alice.code, "");
+  alice.close();
 });

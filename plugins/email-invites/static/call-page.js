@@ -1,7 +1,7 @@
 // "Invite by email" on the call page, for a signed-in user: the form of
 // invite-form.js in a panel of the call. It sends the link as the user has it,
-// `#fragment` included: the fragment carries what the server never sees (the
-// call's key), so only this page can put it into the invitations.
+// `#k=` secret included (`plugin.link()`): the fragment carries what the server
+// never sees (the call's key), so only this page can put it into the invitations.
 
 import { el, inviteForm } from "./invite-form.js";
 
@@ -19,8 +19,8 @@ export default function setup(plugin) {
   }
   const form = inviteForm({
     fetch: (path, init) => plugin.fetch(path, init),
-    // Read when Send is pressed, so a fragment set after the page loaded counts.
-    url: () => `${location.origin}/j/${id}${location.hash}`,
+    // The link with its secret: the page took it out of the address bar.
+    url: () => plugin.link(),
     label: "Addresses",
   });
   plugin.element.append(el("details", { class: "email-invites" }, el("summary", { text: "Invite by email" }), form));
