@@ -106,11 +106,8 @@ pub struct SharedState {
     pub media: Option<sfu::MediaHandle>,
     /// The plugins of this server.
     pub plugins: Arc<plugins::PluginHost>,
-    /// Where the mail capability queues messages: the database's outbox
-    /// ([`mail::Outbox`]), which [`App::with_store`] sets up. With `None` the
-    /// capability answers `unavailable`.
-    pub outbox: Option<Arc<dyn plugins::Outbox>>,
-    /// The database's outbox, which the delivery worker empties.
+    /// The database's outbox: the mail capability queues plugins' messages in it,
+    /// and the delivery worker empties it.
     pub mail: mail::Outbox,
     /// Signaling WebSockets open per client address (`server.max_websockets_per_address`).
     pub connections: Arc<limits::ConnectionSlots>,
@@ -191,7 +188,6 @@ impl App {
         let state = AppState(Arc::new(SharedState {
             media: None,
             plugins: Arc::new(plugins::PluginHost::new(&config)),
-            outbox: Some(Arc::new(outbox.clone())),
             mail: outbox,
             store,
             public_url: config.public_url().into(),

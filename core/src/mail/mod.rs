@@ -18,8 +18,6 @@ pub mod compose;
 pub mod transport;
 pub mod worker;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -29,9 +27,8 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::plugins::MailMessage;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
-use crate::store::{NewAttachment, NewMail, OutboxCounts, Store, StoreResult};
+use crate::store::{NewMail, OutboxCounts, Store, StoreResult};
 
 pub use transport::Transport;
 
@@ -193,49 +190,4 @@ pub async fn status(store: &Store, config: &Config) -> Result<MailStatus, String
         oldest_queued_at: store.oldest_queued_mail().await.map_err(err)?,
         recent_failures,
     })
-}
-
-/// A plugin's message as the outbox keeps it.
-pub fn from_plugin(plugin: &str, message: MailMessage) -> NewMail {
-    NewMail {
-        to: message.to,
-        cc: message.cc,
-        reply_to: message.reply_to,
-        subject: message.subject,
-        text: message.text,
-        html: message.html,
-        attachments: message
-            .attachments
-            .into_iter()
-            .map(|a| NewAttachment {
-                filename: a.filename,
-                content_type: a.content_type,
-                data: a.data,
-                inline_alternative: a.inline_alternative,
-            })
-            .collect(),
-        plugin: Some(plugin.to_string()),
-        message_id: None,
-    }
-}
-
-impl crate::plugins::Outbox for Outbox {
-    fn queue<'a>(
-        &'a self,
-        plugin: &'a str,
-        message: MailMessage,
-    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>> {
-        Box::pin(async move {
-            match self.enqueue(from_plugin(plugin, message)).await {
-                Ok(id) => {
-                    tracing::debug!(%plugin, id, "mail queued");
-                    Ok(id.to_string())
-                }
-                Err(err) => {
-                    tracing::warn!(%plugin, error = %err, "cannot queue a plugin's mail");
-                    Err("the outbox did not take the message; try again later".into())
-                }
-            }
-        })
-    }
 }

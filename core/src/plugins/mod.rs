@@ -208,16 +208,7 @@ pub fn emit(state: &AppState, event: Event) {
 
 /// A message a plugin queues through the `mail` capability.
 pub use bindings::confab::plugin::mail::Message as MailMessage;
-
-/// Where the `mail` capability queues messages: the server's durable outbox.
-pub trait Outbox: Send + Sync {
-    /// Stores the message for delivery; returns its outbox id.
-    fn queue<'a>(
-        &'a self,
-        plugin: &'a str,
-        message: MailMessage,
-    ) -> Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + 'a>>;
-}
+pub use capabilities::mail::queue as queue_mail;
 
 /// What the plugins say about a lobby request, together.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,6 +14,7 @@ mod cli;
 mod e2ee;
 mod email_invites;
 mod fuzz_corpus;
+mod layers;
 mod links;
 mod mail;
 mod ops;

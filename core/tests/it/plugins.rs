@@ -1099,25 +1099,21 @@ mod in_the_database {
         assert_eq!(stored.attachments[0].data, binary);
         assert!(stored.attachments[1].inline_alternative);
         // The server's outbox is the one plugins get.
-        let via_plugins = app
-            .state
-            .outbox
-            .as_ref()
-            .expect("the app has an outbox")
-            .queue(
-                "p",
-                confab_core::plugins::MailMessage {
-                    to: vec!["bo@example.org".into()],
-                    cc: vec!["cy@example.org".into()],
-                    reply_to: Some("desk@example.org".into()),
-                    subject: "Hi".into(),
-                    text: "Hello".into(),
-                    html: Some("<p>Hello</p>".into()),
-                    attachments: Vec::new(),
-                },
-            )
-            .await
-            .unwrap();
+        let via_plugins = confab_core::plugins::queue_mail(
+            &app.state.mail,
+            "p",
+            confab_core::plugins::MailMessage {
+                to: vec!["bo@example.org".into()],
+                cc: vec!["cy@example.org".into()],
+                reply_to: Some("desk@example.org".into()),
+                subject: "Hi".into(),
+                text: "Hello".into(),
+                html: Some("<p>Hello</p>".into()),
+                attachments: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
         let other = app
             .store
             .outbox_message(via_plugins.parse().unwrap())

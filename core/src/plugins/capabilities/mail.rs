@@ -1,10 +1,12 @@
 //! `mail`: queue a message in the server's outbox. Addresses and headers are checked
 //! here and the manifest's hourly limit applies; delivery belongs to the outbox.
 
+use crate::mail::Outbox;
 use crate::plugins::bindings::confab::plugin::mail::{Host, Message};
 use crate::plugins::bindings::confab::plugin::types::Error;
 use crate::plugins::manifest::Capability;
 use crate::plugins::runtime::HostState;
+use crate::store::{NewAttachment, NewMail};
 
 /// Recipients (to and cc together) per message.
 pub const MAX_RECIPIENTS: usize = 100;
@@ -111,11 +113,6 @@ impl HostState {
             .mail
             .as_ref()
             .map_or(0, |m| m.per_hour);
-        let Some(outbox) = self.app.outbox.clone() else {
-            return Err(Error::Unavailable(
-                "this server has no mail outbox; an operator has to set one up".into(),
-            ));
-        };
         // Counted from the outbox itself, so the limit holds across restarts and
         // reloads, and a message the outbox did not take does not count.
         let _turn = self.cx.mail_turn.lock().await;
@@ -131,10 +128,48 @@ impl HostState {
                 "this plugin may queue {per_hour} mails per hour"
             )));
         }
-        outbox
-            .queue(&self.cx.name, message)
+        queue(&self.app.mail, &self.cx.name, message)
             .await
             .map_err(Error::Unavailable)
+    }
+}
+
+/// A plugin's message as the outbox keeps it.
+fn new_mail(plugin: &str, message: Message) -> NewMail {
+    NewMail {
+        to: message.to,
+        cc: message.cc,
+        reply_to: message.reply_to,
+        subject: message.subject,
+        text: message.text,
+        html: message.html,
+        attachments: message
+            .attachments
+            .into_iter()
+            .map(|a| NewAttachment {
+                filename: a.filename,
+                content_type: a.content_type,
+                data: a.data,
+                inline_alternative: a.inline_alternative,
+            })
+            .collect(),
+        plugin: Some(plugin.to_string()),
+        message_id: None,
+    }
+}
+
+/// Queues `plugin`'s message in the server's outbox (after the capability's checks
+/// and limit); returns its outbox id.
+pub async fn queue(outbox: &Outbox, plugin: &str, message: Message) -> Result<String, String> {
+    match outbox.enqueue(new_mail(plugin, message)).await {
+        Ok(id) => {
+            tracing::debug!(%plugin, id, "mail queued");
+            Ok(id.to_string())
+        }
+        Err(err) => {
+            tracing::warn!(%plugin, error = %err, "cannot queue a plugin's mail");
+            Err("the outbox did not take the message; try again later".into())
+        }
     }
 }
 
