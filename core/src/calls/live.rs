@@ -22,7 +22,7 @@ use super::{
 use crate::AppState;
 use crate::config::CallsConfig;
 use crate::limits::RateWindow;
-use crate::plugins;
+use crate::plugins::{self, PluginCallAction, PluginCallError, RosterMember};
 use crate::privacy::{self, CallEventKind};
 use crate::sfu;
 use crate::signaling::{
@@ -153,41 +153,6 @@ impl PluginReply {
             let _ = reply.send(answer);
         }
     }
-}
-
-/// What a plugin can ask of a live call (the `calls` capability).
-#[derive(Debug, Clone)]
-pub enum PluginCallAction {
-    Roster,
-    /// Send `payload` on the plugin's channel to one participant or everyone.
-    Send {
-        plugin: String,
-        to: Option<u32>,
-        payload: Vec<u8>,
-    },
-    /// Remove a participant as the signed-in user `as_user`, who must be on the call.
-    Remove {
-        as_user: i64,
-        participant: u32,
-    },
-}
-
-/// Why a plugin's request to a call did not happen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PluginCallError {
-    NoCall,
-    NoSuchParticipant,
-    NotAllowed(String),
-    Busy,
-}
-
-/// Someone on a call, as plugins see them.
-#[derive(Debug, Clone)]
-pub struct RosterMember {
-    pub id: u32,
-    pub name: String,
-    pub user: Option<i64>,
-    pub joined_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// What a participant says it sends.

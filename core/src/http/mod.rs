@@ -12,6 +12,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::AppState;
 
+mod calls;
 pub mod error;
 pub mod extract;
 pub mod guest_cookie;
@@ -123,7 +124,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(pages::router())
-        .route("/j/{id}/ws", axum::routing::get(crate::signaling::connect))
+        .route("/j/{id}/ws", axum::routing::get(calls::connect))
         .merge(ops::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))

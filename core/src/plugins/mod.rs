@@ -35,6 +35,7 @@ pub mod manifest;
 mod runtime;
 pub mod scaffold;
 
+pub use capabilities::calls::{PluginCallAction, PluginCallError, RosterMember};
 pub use capabilities::link_record;
 pub use manifest::{Capability, Hook, Manifest};
 

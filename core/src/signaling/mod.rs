@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 mod session;
 
-pub use session::{connect, run_session};
+pub use session::{Client, run_session, upgrade};
 
 /// The protocol version this server speaks.
 pub const PROTOCOL_VERSION: u32 = 1;

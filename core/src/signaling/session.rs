@@ -1,16 +1,11 @@
 //! One WebSocket connection: reads client messages, checks them, forwards them to
 //! the call, and writes the call's answers back.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use axum::Extension;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Response};
-use axum_extra::extract::CookieJar;
+use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc};
 
@@ -21,10 +16,7 @@ use super::{
 use crate::AppState;
 use crate::accounts::{self, Account, MAX_NAME_CHARS, SignIn};
 use crate::calls::{Action, Command, Decision, Identity, MediaState, next_client_id};
-use crate::http::ApiError;
-use crate::http::extract::{AuthUser, SESSION_COOKIE, bearer_token};
 use crate::limits::ConnectionSlot;
-use crate::links::{self, PublicLink};
 use crate::sfu::MAX_SDP_BYTES;
 use crate::sfu::forward::MAX_LAYERS;
 use crate::store::link;
@@ -49,109 +41,6 @@ const OUTBOX: usize = 64;
 /// or token revocation through this server reaches it at once).
 const SIGN_IN_RECHECK: Duration = Duration::from_secs(15);
 
-/// `GET /j/{id}/ws`: opens the signaling connection for a link.
-pub async fn connect(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    user: Result<AuthUser, ApiError>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    // A web session, or (for programs: bots, load generators) a bearer token; a
-    // token that does not authenticate is refused rather than treated as a guest.
-    let user = match user {
-        Ok(AuthUser(account)) => Some(account),
-        Err(ApiError::Unauthorized) if !headers.contains_key(header::AUTHORIZATION) => None,
-        Err(err) => return err.into_response(),
-    };
-    // Cross-site WebSocket hijacking: a browser always sends Origin; it must be ours.
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
-        && !same_origin(origin, state.public_url())
-    {
-        return ApiError::Forbidden("this connection must come from the Confab page")
-            .into_response();
-    }
-    let link = match links::resolve(&state.store, &id).await {
-        Ok(PublicLink::Active(link)) => link,
-        Ok(PublicLink::Revoked(_)) => {
-            return ApiError::Gone {
-                code: "link_revoked",
-                message: "this link was revoked",
-            }
-            .into_response();
-        }
-        Ok(PublicLink::NotFound) => return ApiError::NotFound("no such link").into_response(),
-        Err(err) => return ApiError::from(err).into_response(),
-    };
-    if user.is_none() {
-        match state.policy.get(&state.store).await {
-            Ok(policy) if !policy.guest_access => {
-                return ApiError::FeatureDisabled {
-                    code: "guest_access_disabled",
-                    message: "guest access is turned off; sign in to join",
-                }
-                .into_response();
-            }
-            Ok(_) => {}
-            Err(err) => return ApiError::from(err).into_response(),
-        }
-    }
-    // Checked after the link, so that a revoked link says so whatever the request.
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => return rejection.into_response(),
-    };
-    // The client's address (behind a trusted reverse proxy, from X-Forwarded-For):
-    // for the limits per address, removals and blocks, and plugins that screen lobby
-    // requests; never stored.
-    let address = peer.map(|Extension(ConnectInfo(addr))| {
-        crate::limits::client_address(addr, &headers, &state.config.server.trusted_proxies)
-    });
-    let slot = match address {
-        Some(address) => match state.connections.take(crate::calls::network_of(address)) {
-            Some(slot) => Some(slot),
-            None => {
-                state.metrics.count_refused("websocket_per_address");
-                return ApiError::TooManyRequests {
-                    retry_after_secs: 10,
-                }
-                .into_response();
-            }
-        },
-        None => None,
-    };
-    let sign_in = user.as_ref().and_then(|_| sign_in_of(&headers));
-    let member = user.map(|account| Member {
-        account,
-        sign_in,
-        powers: true,
-    });
-    let device = state
-        .guest_cookies
-        .device(&CookieJar::from_headers(&headers), link.pk);
-    let client = Client {
-        member,
-        address,
-        device,
-        _slot: slot,
-    };
-    ws.max_message_size(TRANSPORT_MAX_BYTES)
-        .max_frame_size(TRANSPORT_MAX_BYTES)
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| run_session(socket, state, link, client))
-}
-
-/// How a connection signed in: kept to check later that it still holds.
-fn sign_in_of(headers: &HeaderMap) -> Option<SignIn> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        return bearer_token(value).map(|t| SignIn::Token(t.to_string()));
-    }
-    CookieJar::from_headers(headers)
-        .get(SESSION_COOKIE)
-        .map(|c| SignIn::Session(c.value().to_string()))
-}
-
 /// A signed-in member on a connection.
 struct Member {
     account: Account,
@@ -169,11 +58,41 @@ pub struct Client {
     _slot: Option<ConnectionSlot>,
 }
 
-fn same_origin(origin: &str, public_url: &str) -> bool {
-    match (url::Url::parse(origin), url::Url::parse(public_url)) {
-        (Ok(a), Ok(b)) => a.origin() == b.origin(),
-        _ => false,
+impl Client {
+    /// The other end of a connection: a signed-in `account` (with how it signed in,
+    /// rechecked while the connection lasts) or a guest; from `address`, with the
+    /// guest device cookie `device`, holding its address's connection `slot`.
+    pub fn new(
+        account: Option<(Account, Option<SignIn>)>,
+        address: Option<IpAddr>,
+        device: Option<String>,
+        slot: Option<ConnectionSlot>,
+    ) -> Self {
+        Client {
+            member: account.map(|(account, sign_in)| Member {
+                account,
+                sign_in,
+                powers: true,
+            }),
+            address,
+            device,
+            _slot: slot,
+        }
     }
+}
+
+/// Upgrades the request to the signaling connection of `link` for `client`, with
+/// the transport's limits.
+pub fn upgrade(
+    ws: WebSocketUpgrade,
+    state: AppState,
+    link: link::Model,
+    client: Client,
+) -> Response {
+    ws.max_message_size(TRANSPORT_MAX_BYTES)
+        .max_frame_size(TRANSPORT_MAX_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .on_upgrade(move |socket| run_session(socket, state, link, client))
 }
 
 /// Serves one connection until it closes (or its link is revoked or deleted).

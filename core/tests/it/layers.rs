@@ -32,10 +32,6 @@ const KNOWN: &[(&str, &str)] = &[
     ("sfu", "signaling"),
     // The call task builds protocol messages.
     ("calls", "signaling"),
-    // The `calls` capability acts on live calls.
-    ("plugins", "calls"),
-    // The WebSocket upgrade reads the session with the HTTP extractors.
-    ("signaling", "http"),
 ];
 
 /// Modules allowed to use sea_orm: the store, and (for now) the links module that

@@ -1,7 +1,6 @@
 //! `calls`: the roster of a live call, messages on the plugin's channel to the
 //! people on it, and removing a participant as a signed-in user would.
 
-use crate::calls::live::{PluginCallAction, PluginCallError};
 use crate::links::{self, PublicLink};
 use crate::plugins::bindings::confab::plugin::calls::Host;
 use crate::plugins::bindings::confab::plugin::types::{Error, Participant};
@@ -9,6 +8,42 @@ use crate::plugins::manifest::Capability;
 use crate::plugins::runtime::HostState;
 
 use super::unavailable;
+
+/// What a plugin can ask of a live call (the `calls` capability); the call task
+/// (`calls::live`) carries it out.
+#[derive(Debug, Clone)]
+pub enum PluginCallAction {
+    Roster,
+    /// Send `payload` on the plugin's channel to one participant or everyone.
+    Send {
+        plugin: String,
+        to: Option<u32>,
+        payload: Vec<u8>,
+    },
+    /// Remove a participant as the signed-in user `as_user`, who must be on the call.
+    Remove {
+        as_user: i64,
+        participant: u32,
+    },
+}
+
+/// Why a plugin's request to a call did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginCallError {
+    NoCall,
+    NoSuchParticipant,
+    NotAllowed(String),
+    Busy,
+}
+
+/// Someone on a call, as plugins see them.
+#[derive(Debug, Clone)]
+pub struct RosterMember {
+    pub id: u32,
+    pub name: String,
+    pub user: Option<i64>,
+    pub joined_at: chrono::DateTime<chrono::Utc>,
+}
 
 /// Largest payload a plugin may send in one message.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;

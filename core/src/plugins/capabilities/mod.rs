@@ -9,7 +9,7 @@ use super::manifest::{Capability, Manifest};
 use super::runtime::HostState;
 use crate::store::{StoreError, link};
 
-mod calls;
+pub(crate) mod calls;
 mod config;
 mod http_client;
 mod kv;
