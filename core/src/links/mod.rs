@@ -11,14 +11,13 @@
 //! made on the dashboard gets it in the browser, and the server never sees it.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, IntoActiveModel};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::accounts::Account;
 use crate::policy::OrgPolicy;
 use crate::secret::Secret;
-use crate::store::{LinkFilter, Store, StoreError, link};
+use crate::store::{LinkFilter, LinkUpdate, NewLinkRow, Store, StoreError, link};
 use crate::validate::{self, Invalid};
 
 mod schedule;
@@ -322,7 +321,7 @@ fn new_row(
     owner: &Account,
     input: NewLink,
     now: DateTime<Utc>,
-) -> Result<link::ActiveModel, LinkError> {
+) -> Result<NewLinkRow, LinkError> {
     if !owner.is_admin() && !policy.member_link_creation {
         return Err(LinkError::CreationDisabled);
     }
@@ -331,21 +330,17 @@ fn new_row(
     let schedule = input.schedule.map(|s| s.validate()).transpose()?;
     let max_participants =
         check_max_participants(input.max_participants.unwrap_or(MAX_PARTICIPANTS))?;
-    let mut row = link::ActiveModel {
-        public_id: Set(LinkId::generate().0),
-        owner_id: Set(owner.id),
-        title: Set(title),
-        description: Set(description),
-        guests_need_approval: Set(input.guests_need_approval.unwrap_or(true)),
-        members_need_approval: Set(input.members_need_approval.unwrap_or(false)),
-        max_participants: Set(max_participants),
-        created_at: Set(now),
-        updated_at: Set(now),
-        revoked_at: Set(None),
-        ..Default::default()
-    };
-    Schedule::apply(schedule.as_ref(), &mut row);
-    Ok(row)
+    Ok(NewLinkRow {
+        public_id: LinkId::generate().0,
+        owner_id: owner.id,
+        title,
+        description,
+        schedule: schedule.as_ref().map(Schedule::row),
+        guests_need_approval: input.guests_need_approval.unwrap_or(true),
+        members_need_approval: input.members_need_approval.unwrap_or(false),
+        max_participants,
+        created_at: now,
+    })
 }
 
 /// A link of `owner`, revoked or not.
@@ -387,27 +382,16 @@ pub async fn update(
     if link.revoked_at.is_some() {
         return Err(LinkError::Revoked);
     }
-    let mut row = link.into_active_model();
-    if let Some(title) = title {
-        row.title = Set(title);
-    }
-    if let Some(description) = description {
-        row.description = Set(description);
-    }
-    if let Some(schedule) = schedule {
-        Schedule::apply(schedule.as_ref(), &mut row);
-    }
-    if let Some(approval) = patch.members_need_approval {
-        row.members_need_approval = Set(approval);
-    }
-    if let Some(approval) = patch.guests_need_approval {
-        row.guests_need_approval = Set(approval);
-    }
-    if let Some(max) = max_participants {
-        row.max_participants = Set(max);
-    }
-    row.updated_at = Set(now);
-    Ok(store.update_link(row).await?)
+    let changes = LinkUpdate {
+        title,
+        description,
+        schedule: schedule.map(|s| s.as_ref().map(Schedule::row)),
+        members_need_approval: patch.members_need_approval,
+        guests_need_approval: patch.guests_need_approval,
+        max_participants,
+        ..LinkUpdate::at(now)
+    };
+    Ok(store.update_link(link, changes).await?)
 }
 
 /// Revokes a link: it stops admitting anyone, for good. Revoking twice is harmless.
@@ -421,10 +405,11 @@ pub async fn revoke(
     if link.revoked_at.is_some() {
         return Ok(link);
     }
-    let mut row = link.into_active_model();
-    row.revoked_at = Set(Some(now));
-    row.updated_at = Set(now);
-    Ok(store.update_link(row).await?)
+    let changes = LinkUpdate {
+        revoked_at: Some(now),
+        ..LinkUpdate::at(now)
+    };
+    Ok(store.update_link(link, changes).await?)
 }
 
 /// Gives a link a new id; the old one stops working.
@@ -438,10 +423,11 @@ pub async fn rotate(
     if link.revoked_at.is_some() {
         return Err(LinkError::Revoked);
     }
-    let mut row = link.into_active_model();
-    row.public_id = Set(LinkId::generate().0);
-    row.updated_at = Set(now);
-    Ok(store.update_link(row).await?)
+    let changes = LinkUpdate {
+        public_id: Some(LinkId::generate().0),
+        ..LinkUpdate::at(now)
+    };
+    Ok(store.update_link(link, changes).await?)
 }
 
 /// Deletes a link of `owner`.

@@ -2,11 +2,10 @@
 //! how it repeats (an RFC 5545 RRULE).
 
 use chrono::{DateTime, Utc};
-use sea_orm::ActiveValue::Set;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::store::link;
+use crate::store::{ScheduleRow, link};
 use crate::validate::Invalid;
 
 const MAX_RRULE_CHARS: usize = 512;
@@ -117,12 +116,14 @@ impl Schedule {
         })
     }
 
-    /// Writes `schedule` (or its absence) into a link row.
-    pub(crate) fn apply(schedule: Option<&Schedule>, row: &mut link::ActiveModel) {
-        row.schedule_start = Set(schedule.map(|s| s.start));
-        row.schedule_end = Set(schedule.map(|s| s.end));
-        row.schedule_tz = Set(schedule.map(|s| s.time_zone.clone()));
-        row.schedule_rrule = Set(schedule.and_then(|s| s.rrule.clone()));
+    /// The schedule as a link's row keeps it.
+    pub(crate) fn row(&self) -> ScheduleRow {
+        ScheduleRow {
+            start: self.start,
+            end: self.end,
+            time_zone: self.time_zone.clone(),
+            rrule: self.rrule.clone(),
+        }
     }
 }
 

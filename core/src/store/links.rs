@@ -3,6 +3,8 @@ use sea_orm::{
     QuerySelect,
 };
 
+use chrono::{DateTime, Utc};
+use sea_orm::ActiveValue::Set;
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::{mpsc, oneshot};
 
@@ -67,6 +69,115 @@ pub(super) async fn run_link_writer(
     }
 }
 
+/// When a link's calls take place, as its row keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRow {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub time_zone: String,
+    pub rrule: Option<String>,
+}
+
+/// A new link's row, once `links` checked what it holds.
+#[derive(Debug, Clone)]
+pub struct NewLinkRow {
+    pub public_id: String,
+    pub owner_id: i64,
+    pub title: String,
+    pub description: Option<String>,
+    pub schedule: Option<ScheduleRow>,
+    pub guests_need_approval: bool,
+    pub members_need_approval: bool,
+    pub max_participants: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+impl NewLinkRow {
+    fn into_active(self) -> link::ActiveModel {
+        let mut row = link::ActiveModel {
+            public_id: Set(self.public_id),
+            owner_id: Set(self.owner_id),
+            title: Set(self.title),
+            description: Set(self.description),
+            guests_need_approval: Set(self.guests_need_approval),
+            members_need_approval: Set(self.members_need_approval),
+            max_participants: Set(self.max_participants),
+            created_at: Set(self.created_at),
+            updated_at: Set(self.created_at),
+            revoked_at: Set(None),
+            ..Default::default()
+        };
+        set_schedule(&mut row, self.schedule);
+        row
+    }
+}
+
+/// What changes in a link's row: each `Some` field is written, the rest kept.
+#[derive(Debug, Clone)]
+pub struct LinkUpdate {
+    pub public_id: Option<String>,
+    pub title: Option<String>,
+    pub description: Option<Option<String>>,
+    pub schedule: Option<Option<ScheduleRow>>,
+    pub guests_need_approval: Option<bool>,
+    pub members_need_approval: Option<bool>,
+    pub max_participants: Option<i32>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl LinkUpdate {
+    /// No change yet, made at `now`.
+    pub fn at(now: DateTime<Utc>) -> Self {
+        Self {
+            public_id: None,
+            title: None,
+            description: None,
+            schedule: None,
+            guests_need_approval: None,
+            members_need_approval: None,
+            max_participants: None,
+            revoked_at: None,
+            updated_at: now,
+        }
+    }
+
+    fn apply(self, row: &mut link::ActiveModel) {
+        if let Some(public_id) = self.public_id {
+            row.public_id = Set(public_id);
+        }
+        if let Some(title) = self.title {
+            row.title = Set(title);
+        }
+        if let Some(description) = self.description {
+            row.description = Set(description);
+        }
+        if let Some(schedule) = self.schedule {
+            set_schedule(row, schedule);
+        }
+        if let Some(approval) = self.guests_need_approval {
+            row.guests_need_approval = Set(approval);
+        }
+        if let Some(approval) = self.members_need_approval {
+            row.members_need_approval = Set(approval);
+        }
+        if let Some(max) = self.max_participants {
+            row.max_participants = Set(max);
+        }
+        if let Some(at) = self.revoked_at {
+            row.revoked_at = Set(Some(at));
+        }
+        row.updated_at = Set(self.updated_at);
+    }
+}
+
+fn set_schedule(row: &mut link::ActiveModel, schedule: Option<ScheduleRow>) {
+    row.schedule_start = Set(schedule.as_ref().map(|s| s.start));
+    row.schedule_end = Set(schedule.as_ref().map(|s| s.end));
+    row.schedule_tz = Set(schedule.as_ref().map(|s| s.time_zone.clone()));
+    row.schedule_rrule = Set(schedule.and_then(|s| s.rrule));
+}
+
 /// Which links a listing returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkFilter {
@@ -85,12 +196,9 @@ pub struct LinkPage {
 
 impl Store {
     /// Inserts a link through the group-commit writer (see [`run_link_writer`]).
-    pub async fn insert_link(&self, row: link::ActiveModel) -> StoreResult<link::Model> {
-        let sea_orm::ActiveValue::Set(public_id) = row.public_id.clone() else {
-            return Err(StoreError::Db(DbErr::Custom(
-                "a new link needs its public id".into(),
-            )));
-        };
+    pub async fn insert_link(&self, new: NewLinkRow) -> StoreResult<link::Model> {
+        let public_id = new.public_id.clone();
+        let row = new.into_active();
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Db(DbErr::Custom("the link writer has stopped".into()));
         let pending = PendingInsert {
@@ -168,8 +276,14 @@ impl Store {
         Ok(LinkPage { items, next_after })
     }
 
-    /// Saves the changed fields of `row`.
-    pub async fn update_link(&self, row: link::ActiveModel) -> StoreResult<link::Model> {
+    /// Writes `changes` to the row of `link`.
+    pub async fn update_link(
+        &self,
+        link: link::Model,
+        changes: LinkUpdate,
+    ) -> StoreResult<link::Model> {
+        let mut row = link.into_active_model();
+        changes.apply(&mut row);
         let _turn = self.write_turn().await;
         let updated = row.update(self.conn()).await?;
         self.link_cache.clear();

@@ -25,7 +25,7 @@ pub use entities::{
     api_token, call_event, link, mail_outbox, mail_outbox_attachment, org_policy, plugin_kv,
     plugin_status, session, user,
 };
-pub use links::{LinkFilter, LinkPage};
+pub use links::{LinkFilter, LinkPage, LinkUpdate, NewLinkRow, ScheduleRow};
 pub use outbox::{
     DeliveryOutcome, NewAttachment, NewMail, OutboxCounts, OutboxMessage, OutboxStatus,
 };
