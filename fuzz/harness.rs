@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use confab_core::sfu::engine::{Command, Engine, EngineConfig, Protocol4, Route};
+use confab_core::sfu::engine::{Command, Engine, EngineConfig, MediaTransport, Route};
 use confab_loadgen::{Participant, Profile};
 
 /// Every target, by the name of its corpus directory.
@@ -153,7 +153,7 @@ impl Session {
             participant,
             now,
             publish_route: Route {
-                protocol: Protocol4::Udp,
+                protocol: MediaTransport::Udp,
                 local: SERVER,
                 peer: addr(5000),
             },
@@ -172,7 +172,7 @@ fn pump(engine: &mut Engine, participant: &mut Participant, now: Instant) {
         while let Some(d) = participant.poll_transmit() {
             moved = true;
             let route = Route {
-                protocol: Protocol4::Udp,
+                protocol: MediaTransport::Udp,
                 local: d.to,
                 peer: d.from,
             };
@@ -207,9 +207,9 @@ pub fn media(data: &[u8], authenticated: bool) {
             let port = data.first().map_or(40000, |b| 40000 + u16::from(*b));
             Route {
                 protocol: if data.get(1).is_some_and(|b| b & 1 == 1) {
-                    Protocol4::Tcp
+                    MediaTransport::Tcp
                 } else {
-                    Protocol4::Udp
+                    MediaTransport::Udp
                 },
                 local: SERVER,
                 peer: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), port),

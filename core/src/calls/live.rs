@@ -17,7 +17,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{
     Call, CallEvent, CallPolicy, Concern, DecideError, Decision, Identity, JoinError, JoinOutcome,
-    LeaveReason, Origin, ParticipantId, RemoveError, RequestEnd, RequestId, Seat, network_of,
+    LeaveReason, Origin, ParticipantId, RemoveError, RequestEnd, RequestId, Seat, WaitingFor,
+    network_of,
 };
 use crate::AppState;
 use crate::config::CallsConfig;
@@ -27,7 +28,7 @@ use crate::privacy::{self, CallEventKind};
 use crate::sfu;
 use crate::signaling::{
     CallEndReason, ErrorCode, LOBBY_SNAPSHOT, LobbyEntry, LobbyFlag, LobbyWarning,
-    RequestEndReason, RosterEntry, ServerMessage, WaitingFor, error,
+    RequestEndReason, RosterEntry, ServerMessage, error,
 };
 use crate::store::{LinkChange, link};
 
@@ -1063,7 +1064,7 @@ impl CallTask {
                     client,
                     ServerMessage::Waiting {
                         request: request.0,
-                        waiting_for: waiting_for.into(),
+                        waiting_for,
                     },
                 );
             }
@@ -1542,15 +1543,6 @@ impl CallTask {
                 tracing::warn!(error = %err, "could not write call metadata");
             }
         });
-    }
-}
-
-impl From<super::WaitingFor> for WaitingFor {
-    fn from(w: super::WaitingFor) -> Self {
-        match w {
-            super::WaitingFor::Host => WaitingFor::Host,
-            super::WaitingFor::Approval => WaitingFor::Approval,
-        }
     }
 }
 

@@ -204,8 +204,9 @@ pub struct LobbyRequest {
     held: bool,
 }
 
-/// What a waiting person is waiting for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a waiting person is waiting for (also on the wire: `waiting` says it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WaitingFor {
     /// Nobody authenticated is on the call yet.
     Host,

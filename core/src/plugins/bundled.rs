@@ -1,6 +1,6 @@
 //! The plugins shipped inside the `confab` binary (built from `plugins/` by
 //! `core/build.rs`). At start they are written to `{data_dir}/bundled-plugins/{name}/`
-//! and loaded from there like any plugin, with [`super::Source::Bundled`]: granted
+//! and loaded from there like any plugin, with [`super::PluginOrigin::Bundled`]: granted
 //! what their manifests ask for unless the operator narrows it. A plugin of the same
 //! name in `plugins.dir` replaces the bundled one.
 

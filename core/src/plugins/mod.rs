@@ -268,7 +268,7 @@ pub struct PageModule {
 /// Where a plugin came from.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum Source {
+pub enum PluginOrigin {
     /// Shipped with the server: granted what its manifest asks for unless the
     /// operator narrows it.
     Bundled,
@@ -281,7 +281,7 @@ struct Loaded {
     grants: Arc<capabilities::Grants>,
     pre: bindings::PluginPre<HostState>,
     dir: PathBuf,
-    source: Source,
+    source: PluginOrigin,
     sdk: semver::Version,
     permits: Arc<Semaphore>,
     memory_bytes: usize,
@@ -451,14 +451,14 @@ impl PluginHost {
     /// The plugin directories: every subdirectory of `plugins.dir` that has a
     /// `plugin.toml`, then `plugins.paths`, then the bundled plugins (which an
     /// installed plugin of the same name replaces).
-    fn plugin_dirs(&self) -> Vec<(PathBuf, Source)> {
-        let mut out: Vec<(PathBuf, Source)> = self
+    fn plugin_dirs(&self) -> Vec<(PathBuf, PluginOrigin)> {
+        let mut out: Vec<(PathBuf, PluginOrigin)> = self
             .installed_dirs()
             .into_iter()
-            .map(|d| (d, Source::Installed))
+            .map(|d| (d, PluginOrigin::Installed))
             .collect();
         if let Some(bundled) = &self.bundled_dir {
-            out.extend(bundled::names().map(|n| (bundled.join(n), Source::Bundled)));
+            out.extend(bundled::names().map(|n| (bundled.join(n), PluginOrigin::Bundled)));
         }
         out
     }
@@ -503,8 +503,8 @@ impl PluginHost {
     }
 
     /// Whether `dir` is a bundled plugin that an installed one of the same name replaces.
-    fn shadowed(&self, dir: &Path, source: Source) -> bool {
-        if source != Source::Bundled {
+    fn shadowed(&self, dir: &Path, source: PluginOrigin) -> bool {
+        if source != PluginOrigin::Bundled {
             return false;
         }
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
@@ -522,7 +522,7 @@ impl PluginHost {
         &self,
         state: &AppState,
         dir: &Path,
-        source: Source,
+        source: PluginOrigin,
     ) -> Result<String, String> {
         let settings = self.config.clone();
         let cache = self.cache_dir.clone();
@@ -542,7 +542,7 @@ impl PluginHost {
                 // An installed plugin replaces a bundled one of the same name.
                 if let Some(other) = plugins.get(&name)
                     && other.dir != loaded.dir
-                    && !(other.source == Source::Bundled && source == Source::Installed)
+                    && !(other.source == PluginOrigin::Bundled && source == PluginOrigin::Installed)
                 {
                     let error = format!(
                         "another plugin called {name:?} is already loaded from {}",
@@ -599,7 +599,7 @@ impl PluginHost {
     pub async fn reload_changed(&self, state: &AppState) {
         let _one = self.reloading.lock().await;
         let dirs = self.plugin_dirs();
-        let loaded: Vec<(String, PathBuf, Source, bool)> = self
+        let loaded: Vec<(String, PathBuf, PluginOrigin, bool)> = self
             .read()
             .iter()
             .map(|(n, p)| (n.clone(), p.dir.clone(), p.source, p.stamp.changed()))
@@ -678,8 +678,8 @@ impl PluginHost {
                     status: status.into(),
                     disabled_reason,
                     source: match p.source {
-                        Source::Bundled => "bundled",
-                        Source::Installed => "installed",
+                        PluginOrigin::Bundled => "bundled",
+                        PluginOrigin::Installed => "installed",
                     }
                     .into(),
                     dir: p.dir.display().to_string(),
@@ -1297,7 +1297,7 @@ fn clip(text: &str, max_chars: usize) -> String {
 /// files' stamp (so an unchanged broken plugin is not retried over and over).
 fn load_plugin(
     dir: &Path,
-    source: Source,
+    source: PluginOrigin,
     config: &PluginsConfig,
     cache: Option<&Path>,
     now: DateTime<Utc>,
@@ -1358,8 +1358,8 @@ fn load_plugin(
             .filter_map(|c| Capability::parse(c))
             .filter(|c| requested.contains(c))
             .collect(),
-        (None, Source::Bundled) => requested.clone(),
-        (None, Source::Installed) => BTreeSet::new(),
+        (None, PluginOrigin::Bundled) => requested.clone(),
+        (None, PluginOrigin::Installed) => BTreeSet::new(),
     };
     if let Some(list) = &settings.grant
         && let Some(bad) = list.iter().find(|c| Capability::parse(c).is_none())

@@ -50,7 +50,9 @@ use tokio::sync::mpsc;
 
 use super::allocate::{self, Demand, Downlink, LayerMeter};
 use super::feedback;
-use super::forward::{LayerForwarder, MAX_LAYERS, Rewriter, Verdict, VideoCodec, starts_keyframe};
+use super::forward::{
+    LayerForwarder, MAX_LAYERS, PacketDecision, Rewriter, VideoCodec, starts_keyframe,
+};
 use super::speaker::{SpeakerDetector, audio_level};
 use crate::signaling::{ErrorCode, ServerMessage, error};
 
@@ -143,14 +145,14 @@ impl Command {
 /// Where a datagram came from or goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Route {
-    pub protocol: Protocol4,
+    pub protocol: MediaTransport,
     pub local: SocketAddr,
     pub peer: SocketAddr,
 }
 
 /// The two transports media may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol4 {
+pub enum MediaTransport {
     Udp,
     Tcp,
 }
@@ -167,8 +169,8 @@ impl From<TaggedBytesMut> for Transmit {
         Transmit {
             route: Route {
                 protocol: match out.transport.transport_protocol {
-                    TransportProtocol::TCP => Protocol4::Tcp,
-                    _ => Protocol4::Udp,
+                    TransportProtocol::TCP => MediaTransport::Tcp,
+                    _ => MediaTransport::Udp,
                 },
                 local: out.transport.local_addr,
                 peer: out.transport.peer_addr,
@@ -345,7 +347,7 @@ impl Path {
 type SourceId = u64;
 
 /// One track a participant publishes (with its simulcast layers).
-struct Source {
+struct PublishedTrack {
     owner: u32,
     kind: RtpCodecKind,
     /// Stream id shown to subscribers: `p{owner}-{n}`.
@@ -423,7 +425,7 @@ fn wanted_within_caps(
 #[derive(Default)]
 struct Room {
     members: BTreeMap<u32, Member>,
-    sources: BTreeMap<SourceId, Source>,
+    sources: BTreeMap<SourceId, PublishedTrack>,
     /// (publisher, SSRC) → (source, layer).
     by_ssrc: HashMap<(u32, u32), (SourceId, usize)>,
     speakers: SpeakerDetector,
@@ -616,8 +618,8 @@ impl Engine {
                 peer_addr: seen.peer,
                 ecn: None,
                 transport_protocol: match seen.protocol {
-                    Protocol4::Udp => TransportProtocol::UDP,
-                    Protocol4::Tcp => TransportProtocol::TCP,
+                    MediaTransport::Udp => TransportProtocol::UDP,
+                    MediaTransport::Tcp => TransportProtocol::TCP,
                 },
             },
             message: data,
@@ -1268,7 +1270,7 @@ impl Engine {
                 self.next_source += 1;
                 room.sources.insert(
                     id,
-                    Source {
+                    PublishedTrack {
                         owner: key.participant,
                         kind,
                         stream: format!("p{}-{}", key.participant, u8::from(screen)),
@@ -1413,11 +1415,11 @@ impl Engine {
                         wanted_layer = Some(forwarder.current().unwrap_or(forwarder.target()));
                     }
                     match verdict {
-                        Verdict::Forward {
+                        PacketDecision::Forward {
                             sequence_number,
                             timestamp,
                         } => (sequence_number, timestamp),
-                        Verdict::Drop => continue,
+                        PacketDecision::Drop => continue,
                     }
                 }
                 None => binding
@@ -1869,7 +1871,7 @@ fn retarget(room: &mut Room, member: u32, source_id: SourceId) {
 }
 
 /// Like [`best_layer`], among layers that sent a packet recently.
-fn best_active_layer(source: &Source, wanted: usize, now: Instant) -> usize {
+fn best_active_layer(source: &PublishedTrack, wanted: usize, now: Instant) -> usize {
     let active = |l: usize| {
         source.last_seen[l].is_some_and(|t| now.saturating_duration_since(t) <= LAYER_IDLE)
     };
@@ -1881,7 +1883,7 @@ fn best_active_layer(source: &Source, wanted: usize, now: Instant) -> usize {
 }
 
 /// The highest layer at or below `wanted` that the source sends (or its lowest).
-fn best_layer(source: &Source, wanted: usize) -> usize {
+fn best_layer(source: &PublishedTrack, wanted: usize) -> usize {
     (0..=wanted.min(MAX_LAYERS - 1))
         .rev()
         .find(|l| source.layers[*l].is_some())

@@ -8,7 +8,7 @@ pub const MAX_LAYERS: usize = 3;
 
 /// What to do with one incoming packet for one subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum PacketDecision {
     /// Send it with these rewritten numbers.
     Forward {
         sequence_number: u16,
@@ -79,19 +79,19 @@ impl LayerForwarder {
         sequence_number: u16,
         timestamp: u32,
         starts_keyframe: bool,
-    ) -> Verdict {
+    ) -> PacketDecision {
         if layer == self.target && self.current != Some(layer) {
             if !starts_keyframe {
-                return Verdict::Drop;
+                return PacketDecision::Drop;
             }
             self.current = Some(layer);
             self.rewriter.new_origin(sequence_number, timestamp);
         }
         if self.current != Some(layer) {
-            return Verdict::Drop;
+            return PacketDecision::Drop;
         }
         let (sequence_number, timestamp) = self.rewriter.map(sequence_number, timestamp);
-        Verdict::Forward {
+        PacketDecision::Forward {
             sequence_number,
             timestamp,
         }
@@ -313,17 +313,17 @@ mod tests {
             "a new subscriber asks for a keyframe"
         );
         assert!(!f.take_keyframe_request(), "only once");
-        assert_eq!(f.on_packet(2, 10, 900, false), Verdict::Drop);
+        assert_eq!(f.on_packet(2, 10, 900, false), PacketDecision::Drop);
         assert_eq!(
             f.on_packet(2, 11, 1800, true),
-            Verdict::Forward {
+            PacketDecision::Forward {
                 sequence_number: 11,
                 timestamp: 1800
             }
         );
         assert_eq!(
             f.on_packet(0, 500, 1800, true),
-            Verdict::Drop,
+            PacketDecision::Drop,
             "other layers are dropped"
         );
     }
@@ -340,10 +340,13 @@ mod tests {
             "switching asks the publisher for a keyframe"
         );
         // Until the low layer's keyframe arrives, the high layer keeps flowing.
-        assert!(matches!(f.on_packet(0, 7000, 3000, false), Verdict::Drop));
+        assert!(matches!(
+            f.on_packet(0, 7000, 3000, false),
+            PacketDecision::Drop
+        ));
         assert_eq!(
             f.on_packet(2, 102, 12000, false),
-            Verdict::Forward {
+            PacketDecision::Forward {
                 sequence_number: 102,
                 timestamp: 12000
             }
@@ -351,16 +354,16 @@ mod tests {
         // The keyframe switches; numbering continues right after 102.
         assert_eq!(
             f.on_packet(0, 7001, 6000, true),
-            Verdict::Forward {
+            PacketDecision::Forward {
                 sequence_number: 103,
                 timestamp: 12001
             }
         );
         assert_eq!(f.current(), Some(0));
-        assert_eq!(f.on_packet(2, 103, 15000, true), Verdict::Drop);
+        assert_eq!(f.on_packet(2, 103, 15000, true), PacketDecision::Drop);
         assert_eq!(
             f.on_packet(0, 7002, 9000, false),
-            Verdict::Forward {
+            PacketDecision::Forward {
                 sequence_number: 104,
                 timestamp: 15001
             }
@@ -389,7 +392,7 @@ mod tests {
         f.skip(2, 500); // another layer: nothing to close
         assert_eq!(
             f.on_packet(0, 13, 200, false),
-            Verdict::Forward {
+            PacketDecision::Forward {
                 sequence_number: 11,
                 timestamp: 200
             }
@@ -397,7 +400,7 @@ mod tests {
         // A packet lost upstream stays a gap the subscriber can ask for.
         assert_eq!(
             f.on_packet(0, 15, 300, false),
-            Verdict::Forward {
+            PacketDecision::Forward {
                 sequence_number: 13,
                 timestamp: 300
             }
@@ -411,6 +414,6 @@ mod tests {
         f.on_packet(1, 1, 1, true);
         f.layer_gone(1);
         assert!(f.take_keyframe_request());
-        assert_eq!(f.on_packet(1, 2, 2, false), Verdict::Drop);
+        assert_eq!(f.on_packet(1, 2, 2, false), PacketDecision::Drop);
     }
 }

@@ -36,7 +36,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 
 pub use engine::{CallKey, Command, MAX_SDP_BYTES};
-use engine::{Engine, EngineConfig, Protocol4, Route, Step};
+use engine::{Engine, EngineConfig, MediaTransport, Route, Step};
 use udp_batch::SendBatch;
 
 use crate::config::MediaConfig;
@@ -393,12 +393,12 @@ fn transmit(
 ) {
     while let Some(t) = engine.poll_transmit() {
         match t.route.protocol {
-            Protocol4::Udp => {
+            MediaTransport::Udp => {
                 if let Some(socket) = udp {
                     batch.push(socket, t.route.peer, t.data);
                 }
             }
-            Protocol4::Tcp => {
+            MediaTransport::Tcp => {
                 if let Some(tcp) = tcp.get(&t.route) {
                     // A full queue means a stalled client: drop, as a network would.
                     let _ = tcp.writer.try_send(t.data);
@@ -419,7 +419,7 @@ fn udp_reader(
         match socket.recv_from(&mut buf) {
             Ok((n, peer)) => {
                 let route = Route {
-                    protocol: Protocol4::Udp,
+                    protocol: MediaTransport::Udp,
                     local,
                     peer,
                 };
@@ -500,7 +500,7 @@ impl TcpServer {
         _open: OpenTcp,
     ) {
         let route = Route {
-            protocol: Protocol4::Tcp,
+            protocol: MediaTransport::Tcp,
             local: self.local,
             peer,
         };

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use confab_loadgen::{Participant, Profile};
 use tokio::sync::mpsc;
 
-use super::engine::{CallKey, Command, Engine, EngineConfig, Protocol4, Route};
+use super::engine::{CallKey, Command, Engine, EngineConfig, MediaTransport, Route};
 use crate::signaling::ServerMessage;
 
 const CALL: CallKey = 1;
@@ -147,7 +147,7 @@ impl Sim {
                 while let Some(d) = person.participant.poll_transmit() {
                     moved = true;
                     let route = Route {
-                        protocol: Protocol4::Udp,
+                        protocol: MediaTransport::Udp,
                         local: d.to,
                         peer: person.seen_address(d.from),
                     };
@@ -671,7 +671,7 @@ fn a_username_alone_records_no_route() {
     // from 100 ports, none is recorded.
     for port in 0..100u16 {
         let route = Route {
-            protocol: Protocol4::Udp,
+            protocol: MediaTransport::Udp,
             local: sim.server,
             peer: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)), 20000 + port),
         };
@@ -728,7 +728,7 @@ fn a_browser_that_nominates_on_its_first_check_gets_connected() {
         sdp_value(&offer, "a=ice-pwd:"),
     );
     let route = Route {
-        protocol: Protocol4::Udp,
+        protocol: MediaTransport::Udp,
         local: sim.server,
         peer: me,
     };

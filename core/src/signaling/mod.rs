@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 mod session;
 
+pub use crate::calls::WaitingFor;
 pub use session::{Client, run_session, upgrade};
 
 /// The protocol version this server speaks.
@@ -165,13 +166,6 @@ pub enum ServerMessage {
         code: ErrorCode,
         message: String,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WaitingFor {
-    Host,
-    Approval,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
