@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use confab_core::sfu::engine::{Command, Engine, EngineConfig, MediaTransport, Route};
+use confab_core::signaling::ServerMessage;
 use confab_loadgen::{Participant, Profile};
 
 /// Every target, by the name of its corpus directory.
@@ -78,7 +79,7 @@ pub fn sdp_offer(data: &[u8]) {
     let offer = String::from_utf8_lossy(data).into_owned();
     OFFERS.with_borrow_mut(|(engine, runs)| {
         *runs += 1;
-        let (events, mut told) = tokio::sync::mpsc::channel(64);
+        let (events, mut told) = tokio::sync::mpsc::channel::<ServerMessage>(64);
         let now = Instant::now();
         engine.handle_command(
             now,
@@ -87,7 +88,7 @@ pub fn sdp_offer(data: &[u8]) {
                 // A few participants, so offers also meet a call with others in it.
                 participant: (*runs % 4) as u32 + 1,
                 offer,
-                events,
+                events: std::sync::Arc::new(events),
             },
         );
         while engine.poll_transmit().is_some() {}
@@ -116,14 +117,14 @@ impl Session {
             Participant::new(1, &Profile::camera(), addr(5000), addr(5001), now, now)
                 .expect("a participant");
         let offer = participant.publish_offer(now).expect("an offer");
-        let (events, mut told) = tokio::sync::mpsc::channel(64);
+        let (events, mut told) = tokio::sync::mpsc::channel::<ServerMessage>(64);
         engine.handle_command(
             now,
             Command::Publish {
                 call: 1,
                 participant: 1,
                 offer,
-                events,
+                events: std::sync::Arc::new(events),
             },
         );
         for _ in 0..3000 {

@@ -59,6 +59,9 @@ pub struct Metrics {
     pub media_peer_connections: Gauge,
     /// Media engine steps that panicked (each contained to its call, if it could be).
     pub media_panics: Counter,
+    /// Media events (answers, offers, speakers, errors) a signaling connection did
+    /// not take: its queue was full or it had closed.
+    pub media_events_dropped: Counter,
     /// 1 while the media engine thread runs, 0 once it has stopped.
     pub media_engine_up: Gauge,
     /// ICE-TCP connections open now.
@@ -114,6 +117,12 @@ impl Default for Metrics {
         let media_packets_forwarded = Counter::default();
         let media_peer_connections = Gauge::default();
         let media_panics = Counter::default();
+        let media_events_dropped = Counter::default();
+        registry.register(
+            "media_events_dropped",
+            "Media events a participant's signaling connection did not take (full queue or closed)",
+            media_events_dropped.clone(),
+        );
         let media_tcp_connections = Gauge::default();
         registry.register(
             "media_tcp_connections",
@@ -214,6 +223,7 @@ impl Default for Metrics {
             media_packets_forwarded,
             media_peer_connections,
             media_panics,
+            media_events_dropped,
             media_engine_up,
             media_tcp_connections,
         }

@@ -809,7 +809,7 @@ impl CallTask {
                             call,
                             participant,
                             offer: sdp,
-                            events: out,
+                            events: std::sync::Arc::new(out),
                         }
                     }
                     Action::SubscribeAnswer { sdp } => {
@@ -820,7 +820,7 @@ impl CallTask {
                             call,
                             participant,
                             answer: sdp,
-                            events: out,
+                            events: std::sync::Arc::new(out),
                         }
                     }
                     Action::SetQuality {

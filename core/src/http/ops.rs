@@ -74,6 +74,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         m.media_panics
             .inner()
             .store(stats.panics.load(Ordering::Relaxed), Ordering::Relaxed);
+        m.media_events_dropped.inner().store(
+            stats.events_dropped.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         m.media_engine_up.set(i64::from(media.running()));
         m.media_tcp_connections
             .set(i64::try_from(stats.tcp_connections.load(Ordering::Relaxed)).unwrap_or(i64::MAX));

@@ -46,7 +46,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use tokio::sync::mpsc;
+use std::sync::Arc;
 
 use super::allocate::{self, Demand, Downlink, LayerMeter};
 use super::feedback;
@@ -54,7 +54,6 @@ use super::forward::{
     LayerForwarder, MAX_LAYERS, PacketDecision, Rewriter, VideoCodec, starts_keyframe,
 };
 use super::speaker::{SpeakerDetector, audio_level};
-use crate::signaling::{ErrorCode, ServerMessage, error};
 
 /// The RFC 6464 audio level extension.
 const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
@@ -79,6 +78,31 @@ const MAX_PUBLISHED_TRACKS: usize = 4;
 /// A call on this node, by its link's primary key.
 pub type CallKey = i64;
 
+/// What the media plane tells one participant's browser; signaling turns each into
+/// its message (`From<MediaEvent> for ServerMessage`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// The answer to the participant's publish offer.
+    PublishAnswer { sdp: String },
+    /// An offer for the participant's subscribe connection.
+    SubscribeOffer { sdp: String },
+    /// Who is speaking now.
+    ActiveSpeaker { participant: u32 },
+    /// The participant's SDP could not be used (why, for the page).
+    BadSdp(String),
+    /// Media stopped after an error on the server (what the page says).
+    Failed(String),
+}
+
+/// Where a participant's [`MediaEvent`]s go: its signaling connection. `deliver`
+/// never blocks the engine; it says whether the event was taken.
+pub trait EventSink: Send + Sync + std::fmt::Debug {
+    fn deliver(&self, event: MediaEvent) -> bool;
+}
+
+/// A participant's [`EventSink`].
+pub type Events = Arc<dyn EventSink>;
+
 /// What the control plane asks of the media plane.
 #[derive(Debug)]
 pub enum Command {
@@ -89,7 +113,7 @@ pub enum Command {
         participant: u32,
         offer: String,
         /// Where the participant's browser is told about answers, offers and speakers.
-        events: mpsc::Sender<ServerMessage>,
+        events: Events,
     },
     /// The browser's answer to the last subscribe offer.
     SubscribeAnswer {
@@ -97,7 +121,7 @@ pub enum Command {
         participant: u32,
         answer: String,
         /// Where a refusal goes (the participant may not have published yet).
-        events: mpsc::Sender<ServerMessage>,
+        events: Events,
     },
     /// The participant asks for a lower or higher quality of one publisher's video.
     SetQuality {
@@ -197,6 +221,9 @@ pub struct EngineStats {
     pub peers: usize,
     /// Steps that panicked (each contained to its call, or not attributable).
     pub panics: u64,
+    /// Media events a participant's connection did not take (its queue was full
+    /// or it had closed).
+    pub events_dropped: u64,
 }
 
 /// How a [`Engine::guarded`] step ended.
@@ -384,7 +411,7 @@ struct Binding {
 }
 
 struct Member {
-    events: mpsc::Sender<ServerMessage>,
+    events: Events,
     bindings: BTreeMap<SourceId, Binding>,
     /// Preferred layer per publisher (from `SetQuality`), else the best.
     quality: HashMap<u32, usize>,
@@ -525,10 +552,13 @@ impl Engine {
         }
         if let Some(room) = self.rooms.remove(&call) {
             for member in room.members.values() {
-                let _ = member.events.try_send(error(
-                    ErrorCode::MediaFailed,
-                    "audio and video stopped after an error on the server; starting them again",
-                ));
+                let failed = MediaEvent::Failed(
+                    "audio and video stopped after an error on the server; starting them again"
+                        .into(),
+                );
+                if !member.events.deliver(failed) {
+                    self.stats.events_dropped += 1;
+                }
             }
         }
     }
@@ -537,6 +567,13 @@ impl Engine {
         EngineStats {
             peers: self.peers.len(),
             ..self.stats
+        }
+    }
+
+    /// Tells a participant's browser `event`, counting it if it was not taken.
+    fn tell(&mut self, to: &Events, event: MediaEvent) {
+        if !to.deliver(event) {
+            self.stats.events_dropped += 1;
         }
     }
 
@@ -717,7 +754,7 @@ impl Engine {
                 events,
             } => {
                 if let Err(message) = self.publish(now, call, participant, offer, events.clone()) {
-                    let _ = events.try_send(error(ErrorCode::BadSdp, message));
+                    self.tell(&events, MediaEvent::BadSdp(message));
                 }
             }
             Command::SubscribeAnswer {
@@ -727,7 +764,7 @@ impl Engine {
                 events,
             } => {
                 if let Err(message) = self.subscribe_answer(now, call, participant, answer) {
-                    let _ = events.try_send(error(ErrorCode::BadSdp, message));
+                    self.tell(&events, MediaEvent::BadSdp(message));
                 }
             }
             Command::SetQuality {
@@ -775,7 +812,7 @@ impl Engine {
         call: CallKey,
         participant: u32,
         offer: String,
-        events: mpsc::Sender<ServerMessage>,
+        events: Events,
     ) -> Result<(), String> {
         if offer.len() > MAX_SDP_BYTES {
             return Err(format!("SDP is limited to {MAX_SDP_BYTES} bytes"));
@@ -840,7 +877,7 @@ impl Engine {
             .local_description()
             .map(|d| d.sdp)
             .ok_or("could not answer")?;
-        let _ = events.try_send(ServerMessage::PublishAnswer { sdp });
+        self.tell(&events, MediaEvent::PublishAnswer { sdp });
         // Tracks removed by the renegotiation stop being forwarded.
         self.prune_sources(now, call, participant, &offer);
         self.drain(key, now);
@@ -1811,10 +1848,11 @@ impl Engine {
         if let Some(sdp) = peer.pc.local_description().map(|d| d.sdp) {
             member.negotiating = true;
             let tracks = member.bindings.len();
-            let sent = member
-                .events
-                .try_send(ServerMessage::SubscribeOffer { sdp });
-            tracing::debug!(call, participant, tracks, sent = sent.is_ok(), ufrag = %peer.ufrag, "subscribe offer");
+            let sent = member.events.deliver(MediaEvent::SubscribeOffer { sdp });
+            if !sent {
+                self.stats.events_dropped += 1;
+            }
+            tracing::debug!(call, participant, tracks, sent, ufrag = %peer.ufrag, "subscribe offer");
         }
         self.drain(key, now);
     }
@@ -1825,9 +1863,12 @@ impl Engine {
             self.working_on = Some(*call);
             if let Some(speaker) = room.speakers.poll(now) {
                 for member in room.members.values() {
-                    let _ = member.events.try_send(ServerMessage::ActiveSpeaker {
+                    let event = MediaEvent::ActiveSpeaker {
                         participant: speaker,
-                    });
+                    };
+                    if !member.events.deliver(event) {
+                        self.stats.events_dropped += 1;
+                    }
                 }
             }
             again |= !room.speakers.is_idle();

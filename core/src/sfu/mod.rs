@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 
-pub use engine::{CallKey, Command, MAX_SDP_BYTES};
+pub use engine::{CallKey, Command, EventSink, Events, MAX_SDP_BYTES, MediaEvent};
 use engine::{Engine, EngineConfig, MediaTransport, Route, Step};
 use udp_batch::SendBatch;
 
@@ -81,6 +81,8 @@ pub struct MediaStats {
     pub peer_connections: AtomicU64,
     /// Engine steps that panicked (see [`engine::Engine::guarded`]).
     pub panics: AtomicU64,
+    /// Media events a participant's signaling connection did not take.
+    pub events_dropped: AtomicU64,
     /// The engine thread is running (false once it has stopped for good).
     pub running: AtomicBool,
 }
@@ -381,6 +383,9 @@ fn publish(engine: &Engine, stats: &MediaStats) {
         .peer_connections
         .store(s.peers as u64, Ordering::Relaxed);
     stats.panics.store(s.panics, Ordering::Relaxed);
+    stats
+        .events_dropped
+        .store(s.events_dropped, Ordering::Relaxed);
 }
 
 /// Sends what the engine has to send: TCP frames to their connections' writers,

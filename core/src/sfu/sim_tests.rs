@@ -95,7 +95,7 @@ impl Sim {
                 call,
                 participant: id,
                 offer,
-                events: tx,
+                events: std::sync::Arc::new(tx),
             },
         );
         index
@@ -178,7 +178,7 @@ impl Sim {
                             .subscribe_offer(now, sdp)
                             .expect("subscribe answer");
                         commands.push(Command::SubscribeAnswer {
-                            events: person.events_tx.clone(),
+                            events: std::sync::Arc::new(person.events_tx.clone()),
                             call: person.call,
                             participant: id,
                             answer,
@@ -466,7 +466,7 @@ fn a_renegotiating_simulcast_publisher_keeps_being_forwarded() {
         call: CALL,
         participant: 1,
         offer,
-        events: tx,
+        events: std::sync::Arc::new(tx),
     });
     sim.run(Duration::from_secs(2));
     let (_, after) = video_from(sim.person(b), 1).expect("video from A");
@@ -699,12 +699,12 @@ fn a_browser_that_nominates_on_its_first_check_gets_connected() {
     let mut browser =
         Participant::new(1, &Profile::camera(), me, me, now, now).expect("participant");
     let offer = browser.publish_offer(now).expect("offer");
-    let (events, mut told) = mpsc::channel(64);
+    let (events, mut told) = mpsc::channel::<ServerMessage>(64);
     sim.command(Command::Publish {
         call: CALL,
         participant: 1,
         offer: offer.clone(),
-        events,
+        events: std::sync::Arc::new(events),
     });
     let answer = loop {
         match told.try_recv().expect("a publish answer") {

@@ -350,6 +350,28 @@ pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
     }
 }
 
+impl From<crate::sfu::MediaEvent> for ServerMessage {
+    fn from(event: crate::sfu::MediaEvent) -> Self {
+        use crate::sfu::MediaEvent;
+        match event {
+            MediaEvent::PublishAnswer { sdp } => ServerMessage::PublishAnswer { sdp },
+            MediaEvent::SubscribeOffer { sdp } => ServerMessage::SubscribeOffer { sdp },
+            MediaEvent::ActiveSpeaker { participant } => {
+                ServerMessage::ActiveSpeaker { participant }
+            }
+            MediaEvent::BadSdp(message) => error(ErrorCode::BadSdp, message),
+            MediaEvent::Failed(message) => error(ErrorCode::MediaFailed, message),
+        }
+    }
+}
+
+/// A connection's queue of messages takes its participant's media events.
+impl crate::sfu::EventSink for tokio::sync::mpsc::Sender<ServerMessage> {
+    fn deliver(&self, event: crate::sfu::MediaEvent) -> bool {
+        self.try_send(event.into()).is_ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,8 +28,6 @@ const EDGES: &[&str] = &["http", "fuzz"];
 
 /// Imports that point the wrong way today, as (from, to).
 const KNOWN: &[(&str, &str)] = &[
-    // The engine sends protocol messages itself instead of returning events.
-    ("sfu", "signaling"),
     // The call task builds protocol messages.
     ("calls", "signaling"),
 ];
