@@ -10,6 +10,9 @@
 #   - idle resident memory with 0, 1 and COPIES copies of the hello plugin loaded
 #     (under different names), median of RUNS starts each.
 # CRITERION_ARGS go to criterion (e.g. "--warm-up-time 1 --measurement-time 2").
+# SERVER=path/to/confab measures another build's HTTP routes and memory (say, an
+# older commit's, alternating run by run); SKIP_CRITERION=1 leaves out the host's
+# own cost, which criterion measures on this checkout only.
 # Needs: wrk (Debian package `wrk`), curl, python3, bc, the wasm32-wasip2 target.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,6 +23,8 @@ CONNECTIONS="${CONNECTIONS:-32}"
 PORT="${PORT:-18100}"
 COPIES="${COPIES:-8}"
 CRITERION_ARGS="${CRITERION_ARGS:-}"
+SERVER="${SERVER:-}"
+SKIP_CRITERION="${SKIP_CRITERION:-0}"
 
 # wrk runs and their medians: measure, median.
 source examples/bench/wrk.sh
@@ -30,6 +35,9 @@ stop() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/
 trap 'stop; rm -rf "$work"' EXIT
 
 # The host's own cost. criterion keeps its estimates under CRITERION_HOME.
+micro="- - -
+- - -"
+if [ "$SKIP_CRITERION" != 1 ]; then
 # shellcheck disable=SC2086 # CRITERION_ARGS is a list of arguments
 CRITERION_HOME="$work/criterion" cargo bench --quiet -p confab-core --bench plugins -- $CRITERION_ARGS
 micro=$(python3 - "$work/criterion/plugins" <<'PY'
@@ -40,9 +48,14 @@ for name in ["noop-hook", "event-to-4-plugins"]:
           f" {e['confidence_interval']['upper_bound'] / 1000:.1f}")
 PY
 )
+fi
 
-cargo build --release --quiet -p confab-core
-bin="$PWD/target/release/confab"
+if [ -n "$SERVER" ]; then
+  bin="$SERVER"
+else
+  cargo build --release --quiet -p confab-core
+  bin="$PWD/target/release/confab"
+fi
 # Plugins are their own workspaces; their target directory is the one the tests use.
 CARGO_TARGET_DIR="$PWD/target/plugin-builds" cargo build --release --quiet --locked \
   --target wasm32-wasip2 --manifest-path examples/hello-plugin/Cargo.toml

@@ -84,49 +84,47 @@ impl From<crate::store::StoreError> for PageError {
     }
 }
 
-/// Renders [`PageError`]s with the state's templates (needs the state, so handlers
-/// return `Result<Response, Response>` through [`AppState::page_error`]).
-impl AppState {
-    fn page_error(&self, err: PageError) -> Response {
-        self.message_page(err.status, err.heading, &err.text, "bad", None)
-    }
+/// A [`PageError`] as a page, with the state's templates.
+fn page_error(state: &AppState, err: PageError) -> Response {
+    message_page(state, err.status, err.heading, &err.text, "bad", None)
+}
 
-    fn message_page(
-        &self,
-        status: StatusCode,
-        heading: &str,
-        text: &str,
-        tone: &str,
-        action: Option<(&str, &str)>,
-    ) -> Response {
-        let mut ctx = Context::new();
-        ctx.insert("heading", heading);
-        ctx.insert("text", text);
-        ctx.insert("tone", tone);
-        ctx.insert("action_href", &action.map(|a| a.0));
-        ctx.insert("action_label", &action.map(|a| a.1));
-        (status, self.render("pages/message.html", &ctx)).into_response()
-    }
+fn message_page(
+    state: &AppState,
+    status: StatusCode,
+    heading: &str,
+    text: &str,
+    tone: &str,
+    action: Option<(&str, &str)>,
+) -> Response {
+    let mut ctx = Context::new();
+    ctx.insert("heading", heading);
+    ctx.insert("text", text);
+    ctx.insert("tone", tone);
+    ctx.insert("action_href", &action.map(|a| a.0));
+    ctx.insert("action_label", &action.map(|a| a.1));
+    (status, render(state, "pages/message.html", &ctx)).into_response()
+}
 
-    /// Renders a page template; a template error becomes a plain 500.
-    pub(crate) fn render(&self, name: &str, ctx: &Context) -> Response {
-        match self.templates.render(name, ctx) {
-            Ok(html) => Html(html).into_response(),
-            Err(err) => {
-                tracing::error!(template = name, error = ?err, "template failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-            }
+/// Renders a page template; a template error becomes a plain 500.
+pub(crate) fn render(state: &AppState, name: &str, ctx: &Context) -> Response {
+    match state.templates.render(name, ctx) {
+        Ok(html) => Html(html).into_response(),
+        Err(err) => {
+            tracing::error!(template = name, error = ?err, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }
     }
+}
 
-    fn cookie<'c>(&self, name: &'c str, value: String) -> Cookie<'c> {
-        Cookie::build((name, value))
-            .path("/")
-            .http_only(true)
-            .same_site(SameSite::Lax)
-            .secure(self.config.cookie_secure())
-            .build()
-    }
+/// A cookie of the site's pages: HTTP-only, `SameSite=Lax`, secure where the site is.
+fn site_cookie<'c>(state: &AppState, name: &'c str, value: String) -> Cookie<'c> {
+    Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.config.cookie_secure())
+        .build()
 }
 
 /// A form body; a body that is not a form gets a 400 page, not a bare error.
@@ -146,11 +144,14 @@ impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for PageForm<T> {
                     }
                     _ => StatusCode::BAD_REQUEST,
                 };
-                Err(state.page_error(PageError::new(
-                    status,
-                    "That didn't work",
-                    "The form could not be read. Reload the page and try again.",
-                )))
+                Err(page_error(
+                    state,
+                    PageError::new(
+                        status,
+                        "That didn't work",
+                        "The form could not be read. Reload the page and try again.",
+                    ),
+                ))
             }
         }
     }
@@ -165,7 +166,10 @@ fn csrf_cookie_token(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
         }
         _ => {
             let value = random_base62(32);
-            (jar.add(state.cookie(CSRF_COOKIE, value.clone())), value)
+            (
+                jar.add(site_cookie(state, CSRF_COOKIE, value.clone())),
+                value,
+            )
         }
     }
 }
@@ -266,7 +270,7 @@ fn render_login(
     ctx.insert("next", next);
     ctx.insert("email", email);
     ctx.insert("error", &error);
-    (status, jar, state.render("pages/login.html", &ctx)).into_response()
+    (status, jar, render(state, "pages/login.html", &ctx)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -296,7 +300,7 @@ async fn login(
         ))
     });
     if !csrf_cookie_matches(&jar, &form.csrf) {
-        return state.page_error(PageError::csrf());
+        return page_error(&state, PageError::csrf());
     }
     let now = state.clock.now();
     let (jar, csrf) = csrf_cookie_token(&state, jar);
@@ -314,16 +318,19 @@ async fn login(
             let ttl = chrono::Duration::hours(i64::from(state.config.auth.session_ttl_hours));
             match accounts::start_session(&state.store, account.id, now, ttl).await {
                 Ok(session) => {
-                    let mut cookie =
-                        state.cookie(SESSION_COOKIE, session.cookie_value.expose().to_string());
+                    let mut cookie = site_cookie(
+                        &state,
+                        SESSION_COOKIE,
+                        session.cookie_value.expose().to_string(),
+                    );
                     cookie.set_max_age(time_duration(ttl));
                     // A fresh CSRF cookie for the next anonymous form, so a token seen before sign-in is useless after.
-                    let jar = jar
-                        .add(cookie)
-                        .add(state.cookie(CSRF_COOKIE, random_base62(32)));
+                    let jar =
+                        jar.add(cookie)
+                            .add(site_cookie(&state, CSRF_COOKIE, random_base62(32)));
                     (jar, Redirect::to(&safe_next(&form.next))).into_response()
                 }
-                Err(err) => state.page_error(PageError::internal(err)),
+                Err(err) => page_error(&state, PageError::internal(err)),
             }
         }
         Err(AccountError::InvalidCredentials) => render_login(
@@ -347,7 +354,7 @@ async fn login(
                 StatusCode::TOO_MANY_REQUESTS,
             )
         }
-        Err(err) => state.page_error(PageError::internal(err)),
+        Err(err) => page_error(&state, PageError::internal(err)),
     }
 }
 
@@ -376,10 +383,10 @@ async fn logout(
     PageForm(form): PageForm<CsrfForm>,
 ) -> Response {
     if !session_csrf_matches(&user, &form.csrf) {
-        return state.page_error(PageError::csrf());
+        return page_error(&state, PageError::csrf());
     }
     if let Err(err) = accounts::end_session(&state.store, &user.cookie_value).await {
-        return state.page_error(PageError::internal(err));
+        return page_error(&state, PageError::internal(err));
     }
     let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
     // Link secrets the dashboard was asked to remember, and everything else this
@@ -479,7 +486,7 @@ async fn render_dashboard(
         "plugin_modules",
         &serde_json::to_string(&modules).unwrap_or_else(|_| "[]".into()),
     );
-    Ok((status, state.render("pages/dashboard.html", &ctx)).into_response())
+    Ok((status, render(state, "pages/dashboard.html", &ctx)).into_response())
 }
 
 async fn dashboard(
@@ -498,7 +505,7 @@ async fn dashboard(
         StatusCode::OK,
     )
     .await
-    .unwrap_or_else(|e| state.page_error(e))
+    .unwrap_or_else(|e| page_error(&state, e))
 }
 
 #[derive(Deserialize)]
@@ -523,7 +530,7 @@ async fn dashboard_create_link(
     PageForm(form): PageForm<CreateLinkForm>,
 ) -> Response {
     if !session_csrf_matches(&user, &form.csrf) {
-        return state.page_error(PageError::csrf());
+        return page_error(&state, PageError::csrf());
     }
     let result = async {
         let policy = state.policy.get(&state.store).await?;
@@ -570,7 +577,7 @@ async fn dashboard_create_link(
                 LinkError::CreationDisabled => {
                     (StatusCode::FORBIDDEN, capitalize(&err.to_string()))
                 }
-                _ => return state.page_error(PageError::internal(err)),
+                _ => return page_error(&state, PageError::internal(err)),
             };
             let extras = DashboardExtras {
                 error: Some(message),
@@ -580,7 +587,7 @@ async fn dashboard_create_link(
             };
             render_dashboard(&state, &user, None, extras, status)
                 .await
-                .unwrap_or_else(|e| state.page_error(e))
+                .unwrap_or_else(|e| page_error(&state, e))
         }
     }
 }
@@ -592,7 +599,7 @@ async fn dashboard_revoke_link(
     PageForm(form): PageForm<CsrfForm>,
 ) -> Response {
     if !session_csrf_matches(&user, &form.csrf) {
-        return state.page_error(PageError::csrf());
+        return page_error(&state, PageError::csrf());
     }
     let now = state.clock.now();
     match links::revoke(&state.store, &user.account, &id, now).await {
@@ -602,12 +609,15 @@ async fn dashboard_revoke_link(
             }
             Redirect::to("/dashboard").into_response()
         }
-        Err(LinkError::NotFound) => state.page_error(PageError::new(
-            StatusCode::NOT_FOUND,
-            "Link not found",
-            "This link does not exist or is not yours.",
-        )),
-        Err(err) => state.page_error(PageError::internal(err)),
+        Err(LinkError::NotFound) => page_error(
+            &state,
+            PageError::new(
+                StatusCode::NOT_FOUND,
+                "Link not found",
+                "This link does not exist or is not yours.",
+            ),
+        ),
+        Err(err) => page_error(&state, PageError::internal(err)),
     }
 }
 
@@ -625,7 +635,7 @@ async fn dashboard_create_token(
     PageForm(form): PageForm<CreateTokenForm>,
 ) -> Response {
     if !session_csrf_matches(&user, &form.csrf) {
-        return state.page_error(PageError::csrf());
+        return page_error(&state, PageError::csrf());
     }
     let extras =
         match accounts::issue_token(&state.store, user.account.id, &form.name, state.clock.now())
@@ -643,7 +653,7 @@ async fn dashboard_create_token(
                 ))),
                 ..Default::default()
             },
-            Err(err) => return state.page_error(PageError::internal(err)),
+            Err(err) => return page_error(&state, PageError::internal(err)),
         };
     let status = if extras.token_error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -652,7 +662,7 @@ async fn dashboard_create_token(
     };
     let mut response = render_dashboard(&state, &user, None, extras, status)
         .await
-        .unwrap_or_else(|e| state.page_error(e));
+        .unwrap_or_else(|e| page_error(&state, e));
     // The page shows a secret: never cache it.
     response.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -668,14 +678,17 @@ async fn dashboard_revoke_token(
     PageForm(form): PageForm<CsrfForm>,
 ) -> Response {
     if !session_csrf_matches(&user, &form.csrf) {
-        return state.page_error(PageError::csrf());
+        return page_error(&state, PageError::csrf());
     }
     let Ok(id) = id.parse::<i64>() else {
-        return state.page_error(PageError::new(
-            StatusCode::NOT_FOUND,
-            "Token not found",
-            "This token does not exist.",
-        ));
+        return page_error(
+            &state,
+            PageError::new(
+                StatusCode::NOT_FOUND,
+                "Token not found",
+                "This token does not exist.",
+            ),
+        );
     };
     match state
         .store
@@ -683,12 +696,15 @@ async fn dashboard_revoke_token(
         .await
     {
         Ok(Some(_)) => Redirect::to("/dashboard").into_response(),
-        Ok(None) => state.page_error(PageError::new(
-            StatusCode::NOT_FOUND,
-            "Token not found",
-            "This token does not exist.",
-        )),
-        Err(err) => state.page_error(PageError::internal(err)),
+        Ok(None) => page_error(
+            &state,
+            PageError::new(
+                StatusCode::NOT_FOUND,
+                "Token not found",
+                "This token does not exist.",
+            ),
+        ),
+        Err(err) => page_error(&state, PageError::internal(err)),
     }
 }
 
@@ -700,11 +716,12 @@ async fn joinable_link(
 ) -> Result<crate::store::link::Model, Response> {
     let found = links::resolve(&state.store, id)
         .await
-        .map_err(|e| state.page_error(PageError::internal(e)))?;
+        .map_err(|e| page_error(state, PageError::internal(e)))?;
     let link = match found {
         PublicLink::Active(link) => link,
         PublicLink::Revoked(_) => {
-            return Err(state.message_page(
+            return Err(message_page(
+                state,
                 StatusCode::GONE,
                 "This link was revoked",
                 "The person who shared it turned it off. Ask them for a new link.",
@@ -713,7 +730,8 @@ async fn joinable_link(
             ));
         }
         PublicLink::NotFound => {
-            return Err(state.message_page(
+            return Err(message_page(
+                state,
                 StatusCode::NOT_FOUND,
                 "Link not found",
                 "Check that you copied the whole address. Links that were replaced with a new one stop working.",
@@ -727,10 +745,11 @@ async fn joinable_link(
             .policy
             .get(&state.store)
             .await
-            .map_err(|e| state.page_error(e.into()))?;
+            .map_err(|e| page_error(state, e.into()))?;
         if !policy.guest_access {
             let next = format!("/login?next=/j/{}", link.public_id);
-            return Err(state.message_page(
+            return Err(message_page(
+                state,
                 StatusCode::FORBIDDEN,
                 "Guest access is turned off",
                 "This organization only lets signed-in members join calls. Sign in to continue.",
@@ -794,7 +813,7 @@ async fn render_join(
         "plugin_modules",
         &serde_json::to_string(&modules).unwrap_or_else(|_| "[]".into()),
     );
-    (status, jar, state.render("pages/join.html", &ctx)).into_response()
+    (status, jar, render(state, "pages/join.html", &ctx)).into_response()
 }
 
 async fn join_page(
@@ -842,7 +861,7 @@ async fn join_request(
     PageForm(form): PageForm<JoinForm>,
 ) -> Response {
     if !csrf_cookie_matches(&jar, &form.csrf) {
-        return state.page_error(PageError::csrf());
+        return page_error(&state, PageError::csrf());
     }
     let link = match joinable_link(&state, &id, user.as_ref()).await {
         Ok(link) => link,
@@ -856,7 +875,8 @@ async fn join_request(
             crate::limits::client_address(peer, &headers, &state.config.server.trusted_proxies);
         if !state.calls.allow_join_request(link.pk, address) {
             state.metrics.count_refused("join_requests_per_minute");
-            return state.message_page(
+            return message_page(
+                &state,
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many requests",
                 "Too many requests to join this call came from your network. Wait a minute and try again.",
@@ -891,14 +911,17 @@ async fn join_request(
     )
     .await
     {
-        return state.page_error(PageError::internal(err));
+        return page_error(&state, PageError::internal(err));
     }
     // The call itself runs in the page's script over the signaling WebSocket; a
     // browser that posts the form has scripts turned off.
-    state.message_page(
+    message_page(
+        &state,
         StatusCode::ACCEPTED,
         "Turn on JavaScript to join",
-        &format!("Thanks, {name}. Joining a call happens in the page itself, which needs JavaScript. Turn it on and open the link again."),
+        &format!(
+            "Thanks, {name}. Joining a call happens in the page itself, which needs JavaScript. Turn it on and open the link again."
+        ),
         "info",
         None,
     )
