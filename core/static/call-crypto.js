@@ -32,6 +32,7 @@ import {
   dataHead,
   fromBase64,
   helloMac,
+  isUncompressedPoint,
   kidOf,
   linkKeys,
   openData,
@@ -553,7 +554,7 @@ export class CallCrypto {
     } catch {
       return;
     }
-    if (pub.length !== 65 || nonce.length !== COMMIT_NONCE_BYTES) return;
+    if (!isUncompressedPoint(pub) || nonce.length !== COMMIT_NONCE_BYTES) return;
     if (this.remember(this.reveals, from, message, { pub, nonce })) await this.progress();
   }
 
