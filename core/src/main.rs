@@ -376,6 +376,12 @@ fn mail_status_text(status: &confab_core::mail::MailStatus) -> String {
         "Mail goes to {} from {}.\nQueued: {}  Sent: {}  Failed: {}",
         status.transport, status.from, status.queued, status.sent, status.failed
     );
+    if status.retrying > 0 {
+        text.push_str(&format!(
+            "\nWaiting to retry after a failed attempt: {}",
+            status.retrying
+        ));
+    }
     if let Some(oldest) = status.oldest_queued_at {
         text.push_str(&format!("\nOldest queued message: {}", oldest.to_rfc3339()));
     }

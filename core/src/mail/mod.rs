@@ -150,6 +150,9 @@ pub struct MailStatus {
     pub transport: String,
     pub from: String,
     pub queued: u64,
+    /// Of the queued, those whose last attempt failed (the relay said "try again
+    /// later" or could not be reached) and that wait for their next attempt.
+    pub retrying: u64,
     pub sent: u64,
     pub failed: u64,
     /// When the oldest message still waiting was queued.
@@ -163,6 +166,7 @@ pub async fn status(store: &Store, config: &Config) -> Result<MailStatus, String
     let err = |e: crate::store::StoreError| e.to_string();
     let OutboxCounts {
         queued,
+        retrying,
         sent,
         failed,
     } = store.outbox_counts().await.map_err(err)?;
@@ -185,6 +189,7 @@ pub async fn status(store: &Store, config: &Config) -> Result<MailStatus, String
             .unwrap_or_else(|e| format!("misconfigured: {e}")),
         from: sender(config).map(|m| m.to_string()).unwrap_or_default(),
         queued,
+        retrying,
         sent,
         failed,
         oldest_queued_at: store.oldest_queued_mail().await.map_err(err)?,

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    ActiveValue::NotSet, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 use serde::Serialize;
 
@@ -97,6 +97,9 @@ pub enum DeliveryOutcome {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct OutboxCounts {
     pub queued: u64,
+    /// Of the queued, those whose last attempt failed and that wait for the next
+    /// (not counting one being attempted right now).
+    pub retrying: u64,
     pub sent: u64,
     pub failed: u64,
 }
@@ -188,6 +191,13 @@ impl Store {
                 None => {}
             }
         }
+        let retrying = mail_outbox::Entity::find()
+            .filter(mail_outbox::Column::Status.eq(OutboxStatus::Queued.as_str()))
+            .filter(mail_outbox::Column::Attempts.gt(0))
+            .filter(mail_outbox::Column::Claim.is_null())
+            .count(self.conn())
+            .await?;
+        counts.retrying = retrying;
         Ok(counts)
     }
 

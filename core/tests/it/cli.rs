@@ -685,13 +685,15 @@ async fn an_accepted_invitation_survives_a_kill_and_is_delivered_after_the_resta
     })
     .await;
     let sink = SmtpSink::start(SinkOptions::default()).await;
+    // The retry comes 2 s after the refusal: time to see the refusal recorded
+    // and kill the server before a second attempt starts.
     let env_for = |sink: &SmtpSink| {
         [
             ("CONFAB_MAIL_SMTP_HOST", "127.0.0.1".to_string()),
             ("CONFAB_MAIL_SMTP_PORT", sink.port().to_string()),
             ("CONFAB_MAIL_SMTP_TLS", "none".to_string()),
-            ("CONFAB_MAIL_RETRY_INITIAL_MS", "200".to_string()),
-            ("CONFAB_MAIL_RETRY_MAX_MS", "400".to_string()),
+            ("CONFAB_MAIL_RETRY_INITIAL_MS", "2000".to_string()),
+            ("CONFAB_MAIL_RETRY_MAX_MS", "2000".to_string()),
             ("CONFAB_MAIL_POLL_INTERVAL_MS", "100".to_string()),
         ]
     };
@@ -715,7 +717,21 @@ async fn an_accepted_invitation_survives_a_kill_and_is_delivered_after_the_resta
         &serde_json::json!({ "url": link["url"], "recipients": ["bo@example.org"] }),
     );
     assert_eq!(status, 202, "{accepted}");
-    // SIGKILL at once: no shutdown, no flush, no second chance.
+    // Once the relay's "try again later" is recorded, SIGKILL: no shutdown, no
+    // flush, no second chance. (Killed in the middle of an attempt, the message
+    // would wait out the attempt's lease before another try.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = cli.json(&["mail", "status"]);
+        if status["retrying"] == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay's refusal was recorded: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     server.kill().unwrap();
     server.wait().unwrap();
     assert!(

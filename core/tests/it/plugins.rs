@@ -1129,6 +1129,7 @@ mod in_the_database {
             app.store.outbox_counts().await.unwrap(),
             OutboxCounts {
                 queued: 2,
+                retrying: 0,
                 sent: 0,
                 failed: 0
             }
