@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use confab_core::protocol::ServerMessage;
 use confab_core::sfu::engine::{Command, Engine, EngineConfig, MediaTransport, Route};
-use confab_core::signaling::ServerMessage;
 use confab_loadgen::{Participant, Profile};
 
 /// Every target, by the name of its corpus directory.
@@ -62,11 +62,14 @@ pub fn ics(data: &[u8]) {
 const SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 10000);
 
 fn engine() -> Engine {
-    Engine::new(EngineConfig {
-        udp: Some(SERVER),
-        tcp: None,
-        announce: vec![SERVER.ip()],
-    })
+    Engine::new(
+        EngineConfig {
+            udp: Some(SERVER),
+            tcp: None,
+            announce: vec![SERVER.ip()],
+        },
+        rand::SeedableRng::seed_from_u64(1),
+    )
 }
 
 thread_local! {
@@ -92,9 +95,11 @@ pub fn sdp_offer(data: &[u8]) {
             },
         );
         while engine.poll_transmit().is_some() {}
+        deliver_events(engine);
         while told.try_recv().is_ok() {}
         engine.handle_timeout(now + Duration::from_secs(60));
         while engine.poll_transmit().is_some() {}
+        deliver_events(engine);
     });
 }
 
@@ -128,8 +133,9 @@ impl Session {
             },
         );
         for _ in 0..3000 {
+            deliver_events(&mut engine);
             while let Ok(message) = told.try_recv() {
-                if let confab_core::signaling::ServerMessage::PublishAnswer { sdp } = message {
+                if let confab_core::protocol::ServerMessage::PublishAnswer { sdp } = message {
                     participant.publish_answer(now, sdp).expect("answer");
                 }
             }
@@ -163,7 +169,15 @@ impl Session {
     }
 }
 
+/// Hands the engine's events to their sinks, as the server's driver does.
+fn deliver_events(engine: &mut Engine) {
+    while let Some((to, event)) = engine.poll_event() {
+        to.deliver(event);
+    }
+}
+
 fn pump(engine: &mut Engine, participant: &mut Participant, now: Instant) {
+    deliver_events(engine);
     loop {
         let mut moved = false;
         while let Some(out) = engine.poll_transmit() {

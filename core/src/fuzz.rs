@@ -10,8 +10,8 @@ pub fn signaling(data: &[u8]) {
     let Ok(text) = str::from_utf8(data) else {
         return;
     };
-    if let Err(refusal) = crate::signaling::decode(text) {
-        let wire = crate::signaling::encode(&refusal);
+    if let Err(refusal) = crate::protocol::decode(text) {
+        let wire = crate::protocol::encode(&refusal);
         assert!(wire.contains("\"type\":\"error\""), "{wire}");
     }
 }

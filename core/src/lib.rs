@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod plugins;
 pub mod policy;
 pub mod privacy;
+pub mod protocol;
 pub mod secret;
 pub mod sfu;
 pub mod shutdown;

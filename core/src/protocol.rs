@@ -1,4 +1,6 @@
-//! Signaling: the WebSocket protocol between a browser and its call.
+//! The signaling protocol's vocabulary: the messages between a browser and its
+//! call, as the call task produces them and the WebSocket session (`signaling`)
+//! carries them.
 //!
 //! Every message is a JSON object with a version field `v` (currently 1) and a
 //! `type`. [`ClientMessage`] is what a client may send, [`ServerMessage`] what it
@@ -8,10 +10,15 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-mod session;
-
-pub use crate::calls::WaitingFor;
-pub use session::{Client, run_session, upgrade};
+/// What a waiting person is waiting for (`waiting` says it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitingFor {
+    /// Nobody authenticated is on the call yet.
+    Host,
+    /// Someone on the call has to admit them.
+    Approval,
+}
 
 /// The protocol version this server speaks.
 pub const PROTOCOL_VERSION: u32 = 1;

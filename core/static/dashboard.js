@@ -1,5 +1,8 @@
 // Dashboard behaviour: link secrets, copy buttons and confirmation before revoking.
 
+import { pluginFetch } from "/static/lib/plugin-fetch.js";
+import { randomToken } from "/static/lib/random.js";
+
 // The link secret (docs/security.md, "The link secret"): the full link is
 // `/j/{id}#k={secret}`, and browsers never send the part after `#`. A link made
 // with the form below gets its secret here, in the browser: 16 random bytes as
@@ -17,8 +20,7 @@ const secretKey = (id) => `confab.secret.${id}`;
 const shownOnce = new Map();
 
 function newSecret() {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return randomToken(16);
 }
 
 function knownSecret(id) {
@@ -177,9 +179,7 @@ class DashboardHandle {
   }
 
   fetch(path, init = {}) {
-    const headers = new Headers(init.headers || {});
-    if (this.csrf) headers.set("x-csrf-token", this.csrf);
-    return fetch(`/p/${this.name}${path}`, { ...init, headers, credentials: "same-origin" });
+    return pluginFetch(this.name, this.csrf, path, init);
   }
 
   report(message) {

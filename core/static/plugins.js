@@ -25,6 +25,8 @@
 // sends the session's CSRF token, so the plugin's `handle-http` sees the user; for
 // a guest it is a plain request.
 
+import { pluginFetch } from "/static/lib/plugin-fetch.js";
+
 /** Largest payload of one message, as the server enforces it. */
 export const MAX_MESSAGE_BYTES = 32 * 1024;
 /** What encryption adds to a payload: a header, a nonce and the tag (e2ee.js, DATA_SEALING_BYTES). */
@@ -68,9 +70,7 @@ class PluginHandle {
   }
 
   fetch(path, init = {}) {
-    const headers = new Headers(init.headers || {});
-    if (this.host.csrf) headers.set("x-csrf-token", this.host.csrf);
-    return fetch(`/p/${this.name}${path}`, { ...init, headers, credentials: "same-origin" });
+    return pluginFetch(this.name, this.host.csrf, path, init);
   }
 
   async send(data) {

@@ -38,6 +38,7 @@ pub mod live;
 #[cfg(test)]
 mod tests;
 
+pub use crate::protocol::WaitingFor;
 pub use live::{Action, CallRegistry, ClientId, Command, MediaState, next_client_id};
 
 /// The largest call: the SFU's limit.
@@ -202,16 +203,6 @@ pub struct LobbyRequest {
     pub concerns: Vec<Concern>,
     /// Waits for a person's decision even where guests join directly.
     held: bool,
-}
-
-/// What a waiting person is waiting for (also on the wire: `waiting` says it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WaitingFor {
-    /// Nobody authenticated is on the call yet.
-    Host,
-    /// Someone on the call has to admit them.
-    Approval,
 }
 
 /// A seat on the call: the resume token goes only to the person who got it.

@@ -41,7 +41,7 @@ pub fn router() -> Router<AppState> {
             post(dashboard_revoke_token),
         )
         .route("/j/{id}", get(join_page).post(join_request))
-        .route("/static/{file}", get(static_file))
+        .route("/static/{*file}", get(static_file))
 }
 
 /// A page failure, shown as the message page.
@@ -927,26 +927,43 @@ async fn join_request(
     )
 }
 
-const APP_CSS: &str = include_str!("../../static/app.css");
-const DASHBOARD_JS: &str = include_str!("../../static/dashboard.js");
-const CALL_JS: &str = include_str!("../../static/call.js");
-const MEDIA_JS: &str = include_str!("../../static/media.js");
-const PLUGINS_JS: &str = include_str!("../../static/plugins.js");
-const E2EE_JS: &str = include_str!("../../static/e2ee.js");
-const E2EE_WORKER_JS: &str = include_str!("../../static/e2ee-worker.js");
-const CALL_CRYPTO_JS: &str = include_str!("../../static/call-crypto.js");
+/// One file of `core/static/`, built into the binary: its path under `/static/`
+/// and its contents.
+macro_rules! static_file {
+    ($path:literal) => {
+        ($path, include_str!(concat!("../../static/", $path)))
+    };
+}
+
+/// Every file under `core/static/` (a test checks that none is missing).
+const STATIC_FILES: &[(&str, &str)] = &[
+    static_file!("app.css"),
+    static_file!("dashboard.js"),
+    static_file!("call.js"),
+    static_file!("media.js"),
+    static_file!("plugins.js"),
+    static_file!("e2ee.js"),
+    static_file!("e2ee-worker.js"),
+    static_file!("call-crypto.js"),
+    static_file!("call/signaling.js"),
+    static_file!("call/state.js"),
+    static_file!("call/secret.js"),
+    static_file!("call/views.js"),
+    static_file!("call/tiles.js"),
+    static_file!("lib/dom.js"),
+    static_file!("lib/time.js"),
+    static_file!("lib/random.js"),
+    static_file!("lib/plugin-fetch.js"),
+];
 
 async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
-    let (body, content_type) = match file.as_str() {
-        "app.css" => (APP_CSS, "text/css; charset=utf-8"),
-        "dashboard.js" => (DASHBOARD_JS, "text/javascript; charset=utf-8"),
-        "call.js" => (CALL_JS, "text/javascript; charset=utf-8"),
-        "media.js" => (MEDIA_JS, "text/javascript; charset=utf-8"),
-        "plugins.js" => (PLUGINS_JS, "text/javascript; charset=utf-8"),
-        "e2ee.js" => (E2EE_JS, "text/javascript; charset=utf-8"),
-        "e2ee-worker.js" => (E2EE_WORKER_JS, "text/javascript; charset=utf-8"),
-        "call-crypto.js" => (CALL_CRYPTO_JS, "text/javascript; charset=utf-8"),
-        _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
+    let Some(&(_, body)) = STATIC_FILES.iter().find(|(path, _)| *path == file) else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let content_type = if file.ends_with(".css") {
+        "text/css; charset=utf-8"
+    } else {
+        "text/javascript; charset=utf-8"
     };
     let etag = format!("\"{}\"", &crate::secret::sha256_hex(body)[..16]);
     if headers
@@ -969,7 +986,32 @@ async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::safe_next;
+    use super::{STATIC_FILES, safe_next};
+
+    #[test]
+    fn every_file_under_core_static_is_served() {
+        fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, root, out);
+                } else {
+                    let relative = path.strip_prefix(root).unwrap();
+                    out.push(relative.to_string_lossy().into_owned());
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static");
+        let mut on_disk = Vec::new();
+        walk(&root, &root, &mut on_disk);
+        on_disk.sort();
+        let mut served: Vec<String> = STATIC_FILES.iter().map(|(p, _)| p.to_string()).collect();
+        served.sort();
+        assert_eq!(
+            served, on_disk,
+            "list new files of core/static in STATIC_FILES"
+        );
+    }
 
     #[test]
     fn after_sign_in_only_paths_of_this_site_are_followed() {

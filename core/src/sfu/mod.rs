@@ -3,7 +3,7 @@
 //! [`engine::Engine`] is a synchronous state machine (webrtc-rs's sans-IO `rtc`
 //! peer connections plus Confab's forwarding); this module runs it. A UDP reader
 //! thread and one ICE-TCP thread (every TCP connection is a task on its own small
-//! event loop, not a thread) turn sockets into [`Input`]s on one bounded channel;
+//! event loop, not a thread) turn sockets into `Input`s on one bounded channel;
 //! the engine thread applies them, runs timers, and writes what the engine wants
 //! sent. The control plane reaches it only through [`MediaHandle::send`], which
 //! never waits.
@@ -11,7 +11,7 @@
 //! ICE-TCP costs an idle stranger little: connections are capped in all and per
 //! address, one that has not passed a connectivity check within
 //! `media.tcp_check_timeout_secs` is closed, and so is one whose peer connection
-//! is gone or that has been silent for [`CONSENT_TIMEOUT`].
+//! is gone or that has been silent for `CONSENT_TIMEOUT`.
 
 pub mod allocate;
 pub mod engine;
@@ -193,11 +193,14 @@ impl MediaHandle {
                 .spawn(move || runtime.block_on(tcp.run(listener)))?;
         }
         let tcp_check = Duration::from_secs(u64::from(config.tcp_check_timeout_secs));
-        let engine = Engine::new(EngineConfig {
-            udp: udp_local,
-            tcp: tcp_local,
-            announce,
-        });
+        let engine = Engine::new(
+            EngineConfig {
+                udp: udp_local,
+                tcp: tcp_local,
+                announce,
+            },
+            rand::SeedableRng::from_entropy(),
+        );
         {
             let stats = stats.clone();
             std::thread::Builder::new()
@@ -348,6 +351,7 @@ fn run_engine(
                 next = inputs.try_recv().ok();
             }
             transmit(&mut engine, udp.as_ref(), &tcp_writers, &mut batch);
+            deliver_events(&mut engine, &stats);
         }
         let now = Instant::now();
         if engine.poll_timeout().is_some_and(|t| t <= now) {
@@ -355,6 +359,7 @@ fn run_engine(
                 break 'run;
             }
             transmit(&mut engine, udp.as_ref(), &tcp_writers, &mut batch);
+            deliver_events(&mut engine, &stats);
         }
         if let Some(socket) = udp.as_ref() {
             batch.flush(socket);
@@ -383,9 +388,16 @@ fn publish(engine: &Engine, stats: &MediaStats) {
         .peer_connections
         .store(s.peers as u64, Ordering::Relaxed);
     stats.panics.store(s.panics, Ordering::Relaxed);
-    stats
-        .events_dropped
-        .store(s.events_dropped, Ordering::Relaxed);
+}
+
+/// Hands the engine's events to the participants' connections; one a connection
+/// does not take (its queue is full, or it closed) is counted and dropped.
+fn deliver_events(engine: &mut Engine, stats: &MediaStats) {
+    while let Some((to, event)) = engine.poll_event() {
+        if !to.deliver(event) {
+            stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Sends what the engine has to send: TCP frames to their connections' writers,

@@ -10,7 +10,7 @@ use confab_loadgen::{Participant, Profile};
 use tokio::sync::mpsc;
 
 use super::engine::{CallKey, Command, Engine, EngineConfig, MediaTransport, Route};
-use crate::signaling::ServerMessage;
+use crate::protocol::ServerMessage;
 
 const CALL: CallKey = 1;
 const TICK: Duration = Duration::from_millis(1);
@@ -45,11 +45,14 @@ impl Sim {
             .try_init();
         let server = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 10000);
         Sim {
-            engine: Engine::new(EngineConfig {
-                udp: Some(server),
-                tcp: None,
-                announce: vec![server.ip()],
-            }),
+            engine: Engine::new(
+                EngineConfig {
+                    udp: Some(server),
+                    tcp: None,
+                    announce: vec![server.ip()],
+                },
+                rand::SeedableRng::seed_from_u64(7),
+            ),
             server,
             now: Instant::now(),
             people: Vec::new(),
@@ -98,11 +101,20 @@ impl Sim {
                 events: std::sync::Arc::new(tx),
             },
         );
+        self.deliver_events();
         index
     }
 
     fn command(&mut self, command: Command) {
         self.engine.handle_command(self.now, command);
+        self.deliver_events();
+    }
+
+    /// Hands the engine's events to the participants' sinks, as the driver does.
+    fn deliver_events(&mut self) {
+        while let Some((to, event)) = self.engine.poll_event() {
+            to.deliver(event);
+        }
     }
 
     /// Runs the simulation for `duration`, one millisecond at a time.
@@ -162,6 +174,7 @@ impl Sim {
 
     /// Carries the engine's signaling messages to the participants and back.
     fn signaling(&mut self) {
+        self.deliver_events();
         let now = self.now;
         let mut commands = Vec::new();
         for (index, person) in self.people.iter_mut().enumerate() {

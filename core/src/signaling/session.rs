@@ -9,14 +9,14 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc};
 
-use super::{
-    ClientMessage, ErrorCode, MAX_E2EE_PAYLOAD, MAX_MESSAGE_BYTES, ServerMessage, decode, encode,
-    error,
-};
 use crate::AppState;
 use crate::accounts::{self, Account, MAX_NAME_CHARS, SignIn};
 use crate::calls::{Action, Command, Decision, Identity, MediaState, next_client_id};
 use crate::limits::ConnectionSlot;
+use crate::protocol::{
+    ClientMessage, ErrorCode, MAX_E2EE_PAYLOAD, MAX_MESSAGE_BYTES, ServerMessage, decode, encode,
+    error,
+};
 use crate::sfu::MAX_SDP_BYTES;
 use crate::sfu::forward::MAX_LAYERS;
 use crate::store::link;

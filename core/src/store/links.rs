@@ -195,7 +195,7 @@ pub struct LinkPage {
 }
 
 impl Store {
-    /// Inserts a link through the group-commit writer (see [`run_link_writer`]).
+    /// Inserts a link through the group-commit writer (see `run_link_writer`).
     pub async fn insert_link(&self, new: NewLinkRow) -> StoreResult<link::Model> {
         let public_id = new.public_id.clone();
         let row = new.into_active();

@@ -167,7 +167,7 @@ async fn a_media_engine_panic_is_contained_counted_and_a_stopped_engine_is_not_r
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.json()["media"], "ok");
     // The engine still works: a bad offer for another call gets its answer.
-    let (events, mut told) = tokio::sync::mpsc::channel::<confab_core::signaling::ServerMessage>(4);
+    let (events, mut told) = tokio::sync::mpsc::channel::<confab_core::protocol::ServerMessage>(4);
     media
         .send(Command::Publish {
             call: 8,

@@ -30,6 +30,57 @@ use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+/// What to measure (`confab-loadgen --help`).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(about = "Synthetic participants in one call on a Confab server")]
+struct Args {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:18090")]
+    server: String,
+    /// The link's public id.
+    #[arg(long)]
+    link: String,
+    /// An API token of the link's owner (the first participant joins as them).
+    #[arg(long)]
+    token: String,
+    /// The server's process id, to read its CPU time and memory from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// People on the call (2–32).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(2..=32))]
+    participants: u8,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Seconds of warm-up before measuring.
+    #[arg(long, default_value_t = 8)]
+    warmup: u64,
+    /// The simulcast layer each participant asks of the others (0–2).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
+    layer: u8,
+    /// Guests asking to join at once, each from its own loopback address.
+    #[arg(long = "flood-joins", default_value_t = 0, value_parser = flood_size)]
+    flood_joins: usize,
+    /// Idle ICE-TCP connections to the media port, kept open at this many.
+    #[arg(long = "flood-tcp", default_value_t = 0, value_parser = flood_size, requires = "media_tcp")]
+    flood_tcp: usize,
+    /// HTTP clients sending their headers one byte a second, kept at this many.
+    #[arg(long = "flood-slow-http", default_value_t = 0, value_parser = flood_size)]
+    flood_slow_http: usize,
+    /// The server's media TCP address (for `--flood-tcp`).
+    #[arg(long)]
+    media_tcp: Option<std::net::SocketAddr>,
+}
+
+/// Each flood is at most one loopback block of addresses.
+fn flood_size(text: &str) -> Result<usize, String> {
+    let n: usize = text.parse().map_err(|e| format!("{e}"))?;
+    if n > 25_000 {
+        return Err("each flood is at most 25,000 (one loopback block of addresses)".into());
+    }
+    Ok(n)
+}
+
 #[derive(Debug, Clone)]
 struct Options {
     server: String,
@@ -43,50 +94,24 @@ struct Options {
     flood: flood::Flood,
 }
 
-fn options() -> Result<Options> {
-    let mut o = Options {
-        server: "http://127.0.0.1:18090".into(),
-        link: String::new(),
-        token: String::new(),
-        server_pid: None,
-        participants: 16,
-        seconds: 30,
-        warmup: 8,
-        layer: 2,
-        flood: flood::Flood::default(),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--server" => o.server = value()?,
-            "--link" => o.link = value()?,
-            "--token" => o.token = value()?,
-            "--server-pid" => o.server_pid = Some(value()?.parse()?),
-            "--participants" => o.participants = value()?.parse()?,
-            "--seconds" => o.seconds = value()?.parse()?,
-            "--warmup" => o.warmup = value()?.parse()?,
-            "--layer" => o.layer = value()?.parse()?,
-            "--flood-joins" => o.flood.joins = value()?.parse()?,
-            "--flood-tcp" => o.flood.idle_tcp = value()?.parse()?,
-            "--flood-slow-http" => o.flood.slow_http = value()?.parse()?,
-            "--media-tcp" => o.flood.media_tcp = Some(value()?.parse()?),
-            other => bail!("unknown argument {other}"),
-        }
+fn options() -> Options {
+    let a = <Args as clap::Parser>::parse();
+    Options {
+        server: a.server,
+        link: a.link,
+        token: a.token,
+        server_pid: a.server_pid,
+        participants: usize::from(a.participants),
+        seconds: a.seconds,
+        warmup: a.warmup,
+        layer: a.layer,
+        flood: flood::Flood {
+            joins: a.flood_joins,
+            idle_tcp: a.flood_tcp,
+            slow_http: a.flood_slow_http,
+            media_tcp: a.media_tcp,
+        },
     }
-    if o.link.is_empty() || o.token.is_empty() {
-        bail!("--link and --token are required");
-    }
-    if !(2..=32).contains(&o.participants) || o.layer > 2 {
-        bail!("--participants is 2–32 and --layer 0–2");
-    }
-    if o.flood.joins > 25_000 || o.flood.idle_tcp > 25_000 || o.flood.slow_http > 25_000 {
-        bail!("each flood is at most 25,000 (one loopback block of addresses)");
-    }
-    if o.flood.idle_tcp > 0 && o.flood.media_tcp.is_none() {
-        bail!("--flood-tcp needs --media-tcp");
-    }
-    Ok(o)
 }
 
 /// Shared between the participant tasks.
@@ -100,7 +125,7 @@ struct Run {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let o = options()?;
+    let o = options();
     let run = Arc::new(Run {
         epoch: Instant::now(),
         connected: AtomicUsize::new(0),

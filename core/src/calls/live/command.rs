@@ -1,0 +1,135 @@
+//! What a call's task is asked: a connection's [`Command`] with its [`Action`].
+
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::calls::{Decision, Identity, Origin};
+use crate::plugins::{self, PluginCallAction, PluginCallError, RosterMember};
+use crate::protocol::ServerMessage;
+
+/// A connection's id, unique within the process.
+pub type ClientId = u64;
+
+static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh [`ClientId`].
+pub fn next_client_id() -> ClientId {
+    NEXT_CLIENT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A message from one connection to its call.
+#[derive(Debug)]
+pub struct Command {
+    pub client: ClientId,
+    /// Where the call answers this client.
+    pub out: mpsc::Sender<ServerMessage>,
+    pub action: Action,
+}
+
+/// What a connection asks of its call.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Join {
+        identity: Identity,
+        name: String,
+        /// The client's address: for the lobby's limits, removals and blocks, and
+        /// for plugins that screen requests.
+        address: Option<IpAddr>,
+        /// The device id of the request's valid guest cookie.
+        device: Option<String>,
+        /// The public id the connection was opened with (a rotation ends requests
+        /// that came through the old one).
+        opened_as: String,
+    },
+    /// The plugins' verdict on a guest's request (sent by the call to itself).
+    Screened {
+        identity: Identity,
+        origin: Origin,
+        name: String,
+        verdict: plugins::Verdict,
+    },
+    /// Lock or unlock the lobby.
+    LockLobby {
+        locked: bool,
+    },
+    /// The connection's sign-in ended (signed out, session expired, token revoked):
+    /// it keeps its place but loses member powers.
+    SignedOut,
+    Resume {
+        resume_token: String,
+    },
+    Decide {
+        request: u32,
+        decision: Decision,
+    },
+    Remove {
+        participant: u32,
+    },
+    Withdraw,
+    Leave,
+    /// Media negotiation, passed on to the SFU for participants on the call.
+    Publish {
+        sdp: String,
+    },
+    SubscribeAnswer {
+        sdp: String,
+    },
+    SetQuality {
+        participant: u32,
+        layer: u8,
+    },
+    Mute(MediaState),
+    /// A message on a plugin's channel (a shared activity), for that plugin.
+    PluginMessage {
+        plugin: String,
+        payload: Vec<u8>,
+    },
+    /// End-to-end encryption keys for one participant or everyone else, relayed as
+    /// they are.
+    Keys {
+        to: Option<u32>,
+        payload: String,
+    },
+    /// The connection closed.
+    Disconnected,
+    /// The connection learnt that the link was revoked or deleted: the call ends
+    /// (if it has not yet), then the connection is told why it closes.
+    LinkGone,
+    /// A plugin's request (not from a connection).
+    Plugin {
+        action: PluginCallAction,
+        reply: PluginReply,
+    },
+    /// An `e2ee` message the server makes up, as if from participant `from`, for
+    /// everyone on the call: what a malicious server could do (tests only).
+    #[cfg(feature = "test-tap")]
+    ForgeKeys {
+        from: u32,
+        payload: String,
+    },
+}
+
+/// Where a call answers a plugin's request (taken once).
+#[derive(Debug, Clone)]
+pub struct PluginReply(pub(super) std::sync::Arc<Mutex<Option<PluginAnswer>>>);
+
+type PluginAnswer = oneshot::Sender<Result<Vec<RosterMember>, PluginCallError>>;
+
+impl PluginReply {
+    pub(super) fn send(&self, answer: Result<Vec<RosterMember>, PluginCallError>) {
+        if let Some(reply) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// What a participant says it sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaState {
+    pub audio_muted: bool,
+    pub video_muted: bool,
+    pub sharing_screen: bool,
+}

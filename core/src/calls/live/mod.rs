@@ -1,0 +1,32 @@
+//! Live calls: one task per call owns its [`Call`](crate::calls::Call) and the connections of everyone
+//! on it or waiting for it. Signaling sessions send it [`Command`]s through a bounded
+//! channel; it answers each client on that client's own outbound queue.
+//!
+//! [`CallRegistry`] maps a link to its live call and starts one when the link is used
+//! after the previous call ended. All of a call's state lives in its task, so the
+//! call can be owned by exactly one node when Confab runs on several.
+//!
+//! The files: `command.rs` (what a task is asked), `registry.rs` (the live calls
+//! by link), `task.rs` (the task and its loop), `actions.rs` (each action),
+//! `plugin_calls.rs` (screening, plugin messages and events), `outputs.rs` (media
+//! commands, messages for events, snapshots).
+
+use std::time::Duration;
+
+mod actions;
+mod command;
+mod outputs;
+mod plugin_calls;
+mod registry;
+mod task;
+
+pub use command::{Action, ClientId, Command, MediaState, PluginReply, next_client_id};
+pub use registry::CallRegistry;
+
+/// Commands waiting for a call's task; beyond this, senders wait.
+const COMMAND_QUEUE: usize = 256;
+/// How often a call applies its time-based rules (lobby timeout, reconnect grace).
+const TICK: Duration = Duration::from_secs(1);
+/// How often a live call re-reads its link, for changes made by another process
+/// (the CLI, another node); changes made through this process arrive at once.
+const LINK_RECHECK: Duration = Duration::from_secs(5);

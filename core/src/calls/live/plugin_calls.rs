@@ -1,0 +1,221 @@
+//! The call and its plugins: screening lobby requests, call messages for a
+//! plugin, a plugin's requests, and the events plugins are told.
+
+use std::net::IpAddr;
+
+use tokio::sync::mpsc;
+
+use crate::calls::{CallEvent, Identity, Origin, ParticipantId, RemoveError};
+use crate::plugins::{self, PluginCallAction, PluginCallError, RosterMember};
+use crate::protocol::{ErrorCode, ServerMessage, error};
+
+use super::command::{Action, ClientId, Command};
+use super::task::{CallTask, InboxMessage, PLUGIN_INBOX, Role};
+
+impl CallTask {
+    /// Asks the plugins that screen lobby requests about a guest's request, off the
+    /// call's task; their verdict comes back as [`Action::Screened`]. The plugins
+    /// answer within their deadlines, so the guest waits at most that long.
+    pub(super) fn screen(
+        &self,
+        client: ClientId,
+        identity: Identity,
+        origin: Origin,
+        name: String,
+        address: Option<IpAddr>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
+            return;
+        };
+        let state = self.state.clone();
+        let queue = self.own_queue.clone();
+        let request = plugins::LobbyInfo {
+            call: self.call_info(),
+            request: 0,
+            name: name.clone(),
+            address: address.map(|a| a.to_string()),
+            asked_at: now,
+        };
+        tokio::spawn(async move {
+            let verdict = state.plugins.lobby_decision(&state, &request).await;
+            if let Some(queue) = queue.upgrade() {
+                let _ = queue
+                    .send(Command {
+                        client,
+                        out,
+                        action: Action::Screened {
+                            identity,
+                            origin,
+                            name,
+                            verdict,
+                        },
+                    })
+                    .await;
+            }
+        });
+    }
+
+    pub(super) fn call_info(&self) -> plugins::CallInfo {
+        plugins::CallInfo {
+            link: self.link_id.clone(),
+            id: self.call_id.clone(),
+            started_at: self
+                .call
+                .started_at()
+                .unwrap_or_else(|| self.state.clock.now()),
+        }
+    }
+
+    /// The queue of `plugin`'s call messages, started on first use.
+    pub(super) fn plugin_inbox(&mut self, plugin: &str) -> mpsc::Sender<InboxMessage> {
+        if let Some(inbox) = self.plugin_inboxes.get(plugin).filter(|q| !q.is_closed()) {
+            return inbox.clone();
+        }
+        let (inbox, mut messages) = mpsc::channel::<InboxMessage>(PLUGIN_INBOX);
+        let state = self.state.clone();
+        let name = plugin.to_string();
+        let call = self.call_info();
+        tokio::spawn(async move {
+            while let Some(m) = messages.recv().await {
+                if let Err(e) = state
+                    .plugins
+                    .call_message(&state, &name, &call, m.sender, m.payload)
+                    .await
+                {
+                    let _ = m
+                        .out
+                        .try_send(error(ErrorCode::PluginUnavailable, e.to_string()));
+                }
+            }
+        });
+        self.plugin_inboxes
+            .insert(plugin.to_string(), inbox.clone());
+        inbox
+    }
+
+    pub(super) fn plugin_action(
+        &mut self,
+        action: PluginCallAction,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<RosterMember>, PluginCallError> {
+        match action {
+            PluginCallAction::Roster => Ok(self
+                .call
+                .participants()
+                .map(|p| RosterMember {
+                    id: p.id.0,
+                    name: p.name.clone(),
+                    user: p.identity.user_id(),
+                    joined_at: p.joined_at,
+                })
+                .collect()),
+            PluginCallAction::Send {
+                plugin,
+                to,
+                payload,
+            } => {
+                use base64::Engine as _;
+                let message = ServerMessage::Plugin {
+                    plugin,
+                    payload: base64::engine::general_purpose::STANDARD.encode(payload),
+                };
+                match to {
+                    Some(id) => {
+                        let client = self
+                            .client_with(Role::On(ParticipantId(id)))
+                            .ok_or(PluginCallError::NoSuchParticipant)?;
+                        self.tell(client, message);
+                    }
+                    None => {
+                        let on_call: Vec<ClientId> = self
+                            .clients
+                            .iter()
+                            .filter(|(_, c)| matches!(c.role, Role::On(_)))
+                            .map(|(id, _)| *id)
+                            .collect();
+                        for client in on_call {
+                            self.tell(client, message.clone());
+                        }
+                    }
+                }
+                Ok(Vec::new())
+            }
+            PluginCallAction::Remove {
+                as_user,
+                participant,
+            } => {
+                let me = self
+                    .call
+                    .participants()
+                    .find(|p| p.identity == Identity::Member { user_id: as_user })
+                    .map(|p| p.id)
+                    .ok_or_else(|| {
+                        PluginCallError::NotAllowed(
+                            "the user is not on this call, so cannot remove anyone".into(),
+                        )
+                    })?;
+                self.call
+                    .remove(me, ParticipantId(participant), now)
+                    .map_err(|e| match e {
+                        RemoveError::NoSuchParticipant => PluginCallError::NoSuchParticipant,
+                        other => PluginCallError::NotAllowed(other.to_string()),
+                    })?;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Tells plugins what happened on the call.
+    pub(super) fn tell_plugins(&mut self, event: &CallEvent) {
+        let call = self.call_info();
+        let plugin_event = match *event {
+            CallEvent::Started => plugins::Event::CallStarted(call),
+            CallEvent::Ended => plugins::Event::CallEnded(call),
+            // Straight in, or admitted from the lobby: either way the person joined.
+            CallEvent::Joined { participant } | CallEvent::Admitted { participant, .. } => {
+                let Some(p) = self.call.participant(participant) else {
+                    return;
+                };
+                let info = plugins::ParticipantInfo {
+                    id: p.id.0,
+                    name: p.name.clone(),
+                    user: p.identity.user_id(),
+                    joined_at: p.joined_at,
+                };
+                self.plugin_people.insert(participant, info.clone());
+                plugins::Event::ParticipantJoined(call, info)
+            }
+            CallEvent::Left { participant, .. } => {
+                let Some(info) = self.plugin_people.remove(&participant) else {
+                    return;
+                };
+                plugins::Event::ParticipantLeft(call, info)
+            }
+            CallEvent::Removed { participant, by } => {
+                let Some(info) = self.plugin_people.remove(&participant) else {
+                    return;
+                };
+                plugins::Event::ParticipantRemoved {
+                    call,
+                    participant: info,
+                    by: by.0,
+                }
+            }
+            CallEvent::LobbyRequested { request } => {
+                let Some(r) = self.call.lobby().find(|r| r.id == request) else {
+                    return;
+                };
+                plugins::Event::LobbyRequest(plugins::LobbyInfo {
+                    call,
+                    request: request.0,
+                    name: r.name.clone(),
+                    address: None,
+                    asked_at: r.asked_at,
+                })
+            }
+            _ => return,
+        };
+        plugins::emit(&self.state, plugin_event);
+    }
+}

@@ -1,0 +1,232 @@
+//! [`CallRegistry`]: the live calls by link, and the door to them (admission
+//! checks, a fresh task when a link is used after its call ended).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::AppState;
+use crate::calls::{Identity, network_of};
+use crate::config::CallsConfig;
+use crate::limits::RateWindow;
+use crate::plugins::{PluginCallAction, PluginCallError, RosterMember};
+use crate::protocol::{ErrorCode, ServerMessage, error};
+use crate::store::link;
+
+use super::COMMAND_QUEUE;
+use super::command::{Action, Command, PluginReply};
+use super::task::CallTask;
+
+/// Live calls by link.
+#[derive(Debug)]
+pub struct CallRegistry {
+    calls: Mutex<HashMap<i64, mpsc::Sender<Command>>>,
+    /// Guests' join requests per (link, network) in the last minute.
+    join_rate: RateWindow<(i64, IpAddr)>,
+}
+
+impl CallRegistry {
+    pub fn new(config: &CallsConfig) -> Self {
+        Self {
+            calls: Mutex::default(),
+            join_rate: RateWindow::new(config.join_requests_per_minute, Duration::from_secs(60)),
+        }
+    }
+
+    /// Counts a guest's join request to a link from `address` (signaling or the
+    /// no-JavaScript form) and says whether it is within `calls.join_requests_per_minute`.
+    pub fn allow_join_request(&self, link_pk: i64, address: IpAddr) -> bool {
+        self.join_rate
+            .allow(&(link_pk, network_of(address)), Instant::now())
+    }
+
+    /// Delivers `command` to the link's live call, starting one if there is none.
+    /// Joins and resumes first re-check the link as it is now, not as it was when
+    /// the connection opened: a revoked link admits nobody, and a rotated one
+    /// nobody new through its old id.
+    pub async fn send(&self, state: &AppState, link: &link::Model, command: Command) {
+        let mut command = command;
+        if matches!(command.action, Action::Disconnected | Action::SignedOut)
+            && !self.is_live(link.pk)
+        {
+            return; // no call: nothing to tell it
+        }
+        let mut current = None;
+        if matches!(command.action, Action::Join { .. } | Action::Resume { .. }) {
+            match self.admission_check(state, link, &command.action).await {
+                Ok(fresh) => current = Some(fresh),
+                Err(reply) => {
+                    let _ = command.out.try_send(reply);
+                    return;
+                }
+            }
+        }
+        let link = current.as_ref().unwrap_or(link);
+        // A call that just ended may close its queue between lookup and send: retry once
+        // with a fresh call.
+        for _ in 0..2 {
+            let queue = self.queue(state, link);
+            match queue.send(command).await {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(returned)) => {
+                    self.forget(link.pk, &queue);
+                    command = returned;
+                }
+            }
+        }
+        tracing::warn!("could not reach a call task twice in a row");
+    }
+
+    /// The link as it is now, if `action` may go ahead on it; else the error to send.
+    async fn admission_check(
+        &self,
+        state: &AppState,
+        opened: &link::Model,
+        action: &Action,
+    ) -> Result<link::Model, ServerMessage> {
+        let revoked = || error(ErrorCode::LinkRevoked, "this link was revoked");
+        let unavailable = |err: crate::store::StoreError| {
+            tracing::warn!(error = %err, "could not re-read a link");
+            error(
+                ErrorCode::Unavailable,
+                "the server could not check this link; try again",
+            )
+        };
+        let current = match state.store.link_by_public_id(&opened.public_id).await {
+            Ok(Some(link)) if link.pk == opened.pk => link,
+            Ok(_) => match state
+                .store
+                .link_by_pk(opened.pk)
+                .await
+                .map_err(unavailable)?
+            {
+                // Rotated: people on the call stay (and may resume), nobody new joins
+                // through the old id.
+                Some(link)
+                    if link.revoked_at.is_none() && matches!(action, Action::Resume { .. }) =>
+                {
+                    link
+                }
+                Some(link) if link.revoked_at.is_none() => {
+                    return Err(error(
+                        ErrorCode::LinkRotated,
+                        "this link was replaced with a new one; ask for the new link",
+                    ));
+                }
+                _ => return Err(revoked()),
+            },
+            Err(err) => return Err(unavailable(err)),
+        };
+        if current.revoked_at.is_some() {
+            return Err(revoked());
+        }
+        if let Action::Join {
+            identity: Identity::Guest { .. },
+            address: Some(address),
+            ..
+        } = action
+            && !self.allow_join_request(current.pk, *address)
+        {
+            state.metrics.count_refused("join_requests_per_minute");
+            return Err(error(
+                ErrorCode::TooManyRequests,
+                "too many requests to join this call from your network; wait a minute and try again",
+            ));
+        }
+        Ok(current)
+    }
+
+    /// Delivers `command` to the link's live call only; false when there is none (or
+    /// its queue is full).
+    pub fn send_if_live(&self, link_pk: i64, command: Command) -> bool {
+        let queue = {
+            let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            calls.get(&link_pk).filter(|q| !q.is_closed()).cloned()
+        };
+        queue.is_some_and(|q| q.try_send(command).is_ok())
+    }
+
+    fn is_live(&self, link_pk: i64) -> bool {
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.get(&link_pk).is_some_and(|q| !q.is_closed())
+    }
+
+    /// Carries out a plugin's request on the link's live call (never starts one).
+    pub async fn plugin_action(
+        &self,
+        link_pk: i64,
+        action: PluginCallAction,
+    ) -> Result<Vec<RosterMember>, PluginCallError> {
+        let queue = {
+            let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            calls
+                .get(&link_pk)
+                .filter(|q| !q.is_closed())
+                .cloned()
+                .ok_or(PluginCallError::NoCall)?
+        };
+        let (reply, answer) = oneshot::channel();
+        // Nobody reads this: the call answers plugins through `reply`.
+        let (out, _) = mpsc::channel(1);
+        queue
+            .try_send(Command {
+                client: 0,
+                out,
+                action: Action::Plugin {
+                    action,
+                    reply: PluginReply(std::sync::Arc::new(Mutex::new(Some(reply)))),
+                },
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => PluginCallError::Busy,
+                mpsc::error::TrySendError::Closed(_) => PluginCallError::NoCall,
+            })?;
+        match tokio::time::timeout(Duration::from_secs(2), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(PluginCallError::NoCall),
+            Err(_) => Err(PluginCallError::Busy),
+        }
+    }
+
+    /// Sends everyone on the link's live call an `e2ee` message as if from
+    /// participant `from`, who need not exist: the tests play a malicious server
+    /// with it. False when there is no live call.
+    #[cfg(feature = "test-tap")]
+    pub fn forge_e2ee(&self, link_pk: i64, from: u32, payload: String) -> bool {
+        let (out, _) = mpsc::channel(1);
+        self.send_if_live(
+            link_pk,
+            Command {
+                client: 0,
+                out,
+                action: Action::ForgeKeys { from, payload },
+            },
+        )
+    }
+
+    /// How many calls are live.
+    pub fn live_calls(&self) -> usize {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn queue(&self, state: &AppState, link: &link::Model) -> mpsc::Sender<Command> {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(queue) = calls.get(&link.pk).filter(|q| !q.is_closed()) {
+            return queue.clone();
+        }
+        let (queue, commands) = mpsc::channel(COMMAND_QUEUE);
+        calls.insert(link.pk, queue.clone());
+        CallTask::spawn(state, link, queue.clone(), commands);
+        queue
+    }
+
+    pub(super) fn forget(&self, link_pk: i64, queue: &mpsc::Sender<Command>) {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        if calls.get(&link_pk).is_some_and(|q| q.same_channel(queue)) {
+            calls.remove(&link_pk);
+        }
+    }
+}

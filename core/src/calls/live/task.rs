@@ -1,0 +1,373 @@
+//! The task that owns one live call: its [`Call`], the connections of everyone
+//! on it or waiting for it, and the loop that feeds it commands, ticks and link
+//! changes.
+
+use std::collections::HashMap;
+
+use tokio::sync::{broadcast, mpsc};
+
+use crate::AppState;
+use crate::calls::{
+    Call, CallPolicy, Identity, JoinError, JoinOutcome, Origin, ParticipantId, RequestEnd,
+    RequestId, Seat,
+};
+use crate::plugins;
+use crate::privacy::{self, CallEventKind};
+use crate::protocol::{
+    CallEndReason, ErrorCode, LobbyWarning, RequestEndReason, ServerMessage, error,
+};
+use crate::store::{LinkChange, link};
+
+use super::command::{ClientId, Command, MediaState};
+use super::{LINK_RECHECK, TICK};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    Idle,
+    /// Asked to join; plugins are screening the request.
+    Screening,
+    Waiting(RequestId),
+    On(ParticipantId),
+}
+
+pub(super) struct Client {
+    pub(super) out: mpsc::Sender<ServerMessage>,
+    pub(super) role: Role,
+    /// The link id the connection was opened with, once it asked to join.
+    pub(super) opened_as: Option<String>,
+    /// A member whose sign-in ended: on the call, without member powers.
+    pub(super) powerless: bool,
+    /// A digest of the last lobby snapshot sent, so an unchanged lobby is not re-sent.
+    pub(super) lobby_sent: Option<u64>,
+}
+
+impl Client {
+    pub(super) fn new(out: mpsc::Sender<ServerMessage>) -> Self {
+        Self {
+            out,
+            role: Role::Idle,
+            opened_as: None,
+            powerless: false,
+            lobby_sent: None,
+        }
+    }
+}
+
+pub(super) struct CallTask {
+    pub(super) call: Call,
+    pub(super) link_id: String,
+    pub(super) link_pk: i64,
+    pub(super) clients: HashMap<ClientId, Client>,
+    /// Names for the metadata log, kept while a request or participant exists.
+    pub(super) request_names: HashMap<RequestId, String>,
+    pub(super) participant_names: HashMap<ParticipantId, String>,
+    pub(super) media_states: HashMap<ParticipantId, MediaState>,
+    /// Tells this run of the link apart from earlier and later ones (for plugins).
+    pub(super) call_id: String,
+    /// Why the call was ended for everyone, if it was.
+    pub(super) end_reason: Option<CallEndReason>,
+    /// Participants as plugins saw them join, for the events when they leave.
+    pub(super) plugin_people: HashMap<ParticipantId, plugins::ParticipantInfo>,
+    /// Per plugin, the queue of its call messages (handled in order).
+    pub(super) plugin_inboxes: HashMap<String, mpsc::Sender<InboxMessage>>,
+    /// Warnings plugins gave about lobby requests, shown next to them.
+    pub(super) request_warnings: HashMap<RequestId, Vec<LobbyWarning>>,
+    /// This call's own queue, for answers from tasks it started (screening).
+    pub(super) own_queue: mpsc::WeakSender<Command>,
+    pub(super) state: AppState,
+}
+
+/// A participant's message for a plugin, and where to report a failure.
+pub(super) struct InboxMessage {
+    pub(super) sender: u32,
+    pub(super) payload: Vec<u8>,
+    pub(super) out: mpsc::Sender<ServerMessage>,
+}
+
+/// Messages waiting for one plugin from one call.
+pub(super) const PLUGIN_INBOX: usize = 256;
+
+impl CallTask {
+    /// Starts the task of a new call of `link`, taking `commands` from `queue`.
+    pub(super) fn spawn(
+        state: &AppState,
+        link: &link::Model,
+        queue: mpsc::Sender<Command>,
+        commands: mpsc::Receiver<Command>,
+    ) {
+        let policy = CallPolicy {
+            guests_need_approval: link.guests_need_approval,
+            members_need_approval: link.members_need_approval,
+            max_participants: u8::try_from(link.max_participants)
+                .unwrap_or(crate::calls::MAX_PARTICIPANTS),
+        };
+        let actor = CallTask {
+            call: Call::new(link.owner_id, policy, state.call_rules()),
+            link_id: link.public_id.clone(),
+            link_pk: link.pk,
+            clients: HashMap::new(),
+            request_names: HashMap::new(),
+            participant_names: HashMap::new(),
+            media_states: HashMap::new(),
+            call_id: crate::secret::random_base62(16),
+            end_reason: None,
+            plugin_people: HashMap::new(),
+            plugin_inboxes: HashMap::new(),
+            request_warnings: HashMap::new(),
+            own_queue: queue.downgrade(),
+            state: state.clone(),
+        };
+        tokio::spawn(actor.run(commands, queue));
+    }
+}
+
+impl CallTask {
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        own_queue: mpsc::Sender<Command>,
+    ) {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut recheck =
+            tokio::time::interval_at(tokio::time::Instant::now() + LINK_RECHECK, LINK_RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut changes = self.state.store.link_changes();
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command),
+                    None => break,
+                },
+                _ = ticker.tick() => self.call.tick(self.state.clock.now()),
+                change = changes.recv() => match change {
+                    Ok(change) if change.pk() == self.link_pk => self.link_changed(change),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.recheck_link(),
+                    // The store, which this task holds, keeps the sender: never.
+                    Err(broadcast::error::RecvError::Closed) => {}
+                },
+                _ = recheck.tick() => self.recheck_link(),
+            }
+            self.publish();
+            let nobody = self.clients.is_empty() && self.call.participants().next().is_none();
+            if self.call.is_ended() || nobody {
+                break;
+            }
+        }
+        // Stop taking commands; senders that raced us start a fresh call.
+        commands.close();
+        self.state.calls.forget(self.link_pk, &own_queue);
+        drop(own_queue);
+        // Anything still queued belongs to the next call.
+        while let Ok(command) = commands.try_recv() {
+            let state = self.state.clone();
+            let link_id = self.link_id.clone();
+            tokio::spawn(async move {
+                if let Ok(Some(link)) = state.store.link_by_public_id(&link_id).await {
+                    state.calls.send(&state, &link, command).await;
+                }
+            });
+        }
+    }
+
+    pub(super) fn tell(&self, client: ClientId, message: ServerMessage) {
+        if let Some(c) = self.clients.get(&client) {
+            // A full queue means a client that stopped reading; it will be dropped when
+            // its connection closes.
+            let _ = c.out.try_send(message);
+        }
+    }
+
+    pub(super) fn role(&self, client: ClientId) -> Role {
+        self.clients
+            .get(&client)
+            .map(|c| c.role)
+            .unwrap_or(Role::Idle)
+    }
+
+    pub(super) fn set_role(&mut self, client: ClientId, role: Role) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.role = role;
+        }
+    }
+
+    pub(super) fn client_with(&self, role: Role) -> Option<ClientId> {
+        self.clients
+            .iter()
+            .find(|(_, c)| c.role == role)
+            .map(|(id, _)| *id)
+    }
+
+    /// Whether `client` is a member whose sign-in ended.
+    pub(super) fn powerless(&self, client: ClientId) -> bool {
+        self.clients.get(&client).is_some_and(|c| c.powerless)
+    }
+
+    pub(super) fn tell_signed_out(&self, client: ClientId) {
+        self.tell(
+            client,
+            error(
+                ErrorCode::NotAllowed,
+                "your sign-in ended: sign in again to admit, deny or remove people",
+            ),
+        );
+    }
+
+    /// The link changed: revoked or deleted ends the call for everyone; a new id
+    /// ends the requests that came through the old one.
+    pub(super) fn link_changed(&mut self, change: LinkChange) {
+        if change.ends_calls() {
+            if self.call.is_ended() {
+                return;
+            }
+            tracing::info!(link = %self.link_id, "the link was revoked: ending its call");
+            self.end_reason = Some(CallEndReason::LinkRevoked);
+            let screening: Vec<ClientId> = self
+                .clients
+                .iter()
+                .filter(|(_, c)| c.role == Role::Screening)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in screening {
+                self.set_role(id, Role::Idle);
+                self.tell(
+                    id,
+                    ServerMessage::RequestEnded {
+                        why: RequestEndReason::LinkRevoked,
+                    },
+                );
+            }
+            self.call.close(RequestEnd::LinkRevoked);
+            return;
+        }
+        let LinkChange::Updated { public_id, .. } = change else {
+            return;
+        };
+        if public_id == self.link_id {
+            return;
+        }
+        let old: Vec<(ClientId, Role)> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.opened_as.as_deref() != Some(public_id.as_str()))
+            .map(|(id, c)| (*id, c.role))
+            .collect();
+        for (id, role) in old {
+            match role {
+                Role::Waiting(request) => self.call.end_request(request, RequestEnd::LinkRotated),
+                Role::Screening => {
+                    self.set_role(id, Role::Idle);
+                    self.tell(
+                        id,
+                        ServerMessage::RequestEnded {
+                            why: RequestEndReason::LinkRotated,
+                        },
+                    );
+                }
+                Role::Idle | Role::On(_) => {}
+            }
+        }
+        self.link_id = public_id;
+    }
+
+    /// Re-reads the link off the call's task; a difference is announced to every
+    /// listener (this call and the link's connections) as a [`LinkChange`].
+    pub(super) fn recheck_link(&self) {
+        let store = self.state.store.clone();
+        let (pk, known) = (self.link_pk, self.link_id.clone());
+        tokio::spawn(async move {
+            let change = match store.link_by_pk(pk).await {
+                Ok(Some(link)) if link.revoked_at.is_none() && link.public_id == known => return,
+                Ok(Some(link)) => LinkChange::of(&link),
+                Ok(None) => LinkChange::Deleted { pk },
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not re-read a live call's link");
+                    return;
+                }
+            };
+            store.announce_link_change(change);
+        });
+    }
+
+    /// Seats `client` or puts them in the lobby (with the plugins' warnings, if any).
+    pub(super) fn join(
+        &mut self,
+        client: ClientId,
+        identity: Identity,
+        origin: Origin,
+        name: String,
+        warnings: Vec<LobbyWarning>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let must_wait = !warnings.is_empty();
+        match self.call.join_from(identity, origin, &name, must_wait, now) {
+            Ok(JoinOutcome::Joined(seat)) => {
+                self.participant_names.insert(seat.participant, name);
+                self.seat_client(client, seat);
+            }
+            Ok(JoinOutcome::Waiting {
+                request,
+                waiting_for,
+            }) => {
+                self.request_names.insert(request, name);
+                if must_wait {
+                    self.request_warnings.insert(request, warnings);
+                }
+                self.set_role(client, Role::Waiting(request));
+                self.tell(
+                    client,
+                    ServerMessage::Waiting {
+                        request: request.0,
+                        waiting_for,
+                    },
+                );
+            }
+            Err(err) => self.refuse_join(client, err),
+        }
+    }
+
+    pub(super) fn refuse_join(&self, client: ClientId, err: JoinError) {
+        let code = match err {
+            JoinError::Full => ErrorCode::CallFull,
+            JoinError::Blocked => ErrorCode::Blocked,
+            JoinError::Removed => ErrorCode::Removed,
+            JoinError::LobbyLocked => ErrorCode::LobbyLocked,
+            JoinError::LobbyFull => ErrorCode::LobbyFull,
+            JoinError::TooManyFromNetwork => ErrorCode::TooManyRequests,
+        };
+        match err {
+            JoinError::LobbyFull => self.state.metrics.count_refused("max_lobby_requests"),
+            JoinError::TooManyFromNetwork => {
+                self.state.metrics.count_refused("max_waiting_per_address")
+            }
+            _ => {}
+        }
+        self.tell(client, error(code, err.to_string()));
+    }
+
+    pub(super) fn seat_client(&mut self, client: ClientId, seat: Seat) {
+        self.set_role(client, Role::On(seat.participant));
+        self.tell(
+            client,
+            ServerMessage::Joined {
+                participant: seat.participant.0,
+                resume_token: seat.resume_token,
+                call: self.call_id.clone(),
+            },
+        );
+    }
+
+    /// Appends to the call-metadata log without holding up the call.
+    pub(super) fn record(&self, kind: CallEventKind, subject: Option<String>) {
+        let store = self.state.store.clone();
+        let link_id = self.link_id.clone();
+        let now = self.state.clock.now();
+        tokio::spawn(async move {
+            if let Err(err) = privacy::record(&store, &link_id, kind, subject.as_deref(), now).await
+            {
+                tracing::warn!(error = %err, "could not write call metadata");
+            }
+        });
+    }
+}

@@ -1,0 +1,288 @@
+//! What administrators see and switch: the list of plugins, their state, and
+//! the web modules the pages load.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::AppState;
+use crate::policy::PolicyPatch;
+
+use super::*;
+
+/// A plugin directory that did not load, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadProblem {
+    pub dir: String,
+    pub error: String,
+    #[serde(skip)]
+    pub(super) stamp: Option<Stamp>,
+}
+
+/// A plugin as `confab plugin list` and the admin API show it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    /// `enabled`, `disabled` (by an administrator) or `auto_disabled` (after failures).
+    pub status: String,
+    /// Why the server switched it off, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// `bundled` or `installed`.
+    pub source: String,
+    pub dir: String,
+    /// The SDK version the component was built with.
+    pub sdk: String,
+    pub hooks: Vec<String>,
+    /// Capabilities plugin.toml asks for.
+    pub requested: Vec<String>,
+    /// Those the operator granted.
+    pub granted: Vec<String>,
+    pub limits: manifest::Limits,
+    pub timers: Vec<manifest::Timer>,
+    /// Settings (secret ones shown as `••••`).
+    pub config: BTreeMap<String, String>,
+    /// The call-page module, when the plugin has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_page: Option<String>,
+    /// The dashboard module, when the plugin has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard: Option<String>,
+    pub invocations: u64,
+    pub failures: u64,
+    pub consecutive_failures: u32,
+    pub dropped_events: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub loaded_at: DateTime<Utc>,
+}
+
+/// Everything `list` returns: plugins that run and directories that did not load.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PluginList {
+    pub plugins: Vec<PluginInfo>,
+    #[schema(value_type = Vec<Object>)]
+    pub problems: Vec<LoadProblem>,
+}
+
+impl PluginHost {
+    /// Every plugin and every problem, for the admin API and the CLI.
+    pub async fn list(&self, state: &AppState) -> Result<PluginList, crate::store::StoreError> {
+        let policy = state.policy.get(&state.store).await?;
+        let auto: BTreeMap<String, String> = state
+            .store
+            .plugin_statuses()
+            .await?
+            .into_iter()
+            .map(|s| (s.plugin, s.disabled_reason))
+            .collect();
+        let plugins = self
+            .read()
+            .values()
+            .map(|p| {
+                let name = &*p.grants.name;
+                let (status, disabled_reason) = if policy.plugin_enabled(name) {
+                    ("enabled", None)
+                } else if let Some(reason) = auto.get(name) {
+                    ("auto_disabled", Some(reason.clone()))
+                } else {
+                    ("disabled", None)
+                };
+                let m = &p.grants.manifest;
+                PluginInfo {
+                    name: name.to_string(),
+                    version: m.version.to_string(),
+                    description: m.description.clone(),
+                    status: status.into(),
+                    disabled_reason,
+                    source: match p.source {
+                        PluginOrigin::Bundled => "bundled",
+                        PluginOrigin::Installed => "installed",
+                    }
+                    .into(),
+                    dir: p.dir.display().to_string(),
+                    sdk: p.sdk.to_string(),
+                    hooks: m
+                        .hooks
+                        .iter()
+                        .map(|h| {
+                            serde_json::to_value(h)
+                                .ok()
+                                .and_then(|v| v.as_str().map(String::from))
+                                .unwrap_or_default()
+                        })
+                        .collect(),
+                    requested: m
+                        .permissions
+                        .requested()
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect(),
+                    granted: p.grants.granted.iter().map(|c| c.to_string()).collect(),
+                    limits: m.limits.clone(),
+                    timers: m.timers.clone(),
+                    config: p
+                        .grants
+                        .config
+                        .iter()
+                        .map(|(k, v)| {
+                            let secret = m.config.get(k).is_some_and(|c| c.secret);
+                            (
+                                k.clone(),
+                                if secret {
+                                    "••••".into()
+                                } else {
+                                    v.clone()
+                                },
+                            )
+                        })
+                        .collect(),
+                    call_page: m
+                        .web
+                        .call_page
+                        .as_ref()
+                        .map(|module| format!("/p/{name}/static/{module}")),
+                    dashboard: m
+                        .web
+                        .dashboard
+                        .as_ref()
+                        .map(|module| format!("/p/{name}/static/{module}")),
+                    invocations: p.invocations.load(Ordering::Relaxed),
+                    failures: p.failures.load(Ordering::Relaxed),
+                    consecutive_failures: p.consecutive_failures.load(Ordering::Relaxed),
+                    dropped_events: p.dropped_events.load(Ordering::Relaxed),
+                    last_error: p
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone(),
+                    loaded_at: p.loaded_at,
+                }
+            })
+            .collect();
+        let problems = self
+            .problems
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        Ok(PluginList { plugins, problems })
+    }
+
+    /// One plugin as [`PluginHost::list`] shows it.
+    pub async fn info(
+        &self,
+        state: &AppState,
+        name: &str,
+    ) -> Result<Option<PluginInfo>, crate::store::StoreError> {
+        Ok(self
+            .list(state)
+            .await?
+            .plugins
+            .into_iter()
+            .find(|p| p.name == name))
+    }
+
+    /// Switches a plugin on or off for the whole server (kept in the organization
+    /// policy). Switching on also clears an automatic switch-off and its failures.
+    pub async fn set_enabled(
+        &self,
+        state: &AppState,
+        name: &str,
+        enabled: bool,
+    ) -> Result<(), crate::policy::PolicyError> {
+        let current = state.policy.get(&state.store).await?;
+        let mut disabled = current.disabled_plugins.clone();
+        disabled.retain(|p| p != name);
+        if !enabled {
+            disabled.push(name.to_string());
+        }
+        state
+            .policy
+            .update(
+                &state.store,
+                PolicyPatch {
+                    disabled_plugins: Some(disabled),
+                    ..Default::default()
+                },
+                state.clock.now(),
+            )
+            .await?;
+        if enabled {
+            state.store.clear_plugin_auto_disabled(name).await?;
+            if let Some(p) = self.get(name) {
+                p.consecutive_failures.store(0, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the plugin exists, loaded, and is switched on.
+    pub(super) async fn enabled(
+        &self,
+        state: &AppState,
+        name: &str,
+    ) -> Result<Arc<Loaded>, InvokeError> {
+        let plugin = self
+            .get(name)
+            .ok_or_else(|| InvokeError::NotFound(name.into()))?;
+        let on = match state.policy.get(&state.store).await {
+            Ok(policy) => policy.plugin_enabled(name),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the policy; treating plugins as switched off");
+                false
+            }
+        };
+        if on {
+            Ok(plugin)
+        } else {
+            Err(InvokeError::Disabled(name.into()))
+        }
+    }
+
+    /// The static directory of a plugin and its call-page module, for serving.
+    pub fn static_dir(&self, name: &str) -> Option<PathBuf> {
+        let plugin = self.get(name)?;
+        let dir = plugin.grants.manifest.web.static_dir.as_ref()?;
+        Some(plugin.dir.join(dir))
+    }
+
+    /// The call-page modules of plugins that are switched on, for the call page to
+    /// import.
+    pub async fn call_page_modules(&self, state: &AppState) -> Vec<PageModule> {
+        self.page_modules(state, |web| web.call_page.as_ref()).await
+    }
+
+    /// The dashboard modules of plugins that are switched on.
+    pub async fn dashboard_modules(&self, state: &AppState) -> Vec<PageModule> {
+        self.page_modules(state, |web| web.dashboard.as_ref()).await
+    }
+
+    pub(super) async fn page_modules(
+        &self,
+        state: &AppState,
+        module: impl Fn(&manifest::Web) -> Option<&String>,
+    ) -> Vec<PageModule> {
+        let Ok(policy) = state.policy.get(&state.store).await else {
+            return Vec::new();
+        };
+        self.read()
+            .values()
+            .filter(|p| policy.plugin_enabled(&p.grants.name))
+            .filter_map(|p| {
+                let module = module(&p.grants.manifest.web)?;
+                Some(PageModule {
+                    plugin: p.grants.name.to_string(),
+                    url: format!("/p/{}/static/{module}", p.grants.name),
+                })
+            })
+            .collect()
+    }
+}
