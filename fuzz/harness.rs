@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use confab_core::protocol::ServerMessage;
-use confab_core::sfu::engine::{Command, Engine, EngineConfig, MediaTransport, Route};
+use confab_core::sfu::engine::{Engine, EngineConfig, MediaCommand, MediaTransport, Route};
 use confab_loadgen::{Participant, Profile};
 
 /// Every target, by the name of its corpus directory.
@@ -86,8 +86,8 @@ pub fn sdp_offer(data: &[u8]) {
         let now = Instant::now();
         engine.handle_command(
             now,
-            Command::Publish {
-                call: 1,
+            MediaCommand::Publish {
+                call: confab_core::sfu::CallKey(1),
                 // A few participants, so offers also meet a call with others in it.
                 participant: (*runs % 4) as u32 + 1,
                 offer,
@@ -125,8 +125,8 @@ impl Session {
         let (events, mut told) = tokio::sync::mpsc::channel::<ServerMessage>(64);
         engine.handle_command(
             now,
-            Command::Publish {
-                call: 1,
+            MediaCommand::Publish {
+                call: confab_core::sfu::CallKey(1),
                 participant: 1,
                 offer,
                 events: std::sync::Arc::new(events),

@@ -26,11 +26,11 @@ struct Cli {
     #[arg(long, global = true, env = "CONFAB_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
-    command: Command,
+    command: CliCommand,
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum CliCommand {
     /// Run the server (applies pending migrations first).
     Serve,
     /// Apply pending database migrations and exit.
@@ -309,12 +309,12 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
-    let serving = matches!(cli.command, Command::Serve);
+    let serving = matches!(cli.command, CliCommand::Serve);
     init_tracing(&config, serving);
     if serving {
         return serve(config).await;
     }
-    if let Command::Plugin(PluginCommand::New {
+    if let CliCommand::Plugin(PluginCommand::New {
         name,
         dir,
         sdk_path,
@@ -327,23 +327,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let clock = SystemClock;
     let public_url = config.public_url();
     let result = match cli.command {
-        Command::Serve => unreachable!("handled above"),
-        Command::Migrate => {
+        CliCommand::Serve => unreachable!("handled above"),
+        CliCommand::Migrate => {
             println!("Database is up to date ({}).", store.backend_name());
             Ok(())
         }
-        Command::User(cmd) => user_command(&store, &clock, cmd).await,
-        Command::Token(cmd) => token_command(&store, &clock, cmd).await,
-        Command::Link(cmd) => link_command(&store, &clock, &public_url, cmd).await,
-        Command::Policy(cmd) => policy_command(&store, &clock, cmd).await,
-        Command::Plugin(cmd) => plugin_command(config.clone(), store.clone(), cmd).await,
-        Command::Mail(MailCommand::Status { out }) => {
+        CliCommand::User(cmd) => user_command(&store, &clock, cmd).await,
+        CliCommand::Token(cmd) => token_command(&store, &clock, cmd).await,
+        CliCommand::Link(cmd) => link_command(&store, &clock, &public_url, cmd).await,
+        CliCommand::Policy(cmd) => policy_command(&store, &clock, cmd).await,
+        CliCommand::Plugin(cmd) => plugin_command(config.clone(), store.clone(), cmd).await,
+        CliCommand::Mail(MailCommand::Status { out }) => {
             let status = confab_core::mail::status(&store, &config)
                 .await
                 .map_err(anyhow::Error::msg)?;
             print(out, &status, || mail_status_text(&status))
         }
-        Command::Privacy(PrivacyCommand::Purge { out }) => {
+        CliCommand::Privacy(PrivacyCommand::Purge { out }) => {
             let mut report =
                 privacy::purge(&store, clock.now(), config.privacy.retention_days).await?;
             if config.mail.smtp_host.is_empty() {

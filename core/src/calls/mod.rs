@@ -39,7 +39,7 @@ pub mod live;
 mod tests;
 
 pub use crate::protocol::WaitingFor;
-pub use live::{Action, CallRegistry, ClientId, Command, MediaState, next_client_id};
+pub use live::{Action, CallRegistry, CallRequest, ClientId, MediaState, next_client_id};
 
 /// The largest call: the SFU's limit.
 pub const MAX_PARTICIPANTS: u8 = 32;

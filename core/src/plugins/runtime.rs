@@ -33,7 +33,7 @@ pub struct HostState {
     table: ResourceTable,
     limits: StoreLimits,
     /// The plugin's name, grants, settings and the server.
-    pub(crate) cx: Arc<Grants>,
+    pub(crate) grants: Arc<Grants>,
     pub(crate) app: AppState,
     /// The signed-in user of the HTTP request being handled, if any.
     pub(crate) acting_user: Option<i64>,
@@ -164,7 +164,7 @@ fn write_atomically(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()>
 /// own stdout and stderr (into the log), the memory limit, the deadline.
 pub fn new_store(
     runtime: &Runtime,
-    cx: Arc<Grants>,
+    grants: Arc<Grants>,
     app: AppState,
     acting_user: Option<i64>,
     memory_bytes: usize,
@@ -172,11 +172,11 @@ pub fn new_store(
 ) -> Store<HostState> {
     let mut wasi = WasiCtx::builder();
     wasi.stdout(LogStream {
-        plugin: cx.name.clone(),
+        plugin: grants.name.clone(),
         stream: "stdout",
     })
     .stderr(LogStream {
-        plugin: cx.name.clone(),
+        plugin: grants.name.clone(),
         stream: "stderr",
     })
     .allow_blocking_current_thread(false);
@@ -189,7 +189,7 @@ pub fn new_store(
             .tables(64)
             .memories(8)
             .build(),
-        cx,
+        grants,
         app,
         acting_user,
     };

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 
-pub use engine::{CallKey, Command, EventSink, Events, MAX_SDP_BYTES, MediaEvent};
+pub use engine::{CallKey, EventSink, Events, MAX_SDP_BYTES, MediaCommand, MediaEvent};
 use engine::{Engine, EngineConfig, MediaTransport, Route, Step};
 use udp_batch::SendBatch;
 
@@ -58,7 +58,7 @@ const TCP_SWEEP: Duration = Duration::from_secs(1);
 
 enum Input {
     Datagram(Route, BytesMut),
-    Command(Command),
+    Command(MediaCommand),
     TcpOpened(Route, tokio::sync::mpsc::Sender<BytesMut>),
     TcpClosed(Route),
     Shutdown,
@@ -220,7 +220,7 @@ impl MediaHandle {
     }
 
     /// Hands a command to the media plane without waiting.
-    pub fn send(&self, command: Command) -> Result<(), Busy> {
+    pub fn send(&self, command: MediaCommand) -> Result<(), Busy> {
         match self.inner.input.try_send(Input::Command(command)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(Busy),
@@ -231,7 +231,7 @@ impl MediaHandle {
     #[cfg(feature = "test-tap")]
     pub fn tap(&self) -> Result<tap::Tap, Busy> {
         let tap = tap::Tap::default();
-        self.send(Command::Tap(tap.clone()))?;
+        self.send(MediaCommand::Tap(tap.clone()))?;
         Ok(tap)
     }
 

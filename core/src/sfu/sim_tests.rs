@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use confab_loadgen::{Participant, Profile};
 use tokio::sync::mpsc;
 
-use super::engine::{CallKey, Command, Engine, EngineConfig, MediaTransport, Route};
+use super::engine::{CallKey, Engine, EngineConfig, MediaCommand, MediaTransport, Route};
 use crate::protocol::ServerMessage;
 
-const CALL: CallKey = 1;
+const CALL: CallKey = CallKey(1);
 const TICK: Duration = Duration::from_millis(1);
 
 struct Person {
@@ -94,7 +94,7 @@ impl Sim {
         });
         self.engine.handle_command(
             self.now,
-            Command::Publish {
+            MediaCommand::Publish {
                 call,
                 participant: id,
                 offer,
@@ -105,7 +105,7 @@ impl Sim {
         index
     }
 
-    fn command(&mut self, command: Command) {
+    fn command(&mut self, command: MediaCommand) {
         self.engine.handle_command(self.now, command);
         self.deliver_events();
     }
@@ -190,7 +190,7 @@ impl Sim {
                             .participant
                             .subscribe_offer(now, sdp)
                             .expect("subscribe answer");
-                        commands.push(Command::SubscribeAnswer {
+                        commands.push(MediaCommand::SubscribeAnswer {
                             events: std::sync::Arc::new(person.events_tx.clone()),
                             call: person.call,
                             participant: id,
@@ -214,7 +214,7 @@ impl Sim {
     fn share(&mut self, index: usize, screen: bool) {
         self.person_mut(index).set_sharing(screen);
         let call = self.people[index].call;
-        self.command(Command::Sharing {
+        self.command(MediaCommand::Sharing {
             call,
             participant: index as u32 + 1,
             screen,
@@ -361,7 +361,7 @@ fn switching_layer_asks_the_publisher_for_a_keyframe_and_starts_on_it() {
     assert_eq!(before.layer, Some(2), "full quality by default");
     let asked_before = sim.person(a).stats.keyframe_requests;
 
-    sim.command(Command::SetQuality {
+    sim.command(MediaCommand::SetQuality {
         call: CALL,
         participant: 2,
         publisher: 1,
@@ -475,7 +475,7 @@ fn a_renegotiating_simulcast_publisher_keeps_being_forwarded() {
     let offer = sim.person_mut(0).publish_offer(now).expect("offer");
     let (tx, rx) = mpsc::channel(64);
     sim.people[0].events = rx;
-    sim.command(Command::Publish {
+    sim.command(MediaCommand::Publish {
         call: CALL,
         participant: 1,
         offer,
@@ -602,12 +602,12 @@ fn media_follows_a_participant_to_new_addresses() {
 fn a_panic_takes_down_only_the_media_of_its_call() {
     let mut sim = Sim::new();
     let (a, b) = (
-        sim.join_call(1, &Profile::camera(), false),
-        sim.join_call(1, &Profile::camera(), false),
+        sim.join_call(CallKey(1), &Profile::camera(), false),
+        sim.join_call(CallKey(1), &Profile::camera(), false),
     );
     let (c, d) = (
-        sim.join_call(2, &Profile::camera(), false),
-        sim.join_call(2, &Profile::camera(), false),
+        sim.join_call(CallKey(2), &Profile::camera(), false),
+        sim.join_call(CallKey(2), &Profile::camera(), false),
     );
     sim.run(Duration::from_secs(2));
     let audio = |sim: &Sim, viewer: usize, from: usize| {
@@ -621,13 +621,13 @@ fn a_panic_takes_down_only_the_media_of_its_call() {
     let step = sim.engine.guarded(|e| {
         e.handle_command(
             Instant::now(),
-            Command::Fail {
-                call: 1,
+            MediaCommand::Fail {
+                call: CallKey(1),
                 teardown: false,
             },
         )
     });
-    assert_eq!(step, super::engine::Step::Contained(1));
+    assert_eq!(step, super::engine::Step::Contained(CallKey(1)));
     assert_eq!(sim.engine.stats().panics, 1);
     let (before_c, before_a) = (audio(&sim, c, d), audio(&sim, a, b));
     sim.run(Duration::from_secs(1));
@@ -662,8 +662,8 @@ fn a_panic_takes_down_only_the_media_of_its_call() {
     let step = sim.engine.guarded(|e| {
         e.handle_command(
             Instant::now(),
-            Command::Fail {
-                call: 2,
+            MediaCommand::Fail {
+                call: CallKey(2),
                 teardown: true,
             },
         )
@@ -713,7 +713,7 @@ fn a_browser_that_nominates_on_its_first_check_gets_connected() {
         Participant::new(1, &Profile::camera(), me, me, now, now).expect("participant");
     let offer = browser.publish_offer(now).expect("offer");
     let (events, mut told) = mpsc::channel::<ServerMessage>(64);
-    sim.command(Command::Publish {
+    sim.command(MediaCommand::Publish {
         call: CALL,
         participant: 1,
         offer: offer.clone(),

@@ -11,7 +11,9 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::AppState;
 use crate::accounts::{self, Account, MAX_NAME_CHARS, SignIn};
-use crate::calls::{Action, Command, Decision, Identity, MediaState, next_client_id};
+use crate::calls::{
+    Action, CallRequest, Decision, Identity, MediaState, ParticipantId, RequestId, next_client_id,
+};
 use crate::limits::ConnectionSlot;
 use crate::protocol::{
     ClientMessage, ErrorCode, MAX_E2EE_PAYLOAD, MAX_MESSAGE_BYTES, ServerMessage, decode, encode,
@@ -170,7 +172,7 @@ pub async fn run_session(socket: WebSocket, state: AppState, link: link::Model, 
                     // reaches the page before the reason this connection closes.
                     let through_call = state.calls.send_if_live(
                         link.pk,
-                        Command {
+                        CallRequest {
                             client,
                             out: out.clone(),
                             action: Action::LinkGone,
@@ -251,7 +253,7 @@ pub async fn run_session(socket: WebSocket, state: AppState, link: link::Model, 
                         .await;
                     continue;
                 }
-                let command = Command {
+                let command = CallRequest {
                     client,
                     out: out.clone(),
                     action,
@@ -268,7 +270,7 @@ pub async fn run_session(socket: WebSocket, state: AppState, link: link::Model, 
         .send(
             &state,
             &link,
-            Command {
+            CallRequest {
                 client,
                 out: out.clone(),
                 action: Action::Disconnected,
@@ -334,7 +336,7 @@ async fn check_sign_in(
         .send(
             state,
             link,
-            Command {
+            CallRequest {
                 client,
                 out: out.clone(),
                 action: Action::SignedOut,
@@ -395,14 +397,16 @@ fn to_action(
         }
         ClientMessage::Resume { resume_token } => Action::Resume { resume_token },
         ClientMessage::Admit { request } => Action::Decide {
-            request,
+            request: RequestId(request),
             decision: Decision::Admit,
         },
         ClientMessage::Deny { request } => Action::Decide {
-            request,
+            request: RequestId(request),
             decision: Decision::Deny,
         },
-        ClientMessage::Remove { participant } => Action::Remove { participant },
+        ClientMessage::Remove { participant } => Action::Remove {
+            participant: ParticipantId(participant),
+        },
         ClientMessage::Withdraw => Action::Withdraw,
         ClientMessage::LockLobby { locked } => Action::LockLobby { locked },
         ClientMessage::Leave => Action::Leave,
@@ -419,7 +423,10 @@ fn to_action(
                     "layer is 0 (smallest), 1 or 2 (full)",
                 ));
             }
-            Action::SetQuality { participant, layer }
+            Action::SetQuality {
+                participant: ParticipantId(participant),
+                layer,
+            }
         }
         ClientMessage::Mute {
             audio,
@@ -461,7 +468,10 @@ fn to_action(
                     "payload is not standard base64",
                 ));
             }
-            Action::Keys { to, payload }
+            Action::Keys {
+                to: to.map(ParticipantId),
+                payload,
+            }
         }
     })
 }

@@ -151,14 +151,14 @@ async fn metrics_until(app: &TestApp, line: &str) -> String {
 
 #[tokio::test]
 async fn a_media_engine_panic_is_contained_counted_and_a_stopped_engine_is_not_ready() {
-    use confab_core::sfu::Command;
+    use confab_core::sfu::MediaCommand;
     let app = TestApp::sqlite().await;
     let media = app.state.media.clone().expect("the test app carries media");
     metrics_until(&app, "confab_media_engine_up 1").await;
 
     media
-        .send(Command::Fail {
-            call: 7,
+        .send(MediaCommand::Fail {
+            call: confab_core::sfu::CallKey(7),
             teardown: false,
         })
         .unwrap();
@@ -169,8 +169,8 @@ async fn a_media_engine_panic_is_contained_counted_and_a_stopped_engine_is_not_r
     // The engine still works: a bad offer for another call gets its answer.
     let (events, mut told) = tokio::sync::mpsc::channel::<confab_core::protocol::ServerMessage>(4);
     media
-        .send(Command::Publish {
-            call: 8,
+        .send(MediaCommand::Publish {
+            call: confab_core::sfu::CallKey(8),
             participant: 1,
             offer: "not SDP".into(),
             events: std::sync::Arc::new(events),
@@ -185,8 +185,8 @@ async fn a_media_engine_panic_is_contained_counted_and_a_stopped_engine_is_not_r
 
     // A panic it cannot contain stops the engine: the node says it is not ready.
     media
-        .send(Command::Fail {
-            call: 9,
+        .send(MediaCommand::Fail {
+            call: confab_core::sfu::CallKey(9),
             teardown: true,
         })
         .unwrap();

@@ -12,7 +12,7 @@ use crate::protocol::{ErrorCode, LobbyWarning, ServerMessage, error};
 use crate::sfu;
 use crate::store::LinkChange;
 
-use super::command::{Action, ClientId, Command, MediaState};
+use super::command::{Action, CallRequest, ClientId, MediaState};
 use super::task::{CallTask, Client, InboxMessage, Role};
 
 type Now = chrono::DateTime<chrono::Utc>;
@@ -22,11 +22,11 @@ impl CallTask {
     /// checked against what that connection is on the call (its [`Role`]).
     pub(super) fn handle(
         &mut self,
-        Command {
+        CallRequest {
             client,
             out,
             action,
-        }: Command,
+        }: CallRequest,
     ) {
         let now = self.state.clock.now();
         let action = match action {
@@ -70,11 +70,9 @@ impl CallTask {
             } => self.screened(client, role, identity, origin, name, verdict, now),
             Action::Resume { resume_token } => self.resume(client, role, resume_token, now),
             Action::Decide { request, decision } => {
-                self.decide(client, role, RequestId(request), decision, now)
+                self.decide(client, role, request, decision, now)
             }
-            Action::Remove { participant } => {
-                self.remove(client, role, ParticipantId(participant), now)
-            }
+            Action::Remove { participant } => self.remove(client, role, participant, now),
             Action::LockLobby { locked } => self.lock_lobby(client, role, locked),
             Action::SignedOut => self.signed_out(client, now),
             Action::Withdraw => match role {
@@ -345,19 +343,22 @@ impl CallTask {
         let Some(me) = self.on_call(client, role) else {
             return;
         };
-        let call = self.link_pk;
+        let call = sfu::CallKey(self.link_pk);
         let participant = me.0;
         if let Action::SetQuality {
             participant: publisher,
             ..
         } = action
-            && (publisher == me.0 || self.call.participant(ParticipantId(publisher)).is_none())
+            && (publisher == me || self.call.participant(publisher).is_none())
         {
             return self.tell(
                 client,
                 error(
                     ErrorCode::NoSuchParticipant,
-                    format!("participant {publisher} is not someone else on this call"),
+                    format!(
+                        "participant {} is not someone else on this call",
+                        publisher.0
+                    ),
                 ),
             );
         }
@@ -367,7 +368,7 @@ impl CallTask {
                     return;
                 };
                 self.media_states.entry(me).or_default();
-                sfu::Command::Publish {
+                sfu::MediaCommand::Publish {
                     call,
                     participant,
                     offer: sdp,
@@ -378,7 +379,7 @@ impl CallTask {
                 let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
                     return;
                 };
-                sfu::Command::SubscribeAnswer {
+                sfu::MediaCommand::SubscribeAnswer {
                     call,
                     participant,
                     answer: sdp,
@@ -388,10 +389,10 @@ impl CallTask {
             Action::SetQuality {
                 participant: publisher,
                 layer,
-            } => sfu::Command::SetQuality {
+            } => sfu::MediaCommand::SetQuality {
                 call,
                 participant,
-                publisher,
+                publisher: publisher.0,
                 layer: usize::from(layer),
             },
             Action::Mute(media_state) => return self.mute(client, me, media_state),
@@ -414,8 +415,8 @@ impl CallTask {
         }
         // The screen's media section stays negotiated; this shows or hides it.
         if let Some(media) = self.state.media.as_ref()
-            && let Err(busy) = media.send(sfu::Command::Sharing {
-                call: self.link_pk,
+            && let Err(busy) = media.send(sfu::MediaCommand::Sharing {
+                call: sfu::CallKey(self.link_pk),
                 participant: me.0,
                 screen: media_state.sharing_screen,
             })
@@ -461,18 +462,24 @@ impl CallTask {
     }
 
     /// `e2ee`: relayed as it is to one participant or everyone else on the call.
-    fn relay_keys(&mut self, client: ClientId, role: Role, to: Option<u32>, payload: String) {
+    fn relay_keys(
+        &mut self,
+        client: ClientId,
+        role: Role,
+        to: Option<ParticipantId>,
+        payload: String,
+    ) {
         let Some(me) = self.on_call(client, role) else {
             return;
         };
         if let Some(to) = to
-            && (to == me.0 || !self.call.participants().any(|p| p.id.0 == to))
+            && (to == me || !self.call.participants().any(|p| p.id == to))
         {
             return self.tell(
                 client,
                 error(
                     ErrorCode::NoSuchParticipant,
-                    format!("participant {to} is not on this call"),
+                    format!("participant {} is not on this call", to.0),
                 ),
             );
         }
@@ -482,7 +489,7 @@ impl CallTask {
         };
         for (id, c) in &self.clients {
             let Role::On(them) = c.role else { continue };
-            if them == me || to.is_some_and(|to| to != them.0) || *id == client {
+            if them == me || to.is_some_and(|to| to != them) || *id == client {
                 continue;
             }
             let _ = c.out.try_send(message.clone());

@@ -1,4 +1,4 @@
-//! What a call's task is asked: a connection's [`Command`] with its [`Action`].
+//! What a call's task is asked: a connection's [`CallRequest`] with its [`Action`].
 
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::calls::{Decision, Identity, Origin};
+use crate::calls::{Decision, Identity, Origin, ParticipantId, RequestId};
 use crate::plugins::{self, PluginCallAction, PluginCallError, RosterMember};
 use crate::protocol::ServerMessage;
 
@@ -22,7 +22,7 @@ pub fn next_client_id() -> ClientId {
 
 /// A message from one connection to its call.
 #[derive(Debug)]
-pub struct Command {
+pub struct CallRequest {
     pub client: ClientId,
     /// Where the call answers this client.
     pub out: mpsc::Sender<ServerMessage>,
@@ -62,11 +62,11 @@ pub enum Action {
         resume_token: String,
     },
     Decide {
-        request: u32,
+        request: RequestId,
         decision: Decision,
     },
     Remove {
-        participant: u32,
+        participant: ParticipantId,
     },
     Withdraw,
     Leave,
@@ -78,7 +78,7 @@ pub enum Action {
         sdp: String,
     },
     SetQuality {
-        participant: u32,
+        participant: ParticipantId,
         layer: u8,
     },
     Mute(MediaState),
@@ -90,7 +90,7 @@ pub enum Action {
     /// End-to-end encryption keys for one participant or everyone else, relayed as
     /// they are.
     Keys {
-        to: Option<u32>,
+        to: Option<ParticipantId>,
         payload: String,
     },
     /// The connection closed.

@@ -1,5 +1,5 @@
 //! Live calls: one task per call owns its [`Call`](crate::calls::Call) and the connections of everyone
-//! on it or waiting for it. Signaling sessions send it [`Command`]s through a bounded
+//! on it or waiting for it. Signaling sessions send it [`CallRequest`]s through a bounded
 //! channel; it answers each client on that client's own outbound queue.
 //!
 //! [`CallRegistry`] maps a link to its live call and starts one when the link is used
@@ -20,7 +20,7 @@ mod plugin_calls;
 mod registry;
 mod task;
 
-pub use command::{Action, ClientId, Command, MediaState, PluginReply, next_client_id};
+pub use command::{Action, CallRequest, ClientId, MediaState, PluginReply, next_client_id};
 pub use registry::CallRegistry;
 
 /// Commands waiting for a call's task; beyond this, senders wait.

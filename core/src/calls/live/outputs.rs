@@ -18,7 +18,7 @@ use super::task::{CallTask, Role};
 
 impl CallTask {
     /// Passes a command to the SFU, or tells the client why it cannot.
-    pub(super) fn media(&self, client: ClientId, command: sfu::Command) {
+    pub(super) fn media(&self, client: ClientId, command: sfu::MediaCommand) {
         let Some(media) = self.state.media.as_ref() else {
             return self.tell(
                 client,
@@ -37,8 +37,8 @@ impl CallTask {
     pub(super) fn media_leave(&mut self, participant: ParticipantId) {
         self.media_states.remove(&participant);
         if let Some(media) = self.state.media.as_ref() {
-            let _ = media.send(sfu::Command::Leave {
-                call: self.link_pk,
+            let _ = media.send(sfu::MediaCommand::Leave {
+                call: sfu::CallKey(self.link_pk),
                 participant: participant.0,
             });
         }

@@ -9,7 +9,7 @@ use crate::calls::{CallEvent, Identity, Origin, ParticipantId, RemoveError};
 use crate::plugins::{self, PluginCallAction, PluginCallError, RosterMember};
 use crate::protocol::{ErrorCode, ServerMessage, error};
 
-use super::command::{Action, ClientId, Command};
+use super::command::{Action, CallRequest, ClientId};
 use super::task::{CallTask, InboxMessage, PLUGIN_INBOX, Role};
 
 impl CallTask {
@@ -41,7 +41,7 @@ impl CallTask {
             let verdict = state.plugins.lobby_decision(&state, &request).await;
             if let Some(queue) = queue.upgrade() {
                 let _ = queue
-                    .send(Command {
+                    .send(CallRequest {
                         client,
                         out,
                         action: Action::Screened {

@@ -17,13 +17,13 @@ use crate::protocol::{ErrorCode, ServerMessage, error};
 use crate::store::link;
 
 use super::COMMAND_QUEUE;
-use super::command::{Action, Command, PluginReply};
+use super::command::{Action, CallRequest, PluginReply};
 use super::task::CallTask;
 
 /// Live calls by link.
 #[derive(Debug)]
 pub struct CallRegistry {
-    calls: Mutex<HashMap<i64, mpsc::Sender<Command>>>,
+    calls: Mutex<HashMap<i64, mpsc::Sender<CallRequest>>>,
     /// Guests' join requests per (link, network) in the last minute.
     join_rate: RateWindow<(i64, IpAddr)>,
 }
@@ -47,7 +47,7 @@ impl CallRegistry {
     /// Joins and resumes first re-check the link as it is now, not as it was when
     /// the connection opened: a revoked link admits nobody, and a rotated one
     /// nobody new through its old id.
-    pub async fn send(&self, state: &AppState, link: &link::Model, command: Command) {
+    pub async fn send(&self, state: &AppState, link: &link::Model, command: CallRequest) {
         let mut command = command;
         if matches!(command.action, Action::Disconnected | Action::SignedOut)
             && !self.is_live(link.pk)
@@ -141,7 +141,7 @@ impl CallRegistry {
 
     /// Delivers `command` to the link's live call only; false when there is none (or
     /// its queue is full).
-    pub fn send_if_live(&self, link_pk: i64, command: Command) -> bool {
+    pub fn send_if_live(&self, link_pk: i64, command: CallRequest) -> bool {
         let queue = {
             let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
             calls.get(&link_pk).filter(|q| !q.is_closed()).cloned()
@@ -172,7 +172,7 @@ impl CallRegistry {
         // Nobody reads this: the call answers plugins through `reply`.
         let (out, _) = mpsc::channel(1);
         queue
-            .try_send(Command {
+            .try_send(CallRequest {
                 client: 0,
                 out,
                 action: Action::Plugin {
@@ -199,7 +199,7 @@ impl CallRegistry {
         let (out, _) = mpsc::channel(1);
         self.send_if_live(
             link_pk,
-            Command {
+            CallRequest {
                 client: 0,
                 out,
                 action: Action::ForgeKeys { from, payload },
@@ -212,7 +212,7 @@ impl CallRegistry {
         self.calls.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    fn queue(&self, state: &AppState, link: &link::Model) -> mpsc::Sender<Command> {
+    fn queue(&self, state: &AppState, link: &link::Model) -> mpsc::Sender<CallRequest> {
         let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(queue) = calls.get(&link.pk).filter(|q| !q.is_closed()) {
             return queue.clone();
@@ -223,7 +223,7 @@ impl CallRegistry {
         queue
     }
 
-    pub(super) fn forget(&self, link_pk: i64, queue: &mpsc::Sender<Command>) {
+    pub(super) fn forget(&self, link_pk: i64, queue: &mpsc::Sender<CallRequest>) {
         let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
         if calls.get(&link_pk).is_some_and(|q| q.same_channel(queue)) {
             calls.remove(&link_pk);

@@ -18,7 +18,7 @@ use crate::protocol::{
 };
 use crate::store::{LinkChange, link};
 
-use super::command::{ClientId, Command, MediaState};
+use super::command::{CallRequest, ClientId, MediaState};
 use super::{LINK_RECHECK, TICK};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,7 @@ pub(super) struct CallTask {
     /// Warnings plugins gave about lobby requests, shown next to them.
     pub(super) request_warnings: HashMap<RequestId, Vec<LobbyWarning>>,
     /// This call's own queue, for answers from tasks it started (screening).
-    pub(super) own_queue: mpsc::WeakSender<Command>,
+    pub(super) own_queue: mpsc::WeakSender<CallRequest>,
     pub(super) state: AppState,
 }
 
@@ -92,8 +92,8 @@ impl CallTask {
     pub(super) fn spawn(
         state: &AppState,
         link: &link::Model,
-        queue: mpsc::Sender<Command>,
-        commands: mpsc::Receiver<Command>,
+        queue: mpsc::Sender<CallRequest>,
+        commands: mpsc::Receiver<CallRequest>,
     ) {
         let policy = CallPolicy {
             guests_need_approval: link.guests_need_approval,
@@ -124,8 +124,8 @@ impl CallTask {
 impl CallTask {
     pub(super) async fn run(
         mut self,
-        mut commands: mpsc::Receiver<Command>,
-        own_queue: mpsc::Sender<Command>,
+        mut commands: mpsc::Receiver<CallRequest>,
+        own_queue: mpsc::Sender<CallRequest>,
     ) {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -63,7 +63,7 @@ fn call_error(err: PluginCallError) -> Error {
 
 impl HostState {
     async fn live_link(&mut self, link: &str) -> Result<crate::store::link::Model, Error> {
-        self.cx.check(Capability::Calls)?;
+        self.grants.check(Capability::Calls)?;
         match links::resolve(&self.app.store, link).await {
             Ok(PublicLink::Active(link)) => Ok(link),
             Ok(PublicLink::Revoked(_)) => Err(Error::NotFound("this link was revoked".into())),
@@ -108,7 +108,7 @@ impl HostState {
             )));
         }
         let action = PluginCallAction::Send {
-            plugin: self.cx.name.to_string(),
+            plugin: self.grants.name.to_string(),
             to,
             payload,
         };
@@ -126,7 +126,7 @@ impl HostState {
         as_user: i64,
         participant: u32,
     ) -> Result<(), Error> {
-        self.cx.check(Capability::Calls)?;
+        self.grants.check(Capability::Calls)?;
         self.acting_as(as_user)?;
         let link = self.live_link(&link).await?;
         self.app

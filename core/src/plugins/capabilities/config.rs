@@ -6,7 +6,7 @@ use crate::plugins::runtime::HostState;
 
 impl Host for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.cx.config.get(&key).cloned())
+        Ok(self.grants.config.get(&key).cloned())
     }
 
     async fn public_url(&mut self) -> wasmtime::Result<String> {

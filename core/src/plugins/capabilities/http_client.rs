@@ -63,9 +63,9 @@ fn header_ok(name: &str, value: &str) -> bool {
 
 impl HostState {
     async fn http_send(&mut self, request: Request) -> Result<Response, Error> {
-        self.cx.check(Capability::HttpClient)?;
+        self.grants.check(Capability::HttpClient)?;
         let allowed = self
-            .cx
+            .grants
             .manifest
             .permissions
             .http_client

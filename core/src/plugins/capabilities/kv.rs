@@ -46,7 +46,7 @@ fn check_count(count: usize) -> Result<(), Error> {
 
 impl HostState {
     fn kv_quota(&self) -> i64 {
-        self.cx
+        self.grants
             .manifest
             .permissions
             .kv
@@ -65,21 +65,21 @@ impl HostState {
     }
 
     async fn kv_get_many(&mut self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, Error> {
-        self.cx.check(Capability::Kv)?;
+        self.grants.check(Capability::Kv)?;
         check_count(keys.len())?;
         keys.iter().try_for_each(|k| check_key(k))?;
         let now = self.app.clock.now();
         let mut found = self
             .app
             .store
-            .plugin_kv_get_many(&self.cx.name, &keys, now)
+            .plugin_kv_get_many(&self.grants.name, &keys, now)
             .await
             .map_err(unavailable)?;
         Ok(keys.iter().map(|k| found.remove(k)).collect())
     }
 
     async fn kv_set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), Error> {
-        self.cx.check(Capability::Kv)?;
+        self.grants.check(Capability::Kv)?;
         check_count(entries.len())?;
         let mut seen = std::collections::HashSet::with_capacity(entries.len());
         for (key, value) in &entries {
@@ -93,19 +93,19 @@ impl HostState {
         let outcome = self
             .app
             .store
-            .plugin_kv_set_many(&self.cx.name, entries, None, self.kv_quota(), now)
+            .plugin_kv_set_many(&self.grants.name, entries, None, self.kv_quota(), now)
             .await
             .map_err(unavailable)?;
         self.quota_answer(outcome)
     }
 
     async fn kv_get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
-        self.cx.check(Capability::Kv)?;
+        self.grants.check(Capability::Kv)?;
         check_key(&key)?;
         let now = self.app.clock.now();
         self.app
             .store
-            .plugin_kv_get(&self.cx.name, &key, now)
+            .plugin_kv_get(&self.grants.name, &key, now)
             .await
             .map_err(unavailable)
     }
@@ -116,7 +116,7 @@ impl HostState {
         value: Vec<u8>,
         ttl_seconds: Option<u32>,
     ) -> Result<(), Error> {
-        self.cx.check(Capability::Kv)?;
+        self.grants.check(Capability::Kv)?;
         check_key(&key)?;
         check_value(&value)?;
         if ttl_seconds == Some(0) {
@@ -127,18 +127,25 @@ impl HostState {
         let outcome = self
             .app
             .store
-            .plugin_kv_set(&self.cx.name, &key, value, expires_at, self.kv_quota(), now)
+            .plugin_kv_set(
+                &self.grants.name,
+                &key,
+                value,
+                expires_at,
+                self.kv_quota(),
+                now,
+            )
             .await
             .map_err(unavailable)?;
         self.quota_answer(outcome)
     }
 
     async fn kv_delete(&mut self, key: String) -> Result<(), Error> {
-        self.cx.check(Capability::Kv)?;
+        self.grants.check(Capability::Kv)?;
         check_key(&key)?;
         self.app
             .store
-            .plugin_kv_delete(&self.cx.name, &key)
+            .plugin_kv_delete(&self.grants.name, &key)
             .await
             .map_err(unavailable)
     }
@@ -149,7 +156,7 @@ impl HostState {
         after: Option<String>,
         limit: u32,
     ) -> Result<Vec<String>, Error> {
-        self.cx.check(Capability::Kv)?;
+        self.grants.check(Capability::Kv)?;
         if !(1..=MAX_KEYS_PER_PAGE).contains(&limit) {
             return Err(Error::Invalid(format!(
                 "limit must be 1 to {MAX_KEYS_PER_PAGE}"
@@ -159,7 +166,7 @@ impl HostState {
         self.app
             .store
             .plugin_kv_keys(
-                &self.cx.name,
+                &self.grants.name,
                 &prefix,
                 after.as_deref(),
                 u64::from(limit),

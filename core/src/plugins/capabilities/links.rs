@@ -65,7 +65,7 @@ fn schedule_record(schedule: &links::Schedule) -> Schedule {
 
 impl HostState {
     async fn account(&mut self, as_user: i64) -> Result<Account, Error> {
-        self.cx.check(Capability::Links)?;
+        self.grants.check(Capability::Links)?;
         self.acting_as(as_user)?;
         self.app
             .store
@@ -127,7 +127,7 @@ impl HostState {
             .await
             .map_err(link_error)?;
         self.app.metrics.links_created.inc_by(created.len() as u64);
-        tracing::info!(plugin = %self.cx.name, user = owner.id, count = created.len(), "a plugin created links");
+        tracing::info!(plugin = %self.grants.name, user = owner.id, count = created.len(), "a plugin created links");
         Ok(created
             .into_iter()
             .map(|link| {
@@ -143,7 +143,7 @@ impl HostState {
 
     /// Link `id`, active or revoked.
     async fn resolved(&mut self, id: &str) -> Result<link::Model, Error> {
-        self.cx.check(Capability::Links)?;
+        self.grants.check(Capability::Links)?;
         match links::resolve(&self.app.store, id).await {
             Ok(links::PublicLink::Active(link)) | Ok(links::PublicLink::Revoked(link)) => Ok(link),
             Ok(links::PublicLink::NotFound) => Err(Error::NotFound("no such link".into())),

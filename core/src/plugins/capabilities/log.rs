@@ -17,7 +17,7 @@ impl Host for HostState {
             message.truncate(end);
             message.push('…');
         }
-        let plugin = &*self.cx.name;
+        let plugin = &*self.grants.name;
         match level {
             Level::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
             Level::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),

@@ -104,10 +104,10 @@ pub fn check_message(message: &Message) -> Result<(), Error> {
 
 impl HostState {
     async fn mail_queue(&mut self, message: Message) -> Result<String, Error> {
-        self.cx.check(Capability::Mail)?;
+        self.grants.check(Capability::Mail)?;
         check_message(&message)?;
         let per_hour = self
-            .cx
+            .grants
             .manifest
             .permissions
             .mail
@@ -115,12 +115,12 @@ impl HostState {
             .map_or(0, |m| m.per_hour);
         // Counted from the outbox itself, so the limit holds across restarts and
         // reloads, and a message the outbox did not take does not count.
-        let _turn = self.cx.mail_turn.lock().await;
+        let _turn = self.grants.mail_turn.lock().await;
         let since = self.app.clock.now() - chrono::Duration::hours(1);
         let queued = self
             .app
             .store
-            .plugin_mail_since(&self.cx.name, since)
+            .plugin_mail_since(&self.grants.name, since)
             .await
             .map_err(|_| Error::Unavailable("the outbox cannot be read; try again later".into()))?;
         if queued >= u64::from(per_hour) {
@@ -128,7 +128,7 @@ impl HostState {
                 "this plugin may queue {per_hour} mails per hour"
             )));
         }
-        queue(&self.app.mail, &self.cx.name, message)
+        queue(&self.app.mail, &self.grants.name, message)
             .await
             .map_err(Error::Unavailable)
     }

@@ -11,9 +11,9 @@ const MAX_CONTEXT_BYTES: usize = 1024 * 1024;
 
 impl HostState {
     fn render(&self, name: &str, context: &str) -> Result<String, Error> {
-        self.cx.check(Capability::Templates)?;
+        self.grants.check(Capability::Templates)?;
         let own = self
-            .cx
+            .grants
             .templates
             .as_ref()
             .filter(|tera| tera.get_template_names().any(|n| n == name));

@@ -8,7 +8,7 @@ use crate::plugins::runtime::HostState;
 
 impl HostState {
     async fn users_contact(&mut self, as_user: i64) -> Result<Contact, Error> {
-        self.cx.check(Capability::Users)?;
+        self.grants.check(Capability::Users)?;
         self.acting_as(as_user)?;
         let user = self
             .app

@@ -268,7 +268,7 @@ impl Engine {
         }
         if changed {
             tracing::debug!(
-                call = key.call,
+                call = %key.call,
                 participant = key.participant,
                 estimate = member.downlink.estimate_bps(),
                 caps = ?member.caps,
@@ -351,7 +351,7 @@ impl Engine {
         }
         source.last_keyframe_request[layer] = Some(now);
         tracing::trace!(
-            call,
+            %call,
             owner = source.owner,
             layer,
             media_ssrc,

@@ -1,6 +1,6 @@
 //! The SFU's sans-IO core: every peer connection of every call on this node, behind
 //! one state machine. Socket threads feed it datagrams and take [`Transmit`]s; the
-//! control plane feeds it [`Command`]s; time is always an argument.
+//! control plane feeds it [`MediaCommand`]s; time is always an argument.
 //!
 //! Each participant has up to two peer connections (as LiveKit does): a *publish*
 //! connection the browser offers and the server answers, carrying what the browser
@@ -102,7 +102,14 @@ pub const MAX_SDP_BYTES: usize = 32 * 1024;
 const MAX_PUBLISHED_TRACKS: usize = 4;
 
 /// A call on this node, by its link's primary key.
-pub type CallKey = i64;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallKey(pub i64);
+
+impl std::fmt::Display for CallKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// What the media plane tells one participant's browser; signaling turns each into
 /// its message (`From<MediaEvent> for ServerMessage`).
@@ -131,7 +138,7 @@ pub type Events = Arc<dyn EventSink>;
 
 /// What the control plane asks of the media plane.
 #[derive(Debug)]
-pub enum Command {
+pub enum MediaCommand {
     /// A participant's offer for its publish connection (first, renegotiated, or
     /// after a reconnect with fresh ICE credentials).
     Publish {
@@ -175,19 +182,19 @@ pub enum Command {
     Fail { call: CallKey, teardown: bool },
 }
 
-impl Command {
+impl MediaCommand {
     /// The call the command is about.
     fn call(&self) -> Option<CallKey> {
         match self {
-            Command::Publish { call, .. }
-            | Command::SubscribeAnswer { call, .. }
-            | Command::SetQuality { call, .. }
-            | Command::Sharing { call, .. }
-            | Command::Leave { call, .. } => Some(*call),
+            MediaCommand::Publish { call, .. }
+            | MediaCommand::SubscribeAnswer { call, .. }
+            | MediaCommand::SetQuality { call, .. }
+            | MediaCommand::Sharing { call, .. }
+            | MediaCommand::Leave { call, .. } => Some(*call),
             #[cfg(any(test, feature = "test-tap"))]
-            Command::Fail { call, .. } => Some(*call),
+            MediaCommand::Fail { call, .. } => Some(*call),
             #[cfg(feature = "test-tap")]
-            Command::Tap(_) => None,
+            MediaCommand::Tap(_) => None,
         }
     }
 }
@@ -332,7 +339,7 @@ impl Engine {
             return Step::Unattributed;
         };
         tracing::error!(
-            call,
+            %call,
             "the media engine panicked; the call's media was reset"
         );
         let dropped =
@@ -418,7 +425,7 @@ impl Engine {
             self.working_on = Some(key.call);
             if stale {
                 tracing::info!(
-                    call = key.call,
+                    call = %key.call,
                     participant = key.participant,
                     "media connection never came up"
                 );
@@ -487,7 +494,7 @@ impl Engine {
             && peer.path.follow(route)
         {
             tracing::info!(
-                call = key.call,
+                call = %key.call,
                 participant = key.participant,
                 dir = ?key.dir,
                 to = %route.peer,
@@ -529,10 +536,10 @@ impl Engine {
     }
 
     /// Carries out a control-plane command.
-    pub fn handle_command(&mut self, now: Instant, command: Command) {
+    pub fn handle_command(&mut self, now: Instant, command: MediaCommand) {
         self.working_on = command.call();
         match command {
-            Command::Publish {
+            MediaCommand::Publish {
                 call,
                 participant,
                 offer,
@@ -542,7 +549,7 @@ impl Engine {
                     self.tell(&events, MediaEvent::BadSdp(message.to_string()));
                 }
             }
-            Command::SubscribeAnswer {
+            MediaCommand::SubscribeAnswer {
                 call,
                 participant,
                 answer,
@@ -552,25 +559,25 @@ impl Engine {
                     self.tell(&events, MediaEvent::BadSdp(message.to_string()));
                 }
             }
-            Command::SetQuality {
+            MediaCommand::SetQuality {
                 call,
                 participant,
                 publisher,
                 layer,
             } => self.set_quality(now, call, participant, publisher, layer),
-            Command::Sharing {
+            MediaCommand::Sharing {
                 call,
                 participant,
                 screen,
             } => self.set_sharing(now, call, participant, screen),
-            Command::Leave { call, participant } => self.leave(now, call, participant),
+            MediaCommand::Leave { call, participant } => self.leave(now, call, participant),
             #[cfg(any(test, feature = "test-tap"))]
-            Command::Fail { call, teardown } => {
+            MediaCommand::Fail { call, teardown } => {
                 self.fail_teardown = teardown;
                 panic!("a step for call {call} failed (test)");
             }
             #[cfg(feature = "test-tap")]
-            Command::Tap(tap) => self.tap = Some(tap),
+            MediaCommand::Tap(tap) => self.tap = Some(tap),
         }
     }
 

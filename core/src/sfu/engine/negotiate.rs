@@ -2,6 +2,7 @@
 //! each subscriber's connection carries.
 
 use super::*;
+use rtc::sdp::SessionDescription;
 
 /// Why an offer or answer could not be used; its text is what the page shows
 /// (`MediaEvent::BadSdp`).
@@ -66,8 +67,10 @@ impl Engine {
         }
         let description = RTCSessionDescription::offer(offer.clone())
             .map_err(|e| NegotiationError::NotSdp("offer", e.to_string()))?;
-        let media_sections = offer.lines().filter(|l| l.starts_with("m=")).count();
-        if media_sections > MAX_PUBLISHED_TRACKS {
+        let parsed = description
+            .unmarshal()
+            .map_err(|e| NegotiationError::NotSdp("offer", e.to_string()))?;
+        if parsed.media_descriptions.len() > MAX_PUBLISHED_TRACKS {
             return Err(NegotiationError::TooManyTracks);
         }
         let key = PeerKey {
@@ -90,13 +93,16 @@ impl Engine {
         // Same ICE credentials: a renegotiation of the live connection. New ones: the
         // browser started over (reload, reconnect), so the old connections go.
         let renegotiation = self.peers.get(&key).is_some_and(|peer| {
-            peer.pc
+            let live = peer
+                .pc
                 .remote_description()
-                .and_then(|d| sdp_value(&d.sdp, "a=ice-ufrag:"))
-                .zip(sdp_value(&offer, "a=ice-ufrag:"))
+                .and_then(|d| d.unmarshal().ok());
+            live.as_ref()
+                .and_then(ice_ufrag)
+                .zip(ice_ufrag(&parsed))
                 .is_some_and(|(a, b)| a == b)
         });
-        tracing::debug!(call, participant, renegotiation, "publish offer");
+        tracing::debug!(%call, participant, renegotiation, "publish offer");
         if !renegotiation {
             self.close_peer(key);
             self.close_peer(PeerKey {
@@ -127,7 +133,7 @@ impl Engine {
             .ok_or(NegotiationError::NoAnswer)?;
         self.tell(&events, MediaEvent::PublishAnswer { sdp });
         // Tracks removed by the renegotiation stop being forwarded.
-        self.prune_sources(now, call, participant, &offer);
+        self.prune_sources(now, call, participant, &parsed);
         self.drain(key, now);
         // Whatever the others already publish, this participant now receives.
         self.sync_subscriptions(now, call);
@@ -195,7 +201,7 @@ impl Engine {
             });
         }
         let again = std::mem::take(&mut member.renegotiate);
-        tracing::debug!(call, participant, again, "subscribe answer applied");
+        tracing::debug!(%call, participant, again, "subscribe answer applied");
         self.drain(key, now);
         if again {
             self.offer_subscriptions(now, call, participant);
@@ -248,7 +254,8 @@ impl Engine {
         let audio_level_ext = peer
             .pc
             .remote_description()
-            .and_then(|d| extmap_id(&d.sdp, AUDIO_LEVEL_URI));
+            .and_then(|d| d.unmarshal().ok())
+            .and_then(|d| extmap_id(&d, AUDIO_LEVEL_URI));
         let layer = init.rid.as_deref().map(layer_of_rid).unwrap_or(0);
         // The first audio and the first video section are the camera stream, a later
         // video section is the screen (docs/signaling.md, "Media").
@@ -268,7 +275,7 @@ impl Engine {
         }
         let screen = kind == RtpCodecKind::Video && earlier_of_kind > 0;
         tracing::debug!(
-            call = key.call,
+            call = %key.call,
             participant = key.participant,
             ssrc = init.ssrc,
             rid = ?init.rid,
@@ -330,7 +337,7 @@ impl Engine {
         now: Instant,
         call: CallKey,
         participant: u32,
-        offer: &str,
+        offer: &SessionDescription,
     ) {
         let Some(room) = self.rooms.get_mut(&call) else {
             return;
@@ -479,7 +486,7 @@ impl Engine {
         };
         if member.negotiating {
             tracing::debug!(
-                call,
+                %call,
                 participant,
                 "subscribe offer due after the pending answer"
             );
@@ -505,49 +512,44 @@ impl Engine {
             let tracks = member.bindings.len();
             self.events
                 .push_back((member.events.clone(), MediaEvent::SubscribeOffer { sdp }));
-            tracing::debug!(call, participant, tracks, ufrag = %peer.ufrag, "subscribe offer");
+            tracing::debug!(%call, participant, tracks, ufrag = %peer.ufrag, "subscribe offer");
         }
         self.drain(key, now);
     }
 }
 
-/// The value after `prefix` on the first SDP line that starts with it.
-pub(super) fn sdp_value<'a>(sdp: &'a str, prefix: &str) -> Option<&'a str> {
-    sdp.lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .map(str::trim)
+/// The ICE username fragment of a description (session level, else the first
+/// media section that has one, where browsers put it).
+pub(super) fn ice_ufrag(sdp: &SessionDescription) -> Option<&str> {
+    sdp.attribute("ice-ufrag").map(String::as_str).or_else(|| {
+        sdp.media_descriptions
+            .iter()
+            .find_map(|m| m.attribute("ice-ufrag").flatten())
+    })
 }
 
-/// The id an SDP gives an RTP header extension.
-pub(super) fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
-    sdp.lines().find_map(|line| {
-        let rest = line.strip_prefix("a=extmap:")?;
-        let (id, rest) = rest.split_once(' ')?;
-        let id = id.split('/').next()?;
-        (rest.split_whitespace().next()? == uri).then(|| id.parse().ok())?
-    })
+/// The id a description gives an RTP header extension (`a=extmap:<id>[/<dir>] <uri>`).
+pub(super) fn extmap_id(sdp: &SessionDescription, uri: &str) -> Option<u8> {
+    sdp.attributes
+        .iter()
+        .chain(sdp.media_descriptions.iter().flat_map(|m| &m.attributes))
+        .filter(|a| a.key == "extmap")
+        .find_map(|a| {
+            let (id, rest) = a.value.as_deref()?.split_once(' ')?;
+            let id = id.split('/').next()?;
+            (rest.split_whitespace().next()? == uri).then(|| id.parse().ok())?
+        })
 }
 
 /// Track ids of the media sections an offer sends (`a=msid:<stream> <track>` in a
 /// section that is `sendrecv` or `sendonly`).
-pub(super) fn sending_track_ids(sdp: &str) -> Vec<String> {
-    let mut tracks = Vec::new();
-    for section in sdp.split("\nm=").skip(1) {
-        let sends = section
-            .lines()
-            .any(|l| matches!(l.trim(), "a=sendrecv" | "a=sendonly"));
-        if !sends {
-            continue;
-        }
-        if let Some(track) = section
-            .lines()
-            .find_map(|l| l.strip_prefix("a=msid:"))
-            .and_then(|v| v.split_whitespace().nth(1))
-        {
-            tracks.push(track.trim().to_owned());
-        }
-    }
-    tracks
+pub(super) fn sending_track_ids(sdp: &SessionDescription) -> Vec<String> {
+    sdp.media_descriptions
+        .iter()
+        .filter(|m| m.has_attribute("sendrecv") || m.has_attribute("sendonly"))
+        .filter_map(|m| m.attribute("msid").flatten()?.split_whitespace().nth(1))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]
@@ -557,8 +559,10 @@ mod tests {
 
     #[test]
     fn sdp_helpers_find_what_they_look_for() {
-        let sdp = "v=0\r\na=ice-ufrag:Ab12\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=sendrecv\r\na=msid:s1 t-audio\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=extmap:4/sendrecv urn:x\r\na=inactive\r\na=msid:s1 t-video\r\n";
-        assert_eq!(sdp_value(sdp, "a=ice-ufrag:"), Some("Ab12"));
+        let text = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:Ab12\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=sendrecv\r\na=msid:s1 t-audio\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:Cd34\r\na=extmap:4/sendrecv urn:x\r\na=inactive\r\na=msid:s1 t-video\r\n";
+        let sdp = &SessionDescription::unmarshal(&mut std::io::Cursor::new(text.as_bytes()))
+            .expect("a valid SDP");
+        assert_eq!(ice_ufrag(sdp), Some("Ab12"), "the first section's");
         assert_eq!(extmap_id(sdp, AUDIO_LEVEL_URI), Some(1));
         assert_eq!(extmap_id(sdp, "urn:x"), Some(4));
         assert_eq!(extmap_id(sdp, "urn:y"), None);

@@ -138,7 +138,7 @@ impl Engine {
                 peer.path.moved = None;
             }
         }
-        tracing::trace!(call = key.call, participant = key.participant, dir = ?key.dir, route = ?route, "route recorded");
+        tracing::trace!(call = %key.call, participant = key.participant, dir = ?key.dir, route = ?route, "route recorded");
         peer.routes.push(route);
         self.by_route.insert(route, key);
     }

@@ -172,7 +172,7 @@ impl Engine {
                     match event {
                         RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                             tracing::debug!(
-                                call = key.call,
+                                call = %key.call,
                                 participant = key.participant,
                                 dir = ?key.dir,
                                 ?state,
@@ -255,7 +255,7 @@ impl Engine {
         }
         if failed {
             tracing::info!(
-                call = key.call,
+                call = %key.call,
                 participant = key.participant,
                 "media connection closed"
             );

@@ -49,7 +49,7 @@ pub(super) struct Member {
     pub(super) negotiating: bool,
     pub(super) renegotiate: bool,
     /// Whether this participant's screen track is shown to the others (see
-    /// [`Command::Sharing`]); until a client says otherwise, a screen track that
+    /// [`MediaCommand::Sharing`]); until a client says otherwise, a screen track that
     /// sends is shown.
     pub(super) sharing_screen: bool,
     /// The subscriber's downlink estimate, and the layer caps it led to.
