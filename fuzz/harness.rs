@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use confab_core::protocol::ServerMessage;
 use confab_core::sfu::engine::{Engine, EngineConfig, MediaCommand, MediaTransport, Route};
-use confab_loadgen::{Participant, Profile};
+use confab_testkit::{Participant, Profile};
 
 /// Every target, by the name of its corpus directory.
 #[allow(dead_code)] // the fuzz targets each use one; the corpus test uses the list

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use confab_loadgen::{Participant, Profile};
+use confab_testkit::{Participant, Profile};
 use tokio::sync::mpsc;
 
 use super::engine::{CallKey, Engine, EngineConfig, MediaCommand, MediaTransport, Route};
@@ -267,7 +267,7 @@ impl Person {
 fn video_from(
     viewer: &Participant,
     publisher: u32,
-) -> Option<(u32, confab_loadgen::participant::StreamStats)> {
+) -> Option<(u32, confab_testkit::participant::StreamStats)> {
     viewer
         .stats
         .streams
@@ -279,7 +279,7 @@ fn video_from(
 fn audio_from(
     viewer: &Participant,
     publisher: u32,
-) -> Option<confab_loadgen::participant::StreamStats> {
+) -> Option<confab_testkit::participant::StreamStats> {
     viewer
         .stats
         .streams

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::BytesMut;
-use confab_loadgen::{Participant, Profile, ReceiveStats};
+use confab_testkit::{Participant, Profile, ReceiveStats};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::UdpSocket;

@@ -6,7 +6,7 @@
 //! *subscribe* peer connection that answers the server's offers and receives
 //! everyone else. It is sans-IO (webrtc-rs's `rtc` core, time passed in), so the
 //! same code drives the SFU's in-memory tests and the UDP load generator
-//! (`src/main.rs`).
+//! (`examples/loadgen`).
 //!
 //! Every payload carries a [`Stamp`] (publisher, layer, send time), so a receiver
 //! measures loss and added latency without a shared clock beyond the process's own.
