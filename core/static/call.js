@@ -190,6 +190,9 @@ form.addEventListener("submit", (event) => {
   signaling.sendOrConnect(join);
   views.say("Connecting…");
 });
+// The button starts disabled (join.html): until now a click would have sent the
+// form to the server instead of here.
+if (encryption) form.querySelector("button[type=submit]").disabled = false;
 
 lockButton.addEventListener("click", () => send({ type: "lock_lobby", locked: !state.lobbyLocked }));
 

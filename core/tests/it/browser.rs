@@ -582,6 +582,14 @@ impl Browser {
         self.wait_text("main", "Your links").await;
     }
 
+    /// Sends the join form once the page's script has enabled its button (it starts
+    /// disabled, so a click cannot reach the server before the script handles it).
+    pub(crate) async fn submit_join(&self) {
+        self.wait_js("!document.querySelector('#join-form button[type=submit]').disabled")
+            .await;
+        self.click("#join-form button[type=submit]").await;
+    }
+
     pub(crate) async fn close(self) {
         let _ = self.client.close().await;
     }
@@ -616,7 +624,7 @@ pub(crate) async fn host_joins(driver: &Driver, base: &str, link: &str) -> Brows
 pub(crate) async fn member_joins(page: Browser, base: &str, link: &str, email: &str) -> Browser {
     page.sign_in(base, email).await;
     page.goto(&format!("{base}/j/{link}#k={SECRET}")).await;
-    page.click("#join-form button[type=submit]").await;
+    page.submit_join().await;
     page.wait_text("#roster", &format!("User {email} (you)"))
         .await;
     page
@@ -630,7 +638,7 @@ pub(crate) async fn asks_to_join(guest: Browser, base: &str, link: &str, name: &
     guest.goto(&format!("{base}/j/{link}#k={SECRET}")).await;
     guest.wait_text("#join h1", "Family call").await;
     guest.fill("input[name=name]", name).await;
-    guest.click("#join-form button[type=submit]").await;
+    guest.submit_join().await;
     guest
 }
 
@@ -840,7 +848,7 @@ async fn without_camera_permission_the_page_says_so_and_joining_still_works() {
         )
         .await;
     guest.fill("input[name=name]", "No camera").await;
-    guest.click("#join-form button[type=submit]").await;
+    guest.submit_join().await;
     guest
         .wait_text("#status", "Someone on the call will let you in")
         .await;
@@ -991,7 +999,7 @@ async fn a_guest_denied_twice_is_blocked_and_cannot_ask_again() {
         .wait_text("#status", "Your request to join was declined.")
         .await;
 
-    guest.click("#join-form button[type=submit]").await;
+    guest.submit_join().await;
     guest
         .wait_text("#status", "Someone on the call will let you in")
         .await;
@@ -1011,7 +1019,7 @@ async fn a_guest_denied_twice_is_blocked_and_cannot_ask_again() {
         )
         .await
         .unwrap();
-    guest.click("#join-form button[type=submit]").await;
+    guest.submit_join().await;
     guest.wait_text("#status", BLOCKED).await;
     let lobby_hidden = host
         .client
@@ -1757,7 +1765,7 @@ async fn email_invitations_from_the_call_page_carry_the_links_fragment() {
     let host = driver.browser().await;
     host.sign_in(&base, "host@example.org").await;
     host.goto(&format!("{base}/j/{id}{KEY}")).await;
-    host.click("#join-form button[type=submit]").await;
+    host.submit_join().await;
     host.wait_text("#roster", "User host@example.org (you)")
         .await;
 

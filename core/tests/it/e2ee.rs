@@ -173,7 +173,7 @@ async fn member_on_call(
             .unwrap();
     }
     open_with(&page, base, link, SECRET).await;
-    page.click("#join-form button[type=submit]").await;
+    page.submit_join().await;
     page.wait_text("#roster", &format!("User {email} (you)"))
         .await;
     page
@@ -463,7 +463,7 @@ async fn a_caller_with_another_secret_sees_nothing_and_everyone_is_told() {
     let eve = driver.browser_with_args(&camera.args()).await;
     open_with(&eve, &base, &link, OTHER_SECRET).await;
     eve.fill("input[name=name]", "Eve").await;
-    eve.click("#join-form button[type=submit]").await;
+    eve.submit_join().await;
     eve.wait_text("#status", "Someone on the call will let you in")
         .await;
     let eve_id = admits(&host, &eve, "Eve").await;

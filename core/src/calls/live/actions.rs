@@ -28,7 +28,7 @@ impl CallTask {
             action,
         }: CallRequest,
     ) {
-        let now = self.state.clock.now();
+        let now = self.deps.clock.now();
         let action = match action {
             Action::Plugin { action, reply } => {
                 reply.send(self.plugin_action(action, now));
@@ -176,7 +176,7 @@ impl CallTask {
             network: address.map(network_of),
         };
         let waiting = self.call.lobby().any(|r| r.identity == identity);
-        if identity.is_authenticated() || waiting || !self.state.plugins.screens_lobby_requests() {
+        if identity.is_authenticated() || waiting || !self.deps.host.screens_lobby_requests() {
             return self.join(client, identity, origin, name, Vec::new(), now);
         }
         if let Err(err) = self.call.may_ask(&identity, &origin) {
@@ -414,7 +414,7 @@ impl CallTask {
             return;
         }
         // The screen's media section stays negotiated; this shows or hides it.
-        if let Some(media) = self.state.media.as_ref()
+        if let Some(media) = self.deps.media.as_ref()
             && let Err(busy) = media.send(sfu::MediaCommand::Sharing {
                 call: sfu::CallKey(self.link_pk),
                 participant: me.0,
@@ -433,7 +433,7 @@ impl CallTask {
         let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
             return;
         };
-        if !self.state.plugins.takes_call_messages(&plugin) {
+        if !self.deps.host.takes_call_messages(&plugin) {
             return self.tell(
                 client,
                 error(

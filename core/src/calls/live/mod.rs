@@ -15,12 +15,16 @@ use std::time::Duration;
 
 mod actions;
 mod command;
+mod deps;
 mod outputs;
 mod plugin_calls;
 mod registry;
 mod task;
+#[cfg(test)]
+mod tests;
 
 pub use command::{Action, CallRequest, ClientId, MediaState, PluginReply, next_client_id};
+pub use deps::{CallDeps, CallHost, HostFuture};
 pub use registry::CallRegistry;
 
 /// Commands waiting for a call's task; beyond this, senders wait.

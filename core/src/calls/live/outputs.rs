@@ -19,7 +19,7 @@ use super::task::{CallTask, Role};
 impl CallTask {
     /// Passes a command to the SFU, or tells the client why it cannot.
     pub(super) fn media(&self, client: ClientId, command: sfu::MediaCommand) {
-        let Some(media) = self.state.media.as_ref() else {
+        let Some(media) = self.deps.media.as_ref() else {
             return self.tell(
                 client,
                 error(
@@ -36,7 +36,7 @@ impl CallTask {
     /// Closes a participant's media connections.
     pub(super) fn media_leave(&mut self, participant: ParticipantId) {
         self.media_states.remove(&participant);
-        if let Some(media) = self.state.media.as_ref() {
+        if let Some(media) = self.deps.media.as_ref() {
             let _ = media.send(sfu::MediaCommand::Leave {
                 call: sfu::CallKey(self.link_pk),
                 participant: participant.0,
@@ -169,7 +169,7 @@ impl CallTask {
     /// participants (only to those whose last lobby differs: a lobby that did not
     /// change is not sent again).
     pub(super) fn send_snapshots(&mut self) {
-        let window = self.state.call_rules().removal_window;
+        let window = self.deps.rules.removal_window;
         let roster: Vec<RosterEntry> = self
             .call
             .participants()
@@ -213,7 +213,7 @@ impl CallTask {
             (&lobby, total, locked).hash(&mut h);
             h.finish()
         };
-        let now = self.state.clock.now();
+        let now = self.deps.clock.now();
         let deciders: Vec<ParticipantId> = self
             .call
             .participants()

@@ -28,7 +28,7 @@ impl CallTask {
         let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
             return;
         };
-        let state = self.state.clone();
+        let host = self.deps.host.clone();
         let queue = self.own_queue.clone();
         let request = plugins::LobbyInfo {
             call: self.call_info(),
@@ -38,7 +38,7 @@ impl CallTask {
             asked_at: now,
         };
         tokio::spawn(async move {
-            let verdict = state.plugins.lobby_decision(&state, &request).await;
+            let verdict = host.lobby_decision(request).await;
             if let Some(queue) = queue.upgrade() {
                 let _ = queue
                     .send(CallRequest {
@@ -63,7 +63,7 @@ impl CallTask {
             started_at: self
                 .call
                 .started_at()
-                .unwrap_or_else(|| self.state.clock.now()),
+                .unwrap_or_else(|| self.deps.clock.now()),
         }
     }
 
@@ -73,14 +73,13 @@ impl CallTask {
             return inbox.clone();
         }
         let (inbox, mut messages) = mpsc::channel::<InboxMessage>(PLUGIN_INBOX);
-        let state = self.state.clone();
+        let host = self.deps.host.clone();
         let name = plugin.to_string();
         let call = self.call_info();
         tokio::spawn(async move {
             while let Some(m) = messages.recv().await {
-                if let Err(e) = state
-                    .plugins
-                    .call_message(&state, &name, &call, m.sender, m.payload)
+                if let Err(e) = host
+                    .call_message(name.clone(), call.clone(), m.sender, m.payload)
                     .await
                 {
                     let _ = m
@@ -216,6 +215,6 @@ impl CallTask {
             }
             _ => return,
         };
-        plugins::emit(&self.state, plugin_event);
+        self.deps.host.emit(plugin_event);
     }
 }

@@ -18,6 +18,7 @@ use crate::store::link;
 
 use super::COMMAND_QUEUE;
 use super::command::{Action, CallRequest, PluginReply};
+use super::deps::CallDeps;
 use super::task::CallTask;
 
 /// Live calls by link.
@@ -219,7 +220,7 @@ impl CallRegistry {
         }
         let (queue, commands) = mpsc::channel(COMMAND_QUEUE);
         calls.insert(link.pk, queue.clone());
-        CallTask::spawn(state, link, queue.clone(), commands);
+        CallTask::spawn(CallDeps::of(state), link, queue.clone(), commands);
         queue
     }
 

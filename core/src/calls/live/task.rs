@@ -6,7 +6,6 @@ use std::collections::HashMap;
 
 use tokio::sync::{broadcast, mpsc};
 
-use crate::AppState;
 use crate::calls::{
     Call, CallPolicy, Identity, JoinError, JoinOutcome, Origin, ParticipantId, RequestEnd,
     RequestId, Seat,
@@ -19,6 +18,7 @@ use crate::protocol::{
 use crate::store::{LinkChange, link};
 
 use super::command::{CallRequest, ClientId, MediaState};
+use super::deps::CallDeps;
 use super::{LINK_RECHECK, TICK};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +74,7 @@ pub(super) struct CallTask {
     pub(super) request_warnings: HashMap<RequestId, Vec<LobbyWarning>>,
     /// This call's own queue, for answers from tasks it started (screening).
     pub(super) own_queue: mpsc::WeakSender<CallRequest>,
-    pub(super) state: AppState,
+    pub(super) deps: CallDeps,
 }
 
 /// A participant's message for a plugin, and where to report a failure.
@@ -90,7 +90,7 @@ pub(super) const PLUGIN_INBOX: usize = 256;
 impl CallTask {
     /// Starts the task of a new call of `link`, taking `commands` from `queue`.
     pub(super) fn spawn(
-        state: &AppState,
+        deps: CallDeps,
         link: &link::Model,
         queue: mpsc::Sender<CallRequest>,
         commands: mpsc::Receiver<CallRequest>,
@@ -102,7 +102,7 @@ impl CallTask {
                 .unwrap_or(crate::calls::MAX_PARTICIPANTS),
         };
         let actor = CallTask {
-            call: Call::new(link.owner_id, policy, state.call_rules()),
+            call: Call::new(link.owner_id, policy, deps.rules),
             link_id: link.public_id.clone(),
             link_pk: link.pk,
             clients: HashMap::new(),
@@ -115,7 +115,7 @@ impl CallTask {
             plugin_inboxes: HashMap::new(),
             request_warnings: HashMap::new(),
             own_queue: queue.downgrade(),
-            state: state.clone(),
+            deps,
         };
         tokio::spawn(actor.run(commands, queue));
     }
@@ -132,14 +132,14 @@ impl CallTask {
         let mut recheck =
             tokio::time::interval_at(tokio::time::Instant::now() + LINK_RECHECK, LINK_RECHECK);
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut changes = self.state.store.link_changes();
+        let mut changes = self.deps.store.link_changes();
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => self.handle(command),
                     None => break,
                 },
-                _ = ticker.tick() => self.call.tick(self.state.clock.now()),
+                _ = ticker.tick() => self.call.tick(self.deps.clock.now()),
                 change = changes.recv() => match change {
                     Ok(change) if change.pk() == self.link_pk => self.link_changed(change),
                     Ok(_) => {}
@@ -157,17 +157,11 @@ impl CallTask {
         }
         // Stop taking commands; senders that raced us start a fresh call.
         commands.close();
-        self.state.calls.forget(self.link_pk, &own_queue);
+        self.deps.host.call_ended(self.link_pk, &own_queue);
         drop(own_queue);
         // Anything still queued belongs to the next call.
         while let Ok(command) = commands.try_recv() {
-            let state = self.state.clone();
-            let link_id = self.link_id.clone();
-            tokio::spawn(async move {
-                if let Ok(Some(link)) = state.store.link_by_public_id(&link_id).await {
-                    state.calls.send(&state, &link, command).await;
-                }
-            });
+            self.deps.host.redeliver(self.link_id.clone(), command);
         }
     }
 
@@ -274,7 +268,7 @@ impl CallTask {
     /// Re-reads the link off the call's task; a difference is announced to every
     /// listener (this call and the link's connections) as a [`LinkChange`].
     pub(super) fn recheck_link(&self) {
-        let store = self.state.store.clone();
+        let store = self.deps.store.clone();
         let (pk, known) = (self.link_pk, self.link_id.clone());
         tokio::spawn(async move {
             let change = match store.link_by_pk(pk).await {
@@ -337,9 +331,9 @@ impl CallTask {
             JoinError::TooManyFromNetwork => ErrorCode::TooManyRequests,
         };
         match err {
-            JoinError::LobbyFull => self.state.metrics.count_refused("max_lobby_requests"),
+            JoinError::LobbyFull => self.deps.metrics.count_refused("max_lobby_requests"),
             JoinError::TooManyFromNetwork => {
-                self.state.metrics.count_refused("max_waiting_per_address")
+                self.deps.metrics.count_refused("max_waiting_per_address")
             }
             _ => {}
         }
@@ -360,9 +354,9 @@ impl CallTask {
 
     /// Appends to the call-metadata log without holding up the call.
     pub(super) fn record(&self, kind: CallEventKind, subject: Option<String>) {
-        let store = self.state.store.clone();
+        let store = self.deps.store.clone();
         let link_id = self.link_id.clone();
-        let now = self.state.clock.now();
+        let now = self.deps.clock.now();
         tokio::spawn(async move {
             if let Err(err) = privacy::record(&store, &link_id, kind, subject.as_deref(), now).await
             {

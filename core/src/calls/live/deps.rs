@@ -1,0 +1,121 @@
+//! What a call's task uses of the rest of the server, and nothing more: a clock,
+//! the store, the call rules, the media plane, the metrics, and a [`CallHost`]
+//! for the plugins and the registry. The server builds them from its state
+//! ([`CallDeps::of`]); a test builds its own, with a fake clock and a host that
+//! records what it was told.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::CallRequest;
+use crate::AppState;
+use crate::calls::CallRules;
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::plugins::{self, CallInfo, Event, InvokeError, LobbyInfo, Verdict};
+use crate::sfu::MediaHandle;
+use crate::store::Store;
+
+/// A boxed future a [`CallHost`] answers with (it runs off the call's task).
+pub type HostFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// The plugins and the registry, as a call's task sees them.
+pub trait CallHost: Send + Sync + 'static {
+    /// Whether any plugin screens guests' join requests.
+    fn screens_lobby_requests(&self) -> bool;
+    /// Whether `plugin` takes messages from people on calls.
+    fn takes_call_messages(&self, plugin: &str) -> bool;
+    /// The plugins' verdict on a lobby request.
+    fn lobby_decision(&self, request: LobbyInfo) -> HostFuture<Verdict>;
+    /// Hands a participant's message to `plugin`.
+    fn call_message(
+        &self,
+        plugin: String,
+        call: CallInfo,
+        sender: u32,
+        payload: Vec<u8>,
+    ) -> HostFuture<Result<(), InvokeError>>;
+    /// Tells the plugins that listen what happened on a call.
+    fn emit(&self, event: Event);
+    /// The call of `link_pk` ended: its queue takes no more requests.
+    fn call_ended(&self, link_pk: i64, queue: &mpsc::Sender<CallRequest>);
+    /// A request that reached the call as it ended, for the link's next call.
+    fn redeliver(&self, link_id: String, request: CallRequest);
+}
+
+/// Everything else a call's task works with.
+#[derive(Clone)]
+pub struct CallDeps {
+    pub clock: Arc<dyn Clock>,
+    pub store: Store,
+    pub rules: CallRules,
+    /// The media plane, when it runs on this process.
+    pub media: Option<MediaHandle>,
+    pub metrics: Arc<Metrics>,
+    pub host: Arc<dyn CallHost>,
+}
+
+impl CallDeps {
+    /// What the server's calls use.
+    pub fn of(state: &AppState) -> Self {
+        Self {
+            clock: state.clock.clone(),
+            store: state.store.clone(),
+            rules: state.call_rules(),
+            media: state.media.clone(),
+            metrics: state.metrics.clone(),
+            host: Arc::new(state.clone()),
+        }
+    }
+}
+
+impl CallHost for AppState {
+    fn screens_lobby_requests(&self) -> bool {
+        self.plugins.screens_lobby_requests()
+    }
+
+    fn takes_call_messages(&self, plugin: &str) -> bool {
+        self.plugins.takes_call_messages(plugin)
+    }
+
+    fn lobby_decision(&self, request: LobbyInfo) -> HostFuture<Verdict> {
+        let state = self.clone();
+        Box::pin(async move { state.plugins.lobby_decision(&state, &request).await })
+    }
+
+    fn call_message(
+        &self,
+        plugin: String,
+        call: CallInfo,
+        sender: u32,
+        payload: Vec<u8>,
+    ) -> HostFuture<Result<(), InvokeError>> {
+        let state = self.clone();
+        Box::pin(async move {
+            state
+                .plugins
+                .call_message(&state, &plugin, &call, sender, payload)
+                .await
+        })
+    }
+
+    fn emit(&self, event: Event) {
+        plugins::emit(self, event);
+    }
+
+    fn call_ended(&self, link_pk: i64, queue: &mpsc::Sender<CallRequest>) {
+        self.calls.forget(link_pk, queue);
+    }
+
+    fn redeliver(&self, link_id: String, request: CallRequest) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            if let Ok(Some(link)) = state.store.link_by_public_id(&link_id).await {
+                state.calls.send(&state, &link, request).await;
+            }
+        });
+    }
+}

@@ -1,0 +1,255 @@
+//! The call task alone: its own dependencies (a fake clock, an in-memory store, no
+//! media), a host that records what plugins would be told, and connections that
+//! are plain queues.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use super::deps::{CallDeps, CallHost, HostFuture};
+use super::task::CallTask;
+use super::{Action, CallRequest};
+use crate::calls::{CallRules, Identity};
+use crate::clock::FakeClock;
+use crate::metrics::Metrics;
+use crate::plugins::{CallInfo, Event, InvokeError, LobbyInfo, Verdict};
+use crate::protocol::{RequestEndReason, ServerMessage};
+use crate::store::{NewLinkRow, Store};
+
+fn t0() -> DateTime<Utc> {
+    "2026-12-05T12:00:00Z".parse().unwrap()
+}
+
+/// Plugins as the test wants them: a verdict for every lobby request (none: no
+/// plugin screens), and the events they were told, by kind.
+#[derive(Default)]
+struct Host {
+    verdict: Option<Verdict>,
+    told: Mutex<Vec<String>>,
+}
+
+impl CallHost for Host {
+    fn screens_lobby_requests(&self) -> bool {
+        self.verdict.is_some()
+    }
+    fn takes_call_messages(&self, _plugin: &str) -> bool {
+        false
+    }
+    fn lobby_decision(&self, _request: LobbyInfo) -> HostFuture<Verdict> {
+        let verdict = self.verdict.clone().unwrap_or(Verdict::Allow);
+        Box::pin(async move { verdict })
+    }
+    fn call_message(
+        &self,
+        plugin: String,
+        _call: CallInfo,
+        _sender: u32,
+        _payload: Vec<u8>,
+    ) -> HostFuture<Result<(), InvokeError>> {
+        Box::pin(async move { Err(InvokeError::NotFound(plugin)) })
+    }
+    fn emit(&self, event: Event) {
+        let kind = format!("{event:?}");
+        let kind = kind
+            .split(['(', ' ', '{'])
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        self.told.lock().unwrap().push(kind);
+    }
+    fn call_ended(&self, _link_pk: i64, _queue: &mpsc::Sender<CallRequest>) {}
+    fn redeliver(&self, _link_id: String, _request: CallRequest) {}
+}
+
+struct Harness {
+    /// The link owner's account.
+    owner: i64,
+    clock: FakeClock,
+    host: Arc<Host>,
+    queue: mpsc::Sender<CallRequest>,
+}
+
+impl Harness {
+    /// A call of a link whose guests need approval, with a lobby timeout of 2 s.
+    async fn start(host: Host) -> Harness {
+        let clock = FakeClock::new(t0());
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        store.migrate().await.unwrap();
+        let host = Arc::new(host);
+        let deps = CallDeps {
+            clock: Arc::new(clock.clone()),
+            store: store.clone(),
+            rules: CallRules {
+                lobby_timeout: chrono::Duration::seconds(2),
+                ..CallRules::default()
+            },
+            media: None,
+            metrics: Arc::new(Metrics::default()),
+            host: host.clone(),
+        };
+        // The link exists, as the task re-reads it now and then.
+        let owner = store
+            .insert_user("owner@example.org", "Owner", "member", "-", t0())
+            .await
+            .unwrap();
+        let link = store
+            .insert_link(NewLinkRow {
+                public_id: "link-1".into(),
+                owner_id: owner.id,
+                title: "Standup".into(),
+                description: None,
+                schedule: None,
+                guests_need_approval: true,
+                members_need_approval: false,
+                max_participants: 32,
+                created_at: t0(),
+            })
+            .await
+            .unwrap();
+        let (queue, requests) = mpsc::channel(16);
+        CallTask::spawn(deps, &link, queue.clone(), requests);
+        Harness {
+            clock,
+            host,
+            queue,
+            owner: owner.id,
+        }
+    }
+
+    /// Opens a connection `client` that asks to join as `identity`.
+    async fn join(&self, client: u64, identity: Identity, name: &str) -> Connection {
+        let (out, messages) = mpsc::channel(64);
+        let action = Action::Join {
+            identity,
+            name: name.into(),
+            address: None,
+            device: None,
+            opened_as: "link-1".into(),
+        };
+        self.queue
+            .send(CallRequest {
+                client,
+                out,
+                action,
+            })
+            .await
+            .unwrap();
+        Connection(messages)
+    }
+}
+
+impl Harness {
+    /// The link's owner joins (connection 1) and is on the call.
+    async fn owner_joins(&self) -> Connection {
+        let owner = Identity::Member {
+            user_id: self.owner,
+        };
+        let mut connection = self.join(1, owner, "Owner").await;
+        connection
+            .next(|m| matches!(m, ServerMessage::Joined { .. }).then_some(()))
+            .await;
+        connection
+    }
+}
+
+struct Connection(mpsc::Receiver<ServerMessage>);
+
+impl Connection {
+    /// The first message that `wanted` accepts, skipping others (rosters,
+    /// lobbies); fails after 10 s.
+    async fn next<T>(&mut self, wanted: impl Fn(&ServerMessage) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.0.recv())
+                .await
+                .expect("the expected message in time")
+                .expect("the connection's queue is open");
+            if let Some(found) = wanted(&message) {
+                return found;
+            }
+        }
+    }
+}
+
+fn guest(key: &str) -> Identity {
+    Identity::Guest {
+        guest_key: key.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_waiting_guest_is_told_when_the_lobby_timeout_passes_on_the_calls_clock() {
+    let call = Harness::start(Host::default()).await;
+    let mut owner = call.owner_joins().await;
+    let mut guest = call.join(2, guest("guest-key-0123456789"), "Guest").await;
+    guest
+        .next(|m| matches!(m, ServerMessage::Waiting { .. }).then_some(()))
+        .await;
+    let waiting = owner
+        .next(|m| match m {
+            ServerMessage::Lobby { requests, .. } if !requests.is_empty() => {
+                Some(requests[0].name.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(waiting, "Guest");
+
+    // Only the call's clock moves; the task's next tick applies the timeout.
+    call.clock.advance(chrono::Duration::seconds(3));
+    let why = guest
+        .next(|m| match m {
+            ServerMessage::RequestEnded { why } => Some(*why),
+            _ => None,
+        })
+        .await;
+    assert_eq!(why, RequestEndReason::TimedOut);
+    owner
+        .next(|m| match m {
+            ServerMessage::Lobby { requests, .. } => requests.is_empty().then_some(()),
+            _ => None,
+        })
+        .await;
+    let told = call.host.told.lock().unwrap().clone();
+    assert_eq!(
+        told,
+        ["CallStarted", "ParticipantJoined", "LobbyRequest"],
+        "what plugins heard"
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_that_screens_requests_turns_a_guest_away_with_its_reason() {
+    let call = Harness::start(Host {
+        verdict: Some(Verdict::Deny {
+            plugin: "spam-guard".into(),
+            reason: "This device was blocked from this link.".into(),
+        }),
+        ..Host::default()
+    })
+    .await;
+    let _owner = call.owner_joins().await;
+    let mut guest = call.join(2, guest("guest-key-0123456789"), "Guest").await;
+    let (blocked, reason) = guest
+        .next(|m| match m {
+            ServerMessage::Denied { blocked, reason } => Some((*blocked, reason.clone())),
+            _ => None,
+        })
+        .await;
+    assert!(!blocked);
+    assert_eq!(
+        reason.as_deref(),
+        Some("This device was blocked from this link.")
+    );
+    // The request never reached the lobby.
+    assert!(
+        !call
+            .host
+            .told
+            .lock()
+            .unwrap()
+            .contains(&"LobbyRequest".to_string())
+    );
+}
