@@ -117,7 +117,8 @@ fn imports() -> BTreeMap<String, (BTreeSet<String>, bool)> {
     for entry in std::fs::read_dir(&root).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
-        if name != "lib" && name != "main" {
+        // The binary (main.rs and its command groups in cli/) is an entry point.
+        if name != "lib" && name != "main" && name != "cli" {
             modules.insert(name);
         }
     }
