@@ -16,19 +16,30 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
-/// How many strangers of each kind.
-#[derive(Debug, Clone, Default)]
+/// How many strangers of each kind (the `--flood-*` arguments).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Flood {
-    /// Guests asking to join the call at once, each from its own address.
+    /// Guests asking to join at once, each from its own loopback address.
+    #[arg(long = "flood-joins", default_value_t = 0, value_parser = flood_size)]
     pub joins: usize,
-    /// ICE-TCP connections to the media port that never send a thing, kept at
-    /// this many.
+    /// Idle ICE-TCP connections to the media port, kept open at this many.
+    #[arg(long = "flood-tcp", default_value_t = 0, value_parser = flood_size, requires = "media_tcp")]
     pub idle_tcp: usize,
-    /// HTTP clients that send a request's headers one byte a second, kept at
-    /// this many.
+    /// HTTP clients sending their headers one byte a second, kept at this many.
+    #[arg(long = "flood-slow-http", default_value_t = 0, value_parser = flood_size)]
     pub slow_http: usize,
-    /// The server's media TCP address (for `idle_tcp`).
+    /// The server's media TCP address (for `--flood-tcp`).
+    #[arg(long)]
     pub media_tcp: Option<SocketAddr>,
+}
+
+/// Each flood is at most one loopback block of addresses.
+fn flood_size(text: &str) -> Result<usize, String> {
+    let n: usize = text.parse().map_err(|e| format!("{e}"))?;
+    if n > 25_000 {
+        return Err("each flood is at most 25,000 (one loopback block of addresses)".into());
+    }
+    Ok(n)
 }
 
 impl Flood {

@@ -33,7 +33,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 /// What to measure (`confab-loadgen --help`).
 #[derive(Debug, Clone, clap::Parser)]
 #[command(about = "Synthetic participants in one call on a Confab server")]
-struct Args {
+struct Options {
     /// The server's base URL.
     #[arg(long, default_value = "http://127.0.0.1:18090")]
     server: String,
@@ -47,8 +47,8 @@ struct Args {
     #[arg(long)]
     server_pid: Option<u32>,
     /// People on the call (2–32).
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(2..=32))]
-    participants: u8,
+    #[arg(long, default_value_t = 16, value_parser = participants)]
+    participants: usize,
     /// Seconds measured.
     #[arg(long, default_value_t = 30)]
     seconds: u64,
@@ -58,60 +58,16 @@ struct Args {
     /// The simulcast layer each participant asks of the others (0–2).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
     layer: u8,
-    /// Guests asking to join at once, each from its own loopback address.
-    #[arg(long = "flood-joins", default_value_t = 0, value_parser = flood_size)]
-    flood_joins: usize,
-    /// Idle ICE-TCP connections to the media port, kept open at this many.
-    #[arg(long = "flood-tcp", default_value_t = 0, value_parser = flood_size, requires = "media_tcp")]
-    flood_tcp: usize,
-    /// HTTP clients sending their headers one byte a second, kept at this many.
-    #[arg(long = "flood-slow-http", default_value_t = 0, value_parser = flood_size)]
-    flood_slow_http: usize,
-    /// The server's media TCP address (for `--flood-tcp`).
-    #[arg(long)]
-    media_tcp: Option<std::net::SocketAddr>,
-}
-
-/// Each flood is at most one loopback block of addresses.
-fn flood_size(text: &str) -> Result<usize, String> {
-    let n: usize = text.parse().map_err(|e| format!("{e}"))?;
-    if n > 25_000 {
-        return Err("each flood is at most 25,000 (one loopback block of addresses)".into());
-    }
-    Ok(n)
-}
-
-#[derive(Debug, Clone)]
-struct Options {
-    server: String,
-    link: String,
-    token: String,
-    server_pid: Option<u32>,
-    participants: usize,
-    seconds: u64,
-    warmup: u64,
-    layer: u8,
+    #[command(flatten)]
     flood: flood::Flood,
 }
 
-fn options() -> Options {
-    let a = <Args as clap::Parser>::parse();
-    Options {
-        server: a.server,
-        link: a.link,
-        token: a.token,
-        server_pid: a.server_pid,
-        participants: usize::from(a.participants),
-        seconds: a.seconds,
-        warmup: a.warmup,
-        layer: a.layer,
-        flood: flood::Flood {
-            joins: a.flood_joins,
-            idle_tcp: a.flood_tcp,
-            slow_http: a.flood_slow_http,
-            media_tcp: a.media_tcp,
-        },
+fn participants(text: &str) -> Result<usize, String> {
+    let n: usize = text.parse().map_err(|e| format!("{e}"))?;
+    if !(2..=32).contains(&n) {
+        return Err("a call has 2 to 32 participants".into());
     }
+    Ok(n)
 }
 
 /// Shared between the participant tasks.
@@ -125,7 +81,7 @@ struct Run {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let o = options();
+    let o = <Options as clap::Parser>::parse();
     let run = Arc::new(Run {
         epoch: Instant::now(),
         connected: AtomicUsize::new(0),
