@@ -67,7 +67,11 @@ fn event() -> Event {
 
 /// Every copy loaded and switched on, and nothing failed so far.
 async fn check(state: &AppState) {
-    let list = state.plugins.list(state).await.expect("plugin list");
+    let list = state
+        .plugins
+        .list(state.plugin_deps())
+        .await
+        .expect("plugin list");
     assert!(list.problems.is_empty(), "{:?}", list.problems);
     assert_eq!(list.plugins.len(), COPIES);
     for plugin in &list.plugins {
@@ -96,7 +100,7 @@ fn plugins(c: &mut Criterion) {
         check(&state).await;
         state
             .plugins
-            .fire_timer(&state, "noop-1", "tick")
+            .fire_timer(state.plugin_deps(), "noop-1", "tick")
             .await
             .expect("the no-op timer runs");
     });
@@ -106,20 +110,24 @@ fn plugins(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             state
                 .plugins
-                .fire_timer(&state, "noop-1", "tick")
+                .fire_timer(state.plugin_deps(), "noop-1", "tick")
                 .await
                 .expect("the no-op timer runs")
         })
     });
     group.bench_function("event-to-4-plugins", |b| {
         b.to_async(&rt)
-            .iter(|| state.plugins.dispatch(&state, event()))
+            .iter(|| state.plugins.dispatch(state.plugin_deps(), event()))
     });
     group.finish();
 
     rt.block_on(async {
         check(&state).await;
-        let list = state.plugins.list(&state).await.expect("plugin list");
+        let list = state
+            .plugins
+            .list(state.plugin_deps())
+            .await
+            .expect("plugin list");
         assert!(
             list.plugins.iter().all(|p| p.invocations > 0),
             "every copy heard the events"

@@ -116,12 +116,20 @@ pub struct SharedState {
     pub guest_cookies: http::guest_cookie::GuestCookies,
     templates: Arc<tera::Tera>,
     public_url: Arc<str>,
+    /// What the plugin host reaches of the above.
+    plugin_deps: plugins::PluginDeps,
 }
 
 impl AppState {
     /// The base URL links are built on, without a trailing slash.
     pub fn public_url(&self) -> &str {
         &self.public_url
+    }
+
+    /// The parts of the server the plugins use (the plugin host's methods take
+    /// them instead of the whole state).
+    pub fn plugin_deps(&self) -> &plugins::PluginDeps {
+        &self.plugin_deps
     }
 
     /// The call rules from the configuration.
@@ -160,7 +168,7 @@ impl App {
 
     /// Loads the plugins (done by [`App::build`]; call it after [`App::with_store`]).
     pub async fn load_plugins(&self) {
-        self.state.plugins.load_all(&self.state).await;
+        self.state.plugins.load_all(self.state.plugin_deps()).await;
     }
 
     /// Builds the application over an already migrated store.
@@ -186,21 +194,38 @@ impl App {
         let connections = Arc::new(limits::ConnectionSlots::new(
             config.server.max_websockets_per_address,
         ));
+        let metrics = Arc::new(metrics::Metrics::default());
+        let policy = Arc::new(PolicyCache::default());
+        let templates = Arc::new(templates);
+        let public_url: Arc<str> = config.public_url().into();
+        let plugins = Arc::new(plugins::PluginHost::new(&config));
+        let plugin_deps = plugins::PluginDeps {
+            store: store.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            policy: policy.clone(),
+            mail: outbox.clone(),
+            templates: templates.clone(),
+            public_url: public_url.clone(),
+            calls: calls.clone(),
+            plugins: plugins.clone(),
+        };
         let state = AppState(Arc::new(SharedState {
             media: None,
-            plugins: Arc::new(plugins::PluginHost::new(&config)),
+            plugins,
             mail: outbox,
             store,
-            public_url: config.public_url().into(),
+            public_url,
             config: Arc::new(config),
             clock,
-            policy: Arc::new(PolicyCache::default()),
+            policy,
             throttle: Arc::new(throttle),
-            metrics: Arc::new(metrics::Metrics::default()),
+            metrics,
             calls,
             connections,
             guest_cookies: http::guest_cookie::GuestCookies::default(),
-            templates: Arc::new(templates),
+            templates,
+            plugin_deps,
         }));
         Ok(Self { state })
     }
@@ -269,14 +294,15 @@ impl App {
             shutdown.clone(),
         ));
         let timers = tokio::spawn(plugins::PluginHost::run_timers(
-            state.clone(),
+            state.plugin_deps().clone(),
             shutdown.clone(),
         ));
-        let watcher = state
-            .config
-            .plugins
-            .watch
-            .then(|| tokio::spawn(plugins::PluginHost::watch(state.clone(), shutdown.clone())));
+        let watcher = state.config.plugins.watch.then(|| {
+            tokio::spawn(plugins::PluginHost::watch(
+                state.plugin_deps().clone(),
+                shutdown.clone(),
+            ))
+        });
         let local = listener.local_addr().map_err(AppError::Serve)?;
         tracing::info!(address = %local, url = %state.public_url(), database = state.store.backend_name(), "Confab is ready");
         let header_read_timeout =

@@ -30,7 +30,6 @@ import {
   ReplayWindow,
   commitHash,
   dataHead,
-  fromBase64,
   helloMac,
   isUncompressedPoint,
   kidOf,
@@ -43,10 +42,10 @@ import {
   safetyCode,
   sealData,
   senderKey,
-  toBase64,
   unwrapKey,
   wrapKey,
 } from "./e2ee.js";
+import { fromBase64, toBase64 } from "./lib/base64.js";
 
 /**
  * Which API this browser has for touching encoded frames, or null:

@@ -1,6 +1,7 @@
 // Dashboard behaviour: link secrets, copy buttons and confirmation before revoking.
 
 import { pluginFetch } from "/static/lib/plugin-fetch.js";
+import { loadPluginModules } from "/static/lib/plugin-modules.js";
 import { randomToken } from "/static/lib/random.js";
 
 // The link secret (docs/security.md, "The link secret"): the full link is
@@ -195,20 +196,10 @@ try {
 } catch {
   modules = [];
 }
-for (const { plugin, url } of modules) {
-  const element = document.createElement("section");
-  element.className = "card plugin-card";
-  element.dataset.plugin = plugin;
-  const handle = new DashboardHandle(plugin, element, dashboard.dataset.csrf);
-  import(url)
-    .then(async (module) => {
-      if (typeof module.default !== "function") throw new TypeError("the module has no default export function");
-      area.append(element);
-      await module.default(handle);
-    })
-    .catch((error) => {
-      console.error(`the ${plugin} plugin's dashboard module failed`, error);
-      element.remove();
-      report(`The ${plugin} plugin could not start on this page.`);
-    });
-}
+loadPluginModules(modules, {
+  area,
+  className: "card plugin-card",
+  page: "dashboard",
+  handle: (plugin, element) => new DashboardHandle(plugin, element, dashboard.dataset.csrf),
+  report,
+});

@@ -15,6 +15,11 @@
 //
 // This module runs both on the page and in the media worker (e2ee-worker.js).
 
+import { fromBase64, fromBase64Url, toBase64, toBase64Url } from "./lib/base64.js";
+
+// Also exported from here: tests import them with this module (core/tests/it/e2ee.rs).
+export { fromBase64, fromBase64Url, toBase64, toBase64Url };
+
 const text = new TextEncoder();
 
 /** A link secret: at least 128 bits as unpadded base64url. */
@@ -42,30 +47,6 @@ export const RETIRE_MS = 5000;
 export const REPLAY_WINDOW = 1024;
 /** A sender key seals at most this many frames; then the sender needs a new key. */
 export const COUNTER_LIMIT = 2 ** 31;
-
-export function toBase64(bytes) {
-  let out = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    out += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(out);
-}
-
-export function fromBase64(value) {
-  const raw = atob(value);
-  const bytes = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i += 1) bytes[i] = raw.charCodeAt(i);
-  return bytes;
-}
-
-export function toBase64Url(bytes) {
-  return toBase64(bytes).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-export function fromBase64Url(value) {
-  const padded = value.replace(/-/g, "+").replace(/_/g, "/");
-  return fromBase64(padded + "=".repeat((4 - (padded.length % 4)) % 4));
-}
 
 /** A fresh link secret: 16 random bytes. */
 export function newSecret() {

@@ -25,7 +25,9 @@
 // sends the session's CSRF token, so the plugin's `handle-http` sees the user; for
 // a guest it is a plain request.
 
+import { fromBase64, toBase64 } from "/static/lib/base64.js";
 import { pluginFetch } from "/static/lib/plugin-fetch.js";
+import { loadPluginModules } from "/static/lib/plugin-modules.js";
 
 /** Largest payload of one message, as the server enforces it. */
 export const MAX_MESSAGE_BYTES = 32 * 1024;
@@ -33,21 +35,6 @@ export const MAX_MESSAGE_BYTES = 32 * 1024;
 const SEALING_BYTES = 37;
 /** Messages kept for a module that has not registered `onMessage` yet. */
 const EARLY_MESSAGES = 100;
-
-function toBase64(bytes) {
-  let text = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(text);
-}
-
-function fromBase64(text) {
-  const raw = atob(text);
-  const bytes = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i += 1) bytes[i] = raw.charCodeAt(i);
-  return bytes;
-}
 
 function toBytes(data) {
   if (typeof data === "string") return new TextEncoder().encode(data);
@@ -145,23 +132,17 @@ export class CallPagePlugins {
 
   /** Imports every module (once per page) and calls its default export. */
   load() {
-    this.loading ??= Promise.all(this.modules.map(async ({ plugin, url }) => {
-      const element = document.createElement("section");
-      element.className = "plugin-area";
-      element.dataset.plugin = plugin;
-      const handle = new PluginHandle(plugin, element, this.host);
-      this.handles.set(plugin, handle);
-      try {
-        const module = await import(url);
-        if (typeof module.default !== "function") throw new TypeError("the module has no default export function");
-        this.area.append(element);
-        await module.default(handle);
-      } catch (error) {
-        console.error(`the ${plugin} plugin's call-page module failed`, error);
-        element.remove();
-        this.report(`The ${plugin} plugin could not start on this page.`);
-      }
-    }));
+    this.loading ??= loadPluginModules(this.modules, {
+      area: this.area,
+      className: "plugin-area",
+      page: "call-page",
+      handle: (plugin, element) => {
+        const handle = new PluginHandle(plugin, element, this.host);
+        this.handles.set(plugin, handle);
+        return handle;
+      },
+      report: (message) => this.report(message),
+    });
     return this.loading;
   }
 

@@ -181,11 +181,95 @@ impl HttpResponse {
         }
     }
 
+    /// A JSON error: `{"error":"<message>"}` with `content-type: application/json`
+    /// (SDK 1.1).
+    ///
+    /// `message` is written as a JSON string (quotes, backslashes and control
+    /// characters escaped as `serde_json` escapes them). For the shape of the server's
+    /// own API errors, with a machine-readable code, use
+    /// [`HttpResponse::error_with_code`].
+    ///
+    /// ```
+    /// use confab_plugin_sdk::HttpResponse;
+    ///
+    /// let response = HttpResponse::error(401, "sign in first");
+    /// assert_eq!(response.status, 401);
+    /// assert_eq!(
+    ///     response.headers,
+    ///     vec![("content-type".to_string(), "application/json".to_string())]
+    /// );
+    /// assert_eq!(response.body, br#"{"error":"sign in first"}"#.to_vec());
+    /// ```
+    pub fn error(status: u16, message: impl Into<String>) -> HttpResponse {
+        let mut body = String::from(r#"{"error":"#);
+        push_json_string(&mut body, &message.into());
+        body.push('}');
+        HttpResponse::json(status, body)
+    }
+
+    /// A JSON error in the shape of the server's own API errors:
+    /// `{"error":{"code":"<code>","message":"<message>"}}` with
+    /// `content-type: application/json` (SDK 1.1).
+    ///
+    /// `code` is for programs (`not_found`, `invalid_schedule` …), `message` for
+    /// people; both are written as JSON strings (escaped as `serde_json` escapes them).
+    ///
+    /// ```
+    /// use confab_plugin_sdk::HttpResponse;
+    ///
+    /// let response = HttpResponse::error_with_code(404, "not_found", "No such \"link\".");
+    /// assert_eq!(response.status, 404);
+    /// assert_eq!(
+    ///     response.body,
+    ///     br#"{"error":{"code":"not_found","message":"No such \"link\"."}}"#.to_vec()
+    /// );
+    /// ```
+    pub fn error_with_code(
+        status: u16,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> HttpResponse {
+        let mut body = String::from(r#"{"error":{"code":"#);
+        push_json_string(&mut body, &code.into());
+        body.push_str(r#","message":"#);
+        push_json_string(&mut body, &message.into());
+        body.push_str("}}");
+        HttpResponse::json(status, body)
+    }
+
     /// Adds a header.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
+}
+
+/// Appends `text` to `out` as a JSON string, quoted and escaped byte for byte as
+/// `serde_json` writes it: `"`, `\`, and the control characters below U+0020
+/// (`\b`, `\f`, `\n`, `\r`, `\t`, the others as `\u00xx`); everything else as it is.
+fn push_json_string(out: &mut String, text: &str) {
+    out.reserve(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let b = u32::from(c) as usize;
+                out.push_str("\\u00");
+                out.push(char::from(HEX[b >> 4]));
+                out.push(char::from(HEX[b & 0xf]));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 impl HttpRequest {
@@ -433,6 +517,48 @@ mod tests {
                 ("content-type".to_string(), "application/json".to_string()),
                 ("x-a".to_string(), "b".to_string())
             ]
+        );
+    }
+
+    #[test]
+    fn errors_are_json_with_their_status() {
+        let json = vec![("content-type".to_string(), "application/json".to_string())];
+
+        let plain = HttpResponse::error(401, "sign in first");
+        assert_eq!(plain.status, 401);
+        assert_eq!(plain.headers, json);
+        assert_eq!(plain.body, br#"{"error":"sign in first"}"#.to_vec());
+
+        let coded = HttpResponse::error_with_code(422, "invalid_schedule", "Too long.")
+            .with_header("allow", "GET");
+        assert_eq!(coded.status, 422);
+        assert_eq!(
+            coded.headers,
+            vec![
+                ("content-type".to_string(), "application/json".to_string()),
+                ("allow".to_string(), "GET".to_string())
+            ]
+        );
+        assert_eq!(
+            coded.body,
+            br#"{"error":{"code":"invalid_schedule","message":"Too long."}}"#.to_vec()
+        );
+    }
+
+    #[test]
+    fn error_messages_are_escaped_as_serde_json_escapes_them() {
+        let message = "say \"hi\" \\ now\n\r\t\u{08}\u{0c}\u{01}\u{1f}\u{7f} é ✓ </p>";
+        let del = '\u{7f}';
+        let expected =
+            format!(r#"{{"error":"say \"hi\" \\ now\n\r\t\b\f\u0001\u001f{del} é ✓ </p>"}}"#);
+        assert_eq!(
+            String::from_utf8(HttpResponse::error(500, message).body).unwrap(),
+            expected
+        );
+        let coded = HttpResponse::error_with_code(400, "a\"b", "");
+        assert_eq!(
+            String::from_utf8(coded.body).unwrap(),
+            r#"{"error":{"code":"a\"b","message":""}}"#
         );
     }
 }

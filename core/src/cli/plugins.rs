@@ -142,7 +142,7 @@ pub(crate) async fn plugin_command(
     match cmd {
         PluginCommand::New { .. } => unreachable!("handled before connecting"),
         PluginCommand::List { out } => {
-            let list = state.plugins.list(state).await?;
+            let list = state.plugins.list(state.plugin_deps()).await?;
             print(out, &list, || {
                 let mut lines: Vec<String> = list
                     .plugins
@@ -164,7 +164,7 @@ pub(crate) async fn plugin_command(
             })
         }
         PluginCommand::Inspect { name, out } => {
-            let info = find(state.plugins.info(state, &name).await?, &name)?;
+            let info = find(state.plugins.info(state.plugin_deps(), &name).await?, &name)?;
             print(out, &info, || plugin_text(&info))
         }
         PluginCommand::Enable { name, out } => switch_plugin(state, &name, true, out).await,
@@ -172,10 +172,10 @@ pub(crate) async fn plugin_command(
         PluginCommand::Reload { name, out } => {
             state
                 .plugins
-                .reload(state, &name)
+                .reload(state.plugin_deps(), &name)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let info = find(state.plugins.info(state, &name).await?, &name)?;
+            let info = find(state.plugins.info(state.plugin_deps(), &name).await?, &name)?;
             // A running server with plugins.watch reloads it when plugin.toml changes.
             let manifest = std::path::Path::new(&info.dir).join("plugin.toml");
             if let Ok(file) = std::fs::File::options().write(true).open(&manifest) {
@@ -197,13 +197,21 @@ pub(crate) async fn switch_plugin(
     enabled: bool,
     out: Output,
 ) -> anyhow::Result<()> {
-    if state.plugins.info(state, name).await?.is_none() {
+    if state
+        .plugins
+        .info(state.plugin_deps(), name)
+        .await?
+        .is_none()
+    {
         anyhow::bail!("there is no plugin called {name:?} (see confab plugin list)");
     }
-    state.plugins.set_enabled(state, name, enabled).await?;
+    state
+        .plugins
+        .set_enabled(state.plugin_deps(), name, enabled)
+        .await?;
     let info = state
         .plugins
-        .info(state, name)
+        .info(state.plugin_deps(), name)
         .await?
         .context("the plugin disappeared")?;
     print(out, &info, || {

@@ -111,7 +111,7 @@ async fn create_link(
     let policy = state.policy.get(&state.store).await?;
     let link = links::create(&state.store, &policy, &user, input, state.clock.now()).await?;
     state.metrics.links_created.inc();
-    plugins::emit(&state, Event::LinkCreated(link.clone()));
+    plugins::emit(state.plugin_deps(), Event::LinkCreated(link.clone()));
     Ok((
         StatusCode::CREATED,
         Json(LinkWithSecret::generate(&link, state.public_url())),
@@ -144,7 +144,7 @@ async fn update_link(
     Json(patch): Json<LinkPatch>,
 ) -> Result<Json<LinkView>, ApiError> {
     let link = links::update(&state.store, &user, &id, patch, state.clock.now()).await?;
-    plugins::emit(&state, Event::LinkUpdated(link.clone()));
+    plugins::emit(state.plugin_deps(), Event::LinkUpdated(link.clone()));
     Ok(Json(LinkView::new(&link, state.public_url())))
 }
 
@@ -173,7 +173,7 @@ async fn revoke_link(
     let now = state.clock.now();
     let link = links::revoke(&state.store, &user, &id, now).await?;
     if link.revoked_at == Some(now) {
-        plugins::emit(&state, Event::LinkRevoked(link.clone()));
+        plugins::emit(state.plugin_deps(), Event::LinkRevoked(link.clone()));
     }
     Ok(Json(LinkView::new(&link, state.public_url())))
 }
@@ -191,6 +191,6 @@ async fn rotate_link(
     Path(id): Path<String>,
 ) -> Result<Json<LinkWithSecret>, ApiError> {
     let link = links::rotate(&state.store, &user, &id, state.clock.now()).await?;
-    plugins::emit(&state, Event::LinkUpdated(link.clone()));
+    plugins::emit(state.plugin_deps(), Event::LinkUpdated(link.clone()));
     Ok(Json(LinkWithSecret::generate(&link, state.public_url())))
 }

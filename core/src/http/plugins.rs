@@ -49,13 +49,13 @@ async fn list_plugins(
     State(state): State<AppState>,
     AdminUser(_admin): AdminUser,
 ) -> Result<Json<PluginList>, ApiError> {
-    Ok(Json(state.plugins.list(&state).await?))
+    Ok(Json(state.plugins.list(state.plugin_deps()).await?))
 }
 
 async fn find(state: &AppState, name: &str) -> Result<PluginInfo, ApiError> {
     state
         .plugins
-        .info(state, name)
+        .info(state.plugin_deps(), name)
         .await?
         .ok_or(ApiError::NotFound("no such plugin"))
 }
@@ -80,7 +80,10 @@ async fn enable_plugin(
     Path(name): Path<String>,
 ) -> Result<Json<PluginInfo>, ApiError> {
     find(&state, &name).await?;
-    state.plugins.set_enabled(&state, &name, true).await?;
+    state
+        .plugins
+        .set_enabled(state.plugin_deps(), &name, true)
+        .await?;
     tracing::info!(admin = %admin.email, plugin = %name, "plugin switched on");
     Ok(Json(find(&state, &name).await?))
 }
@@ -94,7 +97,10 @@ async fn disable_plugin(
     Path(name): Path<String>,
 ) -> Result<Json<PluginInfo>, ApiError> {
     find(&state, &name).await?;
-    state.plugins.set_enabled(&state, &name, false).await?;
+    state
+        .plugins
+        .set_enabled(state.plugin_deps(), &name, false)
+        .await?;
     tracing::info!(admin = %admin.email, plugin = %name, "plugin switched off");
     Ok(Json(find(&state, &name).await?))
 }
@@ -109,7 +115,7 @@ async fn reload_plugin(
     AdminUser(admin): AdminUser,
     Path(name): Path<String>,
 ) -> Result<Json<PluginInfo>, ApiError> {
-    match state.plugins.reload(&state, &name).await {
+    match state.plugins.reload(state.plugin_deps(), &name).await {
         Ok(()) => {}
         Err(InvokeError::Failed { reason, .. }) => return Err(ApiError::InvalidBody(reason)),
         Err(e) => return Err(e.into()),
@@ -260,7 +266,10 @@ async fn handle(
         body: body.to_vec(),
         user,
     };
-    let answer = state.plugins.http(&state, &plugin, request).await?;
+    let answer = state
+        .plugins
+        .http(state.plugin_deps(), &plugin, request)
+        .await?;
     let status = StatusCode::from_u16(answer.status)
         .ok()
         .filter(|s| (200..=599).contains(&s.as_u16()))

@@ -8,8 +8,6 @@ use utoipa::ToSchema;
 use crate::store::{ScheduleRow, link};
 use crate::validate::Invalid;
 
-const MAX_RRULE_CHARS: usize = 512;
-
 /// A schedule as submitted.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -47,7 +45,7 @@ impl ScheduleInput {
             ));
         }
         let time_zone = self.time_zone.unwrap_or_else(|| "UTC".into());
-        let tz: chrono_tz::Tz = time_zone.parse().map_err(|_| {
+        time_zone.parse::<chrono_tz::Tz>().map_err(|_| {
             Invalid::new(
                 "schedule.time_zone",
                 "must be an IANA time zone such as Europe/Berlin",
@@ -58,7 +56,7 @@ impl ScheduleInput {
             .map(|r| r.trim().trim_start_matches("RRULE:").to_string())
             .filter(|r| !r.is_empty());
         if let Some(rule) = &rrule {
-            check_rrule(rule, self.start, tz)?;
+            check_rrule(rule)?;
         }
         Ok(Schedule {
             start: self.start,
@@ -69,18 +67,15 @@ impl ScheduleInput {
     }
 }
 
-fn check_rrule(rule: &str, start: DateTime<Utc>, tz: chrono_tz::Tz) -> Result<(), Invalid> {
-    let bad = |why: String| Invalid::new("schedule.rrule", why);
-    if rule.len() > MAX_RRULE_CHARS || rule.chars().any(|c| c.is_control()) {
-        return Err(bad(format!(
-            "must be one line of at most {MAX_RRULE_CHARS} characters"
-        )));
-    }
-    let local = start.with_timezone(&tz).format("%Y%m%dT%H%M%S");
-    let text = format!("DTSTART;TZID={}:{local}\nRRULE:{rule}", tz.name());
-    text.parse::<rrule::RRuleSet>()
-        .map(|_| ())
-        .map_err(|e| bad(format!("is not a valid recurrence rule: {e}")))
+/// The rule is checked by the calendar plugin's ICS engine, the same check its
+/// imports and its API apply, so that a rule one accepts the other does too.
+fn check_rrule(rule: &str) -> Result<(), Invalid> {
+    confab_calendar::ics::rrule::check(rule).map_err(|why| {
+        Invalid::new(
+            "schedule.rrule",
+            format!("is not a valid recurrence rule: {why}"),
+        )
+    })
 }
 
 impl Schedule {

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::AppState;
+use super::PluginDeps;
 use crate::policy::PolicyPatch;
 
 use super::*;
@@ -73,9 +73,9 @@ pub struct PluginList {
 
 impl PluginHost {
     /// Every plugin and every problem, for the admin API and the CLI.
-    pub async fn list(&self, state: &AppState) -> Result<PluginList, crate::store::StoreError> {
-        let policy = state.policy.get(&state.store).await?;
-        let auto: BTreeMap<String, String> = state
+    pub async fn list(&self, deps: &PluginDeps) -> Result<PluginList, crate::store::StoreError> {
+        let policy = deps.policy.get(&deps.store).await?;
+        let auto: BTreeMap<String, String> = deps
             .store
             .plugin_statuses()
             .await?
@@ -179,11 +179,11 @@ impl PluginHost {
     /// One plugin as [`PluginHost::list`] shows it.
     pub async fn info(
         &self,
-        state: &AppState,
+        deps: &PluginDeps,
         name: &str,
     ) -> Result<Option<PluginInfo>, crate::store::StoreError> {
         Ok(self
-            .list(state)
+            .list(deps)
             .await?
             .plugins
             .into_iter()
@@ -194,29 +194,28 @@ impl PluginHost {
     /// policy). Switching on also clears an automatic switch-off and its failures.
     pub async fn set_enabled(
         &self,
-        state: &AppState,
+        deps: &PluginDeps,
         name: &str,
         enabled: bool,
     ) -> Result<(), crate::policy::PolicyError> {
-        let current = state.policy.get(&state.store).await?;
+        let current = deps.policy.get(&deps.store).await?;
         let mut disabled = current.disabled_plugins.clone();
         disabled.retain(|p| p != name);
         if !enabled {
             disabled.push(name.to_string());
         }
-        state
-            .policy
+        deps.policy
             .update(
-                &state.store,
+                &deps.store,
                 PolicyPatch {
                     disabled_plugins: Some(disabled),
                     ..Default::default()
                 },
-                state.clock.now(),
+                deps.clock.now(),
             )
             .await?;
         if enabled {
-            state.store.clear_plugin_auto_disabled(name).await?;
+            deps.store.clear_plugin_auto_disabled(name).await?;
             if let Some(p) = self.get(name) {
                 p.consecutive_failures.store(0, Ordering::Relaxed);
             }
@@ -227,13 +226,13 @@ impl PluginHost {
     /// Whether the plugin exists, loaded, and is switched on.
     pub(super) async fn enabled(
         &self,
-        state: &AppState,
+        deps: &PluginDeps,
         name: &str,
     ) -> Result<Arc<Loaded>, InvokeError> {
         let plugin = self
             .get(name)
             .ok_or_else(|| InvokeError::NotFound(name.into()))?;
-        let on = match state.policy.get(&state.store).await {
+        let on = match deps.policy.get(&deps.store).await {
             Ok(policy) => policy.plugin_enabled(name),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the policy; treating plugins as switched off");
@@ -256,21 +255,21 @@ impl PluginHost {
 
     /// The call-page modules of plugins that are switched on, for the call page to
     /// import.
-    pub async fn call_page_modules(&self, state: &AppState) -> Vec<PageModule> {
-        self.page_modules(state, |web| web.call_page.as_ref()).await
+    pub async fn call_page_modules(&self, deps: &PluginDeps) -> Vec<PageModule> {
+        self.page_modules(deps, |web| web.call_page.as_ref()).await
     }
 
     /// The dashboard modules of plugins that are switched on.
-    pub async fn dashboard_modules(&self, state: &AppState) -> Vec<PageModule> {
-        self.page_modules(state, |web| web.dashboard.as_ref()).await
+    pub async fn dashboard_modules(&self, deps: &PluginDeps) -> Vec<PageModule> {
+        self.page_modules(deps, |web| web.dashboard.as_ref()).await
     }
 
     pub(super) async fn page_modules(
         &self,
-        state: &AppState,
+        deps: &PluginDeps,
         module: impl Fn(&manifest::Web) -> Option<&String>,
     ) -> Vec<PageModule> {
-        let Ok(policy) = state.policy.get(&state.store).await else {
+        let Ok(policy) = deps.policy.get(&deps.store).await else {
             return Vec::new();
         };
         self.read()

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::AppState;
+use super::PluginDeps;
 use crate::store::link;
 
 use super::*;
@@ -147,6 +147,6 @@ impl LobbyInfo {
 
 /// Tells the plugins that listen. Never waits: each plugin has its own queue and
 /// handles its events in order.
-pub fn emit(state: &AppState, event: Event) {
-    state.plugins.emit(state, event);
+pub fn emit(deps: &PluginDeps, event: Event) {
+    deps.plugins.emit(deps, event);
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::AppState;
+use super::PluginDeps;
 use crate::config::LobbyFallback;
 
 use super::invoke::clip;
@@ -24,12 +24,12 @@ impl PluginHost {
             .collect()
     }
 
-    pub(super) fn emit(&self, state: &AppState, event: Event) {
+    pub(super) fn emit(&self, deps: &PluginDeps, event: Event) {
         for plugin in self.listeners(event.kind()) {
             let queue = plugin.queue.get_or_init(|| {
                 let (tx, rx) = mpsc::channel(EVENT_QUEUE);
                 tokio::spawn(deliver_events(
-                    state.clone(),
+                    deps.clone(),
                     plugin.grants.name.to_string(),
                     rx,
                 ));
@@ -37,7 +37,7 @@ impl PluginHost {
             });
             if queue.try_send(event.clone()).is_err() {
                 plugin.dropped_events.fetch_add(1, Ordering::Relaxed);
-                state.metrics.plugin_events_dropped(&plugin.grants.name);
+                deps.metrics.plugin_events_dropped(&plugin.grants.name);
                 tracing::warn!(plugin = %plugin.grants.name, "plugin event queue is full: event dropped");
             }
         }
@@ -46,26 +46,26 @@ impl PluginHost {
     /// Delivers `event` to every plugin that listens and is switched on, all at once,
     /// and returns when each has handled it (or failed). [`emit`] queues instead and
     /// never waits; this is for callers that must know the event was handled.
-    pub async fn dispatch(&self, state: &AppState, event: Event) {
+    pub async fn dispatch(&self, deps: &PluginDeps, event: Event) {
         let listeners = self.listeners(event.kind());
         let deliveries = listeners
             .iter()
-            .map(|plugin| self.deliver(state, &plugin.grants.name, &event));
+            .map(|plugin| self.deliver(deps, &plugin.grants.name, &event));
         futures_util::future::join_all(deliveries).await;
     }
 
     /// Runs one plugin's `on-event` for `event`, if the plugin is switched on.
     pub(super) async fn deliver(
         &self,
-        state: &AppState,
+        deps: &PluginDeps,
         name: &str,
         event: &Event,
     ) -> Result<(), InvokeError> {
-        let plugin = self.enabled(state, name).await?;
+        let plugin = self.enabled(deps, name).await?;
         let deadline = Duration::from_millis(u64::from(plugin.grants.manifest.limits.deadline_ms));
         let wit_event = event.to_wit();
         self.invoke(
-            state,
+            deps,
             &plugin,
             "event",
             event.actor(),
@@ -96,7 +96,7 @@ impl PluginHost {
     /// Asks the plugins that screen lobby requests. Each gets its
     /// `decision-deadline-ms`; one that fails or is late gets its operator-set
     /// fallback (allow or flag).
-    pub async fn lobby_decision(&self, state: &AppState, request: &LobbyInfo) -> Verdict {
+    pub async fn lobby_decision(&self, deps: &PluginDeps, request: &LobbyInfo) -> Verdict {
         let deciders: Vec<Arc<Loaded>> = self
             .read()
             .values()
@@ -106,7 +106,7 @@ impl PluginHost {
         if deciders.is_empty() {
             return Verdict::Allow;
         }
-        let policy = state.policy.get(&state.store).await.ok();
+        let policy = deps.policy.get(&deps.store).await.ok();
         let asks = deciders.into_iter().filter(|p| {
             policy
                 .as_ref()
@@ -118,7 +118,7 @@ impl PluginHost {
                 Duration::from_millis(u64::from(plugin.grants.manifest.limits.decision_deadline_ms));
             let req = request.to_wit();
             let answer = self
-                .invoke(state, &plugin, "lobby-decision", None, deadline, move |p, s| {
+                .invoke(deps, &plugin, "lobby-decision", None, deadline, move |p, s| {
                     Box::pin(async move { p.confab_plugin_hooks().call_lobby_decision(s, &req).await })
                 })
                 .await;
@@ -160,11 +160,11 @@ impl PluginHost {
     /// Passes an HTTP request to a plugin.
     pub async fn http(
         &self,
-        state: &AppState,
+        deps: &PluginDeps,
         name: &str,
         request: PluginRequest,
     ) -> Result<PluginResponse, InvokeError> {
-        let plugin = self.enabled(state, name).await?;
+        let plugin = self.enabled(deps, name).await?;
         if !plugin.grants.manifest.wants(Hook::Http) {
             return Err(InvokeError::NotHandled(name.into()));
         }
@@ -179,7 +179,7 @@ impl PluginHost {
             user: request.user,
         };
         let res = self
-            .invoke(state, &plugin, "http", user, deadline, move |p, s| {
+            .invoke(deps, &plugin, "http", user, deadline, move |p, s| {
                 Box::pin(async move { p.confab_plugin_hooks().call_handle_http(s, &req).await })
             })
             .await?;
@@ -193,20 +193,20 @@ impl PluginHost {
     /// Passes a participant's message on a plugin's channel to the plugin.
     pub async fn call_message(
         &self,
-        state: &AppState,
+        deps: &PluginDeps,
         name: &str,
         call: &CallInfo,
         sender: u32,
         payload: Vec<u8>,
     ) -> Result<(), InvokeError> {
-        let plugin = self.enabled(state, name).await?;
+        let plugin = self.enabled(deps, name).await?;
         if !plugin.grants.manifest.wants(Hook::CallMessages) {
             return Err(InvokeError::NotHandled(name.into()));
         }
         let deadline = Duration::from_millis(u64::from(plugin.grants.manifest.limits.deadline_ms));
         let call = call.to_wit();
         self.invoke(
-            state,
+            deps,
             &plugin,
             "call-message",
             None,
@@ -225,11 +225,11 @@ impl PluginHost {
     /// Fires a plugin's timer now.
     pub async fn fire_timer(
         &self,
-        state: &AppState,
+        deps: &PluginDeps,
         name: &str,
         timer: &str,
     ) -> Result<(), InvokeError> {
-        let plugin = self.enabled(state, name).await?;
+        let plugin = self.enabled(deps, name).await?;
         if !plugin
             .grants
             .manifest
@@ -241,7 +241,7 @@ impl PluginHost {
         }
         let deadline = Duration::from_millis(u64::from(plugin.grants.manifest.limits.deadline_ms));
         let timer = timer.to_string();
-        self.invoke(state, &plugin, "timer", None, deadline, move |p, s| {
+        self.invoke(deps, &plugin, "timer", None, deadline, move |p, s| {
             Box::pin(async move { p.confab_plugin_hooks().call_on_timer(s, &timer).await })
         })
         .await
@@ -249,7 +249,7 @@ impl PluginHost {
 
     /// Fires timers as their intervals pass, and cron timers at their minutes of the
     /// app's clock, until `shutdown`.
-    pub async fn run_timers(state: AppState, shutdown: crate::shutdown::Shutdown) {
+    pub async fn run_timers(deps: PluginDeps, shutdown: crate::shutdown::Shutdown) {
         let mut next: BTreeMap<(String, String), (manifest::Schedule, Option<manifest::Due>)> =
             BTreeMap::new();
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
@@ -260,8 +260,8 @@ impl PluginHost {
                 _ = shutdown.wait() => return,
             }
             let now = Instant::now();
-            let wall = state.clock.now();
-            let timers: Vec<(String, String, manifest::Schedule)> = state
+            let wall = deps.clock.now();
+            let timers: Vec<(String, String, manifest::Schedule)> = deps
                 .plugins
                 .read()
                 .values()
@@ -283,9 +283,9 @@ impl PluginHost {
                 }
                 if entry.1.is_some_and(|due| due.reached(now, wall)) {
                     entry.1 = schedule.next(now, wall);
-                    let state = state.clone();
+                    let deps = deps.clone();
                     tokio::spawn(async move {
-                        match state.plugins.fire_timer(&state, &plugin, &timer).await {
+                        match deps.plugins.fire_timer(&deps, &plugin, &timer).await {
                             Ok(()) | Err(InvokeError::Disabled(_)) => {}
                             Err(e) => {
                                 tracing::warn!(%plugin, %timer, error = %e, "plugin timer failed")
@@ -300,13 +300,13 @@ impl PluginHost {
 
 /// Handles a plugin's events one after the other.
 pub(super) async fn deliver_events(
-    state: AppState,
+    deps: PluginDeps,
     name: String,
     mut events: mpsc::Receiver<Event>,
 ) {
     while let Some(event) = events.recv().await {
         // Unloaded: stop. Switched off, or the invocation failed: next event.
-        if let Err(InvokeError::NotFound(_)) = state.plugins.deliver(&state, &name, &event).await {
+        if let Err(InvokeError::NotFound(_)) = deps.plugins.deliver(&deps, &name, &event).await {
             return;
         }
     }

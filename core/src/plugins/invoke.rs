@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::AppState;
+use super::PluginDeps;
 
 use super::*;
 
@@ -15,7 +15,7 @@ impl PluginHost {
     /// counts, automatic switch-off.
     pub(super) async fn invoke<R, F>(
         &self,
-        state: &AppState,
+        deps: &PluginDeps,
         plugin: &Arc<Loaded>,
         hook: &'static str,
         acting_user: Option<i64>,
@@ -36,7 +36,7 @@ impl PluginHost {
         let Ok(Ok(_permit)) =
             tokio::time::timeout(deadline, plugin.permits.clone().acquire_owned()).await
         else {
-            state.metrics.plugin_invocation(&name, hook, "busy", 0.0);
+            deps.metrics.plugin_invocation(&name, hook, "busy", 0.0);
             return Err(InvokeError::Busy(name));
         };
         let runtime = Runtime::get().map_err(|reason| InvokeError::Failed {
@@ -46,7 +46,7 @@ impl PluginHost {
         let mut store = runtime::new_store(
             runtime,
             plugin.grants.clone(),
-            state.clone(),
+            deps,
             acting_user,
             plugin.memory_bytes,
             deadline,
@@ -63,14 +63,12 @@ impl PluginHost {
         let error = match outcome {
             Ok(Ok(value)) => {
                 plugin.consecutive_failures.store(0, Ordering::Relaxed);
-                state.metrics.plugin_invocation(&name, hook, "ok", elapsed);
+                deps.metrics.plugin_invocation(&name, hook, "ok", elapsed);
                 return Ok(value);
             }
             Ok(Err(e)) => match describe_failure(&e, deadline) {
                 Failure::NoRoom(error) => {
-                    state
-                        .metrics
-                        .plugin_invocation(&name, hook, "busy", elapsed);
+                    deps.metrics.plugin_invocation(&name, hook, "busy", elapsed);
                     tracing::warn!(plugin = %name, hook, %error, "plugin not run");
                     return Err(InvokeError::Busy(name));
                 }
@@ -78,8 +76,7 @@ impl PluginHost {
             },
             Err(_) => format!("ran past its deadline of {} ms", deadline.as_millis()),
         };
-        state
-            .metrics
+        deps.metrics
             .plugin_invocation(&name, hook, "failed", elapsed);
         plugin.failures.fetch_add(1, Ordering::Relaxed);
         *plugin.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -89,7 +86,7 @@ impl PluginHost {
         let limit = self.config.failures_before_disable;
         if limit > 0 && in_a_row == limit {
             self.auto_disable(
-                state,
+                deps,
                 &name,
                 &format!("{in_a_row} failures in a row; the last: {hook}: {error}"),
             )
@@ -101,18 +98,14 @@ impl PluginHost {
         })
     }
 
-    pub(super) async fn auto_disable(&self, state: &AppState, name: &str, reason: &str) {
+    pub(super) async fn auto_disable(&self, deps: &PluginDeps, name: &str, reason: &str) {
         tracing::error!(plugin = %name, reason, "switching the plugin off; an administrator can switch it back on");
-        state.metrics.plugin_auto_disabled(name);
-        let now = state.clock.now();
-        if let Err(e) = state
-            .store
-            .set_plugin_auto_disabled(name, reason, now)
-            .await
-        {
+        deps.metrics.plugin_auto_disabled(name);
+        let now = deps.clock.now();
+        if let Err(e) = deps.store.set_plugin_auto_disabled(name, reason, now).await {
             tracing::error!(plugin = %name, error = %e, "cannot record why the plugin was switched off");
         }
-        if let Err(e) = self.set_enabled(state, name, false).await {
+        if let Err(e) = self.set_enabled(deps, name, false).await {
             tracing::error!(plugin = %name, error = %e, "cannot switch the plugin off");
         }
     }

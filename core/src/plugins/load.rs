@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::AppState;
+use super::PluginDeps;
 use crate::config::{LobbyFallback, PluginsConfig};
 
 use super::*;
@@ -95,7 +95,7 @@ impl PluginHost {
 
     /// Loads every plugin (at start). Plugins that fail to load are listed with the
     /// reason and do not stop the server.
-    pub async fn load_all(&self, state: &AppState) {
+    pub async fn load_all(&self, deps: &PluginDeps) {
         let _one = self.reloading.lock().await;
         if let Some(dir) = self.bundled_dir.clone() {
             let written = tokio::task::spawn_blocking(move || bundled::install(&dir)).await;
@@ -107,7 +107,7 @@ impl PluginHost {
             if self.shadowed(&dir, source) {
                 continue;
             }
-            let _ = self.load_dir(state, &dir, source).await;
+            let _ = self.load_dir(deps, &dir, source).await;
         }
         let names = self.names();
         if !names.is_empty() {
@@ -133,16 +133,24 @@ impl PluginHost {
     /// Loads (or reloads) the plugin in `dir`; returns its name.
     pub(super) async fn load_dir(
         &self,
-        state: &AppState,
+        deps: &PluginDeps,
         dir: &Path,
         source: PluginOrigin,
     ) -> Result<String, String> {
         let settings = self.config.clone();
         let cache = self.cache_dir.clone();
         let owned_dir = dir.to_path_buf();
-        let now = state.clock.now();
+        let now = deps.clock.now();
+        let server_templates = deps.templates.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            load_plugin(&owned_dir, source, &settings, cache.as_deref(), now)
+            load_plugin(
+                &owned_dir,
+                source,
+                &settings,
+                cache.as_deref(),
+                &server_templates,
+                now,
+            )
         })
         .await
         .unwrap_or_else(|e| Err((format!("loading panicked: {e}"), None)));
@@ -192,13 +200,13 @@ impl PluginHost {
 
     /// Reloads one plugin from its directory (after a rebuild). On failure the
     /// running version stays.
-    pub async fn reload(&self, state: &AppState, name: &str) -> Result<(), InvokeError> {
+    pub async fn reload(&self, deps: &PluginDeps, name: &str) -> Result<(), InvokeError> {
         let _one = self.reloading.lock().await;
         let (dir, source) = self
             .get(name)
             .map(|p| (p.dir.clone(), p.source))
             .ok_or_else(|| InvokeError::NotFound(name.into()))?;
-        match self.load_dir(state, &dir, source).await {
+        match self.load_dir(deps, &dir, source).await {
             Ok(_) => Ok(()),
             Err(reason) => Err(InvokeError::Failed {
                 plugin: name.into(),
@@ -209,7 +217,7 @@ impl PluginHost {
 
     /// Reloads plugins whose files changed and loads new plugin directories; a
     /// plugin whose directory is gone is unloaded.
-    pub async fn reload_changed(&self, state: &AppState) {
+    pub async fn reload_changed(&self, deps: &PluginDeps) {
         let _one = self.reloading.lock().await;
         let dirs = self.plugin_dirs();
         let loaded: Vec<(String, PathBuf, PluginOrigin, bool)> = self
@@ -227,7 +235,7 @@ impl PluginHost {
                     .remove(name);
             } else if *changed {
                 tracing::info!(plugin = %name, "plugin files changed: reloading");
-                let _ = self.load_dir(state, dir, *source).await;
+                let _ = self.load_dir(deps, dir, *source).await;
             }
         }
         for (dir, source) in dirs {
@@ -244,31 +252,34 @@ impl PluginHost {
                 None => true,
             };
             if retry {
-                let _ = self.load_dir(state, &dir, source).await;
+                let _ = self.load_dir(deps, &dir, source).await;
             }
         }
     }
 
     /// Watches plugin files and reloads what changed, until `shutdown`.
-    pub async fn watch(state: AppState, shutdown: crate::shutdown::Shutdown) {
-        let every = Duration::from_millis(u64::from(state.config.plugins.watch_interval_ms));
+    pub async fn watch(deps: PluginDeps, shutdown: crate::shutdown::Shutdown) {
+        let every = Duration::from_millis(u64::from(deps.plugins.config.watch_interval_ms));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = shutdown.wait() => return,
             }
-            state.plugins.reload_changed(&state).await;
+            deps.plugins.reload_changed(&deps).await;
         }
     }
 }
 
 /// Reads, checks, compiles and links one plugin. On failure, the reason and the
 /// files' stamp (so an unchanged broken plugin is not retried over and over).
+/// `server_templates` are the server's, whose shared ones the plugin's own
+/// templates are loaded on top of.
 pub(super) fn load_plugin(
     dir: &Path,
     source: PluginOrigin,
     config: &PluginsConfig,
     cache: Option<&Path>,
+    server_templates: &tera::Tera,
     now: DateTime<Utc>,
 ) -> Result<Loaded, (String, Option<Stamp>)> {
     let manifest_path = dir.join("plugin.toml");
@@ -363,7 +374,8 @@ pub(super) fn load_plugin(
             manifest.name
         )));
     }
-    let templates = load_templates(dir, settings.templates_dir.as_deref()).map_err(fail)?;
+    let templates =
+        load_templates(dir, settings.templates_dir.as_deref(), server_templates).map_err(fail)?;
     let memory_mib = manifest.limits.memory_mib.min(config.max_memory_mib);
     let concurrency = manifest
         .limits
@@ -396,12 +408,16 @@ pub(super) fn load_plugin(
 }
 
 /// The plugin's `templates/` (`*.html`, `*.txt`, `*.ics`), then the operator's
-/// overrides from `override_dir`.
+/// overrides from `override_dir`, on top of the server's shared templates
+/// (`email/base.html` …, with the operator's overrides from `templates.dir`), so that
+/// they can `{% extends "email/base.html" %}`; the plugin's names have no `/`, so
+/// they never replace a shared one. `None` when the plugin has no templates.
 pub(super) fn load_templates(
     dir: &Path,
     override_dir: Option<&str>,
+    server_templates: &tera::Tera,
 ) -> Result<Option<tera::Tera>, String> {
-    let mut tera = tera::Tera::default();
+    let mut tera = crate::templates::shared(server_templates)?;
     let mut any = false;
     for base in [Some(dir.join("templates")), override_dir.map(PathBuf::from)]
         .into_iter()

@@ -6,7 +6,8 @@
 //! once (cached on disk) and resolves its imports once ([`bindings::PluginPre`]).
 //! Every invocation then gets a fresh store with the plugin's memory limit and an
 //! epoch deadline (`runtime`); what a plugin may do through its imports is in
-//! `capabilities`, each checked against the operator's grants.
+//! `capabilities`: a host object per capability the operator granted. The host
+//! reaches the rest of the server only through [`PluginDeps`].
 //!
 //! Invocations never take the server down: a trap, a deadline or a memory limit
 //! fails that invocation only, is logged and counted, and after
@@ -17,8 +18,9 @@
 //! (finding, checking, compiling, reloading), `hooks.rs` (events, lobby
 //! decisions, HTTP routes, call messages, timers), `invoke.rs` (one invocation
 //! and what a failure does), `admin.rs` (listing, switching on and off, page
-//! modules), `events.rs` (what plugins are told), `runtime.rs` (wasmtime) and
-//! `capabilities/` (what a plugin may ask of the server).
+//! modules), `events.rs` (what plugins are told), `runtime.rs` (wasmtime), `deps.rs` (what
+//! the host reaches of the server) and `capabilities/` (what a plugin may ask of
+//! the server).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,6 +33,7 @@ use crate::config::PluginsConfig;
 mod admin;
 pub mod bundled;
 pub(crate) mod capabilities;
+mod deps;
 mod events;
 mod hooks;
 mod invoke;
@@ -42,6 +45,7 @@ pub mod scaffold;
 pub use admin::{LoadProblem, PluginInfo, PluginList};
 pub use capabilities::calls::{PluginCallAction, PluginCallError, RosterMember};
 pub use capabilities::link_record;
+pub use deps::{BoxFuture, LiveCalls, PluginDeps};
 pub use events::{CallInfo, Event, LobbyInfo, ParticipantInfo, emit};
 use load::{Loaded, Stamp};
 pub use load::{check_sdk, component_sdk_version};

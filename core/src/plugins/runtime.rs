@@ -17,8 +17,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{Plugin, PluginPre};
-use super::capabilities::Grants;
-use crate::AppState;
+use super::capabilities::{Capabilities, Grants};
+use super::deps::PluginDeps;
 
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 pub const TICK: Duration = Duration::from_millis(5);
@@ -32,11 +32,12 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
-    /// The plugin's name, grants, settings and the server.
+    /// The plugin's name, grants and settings.
     pub(crate) grants: Arc<Grants>,
-    pub(crate) app: AppState,
-    /// The signed-in user of the HTTP request being handled, if any.
-    pub(crate) acting_user: Option<i64>,
+    /// The server's public URL (the `config` capability, always allowed).
+    pub(crate) public_url: Arc<str>,
+    /// What the plugin was granted, each with what it reaches of the server.
+    pub(crate) capabilities: Capabilities,
 }
 
 impl WasiView for HostState {
@@ -165,7 +166,7 @@ fn write_atomically(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()>
 pub fn new_store(
     runtime: &Runtime,
     grants: Arc<Grants>,
-    app: AppState,
+    deps: &PluginDeps,
     acting_user: Option<i64>,
     memory_bytes: usize,
     deadline: Duration,
@@ -189,9 +190,9 @@ pub fn new_store(
             .tables(64)
             .memories(8)
             .build(),
+        capabilities: Capabilities::granted(&grants, deps, acting_user),
+        public_url: deps.public_url.clone(),
         grants,
-        app,
-        acting_user,
     };
     let mut store = Store::new(&runtime.engine, state);
     store.limiter(|s| &mut s.limits);

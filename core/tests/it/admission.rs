@@ -1,6 +1,7 @@
 //! Admission under attack: revoked, rotated and deleted links reach the live call;
 //! removed and blocked guests stay out whatever key they send; member powers end
-//! with the sign-in; the lobby's limits and lock.
+//! with the sign-in; the lobby's limits and lock. Then the same on the call page in
+//! real browsers: asking, admitting, declining, blocking, removing, a full call.
 
 use std::net::IpAddr;
 
@@ -8,12 +9,16 @@ use axum::http::{Method, StatusCode};
 use confab_core::accounts::Role;
 use serde_json::{Value, json};
 
-use crate::signaling::Ws;
-use crate::support::{Browser, TestApp, fresh_loopback};
+use crate::support::browser::{
+    Driver, admits, app_with_link, app_with_link_and, guest_asks, host_joins, member_joins,
+    roster_row,
+};
+use crate::support::ws::{Ws, fresh_loopback};
+use crate::support::{SignedIn, TestApp};
 
 /// An app served on loopback, its owner's token and signed-in browser, and a link
 /// created with `settings`; returns (app, addr, link id, owner token, owner browser).
-async fn app_with(settings: Value) -> (TestApp, String, String, String, Browser) {
+async fn app_with(settings: Value) -> (TestApp, String, String, String, SignedIn) {
     let app = TestApp::sqlite().await;
     let token = app.admin_token().await;
     let mut body = json!({ "title": "Team call" });
@@ -33,7 +38,7 @@ async fn app_with(settings: Value) -> (TestApp, String, String, String, Browser)
     (app, addr, link, token, owner)
 }
 
-async fn host(addr: &str, link: &str, owner: &Browser) -> Ws {
+async fn host(addr: &str, link: &str, owner: &SignedIn) -> Ws {
     let mut ws = Ws::open(addr, link, Some(&owner.cookies)).await;
     ws.send(json!({ "v": 1, "type": "join" })).await;
     ws.expect("joined").await;
@@ -478,7 +483,7 @@ async fn one_address_holds_twenty_signaling_connections() {
         open.push(guest_from(&addr, &link, home, None).await);
     }
     let request = format!("ws://{addr}/j/{link}/ws");
-    let refused = crate::support::ws_connect_from(
+    let refused = crate::support::ws::ws_connect_from(
         tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
             request.as_str(),
         )
@@ -597,4 +602,315 @@ async fn a_signaling_connection_that_goes_silent_is_closed() {
     silent.closed().await;
     lively.send(json!({ "v": 1, "type": "ping" })).await;
     lively.expect("pong").await;
+}
+
+// The same on the call page, in real headless browsers (crate::support::browser).
+
+#[tokio::test]
+async fn a_guest_asks_the_host_admits_and_later_removes_them() {
+    let (_app, base, link) = app_with_link(32).await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+
+    let guest = guest_asks(&driver, &base, &link, "Zoë <b>").await;
+    guest
+        .wait_text("#status", "Someone on the call will let you in")
+        .await;
+
+    let lobby = host.wait_text("#lobby", "Zoë <b>").await;
+    assert!(lobby.contains("waiting 0:0"), "{lobby}");
+    host.click("#lobby li button.primary").await;
+
+    let roster = guest.wait_text("#roster", "Zoë <b> (you)").await;
+    assert!(roster.contains("User host@example.org"));
+    assert!(roster.contains("host") && roster.contains("guest"));
+    let host_view = host.wait_text("#roster", "Zoë <b>").await;
+    assert!(
+        host_view.contains("Remove"),
+        "the owner can remove guests: {host_view}"
+    );
+    host.wait_text("#call", "On the call").await;
+
+    host.click("#roster li button").await;
+    guest
+        .wait_text(
+            "#status",
+            "You were removed from the call by User host@example.org",
+        )
+        .await;
+    host.close().await;
+    guest.close().await;
+}
+
+#[tokio::test]
+async fn a_locked_lobby_and_a_revoked_link_are_explained_on_the_page() {
+    let (app, base, link) = app_with_link(32).await;
+    let token = app.token_for("host@example.org").await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let guest = guest_asks(&driver, &base, &link, "Ana").await;
+    admits(&host, &guest, "Ana").await;
+    // Guests have no lock; the host locks the lobby and the page says so.
+    assert_eq!(
+        guest
+            .wait_js("document.getElementById('lock-lobby').hidden")
+            .await,
+        json!(true)
+    );
+    host.click("#lock-lobby").await;
+    host.wait_text("#lobby-state", "Lobby locked").await;
+    host.wait_text("#lock-lobby", "Unlock lobby").await;
+    let late = guest_asks(&driver, &base, &link, "Late").await;
+    late.wait_text("#status", "locked it: nobody new can ask to join")
+        .await;
+
+    let res = app
+        .post(&format!("/api/v1/links/{link}/revoke"))
+        .bearer(&token)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    for page in [&host, &guest] {
+        page.wait_text("#status", "This link was revoked").await;
+        assert_eq!(
+            page.wait_js("document.querySelector('#join-form button[type=submit]').disabled")
+                .await,
+            json!(true),
+            "nothing on the page can join a revoked link"
+        );
+    }
+    host.close().await;
+    guest.close().await;
+    late.close().await;
+}
+
+#[tokio::test]
+async fn an_early_guest_waits_for_the_host_and_hears_a_denial() {
+    let (_app, base, link) = app_with_link(32).await;
+    let driver = Driver::start();
+    let guest = guest_asks(&driver, &base, &link, "Early bird").await;
+    guest
+        .wait_text("#status", "Waiting for the host to join")
+        .await;
+
+    let host = host_joins(&driver, &base, &link).await;
+    guest
+        .wait_text("#status", "Someone on the call will let you in")
+        .await;
+    host.wait_text("#lobby", "Early bird").await;
+    host.click("#lobby li button.danger").await;
+    guest
+        .wait_text("#status", "Your request to join was declined.")
+        .await;
+    // The form is back for another try.
+    guest.wait_text("#join-form", "Ask to join").await;
+    host.close().await;
+    guest.close().await;
+}
+
+#[tokio::test]
+async fn a_full_call_says_so_on_the_page() {
+    let (_app, base, link) = app_with_link(1).await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let guest = guest_asks(&driver, &base, &link, "One too many").await;
+    guest.wait_text("#status", "This call is full.").await;
+    host.close().await;
+    guest.close().await;
+}
+
+const BLOCKED: &str = "You were declined twice and can't ask to join this call again.";
+
+#[tokio::test]
+async fn a_guest_denied_twice_is_blocked_and_cannot_ask_again() {
+    let (_app, base, link) = app_with_link(32).await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let guest = guest_asks(&driver, &base, &link, "Persistent").await;
+    host.wait_text("#lobby", "Persistent").await;
+    host.click("#lobby li button.danger").await;
+    guest
+        .wait_text("#status", "Your request to join was declined.")
+        .await;
+
+    guest.submit_join().await;
+    guest
+        .wait_text("#status", "Someone on the call will let you in")
+        .await;
+    host.wait_text("#lobby", "Persistent").await;
+    host.click("#lobby li button.danger").await;
+    guest.wait_text("#status", BLOCKED).await;
+    host.wait_js("document.getElementById('lobby-panel').hidden")
+        .await;
+
+    // Asking again is refused by the server: the guest hears so again (the old
+    // message is wiped first, so this one is new) and the host is not asked.
+    guest
+        .client
+        .execute(
+            "document.getElementById('status').textContent = '';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    guest.submit_join().await;
+    guest.wait_text("#status", BLOCKED).await;
+    let lobby_hidden = host
+        .client
+        .execute(
+            "return document.getElementById('lobby-panel').hidden && document.getElementById('lobby').children.length === 0;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(lobby_hidden, json!(true), "the host was asked again");
+    host.close().await;
+    guest.close().await;
+}
+
+#[tokio::test]
+async fn a_member_who_is_not_the_owner_removes_a_guest_within_the_window() {
+    let (app, base, link) = app_with_link(32).await;
+    app.user_with_token("member@example.org", Role::Member)
+        .await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let member = member_joins(driver.browser().await, &base, &link, "member@example.org").await;
+    let guest = guest_asks(&driver, &base, &link, "Visitor").await;
+    let guest_id = admits(&host, &guest, "Visitor").await;
+
+    // The member, not the owner, sees how long they may still remove the guest.
+    let row = member.wait_text(&roster_row(guest_id), "Visitor").await;
+    assert!(row.contains("Remove ("), "a countdown: {row}");
+    member
+        .click(&format!("{} button", roster_row(guest_id)))
+        .await;
+    guest
+        .wait_text(
+            "#status",
+            "You were removed from the call by User member@example.org.",
+        )
+        .await;
+    host.wait_js(&format!(
+        "!document.querySelector(\"{}\")",
+        roster_row(guest_id)
+    ))
+    .await;
+    for page in [host, member, guest] {
+        page.close().await;
+    }
+}
+
+#[tokio::test]
+async fn after_the_removal_window_only_the_owner_can_remove_a_guest() {
+    let (app, base, link) = app_with_link_and(32, |c| c.calls.removal_window_secs = 2).await;
+    app.user_with_token("member@example.org", Role::Member)
+        .await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let member = member_joins(driver.browser().await, &base, &link, "member@example.org").await;
+    let guest = guest_asks(&driver, &base, &link, "Visitor").await;
+    let guest_id = admits(&host, &guest, "Visitor").await;
+    let row = roster_row(guest_id);
+
+    // The member's countdown runs out and the Remove button goes; the owner keeps theirs.
+    member.wait_text(&row, "Visitor").await;
+    member
+        .wait_js(&format!(
+            "document.querySelector(\"{row}\") && !document.querySelector(\"{row} button\")"
+        ))
+        .await;
+    host.wait_text(&format!("{row} button"), "Remove").await;
+    // The server's clock is past the window too.
+    app.clock.advance(chrono::Duration::seconds(3));
+
+    // A removal the member's page sends anyway, over its own connection, is refused
+    // and the page says why.
+    member
+        .client
+        .execute(
+            "window.confab.media.hooks.send({ type: 'remove', participant: arguments[0] });",
+            vec![json!(guest_id)],
+        )
+        .await
+        .unwrap();
+    member
+        .wait_text(
+            "#call-note",
+            "only the link's owner can remove a guest after their first 2 seconds",
+        )
+        .await;
+    // The guest is still on the call, and everyone still sees them.
+    guest.wait_text("#roster", "Visitor (you)").await;
+    guest
+        .wait_js("!document.getElementById('call').hidden")
+        .await;
+    member.wait_text(&row, "Visitor").await;
+
+    // The owner still can.
+    host.click(&format!("{row} button")).await;
+    guest
+        .wait_text(
+            "#status",
+            "You were removed from the call by User host@example.org.",
+        )
+        .await;
+    for page in [host, member, guest] {
+        page.close().await;
+    }
+}
+
+/// Fills a call with participants without a browser ([`Ws::open_background`]: read
+/// in the background, so that the server never waits on them; no media).
+#[tokio::test]
+async fn the_33rd_person_sees_that_the_call_is_full() {
+    let (app, base, link) = app_with_link(32).await;
+    let addr = base.trim_start_matches("http://");
+    let owner_cookies = app.sign_in("host@example.org").await.cookies;
+    let mut owner = Ws::open_background(addr, &link, Some(&owner_cookies)).await;
+    owner.send(json!({ "v": 1, "type": "join" })).await;
+    owner.wait_for("joined").await;
+    let mut guests = Vec::new();
+    for i in 2..=32 {
+        let mut guest = Ws::open_background(addr, &link, None).await;
+        guest
+            .send(json!({
+                "v": 1,
+                "type": "join",
+                "name": format!("Guest {i}"),
+                "guest_key": format!("guest-key-number-{i:02}"),
+            }))
+            .await;
+        let request = guest.wait_for("waiting").await["request"].clone();
+        owner
+            .send(json!({ "v": 1, "type": "admit", "request": request }))
+            .await;
+        guest.wait_for("joined").await;
+        guests.push(guest);
+    }
+    loop {
+        let roster = owner.wait_for("roster").await;
+        if roster["participants"].as_array().unwrap().len() == 32 {
+            break;
+        }
+    }
+
+    let driver = Driver::start();
+    let late = guest_asks(&driver, &base, &link, "Number 33").await;
+    late.wait_text("#status", "This call is full.").await;
+    // The form is back, to try again later.
+    late.wait_text("#join-form", "Ask to join").await;
+    // Nobody was put in the lobby for the owner to admit: every lobby snapshot since
+    // the 32nd joined, up to the answer to a ping, is empty.
+    owner.send(json!({ "v": 1, "type": "ping" })).await;
+    loop {
+        let message = owner.recv().await.expect("connection open");
+        match message["type"].as_str() {
+            Some("pong") => break,
+            Some("lobby") => assert_eq!(message["requests"], json!([]), "{message}"),
+            Some("roster") => {}
+            _ => panic!("unexpected {message}"),
+        }
+    }
+    late.close().await;
 }

@@ -10,8 +10,8 @@ use confab_core::accounts::Role;
 use serde_json::{Value, json};
 
 use crate::plugins::app_with_plugins;
-use crate::signaling::Ws;
 use crate::support::TestApp;
+use crate::support::ws::Ws;
 
 /// Who sends a signaling message to the call of link 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,6 +11,7 @@ use axum::http::{Method, StatusCode};
 use confab_core::accounts::Role;
 use serde_json::{Value, json};
 
+use crate::support::browser::{Browser, Driver};
 use crate::support::{Res, TestApp};
 
 fn repo() -> PathBuf {
@@ -639,4 +640,141 @@ async fn the_dashboard_offers_the_calendar_on_every_link() {
     let module = app.get("/p/calendar/static/dashboard.js").send().await;
     assert_eq!(module.status, StatusCode::OK);
     assert!(module.text().contains("Add to calendar"));
+}
+
+/// The text of the file the calendar module last downloaded from the element `css`
+/// (it keeps the file there as `calendarFile`).
+async fn downloaded_text(page: &Browser, css: &str) -> String {
+    page.wait_js(&format!("document.querySelector({css:?})?.calendarFile"))
+        .await;
+    page.client
+        .execute_async(
+            "const [css, done] = arguments;\
+             document.querySelector(css).calendarFile.text().then(done, (e) => done('error: ' + e));",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_dashboard_adds_call_links_to_events_and_schedules_calls() {
+    let (app, base) = TestApp::served_with(|c| {
+        c.plugins.bundled = true;
+        c.plugins.cache_dir = crate::plugins::shared_plugin_cache();
+    })
+    .await;
+    let token = app.user_with_token("host@example.org", Role::Member).await;
+    let undated = app.create_link(&token, "Undated call").await;
+    let undated = undated["id"].as_str().unwrap().to_string();
+    let driver = Driver::start();
+    let page = driver.browser().await;
+    page.sign_in(&base, "host@example.org").await;
+    page.wait_text(
+        "section[data-plugin='calendar']",
+        "Add call link to an event",
+    )
+    .await;
+
+    // Paste an event exported from a calendar app: it comes back with a link.
+    let ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Apple Inc.//macOS 15.1//EN\r\nBEGIN:VEVENT\r\nUID:5E1D2C3B-dash@example.org\r\nDTSTAMP:20261120T120000Z\r\nDTSTART:20261210T150000Z\r\nDTEND:20261210T153000Z\r\nSUMMARY:Café planning\r\nLOCATION:Room 4\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    page.client
+        .execute(
+            "document.querySelector(\"[data-calendar='add-link'] textarea[name=ics]\").value = arguments[0];",
+            vec![json!(ics)],
+        )
+        .await
+        .unwrap();
+    page.click("[data-calendar='add-link'] button[type=submit]")
+        .await;
+    page.wait_text(
+        "[data-calendar='add-link'] .status",
+        "Added a call link to 1 event",
+    )
+    .await;
+    let file = downloaded_text(&page, "[data-calendar='add-link'] .status").await;
+    let unfolded = file.replace("\r\n ", "");
+    assert!(unfolded.contains("LOCATION:Room 4"), "{file}");
+    assert!(
+        unfolded.contains(&format!("URL;VALUE=URI:{base}/j/")),
+        "{file}"
+    );
+    assert!(
+        unfolded.contains("CONFERENCE;VALUE=URI;FEATURE=VIDEO"),
+        "{file}"
+    );
+
+    // A refused file says why, next to the form.
+    page.client
+        .execute(
+            "document.querySelector(\"[data-calendar='add-link'] textarea[name=ics]\").value = 'not a calendar';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    page.click("[data-calendar='add-link'] button[type=submit]")
+        .await;
+    page.wait_text("[data-calendar='add-link'] .status.error", "iCalendar")
+        .await;
+
+    // "Add to calendar" on a link without a date asks for one, and keeps the link.
+    page.click(&format!(
+        "li[data-link-id='{undated}'] button[data-plugin='calendar']"
+    ))
+    .await;
+    page.wait_text(
+        "[data-calendar='schedule'] .notice",
+        "Pick a time for “Undated call”",
+    )
+    .await;
+    page.client
+        .execute(
+            "const form = document.querySelector(\"[data-calendar='schedule']\");\
+             form.elements.start.value = '2026-12-14T09:30';\
+             form.elements.duration.value = '25';\
+             form.elements.time_zone.value = 'Europe/Paris';\
+             form.elements.rrule.value = 'FREQ=WEEKLY';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    page.click("[data-calendar='schedule'] button[type=submit]")
+        .await;
+    page.wait_text("[data-calendar='schedule'] .status", "Scheduled")
+        .await;
+    let file = downloaded_text(&page, "[data-calendar='schedule'] .status").await;
+    let unfolded = file.replace("\r\n ", "");
+    assert!(
+        unfolded.contains(&format!("URL;VALUE=URI:{base}/j/{undated}\r\n")),
+        "{file}"
+    );
+    assert!(unfolded.contains("DTSTART;TZID=Europe/Paris:20261214T093000\r\n"));
+    assert!(unfolded.contains("RRULE:FREQ=WEEKLY\r\n"));
+
+    // The dashboard shows the new date once the list is refreshed.
+    page.click("[data-calendar='schedule'] .status button")
+        .await;
+    page.wait_text(
+        &format!("li[data-link-id='{undated}']"),
+        "Mon 14 Dec 2026, 09:30–09:55 (Europe/Paris), repeats",
+    )
+    .await;
+    // Now "Add to calendar" downloads straight away.
+    page.wait_text("section[data-plugin='calendar']", "Schedule a call")
+        .await;
+    page.click(&format!(
+        "li[data-link-id='{undated}'] button[data-plugin='calendar']"
+    ))
+    .await;
+    let file = downloaded_text(
+        &page,
+        &format!("li[data-link-id='{undated}'] button[data-plugin='calendar']"),
+    )
+    .await;
+    assert!(file.contains("METHOD:PUBLISH\r\n"), "{file}");
+    assert!(file.contains("SUMMARY:Undated call\r\n"), "{file}");
+    page.close().await;
 }

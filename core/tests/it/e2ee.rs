@@ -12,10 +12,10 @@ use base64::Engine as _;
 use confab_core::sfu::tap::{Tap, TapRecord};
 use serde_json::{Value, json};
 
-use crate::browser::{
+use crate::support::TestApp;
+use crate::support::browser::{
     Browser, Driver, SECRET, admits, app_with_link, app_with_link_and, asks_to_join, roster_row,
 };
-use crate::support::TestApp;
 
 /// Last byte of a sealed frame (core/static/e2ee.js).
 const FRAME_MAGIC: u8 = 0xcf;

@@ -4,15 +4,17 @@
 //! cancellation; a link without a date gets a plain invitation; bad input queues
 //! nothing.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use confab_core::accounts::Role;
+use fantoccini::Locator;
 use serde_json::{Value, json};
 
 use crate::mail::{child_types, leaves, links_in};
 use crate::smtp::{Received, SinkOptions, SmtpSink};
 use crate::support::TestApp;
+use crate::support::browser::{Browser, Driver, admits, guest_asks};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -334,4 +336,207 @@ async fn bad_invitations_are_refused_and_queue_nothing() {
         0,
         "nothing was queued"
     );
+}
+
+/// A served app with the bundled plugins, the outbox delivering to `.eml` files
+/// (the default) under its data directory, and a link called `title` of
+/// host@example.org's. Returns the app, its base URL, the delivery and the link id.
+async fn app_with_email_invites(
+    title: &str,
+) -> (TestApp, String, confab_core::mail::Delivery, String) {
+    let (app, base) = TestApp::served_with(|c| {
+        c.plugins.bundled = true;
+        c.plugins.cache_dir = crate::plugins::shared_plugin_cache();
+        c.mail.poll_interval_ms = 50;
+    })
+    .await;
+    let delivery = app.start_mail();
+    let token = app.user_with_token("host@example.org", Role::Member).await;
+    let link = app.create_link(&token, title).await;
+    let id = link["id"].as_str().unwrap().to_string();
+    (app, base, delivery, id)
+}
+
+/// Fills in the invitation form `form` (addresses and maybe a note) and sends it.
+async fn invite_through(page: &Browser, form: &str, recipients: &str, note: Option<&str>) {
+    page.fill(&format!("{form} textarea[name=recipients]"), recipients)
+        .await;
+    if let Some(note) = note {
+        page.fill(&format!("{form} textarea[name=note]"), note)
+            .await;
+    }
+    page.click(&format!("{form} button[type=submit]")).await;
+}
+
+/// The mails the outbox has written as `.eml` files, once there are `n` of them,
+/// each as `mime.py` reads it.
+async fn delivered_mails(app: &TestApp, n: usize) -> Vec<Value> {
+    let dir = app.state.config.data_dir.join("outbox");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        if files.len() >= n {
+            assert_eq!(files.len(), n, "{files:?}");
+            return files.iter().map(crate::smtp::mime).collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} mails in {}",
+            files.len(),
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every link to `base` in a mail's text and HTML, each of which must be `url`.
+fn assert_links_are(m: &Value, base: &str, url: &str) {
+    let links = crate::mail::links_starting(m, base);
+    assert!(links.len() >= 2, "{m:#}");
+    assert!(links.iter().all(|l| l == url), "{links:?} ≠ {url}");
+}
+
+/// The mails' recipients, as (name, address), sorted by address.
+fn recipients_of(mails: &[Value]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = mails
+        .iter()
+        .map(|m| {
+            let to = &m["addresses"]["to"][0];
+            (
+                to["name"].as_str().unwrap_or_default().to_string(),
+                to["addr"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
+}
+
+#[tokio::test]
+async fn email_invitations_from_the_dashboard_carry_the_link_as_shown() {
+    let (app, base, delivery, id) = app_with_email_invites("Planning").await;
+    let driver = Driver::start();
+    let page = driver.browser().await;
+    page.sign_in(&base, "host@example.org").await;
+    let row = format!("li[data-link-id='{id}']");
+    let shown = page
+        .wait_js(&format!("document.querySelector({row:?})?.dataset.linkUrl"))
+        .await;
+    let shown = shown.as_str().unwrap().to_string();
+    assert!(shown.starts_with(&format!("{base}/j/{id}")), "{shown}");
+
+    page.wait_text(
+        &format!("{row} button[data-plugin='email-invites']"),
+        "Invite by email",
+    )
+    .await;
+    page.click(&format!("{row} button[data-plugin='email-invites']"))
+        .await;
+    let form = format!("form[data-email-invites='{id}']");
+    invite_through(
+        &page,
+        &form,
+        "\"Lima, Ana\" <ana@example.org>, bo@example.org",
+        Some("Bring the numbers."),
+    )
+    .await;
+    page.wait_text(&format!("{form} .status"), "Invitation sent to 2 people")
+        .await;
+
+    let mails = delivered_mails(&app, 2).await;
+    assert_eq!(
+        recipients_of(&mails),
+        [
+            ("Lima, Ana".to_string(), "ana@example.org".to_string()),
+            (String::new(), "bo@example.org".to_string())
+        ]
+    );
+    for m in &mails {
+        assert_links_are(m, &base, &shown);
+        let text = crate::mail::leaves(&m["tree"])
+            .into_iter()
+            .find(|l| l["content_type"] == "text/plain")
+            .and_then(|l| l["text"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        assert!(text.contains("Bring the numbers."), "{text}");
+    }
+
+    // Something that is not an address: the server's reason, next to the form.
+    invite_through(&page, &form, "not-an-address", None).await;
+    page.wait_text(
+        &format!("{form} .status.error"),
+        "“not-an-address” is not an email address",
+    )
+    .await;
+    let counts = app.store.outbox_counts().await.unwrap();
+    assert_eq!(counts.queued + counts.sent + counts.failed, 2, "{counts:?}");
+    delivery.stop().await;
+    page.close().await;
+}
+
+#[tokio::test]
+async fn email_invitations_from_the_call_page_carry_the_links_fragment() {
+    const KEY: &str = "#k=AbC-_9xYz0123456789-_Q";
+    let (app, base, delivery, id) = app_with_email_invites("Family call").await;
+    let driver = Driver::start();
+    let host = driver.browser().await;
+    host.sign_in(&base, "host@example.org").await;
+    host.goto(&format!("{base}/j/{id}{KEY}")).await;
+    host.submit_join().await;
+    host.wait_text("#roster", "User host@example.org (you)")
+        .await;
+
+    // The page gives the plugins the session's CSRF token (a guest's has none).
+    host.wait_js("document.getElementById('call').dataset.csrf?.length > 20")
+        .await;
+    let panel = "[data-plugin='email-invites']";
+    host.wait_text(&format!("{panel} summary"), "Invite by email")
+        .await;
+    host.click(&format!("{panel} summary")).await;
+    invite_through(&host, panel, "zoe@example.net", None).await;
+    host.wait_text(&format!("{panel} .status"), "Invitation sent to 1 person")
+        .await;
+    let mails = delivered_mails(&app, 1).await;
+    assert_eq!(recipients_of(&mails)[0].1, "zoe@example.net");
+    assert_links_are(&mails[0], &base, &format!("{base}/j/{id}{KEY}"));
+
+    // A guest on the same call has no panel.
+    let guest = guest_asks(&driver, &base, &id, "Zoë").await;
+    admits(&host, &guest, "Zoë").await;
+    let seen = guest
+        .client
+        .execute_async(
+            "const [done] = arguments;\
+             window.confab.plugins.load().then(() => {\
+               const section = document.querySelector(\"[data-plugin='email-invites']\");\
+               done({ loaded: !!section, visible: !!section?.offsetParent, forms: section?.querySelectorAll('form').length ?? 0,\
+                      csrf: 'csrf' in document.getElementById('call').dataset });\
+             }, (e) => done({ error: String(e) }));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        json!({ "loaded": true, "visible": false, "forms": 0, "csrf": false }),
+        "the guest's page"
+    );
+    let call = guest
+        .client
+        .find(Locator::Css("#call"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!call.contains("Invite by email"), "{call}");
+    delivery.stop().await;
+    host.close().await;
+    guest.close().await;
 }

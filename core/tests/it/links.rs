@@ -5,6 +5,7 @@ use confab_core::accounts::Role;
 use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::{Value, json};
 
+use crate::support::browser::Driver;
 use crate::support::{TestApp, is_link_secret, on_both_databases};
 
 on_both_databases!(
@@ -758,4 +759,115 @@ async fn member_link_creation_can_be_turned_off(app: TestApp) {
         plugins["member_link_creation"], false,
         "untouched fields stay"
     );
+}
+
+#[tokio::test]
+async fn a_link_made_on_the_dashboard_gets_its_secret_in_the_browser() {
+    let (app, base) = TestApp::served_with(|_| {}).await;
+    let token = app.user_with_token("host@example.org", Role::Member).await;
+    let elsewhere = app.create_link(&token, "Made with the API").await;
+    let elsewhere = elsewhere["id"].as_str().unwrap().to_string();
+    let driver = Driver::start();
+    let page = driver.browser().await;
+    page.sign_in(&base, "host@example.org").await;
+    page.fill("form[data-new-link] input[name=title]", "Secret call")
+        .await;
+    page.click("form[data-new-link] [data-remember-secret]")
+        .await;
+    page.click("form[data-new-link] button[type=submit]").await;
+    let id = page
+        .wait_js("document.querySelector('li[data-link-created]')?.dataset.linkId")
+        .await;
+    let id = id.as_str().unwrap().to_string();
+
+    let row = |id: &str| {
+        format!(
+            "(() => {{ const li = document.querySelector(\"li[data-link-id='{id}']\");\
+             return {{ input: li.querySelector('input.url').value, copy: li.querySelector('[data-copy]').dataset.copy,\
+             shared: li.dataset.linkUrl, hint: !li.querySelector('[data-secret-missing]').hidden,\
+             once: !li.querySelector('[data-secret-once]').hidden,\
+             stored: localStorage.getItem('confab.secret.{id}'), address: location.href }}; }})()"
+        )
+    };
+    let made = page.wait_js(&row(&id)).await;
+    let secret = made["stored"].as_str().unwrap_or_else(|| panic!("{made}"));
+    assert!(is_link_secret(secret), "{made}");
+    let full = format!("{base}/j/{id}#k={secret}");
+    assert_eq!(made["input"], full.as_str(), "{made}");
+    assert_eq!(made["copy"], full.as_str(), "{made}");
+    assert_eq!(made["shared"], full.as_str(), "what plugins' modules read");
+    assert_eq!(made["hint"], false, "{made}");
+    assert_eq!(made["address"], format!("{base}/dashboard"), "{made}");
+
+    // A link this browser has no secret for: the server's address and a hint.
+    let other = page.wait_js(&row(&elsewhere)).await;
+    assert_eq!(other["input"], format!("{base}/j/{elsewhere}"), "{other}");
+    assert_eq!(other["copy"], format!("{base}/j/{elsewhere}"), "{other}");
+    assert_eq!(other["hint"], true, "{other}");
+    assert_eq!(other["stored"], Value::Null);
+
+    // The server never had it: not in the page it served, not in its record.
+    let served = page
+        .client
+        .execute_async(
+            "const [done] = arguments; fetch('/dashboard').then(r => r.text()).then(done, (e) => done(String(e)));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let served = served.as_str().unwrap();
+    assert!(served.contains(&id) && !served.contains(secret));
+    let record = app
+        .get(&format!("/api/v1/links/{id}"))
+        .bearer(&token)
+        .send()
+        .await
+        .text();
+    assert!(record.contains(&id) && !record.contains(secret), "{record}");
+    assert!(database_contains(&app, &id).await);
+    assert!(!database_contains(&app, secret).await);
+
+    assert_eq!(made["once"], false, "{made}");
+
+    // A reload keeps the full link.
+    page.goto(&format!("{base}/dashboard")).await;
+    let again = page.wait_js(&row(&id)).await;
+    assert_eq!(again["input"], full.as_str(), "{again}");
+
+    // Without "remember", the full link is shown once, and the device keeps nothing.
+    page.fill("form[data-new-link] input[name=title]", "Once")
+        .await;
+    page.click("form[data-new-link] button[type=submit]").await;
+    let once = page
+        .wait_js(&format!(
+            "document.querySelector('li[data-link-created]:not([data-link-id=\"{id}\"])')?.dataset.linkId"
+        ))
+        .await;
+    let once = once.as_str().unwrap().to_string();
+    let shown = page.wait_js(&row(&once)).await;
+    let (_, secret_once) = shown["input"]
+        .as_str()
+        .unwrap()
+        .split_once("#k=")
+        .unwrap_or_else(|| panic!("the full link is shown: {shown}"));
+    assert!(is_link_secret(secret_once), "{shown}");
+    assert_eq!(shown["once"], true, "the page says to copy it now: {shown}");
+    assert_eq!(shown["stored"], Value::Null, "{shown}");
+    page.goto(&format!("{base}/dashboard")).await;
+    let later = page.wait_js(&row(&once)).await;
+    assert_eq!(later["input"], format!("{base}/j/{once}"), "{later}");
+    assert_eq!(later["hint"], true, "{later}");
+
+    // Signing out clears what the device remembered.
+    page.click("form[action='/logout'] button").await;
+    page.wait_js("location.pathname === '/login'").await;
+    let left = page
+        .wait_js("JSON.stringify(Object.keys(localStorage))")
+        .await;
+    assert_eq!(
+        left,
+        json!("[]"),
+        "nothing stays on the device after sign-out"
+    );
+    page.close().await;
 }

@@ -2,7 +2,8 @@
 //! messages on a plugin's channel, the `calls` capability, and the call page's list
 //! of plugin modules. The plugins are examples/hello-plugin (denies names with its
 //! blocked word, relays call messages, lists and removes people) and the rogue test
-//! plugin (flags every request).
+//! plugin (flags every request). Last, the same screening and a plugin's call-page
+//! module in real headless browsers.
 
 use axum::http::{Method, StatusCode};
 use base64::Engine as _;
@@ -10,8 +11,9 @@ use confab_core::accounts::Role;
 use serde_json::{Value, json};
 
 use crate::plugins::app_with_plugins;
-use crate::signaling::Ws;
 use crate::support::TestApp;
+use crate::support::browser::{Driver, admits, app_with_link_and, guest_asks, host_joins};
+use crate::support::ws::Ws;
 
 const KEY_A: &str = "guest-key-aaaaaaaaaaaa";
 const KEY_B: &str = "guest-key-bbbbbbbbbbbb";
@@ -310,4 +312,41 @@ async fn the_call_page_lists_the_modules_of_switched_on_plugins() {
         StatusCode::NOT_FOUND,
         "a switched-off plugin's files are not served"
     );
+}
+
+#[tokio::test]
+async fn plugins_screen_guests_and_put_their_activity_into_the_call() {
+    // hello denies names with "spam" and relays waves; rogue flags every request.
+    let (_plugins, configure) = crate::plugins::hello_and_rogue();
+    let (_app, base, link) = app_with_link_and(32, configure).await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+
+    let spammer = guest_asks(&driver, &base, &link, "Spam bot").await;
+    spammer
+        .wait_text(
+            "#status",
+            "Your request to join was declined: names with “spam” are not let in",
+        )
+        .await;
+    spammer.wait_text("#join-form", "Ask to join").await;
+
+    let guest = guest_asks(&driver, &base, &link, "Ana").await;
+    let lobby = host
+        .wait_text("#lobby", "⚠ Ana looks suspicious (rogue)")
+        .await;
+    assert!(!lobby.contains("Spam bot"), "{lobby}");
+    admits(&host, &guest, "Ana").await;
+
+    // The hello plugin's call-page module: a wave goes to the plugin, which relays
+    // it to everyone on the call.
+    guest.click("[data-plugin='hello'] button").await;
+    host.wait_text("[data-plugin='hello'] .waves", "Ana waves")
+        .await;
+    guest
+        .wait_text("[data-plugin='hello'] .waves", "Ana waves")
+        .await;
+    host.close().await;
+    guest.close().await;
+    spammer.close().await;
 }

@@ -447,7 +447,7 @@ async fn lobby_screening_denies_flags_and_falls_back_when_a_plugin_is_late() {
     };
     let plugins = &app.state.plugins;
     match plugins
-        .lobby_decision(&app.state, &request("Spam King"))
+        .lobby_decision(app.state.plugin_deps(), &request("Spam King"))
         .await
     {
         Verdict::Deny { plugin, reason } => {
@@ -457,14 +457,18 @@ async fn lobby_screening_denies_flags_and_falls_back_when_a_plugin_is_late() {
         other => panic!("expected a denial, got {other:?}"),
     }
     assert_eq!(
-        plugins.lobby_decision(&app.state, &request("Ana")).await,
+        plugins
+            .lobby_decision(app.state.plugin_deps(), &request("Ana"))
+            .await,
         Verdict::Flag(vec![("rogue".into(), "Ana looks suspicious".into())])
     );
     // "slow" makes the rogue plugin loop past its 50 ms decision deadline: the
     // operator's fallback (flag) applies.
     let started = std::time::Instant::now();
     assert_eq!(
-        plugins.lobby_decision(&app.state, &request("slow")).await,
+        plugins
+            .lobby_decision(app.state.plugin_deps(), &request("slow"))
+            .await,
         Verdict::Flag(vec![(
             "rogue".into(),
             "could not be screened automatically".into()
@@ -576,7 +580,10 @@ async fn changed_files_are_reloaded_and_new_plugins_appear_without_a_restart() {
         hello_wasm(),
         "hello",
     );
-    app.state.plugins.reload_changed(&app.state).await;
+    app.state
+        .plugins
+        .reload_changed(app.state.plugin_deps())
+        .await;
     let page = app.get("/p/hello/").send().await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text());
     assert!(page.text().contains("Hello, world!"));
@@ -589,7 +596,10 @@ async fn changed_files_are_reloaded_and_new_plugins_appear_without_a_restart() {
     )
     .unwrap();
     bump_mtime(&manifest);
-    app.state.plugins.reload_changed(&app.state).await;
+    app.state
+        .plugins
+        .reload_changed(app.state.plugin_deps())
+        .await;
     assert!(
         app.get("/p/hello/")
             .send()
@@ -599,7 +609,10 @@ async fn changed_files_are_reloaded_and_new_plugins_appear_without_a_restart() {
     );
     // Removing the directory unloads the plugin.
     std::fs::remove_dir_all(&installed).unwrap();
-    app.state.plugins.reload_changed(&app.state).await;
+    app.state
+        .plugins
+        .reload_changed(app.state.plugin_deps())
+        .await;
     assert_eq!(
         app.get("/p/hello/").send().await.status,
         StatusCode::NOT_FOUND
@@ -939,12 +952,14 @@ async fn timers_fire_and_cron_timers_fire_at_their_minute_of_the_clock() {
     assert_eq!(fired().await, "");
     let plugins = &app.state.plugins;
     plugins
-        .fire_timer(&app.state, "rogue", "hourly")
+        .fire_timer(app.state.plugin_deps(), "rogue", "hourly")
         .await
         .unwrap();
     assert_eq!(fired().await, "fired:hourly");
     assert_eq!(
-        plugins.fire_timer(&app.state, "rogue", "nope").await,
+        plugins
+            .fire_timer(app.state.plugin_deps(), "rogue", "nope")
+            .await,
         Err(confab_core::plugins::InvokeError::NotHandled(
             "rogue".into()
         ))
@@ -953,7 +968,7 @@ async fn timers_fire_and_cron_timers_fire_at_their_minute_of_the_clock() {
     // The clock says 12:00 UTC; the cron timer is for 12:30.
     let (trigger, shutdown) = confab_core::shutdown::Shutdown::new();
     let timers = tokio::spawn(confab_core::plugins::PluginHost::run_timers(
-        app.state.clone(),
+        app.state.plugin_deps().clone(),
         shutdown,
     ));
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -1276,7 +1291,7 @@ async fn a_plugin_at_its_concurrency_limit_answers_busy_without_counting_a_failu
     let plugins_host = &app.state.plugins;
     assert_eq!(
         plugins_host
-            .lobby_decision(&app.state, &request("Ana"))
+            .lobby_decision(app.state.plugin_deps(), &request("Ana"))
             .await,
         Verdict::Flag(vec![("rogue".into(), "Ana looks suspicious".into())])
     );
@@ -1309,14 +1324,14 @@ async fn a_plugin_at_its_concurrency_limit_answers_busy_without_counting_a_failu
     // … so a lobby decision (50 ms to start) finds none and gets the fallback.
     assert_eq!(
         plugins_host
-            .lobby_decision(&app.state, &request("Bob"))
+            .lobby_decision(app.state.plugin_deps(), &request("Bob"))
             .await,
         Verdict::Allow
     );
     assert_eq!(holder.await.unwrap(), StatusCode::OK);
     assert_eq!(
         plugins_host
-            .lobby_decision(&app.state, &request("Cleo"))
+            .lobby_decision(app.state.plugin_deps(), &request("Cleo"))
             .await,
         Verdict::Flag(vec![("rogue".into(), "Cleo looks suspicious".into())]),
         "the slot is free again"

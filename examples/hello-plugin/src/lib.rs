@@ -88,7 +88,7 @@ fn greeting(request: &HttpRequest) -> HttpResponse {
 
 fn create_link(request: &HttpRequest) -> HttpResponse {
     let Some(user) = request.user else {
-        return HttpResponse::json(401, r#"{"error":"sign in first"}"#);
+        return HttpResponse::error(401, "sign in first");
     };
     let title = request.text().unwrap_or("").trim();
     let title = if title.is_empty() {
@@ -109,10 +109,7 @@ fn create_link(request: &HttpRequest) -> HttpResponse {
                 escape_json(&created.url)
             ),
         ),
-        Err(e) => HttpResponse::json(
-            403,
-            format!("{{\"error\":{}}}", escape_json(&format!("{e:?}"))),
-        ),
+        Err(e) => HttpResponse::error(403, format!("{e:?}")),
     }
 }
 

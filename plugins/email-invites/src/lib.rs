@@ -8,9 +8,11 @@
 //! engine. When the link's schedule changes later, every invitee gets an update
 //! (same `UID`, `SEQUENCE` + 1); when the schedule is removed or the link revoked,
 //! a cancellation (`METHOD:CANCEL`). Mail goes through the server's outbox
-//! (`mail.queue`); the bodies are the server's templates `email/invite.*`,
-//! `email/update.*` and `email/cancel.*` (`templates/email/` at the top of the
-//! repository; operators override them with `templates.dir`).
+//! (`mail.queue`); the bodies are the plugin's templates `invite.*`, `update.*` and
+//! `cancel.*` (`templates/`; operators override them with
+//! `plugins.settings.email-invites.templates_dir`), which extend the server's shared
+//! frame `email/base.*` (`templates/email/` at the top of the repository,
+//! overridden with `templates.dir`).
 //!
 //! | route | who | what |
 //! | --- | --- | --- |

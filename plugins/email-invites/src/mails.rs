@@ -1,8 +1,8 @@
-//! The mails: one per invitee, with the bodies from the server's templates
-//! (`email/invite.*`, `email/update.*`, `email/cancel.*`, a `.txt` and an `.html`
-//! each) and, for a call with a time, an iMIP part (RFC 6047): the `.ics` of the
-//! invitation, update or cancellation, offered as an alternative body and as the
-//! file `invite.ics`.
+//! The mails: one per invitee, with the bodies from the plugin's templates
+//! (`templates/invite.*`, `update.*`, `cancel.*`, a `.txt` and an `.html` each, in
+//! the server's shared frame `email/base.*`) and, for a call with a time, an iMIP
+//! part (RFC 6047): the `.ics` of the invitation, update or cancellation, offered as
+//! an alternative body and as the file `invite.ics`.
 
 use chrono::{DateTime, Utc};
 use confab_calendar::ics::{self, IcsError, Method, ScheduleSpec};
@@ -44,11 +44,12 @@ impl std::fmt::Display for ComposeError {
 }
 
 impl Notice {
+    /// The plugin's templates for this notice, without `.txt` / `.html`.
     fn template(self) -> &'static str {
         match self {
-            Notice::Invite => "email/invite",
-            Notice::Update => "email/update",
-            Notice::Cancel => "email/cancel",
+            Notice::Invite => "invite",
+            Notice::Update => "update",
+            Notice::Cancel => "cancel",
         }
     }
 
@@ -164,8 +165,17 @@ pub fn calendar(
     ics::schedule_ics(&spec, method, now).map(|ics| Some((method, ics)))
 }
 
-fn render(name: String, context: &str) -> Result<String, ComposeError> {
-    templates::render(&name, context).map_err(|e| ComposeError::Template(name, e))
+/// Renders the plugin's template `name` (`invite.txt` …), unless the operator still
+/// overrides it the way of before it moved into the plugin: a file `email/{name}`
+/// under the server's `templates.dir`, which the server then shares as the template
+/// `email/{name}` (it has none of that name otherwise).
+fn render(name: &str, context: &str) -> Result<String, ComposeError> {
+    let legacy = format!("email/{name}");
+    match templates::render(&legacy, context) {
+        Err(Error::NotFound(_)) => templates::render(name, context)
+            .map_err(|e| ComposeError::Template(name.to_string(), e)),
+        rendered => rendered.map_err(|e| ComposeError::Template(legacy, e)),
+    }
 }
 
 /// The mail that tells `to` about the call (with the inviter's `note` on an
@@ -181,8 +191,8 @@ pub fn compose(
         return Err(ComposeError::UnsafeLink);
     }
     let context = context(record, notice, to, note).to_string();
-    let text = render(format!("{}.txt", notice.template()), &context)?;
-    let html = render(format!("{}.html", notice.template()), &context)?;
+    let text = render(&format!("{}.txt", notice.template()), &context)?;
+    let html = render(&format!("{}.html", notice.template()), &context)?;
     let attachments = match calendar(record, notice, to, now).map_err(ComposeError::Calendar)? {
         Some((method, ics)) => vec![Attachment {
             filename: ICS_FILENAME.to_string(),

@@ -19,26 +19,20 @@ pub fn route(request: &HttpRequest) -> HttpResponse {
     match (request.method.as_str(), segments.as_slice()) {
         ("POST", ["invites"]) => invite(request),
         ("GET", ["invites"]) => invitations(request),
-        (_, ["invites"]) => error(405, "method_not_allowed", "Use GET or POST here.")
-            .with_header("allow", "GET, POST"),
-        _ => error(404, "not_found", "Not found."),
+        (_, ["invites"]) => {
+            HttpResponse::error_with_code(405, "method_not_allowed", "Use GET or POST here.")
+                .with_header("allow", "GET, POST")
+        }
+        _ => HttpResponse::error_with_code(404, "not_found", "Not found."),
     }
 }
 
-fn error(status: u16, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::json(status, error_body(code, message).to_string())
-}
-
-fn error_body(code: &str, message: &str) -> Value {
-    json!({"error": {"code": code, "message": message}})
-}
-
 fn refused(refusal: Refusal) -> HttpResponse {
-    error(refusal.status, refusal.code, &refusal.message)
+    HttpResponse::error_with_code(refusal.status, refusal.code, refusal.message)
 }
 
 fn sign_in() -> HttpResponse {
-    error(401, "unauthorized", "Sign in first.")
+    HttpResponse::error_with_code(401, "unauthorized", "Sign in first.")
 }
 
 /// The status and code for a capability's refusal.
@@ -65,19 +59,21 @@ fn message_of(e: &Error) -> &str {
 fn unavailable(e: Error) -> HttpResponse {
     log::warn(&format!("capability call failed: {e:?}"));
     let (status, code) = status_of(&e);
-    error(status, code, message_of(&e))
+    HttpResponse::error_with_code(status, code, message_of(&e))
 }
 
 fn compose_failed(e: &ComposeError) -> HttpResponse {
     log::error(&format!("an invitation cannot be written: {e}"));
     match e {
-        ComposeError::Calendar(e) => error(422, "invalid_schedule", &e.to_string()),
-        ComposeError::UnsafeLink => error(
+        ComposeError::Calendar(e) => {
+            HttpResponse::error_with_code(422, "invalid_schedule", e.to_string())
+        }
+        ComposeError::UnsafeLink => HttpResponse::error_with_code(
             422,
             "invalid_url",
             "The link cannot be written into an email as it is.",
         ),
-        ComposeError::Template(..) => error(
+        ComposeError::Template(..) => HttpResponse::error_with_code(
             500,
             "template_failed",
             "The invitation cannot be written: the server's email templates failed (see its log).",
@@ -86,7 +82,7 @@ fn compose_failed(e: &ComposeError) -> HttpResponse {
 }
 
 fn not_yours() -> HttpResponse {
-    error(
+    HttpResponse::error_with_code(
         404,
         "not_found",
         "No working link of yours has this address.",
@@ -135,10 +131,10 @@ fn invite(request: &HttpRequest) -> HttpResponse {
     };
     let public = public_url();
     let Some(id) = input::link_id(&public, &input.url) else {
-        return error(
+        return HttpResponse::error_with_code(
             422,
             "invalid_url",
-            &format!(
+            format!(
                 "The link cannot be used: it must be {public}/j/… (one of your links), optionally with a #fragment."
             ),
         );
@@ -150,15 +146,15 @@ fn invite(request: &HttpRequest) -> HttpResponse {
     let url = match ics::shared_link(&public, &link.id, Some(&input.url)) {
         Ok(url) => url,
         Err(why) => {
-            return error(
+            return HttpResponse::error_with_code(
                 422,
                 "invalid_url",
-                &format!("The link cannot be used: {why}."),
+                format!("The link cannot be used: {why}."),
             );
         }
     };
     if !input::html_safe(&url) {
-        return error(
+        return HttpResponse::error_with_code(
             422,
             "invalid_url",
             "The link cannot be used: it has characters that cannot go into an email as they are (quotes, <, >, &, or letters beyond ASCII).",
@@ -180,10 +176,10 @@ fn invite(request: &HttpRequest) -> HttpResponse {
     let used = window.used(now_s);
     if used.saturating_add(count) > limit {
         let left = limit.saturating_sub(used);
-        return error(
+        return HttpResponse::error_with_code(
             429,
             "rate_limited",
-            &format!(
+            format!(
                 "You can invite {limit} people per hour: {left} more now, not {count}. Try again later."
             ),
         )
@@ -214,7 +210,7 @@ fn invite(request: &HttpRequest) -> HttpResponse {
     }
     let positions = record.invite(&input.recipients, now_s);
     if store::encode(&record).is_err() {
-        return error(
+        return HttpResponse::error_with_code(
             422,
             "too_many_invitees",
             "This link has as many invitations as the plugin keeps for one link; invite the others to a new link.",
@@ -299,9 +295,12 @@ fn invite(request: &HttpRequest) -> HttpResponse {
                     message_of(&e)
                 ),
             };
-            let mut body = error_body(code, &message);
-            body["queued"] = json!(queued);
-            body["ids"] = json!(ids);
+            // The error of `HttpResponse::error_with_code`, with what did go out.
+            let body = json!({
+                "error": {"code": code, "message": message},
+                "queued": queued,
+                "ids": ids,
+            });
             HttpResponse::json(status, body.to_string())
         }
     }
@@ -320,7 +319,7 @@ fn invitations(request: &HttpRequest) -> HttpResponse {
     };
     let id = input::query_param(&request.query, "link").unwrap_or_default();
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return error(
+        return HttpResponse::error_with_code(
             422,
             "invalid_link",
             "Give the link's id: /p/email-invites/invites?link=ID.",
@@ -384,4 +383,35 @@ fn invitations(request: &HttpRequest) -> HttpResponse {
         })
         .to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SDK's error is byte for byte the body this plugin wrote with serde_json
+    /// before the SDK had one.
+    #[test]
+    fn errors_are_the_bodies_serde_json_writes() {
+        for (code, message) in [
+            ("not_found", "Not found."),
+            ("invalid_url", "The link cannot be used: “x” <a> & é ✓."),
+            (
+                "x\"y\\z",
+                "line\nbreak\r\ttab \u{08}\u{0c}\u{01}\u{1f}\u{7f} \u{2028} 𝄞",
+            ),
+            ("", ""),
+        ] {
+            let response = HttpResponse::error_with_code(418, code, message);
+            assert_eq!(response.status, 418);
+            assert_eq!(
+                response.headers,
+                vec![("content-type".to_string(), "application/json".to_string())]
+            );
+            assert_eq!(
+                String::from_utf8(response.body).unwrap(),
+                json!({"error": {"code": code, "message": message}}).to_string()
+            );
+        }
+    }
 }

@@ -794,37 +794,23 @@ impl http_client::Host for HostState {
     }
 }
 
-/// The server's mail templates (`templates/email/` of this checkout), built in as
-/// the server builds them in. The templates capability falls back to them for
-/// names under `email/` that the plugin does not ship itself.
-const SERVER_TEMPLATES: [(&str, &str); 6] = [
+/// The server's shared mail templates (`templates/email/` of this checkout: the
+/// frame `email/base.html` and `email/base.txt`), built in as the server builds them
+/// in. A plugin's own templates are loaded on top of them, so that they can extend
+/// them, and the templates capability falls back to them for names under `email/`
+/// that the plugin does not ship itself.
+const SERVER_TEMPLATES: [(&str, &str); 2] = [
     (
-        "email/invite.txt",
-        include_str!("../../../templates/email/invite.txt"),
+        "email/base.html",
+        include_str!("../../../templates/email/base.html"),
     ),
     (
-        "email/invite.html",
-        include_str!("../../../templates/email/invite.html"),
-    ),
-    (
-        "email/update.txt",
-        include_str!("../../../templates/email/update.txt"),
-    ),
-    (
-        "email/update.html",
-        include_str!("../../../templates/email/update.html"),
-    ),
-    (
-        "email/cancel.txt",
-        include_str!("../../../templates/email/cancel.txt"),
-    ),
-    (
-        "email/cancel.html",
-        include_str!("../../../templates/email/cancel.html"),
+        "email/base.txt",
+        include_str!("../../../templates/email/base.txt"),
     ),
 ];
 
-fn server_templates() -> &'static tera::Tera {
+pub(crate) fn server_templates() -> &'static tera::Tera {
     static TEMPLATES: std::sync::OnceLock<tera::Tera> = std::sync::OnceLock::new();
     TEMPLATES.get_or_init(|| {
         let mut tera = tera::Tera::default();
@@ -840,7 +826,11 @@ impl templates::Host for HostState {
         let own = self.setup.templates.as_ref();
         let tera = match own.filter(|t| t.get_template_names().any(|n| n == name)) {
             Some(tera) => tera,
-            None if name.starts_with("email/") => server_templates(),
+            None if name.starts_with("email/")
+                && server_templates().get_template_names().any(|n| n == name) =>
+            {
+                server_templates()
+            }
             None if own.is_none() => {
                 return Err(Error::NotFound(
                     "the plugin ships no templates/ directory".into(),

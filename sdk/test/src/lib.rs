@@ -10,7 +10,8 @@
 //! server. The capabilities answer from memory: a key-value store that honours
 //! expiry and the manifest's quota, links, live calls with rosters the test sets,
 //! an outbox, outbound HTTP with responses the test scripts, the plugin's own
-//! templates (and the server's mail templates, `email/*`, as a fallback) and its
+//! templates (on top of the server's shared mail frame, `email/base.html` and
+//! `email/base.txt`, which they may extend and which plugins may render too) and its
 //! settings. No database, no network, no server.
 //!
 //! In a plugin crate, with `confab-plugin-test` as a dev-dependency, a test in
@@ -796,7 +797,8 @@ fn prepare(wasm: &Path) -> PluginPre<HostState> {
     pre
 }
 
-/// The plugin's `templates/`, as the server loads them (HTML escaped in `.html`).
+/// The plugin's `templates/`, as the server loads them (HTML escaped in `.html`):
+/// on top of the server's shared ones (`email/base.html` …), which they may extend.
 fn load_templates(dir: &Path) -> Option<tera::Tera> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
@@ -805,6 +807,8 @@ fn load_templates(dir: &Path) -> Option<tera::Tera> {
         .collect();
     files.sort();
     let mut tera = tera::Tera::default();
+    tera.extend(host::server_templates())
+        .unwrap_or_else(|e| panic!("the server's email templates: {e}"));
     for path in &files {
         let name = path.file_name()?.to_str()?;
         let text = std::fs::read_to_string(path)

@@ -83,7 +83,12 @@ impl CallHost for AppState {
 
     fn lobby_decision(&self, request: LobbyInfo) -> HostFuture<Verdict> {
         let state = self.clone();
-        Box::pin(async move { state.plugins.lobby_decision(&state, &request).await })
+        Box::pin(async move {
+            state
+                .plugins
+                .lobby_decision(state.plugin_deps(), &request)
+                .await
+        })
     }
 
     fn call_message(
@@ -97,13 +102,13 @@ impl CallHost for AppState {
         Box::pin(async move {
             state
                 .plugins
-                .call_message(&state, &plugin, &call, sender, payload)
+                .call_message(state.plugin_deps(), &plugin, &call, sender, payload)
                 .await
         })
     }
 
     fn emit(&self, event: Event) {
-        plugins::emit(self, event);
+        plugins::emit(self.plugin_deps(), event);
     }
 
     fn call_ended(&self, link_pk: i64, queue: &mpsc::Sender<CallRequest>) {

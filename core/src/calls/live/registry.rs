@@ -12,7 +12,7 @@ use crate::AppState;
 use crate::calls::{Identity, network_of};
 use crate::config::CallsConfig;
 use crate::limits::RateWindow;
-use crate::plugins::{PluginCallAction, PluginCallError, RosterMember};
+use crate::plugins::{BoxFuture, LiveCalls, PluginCallAction, PluginCallError, RosterMember};
 use crate::protocol::{ErrorCode, ServerMessage, error};
 use crate::store::link;
 
@@ -229,5 +229,16 @@ impl CallRegistry {
         if calls.get(&link_pk).is_some_and(|q| q.same_channel(queue)) {
             calls.remove(&link_pk);
         }
+    }
+}
+
+/// The `calls` capability of plugins reaches the live calls through this.
+impl LiveCalls for CallRegistry {
+    fn plugin_action(
+        &self,
+        link_pk: i64,
+        action: PluginCallAction,
+    ) -> BoxFuture<'_, Result<Vec<RosterMember>, PluginCallError>> {
+        Box::pin(CallRegistry::plugin_action(self, link_pk, action))
     }
 }

@@ -32,6 +32,8 @@ pub(super) const STATIC_FILES: &[(&str, &str)] = &[
     static_file!("lib/time.js"),
     static_file!("lib/random.js"),
     static_file!("lib/plugin-fetch.js"),
+    static_file!("lib/plugin-modules.js"),
+    static_file!("lib/base64.js"),
 ];
 
 pub(super) async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {

@@ -93,7 +93,7 @@ pub(super) async fn render_dashboard(
     ctx.insert("form_description", extras.form_description);
     ctx.insert("new_token", &extras.new_token);
     ctx.insert("token_error", &extras.token_error);
-    let modules = state.plugins.dashboard_modules(state).await;
+    let modules = state.plugins.dashboard_modules(state.plugin_deps()).await;
     ctx.insert(
         "plugin_modules",
         &serde_json::to_string(&modules).unwrap_or_else(|_| "[]".into()),
@@ -177,7 +177,10 @@ pub(super) async fn dashboard_create_link(
         Ok(link) => {
             state.metrics.links_created.inc();
             let created = format!("/dashboard?created={}", link.public_id);
-            crate::plugins::emit(&state, crate::plugins::Event::LinkCreated(link));
+            crate::plugins::emit(
+                state.plugin_deps(),
+                crate::plugins::Event::LinkCreated(link),
+            );
             Redirect::to(&created).into_response()
         }
         Err(err) => {
@@ -217,7 +220,10 @@ pub(super) async fn dashboard_revoke_link(
     match links::revoke(&state.store, &user.account, &id, now).await {
         Ok(link) => {
             if link.revoked_at == Some(now) {
-                crate::plugins::emit(&state, crate::plugins::Event::LinkRevoked(link));
+                crate::plugins::emit(
+                    state.plugin_deps(),
+                    crate::plugins::Event::LinkRevoked(link),
+                );
             }
             Redirect::to("/dashboard").into_response()
         }

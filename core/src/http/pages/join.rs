@@ -116,7 +116,7 @@ pub(super) async fn render_join(
     ctx.insert("error", &error);
     // Only a server built for the test suite lets the page's tests reach its keys.
     ctx.insert("test_hooks", &cfg!(feature = "test-tap"));
-    let modules = state.plugins.call_page_modules(state).await;
+    let modules = state.plugins.call_page_modules(state.plugin_deps()).await;
     ctx.insert(
         "plugin_modules",
         &serde_json::to_string(&modules).unwrap_or_else(|_| "[]".into()),

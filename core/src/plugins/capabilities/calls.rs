@@ -1,13 +1,16 @@
 //! `calls`: the roster of a live call, messages on the plugin's channel to the
 //! people on it, and removing a participant as a signed-in user would.
 
+use std::sync::Arc;
+
+use super::{ActingUser, Grants, unavailable};
 use crate::links::{self, PublicLink};
 use crate::plugins::bindings::confab::plugin::calls::Host;
 use crate::plugins::bindings::confab::plugin::types::{Error, Participant};
+use crate::plugins::deps::{LiveCalls, PluginDeps};
 use crate::plugins::manifest::Capability;
 use crate::plugins::runtime::HostState;
-
-use super::unavailable;
+use crate::store::Store;
 
 /// What a plugin can ask of a live call (the `calls` capability); the call task
 /// (`calls::live`) carries it out.
@@ -61,10 +64,26 @@ fn call_error(err: PluginCallError) -> Error {
     }
 }
 
-impl HostState {
-    async fn live_link(&mut self, link: &str) -> Result<crate::store::link::Model, Error> {
-        self.grants.check(Capability::Calls)?;
-        match links::resolve(&self.app.store, link).await {
+/// The `calls` capability: the live calls of this node, through [`LiveCalls`].
+pub(crate) struct CallsHost {
+    store: Store,
+    calls: Arc<dyn LiveCalls>,
+    plugin: Arc<str>,
+    acting: ActingUser,
+}
+
+impl CallsHost {
+    pub(super) fn new(grants: &Grants, deps: &PluginDeps, acting: ActingUser) -> Self {
+        Self {
+            store: deps.store.clone(),
+            calls: deps.calls.clone(),
+            plugin: grants.name.clone(),
+            acting,
+        }
+    }
+
+    async fn live_link(&self, link: &str) -> Result<crate::store::link::Model, Error> {
+        match links::resolve(&self.store, link).await {
             Ok(PublicLink::Active(link)) => Ok(link),
             Ok(PublicLink::Revoked(_)) => Err(Error::NotFound("this link was revoked".into())),
             Ok(PublicLink::NotFound) => Err(Error::NotFound("no such link".into())),
@@ -73,10 +92,9 @@ impl HostState {
         }
     }
 
-    async fn calls_roster(&mut self, link: String) -> Result<Vec<Participant>, Error> {
+    async fn roster(&self, link: String) -> Result<Vec<Participant>, Error> {
         let link = self.live_link(&link).await?;
         match self
-            .app
             .calls
             .plugin_action(link.pk, PluginCallAction::Roster)
             .await
@@ -95,12 +113,7 @@ impl HostState {
         }
     }
 
-    async fn calls_send(
-        &mut self,
-        link: String,
-        to: Option<u32>,
-        payload: Vec<u8>,
-    ) -> Result<(), Error> {
+    async fn send(&self, link: String, to: Option<u32>, payload: Vec<u8>) -> Result<(), Error> {
         let link = self.live_link(&link).await?;
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(Error::LimitReached(format!(
@@ -108,29 +121,21 @@ impl HostState {
             )));
         }
         let action = PluginCallAction::Send {
-            plugin: self.grants.name.to_string(),
+            plugin: self.plugin.to_string(),
             to,
             payload,
         };
-        self.app
-            .calls
+        self.calls
             .plugin_action(link.pk, action)
             .await
             .map(|_| ())
             .map_err(call_error)
     }
 
-    async fn calls_remove(
-        &mut self,
-        link: String,
-        as_user: i64,
-        participant: u32,
-    ) -> Result<(), Error> {
-        self.grants.check(Capability::Calls)?;
-        self.acting_as(as_user)?;
+    async fn remove(&self, link: String, as_user: i64, participant: u32) -> Result<(), Error> {
+        self.acting.check(as_user)?;
         let link = self.live_link(&link).await?;
-        self.app
-            .calls
+        self.calls
             .plugin_action(
                 link.pk,
                 PluginCallAction::Remove {
@@ -144,9 +149,15 @@ impl HostState {
     }
 }
 
+impl HostState {
+    fn calls(&mut self) -> Result<&mut CallsHost, Error> {
+        self.granted(Capability::Calls, |c| c.calls.as_mut())
+    }
+}
+
 impl Host for HostState {
     async fn roster(&mut self, link: String) -> wasmtime::Result<Result<Vec<Participant>, Error>> {
-        Ok(self.calls_roster(link).await)
+        Ok(async { self.calls()?.roster(link).await }.await)
     }
 
     async fn send(
@@ -155,7 +166,7 @@ impl Host for HostState {
         to: Option<u32>,
         payload: Vec<u8>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        Ok(self.calls_send(link, to, payload).await)
+        Ok(async { self.calls()?.send(link, to, payload).await }.await)
     }
 
     async fn remove(
@@ -164,6 +175,6 @@ impl Host for HostState {
         as_user: i64,
         participant: u32,
     ) -> wasmtime::Result<Result<(), Error>> {
-        Ok(self.calls_remove(link, as_user, participant).await)
+        Ok(async { self.calls()?.remove(link, as_user, participant).await }.await)
     }
 }

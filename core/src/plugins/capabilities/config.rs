@@ -10,6 +10,6 @@ impl Host for HostState {
     }
 
     async fn public_url(&mut self) -> wasmtime::Result<String> {
-        Ok(self.app.public_url().trim_end_matches('/').to_string())
+        Ok(self.public_url.trim_end_matches('/').to_string())
     }
 }

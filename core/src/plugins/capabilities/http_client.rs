@@ -2,9 +2,10 @@
 //! operator did not narrow further). Redirects are not followed: the plugin sees
 //! them and may follow them itself, to an allowed host only.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use super::Grants;
 use crate::plugins::bindings::confab::plugin::http_client::{Host, Request, Response};
 use crate::plugins::bindings::confab::plugin::types::Error;
 use crate::plugins::manifest::{Capability, host_allowed};
@@ -61,9 +62,19 @@ fn header_ok(name: &str, value: &str) -> bool {
         )
 }
 
-impl HostState {
-    async fn http_send(&mut self, request: Request) -> Result<Response, Error> {
-        self.grants.check(Capability::HttpClient)?;
+/// The `http-client` capability: requests to the hosts the manifest lists.
+pub(crate) struct HttpClientHost {
+    grants: Arc<Grants>,
+}
+
+impl HttpClientHost {
+    pub(super) fn new(grants: &Arc<Grants>) -> Self {
+        Self {
+            grants: grants.clone(),
+        }
+    }
+
+    async fn send(&self, request: Request) -> Result<Response, Error> {
         let allowed = self
             .grants
             .manifest
@@ -126,7 +137,11 @@ impl HostState {
 
 impl Host for HostState {
     async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, Error>> {
-        Ok(self.http_send(request).await)
+        Ok(async {
+            let http = self.granted(Capability::HttpClient, |c| c.http_client.as_mut())?;
+            http.send(request).await
+        }
+        .await)
     }
 }
 

@@ -1,13 +1,17 @@
 //! `kv`: the plugin's own key-value store, in the server's database.
 
+use std::sync::Arc;
+
 use chrono::Duration;
 
-use super::unavailable;
+use super::{Grants, unavailable};
+use crate::clock::Clock;
 use crate::plugins::bindings::confab::plugin::kv::Host;
 use crate::plugins::bindings::confab::plugin::types::Error;
+use crate::plugins::deps::PluginDeps;
 use crate::plugins::manifest::Capability;
 use crate::plugins::runtime::HostState;
-use crate::store::KvSetOutcome;
+use crate::store::{KvSetOutcome, Store};
 
 pub const MAX_KEY_BYTES: usize = 256;
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
@@ -44,14 +48,28 @@ fn check_count(count: usize) -> Result<(), Error> {
     Ok(())
 }
 
-impl HostState {
-    fn kv_quota(&self) -> i64 {
-        self.grants
-            .manifest
-            .permissions
-            .kv
-            .as_ref()
-            .map_or(0, |kv| kv.quota_bytes) as i64
+/// The `kv` capability of one plugin: its own keys in the server's database.
+pub(crate) struct KvHost {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    plugin: Arc<str>,
+    /// The manifest's `kv.quota_bytes`.
+    quota: i64,
+}
+
+impl KvHost {
+    pub(super) fn new(grants: &Grants, deps: &PluginDeps) -> Self {
+        Self {
+            store: deps.store.clone(),
+            clock: deps.clock.clone(),
+            plugin: grants.name.clone(),
+            quota: grants
+                .manifest
+                .permissions
+                .kv
+                .as_ref()
+                .map_or(0, |kv| kv.quota_bytes) as i64,
+        }
     }
 
     fn quota_answer(&self, outcome: KvSetOutcome) -> Result<(), Error> {
@@ -59,27 +77,24 @@ impl HostState {
             KvSetOutcome::Stored => Ok(()),
             KvSetOutcome::OverQuota { used } => Err(Error::LimitReached(format!(
                 "the plugin's storage quota of {} bytes is used up ({used} bytes in use)",
-                self.kv_quota()
+                self.quota
             ))),
         }
     }
 
-    async fn kv_get_many(&mut self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, Error> {
-        self.grants.check(Capability::Kv)?;
+    async fn get_many(&mut self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, Error> {
         check_count(keys.len())?;
         keys.iter().try_for_each(|k| check_key(k))?;
-        let now = self.app.clock.now();
+        let now = self.clock.now();
         let mut found = self
-            .app
             .store
-            .plugin_kv_get_many(&self.grants.name, &keys, now)
+            .plugin_kv_get_many(&self.plugin, &keys, now)
             .await
             .map_err(unavailable)?;
         Ok(keys.iter().map(|k| found.remove(k)).collect())
     }
 
-    async fn kv_set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), Error> {
-        self.grants.check(Capability::Kv)?;
+    async fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), Error> {
         check_count(entries.len())?;
         let mut seen = std::collections::HashSet::with_capacity(entries.len());
         for (key, value) in &entries {
@@ -89,84 +104,68 @@ impl HostState {
                 return Err(Error::Invalid(format!("the key {key:?} is given twice")));
             }
         }
-        let now = self.app.clock.now();
+        let now = self.clock.now();
         let outcome = self
-            .app
             .store
-            .plugin_kv_set_many(&self.grants.name, entries, None, self.kv_quota(), now)
+            .plugin_kv_set_many(&self.plugin, entries, None, self.quota, now)
             .await
             .map_err(unavailable)?;
         self.quota_answer(outcome)
     }
 
-    async fn kv_get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
-        self.grants.check(Capability::Kv)?;
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
         check_key(&key)?;
-        let now = self.app.clock.now();
-        self.app
-            .store
-            .plugin_kv_get(&self.grants.name, &key, now)
+        let now = self.clock.now();
+        self.store
+            .plugin_kv_get(&self.plugin, &key, now)
             .await
             .map_err(unavailable)
     }
 
-    async fn kv_set(
+    async fn set(
         &mut self,
         key: String,
         value: Vec<u8>,
         ttl_seconds: Option<u32>,
     ) -> Result<(), Error> {
-        self.grants.check(Capability::Kv)?;
         check_key(&key)?;
         check_value(&value)?;
         if ttl_seconds == Some(0) {
             return Err(Error::Invalid("ttl-seconds must be at least 1".into()));
         }
-        let now = self.app.clock.now();
+        let now = self.clock.now();
         let expires_at = ttl_seconds.map(|s| now + Duration::seconds(i64::from(s)));
         let outcome = self
-            .app
             .store
-            .plugin_kv_set(
-                &self.grants.name,
-                &key,
-                value,
-                expires_at,
-                self.kv_quota(),
-                now,
-            )
+            .plugin_kv_set(&self.plugin, &key, value, expires_at, self.quota, now)
             .await
             .map_err(unavailable)?;
         self.quota_answer(outcome)
     }
 
-    async fn kv_delete(&mut self, key: String) -> Result<(), Error> {
-        self.grants.check(Capability::Kv)?;
+    async fn delete(&mut self, key: String) -> Result<(), Error> {
         check_key(&key)?;
-        self.app
-            .store
-            .plugin_kv_delete(&self.grants.name, &key)
+        self.store
+            .plugin_kv_delete(&self.plugin, &key)
             .await
             .map_err(unavailable)
     }
 
-    async fn kv_keys(
+    async fn keys(
         &mut self,
         prefix: String,
         after: Option<String>,
         limit: u32,
     ) -> Result<Vec<String>, Error> {
-        self.grants.check(Capability::Kv)?;
         if !(1..=MAX_KEYS_PER_PAGE).contains(&limit) {
             return Err(Error::Invalid(format!(
                 "limit must be 1 to {MAX_KEYS_PER_PAGE}"
             )));
         }
-        let now = self.app.clock.now();
-        self.app
-            .store
+        let now = self.clock.now();
+        self.store
             .plugin_kv_keys(
-                &self.grants.name,
+                &self.plugin,
                 &prefix,
                 after.as_deref(),
                 u64::from(limit),
@@ -177,9 +176,15 @@ impl HostState {
     }
 }
 
+impl HostState {
+    fn kv(&mut self) -> Result<&mut KvHost, Error> {
+        self.granted(Capability::Kv, |c| c.kv.as_mut())
+    }
+}
+
 impl Host for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        Ok(self.kv_get(key).await)
+        Ok(async { self.kv()?.get(key).await }.await)
     }
 
     async fn set(
@@ -188,11 +193,11 @@ impl Host for HostState {
         value: Vec<u8>,
         ttl_seconds: Option<u32>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        Ok(self.kv_set(key, value, ttl_seconds).await)
+        Ok(async { self.kv()?.set(key, value, ttl_seconds).await }.await)
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), Error>> {
-        Ok(self.kv_delete(key).await)
+        Ok(async { self.kv()?.delete(key).await }.await)
     }
 
     async fn keys(
@@ -201,20 +206,20 @@ impl Host for HostState {
         after: Option<String>,
         limit: u32,
     ) -> wasmtime::Result<Result<Vec<String>, Error>> {
-        Ok(self.kv_keys(prefix, after, limit).await)
+        Ok(async { self.kv()?.keys(prefix, after, limit).await }.await)
     }
 
     async fn get_many(
         &mut self,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<Vec<u8>>>, Error>> {
-        Ok(self.kv_get_many(keys).await)
+        Ok(async { self.kv()?.get_many(keys).await }.await)
     }
 
     async fn set_many(
         &mut self,
         entries: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        Ok(self.kv_set_many(entries).await)
+        Ok(async { self.kv()?.set_many(entries).await }.await)
     }
 }

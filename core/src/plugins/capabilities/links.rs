@@ -1,15 +1,18 @@
 //! `links`: call links, on behalf of the user the plugin acts for, with that user's
 //! rights (exactly the checks of the REST API).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
-use super::{link_record, unavailable};
+use super::{ActingUser, Grants, link_record, unavailable};
 use crate::accounts::Account;
 use crate::links::{
     self, LinkError, LinkPatch, LinkWithSecret, NewLink as CoreNewLink, ScheduleInput,
 };
 use crate::plugins::bindings::confab::plugin::links::{CreatedLink, Host, NewLink};
 use crate::plugins::bindings::confab::plugin::types::{Error, Link, Schedule};
+use crate::plugins::deps::PluginDeps;
 use crate::plugins::manifest::Capability;
 use crate::plugins::runtime::HostState;
 use crate::store::{LinkFilter, link};
@@ -63,11 +66,25 @@ fn schedule_record(schedule: &links::Schedule) -> Schedule {
     }
 }
 
-impl HostState {
-    async fn account(&mut self, as_user: i64) -> Result<Account, Error> {
-        self.grants.check(Capability::Links)?;
-        self.acting_as(as_user)?;
-        self.app
+/// The `links` capability: call links, as the acting user.
+pub(crate) struct LinksHost {
+    deps: PluginDeps,
+    plugin: Arc<str>,
+    acting: ActingUser,
+}
+
+impl LinksHost {
+    pub(super) fn new(grants: &Grants, deps: &PluginDeps, acting: ActingUser) -> Self {
+        Self {
+            deps: deps.clone(),
+            plugin: grants.name.clone(),
+            acting,
+        }
+    }
+
+    async fn account(&self, as_user: i64) -> Result<Account, Error> {
+        self.acting.check(as_user)?;
+        self.deps
             .store
             .user_by_id(as_user)
             .await
@@ -76,8 +93,8 @@ impl HostState {
             .ok_or_else(|| Error::NotFound(format!("no user {as_user}")))
     }
 
-    async fn links_create(
-        &mut self,
+    async fn create(
+        &self,
         as_user: i64,
         params: NewLink,
         schedule: Option<Schedule>,
@@ -92,8 +109,8 @@ impl HostState {
 
     /// Up to [`MAX_CREATE_AT_ONCE`] links; each is checked before any is written,
     /// and the inserts go to the store's writer together, so they share commits.
-    async fn links_create_many(
-        &mut self,
+    async fn create_many(
+        &self,
         as_user: i64,
         params: Vec<NewLink>,
     ) -> Result<Vec<CreatedLink>, Error> {
@@ -111,28 +128,28 @@ impl HostState {
     /// plugins about each. The plugin gets each link's secret in `url`, once, like
     /// the REST API's answer; the events carry no secret.
     async fn create_links(
-        &mut self,
+        &self,
         as_user: i64,
         inputs: Vec<CoreNewLink>,
     ) -> Result<Vec<CreatedLink>, Error> {
         let owner = self.account(as_user).await?;
         let policy = self
-            .app
+            .deps
             .policy
-            .get(&self.app.store)
+            .get(&self.deps.store)
             .await
             .map_err(unavailable)?;
-        let now = self.app.clock.now();
-        let created = links::create_many(&self.app.store, &policy, &owner, inputs, now)
+        let now = self.deps.clock.now();
+        let created = links::create_many(&self.deps.store, &policy, &owner, inputs, now)
             .await
             .map_err(link_error)?;
-        self.app.metrics.links_created.inc_by(created.len() as u64);
-        tracing::info!(plugin = %self.grants.name, user = owner.id, count = created.len(), "a plugin created links");
+        self.deps.metrics.links_created.inc_by(created.len() as u64);
+        tracing::info!(plugin = %self.plugin, user = owner.id, count = created.len(), "a plugin created links");
         Ok(created
             .into_iter()
             .map(|link| {
-                let shared = LinkWithSecret::generate(&link, self.app.public_url());
-                crate::plugins::emit(&self.app, crate::plugins::Event::LinkCreated(link.clone()));
+                let shared = LinkWithSecret::generate(&link, &self.deps.public_url);
+                crate::plugins::emit(&self.deps, crate::plugins::Event::LinkCreated(link.clone()));
                 CreatedLink {
                     link: link_record(&link),
                     url: shared.link.url,
@@ -142,28 +159,27 @@ impl HostState {
     }
 
     /// Link `id`, active or revoked.
-    async fn resolved(&mut self, id: &str) -> Result<link::Model, Error> {
-        self.grants.check(Capability::Links)?;
-        match links::resolve(&self.app.store, id).await {
+    async fn resolved(&self, id: &str) -> Result<link::Model, Error> {
+        match links::resolve(&self.deps.store, id).await {
             Ok(links::PublicLink::Active(link)) | Ok(links::PublicLink::Revoked(link)) => Ok(link),
             Ok(links::PublicLink::NotFound) => Err(Error::NotFound("no such link".into())),
             Err(e) => Err(link_error(e)),
         }
     }
 
-    async fn links_get(&mut self, id: String) -> Result<Link, Error> {
+    async fn get(&self, id: String) -> Result<Link, Error> {
         Ok(link_record(&self.resolved(&id).await?))
     }
 
-    async fn links_schedule(&mut self, id: String) -> Result<Option<Schedule>, Error> {
+    async fn schedule(&self, id: String) -> Result<Option<Schedule>, Error> {
         let link = self.resolved(&id).await?;
         Ok(links::Schedule::from_row(&link)
             .as_ref()
             .map(schedule_record))
     }
 
-    async fn links_set_schedule(
-        &mut self,
+    async fn set_schedule(
+        &self,
         as_user: i64,
         id: String,
         schedule: Option<Schedule>,
@@ -174,35 +190,41 @@ impl HostState {
             schedule: Some(schedule),
             ..Default::default()
         };
-        let now = self.app.clock.now();
-        let link = links::update(&self.app.store, &owner, &id, patch, now)
+        let now = self.deps.clock.now();
+        let link = links::update(&self.deps.store, &owner, &id, patch, now)
             .await
             .map_err(link_error)?;
-        crate::plugins::emit(&self.app, crate::plugins::Event::LinkUpdated(link));
+        crate::plugins::emit(&self.deps, crate::plugins::Event::LinkUpdated(link));
         Ok(())
     }
 
-    async fn links_list(&mut self, as_user: i64) -> Result<Vec<Link>, Error> {
+    async fn list(&self, as_user: i64) -> Result<Vec<Link>, Error> {
         let owner = self.account(as_user).await?;
-        let (items, _) = links::list(&self.app.store, &owner, LinkFilter::All, None, MAX_LIST)
+        let (items, _) = links::list(&self.deps.store, &owner, LinkFilter::All, None, MAX_LIST)
             .await
             .map_err(link_error)?;
         Ok(items.iter().map(link_record).collect())
     }
 
-    async fn links_revoke(&mut self, as_user: i64, id: String) -> Result<(), Error> {
+    async fn revoke(&self, as_user: i64, id: String) -> Result<(), Error> {
         let owner = self.account(as_user).await?;
-        let now = self.app.clock.now();
-        let before = links::owned(&self.app.store, &owner, &id)
+        let now = self.deps.clock.now();
+        let before = links::owned(&self.deps.store, &owner, &id)
             .await
             .map_err(link_error)?;
-        let link = links::revoke(&self.app.store, &owner, &id, now)
+        let link = links::revoke(&self.deps.store, &owner, &id, now)
             .await
             .map_err(link_error)?;
         if before.revoked_at.is_none() {
-            crate::plugins::emit(&self.app, crate::plugins::Event::LinkRevoked(link));
+            crate::plugins::emit(&self.deps, crate::plugins::Event::LinkRevoked(link));
         }
         Ok(())
+    }
+}
+
+impl HostState {
+    fn links(&mut self) -> Result<&mut LinksHost, Error> {
+        self.granted(Capability::Links, |c| c.links.as_mut())
     }
 }
 
@@ -212,7 +234,7 @@ impl Host for HostState {
         as_user: i64,
         params: NewLink,
     ) -> wasmtime::Result<Result<CreatedLink, Error>> {
-        Ok(self.links_create(as_user, params, None).await)
+        Ok(async { self.links()?.create(as_user, params, None).await }.await)
     }
 
     async fn create_scheduled(
@@ -221,7 +243,7 @@ impl Host for HostState {
         params: NewLink,
         schedule: Schedule,
     ) -> wasmtime::Result<Result<CreatedLink, Error>> {
-        Ok(self.links_create(as_user, params, Some(schedule)).await)
+        Ok(async { self.links()?.create(as_user, params, Some(schedule)).await }.await)
     }
 
     async fn create_many(
@@ -229,14 +251,14 @@ impl Host for HostState {
         as_user: i64,
         params: Vec<NewLink>,
     ) -> wasmtime::Result<Result<Vec<CreatedLink>, Error>> {
-        Ok(self.links_create_many(as_user, params).await)
+        Ok(async { self.links()?.create_many(as_user, params).await }.await)
     }
 
     async fn get_schedule(
         &mut self,
         id: String,
     ) -> wasmtime::Result<Result<Option<Schedule>, Error>> {
-        Ok(self.links_schedule(id).await)
+        Ok(async { self.links()?.schedule(id).await }.await)
     }
 
     async fn set_schedule(
@@ -245,18 +267,18 @@ impl Host for HostState {
         id: String,
         schedule: Option<Schedule>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        Ok(self.links_set_schedule(as_user, id, schedule).await)
+        Ok(async { self.links()?.set_schedule(as_user, id, schedule).await }.await)
     }
 
     async fn get(&mut self, id: String) -> wasmtime::Result<Result<Link, Error>> {
-        Ok(self.links_get(id).await)
+        Ok(async { self.links()?.get(id).await }.await)
     }
 
     async fn list_owned(&mut self, as_user: i64) -> wasmtime::Result<Result<Vec<Link>, Error>> {
-        Ok(self.links_list(as_user).await)
+        Ok(async { self.links()?.list(as_user).await }.await)
     }
 
     async fn revoke(&mut self, as_user: i64, id: String) -> wasmtime::Result<Result<(), Error>> {
-        Ok(self.links_revoke(as_user, id).await)
+        Ok(async { self.links()?.revoke(as_user, id).await }.await)
     }
 }

@@ -1,12 +1,17 @@
 //! `mail`: queue a message in the server's outbox. Addresses and headers are checked
 //! here and the manifest's hourly limit applies; delivery belongs to the outbox.
 
+use std::sync::Arc;
+
+use super::Grants;
+use crate::clock::Clock;
 use crate::mail::Outbox;
 use crate::plugins::bindings::confab::plugin::mail::{Host, Message};
 use crate::plugins::bindings::confab::plugin::types::Error;
+use crate::plugins::deps::PluginDeps;
 use crate::plugins::manifest::Capability;
 use crate::plugins::runtime::HostState;
-use crate::store::{NewAttachment, NewMail};
+use crate::store::{NewAttachment, NewMail, Store};
 
 /// Recipients (to and cc together) per message.
 pub const MAX_RECIPIENTS: usize = 100;
@@ -102,9 +107,26 @@ pub fn check_message(message: &Message) -> Result<(), Error> {
     Ok(())
 }
 
-impl HostState {
-    async fn mail_queue(&mut self, message: Message) -> Result<String, Error> {
-        self.grants.check(Capability::Mail)?;
+/// The `mail` capability: queues the plugin's messages in the outbox, within the
+/// manifest's hourly limit.
+pub(crate) struct MailHost {
+    grants: Arc<Grants>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    outbox: Outbox,
+}
+
+impl MailHost {
+    pub(super) fn new(grants: &Arc<Grants>, deps: &PluginDeps) -> Self {
+        Self {
+            grants: grants.clone(),
+            store: deps.store.clone(),
+            clock: deps.clock.clone(),
+            outbox: deps.mail.clone(),
+        }
+    }
+
+    async fn queue(&self, message: Message) -> Result<String, Error> {
         check_message(&message)?;
         let per_hour = self
             .grants
@@ -116,9 +138,8 @@ impl HostState {
         // Counted from the outbox itself, so the limit holds across restarts and
         // reloads, and a message the outbox did not take does not count.
         let _turn = self.grants.mail_turn.lock().await;
-        let since = self.app.clock.now() - chrono::Duration::hours(1);
+        let since = self.clock.now() - chrono::Duration::hours(1);
         let queued = self
-            .app
             .store
             .plugin_mail_since(&self.grants.name, since)
             .await
@@ -128,7 +149,7 @@ impl HostState {
                 "this plugin may queue {per_hour} mails per hour"
             )));
         }
-        queue(&self.app.mail, &self.grants.name, message)
+        queue(&self.outbox, &self.grants.name, message)
             .await
             .map_err(Error::Unavailable)
     }
@@ -175,7 +196,11 @@ pub async fn queue(outbox: &Outbox, plugin: &str, message: Message) -> Result<St
 
 impl Host for HostState {
     async fn queue(&mut self, message: Message) -> wasmtime::Result<Result<String, Error>> {
-        Ok(self.mail_queue(message).await)
+        Ok(async {
+            let mail = self.granted(Capability::Mail, |c| c.mail.as_mut())?;
+            mail.queue(message).await
+        }
+        .await)
     }
 }
 

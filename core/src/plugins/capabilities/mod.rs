@@ -1,10 +1,17 @@
-//! The host side of the capabilities a plugin imports. Each call is checked against
-//! the plugin's grants first; a refusal is a typed `error.access-denied`, never a trap.
+//! The host side of the capabilities a plugin imports.
+//!
+//! Each capability has a host object (`KvHost`, `LinksHost`, …) holding only the
+//! parts of the server it uses. An invocation gets [`Capabilities`]: the objects of
+//! the capabilities the plugin was granted, built from its [`Grants`], and `None`
+//! for the others. So an ungranted capability is refused in one place
+//! ([`HostState::granted`]) with a typed `error.access-denied`, never a trap, and no
+//! method has to remember to check.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::bindings::confab::plugin::types::{self, Error};
+use super::deps::PluginDeps;
 use super::manifest::{Capability, Manifest};
 use super::runtime::HostState;
 use crate::store::{StoreError, link};
@@ -52,11 +59,8 @@ impl Grants {
         }
     }
 
-    /// `Ok` if the plugin may use `capability`, otherwise the reason.
-    pub fn check(&self, capability: Capability) -> Result<(), Error> {
-        if self.granted.contains(&capability) {
-            return Ok(());
-        }
+    /// Why the plugin may not use `capability`, which it was not granted.
+    pub fn refusal(&self, capability: Capability) -> Error {
         let why = if self.manifest.permissions.requested().contains(&capability) {
             format!(
                 "the operator has not granted {capability} to this plugin (plugins.settings.{}.grant)",
@@ -65,7 +69,73 @@ impl Grants {
         } else {
             format!("plugin.toml does not ask for the {capability} permission")
         };
-        Err(Error::AccessDenied(why))
+        Error::AccessDenied(why)
+    }
+}
+
+/// The host objects of the capabilities one invocation may use.
+pub(crate) struct Capabilities {
+    kv: Option<kv::KvHost>,
+    links: Option<links::LinksHost>,
+    users: Option<users::UsersHost>,
+    calls: Option<calls::CallsHost>,
+    mail: Option<mail::MailHost>,
+    http_client: Option<http_client::HttpClientHost>,
+    templates: Option<templates::TemplatesHost>,
+}
+
+impl Capabilities {
+    /// The host objects of what `grants` allows, acting for `acting_user` (the
+    /// signed-in user of the request being handled, or the user behind the event).
+    pub(crate) fn granted(
+        grants: &Arc<Grants>,
+        deps: &PluginDeps,
+        acting_user: Option<i64>,
+    ) -> Self {
+        let acting = ActingUser(acting_user);
+        let has = |capability| grants.granted.contains(&capability);
+        Self {
+            kv: has(Capability::Kv).then(|| kv::KvHost::new(grants, deps)),
+            links: has(Capability::Links).then(|| links::LinksHost::new(grants, deps, acting)),
+            users: has(Capability::Users).then(|| users::UsersHost::new(deps, acting)),
+            calls: has(Capability::Calls).then(|| calls::CallsHost::new(grants, deps, acting)),
+            mail: has(Capability::Mail).then(|| mail::MailHost::new(grants, deps)),
+            http_client: has(Capability::HttpClient)
+                .then(|| http_client::HttpClientHost::new(grants)),
+            templates: has(Capability::Templates)
+                .then(|| templates::TemplatesHost::new(grants, deps)),
+        }
+    }
+}
+
+impl HostState {
+    /// The host object of `capability`, or why the plugin may not use it.
+    fn granted<T>(
+        &mut self,
+        capability: Capability,
+        host: impl FnOnce(&mut Capabilities) -> Option<&mut T>,
+    ) -> Result<&mut T, Error> {
+        let grants = &self.grants;
+        host(&mut self.capabilities).ok_or_else(|| grants.refusal(capability))
+    }
+}
+
+/// The user a plugin may act as: only the one it is acting for now (the signed-in
+/// user of the request it handles, or the user behind the event).
+#[derive(Debug, Clone, Copy)]
+struct ActingUser(Option<i64>);
+
+impl ActingUser {
+    fn check(self, as_user: i64) -> Result<(), Error> {
+        match self.0 {
+            Some(user) if user == as_user => Ok(()),
+            Some(_) => Err(Error::AccessDenied(
+                "a plugin may act only as the user it is handling a request for".into(),
+            )),
+            None => Err(Error::AccessDenied(
+                "no signed-in user is behind this call, so the plugin cannot act as one".into(),
+            )),
+        }
     }
 }
 
@@ -97,22 +167,6 @@ pub fn link_record(link: &link::Model) -> types::Link {
     }
 }
 
-impl HostState {
-    /// The user a plugin may act as: only the one it is acting for now (the signed-in
-    /// user of the request it handles, or the user behind the event).
-    fn acting_as(&self, as_user: i64) -> Result<(), Error> {
-        match self.acting_user {
-            Some(user) if user == as_user => Ok(()),
-            Some(_) => Err(Error::AccessDenied(
-                "a plugin may act only as the user it is handling a request for".into(),
-            )),
-            None => Err(Error::AccessDenied(
-                "no signed-in user is behind this call, so the plugin cannot act as one".into(),
-            )),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,11 +178,11 @@ mod tests {
         )
         .unwrap();
         let grants = Grants::new(manifest, BTreeSet::new(), BTreeMap::new(), None);
-        let Err(Error::AccessDenied(why)) = grants.check(Capability::Links) else {
+        let Error::AccessDenied(why) = grants.refusal(Capability::Links) else {
             panic!("links must be refused")
         };
         assert!(why.contains("has not granted links"), "{why}");
-        let Err(Error::AccessDenied(why)) = grants.check(Capability::Kv) else {
+        let Error::AccessDenied(why) = grants.refusal(Capability::Kv) else {
             panic!("kv must be refused")
         };
         assert!(why.contains("does not ask for the kv"), "{why}");

@@ -1,23 +1,40 @@
 //! `templates`: render a tera template the plugin ships (operators may override it),
 //! or one of the server's shared ones (`email/…`, overridable under `templates.dir`).
 
+use std::sync::Arc;
+
+use super::Grants;
 use crate::plugins::bindings::confab::plugin::templates::Host;
 use crate::plugins::bindings::confab::plugin::types::Error;
+use crate::plugins::deps::PluginDeps;
 use crate::plugins::manifest::Capability;
 use crate::plugins::runtime::HostState;
 
 /// Largest JSON context accepted.
 const MAX_CONTEXT_BYTES: usize = 1024 * 1024;
 
-impl HostState {
+/// The `templates` capability: the plugin's own templates, then the server's
+/// shared ones.
+pub(crate) struct TemplatesHost {
+    grants: Arc<Grants>,
+    server: Arc<tera::Tera>,
+}
+
+impl TemplatesHost {
+    pub(super) fn new(grants: &Arc<Grants>, deps: &PluginDeps) -> Self {
+        Self {
+            grants: grants.clone(),
+            server: deps.templates.clone(),
+        }
+    }
+
     fn render(&self, name: &str, context: &str) -> Result<String, Error> {
-        self.grants.check(Capability::Templates)?;
         let own = self
             .grants
             .templates
             .as_ref()
             .filter(|tera| tera.get_template_names().any(|n| n == name));
-        let server = &self.app.templates;
+        let server = &self.server;
         let tera = match own {
             Some(tera) => tera,
             None if crate::templates::shared_with_plugins(name)
@@ -54,6 +71,8 @@ impl Host for HostState {
         name: String,
         context: String,
     ) -> wasmtime::Result<Result<String, Error>> {
-        Ok(HostState::render(self, &name, &context))
+        Ok(self
+            .granted(Capability::Templates, |c| c.templates.as_mut())
+            .and_then(|templates| templates.render(&name, &context)))
     }
 }

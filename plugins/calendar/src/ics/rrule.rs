@@ -16,6 +16,9 @@ pub fn check(rule: &str) -> Result<(), String> {
             "the rule is longer than {MAX_RRULE_CHARS} characters"
         ));
     }
+    if rule.chars().any(char::is_control) {
+        return Err("the rule must be one line without control characters".into());
+    }
     let mut seen: Vec<String> = Vec::new();
     for part in rule.split(';') {
         let Some((name, value)) = part.split_once('=') else {
@@ -166,6 +169,7 @@ mod tests {
             "FREQ=WEEKLY;COLOR=RED",
             "FREQ=WEEKLY;;",
             "FREQ",
+            "FREQ=WEEKLY;X-NOTE=a\nb",
         ] {
             assert!(check(rule).is_err(), "{rule} was accepted");
         }

@@ -90,33 +90,32 @@ fn label() -> String {
 /// 422 that says why they cannot be used.
 fn schedule_times(input: &ScheduleInput, current: Option<&Times>) -> Result<Times, HttpResponse> {
     input.times(current).map_err(|why| {
-        error(
+        HttpResponse::error_with_code(
             422,
             "invalid_schedule",
-            &format!("The schedule cannot be used: {why}."),
+            format!("The schedule cannot be used: {why}."),
         )
     })
 }
 
-fn error(status: u16, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::json(
-        status,
-        json!({"error": {"code": code, "message": message}}).to_string(),
-    )
-}
-
 fn sign_in() -> HttpResponse {
-    error(401, "unauthorized", "Sign in first.")
+    HttpResponse::error_with_code(401, "unauthorized", "Sign in first.")
 }
 
 fn unavailable(e: confab_plugin_sdk::Error) -> HttpResponse {
     log::warn(&format!("capability call failed: {e:?}"));
     match e {
-        confab_plugin_sdk::Error::AccessDenied(m) => error(403, "forbidden", &m),
-        confab_plugin_sdk::Error::LimitReached(m) => error(429, "limit_reached", &m),
-        confab_plugin_sdk::Error::Invalid(m) => error(422, "invalid", &m),
-        confab_plugin_sdk::Error::NotFound(m) => error(404, "not_found", &m),
-        confab_plugin_sdk::Error::Unavailable(m) => error(503, "unavailable", &m),
+        confab_plugin_sdk::Error::AccessDenied(m) => {
+            HttpResponse::error_with_code(403, "forbidden", m)
+        }
+        confab_plugin_sdk::Error::LimitReached(m) => {
+            HttpResponse::error_with_code(429, "limit_reached", m)
+        }
+        confab_plugin_sdk::Error::Invalid(m) => HttpResponse::error_with_code(422, "invalid", m),
+        confab_plugin_sdk::Error::NotFound(m) => HttpResponse::error_with_code(404, "not_found", m),
+        confab_plugin_sdk::Error::Unavailable(m) => {
+            HttpResponse::error_with_code(503, "unavailable", m)
+        }
     }
 }
 
@@ -131,7 +130,7 @@ fn refused(e: &IcsError) -> HttpResponse {
         IcsError::BadSchedule(_) | IcsError::BadLink(_) => (422, "invalid_schedule"),
         IcsError::NotUtf8 { .. } | IcsError::Malformed { .. } => (400, "malformed_calendar"),
     };
-    error(status, code, &e.to_string())
+    HttpResponse::error_with_code(status, code, e.to_string())
 }
 
 fn calendar_file(status: u16, body: String, filename: &str) -> HttpResponse {
@@ -170,7 +169,7 @@ fn route(request: &HttpRequest) -> HttpResponse {
         ("POST", ["feed"]) => new_feed(request),
         ("DELETE", ["feed"]) | ("POST", ["feed", "revoke"]) => revoke_feed(request),
         ("GET", ["feed", file]) if file.ends_with(".ics") => feed(file.trim_end_matches(".ics")),
-        _ => error(404, "not_found", "Not found."),
+        _ => HttpResponse::error_with_code(404, "not_found", "Not found."),
     }
 }
 
@@ -182,10 +181,10 @@ fn submitted_calendar(request: &HttpRequest) -> Result<(Vec<u8>, Option<String>)
         "multipart/form-data" => {
             let boundary = web::header_param(content_type, "boundary").unwrap_or_default();
             let parts = web::multipart(&request.body, &boundary).map_err(|why| {
-                error(
+                HttpResponse::error_with_code(
                     400,
                     "malformed_upload",
-                    &format!("The upload cannot be read: {why}."),
+                    format!("The upload cannot be read: {why}."),
                 )
             })?;
             let file = parts
@@ -193,7 +192,7 @@ fn submitted_calendar(request: &HttpRequest) -> Result<(Vec<u8>, Option<String>)
                 .find(|p| p.filename.is_some() && !p.data.is_empty())
                 .or_else(|| parts.iter().find(|p| p.name == "ics" && !p.data.is_empty()))
                 .ok_or_else(|| {
-                    error(
+                    HttpResponse::error_with_code(
                         400,
                         "no_calendar",
                         "Choose an .ics file or paste a calendar.",
@@ -205,7 +204,7 @@ fn submitted_calendar(request: &HttpRequest) -> Result<(Vec<u8>, Option<String>)
             let form = web::form(request.text().unwrap_or(""));
             match form.get("ics").filter(|t| !t.trim().is_empty()) {
                 Some(text) => Ok((text.clone().into_bytes(), None)),
-                None => Err(error(
+                None => Err(HttpResponse::error_with_code(
                     400,
                     "no_calendar",
                     "Paste a calendar into the field.",
@@ -299,7 +298,8 @@ fn add_link(request: &HttpRequest) -> HttpResponse {
 fn schedule_input(request: &HttpRequest) -> Result<ScheduleInput, HttpResponse> {
     let content_type = web::media_type(request.header("content-type").unwrap_or(""));
     if content_type == "application/json" {
-        ScheduleInput::from_json(&request.body).map_err(|why| error(400, "malformed_json", &why))
+        ScheduleInput::from_json(&request.body)
+            .map_err(|why| HttpResponse::error_with_code(400, "malformed_json", why))
     } else {
         Ok(ScheduleInput::from_form(&web::form(
             request.text().unwrap_or(""),
@@ -317,10 +317,10 @@ fn wants_invitation(input: &ScheduleInput) -> Result<bool, HttpResponse> {
     {
         None | Some("") | Some("publish") => Ok(false),
         Some("request") => Ok(true),
-        Some(other) => Err(error(
+        Some(other) => Err(HttpResponse::error_with_code(
             422,
             "invalid_method",
-            &format!("method must be publish or request, not “{other}”."),
+            format!("method must be publish or request, not “{other}”."),
         )),
     }
 }
@@ -435,10 +435,10 @@ fn schedule(request: &HttpRequest) -> HttpResponse {
             match store::call(user, &link.id) {
                 Ok(None) => {}
                 Ok(Some(_)) => {
-                    return error(
+                    return HttpResponse::error_with_code(
                         409,
                         "already_scheduled",
-                        &format!(
+                        format!(
                             "This link already has a call scheduled; change it with POST /p/calendar/calls/{}.",
                             link.id
                         ),
@@ -487,7 +487,7 @@ fn owned_call(request: &HttpRequest, id: &str) -> Result<(i64, StoredCall), Http
     };
     match store::call(user, id) {
         Ok(Some(call)) => Ok((user, call)),
-        Ok(None) => Err(error(
+        Ok(None) => Err(HttpResponse::error_with_code(
             404,
             "not_found",
             "No call is scheduled here for this link (POST /p/calendar/links/{id}.ics makes one from the link's schedule).",
@@ -648,10 +648,10 @@ fn cancel_call(request: &HttpRequest, id: &str) -> HttpResponse {
 /// says why the one the browser sent cannot be used.
 fn shared_link(id: &str, given: Option<&str>) -> Result<String, HttpResponse> {
     server::share_url(id, given).map_err(|why| {
-        error(
+        HttpResponse::error_with_code(
             422,
             "invalid_url",
-            &format!("The link cannot be used: {why}."),
+            format!("The link cannot be used: {why}."),
         )
     })
 }
@@ -701,7 +701,7 @@ fn link_file(request: &HttpRequest, id: &str) -> HttpResponse {
                 (call, false)
             }
             Ok(None) => {
-                return error(
+                return HttpResponse::error_with_code(
                     409,
                     "no_schedule",
                     "This link has no date yet: schedule a call with it first.",
@@ -741,7 +741,11 @@ fn new_feed(request: &HttpRequest) -> HttpResponse {
     };
     let mut bytes = [0u8; 32];
     if getrandom::fill(&mut bytes).is_err() {
-        return error(503, "unavailable", "No randomness for a token; try again.");
+        return HttpResponse::error_with_code(
+            503,
+            "unavailable",
+            "No randomness for a token; try again.",
+        );
     }
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     match store::set_feed_token(user, &token, now().timestamp()) {
@@ -793,7 +797,13 @@ fn feed(token: &str) -> HttpResponse {
     let user = match well_formed.then(|| store::feed_user(token)) {
         Some(Ok(Some(user))) => user,
         Some(Err(e)) => return unavailable(e),
-        _ => return error(404, "not_found", "This feed does not exist (any more)."),
+        _ => {
+            return HttpResponse::error_with_code(
+                404,
+                "not_found",
+                "This feed does not exist (any more).",
+            );
+        }
     };
     let calls = match store::calls(user, MAX_FEED_CALLS) {
         Ok(c) => c,
@@ -812,7 +822,7 @@ fn feed(token: &str) -> HttpResponse {
         },
         Err(e) => {
             log::error(&format!("a stored call cannot be written: {e}"));
-            error(500, "internal", "The feed cannot be written.")
+            HttpResponse::error_with_code(500, "internal", "The feed cannot be written.")
         }
     }
 }

@@ -1,10 +1,13 @@
 //! Test support: a real app over a real database (a SQLite file in a temp dir, or a
 //! fresh PostgreSQL database that is dropped afterwards), a fake clock, and a small
 //! request builder over the real router.
+//!
+//! Beside it: [`browser`] (real headless browsers through WebDriver), [`netns`] (a
+//! network namespace for Firefox), [`relay`] (a TCP relay that can fail) and [`ws`]
+//! (the signaling WebSocket client).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use axum::Router;
 use axum::body::Body;
@@ -18,6 +21,11 @@ use http_body_util::BodyExt;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::Value;
 use tower::ServiceExt;
+
+pub mod browser;
+pub mod netns;
+pub mod relay;
+pub mod ws;
 
 /// Runs each listed `async fn name(app: TestApp)` once on SQLite (`…::sqlite::name`)
 /// and once on PostgreSQL (`…::postgres::name`).
@@ -333,7 +341,7 @@ impl TestApp {
     }
 
     /// Signs in through the web form; returns the browser's cookies (session + csrf) and the session's CSRF token.
-    pub async fn sign_in(&self, email: &str) -> Browser {
+    pub async fn sign_in(&self, email: &str) -> SignedIn {
         let page = self.get("/login").send().await;
         let csrf_cookie = page
             .cookie("confab_csrf")
@@ -358,7 +366,7 @@ impl TestApp {
         let dashboard = self.get("/dashboard").cookie(&cookies).send().await;
         assert_eq!(dashboard.status, StatusCode::OK);
         let csrf = hidden_csrf(&dashboard.text());
-        Browser {
+        SignedIn {
             cookies,
             csrf,
             set_cookie: res.set_cookie_headers(),
@@ -379,8 +387,8 @@ pub fn hidden_csrf(html: &str) -> String {
     html[at..].split('"').next().unwrap().to_string()
 }
 
-/// A signed-in browser.
-pub struct Browser {
+/// The cookies and CSRF token of a signed-in session, as a browser holds them.
+pub struct SignedIn {
     pub cookies: String,
     pub csrf: String,
     pub set_cookie: Vec<String>,
@@ -388,40 +396,6 @@ pub struct Browser {
 
 fn header_read_timeout(app: &TestApp) -> std::time::Duration {
     std::time::Duration::from_secs(u64::from(app.state.config.server.header_read_timeout_secs))
-}
-
-/// A loopback address no other connection of this test run has used: each
-/// WebSocket client of the tests is someone else on another network unless a test
-/// says otherwise (the server's limits and removals count per address).
-pub fn fresh_loopback() -> IpAddr {
-    static NEXT: AtomicU32 = AtomicU32::new(0x7f01_0001);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    assert!(n < 0x7fff_ffff, "loopback addresses used up");
-    IpAddr::V4(Ipv4Addr::from(n))
-}
-
-/// Opens a WebSocket to `request` from the loopback address `source`.
-pub async fn ws_connect_from(
-    request: tokio_tungstenite::tungstenite::handshake::client::Request,
-    source: IpAddr,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    tokio_tungstenite::tungstenite::Error,
-> {
-    let uri = request.uri().clone();
-    let host = uri.host().expect("host");
-    let port = uri.port_u16().unwrap_or(80);
-    let server: SocketAddr = tokio::net::lookup_host((host, port))
-        .await
-        .expect("server address")
-        .next()
-        .expect("one address");
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.bind(SocketAddr::new(source, 0)).expect("bind");
-    let stream = socket.connect(server).await.expect("connect");
-    tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
-        .await
-        .map(|(ws, _)| ws)
 }
 
 pub struct Req<'a> {
