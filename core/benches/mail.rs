@@ -13,6 +13,8 @@
 //! `cargo bench -p confab-core --bench mail`; the figures are in docs/BENCHMARKS.md.
 //! `MAIL_BENCH_MESSAGES` (2000) and `MAIL_BENCH_INVITES` (50) change the counts.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the line
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

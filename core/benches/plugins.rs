@@ -11,6 +11,8 @@
 //! `cargo bench -p confab-core --bench plugins`; the figures and their targets are in
 //! docs/BENCHMARKS.md. Under `cargo test --benches` each runs once, as a check.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the line
+
 use std::path::{Path, PathBuf};
 
 use confab_core::config::PluginsConfig;

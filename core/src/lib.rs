@@ -26,15 +26,15 @@ use std::sync::Arc;
 
 pub mod accounts;
 pub mod calls;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod http;
-pub mod limits;
+pub(crate) mod limits;
 pub mod links;
 pub mod mail;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod plugins;
 pub mod policy;
 pub mod privacy;
@@ -45,7 +45,7 @@ pub mod shutdown;
 pub mod signaling;
 pub mod store;
 mod templates;
-pub mod validate;
+pub(crate) mod validate;
 
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use config::Config;

@@ -63,13 +63,7 @@ impl OrgPolicy {
 }
 
 /// Plugin names: 1–64 of `a-z`, `0-9` and `-`.
-pub fn valid_plugin_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-}
+pub use confab_plugin_contract::valid_plugin_name;
 
 /// Reads the policy through a short-lived cache.
 #[derive(Debug, Default)]

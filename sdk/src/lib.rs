@@ -39,6 +39,7 @@
 pub const SDK_VERSION: &str = "1.1.0";
 
 #[doc(hidden)]
+#[allow(unsafe_code)] // the canonical ABI glue wit-bindgen generates
 pub mod bindings {
     wit_bindgen::generate!({
         path: "wit",

@@ -67,10 +67,11 @@ impl ScheduleInput {
     }
 }
 
-/// The rule is checked by the calendar plugin's ICS engine, the same check its
-/// imports and its API apply, so that a rule one accepts the other does too.
+/// The rule is checked by the plugin contract's check, the one the calendar
+/// plugin and the plugin test harness apply too, so that a rule one accepts the
+/// others do.
 fn check_rrule(rule: &str) -> Result<(), Invalid> {
-    confab_calendar::ics::rrule::check(rule).map_err(|why| {
+    confab_plugin_contract::rrule::check(rule).map_err(|why| {
         Invalid::new(
             "schedule.rrule",
             format!("is not a valid recurrence rule: {why}"),

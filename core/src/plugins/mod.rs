@@ -38,13 +38,14 @@ mod events;
 mod hooks;
 mod invoke;
 mod load;
-pub mod manifest;
 mod runtime;
 pub mod scaffold;
 
 pub use admin::{LoadProblem, PluginInfo, PluginList};
 pub use capabilities::calls::{PluginCallAction, PluginCallError, RosterMember};
 pub use capabilities::link_record;
+/// `plugin.toml`, from the plugin contract the SDK's test harness shares.
+pub use confab_plugin_contract::manifest;
 pub use deps::{BoxFuture, LiveCalls, PluginDeps};
 pub use events::{CallInfo, Event, LobbyInfo, ParticipantInfo, emit};
 use load::{Loaded, Stamp};
@@ -66,10 +67,9 @@ use bindings::exports::confab::plugin::hooks as wit_hooks;
 use runtime::{HostState, Runtime};
 
 /// The version of `confab:plugin` this server implements.
-pub const SDK_VERSION: semver::Version = semver::Version::new(1, 1, 0);
-/// Largest payload of a message a participant sends on a plugin's channel (base64
-/// of it fits the signaling's 64 KiB message limit).
-pub const MAX_CALL_MESSAGE_BYTES: usize = 32 * 1024;
+pub use confab_plugin_contract::SDK_VERSION;
+/// Largest payload of a message a participant sends on a plugin's channel.
+pub use confab_plugin_contract::limits::MAX_CALL_MESSAGE_BYTES;
 /// Largest component file accepted.
 pub const MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Events waiting for one plugin; beyond this, new events for it are dropped (and

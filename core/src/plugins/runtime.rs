@@ -101,6 +101,7 @@ impl Runtime {
     }
 
     /// Compiles `bytes`, or loads the machine code compiled earlier from `cache`.
+    #[allow(unsafe_code)] // loading machine code: see the SAFETY comments
     pub fn compile(&self, bytes: &[u8], cache: Option<&Path>) -> Result<Component, String> {
         let Some(dir) = cache else {
             return Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"));

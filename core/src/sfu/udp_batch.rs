@@ -41,6 +41,7 @@ impl SendBatch {
 
 /// Sends `datagrams` in order; returns how many could not be sent.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // sendmmsg: see the SAFETY comments
 fn send_all(socket: &UdpSocket, datagrams: &[(SocketAddr, BytesMut)]) -> u64 {
     use std::os::fd::AsRawFd;
 

@@ -3,6 +3,8 @@
 //! API and page tests run against the real router on a real SQLite file and on a
 //! fresh PostgreSQL database; CLI tests run the `confab` binary.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the line
+
 mod support;
 
 mod accounts;

@@ -211,6 +211,7 @@ impl SmtpSink {
 
     /// Stops the sink (SIGTERM, then SIGKILL after 5 s) and waits for it to exit,
     /// so that its port refuses connections. Does nothing when it is stopped.
+    #[allow(unsafe_code)] // kill(2): see the SAFETY comment
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;

@@ -1,6 +1,8 @@
 //! The hello plugin, built for wasm32-wasip2 and run against the mocked server of
 //! confab-plugin-test: what it answers, stores, sends and refuses.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the line
+
 use std::time::Duration;
 
 use confab_plugin_test::{

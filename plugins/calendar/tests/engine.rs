@@ -1,6 +1,8 @@
 //! The ICS engine on calendars written to the formats of Google Calendar,
 //! Outlook/Exchange (Teams), Apple Calendar, Zoom and Thunderbird.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the line
+
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeZone, Utc};

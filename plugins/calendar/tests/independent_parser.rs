@@ -3,6 +3,8 @@
 //! The link, recurrence, time zones (generated VTIMEZONEs against the zone
 //! database) and the untouched properties of foreign files are checked there.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the line
+
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -2,6 +2,8 @@
 //! routes, links made once per event, refused files making no link, scheduled
 //! calls and their updates, the feed and its revocation.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the line
+
 use confab_plugin_test::{Capability, Event, Harness, HttpRequest, HttpResponse, Schedule};
 
 const ANA: i64 = 7;

@@ -3,6 +3,8 @@
 //! scheduled links, updates and cancellations that follow the link once, and
 //! refused requests that queue nothing.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the line
+
 use confab_plugin_test::{Event, Harness, HttpRequest, HttpResponse, Link, QueuedMail, Schedule};
 use serde_json::{Value, json};
 

@@ -15,6 +15,13 @@ use crate::bindings::confab::plugin::types::{Call, Contact, Error, Link, Partici
 use crate::bindings::confab::plugin::{
     calls, config, http_client, kv, links, log, mail, templates, types, users,
 };
+use confab_plugin_contract::limits::{
+    CALLS_MAX_PAYLOAD_BYTES, HTTP_MAX_BODY_BYTES, KV_MAX_KEY_BYTES, KV_MAX_KEYS_AT_ONCE,
+    KV_MAX_KEYS_PER_PAGE, KV_MAX_VALUE_BYTES, LINKS_MAX_CREATE_AT_ONCE, LINKS_MAX_LIST,
+    LOG_MAX_MESSAGE_BYTES, TEMPLATES_MAX_CONTEXT_BYTES,
+};
+use confab_plugin_contract::mail as contract_mail;
+
 use crate::manifest::{Capability, Manifest, host_allowed};
 use crate::{OutboundRequest, OutboundResponse};
 
@@ -102,7 +109,7 @@ pub(crate) struct Setup {
 
 impl Setup {
     pub fn check(&self, capability: Capability) -> Result<(), Error> {
-        if !self.manifest.requested().contains(&capability) {
+        if !self.manifest.permissions.requested().contains(&capability) {
             return Err(Error::AccessDenied(format!(
                 "plugin.toml does not ask for the {capability} permission"
             )));
@@ -227,11 +234,12 @@ impl World {
             ));
         }
         if let Some(rule) = &schedule.rrule
-            && (rule.len() > 512 || !rule.contains("FREQ=") || rule.chars().any(char::is_control))
+            && let Err(why) =
+                confab_plugin_contract::rrule::check(rule.trim().trim_start_matches("RRULE:"))
         {
-            return Err(Error::Invalid(
-                "schedule.rrule: must be an RFC 5545 rule with FREQ".into(),
-            ));
+            return Err(Error::Invalid(format!(
+                "schedule.rrule: is not a valid recurrence rule: {why}"
+            )));
         }
         Ok(())
     }
@@ -296,8 +304,8 @@ impl types::Host for HostState {}
 
 impl log::Host for HostState {
     fn log(&mut self, level: Level, mut message: String) {
-        if message.len() > 4096 {
-            let mut end = 4096;
+        if message.len() > LOG_MAX_MESSAGE_BYTES {
+            let mut end = LOG_MAX_MESSAGE_BYTES;
             while !message.is_char_boundary(end) {
                 end -= 1;
             }
@@ -335,9 +343,9 @@ impl users::Host for HostState {
 }
 
 fn check_key(key: &str) -> Result<(), Error> {
-    if key.is_empty() || key.len() > 256 {
+    if key.is_empty() || key.len() > KV_MAX_KEY_BYTES {
         return Err(Error::Invalid(format!(
-            "keys are 1 to 256 bytes, this one is {}",
+            "keys are 1 to {KV_MAX_KEY_BYTES} bytes, this one is {}",
             key.len()
         )));
     }
@@ -354,9 +362,9 @@ impl kv::Host for HostState {
     fn set(&mut self, key: String, value: Vec<u8>, ttl: Option<u32>) -> Result<(), Error> {
         self.setup.check(Capability::Kv)?;
         check_key(&key)?;
-        if value.len() > 64 * 1024 {
+        if value.len() > KV_MAX_VALUE_BYTES {
             return Err(Error::LimitReached(format!(
-                "values are at most 65536 bytes, this one is {}",
+                "values are at most {KV_MAX_VALUE_BYTES} bytes, this one is {}",
                 value.len()
             )));
         }
@@ -395,8 +403,10 @@ impl kv::Host for HostState {
         limit: u32,
     ) -> Result<Vec<String>, Error> {
         self.setup.check(Capability::Kv)?;
-        if !(1..=1000).contains(&limit) {
-            return Err(Error::Invalid("limit must be 1 to 1000".into()));
+        if !(1..=KV_MAX_KEYS_PER_PAGE).contains(&limit) {
+            return Err(Error::Invalid(format!(
+                "limit must be 1 to {KV_MAX_KEYS_PER_PAGE}"
+            )));
         }
         let world = &self.world;
         Ok(world
@@ -411,8 +421,10 @@ impl kv::Host for HostState {
 
     fn get_many(&mut self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, Error> {
         self.setup.check(Capability::Kv)?;
-        if keys.len() > 1000 {
-            return Err(Error::LimitReached("at most 1000 keys at once".into()));
+        if keys.len() > KV_MAX_KEYS_AT_ONCE {
+            return Err(Error::LimitReached(format!(
+                "at most {KV_MAX_KEYS_AT_ONCE} keys at once"
+            )));
         }
         keys.iter().try_for_each(|k| check_key(k))?;
         Ok(keys
@@ -423,8 +435,10 @@ impl kv::Host for HostState {
 
     fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), Error> {
         self.setup.check(Capability::Kv)?;
-        if entries.len() > 1000 {
-            return Err(Error::LimitReached("at most 1000 keys at once".into()));
+        if entries.len() > KV_MAX_KEYS_AT_ONCE {
+            return Err(Error::LimitReached(format!(
+                "at most {KV_MAX_KEYS_AT_ONCE} keys at once"
+            )));
         }
         let mut seen = BTreeSet::new();
         for (key, _) in &entries {
@@ -472,8 +486,10 @@ impl links::Host for HostState {
         params: Vec<NewLink>,
     ) -> Result<Vec<CreatedLink>, Error> {
         self.link_owner(as_user)?;
-        if params.len() > 1000 {
-            return Err(Error::LimitReached("at most 1000 links at once".into()));
+        if params.len() > LINKS_MAX_CREATE_AT_ONCE {
+            return Err(Error::LimitReached(format!(
+                "at most {LINKS_MAX_CREATE_AT_ONCE} links at once"
+            )));
         }
         // Every one is checked before any is made, as on the server.
         for p in &params {
@@ -536,7 +552,7 @@ impl links::Host for HostState {
     fn list_owned(&mut self, as_user: i64) -> Result<Vec<Link>, Error> {
         self.link_owner(as_user)?;
         let owned = self.world.links.iter().rev().filter(|l| l.owner == as_user);
-        Ok(owned.take(1000).cloned().collect())
+        Ok(owned.take(LINKS_MAX_LIST as usize).cloned().collect())
     }
 
     fn revoke(&mut self, as_user: i64, id: String) -> Result<(), Error> {
@@ -564,10 +580,10 @@ impl calls::Host for HostState {
     fn send(&mut self, link: String, to: Option<u32>, payload: Vec<u8>) -> Result<(), Error> {
         self.setup.check(Capability::Calls)?;
         let live = self.world.live_call(&link)?;
-        if payload.len() > 64 * 1024 {
-            return Err(Error::LimitReached(
-                "messages are at most 65536 bytes".into(),
-            ));
+        if payload.len() > CALLS_MAX_PAYLOAD_BYTES {
+            return Err(Error::LimitReached(format!(
+                "messages are at most {CALLS_MAX_PAYLOAD_BYTES} bytes"
+            )));
         }
         let live = live.ok_or_else(|| Error::NotFound("no call is running on this link".into()))?;
         if let Some(id) = to
@@ -626,78 +642,27 @@ impl calls::Host for HostState {
     }
 }
 
-fn has_line_break(text: &str) -> bool {
-    text.contains(['\r', '\n', '\0'])
-}
-
-/// A plausible address, optionally as `Name <address>`, that cannot start a header.
-fn check_address(field: &str, value: &str) -> Result<(), Error> {
-    if has_line_break(value) {
-        return Err(Error::Invalid(format!(
-            "{field}: {value:?} contains a line break"
-        )));
-    }
-    let addr = match (value.rfind('<'), value.strip_suffix('>')) {
-        (Some(open), Some(inner)) => &inner[open + 1..],
-        _ => value.trim(),
+/// The server's checks on a message before it is queued (the plugin contract's).
+fn check_message(message: &Message) -> Result<(), Error> {
+    let outgoing = contract_mail::Outgoing {
+        to: &message.to,
+        cc: &message.cc,
+        reply_to: message.reply_to.as_deref(),
+        subject: &message.subject,
+        body_bytes: message.text.len() + message.html.as_ref().map_or(0, String::len),
     };
-    let valid = addr.len() <= 254
-        && !addr.contains(char::is_whitespace)
-        && addr.split_once('@').is_some_and(|(local, domain)| {
-            let dots = domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.');
-            !local.is_empty() && dots && !domain.contains('@')
+    let attachments = message
+        .attachments
+        .iter()
+        .map(|a| contract_mail::Attachment {
+            filename: &a.filename,
+            content_type: &a.content_type,
+            bytes: a.data.len(),
         });
-    match valid {
-        true => Ok(()),
-        false => Err(Error::Invalid(format!(
-            "{field}: {value:?} is not an email address"
-        ))),
-    }
-}
-
-/// The server's checks on a message before it is queued.
-fn check_message(m: &Message) -> Result<(), Error> {
-    let invalid = |why: String| Err(Error::Invalid(why));
-    if m.to.is_empty() {
-        return invalid("a message needs at least one recipient".into());
-    }
-    if m.to.len() + m.cc.len() > 100 {
-        return Err(Error::LimitReached(
-            "at most 100 recipients per message".into(),
-        ));
-    }
-    let cc = m.cc.iter().map(|a| ("cc", a));
-    let reply_to = m.reply_to.iter().map(|a| ("reply-to", a));
-    for (field, address) in m.to.iter().map(|a| ("to", a)).chain(cc).chain(reply_to) {
-        check_address(field, address)?;
-    }
-    if has_line_break(&m.subject) {
-        return invalid("the subject contains a line break".into());
-    }
-    if m.subject.trim().is_empty() || m.subject.chars().count() > 400 {
-        return invalid("the subject must be 1 to 400 characters".into());
-    }
-    let mut size = m.text.len() + m.html.as_ref().map_or(0, String::len);
-    for a in &m.attachments {
-        let name = &a.filename;
-        if name.is_empty() || name.len() > 255 || name.contains(['\r', '\n', '\0', '/', '\\', '"'])
-        {
-            return invalid(format!("attachment file name {name:?} is not allowed"));
-        }
-        if has_line_break(&a.content_type) || !a.content_type.contains('/') {
-            return invalid(format!(
-                "attachment content type {:?} is not a MIME type",
-                a.content_type
-            ));
-        }
-        size += a.data.len();
-    }
-    if size > 10 * 1024 * 1024 {
-        return Err(Error::LimitReached(
-            "the message is larger than 10485760 bytes".into(),
-        ));
-    }
-    Ok(())
+    contract_mail::check_message(outgoing, attachments).map_err(|problem| match problem {
+        contract_mail::MailProblem::Invalid(why) => Error::Invalid(why),
+        contract_mail::MailProblem::LimitReached(why) => Error::LimitReached(why),
+    })
 }
 
 impl mail::Host for HostState {
@@ -755,23 +720,13 @@ fn check_request(request: &OutboundRequest) -> Result<(), Error> {
             request.method
         )));
     }
-    if request.body.len() > 4 * 1024 * 1024 {
-        return Err(Error::LimitReached(
-            "request bodies are at most 4194304 bytes".into(),
-        ));
+    if request.body.len() > HTTP_MAX_BODY_BYTES {
+        return Err(Error::LimitReached(format!(
+            "request bodies are at most {HTTP_MAX_BODY_BYTES} bytes"
+        )));
     }
     for (name, value) in &request.headers {
-        let reserved = [
-            "host",
-            "content-length",
-            "transfer-encoding",
-            "connection",
-            "upgrade",
-        ];
-        if name.is_empty()
-            || has_line_break(value)
-            || reserved.contains(&name.to_ascii_lowercase().as_str())
-        {
+        if !confab_plugin_contract::http::header_allowed(name, value) {
             return Err(Error::Invalid(format!("header {name:?} is not allowed")));
         }
     }
@@ -838,10 +793,10 @@ impl templates::Host for HostState {
             }
             None => return Err(Error::NotFound(format!("no template called {name:?}"))),
         };
-        if context.len() > 1024 * 1024 {
-            return Err(Error::LimitReached(
-                "the context is larger than 1048576 bytes".into(),
-            ));
+        if context.len() > TEMPLATES_MAX_CONTEXT_BYTES {
+            return Err(Error::LimitReached(format!(
+                "the context is larger than {TEMPLATES_MAX_CONTEXT_BYTES} bytes"
+            )));
         }
         let value: serde_json::Value = serde_json::from_str(&context)
             .map_err(|e| Error::Invalid(format!("the context is not JSON: {e}")))?;
@@ -874,7 +829,9 @@ mod tests {
     const NOW: i64 = 1_000_000_000;
 
     fn state(permissions: &str) -> HostState {
-        let text = format!("name = \"t\"\nhooks = [\"http\"]\n[permissions]\n{permissions}");
+        let text = format!(
+            "name = \"t\"\nversion = \"0.1.0\"\nsdk = \"^1\"\nhooks = [\"http\"]\n[permissions]\n{permissions}"
+        );
         HostState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),

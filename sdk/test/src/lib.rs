@@ -90,7 +90,7 @@ pub const START_TIME_MS: i64 = 1_767_225_600_000;
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 /// The largest payload a participant can send on a plugin's channel; the server
 /// passes nothing larger to `on-call-message`.
-pub const MAX_CALL_MESSAGE_BYTES: usize = 32 * 1024;
+pub use confab_plugin_contract::limits::MAX_CALL_MESSAGE_BYTES;
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 const TICK: Duration = Duration::from_millis(10);
 /// Request headers the server never passes to a plugin.
@@ -536,8 +536,7 @@ impl Harness {
     pub fn try_event(&mut self, event: Event) -> Result<(), Failure> {
         self.wants("events")?;
         let kind = event_kind(&event);
-        let events = &self.setup.manifest.events;
-        if !events.is_empty() && !events.iter().any(|e| e == kind) {
+        if !manifest::wants_event(&self.setup.manifest, kind) {
             return Err(Failure::NotCalled(format!(
                 "plugin.toml's events do not list {kind}"
             )));
@@ -623,7 +622,7 @@ impl Harness {
     }
 
     fn wants(&self, hook: &str) -> Result<(), Failure> {
-        if self.setup.manifest.wants(hook) {
+        if manifest::wants(&self.setup.manifest, hook) {
             Ok(())
         } else {
             Err(Failure::NotCalled(format!(

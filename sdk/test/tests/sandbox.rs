@@ -2,6 +2,8 @@
 //! memory, panics, what the server filters in and out, stdout, the clock, and hooks
 //! and capabilities the manifest does not ask for.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the line
+
 use std::time::Duration;
 
 use confab_plugin_test::{Failure, Harness, HttpRequest, Level, LogLine, START_TIME_MS};

@@ -13,7 +13,8 @@ use crate::sfu;
 use crate::store::LinkChange;
 
 use super::command::{Action, CallRequest, ClientId, MediaState};
-use super::task::{CallTask, Client, InboxMessage, Role};
+use super::effects::Effect;
+use super::task::{CallTask, Client, Role};
 
 type Now = chrono::DateTime<chrono::Utc>;
 
@@ -31,16 +32,21 @@ impl CallTask {
         let now = self.deps.clock.now();
         let action = match action {
             Action::Plugin { action, reply } => {
-                reply.send(self.plugin_action(action, now));
+                let answer = self.plugin_action(action, now);
+                self.effects.push(Effect::Answer { reply, answer });
                 return;
             }
             #[cfg(feature = "test-tap")]
             Action::ForgeKeys { from, payload } => {
                 let message = ServerMessage::E2ee { from, payload };
-                for c in self.clients.values() {
-                    if matches!(c.role, Role::On(_)) {
-                        let _ = c.out.try_send(message.clone());
-                    }
+                let on_call: Vec<ClientId> = self
+                    .clients
+                    .iter()
+                    .filter(|(_, c)| matches!(c.role, Role::On(_)))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in on_call {
+                    self.tell(id, message.clone());
                 }
                 return;
             }
@@ -129,7 +135,7 @@ impl CallTask {
     }
 
     /// The participant `client` speaks for, or (after telling it why) none.
-    fn on_call(&self, client: ClientId, role: Role) -> Option<ParticipantId> {
+    fn on_call(&mut self, client: ClientId, role: Role) -> Option<ParticipantId> {
         match role {
             Role::On(me) => Some(me),
             _ => {
@@ -141,7 +147,7 @@ impl CallTask {
 
     /// The participant `client` speaks for, if it still has member powers (else it
     /// is told why not).
-    fn deciding(&self, client: ClientId, role: Role) -> Option<ParticipantId> {
+    fn deciding(&mut self, client: ClientId, role: Role) -> Option<ParticipantId> {
         let me = self.on_call(client, role)?;
         if self.powerless(client) {
             self.tell_signed_out(client);
@@ -414,23 +420,21 @@ impl CallTask {
             return;
         }
         // The screen's media section stays negotiated; this shows or hides it.
-        if let Some(media) = self.deps.media.as_ref()
-            && let Err(busy) = media.send(sfu::MediaCommand::Sharing {
-                call: sfu::CallKey(self.link_pk),
-                participant: me.0,
-                screen: media_state.sharing_screen,
-            })
-        {
-            self.tell(client, error(ErrorCode::MediaUnavailable, busy.to_string()));
+        if self.deps.media.is_some() {
+            self.effects.push(Effect::Media {
+                client: Some(client),
+                command: sfu::MediaCommand::Sharing {
+                    call: sfu::CallKey(self.link_pk),
+                    participant: me.0,
+                    screen: media_state.sharing_screen,
+                },
+            });
         }
     }
 
     /// `plugin_message`: queued for the plugin, in order.
     fn plugin_message(&mut self, client: ClientId, role: Role, plugin: String, payload: Vec<u8>) {
         let Some(me) = self.on_call(client, role) else {
-            return;
-        };
-        let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
             return;
         };
         if !self.deps.host.takes_call_messages(&plugin) {
@@ -442,23 +446,12 @@ impl CallTask {
                 ),
             );
         }
-        let inbox = self.plugin_inbox(&plugin);
-        if inbox
-            .try_send(InboxMessage {
-                sender: me.0,
-                payload,
-                out,
-            })
-            .is_err()
-        {
-            self.tell(
-                client,
-                error(
-                    ErrorCode::PluginUnavailable,
-                    format!("{plugin} is not keeping up; the message was dropped"),
-                ),
-            );
-        }
+        self.effects.push(Effect::ToPlugin {
+            plugin,
+            client,
+            sender: me.0,
+            payload,
+        });
     }
 
     /// `e2ee`: relayed as it is to one participant or everyone else on the call.
@@ -487,12 +480,17 @@ impl CallTask {
             from: me.0,
             payload,
         };
-        for (id, c) in &self.clients {
-            let Role::On(them) = c.role else { continue };
-            if them == me || to.is_some_and(|to| to != them) || *id == client {
-                continue;
-            }
-            let _ = c.out.try_send(message.clone());
+        let recipients: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|&(id, c)| match c.role {
+                Role::On(them) => them != me && to.is_none_or(|to| to == them) && *id != client,
+                _ => false,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in recipients {
+            self.tell(id, message.clone());
         }
     }
 }

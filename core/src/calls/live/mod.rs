@@ -6,16 +6,24 @@
 //! after the previous call ended. All of a call's state lives in its task, so the
 //! call can be owned by exactly one node when Confab runs on several.
 //!
+//! The task is a loop around a step that only decides: each `Input`
+//! (a connection's or a plugin's request, a tick, a link change) changes the
+//! call and appends `Effect`s (messages, media commands,
+//! metadata, plugin events), which the loop then carries out. A step can be driven
+//! in a test with its own times and its effects read back.
+//!
 //! The files: `command.rs` (what a task is asked), `registry.rs` (the live calls
-//! by link), `task.rs` (the task and its loop), `actions.rs` (each action),
-//! `plugin_calls.rs` (screening, plugin messages and events), `outputs.rs` (media
-//! commands, messages for events, snapshots).
+//! by link), `task.rs` (the task and its loop), `effects.rs` (inputs, effects and
+//! carrying them out), `actions.rs` (each action), `plugin_calls.rs` (screening,
+//! plugin requests and events), `outputs.rs` (media commands, messages for events,
+//! snapshots).
 
 use std::time::Duration;
 
 mod actions;
 mod command;
 mod deps;
+mod effects;
 mod outputs;
 mod plugin_calls;
 mod registry;

@@ -8,38 +8,33 @@ use crate::calls::{
 };
 use crate::privacy::CallEventKind;
 use crate::protocol::{
-    ErrorCode, LOBBY_SNAPSHOT, LobbyEntry, LobbyFlag, RequestEndReason, RosterEntry, ServerMessage,
-    error,
+    LOBBY_SNAPSHOT, LobbyEntry, LobbyFlag, RequestEndReason, RosterEntry, ServerMessage,
 };
 use crate::sfu;
 
 use super::command::ClientId;
+use super::effects::Effect;
 use super::task::{CallTask, Role};
 
 impl CallTask {
     /// Passes a command to the SFU, or tells the client why it cannot.
-    pub(super) fn media(&self, client: ClientId, command: sfu::MediaCommand) {
-        let Some(media) = self.deps.media.as_ref() else {
-            return self.tell(
-                client,
-                error(
-                    ErrorCode::MediaUnavailable,
-                    "media is not running on this server",
-                ),
-            );
-        };
-        if let Err(busy) = media.send(command) {
-            self.tell(client, error(ErrorCode::MediaUnavailable, busy.to_string()));
-        }
+    pub(super) fn media(&mut self, client: ClientId, command: sfu::MediaCommand) {
+        self.effects.push(Effect::Media {
+            client: Some(client),
+            command,
+        });
     }
 
     /// Closes a participant's media connections.
     pub(super) fn media_leave(&mut self, participant: ParticipantId) {
         self.media_states.remove(&participant);
-        if let Some(media) = self.deps.media.as_ref() {
-            let _ = media.send(sfu::MediaCommand::Leave {
-                call: sfu::CallKey(self.link_pk),
-                participant: participant.0,
+        if self.deps.media.is_some() {
+            self.effects.push(Effect::Media {
+                client: None,
+                command: sfu::MediaCommand::Leave {
+                    call: sfu::CallKey(self.link_pk),
+                    participant: participant.0,
+                },
             });
         }
     }
@@ -220,22 +215,26 @@ impl CallTask {
             .filter(|p| p.identity.is_authenticated())
             .map(|p| p.id)
             .collect();
-        for client in self.clients.values_mut() {
+        for (&id, client) in &mut self.clients {
             let Role::On(me) = client.role else { continue };
-            let _ = client.out.try_send(ServerMessage::Roster {
-                participants: roster.clone(),
-                now,
+            self.effects.push(Effect::Send {
+                client: id,
+                message: ServerMessage::Roster {
+                    participants: roster.clone(),
+                    now,
+                },
             });
             if deciders.contains(&me) && !client.powerless && client.lobby_sent != Some(digest) {
-                let sent = client.out.try_send(ServerMessage::Lobby {
-                    requests: lobby.clone(),
-                    total,
-                    locked,
-                    now,
+                client.lobby_sent = Some(digest);
+                self.effects.push(Effect::Lobby {
+                    client: id,
+                    message: ServerMessage::Lobby {
+                        requests: lobby.clone(),
+                        total,
+                        locked,
+                        now,
+                    },
                 });
-                if sent.is_ok() {
-                    client.lobby_sent = Some(digest);
-                }
             }
         }
     }

@@ -3,21 +3,20 @@
 
 use std::net::IpAddr;
 
-use tokio::sync::mpsc;
-
 use crate::calls::{CallEvent, Identity, Origin, ParticipantId, RemoveError};
 use crate::plugins::{self, PluginCallAction, PluginCallError, RosterMember};
-use crate::protocol::{ErrorCode, ServerMessage, error};
+use crate::protocol::ServerMessage;
 
-use super::command::{Action, CallRequest, ClientId};
-use super::task::{CallTask, InboxMessage, PLUGIN_INBOX, Role};
+use super::command::ClientId;
+use super::effects::Effect;
+use super::task::{CallTask, Role};
 
 impl CallTask {
     /// Asks the plugins that screen lobby requests about a guest's request, off the
     /// call's task; their verdict comes back as [`Action::Screened`]. The plugins
     /// answer within their deadlines, so the guest waits at most that long.
     pub(super) fn screen(
-        &self,
+        &mut self,
         client: ClientId,
         identity: Identity,
         origin: Origin,
@@ -25,11 +24,6 @@ impl CallTask {
         address: Option<IpAddr>,
         now: chrono::DateTime<chrono::Utc>,
     ) {
-        let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
-            return;
-        };
-        let host = self.deps.host.clone();
-        let queue = self.own_queue.clone();
         let request = plugins::LobbyInfo {
             call: self.call_info(),
             request: 0,
@@ -37,22 +31,12 @@ impl CallTask {
             address: address.map(|a| a.to_string()),
             asked_at: now,
         };
-        tokio::spawn(async move {
-            let verdict = host.lobby_decision(request).await;
-            if let Some(queue) = queue.upgrade() {
-                let _ = queue
-                    .send(CallRequest {
-                        client,
-                        out,
-                        action: Action::Screened {
-                            identity,
-                            origin,
-                            name,
-                            verdict,
-                        },
-                    })
-                    .await;
-            }
+        self.effects.push(Effect::Screen {
+            client,
+            request,
+            identity,
+            origin,
+            name,
         });
     }
 
@@ -65,32 +49,6 @@ impl CallTask {
                 .started_at()
                 .unwrap_or_else(|| self.deps.clock.now()),
         }
-    }
-
-    /// The queue of `plugin`'s call messages, started on first use.
-    pub(super) fn plugin_inbox(&mut self, plugin: &str) -> mpsc::Sender<InboxMessage> {
-        if let Some(inbox) = self.plugin_inboxes.get(plugin).filter(|q| !q.is_closed()) {
-            return inbox.clone();
-        }
-        let (inbox, mut messages) = mpsc::channel::<InboxMessage>(PLUGIN_INBOX);
-        let host = self.deps.host.clone();
-        let name = plugin.to_string();
-        let call = self.call_info();
-        tokio::spawn(async move {
-            while let Some(m) = messages.recv().await {
-                if let Err(e) = host
-                    .call_message(name.clone(), call.clone(), m.sender, m.payload)
-                    .await
-                {
-                    let _ = m
-                        .out
-                        .try_send(error(ErrorCode::PluginUnavailable, e.to_string()));
-                }
-            }
-        });
-        self.plugin_inboxes
-            .insert(plugin.to_string(), inbox.clone());
-        inbox
     }
 
     pub(super) fn plugin_action(
@@ -215,6 +173,6 @@ impl CallTask {
             }
             _ => return,
         };
-        self.deps.host.emit(plugin_event);
+        self.effects.push(Effect::Emit(plugin_event));
     }
 }

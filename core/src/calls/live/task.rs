@@ -11,7 +11,7 @@ use crate::calls::{
     RequestId, Seat,
 };
 use crate::plugins;
-use crate::privacy::{self, CallEventKind};
+use crate::privacy::CallEventKind;
 use crate::protocol::{
     CallEndReason, ErrorCode, LobbyWarning, RequestEndReason, ServerMessage, error,
 };
@@ -19,6 +19,7 @@ use crate::store::{LinkChange, link};
 
 use super::command::{CallRequest, ClientId, MediaState};
 use super::deps::CallDeps;
+use super::effects::{Effect, Input};
 use super::{LINK_RECHECK, TICK};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +76,8 @@ pub(super) struct CallTask {
     /// This call's own queue, for answers from tasks it started (screening).
     pub(super) own_queue: mpsc::WeakSender<CallRequest>,
     pub(super) deps: CallDeps,
+    /// What the steps so far ask of the world, for [`CallTask::execute`].
+    pub(super) effects: Vec<Effect>,
 }
 
 /// A participant's message for a plugin, and where to report a failure.
@@ -95,13 +98,23 @@ impl CallTask {
         queue: mpsc::Sender<CallRequest>,
         commands: mpsc::Receiver<CallRequest>,
     ) {
+        let actor = CallTask::new(deps, link, &queue);
+        tokio::spawn(actor.run(commands, queue));
+    }
+
+    /// A new call of `link`, not started: [`CallTask::step`] drives it.
+    pub(super) fn new(
+        deps: CallDeps,
+        link: &link::Model,
+        queue: &mpsc::Sender<CallRequest>,
+    ) -> Self {
         let policy = CallPolicy {
             guests_need_approval: link.guests_need_approval,
             members_need_approval: link.members_need_approval,
             max_participants: u8::try_from(link.max_participants)
                 .unwrap_or(crate::calls::MAX_PARTICIPANTS),
         };
-        let actor = CallTask {
+        CallTask {
             call: Call::new(link.owner_id, policy, deps.rules),
             link_id: link.public_id.clone(),
             link_pk: link.pk,
@@ -116,8 +129,8 @@ impl CallTask {
             request_warnings: HashMap::new(),
             own_queue: queue.downgrade(),
             deps,
-        };
-        tokio::spawn(actor.run(commands, queue));
+            effects: Vec::new(),
+        }
     }
 }
 
@@ -134,22 +147,23 @@ impl CallTask {
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut changes = self.deps.store.link_changes();
         loop {
-            tokio::select! {
+            let input = tokio::select! {
                 command = commands.recv() => match command {
-                    Some(command) => self.handle(command),
+                    Some(command) => Input::from(command),
                     None => break,
                 },
-                _ = ticker.tick() => self.call.tick(self.deps.clock.now()),
+                _ = ticker.tick() => Input::Tick(self.deps.clock.now()),
                 change = changes.recv() => match change {
-                    Ok(change) if change.pk() == self.link_pk => self.link_changed(change),
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.recheck_link(),
+                    Ok(change) if change.pk() == self.link_pk => Input::Link(change),
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => Input::Recheck,
                     // The store, which this task holds, keeps the sender: never.
-                    Err(broadcast::error::RecvError::Closed) => {}
+                    Err(broadcast::error::RecvError::Closed) => continue,
                 },
-                _ = recheck.tick() => self.recheck_link(),
-            }
-            self.publish();
+                _ = recheck.tick() => Input::Recheck,
+            };
+            self.step(input);
+            self.execute();
             let nobody = self.clients.is_empty() && self.call.participants().next().is_none();
             if self.call.is_ended() || nobody {
                 break;
@@ -165,12 +179,9 @@ impl CallTask {
         }
     }
 
-    pub(super) fn tell(&self, client: ClientId, message: ServerMessage) {
-        if let Some(c) = self.clients.get(&client) {
-            // A full queue means a client that stopped reading; it will be dropped when
-            // its connection closes.
-            let _ = c.out.try_send(message);
-        }
+    /// A message for `client` (sent when the step's effects are carried out).
+    pub(super) fn tell(&mut self, client: ClientId, message: ServerMessage) {
+        self.effects.push(Effect::Send { client, message });
     }
 
     pub(super) fn role(&self, client: ClientId) -> Role {
@@ -198,7 +209,7 @@ impl CallTask {
         self.clients.get(&client).is_some_and(|c| c.powerless)
     }
 
-    pub(super) fn tell_signed_out(&self, client: ClientId) {
+    pub(super) fn tell_signed_out(&mut self, client: ClientId) {
         self.tell(
             client,
             error(
@@ -265,25 +276,6 @@ impl CallTask {
         self.link_id = public_id;
     }
 
-    /// Re-reads the link off the call's task; a difference is announced to every
-    /// listener (this call and the link's connections) as a [`LinkChange`].
-    pub(super) fn recheck_link(&self) {
-        let store = self.deps.store.clone();
-        let (pk, known) = (self.link_pk, self.link_id.clone());
-        tokio::spawn(async move {
-            let change = match store.link_by_pk(pk).await {
-                Ok(Some(link)) if link.revoked_at.is_none() && link.public_id == known => return,
-                Ok(Some(link)) => LinkChange::of(&link),
-                Ok(None) => LinkChange::Deleted { pk },
-                Err(err) => {
-                    tracing::warn!(error = %err, "could not re-read a live call's link");
-                    return;
-                }
-            };
-            store.announce_link_change(change);
-        });
-    }
-
     /// Seats `client` or puts them in the lobby (with the plugins' warnings, if any).
     pub(super) fn join(
         &mut self,
@@ -321,7 +313,7 @@ impl CallTask {
         }
     }
 
-    pub(super) fn refuse_join(&self, client: ClientId, err: JoinError) {
+    pub(super) fn refuse_join(&mut self, client: ClientId, err: JoinError) {
         let code = match err {
             JoinError::Full => ErrorCode::CallFull,
             JoinError::Blocked => ErrorCode::Blocked,
@@ -352,16 +344,9 @@ impl CallTask {
         );
     }
 
-    /// Appends to the call-metadata log without holding up the call.
-    pub(super) fn record(&self, kind: CallEventKind, subject: Option<String>) {
-        let store = self.deps.store.clone();
-        let link_id = self.link_id.clone();
-        let now = self.deps.clock.now();
-        tokio::spawn(async move {
-            if let Err(err) = privacy::record(&store, &link_id, kind, subject.as_deref(), now).await
-            {
-                tracing::warn!(error = %err, "could not write call metadata");
-            }
-        });
+    /// Appends to the call-metadata log (off the task, without holding up the call).
+    pub(super) fn record(&mut self, kind: CallEventKind, subject: Option<String>) {
+        let at = self.deps.clock.now();
+        self.effects.push(Effect::Record { kind, subject, at });
     }
 }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::deps::{CallDeps, CallHost, HostFuture};
+use super::effects::{Effect, Input};
 use super::task::CallTask;
 use super::{Action, CallRequest};
 use crate::calls::{CallRules, Identity};
@@ -16,7 +17,7 @@ use crate::clock::FakeClock;
 use crate::metrics::Metrics;
 use crate::plugins::{CallInfo, Event, InvokeError, LobbyInfo, Verdict};
 use crate::protocol::{RequestEndReason, ServerMessage};
-use crate::store::{NewLinkRow, Store};
+use crate::store::{NewLinkRow, Store, link};
 
 fn t0() -> DateTime<Utc> {
     "2026-12-05T12:00:00Z".parse().unwrap()
@@ -71,13 +72,13 @@ struct Harness {
     queue: mpsc::Sender<CallRequest>,
 }
 
-impl Harness {
-    /// A call of a link whose guests need approval, with a lobby timeout of 2 s.
-    async fn start(host: Host) -> Harness {
+/// The dependencies of a call of a link whose guests need approval, with a lobby
+/// timeout of 2 s: the deps, the link, the clock and the owner's account.
+async fn call_of_a_link(host: Arc<Host>) -> (CallDeps, link::Model, FakeClock, i64) {
+    {
         let clock = FakeClock::new(t0());
         let store = Store::connect("sqlite::memory:", 1).await.unwrap();
         store.migrate().await.unwrap();
-        let host = Arc::new(host);
         let deps = CallDeps {
             clock: Arc::new(clock.clone()),
             store: store.clone(),
@@ -87,7 +88,7 @@ impl Harness {
             },
             media: None,
             metrics: Arc::new(Metrics::default()),
-            host: host.clone(),
+            host,
         };
         // The link exists, as the task re-reads it now and then.
         let owner = store
@@ -108,13 +109,23 @@ impl Harness {
             })
             .await
             .unwrap();
+        (deps, link, clock, owner.id)
+    }
+}
+
+impl Harness {
+    /// A running call of a link whose guests need approval, with a lobby timeout
+    /// of 2 s.
+    async fn start(host: Host) -> Harness {
+        let host = Arc::new(host);
+        let (deps, link, clock, owner) = call_of_a_link(host.clone()).await;
         let (queue, requests) = mpsc::channel(16);
         CallTask::spawn(deps, &link, queue.clone(), requests);
         Harness {
             clock,
             host,
             queue,
-            owner: owner.id,
+            owner,
         }
     }
 
@@ -251,5 +262,85 @@ async fn a_plugin_that_screens_requests_turns_a_guest_away_with_its_reason() {
             .lock()
             .unwrap()
             .contains(&"LobbyRequest".to_string())
+    );
+}
+
+/// A step only decides: what the world sees waits in the effects until the loop
+/// carries them out, and time is what the inputs say.
+#[tokio::test]
+async fn a_step_decides_and_its_effects_wait_until_they_are_carried_out() {
+    let host = Arc::new(Host::default());
+    let (deps, link, _clock, owner) = call_of_a_link(host.clone()).await;
+    let (queue, _requests) = mpsc::channel(16);
+    let mut task = CallTask::new(deps, &link, &queue);
+    let connect = |client: u64, identity: Identity, name: &str| {
+        let (out, messages) = mpsc::channel(64);
+        let request = CallRequest {
+            client,
+            out,
+            action: Action::Join {
+                identity,
+                name: name.into(),
+                address: None,
+                device: None,
+                opened_as: "link-1".into(),
+            },
+        };
+        (Input::Client(request), messages)
+    };
+    let (owner_joins, mut owner_out) = connect(1, Identity::Member { user_id: owner }, "Owner");
+    task.step(owner_joins);
+    let (guest_asks, mut guest_out) = connect(2, guest("guest-key-0123456789"), "Guest");
+    task.step(guest_asks);
+
+    // Decided, not done: nothing reached the connections or the plugins yet.
+    assert!(owner_out.try_recv().is_err() && guest_out.try_recv().is_err());
+    assert!(host.told.lock().unwrap().is_empty());
+    let sent_to = |effects: &[Effect], client: u64| -> Vec<String> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { client: c, message } | Effect::Lobby { client: c, message }
+                    if *c == client =>
+                {
+                    Some(
+                        format!("{message:?}")
+                            .split([' ', '{', '('])
+                            .next()?
+                            .to_string(),
+                    )
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(sent_to(&task.effects, 2), ["Waiting"]);
+    assert!(sent_to(&task.effects, 1).contains(&"Joined".to_string()));
+
+    // The lobby timeout applies at the time a tick says, however little time passed.
+    task.execute();
+    task.step(Input::Tick(t0() + chrono::Duration::seconds(1)));
+    assert!(sent_to(&task.effects, 2).is_empty(), "not timed out yet");
+    task.step(Input::Tick(t0() + chrono::Duration::seconds(3)));
+    assert_eq!(sent_to(&task.effects, 2), ["RequestEnded"]);
+    task.execute();
+
+    let mut guest_saw = Vec::new();
+    while let Ok(message) = guest_out.try_recv() {
+        guest_saw.push(message);
+    }
+    assert!(matches!(
+        guest_saw.first(),
+        Some(ServerMessage::Waiting { .. })
+    ));
+    assert!(matches!(
+        guest_saw.last(),
+        Some(ServerMessage::RequestEnded {
+            why: RequestEndReason::TimedOut
+        })
+    ));
+    assert_eq!(
+        host.told.lock().unwrap().clone(),
+        ["CallStarted", "ParticipantJoined", "LobbyRequest"]
     );
 }

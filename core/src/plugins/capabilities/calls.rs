@@ -49,7 +49,7 @@ pub struct RosterMember {
 }
 
 /// Largest payload a plugin may send in one message.
-pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+pub use confab_plugin_contract::limits::CALLS_MAX_PAYLOAD_BYTES as MAX_PAYLOAD_BYTES;
 
 fn call_error(err: PluginCallError) -> Error {
     match err {

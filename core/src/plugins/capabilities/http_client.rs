@@ -11,10 +11,9 @@ use crate::plugins::bindings::confab::plugin::types::Error;
 use crate::plugins::manifest::{Capability, host_allowed};
 use crate::plugins::runtime::HostState;
 
-/// The longest a request may take, and the default.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request or response body.
-pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub use confab_plugin_contract::limits::{
+    HTTP_MAX_BODY_BYTES as MAX_BODY_BYTES, HTTP_MAX_TIMEOUT as MAX_TIMEOUT,
+};
 
 fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
@@ -52,16 +51,6 @@ pub fn check_url(allowed: &[String], url: &str) -> Result<reqwest::Url, Error> {
     Ok(url)
 }
 
-fn header_ok(name: &str, value: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    !name.is_empty()
-        && !value.contains(['\r', '\n', '\0'])
-        && !matches!(
-            lower.as_str(),
-            "host" | "content-length" | "transfer-encoding" | "connection" | "upgrade"
-        )
-}
-
 /// The `http-client` capability: requests to the hosts the manifest lists.
 pub(crate) struct HttpClientHost {
     grants: Arc<Grants>,
@@ -75,15 +64,7 @@ impl HttpClientHost {
     }
 
     async fn send(&self, request: Request) -> Result<Response, Error> {
-        let allowed = self
-            .grants
-            .manifest
-            .permissions
-            .http_client
-            .as_ref()
-            .map(|h| h.hosts.as_slice())
-            .unwrap_or_default();
-        let url = check_url(allowed, &request.url)?;
+        let url = check_url(self.grants.manifest.http_hosts(), &request.url)?;
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| Error::Invalid(format!("{:?} is not an HTTP method", request.method)))?;
         if request.body.len() > MAX_BODY_BYTES {
@@ -98,7 +79,7 @@ impl HttpClientHost {
             .min(MAX_TIMEOUT);
         let mut builder = client().request(method, url).timeout(timeout);
         for (name, value) in &request.headers {
-            if !header_ok(name, value) {
+            if !confab_plugin_contract::http::header_allowed(name, value) {
                 return Err(Error::Invalid(format!("header {name:?} is not allowed")));
             }
             builder = builder.header(name.as_str(), value.as_str());

@@ -13,11 +13,10 @@ use crate::plugins::manifest::Capability;
 use crate::plugins::runtime::HostState;
 use crate::store::{KvSetOutcome, Store};
 
-pub const MAX_KEY_BYTES: usize = 256;
-pub const MAX_VALUE_BYTES: usize = 64 * 1024;
-pub const MAX_KEYS_PER_PAGE: u32 = 1000;
-/// Most keys of one `get-many` or `set-many`.
-pub const MAX_KEYS_AT_ONCE: usize = 1000;
+pub use confab_plugin_contract::limits::{
+    KV_MAX_KEY_BYTES as MAX_KEY_BYTES, KV_MAX_KEYS_AT_ONCE as MAX_KEYS_AT_ONCE,
+    KV_MAX_KEYS_PER_PAGE as MAX_KEYS_PER_PAGE, KV_MAX_VALUE_BYTES as MAX_VALUE_BYTES,
+};
 
 fn check_key(key: &str) -> Result<(), Error> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
@@ -63,12 +62,7 @@ impl KvHost {
             store: deps.store.clone(),
             clock: deps.clock.clone(),
             plugin: grants.name.clone(),
-            quota: grants
-                .manifest
-                .permissions
-                .kv
-                .as_ref()
-                .map_or(0, |kv| kv.quota_bytes) as i64,
+            quota: i64::try_from(grants.manifest.kv_quota()).unwrap_or(i64::MAX),
         }
     }
 

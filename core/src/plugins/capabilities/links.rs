@@ -17,10 +17,9 @@ use crate::plugins::manifest::Capability;
 use crate::plugins::runtime::HostState;
 use crate::store::{LinkFilter, link};
 
-/// Most links `list-owned` returns.
-const MAX_LIST: u64 = 1000;
-/// Most links one `create-many` makes.
-const MAX_CREATE_AT_ONCE: usize = 1000;
+use confab_plugin_contract::limits::{
+    LINKS_MAX_CREATE_AT_ONCE as MAX_CREATE_AT_ONCE, LINKS_MAX_LIST as MAX_LIST,
+};
 
 fn link_error(err: LinkError) -> Error {
     match err {

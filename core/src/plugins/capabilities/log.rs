@@ -3,8 +3,7 @@
 use crate::plugins::bindings::confab::plugin::log::{Host, Level};
 use crate::plugins::runtime::HostState;
 
-/// Longest message kept; the rest is cut.
-const MAX_MESSAGE: usize = 4096;
+use confab_plugin_contract::limits::LOG_MAX_MESSAGE_BYTES as MAX_MESSAGE;
 
 impl Host for HostState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {

@@ -13,98 +13,32 @@ use crate::plugins::manifest::Capability;
 use crate::plugins::runtime::HostState;
 use crate::store::{NewAttachment, NewMail, Store};
 
-/// Recipients (to and cc together) per message.
-pub const MAX_RECIPIENTS: usize = 100;
-/// Subject length in characters.
-const MAX_SUBJECT_CHARS: usize = 400;
-/// Bodies and attachments together.
-const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
+use confab_plugin_contract::mail as contract;
 
 /// A syntactically plausible address, optionally as `Name <address>`, without
 /// anything that could start a new header.
 pub(crate) fn check_address(field: &str, value: &str) -> Result<(), Error> {
-    if value.contains(['\r', '\n', '\0']) {
-        return Err(Error::Invalid(format!(
-            "{field}: {value:?} contains a line break"
-        )));
-    }
-    let addr = match (value.rfind('<'), value.strip_suffix('>')) {
-        (Some(open), Some(inner)) => &inner[open + 1..],
-        _ => value.trim(),
-    };
-    let valid = addr.len() <= 254
-        && addr.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && !domain.is_empty()
-                && domain.contains('.')
-                && !addr.contains(char::is_whitespace)
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !domain.contains('@')
-        });
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "{field}: {value:?} is not an email address"
-        )))
-    }
+    contract::check_address(field, value).map_err(Error::Invalid)
 }
 
-/// Checks a message before it is queued.
+/// Checks a message before it is queued (the plugin contract's checks).
 pub fn check_message(message: &Message) -> Result<(), Error> {
-    if message.to.is_empty() {
-        return Err(Error::Invalid(
-            "a message needs at least one recipient".into(),
-        ));
-    }
-    if message.to.len() + message.cc.len() > MAX_RECIPIENTS {
-        return Err(Error::LimitReached(format!(
-            "at most {MAX_RECIPIENTS} recipients per message"
-        )));
-    }
-    for to in &message.to {
-        check_address("to", to)?;
-    }
-    for cc in &message.cc {
-        check_address("cc", cc)?;
-    }
-    if let Some(reply_to) = &message.reply_to {
-        check_address("reply-to", reply_to)?;
-    }
-    if message.subject.contains(['\r', '\n', '\0']) {
-        return Err(Error::Invalid("the subject contains a line break".into()));
-    }
-    if message.subject.trim().is_empty() || message.subject.chars().count() > MAX_SUBJECT_CHARS {
-        return Err(Error::Invalid(format!(
-            "the subject must be 1 to {MAX_SUBJECT_CHARS} characters"
-        )));
-    }
-    let mut size = message.text.len() + message.html.as_ref().map_or(0, String::len);
-    for a in &message.attachments {
-        if a.filename.is_empty()
-            || a.filename.contains(['\r', '\n', '\0', '/', '\\', '"'])
-            || a.filename.len() > 255
-        {
-            return Err(Error::Invalid(format!(
-                "attachment file name {:?} is not allowed",
-                a.filename
-            )));
-        }
-        if a.content_type.contains(['\r', '\n', '\0']) || !a.content_type.contains('/') {
-            return Err(Error::Invalid(format!(
-                "attachment content type {:?} is not a MIME type",
-                a.content_type
-            )));
-        }
-        size += a.data.len();
-    }
-    if size > MAX_MESSAGE_BYTES {
-        return Err(Error::LimitReached(format!(
-            "the message is larger than {MAX_MESSAGE_BYTES} bytes"
-        )));
-    }
-    Ok(())
+    let outgoing = contract::Outgoing {
+        to: &message.to,
+        cc: &message.cc,
+        reply_to: message.reply_to.as_deref(),
+        subject: &message.subject,
+        body_bytes: message.text.len() + message.html.as_ref().map_or(0, String::len),
+    };
+    let attachments = message.attachments.iter().map(|a| contract::Attachment {
+        filename: &a.filename,
+        content_type: &a.content_type,
+        bytes: a.data.len(),
+    });
+    contract::check_message(outgoing, attachments).map_err(|problem| match problem {
+        contract::MailProblem::Invalid(why) => Error::Invalid(why),
+        contract::MailProblem::LimitReached(why) => Error::LimitReached(why),
+    })
 }
 
 /// The `mail` capability: queues the plugin's messages in the outbox, within the
@@ -128,13 +62,7 @@ impl MailHost {
 
     async fn queue(&self, message: Message) -> Result<String, Error> {
         check_message(&message)?;
-        let per_hour = self
-            .grants
-            .manifest
-            .permissions
-            .mail
-            .as_ref()
-            .map_or(0, |m| m.per_hour);
+        let per_hour = self.grants.manifest.mails_per_hour();
         // Counted from the outbox itself, so the limit holds across restarts and
         // reloads, and a message the outbox did not take does not count.
         let _turn = self.grants.mail_turn.lock().await;

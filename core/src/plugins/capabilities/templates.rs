@@ -10,8 +10,7 @@ use crate::plugins::deps::PluginDeps;
 use crate::plugins::manifest::Capability;
 use crate::plugins::runtime::HostState;
 
-/// Largest JSON context accepted.
-const MAX_CONTEXT_BYTES: usize = 1024 * 1024;
+use confab_plugin_contract::limits::TEMPLATES_MAX_CONTEXT_BYTES as MAX_CONTEXT_BYTES;
 
 /// The `templates` capability: the plugin's own templates, then the server's
 /// shared ones.

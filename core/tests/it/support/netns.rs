@@ -86,6 +86,7 @@ impl Netns {
     }
 
     /// Runs `f` on a thread inside the namespace: sockets it opens live there.
+    #[allow(unsafe_code)] // setns(2): see the SAFETY comment
     fn run_inside<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         use std::os::fd::AsRawFd;
         let path = format!("/run/netns/{}", self.name);

@@ -48,7 +48,8 @@
 mod document;
 mod line;
 mod link;
-pub mod rrule;
+/// Recurrence rules (RFC 5545 §3.3.10), checked as the server checks them.
+pub use confab_plugin_contract::rrule;
 mod schedule;
 pub mod tz;
 

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::valid_plugin_name;
+use crate::valid_plugin_name;
 
 pub mod cron;
 
@@ -98,6 +98,19 @@ pub enum Hook {
     Timers,
 }
 
+impl Hook {
+    /// The name used in `plugin.toml`'s `hooks`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::Events => "events",
+            Hook::LobbyDecision => "lobby-decision",
+            Hook::Http => "http",
+            Hook::CallMessages => "call-messages",
+            Hook::Timers => "timers",
+        }
+    }
+}
+
 /// The kinds of `hooks.event`.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "kebab-case")]
@@ -111,6 +124,23 @@ pub enum EventKind {
     ParticipantLeft,
     ParticipantRemoved,
     LobbyRequest,
+}
+
+impl EventKind {
+    /// The name used in `plugin.toml`'s `events`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::LinkCreated => "link-created",
+            EventKind::LinkUpdated => "link-updated",
+            EventKind::LinkRevoked => "link-revoked",
+            EventKind::CallStarted => "call-started",
+            EventKind::CallEnded => "call-ended",
+            EventKind::ParticipantJoined => "participant-joined",
+            EventKind::ParticipantLeft => "participant-left",
+            EventKind::ParticipantRemoved => "participant-removed",
+            EventKind::LobbyRequest => "lobby-request",
+        }
+    }
 }
 
 /// A capability a plugin may import (`log` is always allowed).
@@ -240,7 +270,8 @@ pub struct HttpPermission {
 }
 
 /// Sandbox limits the plugin asks for; the operator's maximums cap them.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct Limits {
     /// Linear memory per instance.
@@ -266,7 +297,8 @@ impl Default for Limits {
 
 /// A timer: the server calls `on-timer(name)` every `every`, or at each minute its
 /// `cron` expression names. Exactly one of the two.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Timer {
     pub name: String,
@@ -533,6 +565,24 @@ impl Manifest {
     /// Whether the server calls the hook at all.
     pub fn wants(&self, hook: Hook) -> bool {
         self.hooks.contains(&hook)
+    }
+
+    /// The `kv` quota asked for (0 without the permission).
+    pub fn kv_quota(&self) -> u64 {
+        self.permissions.kv.as_ref().map_or(0, |kv| kv.quota_bytes)
+    }
+
+    /// The hourly mail limit asked for (0 without the permission).
+    pub fn mails_per_hour(&self) -> u32 {
+        self.permissions.mail.as_ref().map_or(0, |m| m.per_hour)
+    }
+
+    /// The hosts `http-client` may call (none without the permission).
+    pub fn http_hosts(&self) -> &[String] {
+        self.permissions
+            .http_client
+            .as_ref()
+            .map_or(&[], |h| h.hosts.as_slice())
     }
 
     /// Whether the `events` hook covers this kind of event.

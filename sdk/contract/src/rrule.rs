@@ -1,4 +1,6 @@
-//! Checking recurrence rules (RFC 5545 §3.3.10) before anything is written.
+//! Checking recurrence rules (RFC 5545 §3.3.10) before anything is written: the
+//! server checks a link's schedule with this, the calendar plugin an imported or
+//! submitted event's, and the test harness a plugin's call.
 
 /// Longest rule accepted, in characters.
 pub const MAX_RRULE_CHARS: usize = 512;
