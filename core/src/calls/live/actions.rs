@@ -38,16 +38,7 @@ impl CallTask {
             }
             #[cfg(feature = "test-tap")]
             Action::ForgeKeys { from, payload } => {
-                let message = ServerMessage::E2ee { from, payload };
-                let on_call: Vec<ClientId> = self
-                    .clients
-                    .iter()
-                    .filter(|(_, c)| matches!(c.role, Role::On(_)))
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in on_call {
-                    self.tell(id, message.clone());
-                }
+                self.tell_everyone_on_call(&ServerMessage::E2ee { from, payload });
                 return;
             }
             other => other,

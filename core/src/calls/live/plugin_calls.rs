@@ -85,15 +85,7 @@ impl CallTask {
                         self.tell(client, message);
                     }
                     None => {
-                        let on_call: Vec<ClientId> = self
-                            .clients
-                            .iter()
-                            .filter(|(_, c)| matches!(c.role, Role::On(_)))
-                            .map(|(id, _)| *id)
-                            .collect();
-                        for client in on_call {
-                            self.tell(client, message.clone());
-                        }
+                        self.tell_everyone_on_call(&message);
                     }
                 }
                 Ok(Vec::new())

@@ -209,6 +209,19 @@ impl CallTask {
         self.clients.get(&client).is_some_and(|c| c.powerless)
     }
 
+    /// `message` for every connection on the call.
+    pub(super) fn tell_everyone_on_call(&mut self, message: &ServerMessage) {
+        let on_call: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| matches!(c.role, Role::On(_)))
+            .map(|(id, _)| *id)
+            .collect();
+        for client in on_call {
+            self.tell(client, message.clone());
+        }
+    }
+
     pub(super) fn tell_signed_out(&mut self, client: ClientId) {
         self.tell(
             client,
