@@ -13,9 +13,10 @@ import { secretFromHash } from "/static/e2ee.js";
 import { MediaSession } from "/static/media.js";
 import { CallPagePlugins } from "/static/plugins.js";
 import { randomToken } from "/static/lib/random.js";
+import { captureStill } from "/static/lib/still.js";
 import { findSecret, forgetSecret, fullLink as linkWithSecret, hideSecret, keepSecret } from "/static/call/secret.js";
 import { Signaling } from "/static/call/signaling.js";
-import { MESSAGES, backToForm, initialState, publicRoster, reaction, reduce, serverNow } from "/static/call/state.js";
+import { MESSAGES, backToForm, initialState, publicLobby, publicRoster, reaction, reduce, serverNow } from "/static/call/state.js";
 import { Controls, Tiles } from "/static/call/tiles.js";
 import { CallViews, Preview } from "/static/call/views.js";
 
@@ -99,7 +100,10 @@ function inform(text) {
 }
 
 function showForm(message) {
+  const hadLobby = state.lobby.length > 0;
   state = backToForm(state);
+  // Off the call nobody waits for this user any more.
+  if (hadLobby) plugins.lobbyChanged(publicLobby(state, signedIn));
   stopMedia();
   encryption?.close();
   views.showForm(message, state.linkGone);
@@ -158,6 +162,7 @@ function handle(message) {
       break;
     case "lobby":
       render();
+      plugins.lobbyChanged(publicLobby(state, signedIn));
       break;
     default:
       // denied, removed, request_ended, call_ended, error: what `reaction` says.
@@ -268,6 +273,10 @@ const plugins = new CallPagePlugins({
   seal: (bytes, plugin) => encryption.seal(bytes, plugin),
   link: () => fullLink(),
   open: (bytes, plugin) => encryption.open(bytes, plugin),
+  lobby: () => publicLobby(state, signedIn),
+  // The only way a plugin gets at the grid: one camera frame, after plugins.js asked.
+  still: (participant) => captureStill(tiles.cameraVideo(participant)),
+  notice: (text) => note(text),
 });
 /**
  * What the page's scripts (and the benchmarks) may read of the encryption: its

@@ -14,6 +14,10 @@
 //     plugin.signedIn;           // whether the user is signed in (not a guest)
 //     plugin.link();             // the link as the user shares it, `#k=` secret included
 //     plugin.fetch(path, init);  // fetch(`/p/${name}${path}`) as the signed-in user
+//     plugin.lobby();            // [{ request, name, flags }] waiting in the lobby
+//     plugin.onLobby((list) => …);
+//     plugin.captureStill(participant);  // promise of { dataUrl, width, height } or null
+//     plugin.notice(text);       // a sentence in the call's notice line
 //   }
 //
 // Messages travel over the signaling connection as `plugin` messages
@@ -24,6 +28,16 @@
 // them); what the plugin itself sends arrives as it is, with `encrypted: false`. `fetch`
 // sends the session's CSRF token, so the plugin's `handle-http` sees the user; for
 // a guest it is a plain request.
+//
+// `onParticipants` and `onLobby` return a function that unsubscribes the handler.
+// `lobby` lists the requests the page shows this user: none for a guest or off the
+// call; `flags` are the server's codes (`same_network_as_removed`, …), as the lobby
+// panel shows them. `captureStill` is for attaching evidence to a report: the page
+// itself asks the user whether to send a still of that participant's camera, as
+// this screen shows it (end-to-end encrypted video that only the browser sees
+// decrypted), and gives a JPEG `data:` URL at most 640 pixels wide, or null when
+// the user says no or there is no picture yet. `notice` shows plain text, at most
+// 300 characters, where the page shows its own notices on the call.
 
 import { fromBase64, toBase64 } from "/static/lib/base64.js";
 import { pluginFetch } from "/static/lib/plugin-fetch.js";
@@ -35,6 +49,8 @@ export const MAX_MESSAGE_BYTES = 32 * 1024;
 const SEALING_BYTES = 37;
 /** Messages kept for a module that has not registered `onMessage` yet. */
 const EARLY_MESSAGES = 100;
+/** Longest text a plugin may put in the call's notice line. */
+export const MAX_NOTICE_CHARS = 300;
 
 function toBytes(data) {
   if (typeof data === "string") return new TextEncoder().encode(data);
@@ -52,6 +68,7 @@ class PluginHandle {
     this.host = host;
     this.handlers = [];
     this.rosterHandlers = [];
+    this.lobbyHandlers = [];
     this.early = [];
     this.signedIn = host.signedIn;
   }
@@ -81,6 +98,11 @@ class PluginHandle {
     return () => { this.rosterHandlers = this.rosterHandlers.filter((h) => h !== handler); };
   }
 
+  onLobby(handler) {
+    this.lobbyHandlers.push(handler);
+    return () => { this.lobbyHandlers = this.lobbyHandlers.filter((h) => h !== handler); };
+  }
+
   me() {
     return this.host.me();
   }
@@ -91,6 +113,32 @@ class PluginHandle {
 
   link() {
     return this.host.link();
+  }
+
+  lobby() {
+    return this.host.lobby();
+  }
+
+  async captureStill(participant) {
+    // Never of myself, nor of someone the roster does not name: the question names them.
+    if (participant === this.host.me()) return null;
+    const person = this.host.participants().find((p) => p.participant === participant);
+    if (!person) return null;
+    // The page asks, not the plugin: a module can't word the question or skip it.
+    const question = `Attach a still of what your screen shows of ${person.name} to this report? `
+      + "Only this picture is sent, to this server's administrators; the call itself stays end-to-end encrypted.";
+    if (!this.host.confirm(question)) return null;
+    try {
+      return (await this.host.still(participant)) ?? null;
+    } catch (error) {
+      console.error(`the still for the ${this.name} plugin failed`, error);
+      return null;
+    }
+  }
+
+  notice(text) {
+    // By code points, so that a cut never splits a character in two.
+    this.host.notice(Array.from(String(text ?? "")).slice(0, MAX_NOTICE_CHARS).join(""));
   }
 
   dispatch(bytes, meta) {
@@ -114,13 +162,44 @@ class PluginHandle {
  * state; `report` shows a problem to the user; `signedIn` says whether the user is
  * signed in, and `csrf` is their session's CSRF token (none for guests); `seal`
  * and `open` encrypt and decrypt payloads (call-crypto.js); `link` gives the
- * link with its secret (the address bar no longer shows it).
+ * link with its secret (the address bar no longer shows it). `lobby` reads the
+ * lobby as plugins see it; `still(participant)` takes a picture of that
+ * participant's camera tile (lib/still.js) once `confirm(question)` said yes;
+ * `notice` shows a plugin's sentence on the call (by default as `report` does).
  */
 export class CallPagePlugins {
-  constructor({ modules, area, send, me, participants, report, seal, open, link, signedIn = false, csrf = null }) {
+  constructor({
+    modules,
+    area,
+    send,
+    me,
+    participants,
+    report,
+    seal,
+    open,
+    link,
+    signedIn = false,
+    csrf = null,
+    lobby = () => [],
+    still = () => null,
+    confirm = (question) => window.confirm(question),
+    notice = (text) => report(text),
+  }) {
     this.modules = modules;
     this.area = area;
-    this.host = { send, me, participants, seal, link, signedIn: Boolean(signedIn), csrf: csrf || null };
+    this.host = {
+      send,
+      me,
+      participants,
+      seal,
+      link,
+      lobby,
+      still,
+      confirm,
+      notice,
+      signedIn: Boolean(signedIn),
+      csrf: csrf || null,
+    };
     this.open = open;
     // Payloads are opened one after the other, so they reach modules in order.
     this.opening = Promise.resolve();
@@ -173,12 +252,21 @@ export class CallPagePlugins {
 
   /** The roster changed. */
   rosterChanged(list) {
+    this.notify("rosterHandlers", "roster", list);
+  }
+
+  /** The lobby changed: `list` as `lobby` gives it. */
+  lobbyChanged(list) {
+    this.notify("lobbyHandlers", "lobby", list);
+  }
+
+  notify(handlers, what, list) {
     for (const handle of this.handles.values()) {
-      for (const handler of handle.rosterHandlers) {
+      for (const handler of handle[handlers]) {
         try {
           handler(list);
         } catch (error) {
-          console.error(`the ${handle.name} plugin's roster handler failed`, error);
+          console.error(`the ${handle.name} plugin's ${what} handler failed`, error);
         }
       }
     }

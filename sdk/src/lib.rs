@@ -5,7 +5,7 @@
 //! [`Plugin`] (every hook has a default that does nothing) and names its type in
 //! [`export_plugin!`]; the capabilities it may call are the modules of this crate
 //! ([`log`], [`kv`], [`links`], [`users`], [`calls`], [`mail`], [`http`],
-//! [`templates`], [`config`]). The contract underneath is the WIT package `confab:plugin@1.1.0` in
+//! [`templates`], [`config`], [`moderation`]). The contract underneath is the WIT package `confab:plugin@1.2.0` in
 //! `sdk/wit/`; this crate is the only place that touches its generated bindings.
 //!
 //! ```no_run
@@ -36,7 +36,7 @@
 /// The version of the WIT package this SDK implements. Embedded in every plugin
 /// (custom section `confab-sdk-version`) so the server can refuse a plugin built for
 /// an incompatible major version before running it.
-pub const SDK_VERSION: &str = "1.1.0";
+pub const SDK_VERSION: &str = "1.2.0";
 
 #[doc(hidden)]
 #[allow(unsafe_code)] // the canonical ABI glue wit-bindgen generates
@@ -490,6 +490,53 @@ pub mod config {
     /// `https://meet.example.org` (SDK 1.1).
     pub fn public_url() -> String {
         config::public_url()
+    }
+}
+
+/// Keeping unwanted callers out (needs the `moderation` permission; SDK 1.2): where
+/// a caller came from, denying and locking as a signed-in user, rotating a leaked
+/// link, and who the administrators are.
+pub mod moderation {
+    use crate::bindings::confab::plugin::moderation;
+    pub use crate::bindings::confab::plugin::moderation::Origin;
+    pub use crate::links::CreatedLink;
+    use crate::{Contact, Error};
+
+    /// The origin of the lobby request being decided (only in `lobby_decision`).
+    pub fn screened_origin() -> Result<Origin, Error> {
+        moderation::screened_origin()
+    }
+    /// The origin of a request waiting in the lobby of the call on `link`.
+    pub fn request_origin(link: &str, request: u32) -> Result<Origin, Error> {
+        moderation::request_origin(link, request)
+    }
+    /// The origin of a participant of the call on `link`.
+    pub fn participant_origin(link: &str, participant: u32) -> Result<Origin, Error> {
+        moderation::participant_origin(link, participant)
+    }
+    /// Denies a waiting request as the signed-in user `as_user`, who is on the call.
+    pub fn deny_request(link: &str, as_user: i64, request: u32) -> Result<(), Error> {
+        moderation::deny_request(link, as_user, request)
+    }
+    /// Locks or unlocks the lobby as the signed-in user `as_user`, who is on the call.
+    pub fn lock_lobby(link: &str, as_user: i64, locked: bool) -> Result<(), Error> {
+        moderation::lock_lobby(link, as_user, locked)
+    }
+    /// A new id and secret for link `id` of `as_user`; guests wait for approval.
+    pub fn rotate_link(as_user: i64, id: &str) -> Result<CreatedLink, Error> {
+        moderation::rotate_link(as_user, id)
+    }
+    /// Whether `user` is an administrator.
+    pub fn is_admin(user: i64) -> Result<bool, Error> {
+        moderation::is_admin(user)
+    }
+    /// The administrators' names and addresses.
+    pub fn admins() -> Result<Vec<Contact>, Error> {
+        moderation::admins()
+    }
+    /// Anyone's name and address.
+    pub fn contact(user: i64) -> Result<Contact, Error> {
+        moderation::contact_of(user)
     }
 }
 

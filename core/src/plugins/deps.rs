@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use super::PluginHost;
-use super::capabilities::calls::{PluginCallAction, PluginCallError, RosterMember};
+use super::capabilities::calls::{PluginCallAction, PluginCallAnswer, PluginCallError};
 use crate::clock::Clock;
 use crate::mail::Outbox;
 use crate::metrics::Metrics;
@@ -46,5 +46,5 @@ pub trait LiveCalls: Send + Sync {
         &self,
         link_pk: i64,
         action: PluginCallAction,
-    ) -> BoxFuture<'_, Result<Vec<RosterMember>, PluginCallError>>;
+    ) -> BoxFuture<'_, Result<PluginCallAnswer, PluginCallError>>;
 }

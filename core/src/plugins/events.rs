@@ -51,6 +51,9 @@ pub struct LobbyInfo {
     pub name: String,
     pub address: Option<String>,
     pub asked_at: DateTime<Utc>,
+    /// Where the guest came from, for `moderation.screened-origin` while the
+    /// request is screened (events carry none).
+    pub origin: super::CallerOrigin,
 }
 
 impl Event {

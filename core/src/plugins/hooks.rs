@@ -117,8 +117,10 @@ impl PluginHost {
             let deadline =
                 Duration::from_millis(u64::from(plugin.grants.manifest.limits.decision_deadline_ms));
             let req = request.to_wit();
+            let origin = request.origin.clone();
             let answer = self
                 .invoke(deps, &plugin, "lobby-decision", None, deadline, move |p, s| {
+                    s.data_mut().screened = Some(origin);
                     Box::pin(async move { p.confab_plugin_hooks().call_lobby_decision(s, &req).await })
                 })
                 .await;

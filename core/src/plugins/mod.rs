@@ -42,7 +42,9 @@ mod runtime;
 pub mod scaffold;
 
 pub use admin::{LoadProblem, PluginInfo, PluginList};
-pub use capabilities::calls::{PluginCallAction, PluginCallError, RosterMember};
+pub use capabilities::calls::{
+    CallerOrigin, OriginOf, PluginCallAction, PluginCallAnswer, PluginCallError, RosterMember,
+};
 pub use capabilities::link_record;
 /// `plugin.toml`, from the plugin contract the SDK's test harness shares.
 pub use confab_plugin_contract::manifest;
@@ -226,7 +228,8 @@ mod tests {
         let err = check_sdk(&semver::Version::new(2, 0, 0)).unwrap_err();
         assert!(err.contains("SDK 2.0.0") && err.contains("1.x"), "{err}");
         assert!(check_sdk(&semver::Version::new(1, 1, 0)).is_ok());
-        let err = check_sdk(&semver::Version::new(1, 2, 0)).unwrap_err();
+        assert!(check_sdk(&semver::Version::new(1, 2, 0)).is_ok());
+        let err = check_sdk(&semver::Version::new(1, 3, 0)).unwrap_err();
         assert!(err.contains("newer"), "{err}");
     }
 

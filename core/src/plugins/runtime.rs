@@ -38,6 +38,8 @@ pub struct HostState {
     pub(crate) public_url: Arc<str>,
     /// What the plugin was granted, each with what it reaches of the server.
     pub(crate) capabilities: Capabilities,
+    /// Where the lobby request being decided came from (only in `lobby-decision`).
+    pub(crate) screened: Option<super::CallerOrigin>,
 }
 
 impl WasiView for HostState {
@@ -194,6 +196,7 @@ pub fn new_store(
         capabilities: Capabilities::granted(&grants, deps, acting_user),
         public_url: deps.public_url.clone(),
         grants,
+        screened: None,
     };
     let mut store = Store::new(&runtime.engine, state);
     store.limiter(|s| &mut s.limits);

@@ -53,6 +53,16 @@ impl Store {
         Ok(query.all(self.conn()).await?)
     }
 
+    /// Up to `limit` administrators, oldest accounts first.
+    pub async fn admins(&self, limit: u64) -> StoreResult<Vec<user::Model>> {
+        Ok(user::Entity::find()
+            .filter(user::Column::Role.eq("admin"))
+            .order_by_asc(user::Column::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await?)
+    }
+
     pub async fn count_admins(&self) -> StoreResult<u64> {
         Ok(user::Entity::find()
             .filter(user::Column::Role.eq("admin"))

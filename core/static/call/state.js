@@ -145,3 +145,12 @@ export function myEntry(state) {
 export function publicRoster(state) {
   return state.roster.map((p) => ({ participant: p.participant, name: p.name, guest: p.guest }));
 }
+
+/**
+ * The lobby as plugins' modules see it (static/plugins.js): what the lobby panel
+ * shows this user, so nothing for a guest or off the call.
+ */
+export function publicLobby(state, signedIn) {
+  if (!signedIn || state.me === null) return [];
+  return state.lobby.map((r) => ({ request: r.request, name: r.name, flags: [...(r.flags ?? [])] }));
+}

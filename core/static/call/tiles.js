@@ -32,6 +32,17 @@ export class Tiles {
     return [...this.grid.children].map((t) => t.dataset.stream);
   }
 
+  /** The `<video>` of `participant`'s camera tile (not their screen's), or null. */
+  cameraVideo(participant) {
+    const { me } = this.state();
+    for (const tile of this.grid.children) {
+      const id = tile.dataset.stream;
+      const camera = id === "local" || /^p\d+-0$/.test(id);
+      if (camera && participantOf(id, me) === participant) return tile.querySelector("video");
+    }
+    return null;
+  }
+
   show(id, stream) {
     let tile = this.grid.querySelector(`[data-stream="${CSS.escape(id)}"]`);
     if (!tile) {

@@ -444,6 +444,7 @@ async fn lobby_screening_denies_flags_and_falls_back_when_a_plugin_is_late() {
         name: name.into(),
         address: None,
         asked_at: app.clock_now(),
+        origin: Default::default(),
     };
     let plugins = &app.state.plugins;
     match plugins
@@ -502,7 +503,7 @@ async fn administrators_list_disable_enable_and_reload_plugins() {
         .collect();
     assert_eq!(names, ["hello", "rogue"]);
     let hello = &list["plugins"][0];
-    assert_eq!(hello["sdk"], "1.1.0");
+    assert_eq!(hello["sdk"], "1.2.0");
     assert_eq!(hello["source"], "installed");
     assert_eq!(hello["call_page"], "/p/hello/static/hello.js");
     assert_eq!(hello["config"]["greeting"], "Hi");
@@ -633,7 +634,7 @@ async fn components_for_another_sdk_major_or_broken_files_are_refused_with_the_r
     // Same component, but claiming SDK 2.1.0 in its version section.
     let v2 = install(plugins.path(), &crate_dir, rogue_wasm(), "v2");
     let bytes = std::fs::read(v2.join("plugin.wasm")).unwrap();
-    let needle = b"confab-sdk-version1.1.0";
+    let needle = b"confab-sdk-version1.2.0";
     let at = bytes
         .windows(needle.len())
         .position(|w| w == needle)
@@ -1286,6 +1287,7 @@ async fn a_plugin_at_its_concurrency_limit_answers_busy_without_counting_a_failu
         name: name.into(),
         address: None,
         asked_at: app.clock_now(),
+        origin: Default::default(),
     };
     // With its one slot free, the plugin decides (rogue flags everyone).
     let plugins_host = &app.state.plugins;

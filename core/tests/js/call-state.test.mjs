@@ -10,6 +10,7 @@ import {
   backToForm,
   initialState,
   myEntry,
+  publicLobby,
   publicRoster,
   reaction,
   reduce,
@@ -100,6 +101,18 @@ test("lobby: the requests, how many wait in all, and whether the lobby is locked
   assert.equal(alone.lobbyTotal, 1, "no total: as many as listed");
   const empty = reduce(state, { type: "lobby", now: SERVER, requests: [] }, NOW);
   assert.deepEqual([empty.lobby, empty.lobbyTotal], [[], 0]);
+});
+
+test("lobby for plugins: what the panel shows a signed-in user on the call, and nothing to a guest", () => {
+  const flagged = { ...REQUEST, flags: ["same_network_as_blocked"], warnings: [{ plugin: "p", message: "m" }] };
+  const state = reduce(onCall(), { type: "lobby", now: SERVER, requests: [flagged, { request: 8, name: "Di" }] }, NOW);
+  assert.deepEqual(publicLobby(state, true), [
+    { request: 7, name: "Cy", flags: ["same_network_as_blocked"] },
+    { request: 8, name: "Di", flags: [] },
+  ]);
+  assert.deepEqual(publicLobby(state, false), [], "a guest");
+  assert.deepEqual(publicLobby(backToForm(state), true), [], "off the call");
+  assert.deepEqual(publicLobby({ ...state, me: null }, true), [], "not on the call yet");
 });
 
 test("lobby lock: the lobby message says whether it is locked, and unlocked again", () => {

@@ -154,10 +154,11 @@ pub enum Capability {
     HttpClient,
     Templates,
     Users,
+    Moderation,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 7] = [
+    pub const ALL: [Capability; 8] = [
         Capability::Kv,
         Capability::Links,
         Capability::Users,
@@ -165,6 +166,7 @@ impl Capability {
         Capability::Mail,
         Capability::HttpClient,
         Capability::Templates,
+        Capability::Moderation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -176,6 +178,7 @@ impl Capability {
             Capability::HttpClient => "http-client",
             Capability::Templates => "templates",
             Capability::Users => "users",
+            Capability::Moderation => "moderation",
         }
     }
 
@@ -202,6 +205,9 @@ pub struct Permissions {
     pub templates: Option<Empty>,
     /// The acting user's own name and address (SDK 1.1).
     pub users: Option<Empty>,
+    /// Origins of callers, denying, locking and rotating as a user, the
+    /// administrators (SDK 1.2).
+    pub moderation: Option<Empty>,
 }
 
 impl Permissions {
@@ -228,6 +234,9 @@ impl Permissions {
         }
         if self.users.is_some() {
             out.push(Capability::Users);
+        }
+        if self.moderation.is_some() {
+            out.push(Capability::Moderation);
         }
         out
     }

@@ -11,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::bindings::confab::plugin::links::{CreatedLink, NewLink};
 use crate::bindings::confab::plugin::log::Level;
 use crate::bindings::confab::plugin::mail::Message;
+use crate::bindings::confab::plugin::moderation::{self, Origin};
 use crate::bindings::confab::plugin::types::{Call, Contact, Error, Link, Participant, Schedule};
 use crate::bindings::confab::plugin::{
     calls, config, http_client, kv, links, log, mail, templates, types, users,
@@ -141,6 +142,40 @@ pub(crate) struct LiveCall {
     pub call: Call,
     pub roster: Vec<Participant>,
     pub next_participant: u32,
+    /// Where each participant came from (`moderation`), by participant id.
+    pub origins: BTreeMap<u32, Origin>,
+    /// Requests waiting in the lobby: number, name, origin.
+    pub lobby: Vec<(u32, String, Origin)>,
+    pub next_request: u32,
+    pub lobby_locked: bool,
+}
+
+impl LiveCall {
+    /// A call with nobody on it yet.
+    pub fn new(call: Call) -> Self {
+        Self {
+            call,
+            roster: Vec::new(),
+            next_participant: 1,
+            origins: BTreeMap::new(),
+            lobby: Vec::new(),
+            next_request: 1,
+            lobby_locked: false,
+        }
+    }
+}
+
+/// A lobby request the plugin denied (`moderation.deny-request`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeniedRequest {
+    /// The link of the call.
+    pub link: String,
+    /// The request number.
+    pub request: u32,
+    /// The name the guest gave.
+    pub name: String,
+    /// The user the plugin acted as.
+    pub by_user: i64,
 }
 
 /// Everything the plugin can see and change, and what it did.
@@ -166,6 +201,13 @@ pub(crate) struct World {
     pub logs: Vec<LogLine>,
     /// For ids.
     pub counter: u64,
+    /// Administrators' user ids (`moderation`).
+    pub admins: BTreeSet<i64>,
+    /// The origin `moderation.screened-origin` gives during the next lobby decision.
+    pub screening: Option<Origin>,
+    pub denials: Vec<DeniedRequest>,
+    /// Links rotated by the plugin: old id → new id.
+    pub rotations: Vec<(String, String)>,
 }
 
 impl World {
@@ -642,6 +684,139 @@ impl calls::Host for HostState {
     }
 }
 
+impl HostState {
+    /// The live call of `link`, the user on it the plugin acts as.
+    fn member_on_call(
+        &mut self,
+        link: &str,
+        as_user: i64,
+        to: &str,
+    ) -> Result<&mut LiveCall, Error> {
+        self.setup.check(Capability::Moderation)?;
+        self.acting_as(as_user)?;
+        let live = self
+            .world
+            .live_call(link)?
+            .ok_or_else(|| Error::NotFound("no call is running on this link".into()))?;
+        if !live.roster.iter().any(|p| p.user == Some(as_user)) {
+            return Err(Error::AccessDenied(format!(
+                "the user is not on this call, so cannot {to}"
+            )));
+        }
+        Ok(live)
+    }
+}
+
+impl moderation::Host for HostState {
+    fn screened_origin(&mut self) -> Result<Origin, Error> {
+        self.setup.check(Capability::Moderation)?;
+        self.world
+            .screening
+            .clone()
+            .ok_or_else(|| Error::NotFound("no lobby request is being decided".into()))
+    }
+
+    fn request_origin(&mut self, link: String, request: u32) -> Result<Origin, Error> {
+        self.setup.check(Capability::Moderation)?;
+        let live = self
+            .world
+            .live_call(&link)?
+            .ok_or_else(|| Error::NotFound("no call is running on this link".into()))?;
+        live.lobby
+            .iter()
+            .find(|(n, _, _)| *n == request)
+            .map(|(_, _, origin)| origin.clone())
+            .ok_or_else(|| Error::NotFound("no such request in this call's lobby".into()))
+    }
+
+    fn participant_origin(&mut self, link: String, participant: u32) -> Result<Origin, Error> {
+        self.setup.check(Capability::Moderation)?;
+        let live = self
+            .world
+            .live_call(&link)?
+            .ok_or_else(|| Error::NotFound("no call is running on this link".into()))?;
+        if !live.roster.iter().any(|p| p.id == participant) {
+            return Err(Error::NotFound("no such participant on this call".into()));
+        }
+        Ok(live.origins.get(&participant).cloned().unwrap_or(Origin {
+            device: None,
+            network: None,
+        }))
+    }
+
+    fn deny_request(&mut self, link: String, as_user: i64, request: u32) -> Result<(), Error> {
+        let live = self.member_on_call(&link, as_user, "deny anyone")?;
+        let index = live
+            .lobby
+            .iter()
+            .position(|(n, _, _)| *n == request)
+            .ok_or_else(|| Error::NotFound("no such request in this call's lobby".into()))?;
+        let (request, name, _) = live.lobby.remove(index);
+        self.world.denials.push(DeniedRequest {
+            link,
+            request,
+            name,
+            by_user: as_user,
+        });
+        Ok(())
+    }
+
+    fn lock_lobby(&mut self, link: String, as_user: i64, locked: bool) -> Result<(), Error> {
+        let live = self.member_on_call(&link, as_user, "lock the lobby")?;
+        live.lobby_locked = locked;
+        Ok(())
+    }
+
+    fn rotate_link(&mut self, as_user: i64, id: String) -> Result<CreatedLink, Error> {
+        self.setup.check(Capability::Moderation)?;
+        self.acting_as(as_user)?;
+        let new_id = format!("rotated{:015}", self.world.next_id());
+        let link = self
+            .world
+            .links
+            .iter_mut()
+            .find(|l| l.id == id && l.owner == as_user && l.revoked_at.is_none())
+            .ok_or_else(|| Error::NotFound("no such link of this user".into()))?;
+        link.id.clone_from(&new_id);
+        link.policy = "ask".into();
+        let link = link.clone();
+        if let Some(mut live) = self.world.calls.remove(&id) {
+            live.call.link.clone_from(&new_id);
+            self.world.calls.insert(new_id.clone(), live);
+        }
+        self.world.rotations.push((id, new_id.clone()));
+        let url = format!(
+            "{PUBLIC_URL}/j/{new_id}#k=testsecret{:0>12}",
+            self.world.counter
+        );
+        Ok(CreatedLink { link, url })
+    }
+
+    fn is_admin(&mut self, user: i64) -> Result<bool, Error> {
+        self.setup.check(Capability::Moderation)?;
+        Ok(self.world.admins.contains(&user))
+    }
+
+    fn admins(&mut self) -> Result<Vec<Contact>, Error> {
+        self.setup.check(Capability::Moderation)?;
+        Ok(self
+            .world
+            .admins
+            .iter()
+            .filter_map(|id| self.world.contacts.get(id).cloned())
+            .collect())
+    }
+
+    fn contact_of(&mut self, user: i64) -> Result<Contact, Error> {
+        self.setup.check(Capability::Moderation)?;
+        self.world
+            .contacts
+            .get(&user)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("no user {user}")))
+    }
+}
+
 /// The server's checks on a message before it is queued (the plugin contract's).
 fn check_message(message: &Message) -> Result<(), Error> {
     let outgoing = contract_mail::Outgoing {
@@ -978,9 +1153,9 @@ mod tests {
         s.world.calls.insert(
             link.clone(),
             LiveCall {
-                call,
                 roster,
                 next_participant: 4,
+                ..LiveCall::new(call)
             },
         );
         assert!(matches!(

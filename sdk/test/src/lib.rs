@@ -69,6 +69,8 @@ pub use bindings::confab::plugin::http_client::Response as OutboundResponse;
 pub use bindings::confab::plugin::links::CreatedLink;
 pub use bindings::confab::plugin::log::Level;
 pub use bindings::confab::plugin::mail::{Attachment, Message as MailMessage};
+/// Where a caller came from (`moderation`, SDK 1.2).
+pub use bindings::confab::plugin::moderation::Origin;
 pub use bindings::confab::plugin::types::{
     Call, Contact, Error, Link, LobbyRequest, Participant, Schedule,
 };
@@ -77,7 +79,8 @@ pub use bindings::exports::confab::plugin::hooks::{
 };
 pub use cargo::build;
 pub use host::{
-    LogLine, PUBLIC_URL, QueuedMail, REMOVAL_WINDOW_MS, RemovedParticipant, SentMessage,
+    DeniedRequest, LogLine, PUBLIC_URL, QueuedMail, REMOVAL_WINDOW_MS, RemovedParticipant,
+    SentMessage,
 };
 pub use manifest::Capability;
 
@@ -348,11 +351,7 @@ impl Harness {
             id: format!("call{}", self.world.next_id()),
             started_at: self.world.now,
         };
-        let live = LiveCall {
-            call: call.clone(),
-            roster: Vec::new(),
-            next_participant: 1,
-        };
+        let live = LiveCall::new(call.clone());
         self.world.calls.insert(link.into(), live);
         call
     }
@@ -376,6 +375,69 @@ impl Harness {
         live.next_participant += 1;
         live.roster.push(participant.clone());
         participant
+    }
+
+    /// [`Harness::join`] from `origin` (what `moderation.participant-origin` answers).
+    ///
+    /// # Panics
+    ///
+    /// When no call is running on `link`.
+    pub fn join_from(
+        &mut self,
+        link: &str,
+        name: &str,
+        user: Option<i64>,
+        origin: Origin,
+    ) -> Participant {
+        let participant = self.join(link, name, user);
+        self.live_call(link).origins.insert(participant.id, origin);
+        participant
+    }
+
+    /// Puts a request from `name`, coming from `origin`, in the lobby of the call on
+    /// `link` (for `moderation.request-origin` and `deny-request`) and returns its
+    /// number. The plugin is not told; pass [`Event::LobbyRequest`] to tell it.
+    ///
+    /// # Panics
+    ///
+    /// When no call is running on `link`.
+    pub fn wait_in_lobby(&mut self, link: &str, name: &str, origin: Origin) -> u32 {
+        let live = self.live_call(link);
+        let number = live.next_request;
+        live.next_request += 1;
+        live.lobby.push((number, name.into(), origin));
+        number
+    }
+
+    /// Who waits in the lobby of `link`: request numbers and names.
+    pub fn lobby(&self, link: &str) -> Vec<(u32, String)> {
+        self.world.calls.get(link).map_or_else(Vec::new, |c| {
+            c.lobby
+                .iter()
+                .map(|(n, name, _)| (*n, name.clone()))
+                .collect()
+        })
+    }
+
+    /// Whether the plugin locked the lobby of the call on `link`.
+    pub fn lobby_locked(&self, link: &str) -> bool {
+        self.world.calls.get(link).is_some_and(|c| c.lobby_locked)
+    }
+
+    /// Lobby requests the plugin denied, oldest first.
+    pub fn denials(&self) -> &[DeniedRequest] {
+        &self.world.denials
+    }
+
+    /// Links the plugin rotated: (old id, new id), oldest first.
+    pub fn rotations(&self) -> &[(String, String)] {
+        &self.world.rotations
+    }
+
+    /// Makes `user` an administrator (`moderation.is-admin` and `admins`); give
+    /// them a name and address with [`Harness::set_contact`].
+    pub fn add_admin(&mut self, user: i64) {
+        self.world.admins.insert(user);
     }
 
     /// Takes a participant off the call of `link`.
@@ -409,6 +471,22 @@ impl Harness {
             name: name.into(),
             address: None,
             asked_at: self.world.now,
+        }
+    }
+
+    /// [`Harness::lobby_request`] from `address`, coming from `origin`: what
+    /// `moderation.screened-origin` answers while the next lobby decision runs.
+    pub fn lobby_request_from(
+        &mut self,
+        call: &Call,
+        name: &str,
+        address: &str,
+        origin: Origin,
+    ) -> LobbyRequest {
+        self.world.screening = Some(origin);
+        LobbyRequest {
+            address: Some(address.into()),
+            ..self.lobby_request(call, name)
         }
     }
 
@@ -564,9 +642,12 @@ impl Harness {
     /// server, the operator's fallback would apply).
     pub fn try_lobby_decision(&mut self, request: LobbyRequest) -> Result<Decision, Failure> {
         self.wants("lobby-decision")?;
-        self.invoke(None, |p, s| {
+        let answer = self.invoke(None, |p, s| {
             p.confab_plugin_hooks().call_lobby_decision(s, &request)
-        })
+        });
+        // Only during that decision.
+        self.world.screening = None;
+        answer
     }
 
     /// Passes a message that participant `sender` sent on the plugin's channel in

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::calls::{Decision, Identity, Origin, ParticipantId, RequestId};
-use crate::plugins::{self, PluginCallAction, PluginCallError, RosterMember};
+use crate::plugins::{self, PluginCallAction, PluginCallAnswer, PluginCallError};
 use crate::protocol::ServerMessage;
 
 /// A connection's id, unique within the process.
@@ -116,10 +116,10 @@ pub enum Action {
 #[derive(Debug, Clone)]
 pub struct PluginReply(pub(super) std::sync::Arc<Mutex<Option<PluginAnswer>>>);
 
-type PluginAnswer = oneshot::Sender<Result<Vec<RosterMember>, PluginCallError>>;
+type PluginAnswer = oneshot::Sender<Result<PluginCallAnswer, PluginCallError>>;
 
 impl PluginReply {
-    pub(super) fn send(&self, answer: Result<Vec<RosterMember>, PluginCallError>) {
+    pub(super) fn send(&self, answer: Result<PluginCallAnswer, PluginCallError>) {
         if let Some(reply) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = reply.send(answer);
         }

@@ -6,7 +6,7 @@
 use tokio::sync::mpsc;
 
 use crate::calls::{Identity, Origin};
-use crate::plugins::{self, PluginCallAction, PluginCallError, RosterMember};
+use crate::plugins::{self, PluginCallAction, PluginCallAnswer, PluginCallError};
 use crate::privacy::{self, CallEventKind};
 use crate::protocol::{ErrorCode, ServerMessage, error};
 use crate::sfu;
@@ -89,7 +89,7 @@ pub(super) enum Effect {
     /// The answer to a plugin's request.
     Answer {
         reply: PluginReply,
-        answer: Result<Vec<RosterMember>, PluginCallError>,
+        answer: Result<PluginCallAnswer, PluginCallError>,
     },
     /// Re-read the link off the task.
     RecheckLink,

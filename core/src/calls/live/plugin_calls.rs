@@ -3,8 +3,12 @@
 
 use std::net::IpAddr;
 
-use crate::calls::{CallEvent, Identity, Origin, ParticipantId, RemoveError};
-use crate::plugins::{self, PluginCallAction, PluginCallError, RosterMember};
+use crate::calls::{
+    CallEvent, DecideError, Decision, Identity, Origin, ParticipantId, RemoveError, RequestId,
+};
+use crate::plugins::{
+    self, CallerOrigin, OriginOf, PluginCallAction, PluginCallAnswer, PluginCallError, RosterMember,
+};
 use crate::protocol::ServerMessage;
 
 use super::command::ClientId;
@@ -30,6 +34,10 @@ impl CallTask {
             name: name.clone(),
             address: address.map(|a| a.to_string()),
             asked_at: now,
+            origin: CallerOrigin {
+                device: origin.device.clone(),
+                network: origin.network,
+            },
         };
         self.effects.push(Effect::Screen {
             client,
@@ -55,18 +63,19 @@ impl CallTask {
         &mut self,
         action: PluginCallAction,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<RosterMember>, PluginCallError> {
+    ) -> Result<PluginCallAnswer, PluginCallError> {
         match action {
-            PluginCallAction::Roster => Ok(self
-                .call
-                .participants()
-                .map(|p| RosterMember {
-                    id: p.id.0,
-                    name: p.name.clone(),
-                    user: p.identity.user_id(),
-                    joined_at: p.joined_at,
-                })
-                .collect()),
+            PluginCallAction::Roster => Ok(PluginCallAnswer::Roster(
+                self.call
+                    .participants()
+                    .map(|p| RosterMember {
+                        id: p.id.0,
+                        name: p.name.clone(),
+                        user: p.identity.user_id(),
+                        joined_at: p.joined_at,
+                    })
+                    .collect(),
+            )),
             PluginCallAction::Send {
                 plugin,
                 to,
@@ -88,31 +97,69 @@ impl CallTask {
                         self.tell_everyone_on_call(&message);
                     }
                 }
-                Ok(Vec::new())
+                Ok(PluginCallAnswer::Done)
             }
             PluginCallAction::Remove {
                 as_user,
                 participant,
             } => {
-                let me = self
-                    .call
-                    .participants()
-                    .find(|p| p.identity == Identity::Member { user_id: as_user })
-                    .map(|p| p.id)
-                    .ok_or_else(|| {
-                        PluginCallError::NotAllowed(
-                            "the user is not on this call, so cannot remove anyone".into(),
-                        )
-                    })?;
+                let me = self.member_on_call(as_user, "remove anyone")?;
                 self.call
                     .remove(me, ParticipantId(participant), now)
                     .map_err(|e| match e {
                         RemoveError::NoSuchParticipant => PluginCallError::NoSuchParticipant,
                         other => PluginCallError::NotAllowed(other.to_string()),
                     })?;
-                Ok(Vec::new())
+                Ok(PluginCallAnswer::Done)
+            }
+            PluginCallAction::Origin(of) => {
+                let origin = match of {
+                    OriginOf::Participant(id) => self
+                        .call
+                        .participant(ParticipantId(id))
+                        .map(|p| &p.origin)
+                        .ok_or(PluginCallError::NoSuchParticipant)?,
+                    OriginOf::Request(id) => self
+                        .call
+                        .lobby()
+                        .find(|r| r.id == RequestId(id))
+                        .map(|r| &r.origin)
+                        .ok_or(PluginCallError::NoSuchRequest)?,
+                };
+                Ok(PluginCallAnswer::Origin(CallerOrigin {
+                    device: origin.device.clone(),
+                    network: origin.network,
+                }))
+            }
+            PluginCallAction::Deny { as_user, request } => {
+                let me = self.member_on_call(as_user, "deny anyone")?;
+                self.call
+                    .decide(me, RequestId(request), Decision::Deny, now)
+                    .map_err(|e| match e {
+                        DecideError::NoSuchRequest => PluginCallError::NoSuchRequest,
+                        other => PluginCallError::NotAllowed(other.to_string()),
+                    })?;
+                Ok(PluginCallAnswer::Done)
+            }
+            PluginCallAction::LockLobby { as_user, locked } => {
+                let me = self.member_on_call(as_user, "lock the lobby")?;
+                self.call
+                    .set_lobby_locked(me, locked)
+                    .map_err(|e| PluginCallError::NotAllowed(e.to_string()))?;
+                Ok(PluginCallAnswer::Done)
             }
         }
+    }
+
+    /// The participant of signed-in user `as_user`, whom a plugin acts as.
+    fn member_on_call(&self, as_user: i64, to: &str) -> Result<ParticipantId, PluginCallError> {
+        self.call
+            .participants()
+            .find(|p| p.identity == Identity::Member { user_id: as_user })
+            .map(|p| p.id)
+            .ok_or_else(|| {
+                PluginCallError::NotAllowed(format!("the user is not on this call, so cannot {to}"))
+            })
     }
 
     /// Tells plugins what happened on the call.
@@ -161,6 +208,7 @@ impl CallTask {
                     name: r.name.clone(),
                     address: None,
                     asked_at: r.asked_at,
+                    origin: CallerOrigin::default(),
                 })
             }
             _ => return,

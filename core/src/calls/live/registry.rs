@@ -12,7 +12,7 @@ use crate::AppState;
 use crate::calls::{Identity, network_of};
 use crate::config::CallsConfig;
 use crate::limits::RateWindow;
-use crate::plugins::{BoxFuture, LiveCalls, PluginCallAction, PluginCallError, RosterMember};
+use crate::plugins::{BoxFuture, LiveCalls, PluginCallAction, PluginCallAnswer, PluginCallError};
 use crate::protocol::{ErrorCode, ServerMessage, error};
 use crate::store::link;
 
@@ -160,7 +160,7 @@ impl CallRegistry {
         &self,
         link_pk: i64,
         action: PluginCallAction,
-    ) -> Result<Vec<RosterMember>, PluginCallError> {
+    ) -> Result<PluginCallAnswer, PluginCallError> {
         let queue = {
             let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
             calls
@@ -238,7 +238,7 @@ impl LiveCalls for CallRegistry {
         &self,
         link_pk: i64,
         action: PluginCallAction,
-    ) -> BoxFuture<'_, Result<Vec<RosterMember>, PluginCallError>> {
+    ) -> BoxFuture<'_, Result<PluginCallAnswer, PluginCallError>> {
         Box::pin(CallRegistry::plugin_action(self, link_pk, action))
     }
 }

@@ -34,6 +34,7 @@ pub(super) const STATIC_FILES: &[(&str, &str)] = &[
     static_file!("lib/plugin-fetch.js"),
     static_file!("lib/plugin-modules.js"),
     static_file!("lib/base64.js"),
+    static_file!("lib/still.js"),
 ];
 
 pub(super) async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {

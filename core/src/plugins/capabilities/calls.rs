@@ -28,6 +28,42 @@ pub enum PluginCallAction {
         as_user: i64,
         participant: u32,
     },
+    /// Where a participant or a waiting request came from (`moderation`).
+    Origin(OriginOf),
+    /// Deny a waiting request as `as_user`, who must be on the call (`moderation`).
+    Deny {
+        as_user: i64,
+        request: u32,
+    },
+    /// Lock or unlock the lobby as `as_user`, who must be on the call (`moderation`).
+    LockLobby {
+        as_user: i64,
+        locked: bool,
+    },
+}
+
+/// Whose origin a plugin asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum OriginOf {
+    Participant(u32),
+    Request(u32),
+}
+
+/// What the call answers a plugin's request with.
+#[derive(Debug, Clone)]
+pub enum PluginCallAnswer {
+    Done,
+    Roster(Vec<RosterMember>),
+    Origin(CallerOrigin),
+}
+
+/// Where a caller came from, as the call knows it: the device id of their guest
+/// cookie and their network (an IPv4 address, or the start of an IPv6 /64). The
+/// `moderation` capability hashes the device before a plugin sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallerOrigin {
+    pub device: Option<String>,
+    pub network: Option<std::net::IpAddr>,
 }
 
 /// Why a plugin's request to a call did not happen.
@@ -35,6 +71,7 @@ pub enum PluginCallAction {
 pub enum PluginCallError {
     NoCall,
     NoSuchParticipant,
+    NoSuchRequest,
     NotAllowed(String),
     Busy,
 }
@@ -51,16 +88,33 @@ pub struct RosterMember {
 /// Largest payload a plugin may send in one message.
 pub use confab_plugin_contract::limits::CALLS_MAX_PAYLOAD_BYTES as MAX_PAYLOAD_BYTES;
 
-fn call_error(err: PluginCallError) -> Error {
+pub(super) fn call_error(err: PluginCallError) -> Error {
     match err {
         PluginCallError::NoCall => Error::NotFound("no call is running on this link".into()),
         PluginCallError::NoSuchParticipant => {
             Error::NotFound("no such participant on this call".into())
         }
+        PluginCallError::NoSuchRequest => {
+            Error::NotFound("no such request in this call's lobby".into())
+        }
         PluginCallError::NotAllowed(why) => Error::AccessDenied(why),
         PluginCallError::Busy => {
             Error::Unavailable("the call is busy; try again in a moment".into())
         }
+    }
+}
+
+/// The active link `link` (a public id), or why a plugin cannot reach its call.
+pub(super) async fn live_link(
+    store: &Store,
+    link: &str,
+) -> Result<crate::store::link::Model, Error> {
+    match links::resolve(store, link).await {
+        Ok(PublicLink::Active(link)) => Ok(link),
+        Ok(PublicLink::Revoked(_)) => Err(Error::NotFound("this link was revoked".into())),
+        Ok(PublicLink::NotFound) => Err(Error::NotFound("no such link".into())),
+        Err(links::LinkError::Store(e)) => Err(unavailable(e)),
+        Err(e) => Err(Error::Invalid(e.to_string())),
     }
 }
 
@@ -83,13 +137,7 @@ impl CallsHost {
     }
 
     async fn live_link(&self, link: &str) -> Result<crate::store::link::Model, Error> {
-        match links::resolve(&self.store, link).await {
-            Ok(PublicLink::Active(link)) => Ok(link),
-            Ok(PublicLink::Revoked(_)) => Err(Error::NotFound("this link was revoked".into())),
-            Ok(PublicLink::NotFound) => Err(Error::NotFound("no such link".into())),
-            Err(links::LinkError::Store(e)) => Err(unavailable(e)),
-            Err(e) => Err(Error::Invalid(e.to_string())),
-        }
+        live_link(&self.store, link).await
     }
 
     async fn roster(&self, link: String) -> Result<Vec<Participant>, Error> {
@@ -99,7 +147,7 @@ impl CallsHost {
             .plugin_action(link.pk, PluginCallAction::Roster)
             .await
         {
-            Ok(roster) => Ok(roster
+            Ok(PluginCallAnswer::Roster(roster)) => Ok(roster
                 .into_iter()
                 .map(|p| Participant {
                     id: p.id,
@@ -108,6 +156,7 @@ impl CallsHost {
                     joined_at: p.joined_at.timestamp_millis(),
                 })
                 .collect()),
+            Ok(_) => Ok(Vec::new()),
             Err(PluginCallError::NoCall) => Ok(Vec::new()),
             Err(e) => Err(call_error(e)),
         }

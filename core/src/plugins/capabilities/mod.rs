@@ -23,6 +23,7 @@ mod kv;
 mod links;
 mod log;
 pub(crate) mod mail;
+mod moderation;
 mod templates;
 mod users;
 
@@ -82,6 +83,7 @@ pub(crate) struct Capabilities {
     mail: Option<mail::MailHost>,
     http_client: Option<http_client::HttpClientHost>,
     templates: Option<templates::TemplatesHost>,
+    moderation: Option<moderation::ModerationHost>,
 }
 
 impl Capabilities {
@@ -104,6 +106,8 @@ impl Capabilities {
                 .then(|| http_client::HttpClientHost::new(grants)),
             templates: has(Capability::Templates)
                 .then(|| templates::TemplatesHost::new(grants, deps)),
+            moderation: has(Capability::Moderation)
+                .then(|| moderation::ModerationHost::new(grants, deps, acting)),
         }
     }
 }
