@@ -6,7 +6,7 @@
 //     plugin.element;            // a <section> of the call page the module may fill
 //     plugin.name;               // the plugin's name
 //     plugin.send(data);         // Uint8Array, ArrayBuffer or string (UTF-8), ≤ 32 KiB
-//                                // less 33 bytes of encryption; returns a promise
+//                                // less 37 bytes of encryption; returns a promise
 //     plugin.onMessage((bytes, { from, encrypted }) => …);  // what the plugin relays
 //     plugin.me();               // my participant number
 //     plugin.participants();     // [{ participant, name, guest }]

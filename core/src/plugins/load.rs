@@ -345,7 +345,7 @@ pub(super) fn load_plugin(
         && let Some(bad) = list.iter().find(|c| Capability::parse(c).is_none())
     {
         return Err(fail(format!(
-            "plugins.settings.{}.grant: {bad:?} is not a capability (kv, links, calls, mail, http-client, templates)",
+            "plugins.settings.{}.grant: {bad:?} is not a capability (kv, links, users, calls, mail, http-client, templates, moderation)",
             manifest.name
         )));
     }

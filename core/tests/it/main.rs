@@ -27,3 +27,4 @@ mod plugins;
 mod privacy;
 mod signaling;
 mod smtp;
+mod spam_guard;

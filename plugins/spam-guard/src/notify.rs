@@ -145,10 +145,10 @@ pub(crate) fn admins_of_new_reports() {
             html,
             attachments: Vec::new(),
         };
+        // A notice, not the record: the reports stay in the queue whatever happens
+        // to one administrator's mail, and nobody gets the same batch twice.
         if let Err(e) = mail::queue(&message) {
-            // Kept pending: the next batch tries again.
             log::warn(&format!("a reports mail was not queued: {e:?}"));
-            return;
         }
     }
     if let Err(e) = store::clear_pending(&ids) {

@@ -18,7 +18,7 @@ pub const MAX_NOTE_CHARS: usize = 1000;
 /// Longest name a reporter may give for someone in the lobby.
 const MAX_NAME_CHARS: usize = 64;
 /// Callers shown in one page of the review queue.
-const QUEUE_GROUPS: u32 = 200;
+const QUEUE_GROUPS: usize = 200;
 /// Blocks listed at once.
 const BLOCKS_PAGE: u32 = 1000;
 
@@ -468,8 +468,9 @@ fn add_to_group(who: &str, report: &Report, now: i64, retention_days: i64) -> Re
 
 /// The review queue: every caller with reports, newest first.
 fn queue() -> Answer {
-    let mut groups = store::groups(QUEUE_GROUPS).map_err(failed)?;
+    let mut groups = store::groups().map_err(failed)?;
     groups.sort_by_key(|g| std::cmp::Reverse(g.last_at));
+    groups.truncate(QUEUE_GROUPS);
     let mut out = Vec::new();
     for group in groups {
         let mut reports = store::reports(&group.reports).map_err(failed)?;
@@ -664,14 +665,20 @@ fn block_on_server(user: i64, bytes: &[u8]) -> Answer {
         && let Some(mut group) = store::group(who).map_err(failed)?
     {
         group.block = block_id.clone();
-        let until = report.expires_at(crate::settings().retention_days);
-        store::put_group(&group, until.max(group.last_at), now).map_err(failed)?;
+        let retention = crate::settings().retention_days;
+        let reports = store::reports(&group.reports).map_err(failed)?;
+        // Kept as long as its longest-kept report.
+        let until = reports
+            .iter()
+            .map(|r| r.expires_at(retention))
+            .max()
+            .unwrap_or(now);
+        store::put_group(&group, until, now).map_err(failed)?;
         // Every report of this caller is dealt with.
-        for mut r in store::reports(&group.reports).map_err(failed)? {
+        for mut r in reports {
             if r.status == Status::New {
                 r.status = Status::Actioned;
-                store::put_report(&r, &[], now, crate::settings().retention_days)
-                    .map_err(failed)?;
+                store::put_report(&r, &[], now, retention).map_err(failed)?;
             }
         }
     }

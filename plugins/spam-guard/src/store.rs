@@ -292,13 +292,28 @@ pub fn put_group(group: &Group, until: i64, now: i64) -> Result<(), Error> {
     )
 }
 
-pub fn groups(limit: u32) -> Result<Vec<Group>, Error> {
-    let keys = kv::keys("group/", None, limit)?;
-    Ok(kv::get_many(&keys)?
-        .into_iter()
-        .flatten()
-        .filter_map(|v| serde_json::from_slice(&v).ok())
-        .collect())
+/// Callers the queue reads at most (the review queue shows the newest 200 of them).
+pub const GROUPS_READ: usize = 5000;
+
+/// Every caller with reports, up to [`GROUPS_READ`], in no particular order.
+pub fn groups() -> Result<Vec<Group>, Error> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    while out.len() < GROUPS_READ {
+        let keys = kv::keys("group/", after.as_deref(), 1000)?;
+        let full = keys.len() == 1000;
+        after = keys.last().cloned();
+        out.extend(
+            kv::get_many(&keys)?
+                .into_iter()
+                .flatten()
+                .filter_map(|v| serde_json::from_slice::<Group>(&v).ok()),
+        );
+        if !full {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// A small JSON record with an expiry (windows and counters).

@@ -199,7 +199,7 @@ export default function setup(plugin) {
     const rotated = el(
       "div",
       { class: "stack", hidden: true },
-      el("p", { text: "The old link no longer works. Share this one with the people you invited; new guests now wait for approval." }),
+      el("p", { text: "The old link no longer works, and new guests now wait for approval. Share this one with the people you invited, for your next calls." }),
       newLink,
     );
     const box = el(

@@ -45,6 +45,13 @@ export function linkIdOf(pathname) {
  * report was not the only one: together they did what this one alone may not.
  */
 export function resultSentence(answer) {
+  const sentence = didSentence(answer);
+  // What could not be done (a removal after the removal window, say), as the server says it.
+  const problem = typeof answer?.problem === "string" ? answer.problem.trim() : "";
+  return problem ? `${sentence} ${problem}` : sentence;
+}
+
+function didSentence(answer) {
   const { removed, blocked, denied, escalated } = answer ?? {};
   if (escalated && (removed || blocked || denied)) {
     const did = [
@@ -128,6 +135,8 @@ export function reportBody({ link, target, category, note, evidence, action }) {
   return {
     link,
     [target.kind]: target.id,
+    // The server knows a participant's name; a waiting request's it takes from the reporter.
+    ...(target.kind === "request" ? { name: target.name } : {}),
     category,
     note: note.trim() || null,
     evidence: evidence ?? null,

@@ -184,6 +184,9 @@ pub(crate) struct World {
     /// Unix milliseconds.
     pub now: i64,
     pub kv: BTreeMap<String, KvEntry>,
+    /// The size of every entry in `kv`, expired ones included (an upper bound of
+    /// what counts against the quota, kept as entries come and go).
+    pub kv_bytes: u64,
     /// Oldest first.
     pub links: Vec<Link>,
     pub created: Vec<CreatedLink>,
@@ -214,6 +217,29 @@ impl World {
     pub fn next_id(&mut self) -> u64 {
         self.counter += 1;
         self.counter
+    }
+
+    /// Stores `entry` under `key`, replacing what was there.
+    pub fn kv_put(&mut self, key: String, entry: KvEntry) {
+        self.kv_bytes += (key.len() + entry.value.len()) as u64;
+        if let Some(old) = self.kv.insert(key.clone(), entry) {
+            self.kv_bytes -= (key.len() + old.value.len()) as u64;
+        }
+    }
+
+    pub fn kv_remove(&mut self, key: &str) {
+        if let Some(old) = self.kv.remove(key) {
+            self.kv_bytes -= (key.len() + old.value.len()) as u64;
+        }
+    }
+
+    /// Bytes of live entries other than `key`, as the quota counts them.
+    fn kv_used_except(&self, key: &str) -> u64 {
+        self.kv
+            .keys()
+            .filter(|k| *k != key)
+            .filter_map(|k| self.kv_live(k).map(|e| (k.len() + e.value.len()) as u64))
+            .sum()
     }
 
     pub fn kv_live(&self, key: &str) -> Option<&KvEntry> {
@@ -414,27 +440,26 @@ impl kv::Host for HostState {
             return Err(Error::Invalid("ttl-seconds must be at least 1".into()));
         }
         let quota = self.setup.manifest.kv_quota();
-        let world = &self.world;
-        let used: u64 = world
-            .kv
-            .keys()
-            .filter(|k| **k != key)
-            .filter_map(|k| world.kv_live(k).map(|e| (k.len() + e.value.len()) as u64))
-            .sum();
-        if used + (key.len() + value.len()) as u64 > quota {
-            return Err(Error::LimitReached(format!(
-                "the plugin's storage quota of {quota} bytes is used up ({used} bytes in use)"
-            )));
+        let adding = (key.len() + value.len()) as u64;
+        // Everything stored is at least what counts: only near the quota is it
+        // worth counting the live entries exactly.
+        if self.world.kv_bytes + adding > quota {
+            let used = self.world.kv_used_except(&key);
+            if used + adding > quota {
+                return Err(Error::LimitReached(format!(
+                    "the plugin's storage quota of {quota} bytes is used up ({used} bytes in use)"
+                )));
+            }
         }
         let expires_at = ttl.map(|s| self.world.now + i64::from(s) * 1000);
-        self.world.kv.insert(key, KvEntry { value, expires_at });
+        self.world.kv_put(key, KvEntry { value, expires_at });
         Ok(())
     }
 
     fn delete(&mut self, key: String) -> Result<(), Error> {
         self.setup.check(Capability::Kv)?;
         check_key(&key)?;
-        self.world.kv.remove(&key);
+        self.world.kv_remove(&key);
         Ok(())
     }
 
@@ -490,10 +515,10 @@ impl kv::Host for HostState {
             }
         }
         // All or nothing: on a refusal, what was stored before comes back.
-        let before = self.world.kv.clone();
+        let before = (self.world.kv.clone(), self.world.kv_bytes);
         for (key, value) in entries {
             if let Err(e) = kv::Host::set(self, key, value, None) {
-                self.world.kv = before;
+                (self.world.kv, self.world.kv_bytes) = before;
                 return Err(e);
             }
         }

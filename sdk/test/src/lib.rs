@@ -527,7 +527,7 @@ impl Harness {
             value: value.into(),
             expires_at: None,
         };
-        self.world.kv.insert(key.into(), entry);
+        self.world.kv_put(key.into(), entry);
     }
 
     // What the plugin did.

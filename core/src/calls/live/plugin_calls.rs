@@ -113,21 +113,25 @@ impl CallTask {
                 Ok(PluginCallAnswer::Done)
             }
             PluginCallAction::Origin(of) => {
-                let origin = match of {
+                let (identity, origin) = match of {
                     OriginOf::Participant(id) => self
                         .call
                         .participant(ParticipantId(id))
-                        .map(|p| &p.origin)
+                        .map(|p| (&p.identity, &p.origin))
                         .ok_or(PluginCallError::NoSuchParticipant)?,
                     OriginOf::Request(id) => self
                         .call
                         .lobby()
                         .find(|r| r.id == RequestId(id))
-                        .map(|r| &r.origin)
+                        .map(|r| (&r.identity, &r.origin))
                         .ok_or(PluginCallError::NoSuchRequest)?,
                 };
                 Ok(PluginCallAnswer::Origin(CallerOrigin {
-                    device: origin.device.clone(),
+                    // A signed-in person is their account, whatever guest cookie
+                    // their browser kept from an earlier visit.
+                    device: (!identity.is_authenticated())
+                        .then(|| origin.device.clone())
+                        .flatten(),
                     network: origin.network,
                 }))
             }

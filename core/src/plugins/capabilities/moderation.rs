@@ -102,14 +102,15 @@ impl ModerationHost {
             links::LinkError::Revoked => Error::NotFound("this link was revoked".into()),
             other => Error::Invalid(other.to_string()),
         };
-        let rotated = links::rotate(store, &owner, id, now)
-            .await
-            .map_err(refused)?;
+        // Approval first: if the rotation then fails, the link is only stricter.
         let patch = LinkPatch {
             guests_need_approval: Some(true),
             ..LinkPatch::default()
         };
-        let link = links::update(store, &owner, &rotated.public_id, patch, now)
+        links::update(store, &owner, id, patch, now)
+            .await
+            .map_err(refused)?;
+        let link = links::rotate(store, &owner, id, now)
             .await
             .map_err(refused)?;
         crate::plugins::emit(&self.deps, crate::plugins::Event::LinkUpdated(link.clone()));

@@ -51,6 +51,30 @@ macro_rules! on_both_databases {
 }
 pub(crate) use on_both_databases;
 
+/// [`on_both_databases`] with the configuration changed by `tweak` (a
+/// `fn(&mut Config)`) on both.
+macro_rules! on_both_databases_with {
+    ($tweak:ident, $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::support::TestApp::sqlite_with(super::$tweak).await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::support::TestApp::postgres_with(super::$tweak).await).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_databases_with;
+
 /// Whether `secret` has the shape of a link secret (`#k=…`): 22 characters of
 /// unpadded base64url, 16 random bytes.
 pub fn is_link_secret(secret: &str) -> bool {

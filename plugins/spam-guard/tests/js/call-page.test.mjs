@@ -163,7 +163,7 @@ test("a still the user declined: the report goes without one; unchecked, none is
 test("a lobby request is reported by its request number", async () => {
   const { $, requests } = panel({ answer: () => json({ report: "r2", denied: true, blocked: true, escalated: true }) });
   await report($("li[data-request=7]"), "deny", { category: "spam" });
-  assert.deepEqual(requests[0].body, { link: "LinkForTests1", request: 7, category: "spam", note: null, evidence: null, action: "deny" });
+  assert.deepEqual(requests[0].body, { link: "LinkForTests1", request: 7, name: "Cy", category: "spam", note: null, evidence: null, action: "deny" });
   assert.equal(
     $(".spam-guard-result").textContent,
     "Reported. Reports from several people denied their request and blocked them from this link.",
@@ -219,7 +219,7 @@ test("leaked: Lock lobby and Rotate link, and the new link keeps the secret", as
   assert.equal(input.value, `https://confab.example/j/NewLink2${SECRET}`);
   assert.equal(input.hasAttribute("readonly"), true);
   assert.equal(shown(input), true);
-  assert.match(input.parent.textContent, /The old link no longer works\. Share this one with the people you invited; new guests now wait for approval\./);
+  assert.match(input.parent.textContent, /The old link no longer works, and new guests now wait for approval\. Share this one with the people you invited, for your next calls\./);
   // From now on the call's link is the new one.
   await report($("li[data-participant=2]"), "report");
   assert.equal(requests[2].body.link, "NewLink2");

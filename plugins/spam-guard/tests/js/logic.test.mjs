@@ -59,6 +59,10 @@ test("resultSentence: what this report did", () => {
   ];
   for (const [answer, sentence] of cases) assert.equal(resultSentence(answer), sentence, JSON.stringify(answer));
   assert.equal(resultSentence(null), "Reported.");
+  assert.equal(
+    resultSentence({ report: "r1", removed: false, problem: "They could not be removed: the removal window passed." }),
+    "Reported. They could not be removed: the removal window passed.",
+  );
 });
 
 test("resultSentence: what several people's reports did together", () => {
@@ -163,8 +167,8 @@ test("reportBody: who is reported, as a participant or a request", () => {
     evidence: "data:image/jpeg;base64,AAAA",
     action: "block",
   });
-  const request = reportBody({ link: LINK, target: { kind: "request", id: 7 }, category: "other", note: " ", evidence: null, action: "deny" });
-  assert.deepEqual(request, { link: LINK, request: 7, category: "other", note: null, evidence: null, action: "deny" });
+  const request = reportBody({ link: LINK, target: { kind: "request", id: 7, name: "Lurker" }, category: "other", note: " ", evidence: null, action: "deny" });
+  assert.deepEqual(request, { link: LINK, request: 7, name: "Lurker", category: "other", note: null, evidence: null, action: "deny" });
   assert.equal("participant" in request, false);
 });
 

@@ -1,0 +1,223 @@
+//! The bundled spam-guard plugin through the real server, over real WebSockets:
+//! remove-and-block keeps a guest out of the link's later calls by browser and by
+//! network (on SQLite and PostgreSQL), deny-and-report and the lobby lock act as the
+//! reporter, and the administrators' review queue shows what was reported.
+
+use std::net::IpAddr;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::ws::{Ws, fresh_loopback};
+use crate::support::{SignedIn, TestApp};
+
+struct Scene {
+    app: TestApp,
+    addr: String,
+    link: String,
+    admin: String,
+    owner: SignedIn,
+}
+
+fn with_spam_guard(c: &mut confab_core::Config) {
+    c.plugins.bundled = true;
+    c.plugins.cache_dir = crate::plugins::shared_plugin_cache();
+}
+
+/// An admin's link (guests join without approval, so only the plugin keeps anyone
+/// out), served.
+async fn scene(app: TestApp) -> Scene {
+    let admin = app.admin_token().await;
+    let res = app
+        .post("/api/v1/links")
+        .bearer(&admin)
+        .json(&json!({ "title": "Town hall", "guests_need_approval": false }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let link = res.json()["id"].as_str().unwrap().to_string();
+    let owner = app.sign_in("admin@example.org").await;
+    let addr = app.serve().await;
+    Scene {
+        app,
+        addr,
+        link,
+        admin,
+        owner,
+    }
+}
+
+async fn host(s: &Scene) -> Ws {
+    let mut ws = Ws::open(&s.addr, &s.link, Some(&s.owner.cookies)).await;
+    ws.send(json!({ "v": 1, "type": "join" })).await;
+    ws.expect("joined").await;
+    ws
+}
+
+/// The guest cookie the link's page gives a browser.
+async fn guest_cookie(s: &Scene) -> String {
+    let page = s.app.get(&format!("/j/{}", s.link)).send().await;
+    assert_eq!(page.status, StatusCode::OK);
+    page.cookie("confab_guest").expect("a guest cookie")
+}
+
+async fn guest(s: &Scene, source: IpAddr, cookie: Option<&str>) -> Ws {
+    let header = cookie.map(|c| ("cookie", format!("confab_guest={c}")));
+    Ws::open_from(&s.addr, &s.link, header, source).await
+}
+
+async fn report(s: &Scene, body: Value) -> (StatusCode, Value) {
+    let res = s
+        .app
+        .post("/p/spam-guard/reports")
+        .bearer(&s.admin)
+        .json(&body)
+        .send()
+        .await;
+    (res.status, res.json())
+}
+
+/// Ends the call: the host, last on it, leaves; whoever joins next starts a new call.
+async fn end_call(mut host: Ws) {
+    host.send(json!({ "v": 1, "type": "leave" })).await;
+    host.close().await;
+}
+
+async fn remove_and_block_keeps_the_guest_out_of_later_calls(app: TestApp) {
+    let s = scene(app).await;
+    let host = host(&s).await;
+    let home = fresh_loopback();
+    let cookie = guest_cookie(&s).await;
+    let mut pest = guest(&s, home, Some(&cookie)).await;
+    let joined = pest.join_as_guest("Pest", "guest-key-000000000001").await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let participant = joined["participant"].clone();
+
+    let (status, answer) = report(
+        &s,
+        json!({ "link": s.link, "participant": participant, "category": "spam", "note": "ads", "action": "block" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer["removed"], true, "{answer}");
+    assert_eq!(answer["blocked"], true, "{answer}");
+    pest.expect("removed").await;
+    end_call(host).await;
+
+    // A new call: the call's own removal no longer applies, the plugin's block does.
+    let _host = self::host(&s).await;
+    let mut same_browser = guest(&s, fresh_loopback(), Some(&cookie)).await;
+    let answer = same_browser
+        .join_as_guest("Not Pest", "guest-key-000000000002")
+        .await;
+    assert_eq!(answer["type"], "denied", "{answer}");
+    assert!(
+        answer["reason"].as_str().unwrap().contains("blocked you"),
+        "{answer}"
+    );
+    let mut same_network = guest(&s, home, None).await;
+    let answer = same_network
+        .join_as_guest("Neighbour", "guest-key-000000000003")
+        .await;
+    assert_eq!(answer["type"], "denied", "{answer}");
+    let mut stranger = guest(&s, fresh_loopback(), None).await;
+    let answer = stranger
+        .join_as_guest("Stranger", "guest-key-000000000004")
+        .await;
+    assert_eq!(answer["type"], "joined", "{answer}");
+
+    // The administrators' queue has the report, with the address the server saw.
+    let queue = s
+        .app
+        .get("/p/spam-guard/reports")
+        .bearer(&s.admin)
+        .send()
+        .await;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.text());
+    let queue = queue.json();
+    let group = &queue["groups"][0];
+    assert_eq!(group["names"], json!(["Pest"]), "{queue}");
+    assert_eq!(group["address"], home.to_string(), "{queue}");
+    assert_eq!(group["device"], true, "{queue}");
+    assert_eq!(group["reports"][0]["note"], "ads");
+    assert_eq!(group["reports"][0]["status"], "actioned");
+}
+
+crate::support::on_both_databases_with!(
+    with_spam_guard,
+    remove_and_block_keeps_the_guest_out_of_later_calls
+);
+
+#[tokio::test]
+async fn deny_and_report_turns_a_waiting_guest_away_and_lock_lobby_locks_it() {
+    let app = TestApp::sqlite_with(with_spam_guard).await;
+    let s = scene(app).await;
+    s.app
+        .req(
+            axum::http::Method::PATCH,
+            &format!("/api/v1/links/{}", s.link),
+        )
+        .bearer(&s.admin)
+        .json(&json!({ "guests_need_approval": true }))
+        .send()
+        .await;
+    let mut host = host(&s).await;
+    let mut lurker = guest(&s, fresh_loopback(), None).await;
+    let waiting = lurker
+        .join_as_guest("Lurker", "guest-key-000000000005")
+        .await;
+    assert_eq!(waiting["type"], "waiting", "{waiting}");
+    let request = waiting["request"].clone();
+    host.lobby_until(|r| r.iter().any(|e| e["request"] == request))
+        .await;
+
+    let (status, answer) = report(
+        &s,
+        json!({ "link": s.link, "request": request, "name": "Lurker", "category": "impersonation", "action": "deny" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer["denied"], true, "{answer}");
+    assert_eq!(lurker.expect("denied").await["type"], "denied");
+    host.lobby_until(|r| r.is_empty()).await;
+
+    let res = s
+        .app
+        .post("/p/spam-guard/lobby-lock")
+        .bearer(&s.admin)
+        .json(&json!({ "link": s.link, "locked": true }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let mut late = guest(&s, fresh_loopback(), None).await;
+    late.send(
+        json!({ "v": 1, "type": "join", "name": "Late", "guest_key": "guest-key-000000000006" }),
+    )
+    .await;
+    late.expect_error("lobby_locked").await;
+
+    // Someone who is not on the call cannot lock or report.
+    let other = s
+        .app
+        .user_with_token("eve@example.org", confab_core::accounts::Role::Member)
+        .await;
+    let res = s
+        .app
+        .post("/p/spam-guard/lobby-lock")
+        .bearer(&other)
+        .json(&json!({ "link": s.link, "locked": false }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.text());
+    let res = s
+        .app
+        .get("/p/spam-guard/reports")
+        .bearer(&other)
+        .send()
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::FORBIDDEN,
+        "members do not see the queue"
+    );
+}
