@@ -8,11 +8,18 @@
 //! directly; [`App::serve`] binds the socket and runs until SIGINT/SIGTERM.
 //!
 //! Domain rules live in plain modules that take `now` as an argument:
-//! [`links`] (the call-link lifecycle), [`calls`] (lobby, admission, removal window,
+//! [`links`] (the call-link lifecycle), `calls` (lobby, admission, removal window,
 //! reconnect: a state machine per call), [`accounts`] (users, sessions, tokens),
 //! [`policy`] (organization restrictions) and [`privacy`] (call metadata and its
-//! retention). The [`http`] module is a thin layer over them; [`mail`] keeps the
+//! retention). The `http` module is a thin layer over them; [`mail`] keeps the
 //! durable mail outbox.
+//!
+//! Modules are private to the crate unless something outside it uses them: the
+//! `confab` binary (its CLI), the integration tests, the benchmarks and the fuzz
+//! harness. Those reach the store, accounts, links, policy, privacy, mail, plugins,
+//! the SFU, the signaling protocol's types, configuration, secrets and shutdown;
+//! the call task, the signaling sessions and the HTTP handlers stay inside
+//! (docs/architecture.md, "Layers").
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), confab_core::AppError> {
@@ -25,12 +32,12 @@
 use std::sync::Arc;
 
 pub mod accounts;
-pub mod calls;
+pub(crate) mod calls;
 pub(crate) mod clock;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzz;
-pub mod http;
+pub(crate) mod http;
 pub(crate) mod limits;
 pub mod links;
 pub mod mail;
@@ -42,13 +49,14 @@ pub mod protocol;
 pub mod secret;
 pub mod sfu;
 pub mod shutdown;
-pub mod signaling;
+pub(crate) mod signaling;
 pub mod store;
 mod templates;
 pub(crate) mod validate;
 
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use config::Config;
+pub use http::serve;
 
 use accounts::LoginThrottle;
 use policy::PolicyCache;

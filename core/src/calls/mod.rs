@@ -407,7 +407,9 @@ impl Call {
         }
     }
 
-    /// Asks to join. `name` must already be validated (1–64 characters).
+    /// Asks to join. `name` must already be validated (1–64 characters). The
+    /// tests' way in; the server joins with an origin ([`Call::join_from`]).
+    #[cfg(test)]
     pub fn join(
         &mut self,
         identity: Identity,
@@ -454,6 +456,7 @@ impl Call {
 
     /// Like [`Call::join`]; with `must_wait`, a guest goes through the lobby even
     /// where the link lets guests in directly (a plugin flagged the request).
+    #[cfg(test)]
     pub fn join_with(
         &mut self,
         identity: Identity,
@@ -791,7 +794,9 @@ impl Call {
         self.end_if_empty();
     }
 
-    /// When [`Call::tick`] has something to do next, if ever.
+    /// When [`Call::tick`] has something to do next, if ever (the call task ticks
+    /// on a fixed interval; the tests ask).
+    #[cfg(test)]
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
         let lobby = self
             .lobby

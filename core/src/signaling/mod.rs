@@ -6,4 +6,4 @@
 
 mod session;
 
-pub use session::{Client, run_session, upgrade};
+pub use session::{Client, upgrade};

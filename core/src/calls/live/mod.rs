@@ -31,8 +31,7 @@ mod task;
 #[cfg(test)]
 mod tests;
 
-pub use command::{Action, CallRequest, ClientId, MediaState, PluginReply, next_client_id};
-pub use deps::{CallDeps, CallHost, HostFuture};
+pub use command::{Action, CallRequest, ClientId, MediaState, next_client_id};
 pub use registry::CallRegistry;
 
 /// Commands waiting for a call's task; beyond this, senders wait.

@@ -203,7 +203,7 @@ impl TestApp {
         .await;
         let router = app.router.clone();
         let timeout = header_read_timeout(&app);
-        tokio::spawn(confab_core::http::serve(
+        tokio::spawn(confab_core::serve(
             listener,
             router,
             timeout,
@@ -241,7 +241,7 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         // As `confab serve` does: the server knows each client's address, and slow
         // clients are timed out.
-        tokio::spawn(confab_core::http::serve(
+        tokio::spawn(confab_core::serve(
             listener,
             self.router.clone(),
             header_read_timeout(self),
