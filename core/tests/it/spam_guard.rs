@@ -221,3 +221,78 @@ async fn deny_and_report_turns_a_waiting_guest_away_and_lock_lobby_locks_it() {
         "members do not see the queue"
     );
 }
+
+/// In real browsers: the host reports a guest from the call page with a still of
+/// their video; the page (not the plugin) asks first, and the administrators'
+/// queue then has the report and the picture.
+#[tokio::test]
+async fn a_report_with_a_still_from_the_call_page_reaches_the_review_queue() {
+    use crate::support::browser::{Driver, admits, app_with_link_and, guest_asks, host_joins};
+
+    let (app, base, link) = app_with_link_and(32, with_spam_guard).await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let guest = guest_asks(&driver, &base, &link, "Spammy").await;
+    let guest_id = admits(&host, &guest, "Spammy").await;
+    host.wait_media_from(&[guest_id]).await;
+
+    host.click("details.spam-guard summary").await;
+    let row = format!("details.spam-guard li[data-participant='{guest_id}']");
+    host.wait_text(&row, "Spammy").await;
+    host.click(&format!("{row} button")).await;
+    host.fill(&format!("{row} textarea[name=note]"), "held up a rude sign")
+        .await;
+    host.click(&format!("{row} input[name=still]")).await;
+    host.click(&format!("{row} button[data-action=report]"))
+        .await;
+
+    // The call page asks, in its own words, before anything is taken.
+    let mut question = None;
+    for _ in 0..100 {
+        if let Ok(text) = host.client.get_alert_text().await {
+            question = Some(text);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let question = question.expect("the page asks before taking a still");
+    assert!(
+        question.contains("Attach a still of what your screen shows of Spammy"),
+        "{question}"
+    );
+    host.client.accept_alert().await.unwrap();
+    host.wait_text(".spam-guard-result", "Reported.").await;
+
+    let admin = app.token_for("host@example.org").await;
+    let queue = app.get("/p/spam-guard/reports").bearer(&admin).send().await;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.text());
+    let queue = queue.json();
+    let report = &queue["groups"][0]["reports"][0];
+    assert_eq!(queue["groups"][0]["names"], json!(["Spammy"]), "{queue}");
+    assert_eq!(report["note"], "held up a rude sign", "{queue}");
+    assert_eq!(report["evidence"], true, "{queue}");
+    let id = report["id"].as_str().unwrap();
+    let still = app
+        .get(&format!("/p/spam-guard/reports/{id}/evidence"))
+        .bearer(&admin)
+        .send()
+        .await;
+    assert_eq!(still.status, StatusCode::OK);
+    assert!(
+        still.body.starts_with(&[0xff, 0xd8, 0xff]),
+        "a JPEG of the guest's tile"
+    );
+
+    // Remove and block: the browsers all come from 127.0.0.1, so a new browser
+    // profile is the same guest on the same network, and is turned away with why.
+    host.click(&format!("{row} button")).await;
+    host.click(&format!("{row} button[data-action=block]")).await;
+    host.wait_text(".spam-guard-result", "removed and blocked from this link")
+        .await;
+    guest.wait_text("#status", "removed").await;
+    let again = guest_asks(&driver, &base, &link, "Totally New").await;
+    again.wait_text("#status", "blocked you").await;
+    again.close().await;
+    guest.close().await;
+    host.close().await;
+}
