@@ -67,6 +67,10 @@ pub enum ClientMessage {
     /// Lock or unlock the lobby (signed-in participants): while locked, nobody new
     /// can ask to join.
     LockLobby { locked: bool },
+    /// Suspend every guest, or resume them (signed-in participants): while
+    /// suspended, no guest's audio, video or screen is forwarded, and the lobby is
+    /// locked; resuming unlocks it.
+    SuspendGuests { suspended: bool },
     /// Keep-alive; answered with `pong`.
     Ping,
     /// A message on a plugin's channel (a shared activity) for that plugin; `payload`
@@ -111,6 +115,9 @@ pub enum ServerMessage {
     /// server's clock, so clients can show waits and windows whatever their own clock says.
     Roster {
         participants: Vec<RosterEntry>,
+        /// Every guest is suspended (`suspend_guests`): no guest's media is
+        /// forwarded.
+        guests_suspended: bool,
         now: DateTime<Utc>,
     },
     /// Who is waiting (sent to signed-in participants whenever it changes): the
@@ -214,6 +221,8 @@ pub struct RosterEntry {
     pub audio_muted: bool,
     pub video_muted: bool,
     pub sharing_screen: bool,
+    /// A guest whose media is not forwarded: the guests are suspended.
+    pub suspended: bool,
     /// For guests: until when any signed-in participant may remove them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub removable_until: Option<DateTime<Utc>>,

@@ -200,6 +200,8 @@ form.addEventListener("submit", (event) => {
 if (encryption) form.querySelector("button[type=submit]").disabled = false;
 
 lockButton.addEventListener("click", () => send({ type: "lock_lobby", locked: !state.lobbyLocked }));
+document.getElementById("suspend-guests")
+  .addEventListener("click", () => send({ type: "suspend_guests", suspended: !state.guestsSuspended }));
 
 withdrawButton.addEventListener("click", () => {
   send({ type: "withdraw" });

@@ -522,6 +522,11 @@ pub mod moderation {
     pub fn lock_lobby(link: &str, as_user: i64, locked: bool) -> Result<(), Error> {
         moderation::lock_lobby(link, as_user, locked)
     }
+    /// Suspends (or resumes) every guest of the call as `as_user`, who is on it: no
+    /// guest's media is forwarded and the lobby is locked.
+    pub fn suspend_guests(link: &str, as_user: i64, suspended: bool) -> Result<(), Error> {
+        moderation::suspend_guests(link, as_user, suspended)
+    }
     /// A new id and secret for link `id` of `as_user`; guests wait for approval.
     pub fn rotate_link(as_user: i64, id: &str) -> Result<CreatedLink, Error> {
         moderation::rotate_link(as_user, id)

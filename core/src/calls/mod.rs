@@ -347,6 +347,11 @@ pub enum CallEvent {
         locked: bool,
         by: ParticipantId,
     },
+    /// A signed-in participant suspended every guest's media (or resumed it).
+    GuestsSuspended {
+        suspended: bool,
+        by: ParticipantId,
+    },
     /// The call was ended for everyone (its link was revoked or deleted).
     Closed,
 }
@@ -374,6 +379,8 @@ pub struct Call {
     /// Networks of removed or blocked guests: requests from them wait, flagged.
     suspect_networks: HashMap<IpAddr, Bar>,
     lobby_locked: bool,
+    /// No guest's audio, video or screen is forwarded (see [`Call::suspend_guests`]).
+    guests_suspended: bool,
     next_id: u32,
     started_at: Option<DateTime<Utc>>,
     ended: bool,
@@ -399,6 +406,7 @@ impl Call {
             barred: HashMap::new(),
             suspect_networks: HashMap::new(),
             lobby_locked: false,
+            guests_suspended: false,
             next_id: 1,
             started_at: None,
             ended: false,
@@ -632,6 +640,33 @@ impl Call {
 
     pub fn lobby_locked(&self) -> bool {
         self.lobby_locked
+    }
+
+    /// Suspends every guest, or resumes them: while suspended, the media plane
+    /// forwards no guest's audio, video or screen (it stays end-to-end encrypted;
+    /// the server only stops passing it on), and the lobby is locked. Resuming
+    /// unlocks the lobby. Signed-in participants only: the panic button of a call
+    /// that is being disrupted.
+    pub fn suspend_guests(
+        &mut self,
+        by: ParticipantId,
+        suspended: bool,
+    ) -> Result<(), DecideError> {
+        let who = self.participants.get(&by).ok_or(DecideError::NotOnCall)?;
+        if !who.identity.is_authenticated() {
+            return Err(DecideError::NotAllowed);
+        }
+        if self.guests_suspended == suspended {
+            return Ok(());
+        }
+        self.guests_suspended = suspended;
+        self.events
+            .push(CallEvent::GuestsSuspended { suspended, by });
+        self.set_lobby_locked(by, suspended)
+    }
+
+    pub fn guests_suspended(&self) -> bool {
+        self.guests_suspended
     }
 
     /// Ends the call for everyone at once (its link was revoked or deleted): waiting

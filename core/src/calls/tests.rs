@@ -429,6 +429,39 @@ fn the_lobby_holds_a_bounded_number_of_requests_per_call_and_per_network() {
 }
 
 #[test]
+fn only_signed_in_people_suspend_the_guests_which_locks_the_lobby_until_they_resume() {
+    let mut call = call(false, 32);
+    let owner = joined(call.join(member(OWNER), "Owner", t0())).participant;
+    let guest_on = joined(call.join(guest("on"), "On", secs(1))).participant;
+    call.drain_events();
+    assert_eq!(
+        call.suspend_guests(guest_on, true),
+        Err(DecideError::NotAllowed)
+    );
+    assert!(!call.guests_suspended());
+    call.suspend_guests(owner, true).unwrap();
+    assert!(call.guests_suspended() && call.lobby_locked());
+    let events = call.drain_events();
+    assert!(events.contains(&CallEvent::GuestsSuspended {
+        suspended: true,
+        by: owner
+    }));
+    assert!(events.contains(&CallEvent::LobbyLockChanged {
+        locked: true,
+        by: owner
+    }));
+    assert_eq!(
+        call.join(guest("new"), "New", secs(3)).unwrap_err(),
+        JoinError::LobbyLocked
+    );
+    // Twice is once.
+    call.suspend_guests(owner, true).unwrap();
+    assert!(call.drain_events().is_empty());
+    call.suspend_guests(owner, false).unwrap();
+    assert!(!call.guests_suspended() && !call.lobby_locked());
+}
+
+#[test]
 fn a_locked_lobby_takes_no_new_requests_but_keeps_the_waiting_ones() {
     let mut call = call(false, 32);
     let owner = joined(call.join(member(OWNER), "Owner", t0())).participant;

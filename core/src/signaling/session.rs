@@ -409,6 +409,7 @@ fn to_action(
         },
         ClientMessage::Withdraw => Action::Withdraw,
         ClientMessage::LockLobby { locked } => Action::LockLobby { locked },
+        ClientMessage::SuspendGuests { suspended } => Action::SuspendGuests { suspended },
         ClientMessage::Leave => Action::Leave,
         ClientMessage::Publish { sdp } => Action::Publish {
             sdp: checked_sdp(sdp)?,

@@ -36,6 +36,7 @@ export function initialState() {
     lobby: [],
     lobbyTotal: 0,
     lobbyLocked: false,
+    guestsSuspended: false,
     // The link was revoked: nothing on this page can join any more.
     linkGone: false,
     // Server clock minus this browser's clock: times come from the server.
@@ -112,7 +113,12 @@ export function reduce(state, message, now = Date.now()) {
       next = { ...state, speaker: message.participant };
       break;
     case "roster":
-      next = { ...state, skew: Date.parse(message.now) - now, roster: message.participants };
+      next = {
+        ...state,
+        skew: Date.parse(message.now) - now,
+        roster: message.participants,
+        guestsSuspended: Boolean(message.guests_suspended),
+      };
       break;
     case "lobby":
       next = {

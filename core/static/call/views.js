@@ -37,6 +37,8 @@ export class CallViews {
     this.lobbyList = document.getElementById("lobby");
     this.lobbyMore = document.getElementById("lobby-more");
     this.lockButton = document.getElementById("lock-lobby");
+    this.suspendButton = document.getElementById("suspend-guests");
+    this.suspendedLine = document.getElementById("guests-suspended");
     this.lobbyState = document.getElementById("lobby-state");
     this.securityLine = document.getElementById("e2ee");
     this.securityProblems = document.getElementById("e2ee-problems");
@@ -105,7 +107,7 @@ export class CallViews {
   render(state) {
     if (this.callCard.hidden) return;
     this.layout();
-    const { roster, lobby, lobbyTotal, lobbyLocked, me } = state;
+    const { roster, lobby, lobbyTotal, lobbyLocked, guestsSuspended, me } = state;
     const { signedIn, send } = this;
     const mine = myEntry(state);
     const iAmOwner = Boolean(mine && mine.owner);
@@ -120,6 +122,7 @@ export class CallViews {
         p.owner ? "host" : null,
         p.guest ? "guest" : null,
         p.sharing_screen ? "sharing screen" : null,
+        p.suspended ? "suspended" : null,
         p.connected ? null : "reconnecting…",
       ];
       for (const tag of tags.filter(Boolean)) {
@@ -145,6 +148,19 @@ export class CallViews {
     this.lockButton.textContent = lobbyLocked ? "Unlock lobby" : "Lock lobby";
     this.lockButton.setAttribute("aria-pressed", String(lobbyLocked));
     this.lobbyState.hidden = !mayDecide || !lobbyLocked;
+    if (this.suspendButton) {
+      this.suspendButton.hidden = !mayDecide;
+      this.suspendButton.textContent = guestsSuspended ? "Resume guests" : "Suspend guests";
+      this.suspendButton.setAttribute("aria-pressed", String(Boolean(guestsSuspended)));
+    }
+    if (this.suspendedLine) {
+      this.suspendedLine.hidden = !guestsSuspended;
+      this.suspendedLine.textContent = !guestsSuspended
+        ? ""
+        : mine && mine.guest
+          ? "The people running this call suspended all guests: for now nobody sees or hears you."
+          : "All guests are suspended: their audio, video and screens are not passed on, and the lobby is locked.";
+    }
     this.lobbyPanel.hidden = !signedIn || lobby.length === 0;
     this.lobbyMore.hidden = lobbyTotal <= lobby.length;
     this.lobbyMore.textContent = `and ${lobbyTotal - lobby.length} more waiting`;

@@ -286,13 +286,51 @@ async fn a_report_with_a_still_from_the_call_page_reaches_the_review_queue() {
     // Remove and block: the browsers all come from 127.0.0.1, so a new browser
     // profile is the same guest on the same network, and is turned away with why.
     host.click(&format!("{row} button")).await;
-    host.click(&format!("{row} button[data-action=block]")).await;
+    host.click(&format!("{row} button[data-action=block]"))
+        .await;
     host.wait_text(".spam-guard-result", "removed and blocked from this link")
         .await;
     guest.wait_text("#status", "removed").await;
     let again = guest_asks(&driver, &base, &link, "Totally New").await;
     again.wait_text("#status", "blocked you").await;
     again.close().await;
+    guest.close().await;
+    host.close().await;
+}
+
+/// The panic button, in real browsers: suspending the guests stops the host's page
+/// decoding a guest's video (the server forwards none of it), the guest's page says
+/// so and the lobby locks; resuming brings the video back.
+#[tokio::test]
+async fn suspending_the_guests_stops_their_video_until_resumed() {
+    use crate::support::browser::{Driver, admits, app_with_link, guest_asks, host_joins};
+
+    let (_app, base, link) = app_with_link(32).await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let guest = guest_asks(&driver, &base, &link, "Disrupter").await;
+    let guest_id = admits(&host, &guest, "Disrupter").await;
+    let camera = format!("p{guest_id}-0");
+    host.wait_video_flowing(&camera).await;
+
+    host.click("#suspend-guests").await;
+    host.wait_text("#guests-suspended", "All guests are suspended")
+        .await;
+    host.wait_text("#suspend-guests", "Resume guests").await;
+    host.wait_text("#lobby-state", "Lobby locked").await;
+    guest
+        .wait_text("#guests-suspended", "nobody sees or hears you")
+        .await;
+    // Frames already on their way may still be decoded; then nothing more comes.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let before = host.frames_decoded(&camera).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let after = host.frames_decoded(&camera).await;
+    assert_eq!(before, after, "no guest video is forwarded while suspended");
+
+    host.click("#suspend-guests").await;
+    host.wait_text("#suspend-guests", "Suspend guests").await;
+    host.wait_video_flowing(&camera).await;
     guest.close().await;
     host.close().await;
 }

@@ -261,3 +261,11 @@ test("back on the form (Leave, Cancel, a lost connection): off the call, lobby f
   assert.deepEqual([left.me, left.lobby, left.lobbyTotal, left.speaker], [null, [], 0, null]);
   assert.equal(state.me, 2, "the state before is left as it was");
 });
+
+test("the roster says whether the guests are suspended", () => {
+  const state = reduce(initialState(), { type: "roster", now: SERVER, participants: [ANA, BO], guests_suspended: true }, NOW);
+  assert.equal(state.guestsSuspended, true);
+  const resumed = reduce(state, { type: "roster", now: SERVER, participants: [ANA, BO], guests_suspended: false }, NOW);
+  assert.equal(resumed.guestsSuspended, false);
+  assert.equal(reduce(state, { type: "roster", now: SERVER, participants: [ANA] }, NOW).guestsSuspended, false);
+});

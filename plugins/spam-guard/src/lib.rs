@@ -19,6 +19,7 @@
 //! | `POST /p/spam-guard/blocks` | administrators | `{"report": id, "scope": "instance"}`: block that caller on the whole server |
 //! | `DELETE /p/spam-guard/blocks/{id}` | administrators | unblock |
 //! | `POST /p/spam-guard/lobby-lock` | signed in, on the call | `{"link", "locked"}` |
+//! | `POST /p/spam-guard/suspend` | signed in, on the call | `{"link", "suspended"}`: suspend every guest (no guest's media is forwarded, the lobby locks) or resume them |
 //! | `POST /p/spam-guard/rotate` | the link's owner | `{"link"}` → `{"id"}`: a new link id; guests now wait for approval |
 //!
 //! Errors are JSON, `{"error":{"code":"…","message":"…"}}`, like the server's API.

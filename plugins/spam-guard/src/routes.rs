@@ -51,6 +51,7 @@ pub(crate) fn route(request: &HttpRequest) -> HttpResponse {
         ("POST", ["blocks"]) => admin(user).and_then(|()| block_on_server(user, &request.body)),
         ("DELETE", ["blocks", id]) => admin(user).and_then(|()| unblock(id)),
         ("POST", ["lobby-lock"]) => lock_lobby(user, &request.body),
+        ("POST", ["suspend"]) => suspend(user, &request.body),
         ("POST", ["rotate"]) => rotate(user, &request.body),
         _ => Err(error(404, "not_found", "no such page")),
     };
@@ -715,6 +716,27 @@ fn lock_lobby(user: i64, bytes: &[u8]) -> Answer {
     Ok(HttpResponse::json(
         200,
         json!({"locked": input.locked}).to_string(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Suspend {
+    link: String,
+    suspended: bool,
+}
+
+fn suspend(user: i64, bytes: &[u8]) -> Answer {
+    let input: Suspend = body(bytes)?;
+    moderation::suspend_guests(&input.link, user, input.suspended).map_err(failed)?;
+    log::info(if input.suspended {
+        "someone on a call suspended its guests"
+    } else {
+        "someone on a call resumed its guests"
+    });
+    Ok(HttpResponse::json(
+        200,
+        json!({"suspended": input.suspended}).to_string(),
     ))
 }
 

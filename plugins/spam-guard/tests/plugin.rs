@@ -668,7 +668,7 @@ fn more_than_five_turned_away_requests_also_warn_the_owner() {
 }
 
 #[test]
-fn the_owner_rotates_a_leaked_link_and_anyone_on_the_call_locks_the_lobby() {
+fn the_owner_rotates_a_leaked_link_and_anyone_on_the_call_locks_the_lobby_or_suspends_the_guests() {
     let mut p = plugin();
     let s = scene(&mut p);
     let (answer, body) = post(&mut p, MEMBER, "/rotate", json!({"link": s.link.id}));

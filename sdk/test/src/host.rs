@@ -148,6 +148,8 @@ pub(crate) struct LiveCall {
     pub lobby: Vec<(u32, String, Origin)>,
     pub next_request: u32,
     pub lobby_locked: bool,
+    /// The plugin suspended every guest (`moderation.suspend-guests`).
+    pub guests_suspended: bool,
 }
 
 impl LiveCall {
@@ -161,6 +163,7 @@ impl LiveCall {
             lobby: Vec::new(),
             next_request: 1,
             lobby_locked: false,
+            guests_suspended: false,
         }
     }
 }
@@ -789,6 +792,13 @@ impl moderation::Host for HostState {
     fn lock_lobby(&mut self, link: String, as_user: i64, locked: bool) -> Result<(), Error> {
         let live = self.member_on_call(&link, as_user, "lock the lobby")?;
         live.lobby_locked = locked;
+        Ok(())
+    }
+
+    fn suspend_guests(&mut self, link: String, as_user: i64, suspended: bool) -> Result<(), Error> {
+        let live = self.member_on_call(&link, as_user, "suspend the guests")?;
+        live.guests_suspended = suspended;
+        live.lobby_locked = suspended;
         Ok(())
     }
 

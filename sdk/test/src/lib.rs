@@ -424,6 +424,14 @@ impl Harness {
         self.world.calls.get(link).is_some_and(|c| c.lobby_locked)
     }
 
+    /// Whether the plugin suspended the guests of the call on `link`.
+    pub fn guests_suspended(&self, link: &str) -> bool {
+        self.world
+            .calls
+            .get(link)
+            .is_some_and(|c| c.guests_suspended)
+    }
+
     /// Lobby requests the plugin denied, oldest first.
     pub fn denials(&self) -> &[DeniedRequest] {
         &self.world.denials

@@ -71,6 +71,7 @@ impl CallTask {
             }
             Action::Remove { participant } => self.remove(client, role, participant, now),
             Action::LockLobby { locked } => self.lock_lobby(client, role, locked),
+            Action::SuspendGuests { suspended } => self.suspend_guests(client, role, suspended),
             Action::SignedOut => self.signed_out(client, now),
             Action::Withdraw => match role {
                 Role::Waiting(request) => self.call.withdraw(request),
@@ -317,6 +318,23 @@ impl CallTask {
         }
     }
 
+    /// `suspend_guests`.
+    fn suspend_guests(&mut self, client: ClientId, role: Role, suspended: bool) {
+        let Some(me) = self.deciding(client, role) else {
+            return;
+        };
+        if let Err(err) = self.call.suspend_guests(me, suspended) {
+            let (code, message) = match err {
+                DecideError::NotOnCall => (ErrorCode::NotJoined, err.to_string()),
+                _ => (
+                    ErrorCode::NotAllowed,
+                    "only signed-in participants can suspend guests".to_string(),
+                ),
+            };
+            self.tell(client, error(code, message));
+        }
+    }
+
     /// The connection's sign-in ended: it keeps its place without member powers.
     fn signed_out(&mut self, client: ClientId, now: Now) {
         if let Some(c) = self.clients.get_mut(&client) {
@@ -395,7 +413,19 @@ impl CallTask {
             Action::Mute(media_state) => return self.mute(client, me, media_state),
             _ => return,
         };
+        let publishing = matches!(command, sfu::MediaCommand::Publish { .. });
         self.media(client, command);
+        // A guest who starts publishing while the guests are suspended (admitted
+        // from before the lock, or back after a reconnect) is not forwarded either.
+        if publishing
+            && self.call.guests_suspended()
+            && self
+                .call
+                .participant(me)
+                .is_some_and(|p| !p.identity.is_authenticated())
+        {
+            self.media_suspend(me, true);
+        }
     }
 
     /// `mute`: what a participant says it sends; a change of screen sharing shows

@@ -55,6 +55,9 @@ pub enum Action {
     LockLobby {
         locked: bool,
     },
+    SuspendGuests {
+        suspended: bool,
+    },
     /// The connection's sign-in ended (signed out, session expired, token revoked):
     /// it keeps its place but loses member powers.
     SignedOut,

@@ -25,6 +25,20 @@ impl CallTask {
         });
     }
 
+    /// Stops or restarts forwarding a participant's media.
+    pub(super) fn media_suspend(&mut self, participant: ParticipantId, suspended: bool) {
+        if self.deps.media.is_some() {
+            self.effects.push(Effect::Media {
+                client: None,
+                command: sfu::MediaCommand::Suspend {
+                    call: sfu::CallKey(self.link_pk),
+                    participant: participant.0,
+                    suspended,
+                },
+            });
+        }
+    }
+
     /// Closes a participant's media connections.
     pub(super) fn media_leave(&mut self, participant: ParticipantId) {
         self.media_states.remove(&participant);
@@ -148,6 +162,17 @@ impl CallTask {
                         self.set_role(gone, Role::Idle);
                     }
                 }
+                CallEvent::GuestsSuspended { suspended, .. } => {
+                    let guests: Vec<ParticipantId> = self
+                        .call
+                        .participants()
+                        .filter(|p| !p.identity.is_authenticated())
+                        .map(|p| p.id)
+                        .collect();
+                    for guest in guests {
+                        self.media_suspend(guest, suspended);
+                    }
+                }
                 CallEvent::Joined { .. }
                 | CallEvent::ConnectionDropped { .. }
                 | CallEvent::Resumed { .. }
@@ -181,6 +206,7 @@ impl CallTask {
                     .media_states
                     .get(&p.id)
                     .is_some_and(|m| m.sharing_screen),
+                suspended: self.call.guests_suspended() && !p.identity.is_authenticated(),
                 removable_until: (!p.identity.is_authenticated()).then(|| p.joined_at + window),
             })
             .collect();
@@ -221,6 +247,7 @@ impl CallTask {
                 client: id,
                 message: ServerMessage::Roster {
                     participants: roster.clone(),
+                    guests_suspended: self.call.guests_suspended(),
                     now,
                 },
             });

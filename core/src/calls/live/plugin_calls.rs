@@ -152,6 +152,13 @@ impl CallTask {
                     .map_err(|e| PluginCallError::NotAllowed(e.to_string()))?;
                 Ok(PluginCallAnswer::Done)
             }
+            PluginCallAction::SuspendGuests { as_user, suspended } => {
+                let me = self.member_on_call(as_user, "suspend the guests")?;
+                self.call
+                    .suspend_guests(me, suspended)
+                    .map_err(|e| PluginCallError::NotAllowed(e.to_string()))?;
+                Ok(PluginCallAnswer::Done)
+            }
         }
     }
 

@@ -40,6 +40,12 @@ pub enum PluginCallAction {
         as_user: i64,
         locked: bool,
     },
+    /// Suspend or resume every guest as `as_user`, who must be on the call
+    /// (`moderation`).
+    SuspendGuests {
+        as_user: i64,
+        suspended: bool,
+    },
 }
 
 /// Whose origin a plugin asks for.

@@ -220,6 +220,24 @@ impl Host for HostState {
         .await)
     }
 
+    async fn suspend_guests(
+        &mut self,
+        link: String,
+        as_user: i64,
+        suspended: bool,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        Ok(async {
+            self.moderation()?
+                .act(
+                    &link,
+                    as_user,
+                    PluginCallAction::SuspendGuests { as_user, suspended },
+                )
+                .await
+        }
+        .await)
+    }
+
     async fn rotate_link(
         &mut self,
         as_user: i64,

@@ -50,6 +50,13 @@ impl Engine {
         let Some(source) = room.sources.get_mut(&source_id) else {
             return;
         };
+        if room
+            .members
+            .get(&from.participant)
+            .is_some_and(|m| m.suspended)
+        {
+            return;
+        }
         if packet.payload.is_empty() {
             // Padding only (bandwidth probing): not media, not a sign of a live layer.
             for member in room.members.values_mut() {

@@ -171,6 +171,13 @@ pub enum MediaCommand {
         participant: u32,
         screen: bool,
     },
+    /// Stop (or restart) forwarding everything the participant publishes: its
+    /// packets are dropped on arrival, still encrypted, and nobody receives them.
+    Suspend {
+        call: CallKey,
+        participant: u32,
+        suspended: bool,
+    },
     /// The participant is no longer on the call: close its connections.
     Leave { call: CallKey, participant: u32 },
     /// From now on, keep a copy of every payload forwarded (tests only).
@@ -190,6 +197,7 @@ impl MediaCommand {
             | MediaCommand::SubscribeAnswer { call, .. }
             | MediaCommand::SetQuality { call, .. }
             | MediaCommand::Sharing { call, .. }
+            | MediaCommand::Suspend { call, .. }
             | MediaCommand::Leave { call, .. } => Some(*call),
             #[cfg(any(test, feature = "test-tap"))]
             MediaCommand::Fail { call, .. } => Some(*call),
@@ -570,6 +578,11 @@ impl Engine {
                 participant,
                 screen,
             } => self.set_sharing(now, call, participant, screen),
+            MediaCommand::Suspend {
+                call,
+                participant,
+                suspended,
+            } => self.set_suspended(now, call, participant, suspended),
             MediaCommand::Leave { call, participant } => self.leave(now, call, participant),
             #[cfg(any(test, feature = "test-tap"))]
             MediaCommand::Fail { call, teardown } => {

@@ -54,6 +54,46 @@ impl Engine {
         self.request_owed_keyframes(now, call);
     }
 
+    /// Stops or restarts forwarding a participant's media. On restart every
+    /// subscriber of its video starts over at the next keyframe, which is asked for
+    /// at once, so the tiles come back without waiting for the next one.
+    pub(super) fn set_suspended(
+        &mut self,
+        now: Instant,
+        call: CallKey,
+        participant: u32,
+        suspended: bool,
+    ) {
+        let Some(room) = self.rooms.get_mut(&call) else {
+            return;
+        };
+        let Some(member) = room.members.get_mut(&participant) else {
+            return;
+        };
+        if member.suspended == suspended {
+            return;
+        }
+        member.suspended = suspended;
+        if suspended {
+            return;
+        }
+        let owned: Vec<SourceId> = room
+            .sources
+            .iter()
+            .filter(|(_, s)| s.owner == participant)
+            .map(|(id, _)| *id)
+            .collect();
+        for member in room.members.values_mut() {
+            for id in &owned {
+                if let Some(forwarder) = member.bindings.get_mut(id).and_then(|b| b.video.as_mut())
+                {
+                    forwarder.resync();
+                }
+            }
+        }
+        self.request_owed_keyframes(now, call);
+    }
+
     pub(super) fn publish(
         &mut self,
         now: Instant,
@@ -86,6 +126,7 @@ impl Engine {
             negotiating: false,
             renegotiate: false,
             sharing_screen: true,
+            suspended: false,
             downlink: Downlink::default(),
             caps: HashMap::new(),
         });

@@ -52,6 +52,9 @@ pub(super) struct Member {
     /// [`MediaCommand::Sharing`]); until a client says otherwise, a screen track that
     /// sends is shown.
     pub(super) sharing_screen: bool,
+    /// Nothing this participant publishes is forwarded (see
+    /// [`MediaCommand::Suspend`]).
+    pub(super) suspended: bool,
     /// The subscriber's downlink estimate, and the layer caps it led to.
     pub(super) downlink: Downlink,
     pub(super) caps: HashMap<SourceId, usize>,
