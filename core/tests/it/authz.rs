@@ -173,6 +173,7 @@ fn message(kind: &str, scene: &Scene) -> Value {
         "set_quality" => json!({ "participant": scene.host_id, "layer": 0 }),
         "mute" => json!({ "audio": false, "video": false }),
         "lock_lobby" => json!({ "locked": true }),
+        "suspend_guests" => json!({ "suspended": true }),
         "plugin" => json!({ "plugin": "hello", "payload": payload }),
         "e2ee" => json!({ "to": scene.victim_id, "payload": payload }),
         other => panic!("no message for {other}"),
@@ -250,6 +251,10 @@ const MATRIX: &[(&str, [Want; 6])] = &[
     ("lock_lobby", [
         Refused("not_joined"), Refused("not_allowed"), Refused("not_joined"),
         Seen("host", "lobby"), Seen("me", "lobby"), Seen("me", "lobby"),
+    ]),
+    ("suspend_guests", [
+        Refused("not_joined"), Refused("not_allowed"), Refused("not_joined"),
+        Seen("victim", "roster"), Seen("victim", "roster"), Seen("me", "lobby"),
     ]),
     ("ping", [
         Seen("me", "pong"), Seen("me", "pong"), Seen("me", "pong"),

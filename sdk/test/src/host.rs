@@ -222,6 +222,18 @@ impl World {
         self.counter
     }
 
+    /// The name and address of account `user`: what the test set, else `User {id}`
+    /// at `user{id}@confab.test`.
+    pub fn contact(&self, user: i64) -> Contact {
+        self.contacts
+            .get(&user)
+            .cloned()
+            .unwrap_or_else(|| Contact {
+                name: format!("User {user}"),
+                email: format!("user{user}@confab.test"),
+            })
+    }
+
     /// Stores `entry` under `key`, replacing what was there.
     pub fn kv_put(&mut self, key: String, entry: KvEntry) {
         self.kv_bytes += (key.len() + entry.value.len()) as u64;
@@ -401,15 +413,7 @@ impl users::Host for HostState {
     fn get_contact(&mut self, as_user: i64) -> Result<Contact, Error> {
         self.setup.check(Capability::Users)?;
         self.acting_as(as_user)?;
-        Ok(self
-            .world
-            .contacts
-            .get(&as_user)
-            .cloned()
-            .unwrap_or_else(|| Contact {
-                name: format!("User {as_user}"),
-                email: format!("user{as_user}@confab.test"),
-            }))
+        Ok(self.world.contact(as_user))
     }
 }
 
@@ -838,17 +842,13 @@ impl moderation::Host for HostState {
             .world
             .admins
             .iter()
-            .filter_map(|id| self.world.contacts.get(id).cloned())
+            .map(|id| self.world.contact(*id))
             .collect())
     }
 
     fn contact_of(&mut self, user: i64) -> Result<Contact, Error> {
         self.setup.check(Capability::Moderation)?;
-        self.world
-            .contacts
-            .get(&user)
-            .cloned()
-            .ok_or_else(|| Error::NotFound(format!("no user {user}")))
+        Ok(self.world.contact(user))
     }
 }
 
