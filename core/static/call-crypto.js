@@ -40,6 +40,7 @@ import {
   ratchet,
   streamIndex,
   safetyCode,
+  secretId,
   sealData,
   senderKey,
   unwrapKey,
@@ -93,13 +94,14 @@ export class CallCrypto {
   /**
    * @param {object} options
    * @param {string} options.secret the link secret from `#k=`
-   * @param {string} options.linkId
    * @param {(message: object) => void} options.send signaling
    * @param {() => void} options.onChange the state below changed (peers, safety code, failures)
    * @param {boolean} [options.probe] tests only: the worker copies the first plain frames sent
    */
-  constructor({ secret, linkId, send, onChange, probe = false }) {
-    this.linkId = linkId;
+  constructor({ secret, send, onChange, probe = false }) {
+    // Set by init: the secret's id (e2ee.secretId), the same under every address
+    // the link has had.
+    this.linkId = null;
     this.send = send;
     this.onChange = onChange;
     this.api = frameApi();
@@ -145,6 +147,7 @@ export class CallCrypto {
   }
 
   async init(secret) {
+    this.linkId = await secretId(secret);
     this.link = await linkKeys(secret, this.linkId);
   }
 

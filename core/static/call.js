@@ -68,7 +68,6 @@ const canEncrypt = Boolean(window.isSecureContext && crypto.subtle && frameApi()
 const encryption = secret && canEncrypt
   ? new CallCrypto({
     secret,
-    linkId,
     send,
     onChange: () => showSecurity(),
     probe: testHooks && Boolean(localStorage.getItem("confab.e2eeProbe")),

@@ -487,8 +487,19 @@ export class FrameCrypto {
 }
 
 /**
+ * The name a call's cryptography binds everything to (hellos, pair keys,
+ * commitments, the safety code): derived from the link secret alone, not from the
+ * link's public id, because rotating a link gives it a new id and keeps its
+ * secret; people already on the call and newcomers through the new address must
+ * agree. The secret is random per link, so this still tells links apart.
+ */
+export async function secretId(secret) {
+  return toBase64Url(await hkdf(fromBase64Url(secret), "confab e2ee link id", 128));
+}
+
+/**
  * What the link secret gives: the key that authenticates everyone's public key,
- * and the salt of the pairwise keys.
+ * and the salt of the pairwise keys. `linkId` is the call's `secretId`.
  */
 export async function linkKeys(secret, linkId) {
   const raw = fromBase64Url(secret);

@@ -408,6 +408,12 @@ pub mod users {
     pub fn contact(as_user: i64) -> Result<Contact, Error> {
         users::get_contact(as_user)
     }
+
+    /// Whether `as_user`, who must be the user the plugin acts for, is an
+    /// administrator of this server (since 1.2).
+    pub fn is_admin(as_user: i64) -> Result<bool, Error> {
+        users::is_admin(as_user)
+    }
 }
 
 /// Live calls (needs the `calls` permission).
@@ -439,9 +445,38 @@ pub mod mail {
     use crate::bindings::confab::plugin::mail;
     pub use crate::bindings::confab::plugin::mail::{Attachment, Message};
 
+    /// `Name <address>` for `to`, `cc` or `reply_to`: the name in double quotes
+    /// when it has characters that mean something in an address (`@`, `,`, `.` …),
+    /// control characters dropped; the address alone when the name is empty.
+    pub fn mailbox(name: &str, address: &str) -> String {
+        let name: String = name.chars().filter(|c| !c.is_control()).collect();
+        let name = name.trim();
+        if name.is_empty() {
+            address.to_string()
+        } else if name.contains([
+            '(', ')', '<', '>', '[', ']', ':', ';', '@', '\\', ',', '.', '"',
+        ]) {
+            let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
+            format!("\"{quoted}\" <{address}>")
+        } else {
+            format!("{name} <{address}>")
+        }
+    }
+
     /// Queues a message; returns its outbox id.
     pub fn queue(message: &Message) -> Result<String, Error> {
         mail::queue(message)
+    }
+
+    /// Queues a message with RFC 8058 one-click unsubscribe: `List-Unsubscribe:
+    /// <unsubscribe_url>` and `List-Unsubscribe-Post: List-Unsubscribe=One-Click`
+    /// (since 1.2). The URL is `https` (or on the server's own address); the
+    /// plugin answers the `POST` a mail provider sends there.
+    pub fn queue_with_unsubscribe(
+        message: &Message,
+        unsubscribe_url: &str,
+    ) -> Result<String, Error> {
+        mail::queue_with_unsubscribe(message, unsubscribe_url)
     }
 }
 
@@ -558,6 +593,24 @@ mod tests {
         );
         let bytes: [u8; SDK_VERSION.len()] = __version_bytes();
         assert_eq!(&bytes, SDK_VERSION.as_bytes());
+    }
+
+    #[test]
+    fn mailboxes_quote_names_that_would_break_the_address() {
+        use super::mail::mailbox;
+        assert_eq!(
+            mailbox("Ana Lima", "ana@example.org"),
+            "Ana Lima <ana@example.org>"
+        );
+        assert_eq!(mailbox(" ", "ana@example.org"), "ana@example.org");
+        assert_eq!(
+            mailbox("User ana@example.org", "ana@example.org"),
+            "\"User ana@example.org\" <ana@example.org>"
+        );
+        assert_eq!(
+            mailbox("Lima, \"Ana\"\r\n", "ana@example.org"),
+            "\"Lima, \\\"Ana\\\"\" <ana@example.org>"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! unchanged; otherwise quoted-printable, which every client decodes before a click.
 
 use lettre::Message;
-use lettre::message::header::{ContentDisposition, ContentType};
+use lettre::message::header::{ContentDisposition, ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Mailboxes, MultiPart, SinglePart};
 
 use crate::store::{OutboxMessage, mail_outbox_attachment};
@@ -64,6 +64,48 @@ fn attachment_part(a: &mail_outbox_attachment::Model) -> Result<SinglePart, Comp
         .body(a.data.clone()))
 }
 
+/// `List-Unsubscribe` (RFC 2369) with one URL, as RFC 8058 wants it.
+#[derive(Clone)]
+struct ListUnsubscribe(String);
+
+impl Header for ListUnsubscribe {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(
+            s.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string(),
+        ))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), format!("<{}>", self.0))
+    }
+}
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058): the URL
+/// unsubscribes with one `POST`, no page to visit.
+#[derive(Clone)]
+struct ListUnsubscribePost;
+
+impl Header for ListUnsubscribePost {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".to_string())
+    }
+}
+
 /// Builds the message for `row`, sent from `from`.
 pub fn compose(row: &OutboxMessage, from: &Mailbox) -> Result<Message, ComposeError> {
     let m = &row.message;
@@ -80,6 +122,20 @@ pub fn compose(row: &OutboxMessage, from: &Mailbox) -> Result<Message, ComposeEr
     }
     if let Some(reply_to) = &m.reply_to {
         builder = builder.reply_to(mailbox("reply-to", reply_to)?);
+    }
+    // Checked when queued; checked again, as a row may come from an older server.
+    if let Some(url) = &m.list_unsubscribe {
+        if url.is_empty()
+            || !url.is_ascii()
+            || url.contains(|c: char| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+        {
+            return Err(ComposeError(format!(
+                "the unsubscribe URL {url:?} cannot go into a header"
+            )));
+        }
+        builder = builder
+            .header(ListUnsubscribe(url.clone()))
+            .header(ListUnsubscribePost);
     }
 
     let text = SinglePart::builder()

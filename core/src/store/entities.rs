@@ -248,6 +248,9 @@ pub mod mail_outbox {
         pub claim: Option<String>,
         /// When the SMTP server (or the file outbox) accepted it.
         pub sent_at: Option<DateTimeUtc>,
+        /// The URL of RFC 8058 one-click unsubscribe (`List-Unsubscribe`), for
+        /// mail a recipient may ask not to get again.
+        pub list_unsubscribe: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -50,6 +50,9 @@ pub struct NewMail {
     pub plugin: Option<String>,
     /// The `Message-ID` header, without angle brackets (the outbox makes one).
     pub message_id: Option<String>,
+    /// One-click unsubscribe (RFC 8058): the URL of `List-Unsubscribe`, sent with
+    /// `List-Unsubscribe-Post: List-Unsubscribe=One-Click`.
+    pub list_unsubscribe: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -131,6 +134,7 @@ impl Store {
             message_id: Set(mail.message_id),
             claim: Set(None),
             sent_at: Set(None),
+            list_unsubscribe: Set(mail.list_unsubscribe),
         })
         .exec(&txn)
         .await?

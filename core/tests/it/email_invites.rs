@@ -2,7 +2,7 @@
 //! an invitation for a scheduled link is an iMIP REQUEST (checked by Python's
 //! `email` and `icalendar`), moving the call sends an update, revoking the link a
 //! cancellation; a link without a date gets a plain invitation; bad input queues
-//! nothing.
+//! nothing; RFC 8058 one-click unsubscribe keeps later invitations away.
 
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,17 @@ fn calendar(m: &Value) -> &Value {
     &m["calendars"][0]
 }
 
+/// The links of a mail's text and HTML, but for the unsubscribe link at its foot.
+fn call_links(m: &Value) -> Vec<String> {
+    links_in(m)
+        .into_iter()
+        .filter(|l| !l.contains(UNSUBSCRIBE))
+        .collect()
+}
+
+/// Where every invitation's unsubscribe link points.
+const UNSUBSCRIBE: &str = "/p/email-invites/unsubscribe?t=";
+
 fn by_recipient<'a>(messages: &'a [Received], address: &str) -> &'a Received {
     messages
         .iter()
@@ -120,7 +131,7 @@ async fn an_invitation_for_a_scheduled_call_is_an_imip_request_that_follows_the_
         assert!(file["filename"].as_str().unwrap().ends_with(".ics"));
 
         // The link exactly as shared: in the text, in the HTML, in the calendar.
-        let links = links_in(&m);
+        let links = call_links(&m);
         assert!(links.len() >= 2, "{m:#}");
         assert!(links.iter().all(|l| *l == shared), "{links:?} ≠ {shared}");
         let html = leaves(tree)
@@ -273,11 +284,136 @@ async fn a_link_without_a_date_gets_a_plain_invitation_in_the_file_outbox() {
     let m = crate::smtp::mime(&file);
     assert_eq!(m["tree"]["content_type"], "multipart/alternative", "{m:#}");
     assert_eq!(m["calendars"], json!([]), "no calendar without a date");
-    let links = links_in(&m);
+    let links = call_links(&m);
     assert!(
         links.len() >= 2 && links.iter().all(|l| *l == shared),
         "{links:?}"
     );
+}
+
+/// The value of top-level header `name` of a described message.
+fn header_of(m: &Value, name: &str) -> Option<String> {
+    m["all_headers"]
+        .as_array()?
+        .iter()
+        .find(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+        .and_then(|h| h[1].as_str().map(str::to_string))
+}
+
+/// RFC 8058 over real SMTP: each delivered invitation carries `List-Unsubscribe`
+/// with an https URL and `List-Unsubscribe-Post`; the mail provider's one-click
+/// POST (no cookies) keeps every later invitation from that address, and the sender
+/// is told; a recipient's report counts against the sender, which administrators
+/// see.
+#[tokio::test]
+async fn one_click_unsubscribe_from_a_delivered_invitation_suppresses_the_next() {
+    let sink = SmtpSink::start(SinkOptions {
+        starttls: true,
+        ..SinkOptions::default()
+    })
+    .await;
+    let app = app_with_relay(&sink).await;
+    let delivery = app.start_mail();
+    let (token, _id, shared) = ana_and_link(&app, None).await;
+    let res = invite(
+        &app,
+        &token,
+        json!({ "url": shared, "recipients": ["bo@example.org", "cy@example.org"] }),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+    let messages = sink.wait_for(2, WAIT).await;
+
+    let mut urls = Vec::new();
+    for address in ["bo@example.org", "cy@example.org"] {
+        let m = by_recipient(&messages, address).mime();
+        let header = header_of(&m, "List-Unsubscribe").unwrap_or_else(|| panic!("{m:#}"));
+        let url = header
+            .strip_prefix('<')
+            .and_then(|h| h.strip_suffix('>'))
+            .unwrap_or_else(|| panic!("not <url>: {header}"))
+            .to_string();
+        assert!(
+            url.starts_with(&format!("https://meet.example.org{UNSUBSCRIBE}")),
+            "{url}"
+        );
+        assert_eq!(
+            header_of(&m, "List-Unsubscribe-Post").as_deref(),
+            Some("List-Unsubscribe=One-Click")
+        );
+        // And visibly, in both bodies.
+        assert!(
+            links_in(&m).iter().filter(|l| **l == url).count() >= 2,
+            "{m:#}"
+        );
+        assert_eq!(m["defects"], json!([]), "{m:#}");
+        urls.push(url);
+    }
+    let path = |url: &str| {
+        url.strip_prefix("https://meet.example.org")
+            .unwrap()
+            .to_string()
+    };
+
+    // Bo's mail provider unsubscribes with one POST, without cookies.
+    let one_click = app
+        .post(&path(&urls[0]))
+        .form("List-Unsubscribe=One-Click")
+        .send()
+        .await;
+    assert_eq!(one_click.status, StatusCode::OK, "{}", one_click.text());
+
+    // Ana invites Bo again, and Dee: only Dee gets a mail, and Ana is told why.
+    let res = invite(
+        &app,
+        &token,
+        json!({ "url": shared, "recipients": ["bo@example.org", "dee@example.org"] }),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+    let answer = res.json();
+    assert_eq!(answer["queued"], 1, "{answer}");
+    assert_eq!(answer["not_sent"][0]["email"], "bo@example.org", "{answer}");
+    assert_eq!(
+        answer["not_sent"][0]["reason"],
+        "This person asked not to get invitations from this server."
+    );
+    let messages = sink.wait_for(3, WAIT).await;
+    assert_eq!(messages[2].envelope["rcpt_tos"], json!(["dee@example.org"]));
+
+    // Cy opens the page (nothing changes), then reports the invitation.
+    let page = app.get(&path(&urls[1])).send().await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains("Report this invitation as unwanted"));
+    let reported = app
+        .post(&path(&urls[1]))
+        .header("origin", "https://meet.example.org")
+        .form("action=report")
+        .send()
+        .await;
+    assert_eq!(reported.status, StatusCode::OK, "{}", reported.text());
+    assert!(reported.text().contains("Your report was passed on"));
+    let admin = app.admin_token().await;
+    let list = app
+        .get("/p/email-invites/reported")
+        .bearer(&admin)
+        .send()
+        .await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text());
+    let list = list.json();
+    assert_eq!(list["senders"][0]["email"], "ana@example.org", "{list}");
+    assert_eq!(list["senders"][0]["reported"], 1, "{list}");
+    let not_admin = app
+        .get("/p/email-invites/reported")
+        .bearer(&token)
+        .send()
+        .await;
+    assert_eq!(not_admin.status, StatusCode::FORBIDDEN);
+
+    // Nothing more went out.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.messages().len(), 3);
+    delivery.stop().await;
 }
 
 #[tokio::test]
@@ -394,9 +530,11 @@ async fn delivered_mails(app: &TestApp, n: usize) -> Vec<Value> {
     }
 }
 
-/// Every link to `base` in a mail's text and HTML, each of which must be `url`.
+/// Every link to `base` in a mail's text and HTML (but the unsubscribe link), each
+/// of which must be `url`.
 fn assert_links_are(m: &Value, base: &str, url: &str) {
-    let links = crate::mail::links_starting(m, base);
+    let mut links = crate::mail::links_starting(m, base);
+    links.retain(|l| !l.contains(UNSUBSCRIBE));
     assert!(links.len() >= 2, "{m:#}");
     assert!(links.iter().all(|l| l == url), "{links:?} ≠ {url}");
 }

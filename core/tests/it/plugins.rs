@@ -1099,6 +1099,7 @@ mod in_the_database {
             ],
             plugin: None,
             message_id: None,
+            list_unsubscribe: None,
         };
         let id = outbox.enqueue(mail).await.unwrap();
         let stored = app.store.outbox_message(id).await.unwrap().unwrap();
@@ -1127,6 +1128,7 @@ mod in_the_database {
                 html: Some("<p>Hello</p>".into()),
                 attachments: Vec::new(),
             },
+            Some("https://confab.example/p/p/unsubscribe?t=x".into()),
         )
         .await
         .unwrap();
@@ -1139,6 +1141,12 @@ mod in_the_database {
         assert_ne!(other.message.id, id);
         assert_eq!(other.cc(), ["cy@example.org"]);
         assert_eq!(other.message.plugin.as_deref(), Some("p"));
+        assert_eq!(
+            other.message.list_unsubscribe.as_deref(),
+            Some("https://confab.example/p/p/unsubscribe?t=x"),
+            "the unsubscribe URL is kept for delivery"
+        );
+        assert_eq!(stored.message.list_unsubscribe, None);
         assert!(other.attachments.is_empty());
         assert_eq!(app.store.outbox_message(id + 1000).await.unwrap(), None);
         assert_eq!(

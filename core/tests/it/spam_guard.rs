@@ -1,7 +1,9 @@
 //! The bundled spam-guard plugin through the real server, over real WebSockets:
 //! remove-and-block keeps a guest out of the link's later calls by browser and by
 //! network (on SQLite and PostgreSQL), deny-and-report and the lobby lock act as the
-//! reporter, and the administrators' review queue shows what was reported.
+//! reporter, and the administrators' review queue shows what was reported; the
+//! administrators get one mail per batch of reports over real SMTP; knocks from
+//! eleven networks warn the owner's call page, which rotates the link.
 
 use std::net::IpAddr;
 
@@ -332,5 +334,190 @@ async fn suspending_the_guests_stops_their_video_until_resumed() {
     host.wait_text("#suspend-guests", "Suspend guests").await;
     host.wait_video_flowing(&camera).await;
     guest.close().await;
+    host.close().await;
+}
+
+/// Over real SMTP: every administrator gets one mail for a batch of reports, not
+/// one per report; a batch is mailed once; the next report starts a new batch.
+#[tokio::test]
+async fn administrators_get_one_mail_per_batch_of_reports_over_smtp() {
+    use crate::smtp::{SinkOptions, SmtpSink};
+    use std::time::Duration;
+
+    let sink = SmtpSink::start(SinkOptions {
+        starttls: true,
+        ..SinkOptions::default()
+    })
+    .await;
+    let (port, ca) = (
+        sink.port(),
+        sink.ca_pem_path().unwrap().display().to_string(),
+    );
+    let app = TestApp::sqlite_with(|c| {
+        with_spam_guard(c);
+        c.mail.smtp_host = "localhost".into();
+        c.mail.smtp_port = port;
+        c.mail.smtp_tls = confab_core::config::SmtpTls::Starttls;
+        c.mail.smtp_ca_file = ca;
+        c.mail.poll_interval_ms = 50;
+    })
+    .await;
+    let delivery = app.start_mail();
+    let s = scene(app).await;
+    s.app
+        .user_with_token("ops@example.org", confab_core::accounts::Role::Admin)
+        .await;
+    let _host = host(&s).await;
+    let notify = || async {
+        s.app
+            .state
+            .plugins
+            .fire_timer(s.app.state.plugin_deps(), "spam-guard", "notify-admins")
+            .await
+            .unwrap();
+    };
+    let mut guests = Vec::new();
+    for (i, name) in ["Ads", "More ads", "Even more ads"].into_iter().enumerate() {
+        let mut ws = guest(&s, fresh_loopback(), None).await;
+        let joined = ws
+            .join_as_guest(name, &format!("guest-key-{:012}", 900 + i))
+            .await;
+        assert_eq!(joined["type"], "joined", "{joined}");
+        let (status, answer) = report(
+            &s,
+            json!({ "link": s.link, "participant": joined["participant"], "category": "spam", "action": "report" }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        guests.push((ws, joined["participant"].clone()));
+    }
+    notify().await;
+    let messages = sink.wait_for(2, Duration::from_secs(30)).await;
+    let mut to: Vec<String> = messages
+        .iter()
+        .map(|m| m.envelope["rcpt_tos"][0].as_str().unwrap().to_string())
+        .collect();
+    to.sort();
+    assert_eq!(to, ["admin@example.org", "ops@example.org"]);
+    for m in &messages {
+        let m = m.mime();
+        assert_eq!(m["headers"]["Subject"], "3 new reports on Confab", "{m:#}");
+        let text = crate::mail::leaves(&m["tree"])
+            .into_iter()
+            .find(|l| l["content_type"] == "text/plain")
+            .unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for name in ["\"Ads\"", "\"More ads\"", "\"Even more ads\""] {
+            assert!(text.contains(name), "{text}");
+        }
+    }
+
+    // The same batch is not mailed again.
+    notify().await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(sink.messages().len(), 2);
+
+    // A new report is a new batch of one.
+    let (status, answer) = report(
+        &s,
+        json!({ "link": s.link, "participant": guests[0].1, "category": "harassment", "action": "report", "note": "again" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    notify().await;
+    let messages = sink.wait_for(4, Duration::from_secs(30)).await;
+    for m in &messages[2..] {
+        assert_eq!(m.mime()["headers"]["Subject"], "1 new report on Confab");
+    }
+    delivery.stop().await;
+}
+
+/// In real browsers: knocks from eleven networks within minutes make the owner's
+/// call page say the link may have leaked; Rotate link there gives a new address
+/// that works (guests now wait for approval) while the old one stops at once.
+#[tokio::test]
+async fn knocks_from_eleven_networks_warn_the_owner_who_rotates_from_the_notice() {
+    use crate::support::browser::{
+        Driver, SECRET, admits, app_with_link_and, guest_asks, host_joins,
+    };
+
+    let (app, base, link) = app_with_link_and(32, with_spam_guard).await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let addr = base.trim_start_matches("http://");
+    let mut knockers = Vec::new();
+    for i in 0..11 {
+        let mut ws = Ws::open_from(addr, &link, None, fresh_loopback()).await;
+        let answer = ws
+            .join_as_guest(
+                &format!("Knocker {i}"),
+                &format!("guest-key-{:012}", 700 + i),
+            )
+            .await;
+        assert_eq!(answer["type"], "waiting", "{answer}");
+        knockers.push(ws);
+    }
+    host.wait_text(
+        ".spam-guard-leaked",
+        "This link may have been shared beyond the people you invited.",
+    )
+    .await;
+    host.wait_text(
+        ".spam-guard-numbers",
+        "11 different networks asked to join in the last 10 minutes",
+    )
+    .await;
+
+    host.click(".spam-guard-leaked button[data-action=rotate]")
+        .await;
+    host.wait_js("document.querySelector('.spam-guard-new-link').value.includes('/j/')")
+        .await;
+    let new_url = host
+        .client
+        .execute(
+            "return document.querySelector('.spam-guard-new-link').value",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let new_url = new_url.as_str().unwrap().to_string();
+    let new_id = new_url
+        .strip_prefix(&format!("{base}/j/"))
+        .and_then(|rest| rest.split_once('#'))
+        .map(|(id, fragment)| {
+            assert_eq!(fragment, format!("k={SECRET}"), "the page's own secret");
+            id.to_string()
+        })
+        .unwrap_or_else(|| panic!("{new_url}"));
+    assert_ne!(new_id, link);
+
+    // The old address stops working; the new one asks for approval.
+    let old = app.get(&format!("/j/{link}")).send().await;
+    assert_eq!(old.status, StatusCode::NOT_FOUND);
+    let info = app
+        .get(&format!("/api/v1/links/{new_id}"))
+        .bearer(&app.token_for("host@example.org").await)
+        .send()
+        .await;
+    assert_eq!(
+        info.json()["policy"]["guests_need_approval"],
+        true,
+        "{}",
+        info.text()
+    );
+    for knocker in knockers {
+        knocker.close().await;
+    }
+    host.wait_js("!document.querySelector('#lobby li')").await;
+
+    // Someone invited joins this very call through the new address: admitted, their
+    // media decrypts on the host's page (the keys come from the secret, which the
+    // new address keeps).
+    let friend = guest_asks(&driver, &base, &new_id, "Invited Friend").await;
+    let friend_id = admits(&host, &friend, "Invited Friend").await;
+    host.wait_media_from(&[friend_id]).await;
+    friend.close().await;
     host.close().await;
 }

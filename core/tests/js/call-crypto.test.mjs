@@ -21,9 +21,10 @@ globalThis.localStorage = { getItem: () => null };
 const { CallCrypto, GHOST_WARNING_MS } = await import("../../static/call-crypto.js");
 const e2ee = await import("../../static/e2ee.js");
 
-const LINK = "LinkForTests1";
 const CALL = "CallForTests0001";
 const secret = e2ee.newSecret();
+// What the pages bind the call to: the secret's id, whatever address the link has.
+const LINK = await e2ee.secretId(secret);
 
 function decode(payload) {
   return JSON.parse(new TextDecoder().decode(e2ee.fromBase64(payload)));
@@ -32,7 +33,7 @@ function decode(payload) {
 /** A page on the call as participant `me`; `sent` is what it gave the server. */
 async function page(me) {
   const sent = [];
-  const p = new CallCrypto({ secret, linkId: LINK, send: (m) => sent.push(m), onChange: () => {} });
+  const p = new CallCrypto({ secret, send: (m) => sent.push(m), onChange: () => {} });
   p.sent = sent;
   await p.start(me, CALL);
   return p;
@@ -394,4 +395,29 @@ test("round messages that are malformed or out of bounds are ignored", async () 
   assert.equal(alice.attempt, 0);
   assert.equal(alice.code, "");
   alice.close();
+});
+
+test("a link rotated during the call keeps its secret, so newcomers through the new address agree with everyone", async () => {
+  // Alice opened the link at its first address, Bob at the address it has after a
+  // rotation: a new public id, the same secret. The pages are built as the call
+  // page builds them, each told its own address's id.
+  assert.notEqual(await e2ee.secretId(e2ee.newSecret()), LINK, "another link, another id");
+  const at = async (me, publicId) => {
+    const sent = [];
+    const p = new CallCrypto({ secret, linkId: publicId, send: (m) => sent.push(m), onChange: () => {} });
+    p.sent = sent;
+    await p.start(me, CALL);
+    return p;
+  };
+  const alice = await at(1, "FirstAddress1");
+  alice.rosterChanged(roster(1));
+  const bob = await at(2, "RotatedAddr22");
+  alice.rosterChanged(roster(1, 2));
+  bob.rosterChanged(roster(1, 2));
+  await settle(alice, bob);
+  assert.deepEqual([...alice.peers.keys()], [2]);
+  assert.deepEqual([...bob.peers.keys()], [1]);
+  assert.match(alice.code, CODE);
+  assert.equal(alice.code, bob.code);
+  for (const p of [alice, bob]) p.close();
 });

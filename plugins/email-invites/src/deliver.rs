@@ -9,6 +9,7 @@ use confab_plugin_sdk::{Error, Link, Schedule, links, log, mail, users};
 
 use crate::input::Person;
 use crate::mails;
+use crate::optout::{self, Signer};
 use crate::record::{InviteRecord, Observed};
 use crate::store;
 use crate::when::When;
@@ -54,7 +55,8 @@ pub fn organizer(user: i64) -> Option<Person> {
 /// Why sending stopped before everyone due had their mail.
 #[derive(Debug)]
 pub enum Stopped {
-    /// `mail.queue` refused (its hourly limit, the outbox unavailable …).
+    /// `mail.queue` refused (its hourly limit, the outbox unavailable …), or the
+    /// suppression list or signing key could not be read.
     Queue(Error),
     /// A mail could not be written.
     Compose(mails::ComposeError),
@@ -70,17 +72,36 @@ impl std::fmt::Display for Stopped {
 }
 
 /// Sends every invitee what they are due (an update, a cancellation, or an
-/// invitation that never went out), marking each one sent in `record`. Stops at
-/// the first refusal; whoever is left is still due and gets it next time.
+/// invitation that never went out), marking each one sent in `record`. Someone who
+/// asked not to get invitations gets nothing and is settled. Stops at the first
+/// refusal; whoever is left is still due and gets it next time.
 pub fn due(record: &mut InviteRecord, now: DateTime<Utc>) -> Result<usize, Stopped> {
+    let pending: Vec<usize> = (0..record.invitees.len())
+        .filter(|&i| record.due(i).is_some())
+        .collect();
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let emails: Vec<&str> = pending
+        .iter()
+        .map(|&i| record.invitees[i].email.as_str())
+        .collect();
+    let suppressed = optout::suppressed(&emails).map_err(Stopped::Queue)?;
+    let signer = Signer::load().map_err(Stopped::Queue)?;
     let mut sent = 0;
-    for index in 0..record.invitees.len() {
+    for (position, &index) in pending.iter().enumerate() {
         let Some(notice) = record.due(index) else {
             continue;
         };
+        if suppressed.contains(&position) {
+            record.settle(index);
+            continue;
+        }
         let to = record.invitees[index].person();
-        let message = mails::compose(record, notice, &to, None, now).map_err(Stopped::Compose)?;
-        match mail::queue(&message) {
+        let unsubscribe = signer.url(record.owner, &record.link_id, &to.email);
+        let message = mails::compose(record, notice, &to, None, &unsubscribe, now)
+            .map_err(Stopped::Compose)?;
+        match mail::queue_with_unsubscribe(&message, &unsubscribe) {
             Ok(_) => {
                 record.sent(index, now.timestamp());
                 sent += 1;

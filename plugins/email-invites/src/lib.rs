@@ -33,6 +33,7 @@
 
 pub mod input;
 pub mod mails;
+pub mod optout;
 pub mod record;
 pub mod store;
 pub mod when;

@@ -97,7 +97,13 @@ pub fn subject(notice: Notice, inviter: Option<&str>, title: &str) -> String {
 }
 
 /// What the templates get (see the README for each variable).
-pub fn context(record: &InviteRecord, notice: Notice, to: &Person, note: Option<&str>) -> Value {
+pub fn context(
+    record: &InviteRecord,
+    notice: Notice,
+    to: &Person,
+    note: Option<&str>,
+    unsubscribe: &str,
+) -> Value {
     let calendar = record.has_calendar().then(|| {
         json!({
             "summary": title(record),
@@ -119,6 +125,7 @@ pub fn context(record: &InviteRecord, notice: Notice, to: &Person, note: Option<
         "revoked": record.status == Status::Revoked,
         "recipient_name": to.display_name(),
         "calendar": calendar,
+        "unsubscribe_url": unsubscribe,
     })
 }
 
@@ -179,18 +186,21 @@ fn render(name: &str, context: &str) -> Result<String, ComposeError> {
 }
 
 /// The mail that tells `to` about the call (with the inviter's `note` on an
-/// invitation).
+/// invitation), with `unsubscribe`, the page where `to` can ask for no more
+/// invitations, as a link in the text (its `List-Unsubscribe` header is the
+/// outbox's: `mail.queue-with-unsubscribe`).
 pub fn compose(
     record: &InviteRecord,
     notice: Notice,
     to: &Person,
     note: Option<&str>,
+    unsubscribe: &str,
     now: DateTime<Utc>,
 ) -> Result<Message, ComposeError> {
-    if !html_safe(&record.url) {
+    if !html_safe(&record.url) || !html_safe(unsubscribe) {
         return Err(ComposeError::UnsafeLink);
     }
-    let context = context(record, notice, to, note).to_string();
+    let context = context(record, notice, to, note, unsubscribe).to_string();
     let text = render(&format!("{}.txt", notice.template()), &context)?;
     let html = render(&format!("{}.html", notice.template()), &context)?;
     let attachments = match calendar(record, notice, to, now).map_err(ComposeError::Calendar)? {

@@ -5,8 +5,9 @@ use confab_plugin_sdk::{Error, HttpRequest, HttpResponse, Link, config, links, l
 use serde_json::{Value, json};
 
 use crate::deliver;
-use crate::input::{self, InviteRequest, Refusal};
+use crate::input::{self, InviteRequest, Person, Refusal};
 use crate::mails::{self, ComposeError};
+use crate::optout::{self, Signer};
 use crate::record::{InviteRecord, Notice, Observed, Status};
 use crate::store;
 
@@ -19,13 +20,18 @@ pub fn route(request: &HttpRequest) -> HttpResponse {
     match (request.method.as_str(), segments.as_slice()) {
         ("POST", ["invites"]) => invite(request),
         ("GET", ["invites"]) => invitations(request),
-        (_, ["invites"]) => {
+        ("GET", ["unsubscribe"]) => unsubscribe::page(request),
+        ("POST", ["unsubscribe"]) => unsubscribe::post(request),
+        ("GET", ["reported"]) => unsubscribe::reported(request),
+        (_, ["invites" | "unsubscribe"]) => {
             HttpResponse::error_with_code(405, "method_not_allowed", "Use GET or POST here.")
                 .with_header("allow", "GET, POST")
         }
         _ => HttpResponse::error_with_code(404, "not_found", "Not found."),
     }
 }
+
+mod unsubscribe;
 
 fn refused(refusal: Refusal) -> HttpResponse {
     HttpResponse::error_with_code(refusal.status, refusal.code, refusal.message)
@@ -120,7 +126,8 @@ fn owned(user: i64, id: &str, live: bool) -> Result<Link, HttpResponse> {
 }
 
 /// `POST /invites`: everything is checked, every mail written and the count and
-/// the record kept before the first mail is queued.
+/// the record kept before the first mail is queued. Whoever asked not to get
+/// invitations is left out first, and the answer's `not_sent` says so.
 fn invite(request: &HttpRequest) -> HttpResponse {
     let Some(user) = request.user else {
         return sign_in();
@@ -143,6 +150,30 @@ fn invite(request: &HttpRequest) -> HttpResponse {
         Ok(link) => link,
         Err(response) => return response,
     };
+    let emails: Vec<&str> = input.recipients.iter().map(|p| p.email.as_str()).collect();
+    let suppressed = match optout::suppressed(&emails) {
+        Ok(suppressed) => suppressed,
+        Err(e) => return unavailable(e),
+    };
+    let (refused, recipients): (Vec<_>, Vec<_>) = input
+        .recipients
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(i, _)| suppressed.contains(i));
+    let recipients: Vec<Person> = recipients.into_iter().map(|(_, p)| p).collect();
+    let not_sent: Vec<Value> = refused
+        .into_iter()
+        .map(|(_, p)| {
+            json!({"email": p.email, "code": "suppressed", "reason": optout::SUPPRESSED_REASON})
+        })
+        .collect();
+    if recipients.is_empty() {
+        return HttpResponse::json(
+            202,
+            json!({ "queued": 0, "ids": [], "scheduled": false, "not_sent": not_sent }).to_string(),
+        );
+    }
     let url = match ics::shared_link(&public, &link.id, Some(&input.url)) {
         Ok(url) => url,
         Err(why) => {
@@ -168,7 +199,7 @@ fn invite(request: &HttpRequest) -> HttpResponse {
     let now_s = now.timestamp();
 
     let limit = recipients_per_hour();
-    let count = input.recipients.len() as u32;
+    let count = recipients.len() as u32;
     let mut window = match store::rate_window(user) {
         Ok(window) => window,
         Err(e) => return unavailable(e),
@@ -208,7 +239,7 @@ fn invite(request: &HttpRequest) -> HttpResponse {
     if !has_time {
         record.reopen(now_s);
     }
-    let positions = record.invite(&input.recipients, now_s);
+    let positions = record.invite(&recipients, now_s);
     if store::encode(&record).is_err() {
         return HttpResponse::error_with_code(
             422,
@@ -216,11 +247,19 @@ fn invite(request: &HttpRequest) -> HttpResponse {
             "This link has as many invitations as the plugin keeps for one link; invite the others to a new link.",
         );
     }
+    // The key is made with the first invitation that gets this far: a refused
+    // request leaves nothing behind.
+    let signer = match Signer::load() {
+        Ok(signer) => signer,
+        Err(e) => return unavailable(e),
+    };
     let mut letters = Vec::with_capacity(positions.len());
     for &index in &positions {
         let to = record.invitees[index].person();
-        match mails::compose(&record, Notice::Invite, &to, input.note.as_deref(), now) {
-            Ok(message) => letters.push((index, message)),
+        let unsubscribe = signer.url(user, &record.link_id, &to.email);
+        let note = input.note.as_deref();
+        match mails::compose(&record, Notice::Invite, &to, note, &unsubscribe, now) {
+            Ok(message) => letters.push((index, message, unsubscribe)),
             Err(e) => return compose_failed(&e),
         }
     }
@@ -237,12 +276,12 @@ fn invite(request: &HttpRequest) -> HttpResponse {
     let mut ids = Vec::with_capacity(letters.len());
     let mut stopped = None;
     let mut unsent = Vec::new();
-    for (index, message) in letters {
+    for (index, message, unsubscribe) in letters {
         if stopped.is_some() {
             unsent.push(record.invitees[index].email.clone());
             continue;
         }
-        match mail::queue(&message) {
+        match mail::queue_with_unsubscribe(&message, &unsubscribe) {
             Ok(id) => {
                 ids.push(id);
                 record.sent(index, now_s);
@@ -276,7 +315,8 @@ fn invite(request: &HttpRequest) -> HttpResponse {
     match stopped {
         None => HttpResponse::json(
             202,
-            json!({ "queued": queued, "ids": ids, "scheduled": scheduled }).to_string(),
+            json!({ "queued": queued, "ids": ids, "scheduled": scheduled, "not_sent": not_sent })
+                .to_string(),
         ),
         Some(e) => {
             log::warn(&format!("mail.queue refused an invitation: {e:?}"));
@@ -300,6 +340,7 @@ fn invite(request: &HttpRequest) -> HttpResponse {
                 "error": {"code": code, "message": message},
                 "queued": queued,
                 "ids": ids,
+                "not_sent": not_sent,
             });
             HttpResponse::json(status, body.to_string())
         }

@@ -1,8 +1,9 @@
 // The "Invite by email" form, for the dashboard (dashboard.js) and the call page
 // (call.js): addresses, an optional note, Send. It posts to
 // /p/email-invites/invites with the link as the user shares it, fragment included,
-// and says under the form how it went: "Invitation sent to N people", or the
-// server's reason.
+// and says under the form how it went: "Invitation sent to N people", who was not
+// mailed and why (people who asked this server for no more invitations), or the
+// server's reason for refusing.
 
 export function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -16,7 +17,7 @@ export function el(tag, attributes = {}, ...children) {
 }
 
 /** The server's `{"error": {code, message}}`, or what to say when there is none. */
-async function problem(response) {
+export async function problem(response) {
   try {
     const body = await response.json();
     return { code: body.error.code, message: body.error.message, queued: body.queued || 0 };
@@ -25,8 +26,10 @@ async function problem(response) {
   }
 }
 
+/** Says `text` (a line, or several: each on a line of its own) in the status area. */
 function status(node, text, isError = false) {
-  node.textContent = text;
+  const lines = Array.isArray(text) ? text : [text];
+  node.replaceChildren(...lines.flatMap((line, i) => (i ? [el("br"), line] : [line])));
   node.classList.toggle("error", isError);
 }
 
@@ -56,6 +59,38 @@ export function splitAddresses(text) {
 
 function people(n) {
   return n === 1 ? "1 person" : `${n} people`;
+}
+
+/** The bare address of what was typed (`"Lima, Ana" <ana@example.org>`), to compare. */
+function bareAddress(entry) {
+  const angled = /<([^<>]*)>\s*$/.exec(entry);
+  return (angled ? angled[1] : entry).trim().toLowerCase();
+}
+
+/**
+ * "Not sent to bo@example.org: this person asked …": the server's reason after a
+ * colon, so its first letter goes lower-case (unless it starts an abbreviation).
+ */
+function notSentLine({ email, code, reason }) {
+  let why = typeof reason === "string" && reason.trim()
+    ? reason.trim()
+    : code === "suppressed" ? "This person asked not to get invitations." : "The server did not send it.";
+  if (/^[A-Z](?![A-Z])/.test(why)) why = why[0].toLowerCase() + why.slice(1);
+  return `Not sent to ${email}: ${why}`;
+}
+
+/**
+ * What stays in the addresses field: the people not mailed, as they were typed
+ * (with their names), so the user sees whom; the server's address when no typed
+ * entry has it.
+ */
+function notSentEntries(addresses, notSent) {
+  const kept = [];
+  for (const { email } of notSent) {
+    const typed = addresses.filter((entry) => bareAddress(entry) === String(email).toLowerCase());
+    for (const entry of typed.length ? typed : [String(email)]) if (!kept.includes(entry)) kept.push(entry);
+  }
+  return kept;
 }
 
 let forms = 0;
@@ -116,10 +151,20 @@ export function inviteForm({ fetch, url, title, label = "Invite by email", close
         body: JSON.stringify({ url: url(), recipients: addresses, note: note.value || null }),
       });
       if (response.ok) {
-        const { queued, scheduled } = await response.json();
-        status(result, `Invitation sent to ${people(queued)}${scheduled ? ", with a calendar invitation" : ""}.`);
-        recipients.value = "";
-        note.value = "";
+        const body = await response.json();
+        const queued = body.queued || 0;
+        // People who unsubscribed are left out by the server, not refused: the others
+        // were mailed. Older servers do not send the list.
+        const notSent = (Array.isArray(body.not_sent) ? body.not_sent : []).filter((entry) => entry && entry.email);
+        const sent = queued || !notSent.length
+          ? `Invitation sent to ${people(queued)}${body.scheduled ? ", with a calendar invitation" : ""}.`
+          : "No invitation was sent.";
+        // Nothing went out at all: that is a failure for the user, however the
+        // server counts it.
+        status(result, [sent, ...notSent.map(notSentLine)], !queued && notSent.length > 0);
+        recipients.value = notSentEntries(addresses, notSent).join("\n");
+        // The note was used; it stays for another try when nobody got it.
+        if (queued) note.value = "";
         return;
       }
       const { message } = await problem(response);

@@ -1,7 +1,8 @@
 //! The plugin's component (built for wasm32-wasip2) against the SDK's harness:
 //! one mail per invitee with the link exactly as shared, iMIP invitations for
 //! scheduled links, updates and cancellations that follow the link once, and
-//! refused requests that queue nothing.
+//! refused requests that queue nothing; one-click unsubscribe, the suppression
+//! list and the count of reported invitations.
 
 #![allow(clippy::unwrap_used)] // a test that unwraps fails with the line
 
@@ -612,4 +613,297 @@ fn unknown_routes_and_methods_answer_json() {
     );
     assert_eq!(none["recipients"], json!([]));
     assert_eq!(plugin.http(HttpRequest::get("/invites?link=x")).status, 401);
+}
+
+/// The unsubscribe URL of the mail to `address` (the latest one).
+fn unsubscribe_url(plugin: &Harness, address: &str) -> String {
+    let mail = plugin
+        .mails()
+        .iter()
+        .rev()
+        .find(|m| m.recipients().any(|r| r.contains(address)))
+        .unwrap_or_else(|| panic!("no mail to {address}"));
+    mail.list_unsubscribe
+        .clone()
+        .unwrap_or_else(|| panic!("the mail to {address} has no List-Unsubscribe"))
+}
+
+/// The request for `url` (an unsubscribe URL), under the plugin's prefix.
+fn unsubscribe_request(method: &str, url: &str) -> HttpRequest {
+    let path = url
+        .strip_prefix("http://confab.test/p/email-invites")
+        .unwrap_or_else(|| panic!("{url} is not the plugin's"));
+    HttpRequest::new(method, path)
+}
+
+fn one_click(plugin: &mut Harness, url: &str) -> HttpResponse {
+    plugin.http(
+        unsubscribe_request("POST", url)
+            .with_header("content-type", "application/x-www-form-urlencoded")
+            .with_body("List-Unsubscribe=One-Click"),
+    )
+}
+
+fn press(plugin: &mut Harness, url: &str, action: &str) -> HttpResponse {
+    plugin.http(
+        unsubscribe_request("POST", url)
+            .with_header("content-type", "application/x-www-form-urlencoded")
+            .with_body(format!("action={action}")),
+    )
+}
+
+#[test]
+fn every_invitation_carries_one_click_unsubscribe_and_a_visible_link() {
+    let (mut plugin, link) = with_link();
+    plugin.set_schedule(&link.id, weekly(BERLIN_10));
+    let response = invite(
+        &mut plugin,
+        ANA,
+        json!({"url": shared(&link), "recipients": ["bo@example.org", "cy@example.com"]}),
+    );
+    assert_eq!(response.status, 202, "{}", response.body_text());
+    assert_eq!(json_of(&response)["not_sent"], json!([]));
+    let bo = unsubscribe_url(&plugin, "bo@example.org");
+    let cy = unsubscribe_url(&plugin, "cy@example.com");
+    assert!(
+        bo.starts_with("http://confab.test/p/email-invites/unsubscribe?t="),
+        "{bo}"
+    );
+    assert_ne!(bo, cy, "each recipient has their own");
+    for mail in plugin.mails() {
+        let url = mail.list_unsubscribe.as_deref().unwrap();
+        assert!(
+            mail.message.text.contains(&format!(
+                "Don't send me invitations from this server / report this\ninvitation: {url}"
+            )),
+            "{}",
+            mail.message.text
+        );
+        let html = mail.message.html.as_deref().unwrap();
+        assert!(html.contains(&format!("href=\"{url}\"")), "{html}");
+    }
+    // Updates carry it too.
+    plugin.set_schedule(&link.id, weekly(BERLIN_10 + 86_400_000));
+    plugin.event(Event::LinkUpdated(link.clone()));
+    assert_eq!(plugin.mails().len(), 4);
+    assert_eq!(
+        unsubscribe_url(&plugin, "bo@example.org"),
+        bo,
+        "stable per recipient and link"
+    );
+
+    // The page asks; opening it (as mail scanners do) changes nothing.
+    let page = plugin.http(unsubscribe_request("GET", &bo));
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.body_text();
+    assert!(
+        html.contains("Ana Inviter invited you to a call (Standup)"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Don't send me invitations from this server"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Report this invitation as unwanted"),
+        "{html}"
+    );
+    assert!(plugin.kv_keys().iter().all(|k| !k.starts_with("suppress/")));
+}
+
+#[test]
+fn one_click_unsubscribe_stops_every_later_invitation_and_update() {
+    let (mut plugin, link) = with_link();
+    plugin.set_schedule(&link.id, weekly(BERLIN_10));
+    let url = shared(&link);
+    invite(
+        &mut plugin,
+        ANA,
+        json!({"url": url, "recipients": ["Bo@Example.org", "cy@example.com"]}),
+    );
+    let bo = unsubscribe_url(&plugin, "Bo@Example.org");
+    let response = one_click(&mut plugin, &bo);
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    assert_eq!(json_of(&response)["unsubscribed"], true);
+    // Twice is fine.
+    assert_eq!(one_click(&mut plugin, &bo).status, 200);
+    let keys = plugin.kv_keys();
+    let suppressed: Vec<&String> = keys.iter().filter(|k| k.starts_with("suppress/")).collect();
+    assert_eq!(suppressed.len(), 1, "{keys:?}");
+    let entry = plugin.kv_string(suppressed[0]).unwrap();
+    assert!(!entry.contains('@'), "no address is kept: {entry}");
+
+    // The next change reaches Cy only.
+    let before = plugin.mails().len();
+    plugin.set_schedule(&link.id, weekly(BERLIN_10 + 86_400_000));
+    plugin.event(Event::LinkUpdated(link.clone()));
+    let sent: Vec<String> = plugin.mails()[before..]
+        .iter()
+        .map(|m| m.message.to.join(","))
+        .collect();
+    assert_eq!(sent, ["cy@example.com"]);
+
+    // Another user, another link, another spelling: Bo is left out, and the sender
+    // is told why.
+    plugin.set_contact(BO, "Bo Sender", "bo.sender@example.org");
+    let other = plugin.add_link(BO, "Retro");
+    let before = plugin.mails().len();
+    let response = invite(
+        &mut plugin,
+        BO,
+        json!({"url": format!("http://confab.test/j/{}", other.id), "recipients": ["BO@example.ORG", "dee@example.net"]}),
+    );
+    assert_eq!(response.status, 202, "{}", response.body_text());
+    let body = json_of(&response);
+    assert_eq!(body["queued"], 1);
+    assert_eq!(
+        body["not_sent"],
+        json!([{
+            "email": "BO@example.ORG",
+            "code": "suppressed",
+            "reason": "This person asked not to get invitations from this server."
+        }])
+    );
+    let to: Vec<String> = plugin.mails()[before..]
+        .iter()
+        .map(|m| m.message.to.join(","))
+        .collect();
+    assert_eq!(to, ["dee@example.net"]);
+    let only = invite(
+        &mut plugin,
+        BO,
+        json!({"url": format!("http://confab.test/j/{}", other.id), "recipients": ["bo@example.org"]}),
+    );
+    assert_eq!(only.status, 202);
+    assert_eq!(json_of(&only)["queued"], 0);
+    assert_eq!(plugin.mails().len(), before + 1, "nothing more was queued");
+    let record = json_of(
+        &plugin.http(HttpRequest::get(&format!("/invites?link={}", other.id)).with_user(BO)),
+    );
+    let invited: Vec<&str> = record["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(invited, ["dee@example.net"], "Bo is not on the list at all");
+
+    // The page now says it is done, and offers the report.
+    let page = plugin.http(unsubscribe_request("GET", &bo)).body_text();
+    assert!(page.contains("data-state=\"done\""), "{page}");
+    assert!(
+        page.contains("Also report this invitation as unwanted"),
+        "{page}"
+    );
+
+    // Kept for retention_days (30), then Bo can be invited again.
+    plugin.advance(std::time::Duration::from_secs(31 * 86_400));
+    let again = invite(
+        &mut plugin,
+        BO,
+        json!({"url": format!("http://confab.test/j/{}", other.id), "recipients": ["bo@example.org"]}),
+    );
+    assert_eq!(json_of(&again)["queued"], 1, "{}", again.body_text());
+}
+
+#[test]
+fn reported_invitations_count_against_the_sender_once_and_admins_see_them() {
+    let (mut plugin, link) = with_link();
+    let url = shared(&link);
+    invite(
+        &mut plugin,
+        ANA,
+        json!({"url": url, "recipients": ["bo@example.org", "cy@example.com", "dee@example.net"]}),
+    );
+    let bo = unsubscribe_url(&plugin, "bo@example.org");
+    let cy = unsubscribe_url(&plugin, "cy@example.com");
+    let dee = unsubscribe_url(&plugin, "dee@example.net");
+    let done = press(&mut plugin, &bo, "report");
+    assert_eq!(done.status, 200);
+    let html = done.body_text();
+    assert!(html.contains("Your report was passed on"), "{html}");
+    press(&mut plugin, &bo, "report");
+    press(&mut plugin, &cy, "unsubscribe");
+    press(&mut plugin, &cy, "report");
+    press(&mut plugin, &dee, "unsubscribe");
+
+    // Only administrators see the count.
+    const ADMIN: i64 = 1;
+    let denied = plugin.http(HttpRequest::get("/reported").with_user(ANA));
+    assert_eq!(denied.status, 403);
+    assert_eq!(error_code(&denied), "forbidden");
+    assert_eq!(plugin.http(HttpRequest::get("/reported")).status, 401);
+    plugin.add_admin(ADMIN);
+    let listed = plugin.http(HttpRequest::get("/reported").with_user(ADMIN));
+    assert_eq!(listed.status, 200, "{}", listed.body_text());
+    let body = json_of(&listed);
+    assert_eq!(body["window_days"], 30);
+    let senders = body["senders"].as_array().unwrap();
+    assert_eq!(senders.len(), 1, "{body}");
+    assert_eq!(senders[0]["user"], ANA);
+    assert_eq!(senders[0]["name"], "Ana Inviter");
+    assert_eq!(senders[0]["email"], "ana@example.org");
+    assert_eq!(
+        senders[0]["reported"], 2,
+        "Bo twice and Cy once count as two; Dee only unsubscribed"
+    );
+
+    // Reports older than retention_days no longer count.
+    plugin.advance(std::time::Duration::from_secs(31 * 86_400));
+    let later = json_of(&plugin.http(HttpRequest::get("/reported").with_user(ADMIN)));
+    assert_eq!(later["senders"], json!([]));
+}
+
+#[test]
+fn forged_cut_or_malformed_unsubscribe_requests_change_nothing() {
+    let (mut plugin, link) = with_link();
+    let url = shared(&link);
+    invite(
+        &mut plugin,
+        ANA,
+        json!({"url": url, "recipients": ["bo@example.org"]}),
+    );
+    let bo = unsubscribe_url(&plugin, "bo@example.org");
+    // Cy tries to unsubscribe (or report) with Bo's token pointed at another
+    // address, sender or link, or a cut one.
+    let (base, token) = bo.split_once("?t=").unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    let forged = [
+        format!("{}.{}.{}.{}", parts[0], parts[1], "0".repeat(32), parts[3]),
+        format!("{}.{}.{}.{}", BO, parts[1], parts[2], parts[3]),
+        format!("{}.{}x.{}.{}", parts[0], parts[1], parts[2], parts[3]),
+        token[..token.len() - 4].to_string(),
+        "x".repeat(5000),
+        String::new(),
+    ];
+    for token in &forged {
+        let url = format!("{base}?t={token}");
+        let one = one_click(&mut plugin, &url);
+        assert_eq!(one.status, 404, "{token}: {}", one.body_text());
+        assert_eq!(error_code(&one), "not_found");
+        let page = plugin.http(unsubscribe_request("GET", &url));
+        assert_eq!(page.status, 404);
+        assert!(page.body_text().contains("This link does not work"));
+        assert_eq!(press(&mut plugin, &url, "report").status, 404);
+    }
+    let bare = plugin.http(unsubscribe_request("POST", &bo).with_body("nothing=here"));
+    assert_eq!(bare.status, 422);
+    assert_eq!(error_code(&bare), "invalid");
+    let keys = plugin.kv_keys();
+    assert!(
+        keys.iter()
+            .all(|k| !k.starts_with("suppress/") && !k.starts_with("reported/")),
+        "{keys:?}"
+    );
+    let again = invite(
+        &mut plugin,
+        ANA,
+        json!({"url": url, "recipients": ["bo@example.org"]}),
+    );
+    assert_eq!(json_of(&again)["not_sent"], json!([]));
 }

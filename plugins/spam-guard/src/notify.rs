@@ -57,11 +57,7 @@ pub(crate) fn link_may_have_leaked(link_id: &str, networks: usize, denials: usiz
         return;
     };
     let message = mail::Message {
-        to: vec![format!(
-            "{} <{}>",
-            owner.name.replace(['<', '>', '"'], ""),
-            owner.email
-        )],
+        to: vec![mail::mailbox(&owner.name, &owner.email)],
         cc: Vec::new(),
         reply_to: None,
         subject: format!(
@@ -133,11 +129,7 @@ pub(crate) fn admins_of_new_reports() {
             return;
         };
         let message = mail::Message {
-            to: vec![format!(
-                "{} <{}>",
-                admin.name.replace(['<', '>', '"'], ""),
-                admin.email
-            )],
+            to: vec![mail::mailbox(&admin.name, &admin.email)],
             cc: Vec::new(),
             reply_to: None,
             subject: subject.clone(),

@@ -199,7 +199,7 @@ export default function setup(plugin) {
     const rotated = el(
       "div",
       { class: "stack", hidden: true },
-      el("p", { text: "The old link no longer works, and new guests now wait for approval. Share this one with the people you invited, for your next calls." }),
+      el("p", { text: "The old link no longer works, and new guests now wait for approval. Share this one with the people you invited: it works for this call and later ones." }),
       newLink,
     );
     const box = el(

@@ -30,6 +30,8 @@ pub const MAIL_MAX_RECIPIENTS: usize = 100;
 pub const MAIL_MAX_SUBJECT_CHARS: usize = 400;
 /// `mail`: bodies and attachments together, in bytes.
 pub const MAIL_MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
+/// `mail`: the longest one-click unsubscribe URL (`List-Unsubscribe`), in bytes.
+pub const MAIL_MAX_UNSUBSCRIBE_URL_BYTES: usize = 2048;
 
 /// `http-client`: the longest a request may take, and the default.
 pub const HTTP_MAX_TIMEOUT: Duration = Duration::from_secs(10);

@@ -2,7 +2,10 @@
 //! that cannot start a new header, a subject on one line, and the size limits of
 //! [`crate::limits`].
 
-use crate::limits::{MAIL_MAX_MESSAGE_BYTES, MAIL_MAX_RECIPIENTS, MAIL_MAX_SUBJECT_CHARS};
+use crate::limits::{
+    MAIL_MAX_MESSAGE_BYTES, MAIL_MAX_RECIPIENTS, MAIL_MAX_SUBJECT_CHARS,
+    MAIL_MAX_UNSUBSCRIBE_URL_BYTES,
+};
 
 /// Why a message is refused: malformed (`error.invalid`) or over a limit
 /// (`error.limit-reached`).
@@ -35,16 +38,39 @@ fn has_line_break(text: &str) -> bool {
     text.contains(['\r', '\n', '\0'])
 }
 
+/// Whether `name` can stand before `<address>` as it is: plain words (RFC 5322's
+/// phrase, letters beyond ASCII included), or a quoted string.
+fn display_name_ok(name: &str) -> bool {
+    if let Some(inner) = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        let mut escaped = false;
+        for c in inner.chars() {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => return false,
+                _ => {}
+            }
+        }
+        return !escaped;
+    }
+    !name.contains(['(', ')', '<', '>', '[', ']', ':', ';', '@', '\\', ',', '"'])
+}
+
 /// A syntactically plausible address, optionally as `Name <address>`, without
 /// anything that could start a new header. `field` names it in the refusal.
 pub fn check_address(field: &str, value: &str) -> Result<(), String> {
     if has_line_break(value) {
         return Err(format!("{field}: {value:?} contains a line break"));
     }
-    let addr = match (value.rfind('<'), value.strip_suffix('>')) {
-        (Some(open), Some(inner)) => &inner[open + 1..],
-        _ => value.trim(),
+    let (name, addr) = match (value.rfind('<'), value.strip_suffix('>')) {
+        (Some(open), Some(inner)) => (value[..open].trim(), &inner[open + 1..]),
+        _ => ("", value.trim()),
     };
+    if !display_name_ok(name) {
+        return Err(format!(
+            "{field}: the name in {value:?} must be in double quotes: it has characters that mean something in an address (for example @ , ; < >)"
+        ));
+    }
     let valid = addr.len() <= 254
         && !addr.contains(char::is_whitespace)
         && addr.split_once('@').is_some_and(|(local, domain)| {
@@ -117,9 +143,79 @@ pub fn check_message<'a>(
     Ok(())
 }
 
+/// Checks the URL of RFC 8058 one-click unsubscribe (`List-Unsubscribe`) for a
+/// server whose public address is `public_url`: `https`, or on that address (a
+/// server tried out over plain HTTP), with nothing that could end the header's
+/// `<…>` or start another header.
+pub fn check_unsubscribe_url(url: &str, public_url: &str) -> Result<(), MailProblem> {
+    if url.len() > MAIL_MAX_UNSUBSCRIBE_URL_BYTES {
+        return Err(MailProblem::LimitReached(format!(
+            "the unsubscribe URL is longer than {MAIL_MAX_UNSUBSCRIBE_URL_BYTES} bytes"
+        )));
+    }
+    if url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | '"'))
+        || !url.is_ascii()
+    {
+        return Err(MailProblem::Invalid(
+            "the unsubscribe URL must be plain ASCII without spaces, commas, quotes, < or >".into(),
+        ));
+    }
+    let own = public_url.trim_end_matches('/');
+    let on_own = !own.is_empty()
+        && url
+            .strip_prefix(own)
+            .is_some_and(|rest| rest.starts_with('/'));
+    let https = url
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        && url.len() > 8;
+    if !https && !on_own {
+        return Err(MailProblem::Invalid(
+            "the unsubscribe URL must be https (RFC 8058), or on the server's own address".into(),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsubscribe_urls_are_https_or_the_servers_own_and_cannot_break_the_header() {
+        let public = "http://127.0.0.1:8080";
+        for good in [
+            "https://confab.example/p/email-invites/unsubscribe?t=abc",
+            "http://127.0.0.1:8080/p/email-invites/unsubscribe?t=abc",
+        ] {
+            assert_eq!(check_unsubscribe_url(good, public), Ok(()), "{good}");
+        }
+        for bad in [
+            "http://elsewhere.example/u",
+            "http://127.0.0.1:80801/u",
+            "mailto:unsubscribe@example.org",
+            "https://confab.example/u>, <https://evil.example/",
+            "https://confab.example/u\r\nBcc: victim@example.org",
+            "https://confab.example/ü",
+            "https://",
+            "",
+        ] {
+            assert!(
+                matches!(
+                    check_unsubscribe_url(bad, public),
+                    Err(MailProblem::Invalid(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let long = format!("https://confab.example/{}", "a".repeat(2048));
+        assert!(matches!(
+            check_unsubscribe_url(&long, public),
+            Err(MailProblem::LimitReached(_))
+        ));
+    }
 
     fn check(to: &[&str], subject: &str) -> Result<(), MailProblem> {
         let to: Vec<String> = to.iter().map(|s| s.to_string()).collect();
@@ -136,6 +232,13 @@ mod tests {
     #[test]
     fn header_injection_and_bad_addresses_are_refused() {
         assert_eq!(check(&["Ana <ana@example.org>"], "Our call"), Ok(()));
+        for good in [
+            "\"User ana@example.org\" <ana@example.org>",
+            "\"Lima, Ana \\\"A\\\"\" <ana@example.org>",
+            "Zoë Ek <zoe@example.org>",
+        ] {
+            assert_eq!(check(&[good], "Our call"), Ok(()), "{good}");
+        }
         assert!(matches!(
             check(&["ana@example.org"], "Hi\r\nBcc: victim@example.org"),
             Err(MailProblem::Invalid(_))
@@ -147,6 +250,9 @@ mod tests {
             "ana@localhost",
             "a b@example.org",
             "Ana\n <ana@example.org>",
+            "User ana@example.org <ana@example.org>",
+            "Lima, Ana <ana@example.org>",
+            "\"Ana \" <ana@example.org>",
         ] {
             assert!(
                 matches!(check(&[bad], "Our call"), Err(MailProblem::Invalid(_))),

@@ -81,6 +81,9 @@ pub struct QueuedMail {
     pub message: Message,
     /// When (Unix milliseconds, harness time).
     pub queued_at: i64,
+    /// The one-click unsubscribe URL (`mail.queue-with-unsubscribe`): the mail's
+    /// `List-Unsubscribe`, with `List-Unsubscribe-Post: List-Unsubscribe=One-Click`.
+    pub list_unsubscribe: Option<String>,
 }
 
 impl QueuedMail {
@@ -414,6 +417,12 @@ impl users::Host for HostState {
         self.setup.check(Capability::Users)?;
         self.acting_as(as_user)?;
         Ok(self.world.contact(as_user))
+    }
+
+    fn is_admin(&mut self, as_user: i64) -> Result<bool, Error> {
+        self.setup.check(Capability::Users)?;
+        self.acting_as(as_user)?;
+        Ok(self.world.admins.contains(&as_user))
     }
 }
 
@@ -877,8 +886,35 @@ fn check_message(message: &Message) -> Result<(), Error> {
 
 impl mail::Host for HostState {
     fn queue(&mut self, message: Message) -> Result<String, Error> {
+        self.queue_mail(message, None)
+    }
+
+    fn queue_with_unsubscribe(
+        &mut self,
+        message: Message,
+        unsubscribe_url: String,
+    ) -> Result<String, Error> {
+        self.queue_mail(message, Some(unsubscribe_url))
+    }
+}
+
+impl HostState {
+    /// `mail.queue` and `mail.queue-with-unsubscribe`, checked as the server does.
+    fn queue_mail(
+        &mut self,
+        message: Message,
+        unsubscribe: Option<String>,
+    ) -> Result<String, Error> {
         self.setup.check(Capability::Mail)?;
         check_message(&message)?;
+        if let Some(url) = &unsubscribe {
+            contract_mail::check_unsubscribe_url(url, PUBLIC_URL).map_err(
+                |problem| match problem {
+                    contract_mail::MailProblem::Invalid(why) => Error::Invalid(why),
+                    contract_mail::MailProblem::LimitReached(why) => Error::LimitReached(why),
+                },
+            )?;
+        }
         let per_hour = self.setup.manifest.mails_per_hour();
         let now = self.world.now;
         let last_hour = self.world.mails.iter();
@@ -893,6 +929,7 @@ impl mail::Host for HostState {
             id: id.clone(),
             message,
             queued_at: now,
+            list_unsubscribe: unsubscribe,
         });
         Ok(id)
     }

@@ -442,9 +442,9 @@ impl Harness {
         &self.world.rotations
     }
 
-    /// Makes `user` an administrator (`moderation.is-admin` and `admins`); give
-    /// them a name and address with [`Harness::set_contact`] (else `User {id}` at
-    /// `user{id}@confab.test`, as for `users.get-contact`).
+    /// Makes `user` an administrator (`users.is-admin`, `moderation.is-admin` and
+    /// `admins`); give them a name and address with [`Harness::set_contact`] (else
+    /// `User {id}` at `user{id}@confab.test`, as for `users.get-contact`).
     pub fn add_admin(&mut self, user: i64) {
         self.world.admins.insert(user);
     }

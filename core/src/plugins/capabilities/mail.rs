@@ -48,6 +48,7 @@ pub(crate) struct MailHost {
     store: Store,
     clock: Arc<dyn Clock>,
     outbox: Outbox,
+    public_url: Arc<str>,
 }
 
 impl MailHost {
@@ -57,11 +58,21 @@ impl MailHost {
             store: deps.store.clone(),
             clock: deps.clock.clone(),
             outbox: deps.mail.clone(),
+            public_url: deps.public_url.clone(),
         }
     }
 
-    async fn queue(&self, message: Message) -> Result<String, Error> {
+    /// Queues `message`, with one-click unsubscribe at `unsubscribe` when given.
+    async fn queue(&self, message: Message, unsubscribe: Option<String>) -> Result<String, Error> {
         check_message(&message)?;
+        if let Some(url) = &unsubscribe {
+            contract::check_unsubscribe_url(url, &self.public_url).map_err(
+                |problem| match problem {
+                    contract::MailProblem::Invalid(why) => Error::Invalid(why),
+                    contract::MailProblem::LimitReached(why) => Error::LimitReached(why),
+                },
+            )?;
+        }
         let per_hour = self.grants.manifest.mails_per_hour();
         // Counted from the outbox itself, so the limit holds across restarts and
         // reloads, and a message the outbox did not take does not count.
@@ -77,14 +88,14 @@ impl MailHost {
                 "this plugin may queue {per_hour} mails per hour"
             )));
         }
-        queue(&self.outbox, &self.grants.name, message)
+        queue(&self.outbox, &self.grants.name, message, unsubscribe)
             .await
             .map_err(Error::Unavailable)
     }
 }
 
 /// A plugin's message as the outbox keeps it.
-fn new_mail(plugin: &str, message: Message) -> NewMail {
+fn new_mail(plugin: &str, message: Message, unsubscribe: Option<String>) -> NewMail {
     NewMail {
         to: message.to,
         cc: message.cc,
@@ -104,13 +115,19 @@ fn new_mail(plugin: &str, message: Message) -> NewMail {
             .collect(),
         plugin: Some(plugin.to_string()),
         message_id: None,
+        list_unsubscribe: unsubscribe,
     }
 }
 
 /// Queues `plugin`'s message in the server's outbox (after the capability's checks
 /// and limit); returns its outbox id.
-pub async fn queue(outbox: &Outbox, plugin: &str, message: Message) -> Result<String, String> {
-    match outbox.enqueue(new_mail(plugin, message)).await {
+pub async fn queue(
+    outbox: &Outbox,
+    plugin: &str,
+    message: Message,
+    unsubscribe: Option<String>,
+) -> Result<String, String> {
+    match outbox.enqueue(new_mail(plugin, message, unsubscribe)).await {
         Ok(id) => {
             tracing::debug!(%plugin, id, "mail queued");
             Ok(id.to_string())
@@ -126,7 +143,19 @@ impl Host for HostState {
     async fn queue(&mut self, message: Message) -> wasmtime::Result<Result<String, Error>> {
         Ok(async {
             let mail = self.granted(Capability::Mail, |c| c.mail.as_mut())?;
-            mail.queue(message).await
+            mail.queue(message, None).await
+        }
+        .await)
+    }
+
+    async fn queue_with_unsubscribe(
+        &mut self,
+        message: Message,
+        unsubscribe_url: String,
+    ) -> wasmtime::Result<Result<String, Error>> {
+        Ok(async {
+            let mail = self.granted(Capability::Mail, |c| c.mail.as_mut())?;
+            mail.queue(message, Some(unsubscribe_url)).await
         }
         .await)
     }
@@ -145,6 +174,36 @@ mod tests {
             text: "Join at https://confab.example/j/abc".into(),
             html: None,
             attachments: Vec::new(),
+        }
+    }
+
+    /// A plugin learns of a bad address when it queues the mail, not from a
+    /// delivery that fails later: what the check lets through, the outbox can send.
+    #[test]
+    fn every_address_the_check_accepts_is_one_the_outbox_can_send_to() {
+        for address in [
+            "ana@example.org",
+            "Ana <ana@example.org>",
+            "\"User ana@example.org\" <ana@example.org>",
+            "Zoë Ek <zoe@example.org>",
+            "Ana B. Lima <ana@example.org>",
+            "\"Lima, Ana \\\"A\\\"\" <ana@example.org>",
+        ] {
+            assert!(check_address("to", address).is_ok(), "{address}");
+            address
+                .parse::<lettre::message::Mailbox>()
+                .unwrap_or_else(|e| panic!("{address}: {e}"));
+        }
+        // Unquoted, an @ or a comma in the name is refused at once.
+        for address in [
+            "User ana@example.org <ana@example.org>",
+            "Lima, Ana <ana@example.org>",
+        ] {
+            assert!(check_address("to", address).is_err(), "{address}");
+            assert!(
+                address.parse::<lettre::message::Mailbox>().is_err(),
+                "{address}"
+            );
         }
     }
 

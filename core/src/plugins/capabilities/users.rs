@@ -1,6 +1,7 @@
 //! `users`: the acting user's own name and address, nobody else's.
 
 use super::{ActingUser, unavailable};
+use crate::accounts::Account;
 use crate::plugins::bindings::confab::plugin::types::{Contact, Error};
 use crate::plugins::bindings::confab::plugin::users::Host;
 use crate::plugins::deps::PluginDeps;
@@ -35,6 +36,12 @@ impl UsersHost {
             email: user.email,
         })
     }
+
+    async fn is_admin(&self, as_user: i64) -> Result<bool, Error> {
+        self.acting.check(as_user)?;
+        let user = self.store.user_by_id(as_user).await.map_err(unavailable)?;
+        Ok(user.is_some_and(|u| Account::from(u).is_admin()))
+    }
 }
 
 impl Host for HostState {
@@ -42,6 +49,14 @@ impl Host for HostState {
         Ok(async {
             let users = self.granted(Capability::Users, |c| c.users.as_mut())?;
             users.contact(as_user).await
+        }
+        .await)
+    }
+
+    async fn is_admin(&mut self, as_user: i64) -> wasmtime::Result<Result<bool, Error>> {
+        Ok(async {
+            let users = self.granted(Capability::Users, |c| c.users.as_mut())?;
+            users.is_admin(as_user).await
         }
         .await)
     }

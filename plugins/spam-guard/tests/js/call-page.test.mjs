@@ -5,7 +5,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Element, installDom, json, recordingFetch, settle, shown } from "./fake-dom.mjs";
+import { Element, installDom, json, recordingFetch, settle, shown } from "../../../../sdk/test/js/fake-dom.mjs";
 
 installDom();
 globalThis.location = { pathname: "/j/LinkForTests1" };
@@ -219,7 +219,7 @@ test("leaked: Lock lobby and Rotate link, and the new link keeps the secret", as
   assert.equal(input.value, `https://confab.example/j/NewLink2${SECRET}`);
   assert.equal(input.hasAttribute("readonly"), true);
   assert.equal(shown(input), true);
-  assert.match(input.parent.textContent, /The old link no longer works, and new guests now wait for approval\. Share this one with the people you invited, for your next calls\./);
+  assert.match(input.parent.textContent, /The old link no longer works, and new guests now wait for approval\. Share this one with the people you invited: it works for this call and later ones\./);
   // From now on the call's link is the new one.
   await report($("li[data-participant=2]"), "report");
   assert.equal(requests[2].body.link, "NewLink2");

@@ -5,7 +5,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Element, installDom, json, recordingFetch, settle, shown } from "./fake-dom.mjs";
+import { Element, installDom, json, recordingFetch, settle, shown } from "../../../../sdk/test/js/fake-dom.mjs";
 
 installDom();
 const { default: setup } = await import("../../static/dashboard.js");

@@ -1,7 +1,9 @@
-// Just enough of a browser's DOM for spam-guard's page modules in Node: elements
-// with attributes, children, text, events and simple selectors (a tag, `.class`,
-// `[attr]`, `[attr=value]`, joined without spaces). Not a test file: the tests
-// import it (`installDom()` puts `document` in the global scope).
+// Just enough of a browser's DOM to test a plugin's page modules in Node (the
+// bundled plugins' `tests/js/` use it): elements with attributes, children, text,
+// events, forms (`requestSubmit()`) and simple selectors (a tag, `.class`,
+// `[attr]`, `[attr=value]`, joined without spaces). Not a test file: tests import
+// it (`installDom()` puts `document` in the global scope). Only the tests import
+// it; the modules under test import nothing from outside their plugin.
 
 const kebab = (key) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
@@ -83,7 +85,17 @@ export class Element {
   get src() {
     return this.getAttribute("src") ?? "";
   }
+  // The form's labels point at their fields by `id`.
+  get id() {
+    return this.getAttribute("id") ?? "";
+  }
+  set id(value) {
+    this.setAttribute("id", value);
+  }
 
+  get parentElement() {
+    return this.parent instanceof Element ? this.parent : null;
+  }
   get children() {
     return this.nodes.filter((n) => n instanceof Element);
   }
@@ -141,6 +153,15 @@ export class Element {
     return this.dispatch("focus");
   }
   select() {}
+  /**
+   * Pressing a form's submit button: the `submit` listeners (awaited), then whether
+   * one of them called `preventDefault` (else the browser would leave the page).
+   */
+  async requestSubmit() {
+    let prevented = false;
+    await this.dispatch("submit", { preventDefault: () => { prevented = true; } });
+    return { defaultPrevented: prevented };
+  }
 
   matches(selector) {
     const parts = selector.match(/^[a-z0-9]+|\.[\w-]+|\[[^\]]+\]/gi) ?? [];
@@ -152,6 +173,10 @@ export class Element {
       }
       return this.tagName === part.toUpperCase();
     });
+  }
+  closest(selector) {
+    for (let node = this; node instanceof Element; node = node.parent) if (node.matches(selector)) return node;
+    return null;
   }
   querySelectorAll(selector) {
     const found = [];
