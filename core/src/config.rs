@@ -313,6 +313,10 @@ pub struct PluginSettings {
     pub lobby_fallback: LobbyFallback,
     /// A directory whose templates replace the plugin's own of the same name.
     pub templates_dir: Option<String>,
+    /// Hosts (exact, or `*.domain`) this plugin's `http-client` may call besides
+    /// those its manifest lists; only for a plugin whose manifest lets the operator
+    /// add hosts (`operator-hosts`), such as spam-guard's shared blocklists.
+    pub http_hosts: Vec<String>,
 }
 
 /// The answer used when a lobby-screening plugin fails or is late.

@@ -77,6 +77,14 @@ function decodeMessage(payload) {
 
 /** How long a participant's keys may wait for the roster to list them before the page warns. */
 export const GHOST_WARNING_MS = 2000;
+/**
+ * What the safety-code round is bound to besides the call's id (random per call):
+ * the same for everyone on the call, whatever address they opened and whatever
+ * secret they hold. So a page with another secret still takes part in the round
+ * and shows a code that differs, and a link rotated during the call changes
+ * nothing. (Hellos and pair keys are bound to the secret's id instead.)
+ */
+export const ROUND_SCOPE = "call";
 /** Messages kept per participant not on the roster yet, and such participants kept. */
 const HELD_MESSAGES = 4;
 const HELD_SENDERS = 32;
@@ -512,7 +520,7 @@ export class CallCrypto {
     this.nonce = crypto.getRandomValues(new Uint8Array(COMMIT_NONCE_BYTES));
     this.revealed = false;
     this.code = "";
-    const hash = await commitHash(this.linkId, this.call, round, attempt, this.me, this.publicKey, this.nonce);
+    const hash = await commitHash(ROUND_SCOPE, this.call, round, attempt, this.me, this.publicKey, this.nonce);
     this.send({ type: "e2ee", payload: encodeMessage({ t: "commit", round, attempt, hash: toBase64(hash) }) });
     await this.progress();
     this.changed();
@@ -580,7 +588,7 @@ export class CallCrypto {
       const commit = find(this.commits, p);
       const reveal = find(this.reveals, p);
       if (!reveal) return;
-      const expected = await commitHash(this.linkId, this.call, round, attempt, p, reveal.pub, reveal.nonce);
+      const expected = await commitHash(ROUND_SCOPE, this.call, round, attempt, p, reveal.pub, reveal.nonce);
       const peer = this.peers.get(p);
       if (!sameBytes(expected, commit.hash) || (peer && !sameBytes(peer.pub, reveal.pub))) {
         // Someone changed what they committed to: no code is better than one that lies.
@@ -591,7 +599,7 @@ export class CallCrypto {
       // code, made from the other side, differs.
       entries.push(peer ? { participant: p, pub: reveal.pub, nonce: reveal.nonce } : { participant: p, pub: null });
     }
-    const code = await safetyCode(this.linkId, this.call, entries);
+    const code = await safetyCode(ROUND_SCOPE, this.call, entries);
     if (round !== this.round || attempt !== this.attempt || code === this.code) return;
     this.code = code;
     this.changed();

@@ -120,6 +120,12 @@ pub(crate) fn plugin_text(p: &confab_core::plugins::PluginInfo) -> String {
         p.invocations,
         p.failures,
     );
+    if !p.http_hosts.is_empty() {
+        text.push_str(&format!(
+            "\n  http-client hosts: {}",
+            p.http_hosts.join(", ")
+        ));
+    }
     if let Some(reason) = &p.disabled_reason {
         text.push_str(&format!("\n  switched off: {reason}"));
     }

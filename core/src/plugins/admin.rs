@@ -44,6 +44,10 @@ pub struct PluginInfo {
     pub requested: Vec<String>,
     /// Those the operator granted.
     pub granted: Vec<String>,
+    /// The hosts `http-client` may call (the manifest's and the operator's), when
+    /// it is granted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub http_hosts: Vec<String>,
     pub limits: manifest::Limits,
     pub timers: Vec<manifest::Timer>,
     /// Settings (secret ones shown as `••••`).
@@ -125,6 +129,11 @@ impl PluginHost {
                         .map(|c| c.to_string())
                         .collect(),
                     granted: p.grants.granted.iter().map(|c| c.to_string()).collect(),
+                    http_hosts: if p.grants.granted.contains(&Capability::HttpClient) {
+                        p.grants.http_hosts.clone()
+                    } else {
+                        Vec::new()
+                    },
                     limits: m.limits.clone(),
                     timers: m.timers.clone(),
                     config: p

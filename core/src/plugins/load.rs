@@ -374,6 +374,24 @@ pub(super) fn load_plugin(
             manifest.name
         )));
     }
+    if !settings.http_hosts.is_empty() {
+        if !manifest.http_operator_hosts() {
+            return Err(fail(format!(
+                "plugins.settings.{}.http_hosts: this plugin does not let the operator add hosts (its manifest has no permissions.http-client.operator-hosts)",
+                manifest.name
+            )));
+        }
+        if let Some(bad) = settings
+            .http_hosts
+            .iter()
+            .find(|h| !confab_plugin_contract::manifest::valid_host_pattern(h))
+        {
+            return Err(fail(format!(
+                "plugins.settings.{}.http_hosts: {bad:?} is not a host name or *.domain",
+                manifest.name
+            )));
+        }
+    }
     let templates =
         load_templates(dir, settings.templates_dir.as_deref(), server_templates).map_err(fail)?;
     let memory_mib = manifest.limits.memory_mib.min(config.max_memory_mib);
@@ -382,13 +400,12 @@ pub(super) fn load_plugin(
         .concurrency
         .min(config.max_concurrency)
         .max(1);
+    let mut grants = capabilities::Grants::new(manifest.clone(), granted, values, templates);
+    grants
+        .http_hosts
+        .extend(settings.http_hosts.iter().cloned());
     Ok(Loaded {
-        grants: Arc::new(capabilities::Grants::new(
-            manifest.clone(),
-            granted,
-            values,
-            templates,
-        )),
+        grants: Arc::new(grants),
         pre,
         dir: dir.to_path_buf(),
         source,

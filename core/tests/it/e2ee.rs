@@ -509,7 +509,7 @@ async fn forged_hello(page: &Browser, link: &str, participant: u32) -> String {
         .execute_async(
             "const [secret, link, participant, done] = arguments;\
              import('/static/e2ee.js').then(async (m) => {\
-               const keys = await m.linkKeys(secret, link);\
+               const keys = await m.linkKeys(secret, await m.secretId(secret));\
                const pair = await crypto.subtle.generateKey({ name: 'ECDH', namedCurve: 'P-256' }, true, ['deriveBits']);\
                const pub = new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey));\
                const mac = await m.helloMac(keys, window.confab.e2ee.call, participant, pub);\

@@ -521,3 +521,145 @@ async fn knocks_from_eleven_networks_warn_the_owner_who_rotates_from_the_notice(
     friend.close().await;
     host.close().await;
 }
+
+/// Two servers: what an administrator blocks on the whole of one turns the same
+/// network away on the other, which fetches the first's list through its
+/// `http-client` from a host its operator allowed; elsewhere, nothing changes.
+#[tokio::test]
+async fn a_network_blocked_on_one_server_is_turned_away_by_a_server_that_subscribes() {
+    use confab_core::config::PluginSettings;
+    const TOKEN: &str = "shared-list-token-0123456789";
+
+    // Server A shares its list, and an administrator blocks a guest's network on
+    // all of it.
+    let a = TestApp::sqlite_with(|c| {
+        with_spam_guard(c);
+        c.plugins.settings.insert(
+            "spam-guard".into(),
+            PluginSettings {
+                config: [("export_token".to_string(), TOKEN.to_string())].into(),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let a = scene(a).await;
+    let _host = host(&a).await;
+    let home = fresh_loopback();
+    let mut pest = guest(&a, home, None).await;
+    let joined = pest.join_as_guest("Pest", "guest-key-000000000601").await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let (status, filed) = report(
+        &a,
+        json!({ "link": a.link, "participant": joined["participant"], "category": "spam", "action": "report" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{filed}");
+    let blocked = a
+        .app
+        .post("/p/spam-guard/blocks")
+        .bearer(&a.admin)
+        .json(&json!({ "report": filed["report"], "scope": "instance" }))
+        .send()
+        .await;
+    assert_eq!(blocked.status, StatusCode::CREATED, "{}", blocked.text());
+
+    // Server B subscribes to it.
+    let list = format!("http://{}/p/spam-guard/blocklist", a.addr);
+    let b = TestApp::sqlite_with(|c| {
+        with_spam_guard(c);
+        c.plugins.settings.insert(
+            "spam-guard".into(),
+            PluginSettings {
+                config: [("subscriptions".to_string(), format!("{list} {TOKEN}"))].into(),
+                http_hosts: vec!["127.0.0.1".into()],
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let b = scene(b).await;
+    b.app
+        .state
+        .plugins
+        .fire_timer(b.app.state.plugin_deps(), "spam-guard", "sync-blocklists")
+        .await
+        .unwrap();
+    let status = b
+        .app
+        .get("/p/spam-guard/subscriptions")
+        .bearer(&b.admin)
+        .send()
+        .await
+        .json();
+    assert_eq!(status["subscriptions"][0]["entries"], 1, "{status}");
+    assert_eq!(status["subscriptions"][0]["error"], Value::Null, "{status}");
+
+    let _b_host = host(&b).await;
+    let mut same_network = guest(&b, home, None).await;
+    let answer = same_network
+        .join_as_guest("Pest again", "guest-key-000000000602")
+        .await;
+    assert_eq!(answer["type"], "denied", "{answer}");
+    assert_eq!(
+        answer["reason"],
+        "This server does not take requests from your network."
+    );
+    let mut stranger = guest(&b, fresh_loopback(), None).await;
+    let answer = stranger
+        .join_as_guest("Stranger", "guest-key-000000000603")
+        .await;
+    assert_eq!(answer["type"], "joined", "{answer}");
+
+    // Without the token, A shares nothing.
+    let refused = b.app.get("/p/spam-guard/blocklist").send().await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND, "B exports nothing");
+    let res = a.app.get("/p/spam-guard/blocklist").send().await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Hosts an operator adds for `http-client` are shown with the plugin, and refused
+/// for a plugin whose manifest does not let the operator add any.
+#[tokio::test]
+async fn operator_http_hosts_are_for_plugins_that_ask_for_them() {
+    use confab_core::config::PluginSettings;
+    let app = TestApp::sqlite_with(|c| {
+        with_spam_guard(c);
+        for name in ["spam-guard", "email-invites"] {
+            c.plugins.settings.insert(
+                name.into(),
+                PluginSettings {
+                    http_hosts: vec!["lists.example.org".into()],
+                    ..Default::default()
+                },
+            );
+        }
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let list = app
+        .get("/api/v1/admin/plugins")
+        .bearer(&admin)
+        .send()
+        .await
+        .json();
+    let spam_guard = list["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "spam-guard")
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(spam_guard["http_hosts"], json!(["lists.example.org"]));
+    let problem = list["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|p| p["error"].as_str().filter(|e| e.contains("email-invites")))
+        .unwrap_or_else(|| panic!("{list}"))
+        .to_string();
+    assert!(
+        problem.contains("plugins.settings.email-invites.http_hosts")
+            && problem.contains("operator-hosts"),
+        "{problem}"
+    );
+}

@@ -18,7 +18,7 @@ globalThis.Worker = class {
 };
 globalThis.localStorage = { getItem: () => null };
 
-const { CallCrypto, GHOST_WARNING_MS } = await import("../../static/call-crypto.js");
+const { CallCrypto, GHOST_WARNING_MS, ROUND_SCOPE } = await import("../../static/call-crypto.js");
 const e2ee = await import("../../static/e2ee.js");
 
 const CALL = "CallForTests0001";
@@ -261,7 +261,7 @@ async function impostor(participant) {
     nonce,
     hello: encode({ t: "hello", pub: e2ee.toBase64(pub), mac: e2ee.toBase64(mac), reply: false }),
     async commit(round, attempt = 0) {
-      const hash = await e2ee.commitHash(LINK, CALL, round, attempt, participant, pub, this.nonce);
+      const hash = await e2ee.commitHash(ROUND_SCOPE, CALL, round, attempt, participant, pub, this.nonce);
       return encode({ t: "commit", round, attempt, hash: e2ee.toBase64(hash) });
     },
     reveal(round, nonce = this.nonce, attempt = 0) {
@@ -319,7 +319,7 @@ test("a server in the middle cannot make two codes match: the commitment stops t
   let ground = null;
   for (let tries = 0; tries < 3000 && !ground; tries += 1) {
     const nonce = crypto.getRandomValues(new Uint8Array(e2ee.COMMIT_NONCE_BYTES));
-    const code = await e2ee.safetyCode(LINK, CALL, [alicesValue, { participant: 2, pub: asBob.pub, nonce }]);
+    const code = await e2ee.safetyCode(ROUND_SCOPE, CALL, [alicesValue, { participant: 2, pub: asBob.pub, nonce }]);
     if (code.slice(0, 2) === bobsCode.slice(0, 2)) ground = nonce;
   }
   assert.ok(ground, "the search works on the bare code");

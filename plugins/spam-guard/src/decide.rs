@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use confab_plugin_sdk::{Decision, LobbyRequest, log, moderation};
+use confab_plugin_sdk::{Decision, LobbyRequest, kv, log, moderation};
 
 use crate::rules::{LinkActivity, MINUTE_MS, network_of};
+use crate::shared;
 use crate::store::{self, Kind, Scope, block_key};
 
 /// Who is asking, as far as a block can tell.
@@ -43,24 +44,51 @@ pub(crate) fn decide(request: &LobbyRequest) -> Decision {
             network: request.address.as_deref().and_then(network_of),
         },
     };
-    let keys = block_keys(&request.call.link, &caller);
-    let block = match store::first_block(&keys) {
-        Ok(block) => block,
+    let mut keys = block_keys(&request.call.link, &caller);
+    let own = keys.len();
+    if let Some(network) = &caller.network {
+        keys.push(shared::allow_key(network));
+        keys.push(shared::shared_key(network));
+    }
+    let values = match kv::get_many(&keys) {
+        Ok(values) => values,
         Err(e) => {
             log::warn(&format!("could not read the blocks: {e:?}"));
             return Decision::Flag("Could not check this request against the blocklist".into());
         }
     };
+    let verdict = verdict(&values, own, now);
     watch_link(
         &request.call.link,
         caller.network.as_deref(),
-        block.is_some(),
+        verdict.is_some(),
         now,
     );
-    match block {
-        Some(block) => Decision::Deny(block.reason),
+    match verdict {
+        Some(reason) => Decision::Deny(reason),
         None => Decision::Allow,
     }
+}
+
+/// Why the caller is turned away, if they are: `values` are the entries under
+/// [`block_keys`] (the first `own`), then, with a network, its exception and its
+/// shared rule. This server's blocks come first; an administrator's exception
+/// beats any shared list; a shared rule applies until it lapses.
+pub(crate) fn verdict(values: &[Option<Vec<u8>>], own: usize, now: i64) -> Option<String> {
+    let parse_block = |v: &Option<Vec<u8>>| {
+        v.as_deref()
+            .and_then(|v| serde_json::from_slice::<store::Block>(v).ok())
+    };
+    if let Some(block) = values[..own].iter().find_map(parse_block) {
+        return Some(block.reason);
+    }
+    let excepted = values.get(own).is_some_and(Option::is_some);
+    let shared = values
+        .get(own + 1)
+        .and_then(|v| v.as_deref())
+        .and_then(|v| serde_json::from_slice::<shared::SharedRule>(v).ok())
+        .filter(|rule| rule.until > now);
+    (!excepted && shared.is_some()).then(|| shared::SHARED_REASON.to_string())
 }
 
 /// Counts the request towards leaked-link detection and warns the owner when the

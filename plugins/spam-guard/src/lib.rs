@@ -7,7 +7,8 @@
 //! link or the whole server, until the block expires), escalates when several
 //! signed-in people report the same guest, warns a link's owner when the link
 //! looks leaked, and keeps a review queue for administrators, who hear of new
-//! reports once per batch.
+//! reports once per batch. Its instance-wide blocks can be shared with other
+//! Confab servers, and theirs applied here ([`shared`]).
 //!
 //! | route | who | what |
 //! | --- | --- | --- |
@@ -21,11 +22,16 @@
 //! | `POST /p/spam-guard/lobby-lock` | signed in, on the call | `{"link", "locked"}` |
 //! | `POST /p/spam-guard/suspend` | signed in, on the call | `{"link", "suspended"}`: suspend every guest (no guest's media is forwarded, the lobby locks) or resume them |
 //! | `POST /p/spam-guard/rotate` | the link's owner | `{"link"}` → `{"id"}`: a new link id; guests now wait for approval |
+//! | `GET /p/spam-guard/blocklist` | another server, with the `x-blocklist-token` header | this server's instance-wide network blocks as a shared list ([`shared`]) |
+//! | `GET /p/spam-guard/subscriptions` | administrators | the lists this server applies: how each last fetch went, and the exceptions |
+//! | `GET /p/spam-guard/shared?network=…` | administrators | whether a shared list blocks that network here: whose list, its reason, and any exception |
+//! | `POST /p/spam-guard/exceptions` | administrators | `{"network", "allow"}`: never (or again) block this network because of a shared list |
 //!
 //! Errors are JSON, `{"error":{"code":"…","message":"…"}}`, like the server's API.
 //! Addresses are shown to administrators in the queue and never written to logs.
 
 pub mod rules;
+pub mod shared;
 pub mod store;
 
 mod decide;
@@ -46,8 +52,10 @@ impl Plugin for SpamGuard {
     }
 
     fn on_timer(name: String) {
-        if name == "notify-admins" {
-            notify::admins_of_new_reports();
+        match name.as_str() {
+            "notify-admins" => notify::admins_of_new_reports(),
+            "sync-blocklists" => shared::sync_all(),
+            _ => {}
         }
     }
 }

@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::rules::{
     Category, DAY_MS, KEEP_FOR_INVESTIGATION_DAYS, MINUTE_MS, ReportWindow, ReporterRate, identity,
 };
+use crate::shared::{self, Exception, SourceStatus};
 use crate::store::{
     self, Block, Group, Kind, Report, STILL_PART_BYTES, STILL_PARTS, Scope, Status,
 };
@@ -38,6 +39,13 @@ fn failed(e: Error) -> HttpResponse {
 }
 
 pub(crate) fn route(request: &HttpRequest) -> HttpResponse {
+    // Another server's subscription: the token, not a session, says who may read.
+    if request.path.trim_matches('/') == "blocklist" {
+        return match request.method.as_str() {
+            "GET" => shared::export(request),
+            _ => error(405, "method_not_allowed", "use GET").with_header("allow", "GET"),
+        };
+    }
     let Some(user) = request.user else {
         return error(401, "unauthorized", "sign in first");
     };
@@ -53,6 +61,9 @@ pub(crate) fn route(request: &HttpRequest) -> HttpResponse {
         ("POST", ["lobby-lock"]) => lock_lobby(user, &request.body),
         ("POST", ["suspend"]) => suspend(user, &request.body),
         ("POST", ["rotate"]) => rotate(user, &request.body),
+        ("GET", ["subscriptions"]) => admin(user).and_then(|()| subscriptions()),
+        ("GET", ["shared"]) => admin(user).and_then(|()| shared_rule(&request.query)),
+        ("POST", ["exceptions"]) => admin(user).and_then(|()| exception(user, &request.body)),
         _ => Err(error(404, "not_found", "no such page")),
     };
     result.unwrap_or_else(|answer| answer)
@@ -754,5 +765,115 @@ fn rotate(user: i64, bytes: &[u8]) -> Answer {
     Ok(HttpResponse::json(
         200,
         json!({"id": rotated.link.id}).to_string(),
+    ))
+}
+
+/// `GET /subscriptions`: the shared lists this server applies, how each last
+/// fetch went, and the administrators' exceptions.
+fn subscriptions() -> Answer {
+    let text = confab_plugin_sdk::config::get("subscriptions").unwrap_or_default();
+    let (subs, problems) = shared::subscriptions(&text);
+    let mut lists = Vec::new();
+    for (n, sub) in subs.iter().enumerate() {
+        let status: SourceStatus = store::get_record(&format!("source/{n}")).map_err(failed)?;
+        let status = if status.url == sub.url {
+            status
+        } else {
+            SourceStatus::default()
+        };
+        lists.push(json!({
+            "url": sub.url,
+            "synced_at": status.synced_at,
+            "tried_at": status.tried_at,
+            "entries": status.entries,
+            "skipped": status.skipped,
+            "error": status.error,
+        }));
+    }
+    let keys = confab_plugin_sdk::kv::keys("allow/net/", None, 1000).map_err(failed)?;
+    let exceptions: Vec<&str> = keys
+        .iter()
+        .filter_map(|k| k.strip_prefix("allow/net/"))
+        .collect();
+    let token = confab_plugin_sdk::config::get("export_token").unwrap_or_default();
+    Ok(HttpResponse::json(
+        200,
+        json!({
+            "exporting": token.trim().chars().count() >= shared::MIN_TOKEN_CHARS,
+            "subscriptions": lists,
+            "problems": problems,
+            "exceptions": exceptions,
+        })
+        .to_string(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewException {
+    network: String,
+    allow: bool,
+}
+
+/// `POST /exceptions`: an administrator's word on a network, over every shared
+/// list: `allow` true, never blocked by one; false, the lists apply again.
+fn exception(user: i64, bytes: &[u8]) -> Answer {
+    let input: NewException = body(bytes)?;
+    let Some(network) = shared::canonical_network(input.network.trim()) else {
+        return Err(error(
+            422,
+            "invalid",
+            "give a network as this server writes them: a.b.c.d/32, or an IPv6 /64",
+        ));
+    };
+    let key = shared::allow_key(&network);
+    if input.allow {
+        let value = serde_json::to_vec(&Exception {
+            by: user,
+            at: crate::now_ms(),
+        })
+        .map_err(|e| error(500, "internal", e.to_string()))?;
+        confab_plugin_sdk::kv::set(&key, value).map_err(failed)?;
+    } else {
+        confab_plugin_sdk::kv::delete(&key).map_err(failed)?;
+    }
+    Ok(HttpResponse::json(
+        200,
+        json!({"network": network, "allow": input.allow}).to_string(),
+    ))
+}
+
+/// `GET /shared?network=…`: whether a shared list blocks this network here, which
+/// server's list and why, and whether an exception lets it through: what an
+/// administrator looks up when someone says they are turned away.
+fn shared_rule(query: &str) -> Answer {
+    let network = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("network="))
+        .map(|v| {
+            v.replace("%2F", "/")
+                .replace("%2f", "/")
+                .replace("%3A", ":")
+                .replace("%3a", ":")
+        })
+        .unwrap_or_default();
+    let Some(network) = shared::canonical_network(network.trim()) else {
+        return Err(error(
+            422,
+            "invalid",
+            "give ?network= as this server writes them: a.b.c.d/32, or an IPv6 /64",
+        ));
+    };
+    let keys = [shared::shared_key(&network), shared::allow_key(&network)];
+    let values = confab_plugin_sdk::kv::get_many(&keys).map_err(failed)?;
+    let now = crate::now_ms();
+    let rule = values[0]
+        .as_deref()
+        .and_then(|v| serde_json::from_slice::<shared::SharedRule>(v).ok())
+        .filter(|r| r.until > now)
+        .map(|r| json!({"host": r.host, "reason": r.reason, "until": r.until}));
+    Ok(HttpResponse::json(
+        200,
+        json!({"network": network, "rule": rule, "exception": values[1].is_some()}).to_string(),
     ))
 }

@@ -706,3 +706,280 @@ fn the_owner_rotates_a_leaked_link_and_anyone_on_the_call_locks_the_lobby_or_sus
     assert_eq!(answer.status, 403);
     assert!(p.lobby_locked(new_id));
 }
+
+/// A request from `address` on `network`, with no device cookie.
+fn knock(p: &mut Harness, call: &Call, address: &str, network: &str) -> Decision {
+    decide(p, call, address, origin(None, Some(network)))
+}
+
+const EXPORT_TOKEN: &str = "export-token-0123456789abcdef";
+const LIST_URL: &str = "https://peer.example/p/spam-guard/blocklist";
+
+#[test]
+fn instance_wide_network_blocks_are_shared_with_the_token_and_nothing_more() {
+    let mut p = plugin();
+    let s = scene(&mut p);
+    let (_, filed) = post(
+        &mut p,
+        MEMBER,
+        "/reports",
+        json!({"link": s.link.id, "participant": s.guest, "category": "spam"}),
+    );
+    let (answer, _) = post(
+        &mut p,
+        ADMIN,
+        "/blocks",
+        json!({"report": filed["report"], "scope": "instance"}),
+    );
+    assert_eq!(answer.status, 201, "{}", answer.body_text());
+    // A block on one link only stays on this server.
+    let other = p
+        .join_from(
+            &s.link.id,
+            "Local pest",
+            None,
+            origin(Some("dev-2"), Some("192.0.2.44/32")),
+        )
+        .id;
+    let (answer, _) = post(
+        &mut p,
+        OWNER,
+        "/reports",
+        json!({"link": s.link.id, "participant": other, "category": "harassment", "action": "block"}),
+    );
+    assert_eq!(answer.status, 201, "{}", answer.body_text());
+
+    // Not shared until the operator sets a token.
+    let closed = p.http(HttpRequest::get("/blocklist"));
+    assert_eq!(closed.status, 404, "{}", closed.body_text());
+
+    let mut p = p.config("export_token", EXPORT_TOKEN);
+    for token in [None, Some("wrong"), Some(&EXPORT_TOKEN[1..])] {
+        let mut request = HttpRequest::get("/blocklist");
+        if let Some(token) = token {
+            request = request.with_header("x-blocklist-token", token);
+        }
+        assert_eq!(p.http(request).status, 401, "{token:?}");
+    }
+    let list =
+        p.http(HttpRequest::get("/blocklist").with_header("x-blocklist-token", EXPORT_TOKEN));
+    assert_eq!(list.status, 200, "{}", list.body_text());
+    let list: Value = serde_json::from_slice(&list.body).unwrap();
+    assert_eq!(list["format"], "confab-blocklist");
+    assert_eq!(list["version"], 1);
+    let entries = list["entries"].as_array().unwrap();
+    assert_eq!(
+        entries.len(),
+        1,
+        "only the network of the instance-wide block: {list}"
+    );
+    assert_eq!(entries[0]["entity"], "198.51.100.7/32");
+    assert_eq!(entries[0]["kind"], "network");
+    assert_eq!(entries[0]["recommendation"], "block");
+    assert_eq!(entries[0]["reason"], "Spam or unwanted caller");
+    assert!(entries[0]["expires_at"].as_i64().unwrap() > list["generated_at"].as_i64().unwrap());
+    assert!(
+        !list.to_string().contains("dev-1"),
+        "no device pseudonym leaves the server"
+    );
+}
+
+/// The list a peer serves, as the test sets it.
+fn peer_list(networks: &[&str], expires_at: i64) -> String {
+    let entries: Vec<Value> = networks
+        .iter()
+        .map(|n| json!({"entity": n, "kind": "network", "recommendation": "block", "reason": "spam", "expires_at": expires_at}))
+        .chain([
+            json!({"entity": "dev-9", "kind": "device", "recommendation": "block", "expires_at": expires_at}),
+            json!({"entity": "10.0.0.0/8", "kind": "network", "recommendation": "block", "expires_at": expires_at}),
+        ])
+        .collect();
+    json!({"format": "confab-blocklist", "version": 1, "entries": entries}).to_string()
+}
+
+#[test]
+fn a_subscribed_list_turns_its_networks_away_and_this_servers_own_rules_win() {
+    use std::sync::{Arc, Mutex};
+    let served = Arc::new(Mutex::new((200u16, String::new())));
+    let answer = served.clone();
+    let mut p = plugin()
+        .config("subscriptions", &format!("{LIST_URL} peer-secret"))
+        .allow_http_host("peer.example")
+        .respond_with(move |request| {
+            if request.url != LIST_URL {
+                return None;
+            }
+            let token = request
+                .headers
+                .iter()
+                .find(|(n, _)| n == "x-blocklist-token")
+                .map(|(_, v)| v.as_str());
+            let (status, body) = answer.lock().unwrap().clone();
+            Some(match token {
+                Some("peer-secret") => confab_plugin_test::OutboundResponse::json(status, &body),
+                _ => confab_plugin_test::OutboundResponse::json(401, "{}"),
+            })
+        });
+    let in_a_week = 1_767_225_600 + 7 * 86_400;
+    *served.lock().unwrap() = (
+        200,
+        peer_list(&["203.0.113.5/32", "2001:db8:7:7::/64"], in_a_week),
+    );
+    let link = p.add_link(OWNER, "Standup");
+    let call = p.start_call(&link.id);
+    p.join(&link.id, "Olga Owner", Some(OWNER));
+    p.timer("sync-blocklists");
+
+    let listed = decide(
+        &mut p,
+        &call,
+        "203.0.113.5",
+        origin(Some("dev-a"), Some("203.0.113.5/32")),
+    );
+    assert_eq!(
+        listed,
+        Decision::Deny("This server does not take requests from your network.".into()),
+        "the list's own reason is for administrators, not the caller"
+    );
+    let v6 = knock(&mut p, &call, "2001:db8:7:7::1", "2001:db8:7:7::/64");
+    assert!(denied(&v6));
+    let stranger = knock(&mut p, &call, "203.0.113.6", "203.0.113.6/32");
+    assert_eq!(stranger, Decision::Allow);
+
+    let (answer, status) = get(&mut p, ADMIN, "/subscriptions");
+    assert_eq!(answer.status, 200, "{}", answer.body_text());
+    assert_eq!(status["subscriptions"][0]["url"], LIST_URL);
+    assert_eq!(status["subscriptions"][0]["entries"], 2);
+    assert_eq!(
+        status["subscriptions"][0]["skipped"], 2,
+        "the device and the /8"
+    );
+    assert_eq!(status["subscriptions"][0]["error"], Value::Null);
+    assert!(
+        !answer.body_text().contains("peer-secret"),
+        "the token stays with the server"
+    );
+    assert_eq!(get(&mut p, MEMBER, "/subscriptions").0.status, 403);
+    // An administrator looks up why a network is turned away: the list's reason.
+    let (answer, why) = get(&mut p, ADMIN, "/shared?network=203.0.113.5%2F32");
+    assert_eq!(answer.status, 200, "{}", answer.body_text());
+    assert_eq!(why["rule"]["host"], "peer.example");
+    assert_eq!(why["rule"]["reason"], "spam");
+    assert_eq!(why["exception"], false);
+    assert_eq!(
+        get(&mut p, ADMIN, "/shared?network=203.0.113.6/32").1["rule"],
+        Value::Null
+    );
+    assert_eq!(
+        get(&mut p, MEMBER, "/shared?network=203.0.113.5/32")
+            .0
+            .status,
+        403
+    );
+
+    // An administrator's exception wins over the list, and can be taken back.
+    let (answer, _) = post(
+        &mut p,
+        ADMIN,
+        "/exceptions",
+        json!({"network": "203.0.113.5/32", "allow": true}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body_text());
+    assert_eq!(
+        knock(&mut p, &call, "203.0.113.5", "203.0.113.5/32"),
+        Decision::Allow
+    );
+    let (answer, _) = post(
+        &mut p,
+        MEMBER,
+        "/exceptions",
+        json!({"network": "203.0.113.5/32", "allow": false}),
+    );
+    assert_eq!(answer.status, 403);
+    let (answer, _) = post(
+        &mut p,
+        ADMIN,
+        "/exceptions",
+        json!({"network": "203.0.113.0/24", "allow": true}),
+    );
+    assert_eq!(answer.status, 422);
+    post(
+        &mut p,
+        ADMIN,
+        "/exceptions",
+        json!({"network": "203.0.113.5/32", "allow": false}),
+    );
+    assert!(denied(&knock(
+        &mut p,
+        &call,
+        "203.0.113.5",
+        "203.0.113.5/32"
+    )));
+
+    // The peer drops a network: gone here at the next fetch.
+    *served.lock().unwrap() = (200, peer_list(&["2001:db8:7:7::/64"], in_a_week));
+    p.timer("sync-blocklists");
+    assert_eq!(
+        knock(&mut p, &call, "203.0.113.5", "203.0.113.5/32"),
+        Decision::Allow
+    );
+    assert!(denied(&knock(
+        &mut p,
+        &call,
+        "2001:db8:7:7::1",
+        "2001:db8:7:7::/64"
+    )));
+
+    // A broken answer changes nothing and is reported; a peer gone for more than a
+    // week no longer blocks anyone.
+    *served.lock().unwrap() = (200, "{\"format\": \"other\"}".into());
+    p.timer("sync-blocklists");
+    let (_, status) = get(&mut p, ADMIN, "/subscriptions");
+    assert!(
+        status["subscriptions"][0]["error"].as_str().is_some(),
+        "{status}"
+    );
+    assert!(denied(&knock(
+        &mut p,
+        &call,
+        "2001:db8:7:7::1",
+        "2001:db8:7:7::/64"
+    )));
+    *served.lock().unwrap() = (503, String::new());
+    p.advance(8 * DAY);
+    p.timer("sync-blocklists");
+    assert_eq!(
+        knock(&mut p, &call, "2001:db8:7:7::1", "2001:db8:7:7::/64"),
+        Decision::Allow
+    );
+}
+
+#[test]
+fn a_list_from_a_host_the_operator_did_not_allow_is_never_fetched() {
+    let mut p = plugin()
+        .config("subscriptions", &format!("{LIST_URL} peer-secret"))
+        .respond(
+            LIST_URL,
+            confab_plugin_test::OutboundResponse::json(
+                200,
+                &peer_list(&["203.0.113.5/32"], 1_800_000_000),
+            ),
+        );
+    let link = p.add_link(OWNER, "Standup");
+    let call = p.start_call(&link.id);
+    p.timer("sync-blocklists");
+    assert!(
+        p.http_requests().is_empty(),
+        "the server refuses the request"
+    );
+    assert_eq!(
+        knock(&mut p, &call, "203.0.113.5", "203.0.113.5/32"),
+        Decision::Allow
+    );
+    let (_, status) = get(&mut p, ADMIN, "/subscriptions");
+    let error = status["subscriptions"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("peer.example"), "{status}");
+}

@@ -276,6 +276,11 @@ fn default_mails_per_hour() -> u32 {
 pub struct HttpPermission {
     /// Host names (exact, or `*.example.org` for subdomains) the plugin may call.
     pub hosts: Vec<String>,
+    /// The operator may add hosts (`plugins.settings.{name}.http_hosts`), for a
+    /// plugin that calls servers only its operator knows (since 1.2). Then `hosts`
+    /// may be empty.
+    #[serde(default)]
+    pub operator_hosts: bool,
 }
 
 /// Sandbox limits the plugin asks for; the operator's maximums cap them.
@@ -528,8 +533,11 @@ impl Manifest {
             return invalid("permissions.mail.per-hour must be 1 to 100000".into());
         }
         if let Some(http) = &self.permissions.http_client {
-            if http.hosts.is_empty() {
-                return invalid("permissions.http-client.hosts lists no host".into());
+            if http.hosts.is_empty() && !http.operator_hosts {
+                return invalid(
+                    "permissions.http-client.hosts lists no host (and operator-hosts is not set)"
+                        .into(),
+                );
             }
             if let Some(bad) = http.hosts.iter().find(|h| !valid_host_pattern(h)) {
                 return invalid(format!(
@@ -586,7 +594,16 @@ impl Manifest {
         self.permissions.mail.as_ref().map_or(0, |m| m.per_hour)
     }
 
-    /// The hosts `http-client` may call (none without the permission).
+    /// Whether the operator may add hosts for `http-client`.
+    pub fn http_operator_hosts(&self) -> bool {
+        self.permissions
+            .http_client
+            .as_ref()
+            .is_some_and(|h| h.operator_hosts)
+    }
+
+    /// The hosts the manifest lists for `http-client` (none without the
+    /// permission); the operator may add some ([`Self::http_operator_hosts`]).
     pub fn http_hosts(&self) -> &[String] {
         self.permissions
             .http_client
@@ -646,7 +663,8 @@ pub fn safe_relative(path: &str) -> bool {
             .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
-fn valid_host_pattern(host: &str) -> bool {
+/// Whether `host` is a host name, or `*.domain` for its subdomains.
+pub fn valid_host_pattern(host: &str) -> bool {
     let name = host.strip_prefix("*.").unwrap_or(host);
     !name.is_empty()
         && name.len() <= 253

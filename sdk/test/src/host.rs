@@ -109,6 +109,8 @@ pub(crate) struct Setup {
     /// The test's settings; the manifest's defaults fill in the rest.
     pub config: BTreeMap<String, String>,
     pub templates: Option<tera::Tera>,
+    /// Hosts the operator added (`plugins.settings.NAME.http_hosts`).
+    pub http_hosts: Vec<String>,
 }
 
 impl Setup {
@@ -983,7 +985,15 @@ fn check_request(request: &OutboundRequest) -> Result<(), Error> {
 impl http_client::Host for HostState {
     fn send(&mut self, request: OutboundRequest) -> Result<OutboundResponse, Error> {
         self.setup.check(Capability::HttpClient)?;
-        check_url(self.setup.manifest.http_hosts(), &request.url)?;
+        let hosts: Vec<String> = self
+            .setup
+            .manifest
+            .http_hosts()
+            .iter()
+            .chain(&self.setup.http_hosts)
+            .cloned()
+            .collect();
+        check_url(&hosts, &request.url)?;
         check_request(&request)?;
         self.world.http_requests.push(request.clone());
         let answer = self.world.responders.iter_mut().find_map(|r| r(&request));
@@ -1088,6 +1098,7 @@ mod tests {
                 denied: BTreeSet::new(),
                 config: BTreeMap::new(),
                 templates: None,
+                http_hosts: Vec::new(),
             }),
             world: World {
                 now: NOW,

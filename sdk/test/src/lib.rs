@@ -201,6 +201,7 @@ impl Harness {
                 denied: Default::default(),
                 config: Default::default(),
                 templates: load_templates(&dir.join("templates")),
+                http_hosts: Vec::new(),
             }),
             world: World {
                 now: START_TIME_MS,
@@ -224,6 +225,23 @@ impl Harness {
         );
         let setup = Arc::make_mut(&mut self.setup);
         setup.config.insert(key.into(), value.into());
+        self
+    }
+
+    /// Lets `http-client` call `host` (exact, or `*.domain`) too, as an operator
+    /// who lists it in `plugins.settings.NAME.http_hosts`.
+    ///
+    /// # Panics
+    ///
+    /// When the manifest does not let the operator add hosts
+    /// (`http-client = { …, operator-hosts = true }`): the server would refuse to
+    /// load the plugin with that setting.
+    pub fn allow_http_host(mut self, host: &str) -> Self {
+        assert!(
+            self.setup.manifest.http_operator_hosts(),
+            "plugin.toml does not let the operator add hosts (permissions.http-client.operator-hosts)"
+        );
+        Arc::make_mut(&mut self.setup).http_hosts.push(host.into());
         self
     }
 

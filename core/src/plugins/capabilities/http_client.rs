@@ -64,7 +64,7 @@ impl HttpClientHost {
     }
 
     async fn send(&self, request: Request) -> Result<Response, Error> {
-        let url = check_url(self.grants.manifest.http_hosts(), &request.url)?;
+        let url = check_url(&self.grants.http_hosts, &request.url)?;
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| Error::Invalid(format!("{:?} is not an HTTP method", request.method)))?;
         if request.body.len() > MAX_BODY_BYTES {

@@ -37,6 +37,9 @@ pub struct Grants {
     pub config: BTreeMap<String, String>,
     /// The plugin's tera templates, when it ships any.
     pub templates: Option<tera::Tera>,
+    /// The hosts `http-client` may call: the manifest's, and the operator's
+    /// `http_hosts` where the manifest allows them.
+    pub http_hosts: Vec<String>,
     /// When the plugin queued its recent mails (for `mail.per-hour`).
     /// Held while counting this plugin's last hour of mail and queueing one more,
     /// so that concurrent calls cannot both take the last slot.
@@ -53,6 +56,7 @@ impl Grants {
         Self {
             name: manifest.name.as_str().into(),
             granted,
+            http_hosts: manifest.http_hosts().to_vec(),
             manifest,
             config,
             templates,
