@@ -663,3 +663,109 @@ async fn operator_http_hosts_are_for_plugins_that_ask_for_them() {
         "{problem}"
     );
 }
+
+/// The administrators' review queue on the dashboard, in Chromium: the report's
+/// caller with its network and category, "Dismiss", "Block on this server" turning
+/// that network away on every link, "Unblock" letting it back; a member's
+/// dashboard has no such card.
+#[tokio::test]
+async fn the_review_queue_card_blocks_unblocks_and_dismisses_for_administrators() {
+    use crate::support::browser::{Driver, app_with_link_and};
+
+    let (app, base, link) = app_with_link_and(32, with_spam_guard).await;
+    let addr = base.trim_start_matches("http://").to_string();
+    let admin = app.token_for("host@example.org").await;
+    let bearer = || Some(("authorization", format!("Bearer {admin}")));
+    let mut host = Ws::open_with(&addr, &link, bearer()).await;
+    host.send(json!({ "v": 1, "type": "join" })).await;
+    host.expect("joined").await;
+    let home = fresh_loopback();
+    let mut pest = Ws::open_from(&addr, &link, None, home).await;
+    let joined = pest
+        .join_admitted_by(&mut host, "Spammy", "guest-key-000000000801")
+        .await;
+    let filed = app
+        .post("/p/spam-guard/reports")
+        .bearer(&admin)
+        .json(&json!({ "link": link, "participant": joined["participant"], "category": "spam", "note": "links in the chat" }))
+        .send()
+        .await;
+    assert_eq!(filed.status, StatusCode::CREATED, "{}", filed.text());
+
+    let driver = Driver::start();
+    let page = driver.browser().await;
+    page.sign_in(&base, "host@example.org").await;
+    let group = "article.spam-guard-group";
+    page.wait_text(group, "Spammy").await;
+    let text = page.wait_text(group, "Network").await;
+    assert!(text.contains(&format!("Network {home}")), "{text}");
+    assert!(text.contains("Spam"), "{text}");
+    assert!(text.contains("links in the chat"), "{text}");
+
+    // Dismissed: the report's status changes, and the button goes.
+    page.click(&format!("{group} button[data-action=dismiss]"))
+        .await;
+    page.wait_js("!document.querySelector('article.spam-guard-group button[data-action=dismiss]')")
+        .await;
+    page.wait_text(group, "Dismissed").await;
+
+    // Blocked on the whole server: the same network is turned away on another link.
+    page.click(&format!("{group} button[data-action=block]"))
+        .await;
+    page.wait_text(group, "Blocked on this server").await;
+    let other = app
+        .post("/api/v1/links")
+        .bearer(&admin)
+        .json(&json!({ "title": "Other", "guests_need_approval": false }))
+        .send()
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut other_host = Ws::open_with(&addr, &other, bearer()).await;
+    other_host.send(json!({ "v": 1, "type": "join" })).await;
+    other_host.expect("joined").await;
+    let mut again = Ws::open_from(&addr, &other, None, home).await;
+    let answer = again
+        .join_as_guest("Spammy 2", "guest-key-000000000802")
+        .await;
+    assert_eq!(answer["type"], "denied", "{answer}");
+
+    // Unblocked from the card: the network may ask again.
+    page.click(&format!("{group} button[data-action=unblock]"))
+        .await;
+    page.wait_js(
+        "!document.querySelector('article.spam-guard-group').textContent.includes('Blocked on')",
+    )
+    .await;
+    let mut back = Ws::open_from(&addr, &other, None, home).await;
+    let answer = back
+        .join_as_guest("Spammy 3", "guest-key-000000000803")
+        .await;
+    assert_eq!(answer["type"], "joined", "{answer}");
+
+    // A member's dashboard has no review queue.
+    app.user_with_token("mia@example.org", confab_core::accounts::Role::Member)
+        .await;
+    let member = driver.browser().await;
+    member.sign_in(&base, "mia@example.org").await;
+    member
+        .wait_js("document.querySelector('#plugin-cards') !== null")
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let cards = member
+        .client
+        .execute(
+            "return document.querySelector('#plugin-cards').innerText",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        !cards.as_str().unwrap_or_default().contains("Reports"),
+        "{cards}"
+    );
+    member.close().await;
+    page.close().await;
+}
