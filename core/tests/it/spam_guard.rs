@@ -769,3 +769,64 @@ async fn the_review_queue_card_blocks_unblocks_and_dismisses_for_administrators(
     member.close().await;
     page.close().await;
 }
+
+/// A shared list as large as the plugin takes (10,000 networks), served by a
+/// stand-in for another server: applied whole within the plugin's deadline, and a
+/// network on it turned away.
+#[tokio::test]
+async fn a_shared_list_of_ten_thousand_networks_is_applied_whole() {
+    use confab_core::config::PluginSettings;
+    let expires = chrono::Utc::now().timestamp() + 86_400;
+    let entries: Vec<Value> = (0..10_000)
+        .map(|i| json!({"entity": format!("127.9.{}.{}/32", i / 256, i % 256), "kind": "network", "recommendation": "block", "reason": "spam", "expires_at": expires}))
+        .collect();
+    let list = json!({"format": "confab-blocklist", "version": 1, "entries": entries}).to_string();
+    let peer = axum::Router::new().route(
+        "/p/spam-guard/blocklist",
+        axum::routing::get(move || {
+            let list = list.clone();
+            async move { ([("content-type", "application/json")], list) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, peer).await.unwrap() });
+
+    let app = TestApp::sqlite_with(|c| {
+        with_spam_guard(c);
+        c.plugins.settings.insert(
+            "spam-guard".into(),
+            PluginSettings {
+                config: [(
+                    "subscriptions".to_string(),
+                    format!("http://127.0.0.1:{port}/p/spam-guard/blocklist any-token"),
+                )]
+                .into(),
+                http_hosts: vec!["127.0.0.1".into()],
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let s = scene(app).await;
+    s.app
+        .state
+        .plugins
+        .fire_timer(s.app.state.plugin_deps(), "spam-guard", "sync-blocklists")
+        .await
+        .unwrap();
+    let status = s
+        .app
+        .get("/p/spam-guard/subscriptions")
+        .bearer(&s.admin)
+        .send()
+        .await
+        .json();
+    assert_eq!(status["subscriptions"][0]["entries"], 10_000, "{status}");
+    let _host = host(&s).await;
+    let mut listed = guest(&s, "127.9.39.15".parse().unwrap(), None).await;
+    let answer = listed
+        .join_as_guest("Listed", "guest-key-000000000901")
+        .await;
+    assert_eq!(answer["type"], "denied", "{answer}");
+}

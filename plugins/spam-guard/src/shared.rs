@@ -169,20 +169,28 @@ pub fn export(request: &HttpRequest) -> HttpResponse {
             Ok(values) => values,
             Err(e) => return unavailable(e),
         };
-        for block in values
+        let blocks: Vec<Block> = values
             .into_iter()
             .flatten()
             .filter_map(|v| serde_json::from_slice::<Block>(&v).ok())
             .filter(|b| b.scope == Scope::Instance && b.kind == Kind::Net && b.expires_at > now)
-        {
+            .collect();
+        // The reports behind this page's blocks, in one read.
+        let ids: Vec<String> = blocks.iter().filter_map(|b| b.report.clone()).collect();
+        let categories: std::collections::BTreeMap<String, &'static str> =
+            match store::reports(&ids) {
+                Ok(reports) => reports
+                    .into_iter()
+                    .map(|r| (r.id, r.category.describe()))
+                    .collect(),
+                Err(e) => return unavailable(e),
+            };
+        for block in blocks {
             let reason = block
                 .report
                 .as_deref()
-                .and_then(|id| store::report(id).ok().flatten())
-                .map_or_else(
-                    || "blocked by an administrator".to_string(),
-                    |r| r.category.describe().to_string(),
-                );
+                .and_then(|id| categories.get(id).copied())
+                .unwrap_or("blocked by an administrator");
             entries.push(json!({
                 "entity": block.value,
                 "kind": "network",
