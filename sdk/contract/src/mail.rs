@@ -252,7 +252,8 @@ mod tests {
             "Ana\n <ana@example.org>",
             "User ana@example.org <ana@example.org>",
             "Lima, Ana <ana@example.org>",
-            "\"Ana \" <ana@example.org>",
+            "Ana\" <ana@example.org>",
+            "\"Ana <ana@example.org>",
         ] {
             assert!(
                 matches!(check(&[bad], "Our call"), Err(MailProblem::Invalid(_))),
