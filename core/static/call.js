@@ -261,7 +261,38 @@ function restartMedia() {
     note("Connection lost. Check your network, then leave and join again.");
   }
 }
-// Plugins' call-page modules, loaded once on the call (static/plugins.js).
+/**
+ * A link a plugin asked the page to show (`showLink`, after it rotated the link):
+ * the page writes it, with this call's secret, above the plugins' frames.
+ */
+function showPluginLink(url, label) {
+  const box = document.createElement("p");
+  box.className = "plugin-link";
+  const text = document.createElement("label");
+  text.textContent = `${label} `;
+  const input = document.createElement("input");
+  input.className = "url";
+  input.readOnly = true;
+  input.value = url;
+  text.append(input);
+  const copy = document.createElement("button");
+  copy.type = "button";
+  copy.className = "button quiet";
+  copy.textContent = "Copy";
+  copy.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(url);
+      copy.textContent = "Copied";
+    } catch {
+      input.select();
+    }
+  });
+  box.append(text, copy);
+  pluginArea.before(box);
+  input.focus();
+}
+
+// Plugins' call-page frames, started once on the call (static/plugins.js).
 const plugins = new CallPagePlugins({
   modules: JSON.parse(callCard.dataset.pluginModules || "[]"),
   area: pluginArea,
@@ -273,6 +304,8 @@ const plugins = new CallPagePlugins({
   csrf: callCard.dataset.csrf,
   seal: (bytes, plugin) => encryption.seal(bytes, plugin),
   link: () => fullLink(),
+  linkTo: (id) => (secret ? linkWithSecret(location.origin, id, secret) : null),
+  showLink: (url, label) => showPluginLink(url, label),
   open: (bytes, plugin) => encryption.open(bytes, plugin),
   lobby: () => publicLobby(state, signedIn),
   // The only way a plugin gets at the grid: one camera frame, after plugins.js asked.

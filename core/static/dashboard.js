@@ -1,7 +1,6 @@
 // Dashboard behaviour: link secrets, copy buttons and confirmation before revoking.
 
-import { pluginFetch } from "/static/lib/plugin-fetch.js";
-import { loadPluginModules } from "/static/lib/plugin-modules.js";
+import { BridgeError, PluginFrames, clip } from "/static/lib/plugin-frames.js";
 import { randomToken } from "/static/lib/random.js";
 
 // The link secret (docs/security.md, "The link secret"): the full link is
@@ -107,30 +106,35 @@ for (const form of document.querySelectorAll("form[data-confirm]")) {
   });
 }
 
-// Dashboard extensions: ES modules that plugins ship (their manifest's
-// `web.dashboard`). Each module's default export is called once with a handle:
-//
-//   export default function setup(dashboard) {
-//     dashboard.name;                  // the plugin's name
-//     dashboard.element;               // a card of the dashboard the module may fill
-//     dashboard.links();               // [{ id, title, url, status, when }] on this page
-//     dashboard.addLinkAction(label, (link, button) => …);  // a button on each active link
-//     dashboard.fetch(path, init);     // fetch(`/p/${name}${path}`) as the signed-in user
-//     dashboard.report(message);       // show a problem on the page
-//   }
-//
-// `url` is the link as the user shares it: with `#k=` and its secret when this
-// browser has it, else the server's address alone.
+// Dashboard extensions: each plugin's `web.dashboard` module (and, for
+// administrators, its `web.admin` module) runs in a sandboxed frame of its own
+// (lib/plugin-frames.js): it never sees a link's secret, the session cookie or
+// the CSRF token. plugin-kit.js gives the module its handle (sdk/README.md, "Web
+// code"): `links()` lists this page's links without their secrets (`secret` says
+// whether this browser has it), `addLinkAction(label, handler)` puts a button on
+// each active link here and runs `handler(link)` in the frame, `fetch` reaches
+// the plugin's own routes as the user, and `report` shows a problem on the page.
+
+/** Buttons one plugin may put on each link, and the longest label. */
+const MAX_LINK_ACTIONS = 4;
+const MAX_LABEL_CHARS = 40;
 
 function pageLinks() {
   return [...document.querySelectorAll("li[data-link-id]")].map((item) => ({
     id: item.dataset.linkId,
     title: item.dataset.linkTitle,
-    url: item.dataset.linkUrl,
+    url: item.dataset.linkUrl.split("#")[0],
     status: item.dataset.linkStatus,
     when: item.dataset.linkWhen || null,
+    secret: item.dataset.linkUrl.includes("#k="),
     element: item,
   }));
+}
+
+/** The full link `id`, secret included, where this browser has the secret. */
+function fullLink(id) {
+  const item = [...document.querySelectorAll("li[data-link-id]")].find((li) => li.dataset.linkId === id);
+  return item && item.dataset.linkUrl.includes("#k=") ? item.dataset.linkUrl : null;
 }
 
 function report(message) {
@@ -142,50 +146,50 @@ function report(message) {
   area?.prepend(alert);
 }
 
-class DashboardHandle {
-  constructor(name, element, csrf) {
-    this.name = name;
-    this.element = element;
-    this.csrf = csrf;
-  }
-
-  links() {
-    return pageLinks().map(({ element, ...link }) => link);
-  }
-
-  addLinkAction(label, handler) {
-    for (const link of pageLinks()) {
-      if (link.status !== "active") continue;
-      const slot = link.element.querySelector(".plugin-actions");
-      if (!slot) continue;
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "button";
-      button.dataset.plugin = this.name;
-      button.textContent = label;
-      const { element, ...plain } = link;
-      button.addEventListener("click", async () => {
-        button.disabled = true;
-        try {
-          await handler(plain, button);
-        } catch (error) {
-          console.error(`the ${this.name} plugin's “${label}” failed`, error);
-          report(`${label} did not work: ${error.message || error}`);
-        } finally {
-          button.disabled = false;
-        }
-      });
-      slot.append(button);
-    }
-  }
-
-  fetch(path, init = {}) {
-    return pluginFetch(this.name, this.csrf, path, init);
-  }
-
-  report(message) {
-    report(message);
-  }
+/** What a dashboard frame may ask of this page. */
+function dashboardCalls(plugin) {
+  let actions = 0;
+  let tickets = 0;
+  const running = new Map();
+  return {
+    report: ({ message }) => {
+      report(clip(message));
+      return null;
+    },
+    addLinkAction: ({ label, index }, frame) => {
+      if (actions >= MAX_LINK_ACTIONS) throw new BridgeError("too-many", `at most ${MAX_LINK_ACTIONS} buttons per link`);
+      const text = clip(label, MAX_LABEL_CHARS).trim();
+      if (!text) throw new BridgeError("bad-request", "a button needs a label");
+      actions += 1;
+      for (const link of pageLinks()) {
+        if (link.status !== "active") continue;
+        const slot = link.element.querySelector(".plugin-actions");
+        if (!slot) continue;
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "button";
+        button.dataset.plugin = plugin;
+        button.textContent = text;
+        const { element, ...plain } = link;
+        button.addEventListener("click", () => {
+          button.disabled = true;
+          tickets += 1;
+          running.set(tickets, { button, text });
+          frame.emit("linkAction", { index, ticket: tickets, link: plain });
+        });
+        slot.append(button);
+      }
+      return null;
+    },
+    linkActionDone: ({ ticket, error }) => {
+      const action = running.get(ticket);
+      if (!action) return null;
+      running.delete(ticket);
+      action.button.disabled = false;
+      if (error) report(`${action.text} did not work: ${clip(error, 200)}`);
+      return null;
+    },
+  };
 }
 
 const dashboard = document.getElementById("dashboard");
@@ -196,10 +200,23 @@ try {
 } catch {
   modules = [];
 }
-loadPluginModules(modules, {
-  area,
-  className: "card plugin-card",
-  page: "dashboard",
-  handle: (plugin, element) => new DashboardHandle(plugin, element, dashboard.dataset.csrf),
-  report,
-});
+if (area && modules.length > 0) {
+  const frames = new PluginFrames();
+  const plainLinks = () => pageLinks().map(({ element, ...link }) => link);
+  for (const { plugin, frame: src, link_secret: linkSecret } of modules) {
+    const admin = src.endsWith("/admin");
+    frames.add({
+      plugin,
+      src,
+      kind: admin ? "admin" : "dashboard",
+      area,
+      className: "card plugin-card",
+      csrf: dashboard.dataset.csrf,
+      linkSecret,
+      fullLink: (id) => (typeof id === "string" ? fullLink(id) : null),
+      report,
+      init: () => ({ admin, links: plainLinks() }),
+      calls: dashboardCalls(plugin),
+    });
+  }
+}

@@ -12,10 +12,10 @@ use axum::routing::{any, get, post};
 use axum_extra::extract::CookieJar;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AdminUser, Json};
+use super::extract::{AdminUser, Json, WebUser};
 use crate::AppState;
 use crate::accounts;
-use crate::plugins::{InvokeError, PluginInfo, PluginList, PluginRequest};
+use crate::plugins::{Capability, InvokeError, PluginInfo, PluginList, PluginRequest};
 
 /// Largest request body a plugin receives (calendar files, form posts).
 pub const MAX_PLUGIN_BODY_BYTES: usize = 1024 * 1024;
@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/admin/plugins/{name}/disable", post(disable_plugin))
         .route("/api/v1/admin/plugins/{name}/reload", post(reload_plugin))
         .route("/p/{plugin}/static/{*path}", get(static_file))
+        .route("/plugin-frame/{plugin}/{kind}", get(frame_document))
         .route(
             "/p/{plugin}",
             any(plugin_root).layer(DefaultBodyLimit::max(MAX_PLUGIN_BODY_BYTES)),
@@ -157,8 +158,93 @@ async fn static_file(
         [
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-cache"),
+            // Plugin frames have an opaque origin: their module scripts are
+            // cross-origin requests. These files are public.
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
         ],
         bytes,
+    )
+        .into_response())
+}
+
+/// The sandbox of plugin frames and of pages under `/p/`: scripts run, forms
+/// post and links open, but in an opaque origin, so the document reaches none of
+/// Confab's cookies, storage or pages (docs/security.md, "Plugin web code").
+const SANDBOX: &str =
+    "sandbox allow-scripts allow-forms allow-popups allow-popups-to-escape-sandbox allow-downloads";
+
+/// `Content-Security-Policy` of what a plugin answers under `/p/`: sandboxed, so
+/// that opening a plugin's page gets no access to Confab's cookies or storage.
+fn plugin_page_policy(origin: &str) -> String {
+    format!(
+        "{SANDBOX}; default-src 'self' {origin}; img-src 'self' {origin} data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    )
+}
+
+/// `Content-Security-Policy` of a plugin frame's document: sandboxed, scripts and
+/// styles from this server only, and no network of its own (`connect-src
+/// 'none'`): everything goes through the page's bridge. Only this server's pages
+/// may frame it.
+fn frame_policy(origin: &str) -> String {
+    format!(
+        "{SANDBOX}; default-src 'none'; script-src 'self' {origin}; style-src 'self' {origin} 'unsafe-inline'; img-src 'self' {origin} data: blob: https:; media-src 'self' {origin} blob: https:; font-src 'self' {origin}; connect-src 'none'; form-action 'none'; base-uri 'none'; frame-ancestors 'self' {origin}"
+    )
+}
+
+/// `text` for a double-quoted HTML attribute.
+fn attribute(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A plugin's frame (`kind` is `call-page`, `dashboard` or `admin`): a small
+/// document that loads `/static/plugin-kit.js`, which talks to the page over the
+/// bridge and starts the plugin's module. 404 for a plugin that is switched off,
+/// has no such module or was not granted it; an administrators' frame only for
+/// administrators.
+async fn frame_document(
+    State(state): State<AppState>,
+    Path((plugin, kind)): Path<(String, String)>,
+    user: Option<WebUser>,
+) -> Result<Response, ApiError> {
+    const MISSING: ApiError = ApiError::NotFound("no such plugin frame");
+    let kind = Capability::parse(&format!("web.{kind}"))
+        .filter(|k| {
+            matches!(
+                k,
+                Capability::WebCallPage | Capability::WebDashboard | Capability::WebAdmin
+            )
+        })
+        .ok_or(MISSING)?;
+    if kind == Capability::WebAdmin && !user.as_ref().is_some_and(|u| u.account.is_admin()) {
+        return Err(MISSING);
+    }
+    let module = state
+        .plugins
+        .frame_module(state.plugin_deps(), &plugin, kind)
+        .await
+        .ok_or(MISSING)?;
+    let page = kind.as_str().trim_start_matches("web.");
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{plugin}</title><link rel=\"stylesheet\" href=\"/static/app.css\">\
+         <script type=\"module\" src=\"/static/plugin-kit.js\"></script></head>\
+         <body class=\"plugin-frame\"><main id=\"plugin\" data-plugin=\"{plugin}\" data-page=\"{page}\" data-module=\"{module}\"></main></body></html>",
+        plugin = attribute(&plugin),
+        module = attribute(&module.url),
+    );
+    let origin = public_origin(state.public_url());
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_string()),
+            (header::CACHE_CONTROL, "no-cache".to_string()),
+            (header::CONTENT_SECURITY_POLICY, frame_policy(&origin)),
+            (header::X_FRAME_OPTIONS, "SAMEORIGIN".to_string()),
+        ],
+        body,
     )
         .into_response())
 }
@@ -281,6 +367,13 @@ async fn handle(
         })?;
     let mut response = Response::new(Body::from(answer.body));
     *response.status_mut() = status;
+    if let Ok(policy) =
+        HeaderValue::from_str(&plugin_page_policy(&public_origin(state.public_url())))
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
     for (name, value) in answer.headers {
         let lower = name.to_ascii_lowercase();
         if !response_header_allowed(&lower) {

@@ -122,12 +122,7 @@ impl PluginHost {
                                 .unwrap_or_default()
                         })
                         .collect(),
-                    requested: m
-                        .permissions
-                        .requested()
-                        .iter()
-                        .map(|c| c.to_string())
-                        .collect(),
+                    requested: m.requested().iter().map(|c| c.to_string()).collect(),
                     granted: p.grants.granted.iter().map(|c| c.to_string()).collect(),
                     http_hosts: if p.grants.granted.contains(&Capability::HttpClient) {
                         p.grants.http_hosts.clone()
@@ -262,21 +257,54 @@ impl PluginHost {
         Some(plugin.dir.join(dir))
     }
 
-    /// The call-page modules of plugins that are switched on, for the call page to
-    /// import.
+    /// The call-page frames of plugins that are switched on and granted
+    /// `web.call-page`.
     pub async fn call_page_modules(&self, deps: &PluginDeps) -> Vec<PageModule> {
-        self.page_modules(deps, |web| web.call_page.as_ref()).await
+        self.page_modules(deps, Capability::WebCallPage).await
     }
 
-    /// The dashboard modules of plugins that are switched on.
+    /// The dashboard frames of plugins that are switched on and granted
+    /// `web.dashboard`.
     pub async fn dashboard_modules(&self, deps: &PluginDeps) -> Vec<PageModule> {
-        self.page_modules(deps, |web| web.dashboard.as_ref()).await
+        self.page_modules(deps, Capability::WebDashboard).await
+    }
+
+    /// The administrators' dashboard frames of plugins that are switched on and
+    /// granted `web.admin`.
+    pub async fn admin_modules(&self, deps: &PluginDeps) -> Vec<PageModule> {
+        self.page_modules(deps, Capability::WebAdmin).await
+    }
+
+    /// What a frame of `kind` (`web.call-page`, `web.dashboard`, `web.admin`)
+    /// loads for the plugin `name`: its module's URL, and whether the frame may
+    /// ask for the full link (`web.link-secret`). None when the plugin is
+    /// unknown, switched off, has no such module or was not granted it.
+    pub async fn frame_module(
+        &self,
+        deps: &PluginDeps,
+        name: &str,
+        kind: Capability,
+    ) -> Option<FrameModule> {
+        let policy = deps.policy.get(&deps.store).await.ok()?;
+        if !policy.plugin_enabled(name) {
+            return None;
+        }
+        let plugin = self.get(name)?;
+        let granted = &plugin.grants.granted;
+        if !granted.contains(&kind) {
+            return None;
+        }
+        let module = plugin.grants.manifest.web.module(kind)?;
+        Some(FrameModule {
+            url: format!("/p/{name}/static/{module}"),
+            link_secret: granted.contains(&Capability::WebLinkSecret),
+        })
     }
 
     pub(super) async fn page_modules(
         &self,
         deps: &PluginDeps,
-        module: impl Fn(&manifest::Web) -> Option<&String>,
+        kind: Capability,
     ) -> Vec<PageModule> {
         let Ok(policy) = deps.policy.get(&deps.store).await else {
             return Vec::new();
@@ -284,13 +312,22 @@ impl PluginHost {
         self.read()
             .values()
             .filter(|p| policy.plugin_enabled(&p.grants.name))
+            .filter(|p| p.grants.granted.contains(&kind))
             .filter_map(|p| {
-                let module = module(&p.grants.manifest.web)?;
+                p.grants.manifest.web.module(kind)?;
                 Some(PageModule {
                     plugin: p.grants.name.to_string(),
-                    url: format!("/p/{}/static/{module}", p.grants.name),
+                    frame: frame_url(&p.grants.name, kind),
+                    link_secret: p.grants.granted.contains(&Capability::WebLinkSecret),
                 })
             })
             .collect()
     }
+}
+
+/// Where a plugin's frame of `kind` is served: `/plugin-frame/{name}/{call-page,
+/// dashboard, admin}`.
+pub fn frame_url(name: &str, kind: Capability) -> String {
+    let kind = kind.as_str().trim_start_matches("web.");
+    format!("/plugin-frame/{name}/{kind}")
 }

@@ -331,7 +331,7 @@ pub(super) fn load_plugin(
         .get(&manifest.name)
         .cloned()
         .unwrap_or_default();
-    let requested: BTreeSet<Capability> = manifest.permissions.requested().into_iter().collect();
+    let requested: BTreeSet<Capability> = manifest.requested().into_iter().collect();
     let granted: BTreeSet<Capability> = match (&settings.grant, source) {
         (Some(list), _) => list
             .iter()
@@ -345,8 +345,9 @@ pub(super) fn load_plugin(
         && let Some(bad) = list.iter().find(|c| Capability::parse(c).is_none())
     {
         return Err(fail(format!(
-            "plugins.settings.{}.grant: {bad:?} is not a capability (kv, links, users, calls, mail, http-client, templates, moderation)",
-            manifest.name
+            "plugins.settings.{}.grant: {bad:?} is not a capability ({})",
+            manifest.name,
+            Capability::ALL.map(Capability::as_str).join(", ")
         )));
     }
     let mut values = BTreeMap::new();

@@ -41,7 +41,7 @@ mod load;
 mod runtime;
 pub mod scaffold;
 
-pub use admin::{LoadProblem, PluginInfo, PluginList};
+pub use admin::{LoadProblem, PluginInfo, PluginList, frame_url};
 pub use capabilities::calls::{
     CallerOrigin, OriginOf, PluginCallAction, PluginCallAnswer, PluginCallError, RosterMember,
 };
@@ -129,11 +129,25 @@ pub enum InvokeError {
     Failed { plugin: String, reason: String },
 }
 
-/// A plugin's ES module for a page (the call page or the dashboard).
+/// A plugin's frame on a page (the call page or the dashboard): the page puts
+/// `frame` in a sandboxed `<iframe>` and answers its bridge calls.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PageModule {
     pub plugin: String,
+    /// The frame's document (`/plugin-frame/{plugin}/{kind}`).
+    pub frame: String,
+    /// Whether the page may put the full link into the plugin's requests
+    /// (`web.link-secret`).
+    pub link_secret: bool,
+}
+
+/// What a plugin's frame document loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameModule {
+    /// The plugin's ES module (`/p/{plugin}/static/…`).
     pub url: String,
+    /// Whether the plugin was granted `web.link-secret`.
+    pub link_secret: bool,
 }
 
 /// Where a plugin came from.

@@ -77,6 +77,12 @@ kv = {{ quota-bytes = 65536 }}
 [limits]
 memory-mib = 32
 deadline-ms = 200
+
+# Web code runs in a sandboxed frame on the call page; static/call-page.js uses the
+# handle /static/plugin-kit.js gives it (the SDK's README, "Web code in sandboxed frames").
+[web]
+static = "static"
+call-page = "call-page.js"
 "#,
                 major = super::SDK_VERSION.major,
                 minor = super::SDK_VERSION.minor,
@@ -126,8 +132,35 @@ export_plugin!({type_name});
         (
             "README.md",
             format!(
-                "# {name}\n\nA Confab plugin.\n\n```sh\ncargo build --release --target wasm32-wasip2\n```\n\nThen point the server at this directory (`plugins.paths = [\"{}\"]` in confab.toml)\nand grant what `plugin.toml` asks for:\n\n```toml\n[plugins.settings.{name}]\ngrant = [\"kv\"]\n```\n\nThe server reloads the plugin when you rebuild it. See the SDK's README for every\nhook and capability.\n",
+                "# {name}\n\nA Confab plugin.\n\n```sh\ncargo build --release --target wasm32-wasip2\n```\n\nThen point the server at this directory (`plugins.paths = [\"{}\"]` in confab.toml)\nand grant what `plugin.toml` asks for:\n\n```toml\n[plugins.settings.{name}]\ngrant = [\"kv\", \"web.call-page\"]\n```\n\nThe server reloads the plugin when you rebuild it. See the SDK's README for every\nhook and capability.\n",
                 dir.display()
+            ),
+        ),
+        (
+            "static/call-page.js",
+            format!(
+                r#"// The {name} plugin on the call page. This module runs in a sandboxed frame:
+// it reaches the call and the plugin's own routes only through `plugin`, the
+// handle the kit gives it (see the SDK's README, "Web code in sandboxed frames").
+export default async function setup(plugin) {{
+  const title = document.createElement("h3");
+  title.textContent = "{name}";
+  const count = document.createElement("p");
+  const people = document.createElement("p");
+  people.className = "hint";
+  plugin.element.append(title, count, people);
+
+  const showPeople = (list) => {{
+    people.textContent = `${{list.length}} on the call`;
+  }};
+  showPeople(plugin.participants());
+  plugin.onParticipants(showPeople);
+
+  // GET /p/{name}/ as the person who views the page.
+  const response = await plugin.fetch("/");
+  count.textContent = response.ok ? await response.text() : `The plugin answered ${{response.status}}.`;
+}}
+"#
             ),
         ),
         (".gitignore", "/target\n".to_string()),
@@ -181,7 +214,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("greeter");
         let files = scaffold("greeter", &dir, &SdkSource::Registry).unwrap();
-        assert_eq!(files.len(), 6);
+        assert_eq!(files.len(), 7);
         let manifest = super::super::Manifest::parse(
             &std::fs::read_to_string(dir.join("plugin.toml")).unwrap(),
         )
@@ -191,6 +224,18 @@ mod tests {
             manifest.component,
             "target/wasm32-wasip2/release/greeter_plugin.wasm"
         );
+        // Its web code runs in a frame, through the kit.
+        assert_eq!(manifest.web.call_page.as_deref(), Some("call-page.js"));
+        assert_eq!(
+            manifest.requested(),
+            [
+                super::super::Capability::Kv,
+                super::super::Capability::WebCallPage
+            ]
+        );
+        let module = std::fs::read_to_string(dir.join("static/call-page.js")).unwrap();
+        assert!(module.contains("export default async function setup(plugin)"));
+        assert!(module.contains("plugin.fetch(\"/\")"));
         assert!(
             scaffold("greeter", &dir, &SdkSource::Registry)
                 .unwrap_err()

@@ -11,7 +11,7 @@ use axum::http::{Method, StatusCode};
 use confab_core::accounts::Role;
 use serde_json::{Value, json};
 
-use crate::support::browser::{Browser, Driver};
+use crate::support::browser::{Browser, Driver, SECRET};
 use crate::support::{Res, TestApp};
 
 fn repo() -> PathBuf {
@@ -633,13 +633,56 @@ async fn the_dashboard_offers_the_calendar_on_every_link() {
         .text();
     let page = crate::support::unescape(&page);
     assert!(
-        page.contains(r#"{"plugin":"calendar","url":"/p/calendar/static/dashboard.js"}"#),
+        page.contains(
+            r#"{"plugin":"calendar","frame":"/plugin-frame/calendar/dashboard","link_secret":true}"#
+        ),
         "{page}"
+    );
+    let frame = app
+        .get("/plugin-frame/calendar/dashboard")
+        .cookie(&browser.cookies)
+        .send()
+        .await;
+    assert_eq!(frame.status, StatusCode::OK);
+    assert!(
+        frame
+            .text()
+            .contains(r#"data-module="/p/calendar/static/dashboard.js""#)
     );
     assert!(page.contains("data-link-url=\""));
     let module = app.get("/p/calendar/static/dashboard.js").send().await;
     assert_eq!(module.status, StatusCode::OK);
     assert!(module.text().contains("Add to calendar"));
+}
+
+/// The text of the calendar file the page last saved for the calendar's frame
+/// (files with a link's full address, which the frame never sees), once it
+/// contains `needle`.
+async fn saved_by_page(page: &Browser, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = page
+            .client
+            .execute_async(
+                "const done = arguments[0];\
+                 const file = document.querySelector(\"section[data-plugin='calendar']\")?.lastDownload;\
+                 if (!file) done(''); else file.text().then(done, (e) => done('error: ' + e));",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page saved no file with {needle:?}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The text of the file the calendar module last downloaded from the element `css`
@@ -673,11 +716,19 @@ async fn the_dashboard_adds_call_links_to_events_and_schedules_calls() {
     let driver = Driver::start();
     let page = driver.browser().await;
     page.sign_in(&base, "host@example.org").await;
-    page.wait_text(
-        "section[data-plugin='calendar']",
-        "Add call link to an event",
-    )
-    .await;
+    // This browser keeps the undated link's secret, as the dashboard does when
+    // asked to remember it: the page puts it into the calendar files.
+    page.client
+        .execute(
+            "localStorage.setItem(arguments[0], arguments[1]); return null;",
+            vec![json!(format!("confab.secret.{undated}")), json!(SECRET)],
+        )
+        .await
+        .unwrap();
+    page.goto(&format!("{base}/dashboard")).await;
+    // The calendar's card is a sandboxed frame: the test works inside it.
+    page.frame("calendar").await;
+    page.wait_text("body", "Add call link to an event").await;
 
     // Paste an event exported from a calendar app: it comes back with a link.
     let ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Apple Inc.//macOS 15.1//EN\r\nBEGIN:VEVENT\r\nUID:5E1D2C3B-dash@example.org\r\nDTSTAMP:20261120T120000Z\r\nDTSTART:20261210T150000Z\r\nDTEND:20261210T153000Z\r\nSUMMARY:Café planning\r\nLOCATION:Room 4\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
@@ -720,11 +771,14 @@ async fn the_dashboard_adds_call_links_to_events_and_schedules_calls() {
     page.wait_text("[data-calendar='add-link'] .status.error", "iCalendar")
         .await;
 
-    // "Add to calendar" on a link without a date asks for one, and keeps the link.
+    // "Add to calendar" on a link without a date asks for one, and keeps the link:
+    // the button is the page's, the form the frame's.
+    page.top().await;
     page.click(&format!(
         "li[data-link-id='{undated}'] button[data-plugin='calendar']"
     ))
     .await;
+    page.frame("calendar").await;
     page.wait_text(
         "[data-calendar='schedule'] .notice",
         "Pick a time for “Undated call”",
@@ -745,35 +799,39 @@ async fn the_dashboard_adds_call_links_to_events_and_schedules_calls() {
         .await;
     page.wait_text("[data-calendar='schedule'] .status", "Scheduled")
         .await;
-    let file = downloaded_text(&page, "[data-calendar='schedule'] .status").await;
+    // A calendar for a link this browser holds the secret of: the page saved it.
+    page.top().await;
+    let file = saved_by_page(&page, "RRULE").await;
+    page.frame("calendar").await;
     let unfolded = file.replace("\r\n ", "");
     assert!(
-        unfolded.contains(&format!("URL;VALUE=URI:{base}/j/{undated}\r\n")),
+        unfolded.contains(&format!("URL;VALUE=URI:{base}/j/{undated}#k={SECRET}\r\n")),
         "{file}"
     );
     assert!(unfolded.contains("DTSTART;TZID=Europe/Paris:20261214T093000\r\n"));
     assert!(unfolded.contains("RRULE:FREQ=WEEKLY\r\n"));
 
-    // The dashboard shows the new date once the list is refreshed.
-    page.click("[data-calendar='schedule'] .status button")
+    // The dashboard shows the new date once the page is loaded again (the frame
+    // says so: it cannot reload the page).
+    page.wait_text("[data-calendar='schedule'] .status", "Reload the page")
         .await;
+    page.top().await;
+    page.goto(&format!("{base}/dashboard")).await;
     page.wait_text(
         &format!("li[data-link-id='{undated}']"),
         "Mon 14 Dec 2026, 09:30–09:55 (Europe/Paris), repeats",
     )
     .await;
-    // Now "Add to calendar" downloads straight away.
-    page.wait_text("section[data-plugin='calendar']", "Schedule a call")
-        .await;
+    // Now "Add to calendar" downloads straight away: the page puts the link with
+    // its secret into the request and saves the answer, which the frame never sees.
+    page.frame("calendar").await;
+    page.wait_text("body", "Schedule a call").await;
+    page.top().await;
     page.click(&format!(
         "li[data-link-id='{undated}'] button[data-plugin='calendar']"
     ))
     .await;
-    let file = downloaded_text(
-        &page,
-        &format!("li[data-link-id='{undated}'] button[data-plugin='calendar']"),
-    )
-    .await;
+    let file = saved_by_page(&page, "SUMMARY:Undated call").await;
     assert!(file.contains("METHOD:PUBLISH\r\n"), "{file}");
     assert!(file.contains("SUMMARY:Undated call\r\n"), "{file}");
     page.close().await;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::mail::{child_types, leaves, links_in};
 use crate::smtp::{Received, SinkOptions, SmtpSink};
 use crate::support::TestApp;
-use crate::support::browser::{Browser, Driver, admits, guest_asks};
+use crate::support::browser::{Browser, Driver, SECRET, admits, guest_asks};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -562,11 +562,32 @@ async fn email_invitations_from_the_dashboard_carry_the_link_as_shown() {
     let page = driver.browser().await;
     page.sign_in(&base, "host@example.org").await;
     let row = format!("li[data-link-id='{id}']");
+    // The link was made through the API: this browser lacks its secret, and an
+    // invitation without it would be of no use, so the card says so.
+    page.wait_text(
+        &format!("{row} button[data-plugin='email-invites']"),
+        "Invite by email",
+    )
+    .await;
+    page.click(&format!("{row} button[data-plugin='email-invites']"))
+        .await;
+    page.frame("email-invites").await;
+    page.wait_text("main#plugin", "does not have the secret")
+        .await;
+    page.top().await;
+    page.client
+        .execute(
+            "localStorage.setItem(arguments[0], arguments[1]); return null;",
+            vec![json!(format!("confab.secret.{id}")), json!(SECRET)],
+        )
+        .await
+        .unwrap();
+    page.goto(&format!("{base}/dashboard")).await;
     let shown = page
         .wait_js(&format!("document.querySelector({row:?})?.dataset.linkUrl"))
         .await;
     let shown = shown.as_str().unwrap().to_string();
-    assert!(shown.starts_with(&format!("{base}/j/{id}")), "{shown}");
+    assert_eq!(shown, format!("{base}/j/{id}#k={SECRET}"));
 
     page.wait_text(
         &format!("{row} button[data-plugin='email-invites']"),
@@ -575,7 +596,10 @@ async fn email_invitations_from_the_dashboard_carry_the_link_as_shown() {
     .await;
     page.click(&format!("{row} button[data-plugin='email-invites']"))
         .await;
-    let form = format!("form[data-email-invites='{id}']");
+    // The button is the page's; the form opens in the plugin's sandboxed frame,
+    // which never sees the secret: the page puts the link into the request.
+    page.frame("email-invites").await;
+    let form = format!("[data-email-invites='{id}']");
     invite_through(
         &page,
         &form,
@@ -633,7 +657,10 @@ async fn email_invitations_from_the_call_page_carry_the_links_fragment() {
     // The page gives the plugins the session's CSRF token (a guest's has none).
     host.wait_js("document.getElementById('call').dataset.csrf?.length > 20")
         .await;
-    let panel = "[data-plugin='email-invites']";
+    // The plugin's panel is a sandboxed frame; the page adds the link with its
+    // secret to the request.
+    host.frame("email-invites").await;
+    let panel = "main#plugin";
     host.wait_text(&format!("{panel} summary"), "Invite by email")
         .await;
     host.click(&format!("{panel} summary")).await;
@@ -643,6 +670,7 @@ async fn email_invitations_from_the_call_page_carry_the_links_fragment() {
     let mails = delivered_mails(&app, 1).await;
     assert_eq!(recipients_of(&mails)[0].1, "zoe@example.net");
     assert_links_are(&mails[0], &base, &format!("{base}/j/{id}{KEY}"));
+    host.top().await;
 
     // A guest on the same call has no panel.
     let guest = guest_asks(&driver, &base, &id, "Zoë").await;
@@ -653,7 +681,7 @@ async fn email_invitations_from_the_call_page_carry_the_links_fragment() {
             "const [done] = arguments;\
              window.confab.plugins.load().then(() => {\
                const section = document.querySelector(\"[data-plugin='email-invites']\");\
-               done({ loaded: !!section, visible: !!section?.offsetParent, forms: section?.querySelectorAll('form').length ?? 0,\
+               done({ loaded: !!section, visible: !!section?.offsetParent, hidden: section?.hidden,\
                       csrf: 'csrf' in document.getElementById('call').dataset });\
              }, (e) => done({ error: String(e) }));",
             vec![],
@@ -662,7 +690,7 @@ async fn email_invitations_from_the_call_page_carry_the_links_fragment() {
         .unwrap();
     assert_eq!(
         seen,
-        json!({ "loaded": true, "visible": false, "forms": 0, "csrf": false }),
+        json!({ "loaded": true, "visible": false, "hidden": true, "csrf": false }),
         "the guest's page"
     );
     let call = guest

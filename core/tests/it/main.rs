@@ -23,6 +23,7 @@ mod ops;
 mod pages;
 mod plugin_build;
 mod plugin_calls;
+mod plugin_sandbox;
 mod plugins;
 mod privacy;
 mod signaling;

@@ -293,10 +293,38 @@ async fn the_call_page_lists_the_modules_of_switched_on_plugins() {
     let html = crate::support::unescape(&page.text());
     assert!(
         html.contains(
-            r#"data-plugin-modules="[{"plugin":"hello","url":"/p/hello/static/hello.js"}]""#
+            r#"data-plugin-modules="[{"plugin":"hello","frame":"/plugin-frame/hello/call-page","link_secret":false}]""#
         ),
         "{html}"
     );
+    // The frame's document: sandboxed, loads the kit, which loads the module.
+    let frame = s.app.get("/plugin-frame/hello/call-page").send().await;
+    assert_eq!(frame.status, StatusCode::OK, "{}", frame.text());
+    let policy = frame.headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.starts_with("sandbox allow-scripts"), "{policy}");
+    assert!(!policy.contains("allow-same-origin"), "{policy}");
+    assert!(policy.contains("connect-src 'none'"), "{policy}");
+    assert!(
+        frame
+            .text()
+            .contains(r#"data-module="/p/hello/static/hello.js""#),
+        "{}",
+        frame.text()
+    );
+    assert!(frame.text().contains(r#"src="/static/plugin-kit.js""#));
+    // hello has no dashboard module, and nobody frames another kind.
+    for missing in [
+        "/plugin-frame/hello/dashboard",
+        "/plugin-frame/hello/admin",
+        "/plugin-frame/hello/other",
+        "/plugin-frame/nobody/call-page",
+    ] {
+        assert_eq!(
+            s.app.get(missing).send().await.status,
+            StatusCode::NOT_FOUND,
+            "{missing}"
+        );
+    }
     let res = s
         .app
         .post("/api/v1/admin/plugins/hello/disable")
@@ -306,6 +334,14 @@ async fn the_call_page_lists_the_modules_of_switched_on_plugins() {
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     let html = crate::support::unescape(&s.app.get(&format!("/j/{}", s.link)).send().await.text());
     assert!(html.contains(r#"data-plugin-modules="[]""#), "{html}");
+    assert_eq!(
+        s.app
+            .get("/plugin-frame/hello/call-page")
+            .send()
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     let module = s.app.get("/p/hello/static/hello.js").send().await;
     assert_eq!(
         module.status,
@@ -338,14 +374,13 @@ async fn plugins_screen_guests_and_put_their_activity_into_the_call() {
     assert!(!lobby.contains("Spam bot"), "{lobby}");
     admits(&host, &guest, "Ana").await;
 
-    // The hello plugin's call-page module: a wave goes to the plugin, which relays
-    // it to everyone on the call.
-    guest.click("[data-plugin='hello'] button").await;
-    host.wait_text("[data-plugin='hello'] .waves", "Ana waves")
-        .await;
-    guest
-        .wait_text("[data-plugin='hello'] .waves", "Ana waves")
-        .await;
+    // The hello plugin's call-page module, in its sandboxed frame: a wave goes to
+    // the plugin, which relays it to everyone on the call.
+    guest.frame("hello").await;
+    guest.click("button").await;
+    host.frame("hello").await;
+    host.wait_text(".waves", "Ana waves").await;
+    guest.wait_text(".waves", "Ana waves").await;
     host.close().await;
     guest.close().await;
     spammer.close().await;

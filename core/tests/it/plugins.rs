@@ -110,7 +110,7 @@ pub(crate) fn hello_and_rogue() -> (tempfile::TempDir, impl FnOnce(&mut Config))
         grant(
             c,
             "hello",
-            &["kv", "links", "calls", "templates"],
+            &["kv", "links", "calls", "templates", "web.call-page"],
             &[("greeting", "Hi"), ("blocked-word", "spam")],
         );
         c.plugins.failures_before_disable = 3;
@@ -164,8 +164,14 @@ async fn a_plugin_serves_pages_with_its_template_settings_and_storage() {
         first.headers["content-security-policy"]
             .to_str()
             .unwrap()
-            .starts_with("default-src 'self'"),
-        "the server's CSP applies to plugin pages"
+            .starts_with("sandbox allow-scripts"),
+        "plugin pages are sandboxed: no access to Confab's cookies, storage or pages"
+    );
+    assert!(
+        !first.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("allow-same-origin")
     );
     let missing = app.get("/p/hello/nothing-here").send().await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
@@ -324,7 +330,8 @@ async fn credentials_and_security_headers_stay_with_the_server() {
         res.headers["content-security-policy"]
             .to_str()
             .unwrap()
-            .starts_with("default-src 'self'")
+            .starts_with("sandbox allow-scripts"),
+        "the plugin's own CSP is replaced by the server's sandbox"
     );
     let bad = app.get("/p/rogue/status").send().await;
     assert_eq!(bad.status, StatusCode::BAD_GATEWAY);

@@ -238,6 +238,9 @@ async fn a_report_with_a_still_from_the_call_page_reaches_the_review_queue() {
     let guest_id = admits(&host, &guest, "Spammy").await;
     host.wait_media_from(&[guest_id]).await;
 
+    // The plugin's panel is its sandboxed frame; the page's question (confirm)
+    // comes from the page around it.
+    host.frame("spam-guard").await;
     host.click("details.spam-guard summary").await;
     let row = format!("details.spam-guard li[data-participant='{guest_id}']");
     host.wait_text(&row, "Spammy").await;
@@ -459,6 +462,7 @@ async fn knocks_from_eleven_networks_warn_the_owner_who_rotates_from_the_notice(
         assert_eq!(answer["type"], "waiting", "{answer}");
         knockers.push(ws);
     }
+    host.frame("spam-guard").await;
     host.wait_text(
         ".spam-guard-leaked",
         "This link may have been shared beyond the people you invited.",
@@ -472,12 +476,14 @@ async fn knocks_from_eleven_networks_warn_the_owner_who_rotates_from_the_notice(
 
     host.click(".spam-guard-leaked button[data-action=rotate]")
         .await;
-    host.wait_js("document.querySelector('.spam-guard-new-link').value.includes('/j/')")
+    // The frame never holds the secret: the page shows the new link with it.
+    host.top().await;
+    host.wait_js("document.querySelector('.plugin-link input.url')?.value.includes('/j/')")
         .await;
     let new_url = host
         .client
         .execute(
-            "return document.querySelector('.spam-guard-new-link').value",
+            "return document.querySelector('.plugin-link input.url').value",
             vec![],
         )
         .await
@@ -695,6 +701,9 @@ async fn the_review_queue_card_blocks_unblocks_and_dismisses_for_administrators(
     let driver = Driver::start();
     let page = driver.browser().await;
     page.sign_in(&base, "host@example.org").await;
+    // The review queue is the plugin's administrators' frame.
+    page.frame_at("iframe[src='/plugin-frame/spam-guard/admin']")
+        .await;
     let group = "article.spam-guard-group";
     page.wait_text(group, "Spammy").await;
     let text = page.wait_text(group, "Network").await;
@@ -753,19 +762,27 @@ async fn the_review_queue_card_blocks_unblocks_and_dismisses_for_administrators(
     member
         .wait_js("document.querySelector('#plugin-cards') !== null")
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let cards = member
+    let frames = member
         .client
         .execute(
-            "return document.querySelector('#plugin-cards').innerText",
+            "return [...document.querySelectorAll('#plugin-cards iframe')].map((f) => f.getAttribute('src'))",
             vec![],
         )
         .await
         .unwrap();
     assert!(
-        !cards.as_str().unwrap_or_default().contains("Reports"),
-        "{cards}"
+        !frames
+            .to_string()
+            .contains("/plugin-frame/spam-guard/admin"),
+        "{frames}"
     );
+    let member_cookies = app.sign_in("mia@example.org").await;
+    let refused = app
+        .get("/plugin-frame/spam-guard/admin")
+        .cookie(&member_cookies.cookies)
+        .send()
+        .await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
     member.close().await;
     page.close().await;
 }

@@ -1,8 +1,11 @@
-// The calendar on the dashboard (and on the plugin's own page): add a call link to
-// an event from an .ics file, schedule a call, "Add to calendar" on every link, and
-// the private subscription address. Everything goes to /p/calendar/… with fetch, so
-// a refused file shows its reason here, and a calendar that comes back is saved as
-// a download.
+// The calendar on the dashboard, in the plugin's sandboxed frame: add a call link
+// to an event from an .ics file, schedule a call, "Add to calendar" on every link,
+// and the private subscription address. Everything goes to /p/calendar/… through
+// the handle's fetch, so a refused file shows its reason here. A calendar that
+// holds one of the user's existing links needs the link's secret, which this frame
+// never sees: the page adds the full link to the request (`withLink`) and saves
+// the answer as a download itself (`download`). Other calendars come back here and
+// are saved from the frame.
 
 function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -50,11 +53,27 @@ function status(node, text, isError = false) {
   node.classList.toggle("error", isError);
 }
 
-/** After new links were made: a button that shows them in the page's list. */
+/** What this card says when the page lacks a link's secret (the page's `no-secret`). */
+const NO_SECRET = "This browser does not have the link's secret: open the link's full address once, then try again.";
+
+/** A file name for a calendar about `title`: letters, digits, spaces, dots and dashes. */
+function safeName(title, fallback) {
+  const name = String(title ?? "")
+    .replace(/[^\p{L}\p{N} ._-]+/gu, " ")
+    .replace(/\s+/g, " ")
+    .replace(/^[ .]+/, "")
+    .slice(0, 80)
+    .trim();
+  return name || fallback;
+}
+
+/**
+ * After links were made or scheduled: the page's list of links is not this
+ * frame's to reload (it has no way to the page's address), so the card says how
+ * to see them there.
+ */
 function offerRefresh(node) {
-  const button = el("button", { class: "button quiet", type: "button", text: "Show in your links" });
-  button.addEventListener("click", () => location.reload());
-  node.append(" ", button);
+  node.append(" ", el("span", { class: "hint", text: "Reload the page to see the change in your links." }));
 }
 
 function timeZones() {
@@ -128,7 +147,6 @@ function scheduleForm(dashboard) {
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
   const zones = el("datalist", { id: "calendar-time-zones" }, ...timeZones().map((z) => el("option", { value: z })));
   const linkField = el("input", { type: "hidden", name: "link" });
-  const urlField = el("input", { type: "hidden", name: "url" });
   const forLink = el("p", { class: "notice", hidden: true });
   const title = el("input", { name: "title", required: true, maxlength: 200, placeholder: "Weekly design review" });
   const repeat = el("select", { name: "rrule" }, ...REPEATS.map(([value, label]) => el("option", { value, text: label })));
@@ -138,7 +156,6 @@ function scheduleForm(dashboard) {
     el("h3", { text: "Schedule a call" }),
     forLink,
     linkField,
-    urlField,
     el("label", {}, "Title", title),
     el(
       "div",
@@ -155,11 +172,10 @@ function scheduleForm(dashboard) {
   );
   form.forLink = (link) => {
     linkField.value = link.id;
-    urlField.value = link.url;
     title.value = link.title;
     forLink.hidden = false;
     forLink.textContent = `Pick a time for “${link.title}”: the call keeps this link.`;
-    form.scrollIntoView({ behavior: "smooth", block: "center" });
+    form.scrollIntoView?.({ behavior: "smooth", block: "center" });
     title.focus();
   };
   form.addEventListener("submit", async (event) => {
@@ -168,21 +184,35 @@ function scheduleForm(dashboard) {
     const data = new URLSearchParams(new FormData(form));
     // An invitation when there is someone to invite.
     data.set("method", data.get("attendees")?.trim() ? "request" : "publish");
-    if (!data.get("link")) {
-      data.delete("link");
-      data.delete("url");
+    const link = data.get("link");
+    let response;
+    try {
+      if (link) {
+        // An existing link: the page adds it with its secret (JSON, which the page
+        // can add a field to) and saves the calendar, which holds the secret.
+        response = await dashboard.fetch(
+          "/schedule",
+          { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(Object.fromEntries(data)) },
+          { withLink: "url", link, download: `${safeName(data.get("title"), link)}.ics` },
+        );
+      } else {
+        data.delete("link");
+        response = await dashboard.fetch("/schedule", { method: "POST", body: data });
+      }
+    } catch (failure) {
+      status(result, failure?.code === "no-secret" ? NO_SECRET : `The call was not scheduled: ${failure?.message || failure}`, true);
+      return;
     }
-    const response = await dashboard.fetch("/schedule", { method: "POST", body: data });
     if (!response.ok) {
       status(result, (await problem(response)).message, true);
       return;
     }
     const id = response.headers.get("x-confab-link-id");
-    save(await response.blob(), fileName(response, "call.ics"), result);
+    // The page saved the calendar of an existing link; a new link's comes here.
+    if (!link) save(await response.blob(), fileName(response, "call.ics"), result);
     result.dataset.linkId = id || "";
     status(result, "Scheduled: open the downloaded file with your calendar.");
     linkField.value = "";
-    urlField.value = "";
     forLink.hidden = true;
     offerRefresh(result);
   });
@@ -237,22 +267,38 @@ function feedSection(dashboard) {
 
 export default function setup(dashboard, { maxKib = 1024 } = {}) {
   const schedule = scheduleForm(dashboard);
+  // What "Add to calendar" did, for whoever looks at the card.
+  const saved = el("p", { class: "status", role: "status", "data-calendar": "link-file" });
   dashboard.element.append(
     el("h2", { text: "Calendar" }),
+    saved,
     el("div", { class: "stack" }, addLinkForm(dashboard, maxKib), schedule, feedSection(dashboard)),
   );
-  dashboard.addLinkAction?.("Add to calendar", async (link, button) => {
-    const response = await dashboard.fetch(`/links/${encodeURIComponent(link.id)}.ics`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ url: link.url }),
-    });
+  dashboard.addLinkAction?.("Add to calendar", async (link) => {
+    const name = `${safeName(link.title, link.id)}.ics`;
+    let response;
+    try {
+      // The page puts the link, secret included, into `url` and saves the answer as
+      // `name`: the file holds the secret, so it never comes into this frame.
+      response = await dashboard.fetch(
+        `/links/${encodeURIComponent(link.id)}.ics`,
+        { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({}) },
+        { withLink: "url", link: link.id, download: name },
+      );
+    } catch (failure) {
+      // Links whose secret this browser lacks are sent too: the page says no.
+      if (failure?.code === "no-secret") {
+        await dashboard.report(NO_SECRET);
+        return;
+      }
+      throw failure;
+    }
     if (response.ok) {
-      save(await response.blob(), fileName(response, `${link.id}.ics`), button);
+      status(saved, `Saved ${name}: open it with your calendar.`);
       return;
     }
     const { code, message } = await problem(response);
     if (code === "no_schedule") schedule.forLink(link);
-    else dashboard.report(message);
+    else await dashboard.report(message);
   });
 }

@@ -1,93 +1,22 @@
 // "Invite by email" on every active link of the dashboard: the form of
-// invite-form.js under the link, sending the link as the dashboard shows it.
-// Administrators also see whose invitations the people who got them reported as
-// unwanted (the "report this invitation" link in the mail), to spot someone
-// using the server to send spam.
+// invite-form.js in this card, one per link, under a heading naming the link. The
+// card runs in a frame that never sees a link's secret: the page puts the full
+// link into what Send posts (`withLink`), which it can only do for links whose
+// secret this browser has. Administrators' list of reported invitations is in
+// admin.js, on their dashboards only.
 
-import { el, inviteForm, problem } from "./invite-form.js";
+import { el, inviteForm } from "./invite-form.js";
 
-const REPORTED = "Invitations reported as unwanted";
-
-function lastDays(n) {
-  return n === 1 ? "the last day" : `the last ${n} days`;
-}
-
-/** A date from the server as this browser writes dates; nothing when there is none. */
-function when(value) {
-  const date = new Date(value);
-  if (!value || Number.isNaN(date.getTime())) return "";
-  return date.toLocaleString();
-}
-
-function senderRow(sender) {
-  const name = typeof sender.name === "string" ? sender.name.trim() : "";
-  const email = typeof sender.email === "string" ? sender.email : "";
-  const who = el("td", { class: "title" });
-  // The name and address are the users' own: text, never markup.
-  if (name) who.append(el("strong", { text: name }), " ");
-  if (email) who.append(el("span", { class: "meta", text: name ? `<${email}>` : email }));
-  const date = when(sender.last_reported_at);
-  return el(
-    "tr",
-    { "data-user": sender.user },
-    who,
-    el("td", { text: String(sender.reported ?? 0) }),
-    el("td", {}, date ? el("time", { datetime: sender.last_reported_at, text: date }) : ""),
-  );
-}
-
-/**
- * The administrators' list of reported senders, added under the card once the
- * server answered. Everyone else is refused (401, 403) and sees nothing of it.
- * Never rejects: the dashboard would take the whole card away.
- */
-async function showReported(dashboard) {
-  let response;
-  let body;
-  try {
-    response = await dashboard.fetch("/reported");
-    if (response.status === 401 || response.status === 403) return;
-    body = response.ok ? await response.json() : null;
-  } catch (error) {
-    dashboard.element.append(
-      el("h3", { text: REPORTED }),
-      el("p", { class: "status error", role: "alert", text: `The list could not be loaded: ${error.message || error}` }),
-    );
-    return;
-  }
-  if (!response.ok) {
-    const { message } = await problem(response);
-    dashboard.element.append(el("h3", { text: REPORTED }), el("p", { class: "status error", role: "alert", text: message }));
-    return;
-  }
-  const senders = Array.isArray(body?.senders) ? body.senders.filter((sender) => sender && typeof sender === "object") : [];
-  const days = Number.isInteger(body?.window_days) && body.window_days > 0 ? body.window_days : 30;
-  const heading = el("h3", { id: "email-invites-reported", text: REPORTED });
-  if (!senders.length) {
-    dashboard.element.append(heading, el("p", { class: "hint", text: `No invitation was reported in ${lastDays(days)}.` }));
-    return;
-  }
-  dashboard.element.append(
-    heading,
-    el("p", {
-      class: "hint",
-      text: `People whose invitations were reported by those who got them, in ${lastDays(days)}.`,
-    }),
-    el(
-      "table",
-      { class: "email-invites-reported", "aria-labelledby": heading.id },
-      el(
-        "thead",
-        {},
-        el("tr", {}, ...["Sender", "Reports", "Last report"].map((text) => el("th", { scope: "col", text }))),
-      ),
-      // In the server's order: most reported first.
-      el("tbody", {}, ...senders.map(senderRow)),
-    ),
-  );
+/** What the card says when this browser lacks the secret of `link`. */
+function noSecretSentence(link) {
+  const name = link.title ? `“${link.title}”` : "this link";
+  return `This browser does not have the secret of ${name}, so the invitation cannot carry it: `
+    + "open the link's full address once in this browser, then try again.";
 }
 
 export default function setup(dashboard) {
+  // Said when a link's secret is missing; one line, about the last link asked for.
+  const missing = el("p", { class: "status error", role: "alert", hidden: true });
   dashboard.element.append(
     el("h2", { text: "Email invitations" }),
     el("p", {
@@ -95,31 +24,34 @@ export default function setup(dashboard) {
       text: "Use “Invite by email” on any of your links. A link with a date also sends a calendar invitation, "
         + "and everyone invited hears of a new time or a cancellation.",
     }),
+    missing,
   );
+  // The form of each link asked for, by link id: shown again on a second click.
   const opened = new Map();
-  dashboard.addLinkAction?.("Invite by email", async (link, button) => {
-    let form = opened.get(link.id);
-    if (!form) {
-      form = inviteForm({
-        fetch: (path, init) => dashboard.fetch(path, init),
-        // The link as the dashboard knows it: with its #fragment.
-        url: () => link.url,
+  dashboard.addLinkAction?.("Invite by email", (link) => {
+    if (!link.secret) {
+      // The page could not add the link: an invitation without its secret would
+      // not let anyone in.
+      missing.textContent = noSecretSentence(link);
+      missing.hidden = false;
+      return;
+    }
+    missing.hidden = true;
+    let section = opened.get(link.id);
+    if (!section) {
+      section = el("section", { class: "stack email-invites-link", "data-email-invites": link.id });
+      const form = inviteForm({
+        fetch: (path, init) => dashboard.fetch(path, init, { withLink: "url", link: link.id }),
         title: link.title,
         close: () => {
-          form.hidden = true;
+          section.hidden = true;
         },
       });
-      form.dataset.emailInvites = link.id;
-      // Below the link's row, across its whole width.
-      form.style.flexBasis = "100%";
-      opened.set(link.id, form);
-      const row = button.closest("li") || button.parentElement;
-      row.append(form);
+      section.append(el("h3", { text: `Invite to “${link.title || link.id}”` }), form);
+      opened.set(link.id, section);
+      dashboard.element.append(section);
     }
-    form.hidden = false;
-    form.querySelector("textarea").focus();
+    section.hidden = false;
+    section.querySelector("textarea").focus();
   });
-  // After the link actions: those are there at once, whatever the server says.
-  if (typeof dashboard.fetch !== "function") return Promise.resolve();
-  return showReported(dashboard);
 }

@@ -1,7 +1,9 @@
 // The "Invite by email" form, for the dashboard (dashboard.js) and the call page
-// (call.js): addresses, an optional note, Send. It posts to
-// /p/email-invites/invites with the link as the user shares it, fragment included,
-// and says under the form how it went: "Invitation sent to N people", who was not
+// (call-page.js): addresses, an optional note, Send. It posts the addresses and
+// the note to /p/email-invites/invites; the page around the plugin's frame puts
+// the link as the user shares it, `#k=` secret included, into the body's `url`
+// (the caller's `fetch` asks for that), as the frame never sees the secret. It
+// says under the form how it went: "Invitation sent to N people", who was not
 // mailed and why (people who asked this server for no more invitations), or the
 // server's reason for refusing.
 
@@ -96,12 +98,13 @@ function notSentEntries(addresses, notSent) {
 let forms = 0;
 
 /**
- * The form. `fetch` is the page handle's (`/p/email-invites` + path, with the
- * session's CSRF token); `url()` gives the link as the user shares it when Send is
- * pressed; `title` names the link for screen readers (none: "this call"); `label`
- * is the addresses' label; `close`, when given, adds a Close button that calls it.
+ * The form. `fetch` is the page handle's (`/p/email-invites` + path, as the
+ * user), wrapped so that the page adds the full link to the body
+ * (`{ withLink: "url" }`); `title` names the link for screen readers (none: "this
+ * call"); `label` is the addresses' label; `close`, when given, adds a Close
+ * button that calls it.
  */
-export function inviteForm({ fetch, url, title, label = "Invite by email", close }) {
+export function inviteForm({ fetch, title, label = "Invite by email", close }) {
   const id = `email-invites-${++forms}`;
   const result = el("p", { class: "status", role: "status", "aria-live": "polite", id: `${id}-status` });
   const recipients = el("textarea", {
@@ -147,8 +150,8 @@ export function inviteForm({ fetch, url, title, label = "Invite by email", close
       const response = await fetch("/invites", {
         method: "POST",
         headers: { "content-type": "application/json" },
-        // With its #fragment, which the server never sees otherwise.
-        body: JSON.stringify({ url: url(), recipients: addresses, note: note.value || null }),
+        // No link here: the page adds it, #fragment included, on the way out.
+        body: JSON.stringify({ recipients: addresses, note: note.value || null }),
       });
       if (response.ok) {
         const body = await response.json();

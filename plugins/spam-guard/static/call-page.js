@@ -2,12 +2,14 @@
 // else on the call or waiting in the lobby, optionally removing (or denying) and
 // blocking them at once, with a still of their video if the user agrees. It also
 // shows the server side's warning that the link leaked, with a way to lock the
-// lobby or give the call a new link.
+// lobby or give the call a new link, which the page shows with the call's secret
+// (this frame never sees it).
 
 import { el, readJson, sendJson, showText } from "./dom.js";
 import {
   ACTIONS,
   CATEGORIES,
+  isLinkId,
   leakedNumbers,
   linkIdOf,
   parseNotice,
@@ -15,7 +17,6 @@ import {
   reportBody,
   reportTargets,
   resultSentence,
-  rotatedLink,
 } from "./logic.js";
 
 const GONE = { participant: "left the call", request: "no longer waiting" };
@@ -26,7 +27,8 @@ export default function setup(plugin) {
     plugin.element.hidden = true;
     return;
   }
-  const pageLink = linkIdOf(location.pathname);
+  // The frame's own address is not the call's: the handle says which call this is.
+  const pageLink = linkIdOf(typeof plugin.link === "function" ? plugin.link() : null);
   if (!pageLink) {
     plugin.element.hidden = true;
     return;
@@ -194,14 +196,13 @@ export default function setup(plugin) {
     const lock = el("button", { class: "button", type: "button", "data-action": "lock", text: "Lock lobby" });
     const rotate = el("button", { class: "button primary", type: "button", "data-action": "rotate", text: "Rotate link" });
     const dismiss = el("button", { class: "button quiet", type: "button", text: "Dismiss" });
-    const newLink = el("input", { class: "url spam-guard-new-link", readonly: true, "aria-label": "The call's new link" });
-    newLink.addEventListener("focus", () => newLink.select());
-    const rotated = el(
-      "div",
-      { class: "stack", hidden: true },
-      el("p", { text: "The old link no longer works, and new guests now wait for approval. Share this one with the people you invited: it works for this call and later ones." }),
-      newLink,
-    );
+    // The new link itself is the page's to show: only the page has the call's secret.
+    const rotated = el("p", {
+      class: "spam-guard-rotated",
+      hidden: true,
+      text: "The old link no longer works, and new guests now wait for approval. Share the new link shown above "
+        + "with the people you invited: it works for this call and later ones.",
+    });
     const box = el(
       "div",
       { class: "notice stack spam-guard-leaked", role: "alert" },
@@ -241,17 +242,21 @@ export default function setup(plugin) {
     rotate.addEventListener("click", async () => {
       const answer = await act(rotate, "/rotate", { link });
       if (!answer) return;
-      // The new id with this page's secret: the server never had it to put in a link.
-      const url = rotatedLink(plugin.link(), answer.id);
-      if (!url) {
+      if (!isLinkId(answer.id)) {
         showText(error, "The server did not say what the new link is.");
         return;
       }
+      // The server knows the call by its new id from now on, whatever the page does.
       link = answer.id;
       links.push(link);
-      newLink.value = url;
+      try {
+        // The new id with the call's secret, which the server never had to put in a link.
+        await plugin.showLink(answer.id, "New link");
+      } catch (failure) {
+        showText(error, `The link was changed, but the page could not show the new one: ${failure.message || failure}`);
+        return;
+      }
       rotated.hidden = false;
-      newLink.focus();
     });
     plugin.element.prepend(box);
     return { box, numbers };

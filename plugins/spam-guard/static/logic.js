@@ -1,6 +1,6 @@
 // What spam-guard's page modules (call-page.js, dashboard.js) decide without a
-// page: the words for the server's answers, the rotated link, which notices to
-// believe, and how a group of reports reads on the dashboard. No DOM and no
+// page: the words for the server's answers, which link the call is, which notices
+// to believe, and how a group of reports reads on the dashboard. No DOM and no
 // globals, so that Node can test them (plugins/spam-guard/tests/js/logic.test.mjs).
 
 /** What a report may be about: its code and how the form and the dashboard name it. */
@@ -34,8 +34,23 @@ export function categoryLabel(code) {
   return CATEGORIES.find(([value]) => value === code)?.[1] ?? String(code);
 }
 
-/** The link id of a call page's path (`/j/{id}`), or null. */
-export function linkIdOf(pathname) {
+/** Whether `value` is a link id (what `/j/{id}` takes), such as the server's answer to a rotation. */
+export function isLinkId(value) {
+  return typeof value === "string" && LINK_ID.test(value);
+}
+
+/**
+ * The link id of a call's address (`plugin.link()`: `https://host/j/{id}`), or
+ * null when it is none. The frame's own address is not the call's.
+ */
+export function linkIdOf(address) {
+  if (typeof address !== "string" || !address) return null;
+  let pathname;
+  try {
+    pathname = new URL(address).pathname;
+  } catch {
+    return null;
+  }
   return /^\/j\/([A-Za-z0-9]+)/.exec(pathname)?.[1] ?? null;
 }
 
@@ -67,19 +82,6 @@ function didSentence(answer) {
   if (denied) return "Reported. Their request was denied.";
   if (blocked) return "Reported. They were blocked from this link.";
   return "Reported.";
-}
-
-/**
- * The link as the user shares it (`plugin.link()`), with the id `newId` in place
- * of the old one: origin and `#k=` secret kept, as the call's key did not change.
- * Null when `newId` is not a link id.
- */
-export function rotatedLink(link, newId) {
-  if (typeof newId !== "string" || !LINK_ID.test(newId)) return null;
-  const url = new URL(link);
-  if (!/^\/j\/[A-Za-z0-9]+/.test(url.pathname)) return null;
-  url.pathname = url.pathname.replace(/^\/j\/[A-Za-z0-9]+/, `/j/${newId}`);
-  return url.href;
 }
 
 const isCount = (n) => Number.isSafeInteger(n) && n >= 0;

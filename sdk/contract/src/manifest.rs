@@ -155,10 +155,23 @@ pub enum Capability {
     Templates,
     Users,
     Moderation,
+    /// A module in a sandboxed frame on the call page (`web.call-page`).
+    #[serde(rename = "web.call-page")]
+    WebCallPage,
+    /// A card in a sandboxed frame on every member's dashboard (`web.dashboard`).
+    #[serde(rename = "web.dashboard")]
+    WebDashboard,
+    /// A card in a sandboxed frame on administrators' dashboards (`web.admin`, SDK 1.2).
+    #[serde(rename = "web.admin")]
+    WebAdmin,
+    /// The page puts the full link, secret included, into a request to the
+    /// plugin's own routes when its frame asks (`web.link-secret = true`, SDK 1.2).
+    #[serde(rename = "web.link-secret")]
+    WebLinkSecret,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 8] = [
+    pub const ALL: [Capability; 12] = [
         Capability::Kv,
         Capability::Links,
         Capability::Users,
@@ -167,6 +180,10 @@ impl Capability {
         Capability::HttpClient,
         Capability::Templates,
         Capability::Moderation,
+        Capability::WebCallPage,
+        Capability::WebDashboard,
+        Capability::WebAdmin,
+        Capability::WebLinkSecret,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -179,6 +196,10 @@ impl Capability {
             Capability::Templates => "templates",
             Capability::Users => "users",
             Capability::Moderation => "moderation",
+            Capability::WebCallPage => "web.call-page",
+            Capability::WebDashboard => "web.dashboard",
+            Capability::WebAdmin => "web.admin",
+            Capability::WebLinkSecret => "web.link-secret",
         }
     }
 
@@ -433,6 +454,43 @@ pub struct Web {
     pub call_page: Option<String>,
     /// An ES module in the static directory that the dashboard imports (SDK 1.1).
     pub dashboard: Option<String>,
+    /// An ES module in the static directory for administrators' dashboards only
+    /// (SDK 1.2).
+    pub admin: Option<String>,
+    /// The plugin's frames may ask the page to put the full link, secret
+    /// included, into requests to the plugin's own routes (SDK 1.2).
+    #[serde(default)]
+    pub link_secret: bool,
+}
+
+impl Web {
+    /// The web capabilities these files need granted.
+    pub fn requested(&self) -> Vec<Capability> {
+        let mut out = Vec::new();
+        if self.call_page.is_some() {
+            out.push(Capability::WebCallPage);
+        }
+        if self.dashboard.is_some() {
+            out.push(Capability::WebDashboard);
+        }
+        if self.admin.is_some() {
+            out.push(Capability::WebAdmin);
+        }
+        if self.link_secret {
+            out.push(Capability::WebLinkSecret);
+        }
+        out
+    }
+
+    /// The module of a kind of frame: `call-page`, `dashboard` or `admin`.
+    pub fn module(&self, kind: Capability) -> Option<&String> {
+        match kind {
+            Capability::WebCallPage => self.call_page.as_ref(),
+            Capability::WebDashboard => self.dashboard.as_ref(),
+            Capability::WebAdmin => self.admin.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// Why a manifest was refused.
@@ -565,6 +623,7 @@ impl Manifest {
         for (key, module) in [
             ("call-page", &self.web.call_page),
             ("dashboard", &self.web.dashboard),
+            ("admin", &self.web.admin),
         ] {
             let Some(module) = module else { continue };
             if self.web.static_dir.is_none() {
@@ -577,6 +636,14 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// Every capability the plugin asks for: its permissions, then what its web
+    /// files need.
+    pub fn requested(&self) -> Vec<Capability> {
+        let mut out = self.permissions.requested();
+        out.extend(self.web.requested());
+        out
     }
 
     /// Whether the server calls the hook at all.

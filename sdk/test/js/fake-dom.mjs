@@ -214,17 +214,24 @@ export function settle() {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-/** A fake `fetch` of a page handle: records requests, answers from `answer(path, init)`. */
+/**
+ * A fake `fetch` of a page handle: records requests, answers from
+ * `answer(path, init, options)`. A request made with the handle's third argument
+ * (`{ withLink, link, download }`, what the page does around the request) records
+ * it as `options`; one made without has no `options`.
+ */
 export function recordingFetch(answer) {
   const requests = [];
-  const fetch = async (path, init = {}) => {
-    requests.push({
+  const fetch = async (path, init = {}, ...rest) => {
+    const request = {
       path,
       method: init.method ?? "GET",
       headers: init.headers ?? {},
       body: init.body === undefined ? undefined : JSON.parse(init.body),
-    });
-    return answer(path, init);
+    };
+    if (rest.length) request.options = rest[0];
+    requests.push(request);
+    return answer(path, init, ...rest);
   };
   return { fetch, requests };
 }

@@ -31,8 +31,8 @@ pub(super) const STATIC_FILES: &[(&str, &str)] = &[
     static_file!("lib/dom.js"),
     static_file!("lib/time.js"),
     static_file!("lib/random.js"),
-    static_file!("lib/plugin-fetch.js"),
-    static_file!("lib/plugin-modules.js"),
+    static_file!("lib/plugin-frames.js"),
+    static_file!("plugin-kit.js"),
     static_file!("lib/base64.js"),
     static_file!("lib/still.js"),
 ];
@@ -59,6 +59,8 @@ pub(super) async fn static_file(Path(file): Path<String>, headers: HeaderMap) ->
             (header::CONTENT_TYPE, content_type.to_string()),
             (header::CACHE_CONTROL, "public, max-age=300".to_string()),
             (header::ETAG, etag),
+            // Plugin frames (an opaque origin) load the kit as a cross-origin module.
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".to_string()),
         ],
         body,
     )

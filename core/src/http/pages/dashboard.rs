@@ -93,7 +93,10 @@ pub(super) async fn render_dashboard(
     ctx.insert("form_description", extras.form_description);
     ctx.insert("new_token", &extras.new_token);
     ctx.insert("token_error", &extras.token_error);
-    let modules = state.plugins.dashboard_modules(state.plugin_deps()).await;
+    let mut modules = state.plugins.dashboard_modules(state.plugin_deps()).await;
+    if user.account.is_admin() {
+        modules.extend(state.plugins.admin_modules(state.plugin_deps()).await);
+    }
     ctx.insert(
         "plugin_modules",
         &serde_json::to_string(&modules).unwrap_or_else(|_| "[]".into()),

@@ -268,6 +268,49 @@ impl Browser {
         self.client.goto(url).await.unwrap();
     }
 
+    /// Enters the sandboxed frame of `plugin`'s web code on this page once it is
+    /// there: later commands act inside it, until [`Browser::top`].
+    pub(crate) async fn frame(&self, plugin: &str) {
+        self.frame_at(&format!("iframe[data-plugin='{plugin}']"))
+            .await;
+    }
+
+    /// Enters the plugin frame `css` names; see [`Browser::frame`].
+    pub(crate) async fn frame_at(&self, css: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(frame) = self.client.find(Locator::Css(css)).await
+                && frame.enter_frame().await.is_ok()
+            {
+                // The kit has started the module once the frame's root has content.
+                let started = self
+                    .client
+                    .execute(
+                        "return document.getElementById('plugin')?.childElementCount ?? 0",
+                        vec![],
+                    )
+                    .await
+                    .ok()
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0);
+                if started > 0 {
+                    return;
+                }
+                self.client.enter_parent_frame().await.unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the plugin frame {css} never started"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Back from a plugin's frame to the page.
+    pub(crate) async fn top(&self) {
+        self.client.enter_parent_frame().await.unwrap();
+    }
+
     pub(crate) async fn fill(&self, css: &str, text: &str) {
         let field = self.client.find(Locator::Css(css)).await.unwrap();
         field.clear().await.unwrap();
@@ -313,7 +356,17 @@ impl Browser {
 
     /// Polls a JavaScript expression until it returns something truthy; returns it.
     pub(crate) async fn wait_js(&self, expression: &str) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        self.wait_js_within(expression, Duration::from_secs(15))
+            .await
+    }
+
+    /// [`Browser::wait_js`] with its own time limit.
+    pub(crate) async fn wait_js_within(
+        &self,
+        expression: &str,
+        limit: Duration,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
         let script = format!("return {expression};");
         loop {
             let value = self.client.execute(&script, vec![]).await.unwrap();
@@ -464,8 +517,13 @@ impl Browser {
     /// Sends the join form once the page's script has enabled its button (it starts
     /// disabled, so a click cannot reach the server before the script handles it).
     pub(crate) async fn submit_join(&self) {
-        self.wait_js("!document.querySelector('#join-form button[type=submit]').disabled")
-            .await;
+        // The page's modules load first; on a loaded machine (the whole suite with
+        // several browsers on two cores) that has taken more than 15 s.
+        self.wait_js_within(
+            "!document.querySelector('#join-form button[type=submit]').disabled",
+            Duration::from_secs(40),
+        )
+        .await;
         self.click("#join-form button[type=submit]").await;
     }
 

@@ -834,7 +834,6 @@ fn page(request: &HttpRequest) -> HttpResponse {
     };
     let context = json!({
         "signed_in": request.user.is_some(),
-        "max_kib": ics::MAX_INPUT_BYTES / 1024,
         "calls": calls.iter().map(|c| json!({
             "link_id": c.link_id,
             "title": c.title,

@@ -1,146 +1,134 @@
 // email-invites on the dashboard (plugins/email-invites/static/dashboard.js) on a
-// fake DOM and a fake dashboard handle: the "Invite by email" action on the links,
-// and the administrators' list of senders whose invitations were reported as
-// unwanted, which nobody else sees. Run with `node --test plugins/email-invites/tests/js/`.
+// fake DOM and a fake dashboard handle, as plugin-kit.js gives it to the frame:
+// the "Invite by email" action on the links opens a form in the card, whose Send
+// asks the page to add the link with its secret; a link whose secret this browser
+// lacks gets a sentence instead. Run with `node --test plugins/email-invites/tests/js/`.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Element, installDom, json, recordingFetch } from "../../../../sdk/test/js/fake-dom.mjs";
+import { Element, installDom, json, recordingFetch, shown } from "../../../../sdk/test/js/fake-dom.mjs";
 
 installDom();
 const { default: setup } = await import("../../static/dashboard.js");
 
-const ANA = { user: 3, name: "Ana Lima", email: "ana@example.org", reported: 4, last_reported_at: "2026-12-06T10:00:00+00:00" };
-const BO = { user: 9, name: "Bo Ek", email: "bo@example.org", reported: 1, last_reported_at: "2026-11-20T08:30:00+00:00" };
-const FORBIDDEN = { error: { code: "forbidden", message: "Administrators only." } };
+// Links as the handle lists them: addresses without their secrets.
+const STANDUP = { id: "L1", title: "Standup", url: "https://confab.example/j/L1", status: "active", when: null, secret: true };
+const RETRO = { id: "L2", title: "Retro", url: "https://confab.example/j/L2", status: "active", when: null, secret: true };
+const ELSEWHERE = { id: "L3", title: "Board", url: "https://confab.example/j/L3", status: "active", when: null, secret: false };
+const NO_SECRET = "This browser does not have the secret of “Board”, so the invitation cannot carry it: "
+  + "open the link's full address once in this browser, then try again.";
 
-/** The card set up with `answer` answering its requests; resolves once it is drawn. */
-async function card(answer) {
+/** The card set up with `answer` answering its requests. */
+function card(answer = () => json({ queued: 1, ids: ["1"], scheduled: false, not_sent: [] }, 202)) {
   const { fetch, requests } = recordingFetch(answer);
   const actions = [];
   const dashboard = {
     name: "email-invites",
-    element: new Element("section"),
+    page: "dashboard",
+    admin: false,
+    element: new Element("main"),
+    links: () => [STANDUP, RETRO, ELSEWHERE],
     fetch,
     addLinkAction: (label, handler) => actions.push({ label, handler }),
     report() {},
   };
-  await setup(dashboard);
+  setup(dashboard);
   const $ = (selector) => dashboard.element.querySelector(selector);
   const $$ = (selector) => dashboard.element.querySelectorAll(selector);
-  return { dashboard, requests, actions, $, $$ };
+  // A click on the link's button in the page: the handler gets the link, nothing else.
+  const click = (link) => actions[0].handler(link);
+  return { dashboard, requests, actions, $, $$, click };
 }
 
-const reported = (senders, window_days = 30) => (path) =>
-  path === "/reported" ? json({ senders, window_days }) : json({}, 404);
-
-for (const [who, status, body] of [["signed-in users", 403, FORBIDDEN], ["the signed-out", 401, { error: { code: "unauthorized", message: "Sign in." } }]]) {
-  test(`${who} (${status}) see no reported list and no error`, async () => {
-    const { dashboard, requests, $$ } = await card(() => json(body, status));
-    assert.deepEqual(requests.map((r) => [r.method, r.path]), [["GET", "/reported"]]);
-    assert.deepEqual($$("h2").map((h) => h.textContent), ["Email invitations"]);
-    assert.deepEqual($$("h3"), []);
-    assert.deepEqual($$("table"), []);
-    assert.deepEqual($$(".error"), []);
-    assert.doesNotMatch(dashboard.element.textContent, /reported|Administrators/i);
-    assert.equal(dashboard.element.hidden, false, "the card still offers the invitations");
-  });
-}
-
-test("administrators see a row per sender, in the server's order", async () => {
-  const { $, $$ } = await card(reported([ANA, BO]));
-  assert.equal($("h3").textContent, "Invitations reported as unwanted");
-  assert.deepEqual($$("th").map((th) => th.textContent), ["Sender", "Reports", "Last report"]);
-  const rows = $("tbody").children;
-  assert.deepEqual(rows.map((row) => row.dataset.user), ["3", "9"]);
-  const cells = rows.map((row) => row.children.map((cell) => cell.textContent));
-  assert.deepEqual(cells, [
-    ["Ana Lima <ana@example.org>", "4", new Date(ANA.last_reported_at).toLocaleString()],
-    ["Bo Ek <bo@example.org>", "1", new Date(BO.last_reported_at).toLocaleString()],
-  ]);
-  assert.equal($("table").getAttribute("aria-labelledby"), $("h3").id);
-  assert.deepEqual($$(".error"), []);
+test("the card says what to do, asks the server nothing, and puts one button on the links", () => {
+  const { dashboard, requests, actions, $$ } = card();
+  assert.deepEqual($$("h2").map((h) => h.textContent), ["Email invitations"]);
+  assert.match(dashboard.element.textContent, /Use “Invite by email” on any of your links\./);
+  assert.deepEqual(actions.map((a) => a.label), ["Invite by email"]);
+  assert.deepEqual(requests, [], "the reported list is the administrators' card's (admin.js)");
+  assert.deepEqual($$("form"), []);
+  assert.deepEqual($$("h3"), []);
+  assert.equal(dashboard.element.hidden, false);
 });
 
-test("the list comes after the card's heading and hint", async () => {
-  const { dashboard } = await card(reported([ANA]));
-  assert.deepEqual(dashboard.element.children.map((child) => child.tagName), ["H2", "P", "H3", "P", "TABLE"]);
-});
-
-test("nobody reported: a hint with the server's window", async () => {
-  const { $, $$ } = await card(reported([]));
-  assert.equal($("h3").textContent, "Invitations reported as unwanted");
-  assert.deepEqual($$("table"), []);
-  assert.equal($$("p.hint").at(-1).textContent, "No invitation was reported in the last 30 days.");
-  const other = await card(reported([], 7));
-  assert.equal(other.$$("p.hint").at(-1).textContent, "No invitation was reported in the last 7 days.");
-});
-
-test("names and addresses from the server are text, never markup", async () => {
-  const name = "<img src=x onerror=alert(1)>";
-  const { $, $$ } = await card(reported([{ ...ANA, name, email: "<b>x</b>@example.org" }]));
-  assert.deepEqual($$("img"), []);
-  assert.deepEqual($$("b"), []);
-  assert.equal($("tbody").querySelector("strong").textContent, name);
-  assert.equal($("tbody").textContent.includes(name), true);
-});
-
-test("another failure says the server's message", async () => {
-  const { $, $$ } = await card(() => json({ error: { code: "unavailable", message: "Try again later." } }, 503));
-  assert.equal($("h3").textContent, "Invitations reported as unwanted");
-  assert.equal($(".error").textContent, "Try again later.");
-  assert.equal($(".error").getAttribute("role"), "alert");
-  assert.deepEqual($$("table"), []);
-});
-
-test("a request that fails says so, and setup still resolves", async () => {
-  const { $ } = await card(() => {
-    throw new TypeError("Failed to fetch");
-  });
-  assert.equal($(".error").textContent, "The list could not be loaded: Failed to fetch");
-});
-
-test("the link action is there before the server answers", async () => {
-  let answer;
-  const { fetch } = recordingFetch(() => new Promise((resolve) => { answer = resolve; }));
-  const actions = [];
-  const dashboard = { name: "email-invites", element: new Element("section"), fetch, addLinkAction: (label) => actions.push(label) };
-  const started = setup(dashboard);
-  assert.deepEqual(actions, ["Invite by email"]);
-  let done = false;
-  started.then(() => { done = true; });
-  await new Promise((resolve) => setImmediate(resolve));
-  assert.equal(done, false, "setup waits for the list");
-  answer(json(FORBIDDEN, 403));
-  await started;
-  assert.equal(done, true);
-});
-
-test("Invite by email opens one form under the link's row and focuses its addresses", async () => {
-  const { actions, requests } = await card(() => json(FORBIDDEN, 403));
-  const [{ label, handler }] = actions;
-  assert.equal(label, "Invite by email");
-  const row = new Element("li");
-  const slot = new Element("div");
-  const button = new Element("button");
-  slot.append(button);
-  row.append(slot);
-  const link = { id: "L1", title: "Standup", url: "https://confab.example/j/L1#k=SECRET", status: "active", when: null };
-  await handler(link, button);
-  const form = row.querySelector("form[data-email-invites=L1]");
-  assert.ok(form, "under the row, not in the button's slot");
-  assert.equal(form.parentElement, row);
-  assert.equal(form.style.flexBasis, "100%");
-  assert.equal(form.querySelector("textarea").focused, true);
+test("Invite by email opens the link's form in the card, under a heading naming it", async () => {
+  const { dashboard, $, $$, click } = card();
+  await click(STANDUP);
+  const section = $("section[data-email-invites=L1]");
+  assert.ok(section, "in the card");
+  assert.equal(section.parentElement, dashboard.element);
+  assert.equal(section.querySelector("h3").textContent, "Invite to “Standup”");
+  const form = section.querySelector("form");
   assert.equal(form.getAttribute("aria-label"), "Invite people to “Standup” by email");
-  // Close hides it; the action shows the same form again.
-  await form.querySelector("button.quiet").click();
-  assert.equal(form.hidden, true);
-  await handler(link, button);
-  assert.equal(form.hidden, false);
-  assert.equal(row.querySelectorAll("form").length, 1);
-  // Its Send posts the link as the dashboard shows it.
-  form.querySelector("textarea").value = "bo@example.org";
+  assert.equal(form.querySelector("textarea").focused, true);
+  assert.equal(shown(form), true);
+  assert.equal($$("form").length, 1);
+});
+
+test("Send asks the page to add the link with its secret, and posts no link itself", async () => {
+  const { requests, $, click } = card();
+  await click(STANDUP);
+  const form = $("section[data-email-invites=L1]").querySelector("form");
+  form.querySelector("textarea[name=recipients]").value = "bo@example.org";
   await form.requestSubmit();
-  assert.deepEqual(requests.at(-1).body.url, link.url);
+  assert.deepEqual(requests, [{
+    path: "/invites",
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: { recipients: ["bo@example.org"], note: null },
+    options: { withLink: "url", link: "L1" },
+  }]);
+  assert.equal(form.querySelector(".status").textContent, "Invitation sent to 1 person.");
+});
+
+test("one form per link: Close hides it, a second click shows the same form again", async () => {
+  const { requests, $, $$, click } = card();
+  await click(STANDUP);
+  const section = $("section[data-email-invites=L1]");
+  const form = section.querySelector("form");
+  form.querySelector("textarea[name=recipients]").value = "typed@example.org";
+  await form.querySelector("button.quiet").click();
+  assert.equal(shown(form), false, "Close hides the form and its heading");
+  assert.equal(shown(section.querySelector("h3")), false);
+  await click(STANDUP);
+  assert.equal($("section[data-email-invites=L1]"), section);
+  assert.equal(shown(form), true);
+  assert.equal(form.querySelector("textarea[name=recipients]").value, "typed@example.org", "what was typed is still there");
+  assert.equal($$("form").length, 1);
+
+  // Another link gets a form of its own, which sends for that link.
+  await click(RETRO);
+  assert.deepEqual($$("section").map((s) => s.dataset.emailInvites), ["L1", "L2"]);
+  assert.equal($("section[data-email-invites=L2]").querySelector("h3").textContent, "Invite to “Retro”");
+  const retro = $("section[data-email-invites=L2]").querySelector("form");
+  retro.querySelector("textarea[name=recipients]").value = "cy@example.org";
+  await retro.requestSubmit();
+  assert.deepEqual(requests.at(-1).options, { withLink: "url", link: "L2" });
+});
+
+test("a link whose secret this browser lacks gets a sentence, no form and no request", async () => {
+  const { requests, $, $$, click } = card();
+  await click(ELSEWHERE);
+  assert.deepEqual($$("form"), []);
+  assert.deepEqual(requests, []);
+  const alert = $("p[role=alert]");
+  assert.equal(alert.textContent, NO_SECRET);
+  assert.equal(shown(alert), true);
+  assert.equal(alert.parentElement.tagName, "MAIN", "in the card");
+  // A link with its secret opens its form, and the sentence goes.
+  await click(STANDUP);
+  assert.equal(shown(alert), false);
+  assert.equal($$("form").length, 1);
+  // Asked again for the link without its secret: the sentence again, still no form for it.
+  await click(ELSEWHERE);
+  assert.equal(shown(alert), true);
+  assert.equal($("section[data-email-invites=L3]"), null);
+});
+
+test("a link without a title is named by its id", async () => {
+  const { $, click } = card();
+  await click({ ...STANDUP, id: "L9", title: "" });
+  assert.equal($("section[data-email-invites=L9]").querySelector("h3").textContent, "Invite to “L9”");
+  await click({ ...ELSEWHERE, title: "" });
+  assert.match($("p[role=alert]").textContent, /^This browser does not have the secret of this link, so the invitation cannot carry it/);
 });

@@ -1,5 +1,6 @@
 // email-invites' form (plugins/email-invites/static/invite-form.js) on a fake DOM
-// with a fake `fetch`: what Send posts, what the status says for each answer
+// with a fake `fetch`: what Send posts (never the link: the page adds it on the
+// way out, as the frame does not know its secret), what the status says for each answer
 // (people left out because they unsubscribed among them), and what stays in the
 // addresses field. Run with `node --test plugins/email-invites/tests/js/`.
 
@@ -10,7 +11,6 @@ import { installDom, json, recordingFetch } from "../../../../sdk/test/js/fake-d
 installDom();
 const { inviteForm, splitAddresses } = await import("../../static/invite-form.js");
 
-const LINK = "https://confab.example/j/LinkForTests1#k=AAAAAAAAAAAAAAAAAAAAAA";
 const BO_UNSUBSCRIBED = {
   email: "bo@example.org",
   code: "suppressed",
@@ -20,7 +20,7 @@ const BO_UNSUBSCRIBED = {
 /** The form with `answer` answering Send; `send(to, note)` types and presses Send. */
 function form(answer) {
   const { fetch, requests } = recordingFetch(answer);
-  const node = inviteForm({ fetch, url: () => LINK, title: "Standup" });
+  const node = inviteForm({ fetch, title: "Standup" });
   const $ = (selector) => node.querySelector(selector);
   const to = $("textarea[name=recipients]");
   const note = $("textarea[name=note]");
@@ -33,7 +33,7 @@ function form(answer) {
   return { node, requests, to, note, status, send, $ };
 }
 
-test("Send posts the link with its fragment, the addresses one by one and the note", async () => {
+test("Send posts the addresses one by one and the note, and no link of its own", async () => {
   const { requests, send } = form(() => json({ queued: 2, ids: ["1", "2"], scheduled: false }, 202));
   const event = await send('ana@example.org; "Ek, Bo" <bo@example.org>\ncy@example.org', "See you.");
   assert.equal(event.defaultPrevented, true, "the page stays");
@@ -41,8 +41,30 @@ test("Send posts the link with its fragment, the addresses one by one and the no
     path: "/invites",
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: { url: LINK, recipients: ["ana@example.org", '"Ek, Bo" <bo@example.org>', "cy@example.org"], note: "See you." },
+    body: { recipients: ["ana@example.org", '"Ek, Bo" <bo@example.org>', "cy@example.org"], note: "See you." },
   }]);
+  assert.equal("url" in requests[0].body, false, "the page's fetch wrapper adds the link");
+});
+
+test("the form names its link for screen readers, and Close calls the caller's close", async () => {
+  const { node } = form(() => json({}, 202));
+  assert.equal(node.getAttribute("aria-label"), "Invite people to “Standup” by email");
+  assert.equal(node.querySelector("button.quiet"), null, "no Close without a close");
+  let closed = 0;
+  const closable = inviteForm({ fetch: async () => json({}, 202), close: () => { closed += 1; } });
+  assert.equal(closable.getAttribute("aria-label"), "Invite people to this call by email");
+  await closable.querySelector("button.quiet").click();
+  assert.equal(closed, 1);
+});
+
+test("a request the page refuses says so and keeps what was typed", async () => {
+  const { status, to, send } = form(() => {
+    throw Object.assign(new Error("this browser does not have that link's secret"), { code: "no-secret" });
+  });
+  await send("ana@example.org");
+  assert.equal(status.textContent, "The invitation did not go out: this browser does not have that link's secret");
+  assert.equal(status.classList.contains("error"), true);
+  assert.equal(to.value, "ana@example.org");
 });
 
 test("no note is sent as null", async () => {

@@ -1,17 +1,19 @@
 // spam-guard's panel on the call page (plugins/spam-guard/static/call-page.js) on
 // a fake DOM and a fake plugin handle: who can be reported, what a report sends,
-// and the leaked-link warning with its lock and rotate buttons. Run with
-// `node --test plugins/spam-guard/tests/js/`.
+// and the leaked-link warning with its lock and rotate buttons (the page, not the
+// frame, shows the new link). Run with `node --test plugins/spam-guard/tests/js/`.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Element, installDom, json, recordingFetch, settle, shown } from "../../../../sdk/test/js/fake-dom.mjs";
 
 installDom();
-globalThis.location = { pathname: "/j/LinkForTests1" };
+// The frame's own address, which is not the call's: the module must not read it.
+globalThis.location = { pathname: "/plugin-frame/spam-guard/call-page", href: "https://confab.example/plugin-frame/spam-guard/call-page" };
 const { default: setup } = await import("../../static/call-page.js");
 
-const SECRET = "#k=AAAAAAAAAAAAAAAAAAAAAA";
+// What `plugin.link()` gives in a frame: the call's address, never its secret.
+const ADDRESS = "https://confab.example/j/LinkForTests1";
 const ROSTER = [
   { participant: 1, name: "Ana", guest: false },
   { participant: 2, name: "Bo", guest: true },
@@ -20,7 +22,7 @@ const LOBBY = [{ request: 7, name: "Cy", flags: [] }];
 const STILL = { dataUrl: "data:image/jpeg;base64,AAAA", width: 640, height: 360 };
 
 /** The panel set up for a signed-in Ana; `answer` answers its requests. */
-function panel({ answer = () => json({ report: "r1" }), signedIn = true, still = STILL } = {}) {
+function panel({ answer = () => json({ report: "r1" }), signedIn = true, still = STILL, address = ADDRESS, showLink } = {}) {
   const { fetch, requests } = recordingFetch(answer);
   const handlers = { participants: [], lobby: [], message: [] };
   const plugin = {
@@ -31,7 +33,13 @@ function panel({ answer = () => json({ report: "r1" }), signedIn = true, still =
     me: () => 1,
     participants: () => ROSTER,
     lobby: () => LOBBY,
-    link: () => `https://confab.example/j/LinkForTests1${SECRET}`,
+    link: () => address,
+    // What the page was asked to show, as [id, label].
+    shownLinks: [],
+    async showLink(id, label) {
+      if (showLink) return showLink(id, label);
+      this.shownLinks.push([id, label]);
+    },
     stills: [],
     async captureStill(participant) {
       this.stills.push(participant);
@@ -66,6 +74,14 @@ test("guests see nothing", () => {
   const { plugin, requests, handlers } = panel({ signedIn: false });
   assert.equal(plugin.element.hidden, true);
   assert.deepEqual([plugin.element.children, requests, handlers.message], [[], [], []]);
+});
+
+test("a frame whose handle names no call link sees nothing", () => {
+  for (const address of [null, "", "https://confab.example/dashboard", "not an address"]) {
+    const { plugin, requests } = panel({ address });
+    assert.equal(plugin.element.hidden, true, String(address));
+    assert.deepEqual([plugin.element.children, requests], [[], []]);
+  }
 });
 
 test("a row for everyone else on the call and each lobby request, kept current", () => {
@@ -199,14 +215,19 @@ test("leaked: only the server side's notice raises the warning", () => {
   assert.match(box.textContent, /9 different networks/);
 });
 
-test("leaked: Lock lobby and Rotate link, and the new link keeps the secret", async () => {
-  const { $, requests, say } = panel({
+const ROTATED = "The old link no longer works, and new guests now wait for approval. Share the new link shown above "
+  + "with the people you invited: it works for this call and later ones.";
+
+test("leaked: Lock lobby and Rotate link; the page shows the new link", async () => {
+  const { $, requests, say, plugin } = panel({
     answer: (path) => (path === "/rotate" ? json({ id: "NewLink2" }) : json({ locked: true })),
   });
   say(LEAKED);
   await $("button[data-action=lock]").click();
   await settle();
   assert.deepEqual(requests.map((r) => [r.path, r.method, r.body]), [["/lobby-lock", "POST", { link: "LinkForTests1", locked: true }]]);
+  assert.match($(".spam-guard-leaked").textContent, /The lobby is locked: nobody new can ask to join\./);
+  assert.equal(shown($(".spam-guard-rotated")), false, "nothing about a new link before the rotation");
   await $("button[data-action=rotate]").click();
   await settle();
   assert.deepEqual(requests[1], {
@@ -215,11 +236,13 @@ test("leaked: Lock lobby and Rotate link, and the new link keeps the secret", as
     headers: { "content-type": "application/json" },
     body: { link: "LinkForTests1" },
   });
-  const input = $("input.spam-guard-new-link");
-  assert.equal(input.value, `https://confab.example/j/NewLink2${SECRET}`);
-  assert.equal(input.hasAttribute("readonly"), true);
-  assert.equal(shown(input), true);
-  assert.match(input.parent.textContent, /The old link no longer works, and new guests now wait for approval\. Share this one with the people you invited: it works for this call and later ones\./);
+  // The page, which has the call's secret, shows the new link; the frame shows no address.
+  assert.deepEqual(plugin.shownLinks, [["NewLink2", "New link"]]);
+  assert.equal($("input"), null);
+  assert.doesNotMatch(plugin.element.textContent, /https?:|#k=/);
+  assert.equal(shown($(".spam-guard-rotated")), true);
+  assert.equal($(".spam-guard-rotated").textContent, ROTATED);
+  assert.equal(shown($(".spam-guard-leaked").querySelector(".spam-guard-error")), false);
   // From now on the call's link is the new one.
   await report($("li[data-participant=2]"), "report");
   assert.equal(requests[2].body.link, "NewLink2");
@@ -227,11 +250,43 @@ test("leaked: Lock lobby and Rotate link, and the new link keeps the secret", as
   assert.match($(".spam-guard-leaked").textContent, /8 different networks/);
 });
 
+test("leaked: a rotation answer without a link id shows nothing to share", async () => {
+  for (const id of [undefined, "", "../admin", "a/b", 7]) {
+    const { $, requests, say, plugin } = panel({ answer: () => json({ id }) });
+    say(LEAKED);
+    await $("button[data-action=rotate]").click();
+    await settle();
+    assert.deepEqual(plugin.shownLinks, [], String(id));
+    assert.equal($(".spam-guard-leaked").querySelector(".spam-guard-error").textContent, "The server did not say what the new link is.");
+    assert.equal(shown($(".spam-guard-rotated")), false);
+    await report($("li[data-participant=2]"), "report");
+    assert.equal(requests.at(-1).body.link, "LinkForTests1", "still the old link");
+  }
+});
+
+test("leaked: a page that cannot show the new link says so, and the call still uses it", async () => {
+  const { $, requests, say } = panel({
+    answer: (path) => (path === "/rotate" ? json({ id: "NewLink2" }) : json({ report: "r1" })),
+    showLink: () => Promise.reject(Object.assign(new Error("this page has no secret for that link"), { code: "no-secret" })),
+  });
+  say(LEAKED);
+  await $("button[data-action=rotate]").click();
+  await settle();
+  assert.equal(
+    $(".spam-guard-leaked").querySelector(".spam-guard-error").textContent,
+    "The link was changed, but the page could not show the new one: this page has no secret for that link",
+  );
+  assert.equal(shown($(".spam-guard-rotated")), false);
+  await report($("li[data-participant=2]"), "report");
+  assert.equal(requests.at(-1).body.link, "NewLink2");
+});
+
 test("leaked: a refused rotation shows the server's message", async () => {
-  const { $, say } = panel({ answer: () => json({ error: { code: "forbidden", message: "Only the link's owner may rotate it." } }, 403) });
+  const { $, say, plugin } = panel({ answer: () => json({ error: { code: "forbidden", message: "Only the link's owner may rotate it." } }, 403) });
   say(LEAKED);
   await $("button[data-action=rotate]").click();
   await settle();
   assert.equal($(".spam-guard-leaked").querySelector(".spam-guard-error").textContent, "Only the link's owner may rotate it.");
-  assert.equal(shown($("input.spam-guard-new-link")), false);
+  assert.equal(shown($(".spam-guard-rotated")), false);
+  assert.deepEqual(plugin.shownLinks, []);
 });

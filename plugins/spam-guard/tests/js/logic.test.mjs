@@ -1,5 +1,5 @@
 // What spam-guard's page modules decide without a page
-// (plugins/spam-guard/static/logic.js): the reporter's sentence, the rotated link,
+// (plugins/spam-guard/static/logic.js): the reporter's sentence, the call's link id,
 // which notices count, the report's body, and how the review queue reads. Run with
 // `node --test plugins/spam-guard/tests/js/`.
 
@@ -10,6 +10,7 @@ import {
   CATEGORIES,
   categoryLabel,
   describeReport,
+  isLinkId,
   leakedNumbers,
   linkIdOf,
   parseNotice,
@@ -17,7 +18,6 @@ import {
   reportBody,
   reportTargets,
   resultSentence,
-  rotatedLink,
   statusLabel,
   summariseGroup,
 } from "../../static/logic.js";
@@ -40,11 +40,24 @@ test("the form's categories and buttons", () => {
   assert.equal(categoryLabel("phishing"), "phishing", "a category this page does not know: its code");
 });
 
-test("linkIdOf: the id of a call page's path", () => {
-  assert.equal(linkIdOf(`/j/${LINK}`), LINK);
-  assert.equal(linkIdOf(`/j/${LINK}/`), LINK);
-  assert.equal(linkIdOf("/dashboard"), null);
-  assert.equal(linkIdOf("/j/"), null);
+test("linkIdOf: the id of the call's address, as plugin.link() gives it", () => {
+  assert.equal(linkIdOf(`https://confab.example/j/${LINK}`), LINK);
+  assert.equal(linkIdOf(`http://localhost:8080/j/${LINK}/`), LINK);
+  assert.equal(linkIdOf(`https://confab.example/j/${LINK}#k=AAAAAAAAAAAAAAAAAAAAAA`), LINK, "a secret changes nothing");
+  assert.equal(linkIdOf("https://confab.example/dashboard"), null);
+  assert.equal(linkIdOf("https://confab.example/j/"), null);
+  // The frame's own address is not a call's.
+  assert.equal(linkIdOf("https://confab.example/plugin-frame/spam-guard/call-page"), null);
+  for (const value of [null, undefined, "", `/j/${LINK}`, "not an address", 7]) {
+    assert.equal(linkIdOf(value), null, String(value));
+  }
+});
+
+test("isLinkId: only what /j/{id} takes, such as a rotation's answer", () => {
+  assert.equal(isLinkId("NewLink2"), true);
+  for (const id of ["", "../admin", "a/b", "a?b", "a#b", "a b", null, 7, undefined]) {
+    assert.equal(isLinkId(id), false, String(id));
+  }
 });
 
 test("resultSentence: what this report did", () => {
@@ -75,20 +88,6 @@ test("resultSentence: what several people's reports did together", () => {
     "Reported. Reports from several people denied their request and blocked them from this link.",
   );
   assert.equal(resultSentence({ report: "r1", escalated: true }), "Reported.", "an escalation that did nothing says nothing");
-});
-
-test("rotatedLink: the new id, the same origin and secret", () => {
-  const secret = "#k=AAAAAAAAAAAAAAAAAAAAAA";
-  assert.equal(
-    rotatedLink(`https://confab.example/j/${LINK}${secret}`, "NewLink2"),
-    `https://confab.example/j/NewLink2${secret}`,
-  );
-  assert.equal(rotatedLink(`http://localhost:8080/j/${LINK}`, "NewLink2"), "http://localhost:8080/j/NewLink2");
-  // Only an id goes into the path: nothing that would make it another address.
-  for (const id of ["", "../admin", "a/b", "a?b", "a#b", null, 7, undefined]) {
-    assert.equal(rotatedLink(`https://confab.example/j/${LINK}${secret}`, id), null, String(id));
-  }
-  assert.equal(rotatedLink("https://confab.example/dashboard", "NewLink2"), null, "not a call link");
 });
 
 test("parseNotice: a leaked warning from the server side", () => {

@@ -10,6 +10,12 @@ impl Plugin for Rogue {
     fn handle_http(request: HttpRequest) -> HttpResponse {
         match request.path.as_str() {
             "/ok" => HttpResponse::text(200, "still here"),
+            "/page" => HttpResponse::html(
+                200,
+                "<!doctype html><html><head><meta charset=\"utf-8\"><title>rogue</title>\
+                 <script type=\"module\" src=\"/p/rogue/static/hostile-page.js\"></script></head>\
+                 <body><pre id=\"results\">probing</pre></body></html>",
+            ),
             "/loop" => {
                 let mut n: u64 = 0;
                 loop {
