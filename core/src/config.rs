@@ -54,6 +54,11 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Signaling WebSockets open at once from one client address.
     pub max_websockets_per_address: u32,
+    /// Signaling messages one connection may send per second, on average …
+    pub signaling_messages_per_sec: u32,
+    /// … and at once. A browser joining a full call sends a few per participant
+    /// (keys, layers), so this is well above `calls.max_participants` × 2.
+    pub signaling_burst: u32,
     /// Seconds a client may take to send a request's headers before the connection
     /// is closed (also the longest an idle kept-alive connection stays open).
     pub header_read_timeout_secs: u32,
@@ -374,6 +379,8 @@ impl Default for ServerConfig {
             public_url: String::new(),
             max_body_bytes: 64 * 1024,
             max_websockets_per_address: 20,
+            signaling_messages_per_sec: 50,
+            signaling_burst: 200,
             header_read_timeout_secs: 10,
             request_timeout_secs: 30,
             websocket_idle_secs: 60,
@@ -432,6 +439,11 @@ pub const KEYS: &[(&str, &str)] = &[
         "server.max_websockets_per_address",
         "CONFAB_SERVER_MAX_WEBSOCKETS_PER_ADDRESS",
     ),
+    (
+        "server.signaling_messages_per_sec",
+        "CONFAB_SERVER_SIGNALING_MESSAGES_PER_SEC",
+    ),
+    ("server.signaling_burst", "CONFAB_SERVER_SIGNALING_BURST"),
     ("server.trusted_proxies", "CONFAB_SERVER_TRUSTED_PROXIES"),
     (
         "server.header_read_timeout_secs",
@@ -615,13 +627,15 @@ impl Config {
             || c.max_waiting_per_address == 0
             || c.join_requests_per_minute == 0
             || self.server.max_websockets_per_address == 0
+            || self.server.signaling_messages_per_sec == 0
+            || self.server.signaling_burst == 0
             || self.server.header_read_timeout_secs == 0
             || self.server.request_timeout_secs == 0
             || self.server.websocket_idle_secs < 3
             || self.auth.max_concurrent_hashes == 0
         {
             return Err(ConfigError::Invalid(
-                "calls.max_lobby_requests, calls.max_waiting_per_address, calls.join_requests_per_minute, server.max_websockets_per_address, server.header_read_timeout_secs, server.request_timeout_secs and auth.max_concurrent_hashes must be at least 1, server.websocket_idle_secs at least 3".into(),
+                "calls.max_lobby_requests, calls.max_waiting_per_address, calls.join_requests_per_minute, server.max_websockets_per_address, server.signaling_messages_per_sec, server.signaling_burst, server.header_read_timeout_secs, server.request_timeout_secs and auth.max_concurrent_hashes must be at least 1, server.websocket_idle_secs at least 3".into(),
             ));
         }
         let media = &self.media;
@@ -796,6 +810,8 @@ mod tests {
             ("CONFAB_SERVER_PUBLIC_URL", "https://a.example"),
             ("CONFAB_SERVER_MAX_BODY_BYTES", "2048"),
             ("CONFAB_SERVER_MAX_WEBSOCKETS_PER_ADDRESS", "7"),
+            ("CONFAB_SERVER_SIGNALING_MESSAGES_PER_SEC", "9"),
+            ("CONFAB_SERVER_SIGNALING_BURST", "11"),
             ("CONFAB_SERVER_TRUSTED_PROXIES", "[\"10.0.0.2\"]"),
             ("CONFAB_SERVER_HEADER_READ_TIMEOUT_SECS", "4"),
             ("CONFAB_SERVER_REQUEST_TIMEOUT_SECS", "9"),
@@ -863,6 +879,8 @@ mod tests {
         assert_eq!(c.server.listen.port(), 9000);
         assert_eq!(c.server.max_body_bytes, 2048);
         assert_eq!(c.server.max_websockets_per_address, 7);
+        assert_eq!(c.server.signaling_messages_per_sec, 9);
+        assert_eq!(c.server.signaling_burst, 11);
         assert_eq!(
             (
                 c.server.header_read_timeout_secs,

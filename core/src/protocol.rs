@@ -41,6 +41,9 @@ pub enum ClientMessage {
     Resume { resume_token: String },
     /// Let a lobby request in (signed-in participants).
     Admit { request: u32 },
+    /// Let every waiting lobby request in, oldest first, up to the call's cap
+    /// (signed-in participants).
+    AdmitAll,
     /// Turn a lobby request away (signed-in participants).
     Deny { request: u32 },
     /// Remove a guest from the call.
@@ -405,6 +408,10 @@ mod tests {
         assert_eq!(
             decode(r#"{"v":1,"type":"admit","request":7}"#),
             Ok(ClientMessage::Admit { request: 7 })
+        );
+        assert_eq!(
+            decode(r#"{"v":1,"type":"admit_all"}"#),
+            Ok(ClientMessage::AdmitAll)
         );
         assert_eq!(
             decode(r#"{"v":1,"type":"withdraw"}"#),

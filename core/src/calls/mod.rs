@@ -907,7 +907,7 @@ impl Call {
         }
     }
 
-    fn is_full(&self) -> bool {
+    pub fn is_full(&self) -> bool {
         self.participants.len() >= usize::from(self.policy.max_participants)
     }
 

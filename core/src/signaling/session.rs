@@ -24,9 +24,6 @@ use crate::sfu::forward::MAX_LAYERS;
 use crate::store::link;
 use crate::validate;
 
-/// Messages a client may send per second on average, and in a burst.
-const RATE_PER_SEC: f64 = 20.0;
-const BURST: f64 = 40.0;
 /// Rate-limited messages tolerated before the connection is closed.
 const MAX_STRIKES: u32 = 100;
 /// Largest frame the transport accepts: above [`MAX_MESSAGE_BYTES`], so that an
@@ -125,7 +122,11 @@ pub async fn run_session(socket: WebSocket, state: AppState, link: link::Model, 
             signed_in_as: me.member.as_ref().map(|m| m.account.display_name.clone()),
         })
         .await;
-    let mut bucket = TokenBucket::new(Instant::now());
+    let mut bucket = TokenBucket::new(
+        f64::from(state.config.server.signaling_messages_per_sec),
+        f64::from(state.config.server.signaling_burst),
+        Instant::now(),
+    );
     let mut strikes = 0;
     let mut recheck = tokio::time::interval_at(
         tokio::time::Instant::now() + SIGN_IN_RECHECK,
@@ -400,6 +401,7 @@ fn to_action(
             request: RequestId(request),
             decision: Decision::Admit,
         },
+        ClientMessage::AdmitAll => Action::AdmitAll,
         ClientMessage::Deny { request } => Action::Decide {
             request: RequestId(request),
             decision: Decision::Deny,
@@ -495,15 +497,21 @@ fn checked_sdp(sdp: String) -> Result<String, ServerMessage> {
 }
 
 /// Limits how fast one connection may send.
+/// Messages a connection may send: `rate` per second on average, `burst` at once
+/// (`server.signaling_messages_per_sec`, `server.signaling_burst`).
 struct TokenBucket {
+    rate: f64,
+    burst: f64,
     tokens: f64,
     last: Instant,
 }
 
 impl TokenBucket {
-    fn new(now: Instant) -> Self {
+    fn new(rate: f64, burst: f64, now: Instant) -> Self {
         Self {
-            tokens: BURST,
+            rate,
+            burst,
+            tokens: burst,
             last: now,
         }
     }
@@ -511,7 +519,7 @@ impl TokenBucket {
     fn take(&mut self, now: Instant) -> bool {
         let elapsed = now.duration_since(self.last).as_secs_f64();
         self.last = now;
-        self.tokens = (self.tokens + elapsed * RATE_PER_SEC).min(BURST);
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true

@@ -37,6 +37,9 @@ export class CallViews {
     this.lobbyList = document.getElementById("lobby");
     this.lobbyMore = document.getElementById("lobby-more");
     this.lockButton = document.getElementById("lock-lobby");
+    // One `admit_all` lets everyone waiting in, up to the call's cap.
+    this.admitAllButton = document.getElementById("admit-all");
+    this.admitAllButton?.addEventListener("click", () => send({ type: "admit_all" }));
     this.suspendButton = document.getElementById("suspend-guests");
     this.suspendedLine = document.getElementById("guests-suspended");
     this.lobbyState = document.getElementById("lobby-state");
@@ -162,6 +165,10 @@ export class CallViews {
           : "All guests are suspended: their audio, video and screens are not passed on, and the lobby is locked.";
     }
     this.lobbyPanel.hidden = !signedIn || lobby.length === 0;
+    if (this.admitAllButton) {
+      this.admitAllButton.hidden = !mayDecide || lobbyTotal < 2;
+      this.admitAllButton.textContent = `Admit all (${lobbyTotal})`;
+    }
     this.lobbyMore.hidden = lobbyTotal <= lobby.length;
     this.lobbyMore.textContent = `and ${lobbyTotal - lobby.length} more waiting`;
     this.lobbyList.replaceChildren(...lobby.map((r) => {

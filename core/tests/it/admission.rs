@@ -914,3 +914,28 @@ async fn the_33rd_person_sees_that_the_call_is_full() {
     }
     late.close().await;
 }
+
+#[tokio::test]
+async fn admit_all_on_the_call_page_lets_every_waiting_guest_in() {
+    let (_app, base, link) = app_with_link(32).await;
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let ana = guest_asks(&driver, &base, &link, "Ana").await;
+    // One person waiting: the lobby has no "Admit all".
+    host.wait_text("#lobby", "Ana").await;
+    assert_eq!(
+        host.wait_js("document.getElementById('admit-all').hidden ? 'hidden' : 'shown'")
+            .await,
+        json!("hidden")
+    );
+    let bo = guest_asks(&driver, &base, &link, "Bo").await;
+    host.wait_text("#admit-all", "Admit all (2)").await;
+    host.click("#admit-all").await;
+    ana.wait_text("#roster", "Ana (you)").await;
+    bo.wait_text("#roster", "Bo (you)").await;
+    host.wait_js("document.getElementById('lobby-panel').hidden")
+        .await;
+    ana.close().await;
+    bo.close().await;
+    host.close().await;
+}

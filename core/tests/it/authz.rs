@@ -168,7 +168,7 @@ fn message(kind: &str, scene: &Scene) -> Value {
         "resume" => json!({ "resume_token": "not-a-token" }),
         "admit" | "deny" => json!({ "request": scene.target_request }),
         "remove" => json!({ "participant": scene.victim_id }),
-        "withdraw" | "leave" | "ping" => json!({}),
+        "withdraw" | "leave" | "ping" | "admit_all" => json!({}),
         "publish" | "subscribe_answer" => json!({ "sdp": "v=0\r\n" }),
         "set_quality" => json!({ "participant": scene.host_id, "layer": 0 }),
         "mute" => json!({ "audio": false, "video": false }),
@@ -213,6 +213,11 @@ const MATRIX: &[(&str, [Want; 6])] = &[
     ("admit", [
         Refused("not_joined"), Refused("not_allowed"), Refused("not_joined"),
         Seen("target", "joined"), Seen("target", "joined"), Refused("no_such_request"),
+    ]),
+    // Every waiting request; on another call, that call's lobby is empty.
+    ("admit_all", [
+        Refused("not_joined"), Refused("not_allowed"), Refused("not_joined"),
+        Seen("target", "joined"), Seen("target", "joined"), Quiet,
     ]),
     ("deny", [
         Refused("not_joined"), Refused("not_allowed"), Refused("not_joined"),

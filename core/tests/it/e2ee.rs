@@ -358,10 +358,14 @@ async fn callers_with_the_secret_see_each_other_and_the_server_forwards_only_cip
     let digits: String = mine.chars().filter(char::is_ascii_digit).collect();
     assert_eq!(digits.len(), 12, "{mine}");
 
-    // Plugin payloads: the page shows the wave; the plugin only ever had ciphertext.
-    guest.click("[data-plugin='hello'] button").await;
-    host.wait_text("[data-plugin='hello'] .waves", "Ana waves")
-        .await;
+    // Plugin payloads: the plugin's frame shows the wave; the frame never held a
+    // key (the page seals and opens), and the plugin only ever had ciphertext.
+    guest.frame("hello").await;
+    guest.click("button").await;
+    guest.top().await;
+    host.frame("hello").await;
+    host.wait_text(".waves", "Ana waves").await;
+    host.top().await;
     let now = app.clock_now();
     let kept = app
         .store

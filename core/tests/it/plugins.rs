@@ -241,7 +241,7 @@ async fn capabilities_the_operator_did_not_grant_are_refused_without_a_trap() {
     assert_eq!(hello["granted"], json!(["kv"]));
     assert_eq!(
         hello["requested"],
-        json!(["kv", "links", "calls", "templates"])
+        json!(["kv", "links", "calls", "templates", "web.call-page"])
     );
     assert_eq!(hello["failures"], 0);
     assert_eq!(hello["status"], "enabled");

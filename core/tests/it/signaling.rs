@@ -55,6 +55,54 @@ async fn admitted_guest(
     (guest, joined["participant"].as_u64().unwrap(), token)
 }
 
+/// Admit all: one message lets the waiting requests in, oldest first, while there
+/// are seats; the rest keep waiting and the host is told why.
+#[tokio::test]
+async fn admit_all_lets_everyone_in_up_to_the_cap() {
+    let (_app, addr, link, owner_cookies, _) = setup(4).await;
+    let (mut owner, _) = join_member(&addr, &link, &owner_cookies).await;
+    let mut guests = Vec::new();
+    for i in 0..5 {
+        let mut guest =
+            Ws::open_from(&addr, &link, None, crate::support::ws::fresh_loopback()).await;
+        let waiting = guest
+            .join_as_guest(&format!("Guest {i}"), &format!("guest-key-{:012}", 900 + i))
+            .await;
+        assert_eq!(waiting["type"], "waiting", "{waiting}");
+        guests.push(guest);
+    }
+    owner.lobby_until(|r| r.len() == 5).await;
+    owner.send(json!({ "v": 1, "type": "admit_all" })).await;
+    // Three seats are left beside the owner's: the first three who asked get them.
+    for guest in guests.iter_mut().take(3) {
+        guest.expect("joined").await;
+    }
+    // The owner hears why two still wait, and sees them in the lobby.
+    let (mut full, mut lobby, mut roster) = (None, Vec::new(), 0);
+    for _ in 0..100 {
+        let message = owner.next().await;
+        match message["type"].as_str() {
+            Some("error") => full = Some(message),
+            Some("lobby") => lobby = message["requests"].as_array().unwrap().clone(),
+            Some("roster") => roster = message["participants"].as_array().unwrap().len(),
+            _ => {}
+        }
+        if full.is_some() && lobby.len() == 2 && roster == 4 {
+            break;
+        }
+    }
+    let full = full.expect("the owner is told the call is full");
+    assert_eq!(full["code"], "call_full", "{full}");
+    assert!(
+        full["message"].as_str().unwrap().contains("admitted 3"),
+        "{full}"
+    );
+    assert_eq!(roster, 4);
+    assert_eq!(lobby.len(), 2, "{lobby:?}");
+    assert_eq!(lobby[0]["name"], "Guest 3");
+    assert_eq!(lobby[1]["name"], "Guest 4");
+}
+
 #[tokio::test]
 async fn the_owner_admits_a_guest_and_everyone_sees_the_roster() {
     let (app, addr, link, owner_cookies, _) = setup(32).await;
@@ -253,7 +301,7 @@ async fn a_dropped_guest_resumes_without_the_lobby() {
 
 #[tokio::test]
 async fn bad_messages_get_errors_and_disturb_nobody() {
-    let (_app, addr, link, owner_cookies, _) = setup(32).await;
+    let (app, addr, link, owner_cookies, _) = setup(32).await;
     let (mut owner, _) = join_member(&addr, &link, &owner_cookies).await;
     let mut rogue = Ws::open(&addr, &link, None).await;
     rogue.send_raw("not json").await;
@@ -304,12 +352,14 @@ async fn bad_messages_get_errors_and_disturb_nobody() {
     assert_eq!(lobby.len(), 1);
     assert_eq!(lobby[0]["name"], "Rogue");
 
-    // Flooding is answered with rate_limited, not a crash.
-    for _ in 0..80 {
+    // Flooding beyond the burst (server.signaling_burst) is answered with
+    // rate_limited, not a crash.
+    let flood = app.state.config.server.signaling_burst as usize + 40;
+    for _ in 0..flood {
         rogue.send(json!({ "v": 1, "type": "ping" })).await;
     }
     let mut limited = false;
-    for _ in 0..80 {
+    for _ in 0..flood {
         let message = rogue.next().await;
         if message["type"] == "error" && message["code"] == "rate_limited" {
             limited = true;

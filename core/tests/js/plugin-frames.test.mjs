@@ -4,7 +4,7 @@
 // example hello plugin's real module runs in the "frame". Run with
 // `node --test core/tests/js/`.
 
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { register } from "node:module";
 
@@ -138,6 +138,8 @@ const loading = page.load();
 await import("../../static/plugin-kit.js");
 await loading;
 const frame = page.frames.get("hello");
+// The page keeps pinging its frames; the test process ends once the tests do.
+after(() => clearInterval(frame.pinger));
 
 /** Waits for the channel to carry what is in flight. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
@@ -293,4 +295,25 @@ test("pluginUrl, requestHeaders and withLink", () => {
   assert.equal(frames.withLink(form, "url", "L#k=S").get("url"), "L#k=S");
   assert.throws(() => frames.withLink("[1]", "url", "L"), { code: "bad-request" });
   assert.throws(() => frames.withLink("{}", "", "L"), { code: "bad-request" });
+});
+
+test("a frame has at most MAX_FETCHES requests waiting; the next is told busy", async () => {
+  const saved = globalThis.fetch;
+  const waiting = [];
+  globalThis.fetch = () => new Promise((resolve) => waiting.push(resolve));
+  try {
+    const answers = [];
+    for (let i = 0; i <= frames.MAX_FETCHES; i += 1) answers.push(rawCall("fetch", { path: `/slow/${i}` }));
+    const refused = await answers.at(-1);
+    assert.equal(refused.ok, false);
+    assert.equal(refused.error.code, "busy");
+    assert.equal(waiting.length, frames.MAX_FETCHES);
+    for (const resolve of waiting) resolve(new Response("done"));
+    for (const answer of await Promise.all(answers.slice(0, -1))) assert.equal(answer.value.status, 200);
+    // Once they are answered, the frame may ask again.
+    globalThis.fetch = saved;
+    assert.equal((await rawCall("fetch", { path: "/again" })).ok, true);
+  } finally {
+    globalThis.fetch = saved;
+  }
 });

@@ -304,7 +304,9 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
     let mut counted = false;
     let mut baseline: Option<HashMap<u32, (u64, u64)>> = None;
     let mut asked_quality: Vec<u64> = Vec::new();
-    let mut admitted: Vec<u64> = Vec::new();
+    // The host's own guests waiting in the lobby, with when it last let them in:
+    // what the server refuses (rate_limited, say) is asked again a second later.
+    let mut waiting_own: HashMap<u64, Option<Instant>> = HashMap::new();
     let mut buf_a = vec![0u8; 2048];
     let mut buf_b = vec![0u8; 2048];
     // The host's probes while measuring under a flood: a change of its mute state
@@ -342,6 +344,33 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
             if baseline.is_none() && run.measuring.load(Ordering::Relaxed) {
                 baseline = Some(snapshot(&p.stats));
                 p.stats.latencies_micros.clear();
+            }
+        }
+        // Let the host's own guests in: one `admit_all` when nobody else knocks (as
+        // a host letting a full room in does), else each of them by name.
+        let due: Vec<u64> = waiting_own
+            .iter()
+            .filter(|(_, sent)| {
+                sent.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if !due.is_empty() {
+            if o.flood.any() {
+                for id in &due {
+                    tx.send(Message::text(
+                        json!({"v": 1, "type": "admit", "request": id}).to_string(),
+                    ))
+                    .await?;
+                }
+            } else {
+                tx.send(Message::text(
+                    json!({"v": 1, "type": "admit_all"}).to_string(),
+                ))
+                .await?;
+            }
+            for id in due {
+                waiting_own.insert(id, Some(now));
             }
         }
         if probing && run.measuring.load(Ordering::Relaxed) && now >= next_probe {
@@ -398,17 +427,18 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
                         }
                     }
                     "lobby" if host => {
-                        for request in value["requests"].as_array().into_iter().flatten() {
-                            let Some(id) = request["request"].as_u64() else { continue };
+                        // The lobby as it is now: who left it was let in (or gave up).
+                        let own: Vec<u64> = value["requests"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
                             // Only the generator's own guests (not a flood's).
-                            if !request["name"].as_str().is_some_and(|n| n.starts_with("Load ")) {
-                                continue;
-                            }
-                            if admitted.contains(&id) {
-                                continue;
-                            }
-                            admitted.push(id);
-                            tx.send(Message::text(json!({"v": 1, "type": "admit", "request": request["request"]}).to_string())).await?;
+                            .filter(|r| r["name"].as_str().is_some_and(|n| n.starts_with("Load ")))
+                            .filter_map(|r| r["request"].as_u64())
+                            .collect();
+                        waiting_own.retain(|id, _| own.contains(id));
+                        for id in own {
+                            waiting_own.entry(id).or_insert(None);
                         }
                     }
                     "roster" if o.layer < 2 => {

@@ -67,8 +67,9 @@ impl CallTask {
             } => self.screened(client, role, identity, origin, name, verdict, now),
             Action::Resume { resume_token } => self.resume(client, role, resume_token, now),
             Action::Decide { request, decision } => {
-                self.decide(client, role, request, decision, now)
+                self.decide(client, role, request, decision, now);
             }
+            Action::AdmitAll => self.admit_all(client, role, now),
             Action::Remove { participant } => self.remove(client, role, participant, now),
             Action::LockLobby { locked } => self.lock_lobby(client, role, locked),
             Action::SuspendGuests { suspended } => self.suspend_guests(client, role, suspended),
@@ -255,9 +256,9 @@ impl CallTask {
         request: RequestId,
         decision: Decision,
         now: Now,
-    ) {
+    ) -> bool {
         let Some(me) = self.deciding(client, role) else {
-            return;
+            return false;
         };
         match self.call.decide(me, request, decision, now) {
             Ok(Some(seat)) => {
@@ -267,8 +268,9 @@ impl CallTask {
                 if let Some(guest) = self.client_with(Role::Waiting(request)) {
                     self.seat_client(guest, seat);
                 }
+                true
             }
-            Ok(None) => {}
+            Ok(None) => true,
             Err(err) => {
                 let code = match err {
                     DecideError::NotAllowed => ErrorCode::NotAllowed,
@@ -277,6 +279,49 @@ impl CallTask {
                     DecideError::NotOnCall => ErrorCode::NotJoined,
                 };
                 self.tell(client, error(code, err.to_string()));
+                false
+            }
+        }
+    }
+
+    /// `admit_all`: every request in the lobby, in the order they were made, as
+    /// one `admit` each, until the call is full. Requests still being screened by
+    /// plugins are not in the lobby yet and wait for their own decision.
+    fn admit_all(&mut self, client: ClientId, role: Role, now: Now) {
+        let Some(me) = self.deciding(client, role) else {
+            return;
+        };
+        if !self
+            .call
+            .participant(me)
+            .is_some_and(|p| p.identity.is_authenticated())
+        {
+            self.tell(
+                client,
+                error(
+                    ErrorCode::NotAllowed,
+                    "only signed-in participants let people in",
+                ),
+            );
+            return;
+        }
+        let waiting: Vec<RequestId> = self.call.lobby().map(|r| r.id).collect();
+        for (admitted, request) in waiting.iter().enumerate() {
+            if admitted > 0 && self.call.is_full() {
+                let left = waiting.len() - admitted;
+                self.tell(
+                    client,
+                    error(
+                        ErrorCode::CallFull,
+                        format!("admitted {admitted}; the call is full, {left} still waiting"),
+                    ),
+                );
+                return;
+            }
+            // The first refusal (not signed in, not on the call, full) is told
+            // once, and ends the batch.
+            if !self.decide(client, role, *request, Decision::Admit, now) {
+                return;
             }
         }
     }

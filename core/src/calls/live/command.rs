@@ -68,6 +68,8 @@ pub enum Action {
         request: RequestId,
         decision: Decision,
     },
+    /// Admit every waiting request, oldest first, while there are seats.
+    AdmitAll,
     Remove {
         participant: ParticipantId,
     },
