@@ -187,8 +187,18 @@ function callPageHandle(start) {
     onMessage(handler) {
       messageHandlers += 1;
       const off = on("plugin-message", handler);
-      for (const [bytes, meta] of early.splice(0)) fire("plugin-message", bytes, meta);
-      return () => { messageHandlers -= 1; off(); };
+      // Held-back messages after this call returns, so the handler may use what
+      // it returned.
+      queueMicrotask(() => {
+        for (const [bytes, meta] of early.splice(0)) fire("plugin-message", bytes, meta);
+      });
+      let done = false;
+      return () => {
+        if (done) return;
+        done = true;
+        messageHandlers -= 1;
+        off();
+      };
     },
     me: () => me,
     participants: () => participants,

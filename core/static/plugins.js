@@ -33,6 +33,13 @@ const SEALING_BYTES = 37;
 export const MAX_NOTICE_CHARS = 300;
 /** Messages kept for a frame that has not started yet. */
 const EARLY_MESSAGES = 100;
+/** Messages all plugins' frames may send on average per second, and at once: well
+ * below the server's signaling limit, so a frame cannot crowd out the page's own
+ * messages (keys, media) and get the user disconnected. */
+export const PLUGIN_SENDS_PER_SEC = 10;
+export const PLUGIN_SENDS_BURST = 20;
+/** After the user says no to a still, the frame may not ask again for this long. */
+export const STILL_REFUSED_MS = 30_000;
 /** A link id as the server makes them. */
 const LINK_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -103,6 +110,19 @@ export class CallPagePlugins {
     this.frames = new Map();
     this.early = new Map();
     this.loading = null;
+    this.sends = { tokens: PLUGIN_SENDS_BURST, at: Date.now() };
+    this.asking = false;
+    this.refusedUntil = new Map();
+  }
+
+  /** Takes one of the plugins' sends, or says the frames are sending too fast. */
+  takeSend() {
+    const now = Date.now();
+    const s = this.sends;
+    s.tokens = Math.min(PLUGIN_SENDS_BURST, s.tokens + ((now - s.at) / 1000) * PLUGIN_SENDS_PER_SEC);
+    s.at = now;
+    if (s.tokens < 1) throw new BridgeError("busy", `plugins may send ${PLUGIN_SENDS_PER_SEC} messages a second`);
+    s.tokens -= 1;
   }
 
   /** Starts every plugin's frame (once per page); resolves when each started or failed. */
@@ -137,7 +157,9 @@ export class CallPagePlugins {
       this.frames.set(plugin, frame);
       started.push(frame.started.then((ok) => {
         if (!ok) return;
-        for (const [bytes, meta] of this.early.get(plugin)?.splice(0) ?? []) this.dispatch(plugin, bytes, meta);
+        const held = this.early.get(plugin) ?? [];
+        this.early.delete(plugin);
+        for (const [bytes, meta] of held) this.dispatch(plugin, bytes, meta);
       }));
     }
     await Promise.all(started);
@@ -153,7 +175,9 @@ export class CallPagePlugins {
   calls(plugin) {
     return {
       send: async ({ data }) => {
-        const sealed = await this.seal(payloadBytes(data), plugin);
+        const bytes = payloadBytes(data);
+        this.takeSend();
+        const sealed = await this.seal(bytes, plugin);
         this.send({ type: "plugin", plugin, payload: toBase64(sealed) });
         return null;
       },
@@ -177,10 +201,25 @@ export class CallPagePlugins {
     if (participant === this.me()) return null;
     const person = this.participants().find((p) => p.participant === participant);
     if (!person) return null;
+    // One question at a time, and none for a while after a no: a frame cannot
+    // wear the user down with questions until they say yes.
+    if (this.asking || Date.now() < (this.refusedUntil.get(plugin) ?? 0)) {
+      throw new BridgeError("busy", "the user was just asked");
+    }
     // The page asks, not the plugin: a frame can't word the question or skip it.
     const question = `Attach a still of what your screen shows of ${person.name} to this report? `
       + "Only this picture is sent, to this server's administrators; the call itself stays end-to-end encrypted.";
-    if (!this.confirm(question)) return null;
+    this.asking = true;
+    let yes;
+    try {
+      yes = this.confirm(question);
+    } finally {
+      this.asking = false;
+    }
+    if (!yes) {
+      this.refusedUntil.set(plugin, Date.now() + STILL_REFUSED_MS);
+      return null;
+    }
     try {
       return (await this.still(participant)) ?? null;
     } catch (error) {
@@ -215,7 +254,8 @@ export class CallPagePlugins {
 
   dispatch(plugin, bytes, meta) {
     const frame = this.frames.get(plugin);
-    if (!frame?.ready) {
+    // Until the held-back messages are handed over, new ones queue behind them.
+    if (!frame?.ready || this.early.get(plugin)?.length) {
       const early = this.early.get(plugin) ?? [];
       if (early.length < EARLY_MESSAGES) early.push([bytes, meta]);
       this.early.set(plugin, early);

@@ -138,7 +138,14 @@ async fn static_file(
     if !crate::plugins::manifest::safe_relative(&path) {
         return Err(MISSING);
     }
-    let file = dir.join(&path);
+    // A link the plugin ships (to the configuration, say) leads nowhere.
+    let file = tokio::fs::canonicalize(dir.join(&path))
+        .await
+        .map_err(|_| MISSING)?;
+    let root = tokio::fs::canonicalize(&dir).await.map_err(|_| MISSING)?;
+    if !file.starts_with(&root) {
+        return Err(MISSING);
+    }
     let bytes = tokio::fs::read(&file).await.map_err(|_| MISSING)?;
     let content_type = match file.extension().and_then(|e| e.to_str()).unwrap_or("") {
         "js" | "mjs" => "text/javascript; charset=utf-8",
@@ -156,11 +163,18 @@ async fn static_file(
     };
     Ok((
         [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CACHE_CONTROL, "no-cache".to_string()),
             // Plugin frames have an opaque origin: their module scripts are
             // cross-origin requests. These files are public.
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".to_string()),
+            // A page or picture among them, opened on its own (in a popup the
+            // plugin's frame opens, say), is sandboxed like the plugin's pages:
+            // never a document of Confab's origin.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                plugin_page_policy(&public_origin(state.public_url())),
+            ),
         ],
         bytes,
     )
@@ -309,7 +323,9 @@ const WITHHELD: [&str; 4] = [
 ];
 
 /// Response headers a plugin may not set: the server's security headers and
-/// session cookie are not the plugin's to change.
+/// session cookie are not the plugin's to change, nor anything that acts on
+/// Confab's whole origin (clearing its storage, reporting its requests, a
+/// service worker's scope, cross-origin access).
 fn response_header_allowed(name: &str) -> bool {
     !matches!(
         name,
@@ -320,6 +336,22 @@ fn response_header_allowed(name: &str) -> bool {
             | "strict-transport-security"
             | "x-content-type-options"
             | "referrer-policy"
+            | "clear-site-data"
+            | "nel"
+            | "report-to"
+            | "reporting-endpoints"
+            | "service-worker-allowed"
+            | "permissions-policy"
+            | "origin-agent-cluster"
+            | "cross-origin-opener-policy"
+            | "cross-origin-embedder-policy"
+            | "cross-origin-resource-policy"
+            | "access-control-allow-origin"
+            | "access-control-allow-credentials"
+            | "access-control-allow-headers"
+            | "access-control-allow-methods"
+            | "access-control-expose-headers"
+            | "alt-svc"
             | "content-length"
             | "transfer-encoding"
             | "connection"

@@ -63,6 +63,11 @@ export function pluginUrl(plugin, path, origin = location.origin) {
   if (typeof path !== "string" || !path.startsWith("/") || path.startsWith("//")) {
     throw new BridgeError("bad-request", "a plugin fetches a path that starts with one /");
   }
+  // Encoded slashes, backslashes and dots, and `;`, in the path (not the query):
+  // a proxy in front of the server might decode them into a way out.
+  if (/%2f|%5c|%2e|;/i.test(path.split(/[?#]/)[0])) {
+    throw new BridgeError("bad-request", "a plugin's path has no encoded /, \\ or . and no ;");
+  }
   const url = new URL(`/p/${plugin}${path}`, origin);
   const own = `/p/${plugin}`;
   if (url.origin !== new URL(origin).origin || !(url.pathname === own || url.pathname.startsWith(`${own}/`))) {
@@ -153,6 +158,13 @@ export class PluginFrame {
     this.iframe.className = "plugin-frame";
     this.iframe.dataset.plugin = plugin;
     this.iframe.src = src;
+    // The frame's document is the one the page chose: a frame that navigates
+    // itself elsewhere (out from under its CSP) is taken away.
+    this.loads = 0;
+    this.iframe.addEventListener("load", () => {
+      this.loads += 1;
+      if (this.loads > 1) this.fail("left its frame and was stopped");
+    });
     this.element.append(this.iframe);
     area.append(this.element);
     this.started = new Promise((resolve) => { this.resolveStarted = resolve; });
@@ -188,6 +200,7 @@ export class PluginFrame {
     const { id, call, args } = message;
     switch (call) {
       case "ready":
+        if (this.ready) return;
         clearTimeout(this.startTimer);
         this.ready = true;
         this.resolveStarted(true);
@@ -260,9 +273,13 @@ export class PluginFrame {
     const url = pluginUrl(this.plugin, path);
     if (this.fetches >= MAX_FETCHES) throw new BridgeError("busy", `at most ${MAX_FETCHES} requests at once`);
     let payload = requestBody(body);
+    const verb = String(method).toUpperCase();
     if (linkField !== undefined) {
       if (!this.linkSecret) {
         throw new BridgeError("access-denied", `the operator has not granted web.link-secret to the ${this.plugin} plugin`);
+      }
+      if (verb === "GET" || verb === "HEAD" || !(payload === undefined || typeof payload === "string" || payload instanceof FormData)) {
+        throw new BridgeError("bad-request", "withLink goes into the JSON or form body of a POST, PUT or PATCH");
       }
       const full = this.fullLink(link);
       if (!full) throw new BridgeError("no-secret", "this browser does not have that link's secret");
@@ -273,7 +290,7 @@ export class PluginFrame {
     this.fetches += 1;
     try {
       const response = await fetch(url, {
-        method: String(method).toUpperCase(),
+        method: verb,
         headers: sent,
         body: payload,
         credentials: "same-origin",

@@ -326,6 +326,19 @@ async fn credentials_and_security_headers_stay_with_the_server() {
         "plugins cannot set cookies"
     );
     assert_eq!(res.headers["x-rogue"], "yes");
+    // Nothing that acts on the whole origin: wiping its storage, widening a
+    // service worker's reach.
+    assert!(res.headers.get("clear-site-data").is_none());
+    assert!(res.headers.get("service-worker-allowed").is_none());
+    // A plugin's static page or picture is sandboxed too.
+    let page = app.get("/p/rogue/static/hostile.js").send().await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox allow-scripts")
+    );
     assert!(
         res.headers["content-security-policy"]
             .to_str()

@@ -286,8 +286,12 @@ test("pluginUrl, requestHeaders and withLink", () => {
   const origin = "https://confab.example";
   assert.equal(frames.pluginUrl("cal", "/feed?x=1", origin).href, "https://confab.example/p/cal/feed?x=1");
   assert.throws(() => frames.pluginUrl("cal", "/../calendar2/x", origin), { code: "access-denied" });
-  // An encoded slash stays inside the plugin's routes.
-  assert.ok(frames.pluginUrl("cal", "/..%2f..%2fapi", origin).pathname.startsWith("/p/cal/"));
+  // Encoded slashes, backslashes and dots, and `;`, are refused in the path (a
+  // proxy might decode them into a way out), not in the query.
+  for (const path of ["/..%2f..%2fapi", "/..%5C..%5Capi", "/%2E%2E/x", "/..;/api"]) {
+    assert.throws(() => frames.pluginUrl("cal", path, origin), { code: "bad-request" }, path);
+  }
+  assert.equal(frames.pluginUrl("cal", "/shared?network=10.0.0.0%2F24", origin).search, "?network=10.0.0.0%2F24");
   const headers = frames.requestHeaders([["Cookie", "a"], ["X-CSRF-Token", "b"], ["accept", "text/calendar"]]);
   assert.deepEqual([...headers], [["accept", "text/calendar"]]);
   assert.equal(frames.withLink('{"recipients":["a@b"]}', "url", "L#k=S"), '{"recipients":["a@b"],"url":"L#k=S"}');
@@ -316,4 +320,26 @@ test("a frame has at most MAX_FETCHES requests waiting; the next is told busy", 
   } finally {
     globalThis.fetch = saved;
   }
+});
+
+test("a flood of sends is told busy before it reaches the server's limit", async () => {
+  sent.length = 0;
+  const answers = [];
+  for (let i = 0; i < 40; i += 1) answers.push(rawCall("send", { data: new Uint8Array([i]) }));
+  const results = await Promise.all(answers);
+  const busy = results.filter((r) => !r.ok && r.error.code === "busy").length;
+  assert.ok(sent.length <= 21, `${sent.length} went out`);
+  assert.ok(busy >= 19, `${busy} were told busy`);
+});
+
+test("after a no, the page does not ask for a still again for a while", async () => {
+  let asked = 0;
+  page.confirm = () => {
+    asked += 1;
+    return false;
+  };
+  assert.equal((await rawCall("captureStill", { participant: 2 })).value, null);
+  const again = await rawCall("captureStill", { participant: 2 });
+  assert.equal(again.error.code, "busy");
+  assert.equal(asked, 1, "asked once");
 });

@@ -41,6 +41,8 @@ impl Plugin for Rogue {
             "/headers" => HttpResponse::text(200, "headers")
                 .with_header("set-cookie", "confab_session=stolen")
                 .with_header("content-security-policy", "default-src *")
+                .with_header("clear-site-data", "\"storage\", \"cookies\"")
+                .with_header("service-worker-allowed", "/")
                 .with_header("x-rogue", "yes"),
             "/echo" => {
                 let mut lines: Vec<String> = request
