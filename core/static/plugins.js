@@ -86,7 +86,9 @@ export class CallPagePlugins {
     confirm = (question) => window.confirm(question),
     notice = (text) => report(text),
     showLink = (url, label) => report(`${label}: ${url}`),
+    now = () => Date.now(),
   }) {
+    this.now = now;
     this.modules = modules;
     this.area = area;
     this.send = send;
@@ -110,17 +112,17 @@ export class CallPagePlugins {
     this.frames = new Map();
     this.early = new Map();
     this.loading = null;
-    this.sends = { tokens: PLUGIN_SENDS_BURST, at: Date.now() };
+    this.sends = { tokens: PLUGIN_SENDS_BURST, at: now() };
     this.asking = false;
     this.refusedUntil = new Map();
   }
 
   /** Takes one of the plugins' sends, or says the frames are sending too fast. */
   takeSend() {
-    const now = Date.now();
+    const now = this.now();
     const s = this.sends;
-    s.tokens = Math.min(PLUGIN_SENDS_BURST, s.tokens + ((now - s.at) / 1000) * PLUGIN_SENDS_PER_SEC);
-    s.at = now;
+    s.tokens = Math.min(PLUGIN_SENDS_BURST, s.tokens + (Math.max(0, now - s.at) / 1000) * PLUGIN_SENDS_PER_SEC);
+    s.at = Math.max(s.at, now);
     if (s.tokens < 1) throw new BridgeError("busy", `plugins may send ${PLUGIN_SENDS_PER_SEC} messages a second`);
     s.tokens -= 1;
   }
@@ -203,7 +205,7 @@ export class CallPagePlugins {
     if (!person) return null;
     // One question at a time, and none for a while after a no: a frame cannot
     // wear the user down with questions until they say yes.
-    if (this.asking || Date.now() < (this.refusedUntil.get(plugin) ?? 0)) {
+    if (this.asking || this.now() < (this.refusedUntil.get(plugin) ?? 0)) {
       throw new BridgeError("busy", "the user was just asked");
     }
     // The page asks, not the plugin: a frame can't word the question or skip it.
@@ -217,7 +219,7 @@ export class CallPagePlugins {
       this.asking = false;
     }
     if (!yes) {
-      this.refusedUntil.set(plugin, Date.now() + STILL_REFUSED_MS);
+      this.refusedUntil.set(plugin, this.now() + STILL_REFUSED_MS);
       return null;
     }
     try {
