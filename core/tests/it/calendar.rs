@@ -718,13 +718,7 @@ async fn the_dashboard_adds_call_links_to_events_and_schedules_calls() {
     page.sign_in(&base, "host@example.org").await;
     // This browser keeps the undated link's secret, as the dashboard does when
     // asked to remember it: the page puts it into the calendar files.
-    page.client
-        .execute(
-            "localStorage.setItem(arguments[0], arguments[1]); return null;",
-            vec![json!(format!("confab.secret.{undated}")), json!(SECRET)],
-        )
-        .await
-        .unwrap();
+    page.remember_secret(&undated).await;
     page.goto(&format!("{base}/dashboard")).await;
     // The calendar's card is a sandboxed frame: the test works inside it.
     page.frame("calendar").await;

@@ -737,13 +737,7 @@ async fn a_link_opened_without_its_secret_says_so_and_the_owner_s_browser_fills_
         .await;
 
     // The browser that made the link keeps its secret: the page puts it back.
-    page.client
-        .execute(
-            "localStorage.setItem(arguments[0], arguments[1])",
-            vec![json!(format!("confab.secret.{link}")), json!(SECRET)],
-        )
-        .await
-        .unwrap();
+    page.remember_secret(&link).await;
     page.goto(&format!("{base}/j/{link}")).await;
     assert_eq!(secret_state(&page).await, json!([true, ""]));
 

@@ -494,6 +494,13 @@ async fn app_with_email_invites(
 }
 
 /// Fills in the invitation form `form` (addresses and maybe a note) and sends it.
+/// Presses "Invite by email" on the dashboard's row `row` once the plugin put it there.
+async fn invite_button(page: &Browser, row: &str) {
+    let button = format!("{row} button[data-plugin='email-invites']");
+    page.wait_text(&button, "Invite by email").await;
+    page.click(&button).await;
+}
+
 async fn invite_through(page: &Browser, form: &str, recipients: &str, note: Option<&str>) {
     page.fill(&format!("{form} textarea[name=recipients]"), recipients)
         .await;
@@ -564,24 +571,12 @@ async fn email_invitations_from_the_dashboard_carry_the_link_as_shown() {
     let row = format!("li[data-link-id='{id}']");
     // The link was made through the API: this browser lacks its secret, and an
     // invitation without it would be of no use, so the card says so.
-    page.wait_text(
-        &format!("{row} button[data-plugin='email-invites']"),
-        "Invite by email",
-    )
-    .await;
-    page.click(&format!("{row} button[data-plugin='email-invites']"))
-        .await;
+    invite_button(&page, &row).await;
     page.frame("email-invites").await;
     page.wait_text("main#plugin", "does not have the secret")
         .await;
     page.top().await;
-    page.client
-        .execute(
-            "localStorage.setItem(arguments[0], arguments[1]); return null;",
-            vec![json!(format!("confab.secret.{id}")), json!(SECRET)],
-        )
-        .await
-        .unwrap();
+    page.remember_secret(&id).await;
     page.goto(&format!("{base}/dashboard")).await;
     let shown = page
         .wait_js(&format!("document.querySelector({row:?})?.dataset.linkUrl"))
@@ -589,13 +584,7 @@ async fn email_invitations_from_the_dashboard_carry_the_link_as_shown() {
     let shown = shown.as_str().unwrap().to_string();
     assert_eq!(shown, format!("{base}/j/{id}#k={SECRET}"));
 
-    page.wait_text(
-        &format!("{row} button[data-plugin='email-invites']"),
-        "Invite by email",
-    )
-    .await;
-    page.click(&format!("{row} button[data-plugin='email-invites']"))
-        .await;
+    invite_button(&page, &row).await;
     // The button is the page's; the form opens in the plugin's sandboxed frame,
     // which never sees the secret: the page puts the link into the request.
     page.frame("email-invites").await;

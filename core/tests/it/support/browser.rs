@@ -306,6 +306,18 @@ impl Browser {
         }
     }
 
+    /// Keeps `link`'s secret (the tests' [`SECRET`]) in this browser, where the
+    /// dashboard keeps the secrets it is asked to remember.
+    pub(crate) async fn remember_secret(&self, link: &str) {
+        self.client
+            .execute(
+                "localStorage.setItem(arguments[0], arguments[1]); return null;",
+                vec![json!(format!("confab.secret.{link}")), json!(SECRET)],
+            )
+            .await
+            .unwrap();
+    }
+
     /// Back from a plugin's frame to the page.
     pub(crate) async fn top(&self) {
         self.client.enter_parent_frame().await.unwrap();
