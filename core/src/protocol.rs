@@ -55,6 +55,11 @@ pub enum ClientMessage {
     /// An SDP offer for the connection that carries what this browser sends (first,
     /// or again when it adds or removes a track, or after a reconnect).
     Publish { sdp: String },
+    /// Receive the others without publishing (recorders, bots): the server opens
+    /// the subscribe connection and sends `subscribe_offer` whenever there is
+    /// something to receive. Sent again, it starts that connection over (after a
+    /// network change).
+    Subscribe,
     /// The SDP answer to the last `subscribe_offer`.
     SubscribeAnswer { sdp: String },
     /// Which simulcast layer of `participant`'s video to receive: 0 (smallest) to 2

@@ -416,6 +416,7 @@ fn to_action(
         ClientMessage::Publish { sdp } => Action::Publish {
             sdp: checked_sdp(sdp)?,
         },
+        ClientMessage::Subscribe => Action::Subscribe,
         ClientMessage::SubscribeAnswer { sdp } => Action::SubscribeAnswer {
             sdp: checked_sdp(sdp)?,
         },

@@ -168,7 +168,7 @@ fn message(kind: &str, scene: &Scene) -> Value {
         "resume" => json!({ "resume_token": "not-a-token" }),
         "admit" | "deny" => json!({ "request": scene.target_request }),
         "remove" => json!({ "participant": scene.victim_id }),
-        "withdraw" | "leave" | "ping" | "admit_all" => json!({}),
+        "withdraw" | "leave" | "ping" | "admit_all" | "subscribe" => json!({}),
         "publish" | "subscribe_answer" => json!({ "sdp": "v=0\r\n" }),
         "set_quality" => json!({ "participant": scene.host_id, "layer": 0 }),
         "mute" => json!({ "audio": false, "video": false }),
@@ -239,6 +239,11 @@ const MATRIX: &[(&str, [Want; 6])] = &[
     ("publish", [
         Refused("not_joined"), Refused("bad_sdp"), Refused("not_joined"),
         Refused("bad_sdp"), Refused("bad_sdp"), Refused("bad_sdp"),
+    ]),
+    // Nobody in the scene publishes, so there is nothing to offer yet.
+    ("subscribe", [
+        Refused("not_joined"), Quiet, Refused("not_joined"),
+        Quiet, Quiet, Quiet,
     ]),
     ("subscribe_answer", [
         Refused("not_joined"), Refused("bad_sdp"), Refused("not_joined"),

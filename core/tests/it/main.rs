@@ -9,6 +9,7 @@ mod support;
 
 mod accounts;
 mod admission;
+mod aiortc;
 mod authz;
 mod calendar;
 mod cli;

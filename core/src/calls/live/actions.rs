@@ -95,6 +95,7 @@ impl CallTask {
                 ),
             },
             Action::Publish { .. }
+            | Action::Subscribe
             | Action::SubscribeAnswer { .. }
             | Action::SetQuality { .. }
             | Action::Mute(_) => self.media_action(client, role, action),
@@ -397,7 +398,7 @@ impl CallTask {
         );
     }
 
-    /// `publish`, `subscribe_answer`, `set_quality` and `mute`: passed on to the
+    /// `publish`, `subscribe`, `subscribe_answer`, `set_quality` and `mute`: passed on to the
     /// SFU for a participant on the call.
     fn media_action(&mut self, client: ClientId, role: Role, action: Action) {
         let Some(me) = self.on_call(client, role) else {
@@ -432,6 +433,16 @@ impl CallTask {
                     call,
                     participant,
                     offer: sdp,
+                    events: std::sync::Arc::new(out),
+                }
+            }
+            Action::Subscribe => {
+                let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
+                    return;
+                };
+                sfu::MediaCommand::Subscribe {
+                    call,
+                    participant,
                     events: std::sync::Arc::new(out),
                 }
             }

@@ -79,6 +79,8 @@ pub enum Action {
     Publish {
         sdp: String,
     },
+    /// Receive without publishing.
+    Subscribe,
     SubscribeAnswer {
         sdp: String,
     },

@@ -148,6 +148,13 @@ pub enum MediaCommand {
         /// Where the participant's browser is told about answers, offers and speakers.
         events: Events,
     },
+    /// A participant that publishes nothing asks to receive the others: its
+    /// subscribe connection starts (over, if it had one).
+    Subscribe {
+        call: CallKey,
+        participant: u32,
+        events: Events,
+    },
     /// The browser's answer to the last subscribe offer.
     SubscribeAnswer {
         call: CallKey,
@@ -194,6 +201,7 @@ impl MediaCommand {
     fn call(&self) -> Option<CallKey> {
         match self {
             MediaCommand::Publish { call, .. }
+            | MediaCommand::Subscribe { call, .. }
             | MediaCommand::SubscribeAnswer { call, .. }
             | MediaCommand::SetQuality { call, .. }
             | MediaCommand::Sharing { call, .. }
@@ -557,6 +565,11 @@ impl Engine {
                     self.tell(&events, MediaEvent::BadSdp(message.to_string()));
                 }
             }
+            MediaCommand::Subscribe {
+                call,
+                participant,
+                events,
+            } => self.subscribe_only(now, call, participant, events),
             MediaCommand::SubscribeAnswer {
                 call,
                 participant,

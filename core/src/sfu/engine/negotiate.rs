@@ -22,7 +22,7 @@ pub enum NegotiationError {
     CouldNotAnswer(String),
     #[error("could not answer")]
     NoAnswer,
-    #[error("publish first")]
+    #[error("publish or subscribe first")]
     PublishFirst,
     #[error("no subscribe offer is waiting for an answer")]
     NoOfferWaiting,
@@ -119,17 +119,10 @@ impl Engine {
             dir: Dir::Publish,
         };
         let room = self.rooms.entry(call).or_default();
-        let member = room.members.entry(participant).or_insert_with(|| Member {
-            events: events.clone(),
-            bindings: BTreeMap::new(),
-            quality: HashMap::new(),
-            negotiating: false,
-            renegotiate: false,
-            sharing_screen: true,
-            suspended: false,
-            downlink: Downlink::default(),
-            caps: HashMap::new(),
-        });
+        let member = room
+            .members
+            .entry(participant)
+            .or_insert_with(|| Member::new(events.clone()));
         member.events = events.clone();
         // Same ICE credentials: a renegotiation of the live connection. New ones: the
         // browser started over (reload, reconnect), so the old connections go.
@@ -179,6 +172,32 @@ impl Engine {
         // Whatever the others already publish, this participant now receives.
         self.sync_subscriptions(now, call);
         Ok(())
+    }
+
+    /// A participant that publishes nothing asks to receive: its subscribe
+    /// connection starts over, and carries the others' sources from the next offer
+    /// on (none is sent while there is nothing to receive).
+    pub(super) fn subscribe_only(
+        &mut self,
+        now: Instant,
+        call: CallKey,
+        participant: u32,
+        events: Events,
+    ) {
+        let room = self.rooms.entry(call).or_default();
+        let member = room
+            .members
+            .entry(participant)
+            .or_insert_with(|| Member::new(events.clone()));
+        member.events = events;
+        member.receive_only = true;
+        tracing::debug!(%call, participant, "receive only");
+        self.close_peer(PeerKey {
+            call,
+            participant,
+            dir: Dir::Subscribe,
+        });
+        self.sync_subscriptions(now, call);
     }
 
     pub(super) fn subscribe_answer(
@@ -407,19 +426,22 @@ impl Engine {
                 participant,
                 dir: Dir::Subscribe,
             };
-            // Only participants whose publish connection exists get a subscribe connection.
-            if !self.peers.contains_key(&PeerKey {
-                dir: Dir::Publish,
-                ..key
-            }) {
-                continue;
-            }
             let Some(room) = self.rooms.get(&call) else {
                 return;
             };
             let Some(member) = room.members.get(&participant) else {
                 continue;
             };
+            // Participants get a subscribe connection once they publish, or once
+            // they ask to receive only.
+            if !member.receive_only
+                && !self.peers.contains_key(&PeerKey {
+                    dir: Dir::Publish,
+                    ..key
+                })
+            {
+                continue;
+            }
             let wanted: Vec<SourceId> = room
                 .sources
                 .iter()
@@ -549,6 +571,7 @@ impl Engine {
             return;
         }
         if let Some(sdp) = peer.pc.local_description().map(|d| d.sdp) {
+            let sdp = with_msid_semantic(sdp);
             member.negotiating = true;
             let tracks = member.bindings.len();
             self.events
@@ -556,6 +579,28 @@ impl Engine {
             tracing::debug!(%call, participant, tracks, ufrag = %peer.ufrag, "subscribe offer");
         }
         self.drain(key, now);
+    }
+}
+
+/// The offer with `a=msid-semantic:WMS *` at session level. `rtc` writes it into
+/// every offer but a connection's first; without it some stacks (aiortc) ignore
+/// the `a=msid` lines, so their tracks lose the stream id that says whose they are.
+pub(super) fn with_msid_semantic(sdp: String) -> String {
+    if sdp.contains("\na=msid-semantic:") {
+        return sdp;
+    }
+    match sdp
+        .find("\nt=")
+        .and_then(|t| sdp[t + 1..].find('\n').map(|end| t + 2 + end))
+    {
+        Some(after_timing) => {
+            let mut with = String::with_capacity(sdp.len() + 24);
+            with.push_str(&sdp[..after_timing]);
+            with.push_str("a=msid-semantic:WMS *\r\n");
+            with.push_str(&sdp[after_timing..]);
+            with
+        }
+        None => sdp,
     }
 }
 
@@ -611,5 +656,22 @@ mod tests {
         assert_eq!(layer_of_rid("q"), 0);
         assert_eq!(layer_of_rid("h"), 1);
         assert_eq!(layer_of_rid("f"), 2);
+    }
+
+    #[test]
+    fn offers_name_their_stream_semantics_once() {
+        let bare = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=ice-lite\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=msid:p1-0 p1-0-1\r\n";
+        let with = with_msid_semantic(bare.to_owned());
+        assert_eq!(
+            with,
+            bare.replace("t=0 0\r\n", "t=0 0\r\na=msid-semantic:WMS *\r\n")
+        );
+        let parsed = SessionDescription::unmarshal(&mut std::io::Cursor::new(with.as_bytes()))
+            .expect("still a valid SDP");
+        assert_eq!(
+            parsed.attribute("msid-semantic").map(String::as_str),
+            Some("WMS *")
+        );
+        assert_eq!(with_msid_semantic(with.clone()), with, "added once");
     }
 }

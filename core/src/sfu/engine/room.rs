@@ -58,9 +58,27 @@ pub(super) struct Member {
     /// The subscriber's downlink estimate, and the layer caps it led to.
     pub(super) downlink: Downlink,
     pub(super) caps: HashMap<SourceId, usize>,
+    /// Asked to receive without publishing ([`MediaCommand::Subscribe`]): gets a
+    /// subscribe connection although it has no publish connection.
+    pub(super) receive_only: bool,
 }
 
 impl Member {
+    pub(super) fn new(events: Events) -> Self {
+        Self {
+            events,
+            bindings: BTreeMap::new(),
+            quality: HashMap::new(),
+            negotiating: false,
+            renegotiate: false,
+            sharing_screen: true,
+            suspended: false,
+            downlink: Downlink::default(),
+            caps: HashMap::new(),
+            receive_only: false,
+        }
+    }
+
     /// The layer this subscriber should get from a source: what its tile asks for,
     /// within what its downlink carries.
     pub(super) fn wanted(&self, source_id: SourceId, owner: u32) -> usize {
