@@ -66,6 +66,8 @@ fn engine() -> Engine {
         EngineConfig {
             udp: Some(SERVER),
             tcp: None,
+            shard: 0,
+            report_routes: false,
             announce: vec![SERVER.ip()],
         },
         rand::SeedableRng::seed_from_u64(1),

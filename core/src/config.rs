@@ -180,6 +180,21 @@ pub struct MediaConfig {
     /// Seconds an ICE-TCP connection has to pass a connectivity check (a STUN
     /// binding request with the right credentials) before it is closed.
     pub tcp_check_timeout_secs: u32,
+    /// Engine threads that forward media; each call stays on one of them. 0: one
+    /// per core. At most [`crate::sfu::MAX_ENGINE_THREADS`].
+    pub threads: u16,
+}
+
+impl MediaConfig {
+    /// The engine threads to start: `threads`, or one per core when it is 0.
+    pub fn engine_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .min(crate::sfu::MAX_ENGINE_THREADS),
+            n => usize::from(n),
+        }
+    }
 }
 
 impl Default for MediaConfig {
@@ -194,6 +209,7 @@ impl Default for MediaConfig {
             tcp_max_connections: 2000,
             tcp_max_per_address: 40,
             tcp_check_timeout_secs: 5,
+            threads: 0,
         }
     }
 }
@@ -526,6 +542,7 @@ pub const KEYS: &[(&str, &str)] = &[
         "media.tcp_check_timeout_secs",
         "CONFAB_MEDIA_TCP_CHECK_TIMEOUT_SECS",
     ),
+    ("media.threads", "CONFAB_MEDIA_THREADS"),
     ("templates.dir", "CONFAB_TEMPLATES_DIR"),
     ("plugins.enabled", "CONFAB_PLUGINS_ENABLED"),
     ("plugins.bundled", "CONFAB_PLUGINS_BUNDLED"),
@@ -646,6 +663,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "media.tcp_max_connections, media.tcp_max_per_address and media.tcp_check_timeout_secs must be at least 1".into(),
             ));
+        }
+        if usize::from(media.threads) > crate::sfu::MAX_ENGINE_THREADS {
+            return Err(ConfigError::Invalid(format!(
+                "media.threads is at most {} (0: one per core)",
+                crate::sfu::MAX_ENGINE_THREADS
+            )));
         }
         if !self.media.udp_enabled && !self.media.tcp_enabled {
             return Err(ConfigError::Invalid(
@@ -843,6 +866,7 @@ mod tests {
             ("CONFAB_MEDIA_TCP_MAX_CONNECTIONS", "300"),
             ("CONFAB_MEDIA_TCP_MAX_PER_ADDRESS", "6"),
             ("CONFAB_MEDIA_TCP_CHECK_TIMEOUT_SECS", "2"),
+            ("CONFAB_MEDIA_THREADS", "3"),
             ("CONFAB_TEMPLATES_DIR", "/srv/tpl"),
             ("CONFAB_PLUGINS_ENABLED", "false"),
             ("CONFAB_PLUGINS_BUNDLED", "false"),
@@ -964,6 +988,7 @@ mod tests {
             ),
             (300, 6, 2)
         );
+        assert_eq!((c.media.threads, c.media.engine_threads()), (3, 3));
         assert_eq!(c.calls.reconnect_grace_secs, 15);
         let p = &c.plugins;
         assert!(!p.enabled && !p.cache && !p.watch);

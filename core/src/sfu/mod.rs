@@ -1,12 +1,16 @@
 //! The media plane: a selective forwarding unit on one UDP port and one TCP port.
 //!
 //! [`engine::Engine`] is a synchronous state machine (webrtc-rs's sans-IO `rtc`
-//! peer connections plus Confab's forwarding); this module runs it. A UDP reader
-//! thread and one ICE-TCP thread (every TCP connection is a task on its own small
-//! event loop, not a thread) turn sockets into `Input`s on one bounded channel;
-//! the engine thread applies them, runs timers, and writes what the engine wants
-//! sent. The control plane reaches it only through [`MediaHandle::send`], which
-//! never waits.
+//! peer connections plus Confab's forwarding); this module runs it, one engine per
+//! engine thread (`media.threads`, one per core by default). Each call lives on one
+//! engine (its key modulo the number of engines), so the hot path shares nothing.
+//! A UDP reader thread and one ICE-TCP thread (every TCP connection is a task on
+//! its own small event loop, not a thread) turn sockets into `Input`s on each
+//! engine's bounded channel, steered by [`Steering`]: a connectivity check by the
+//! engine its ICE username names, anything else by the route it came from, which
+//! the engines report as they learn and forget routes. Each engine thread applies
+//! its inputs, runs timers, and writes what its engine wants sent. The control
+//! plane reaches them only through [`MediaHandle::send`], which never waits.
 //!
 //! ICE-TCP costs an idle stranger little: connections are capped in all and per
 //! address, one that has not passed a connectivity check within
@@ -36,13 +40,16 @@ use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 
 pub use engine::{CallKey, EventSink, Events, MAX_SDP_BYTES, MediaCommand, MediaEvent};
-use engine::{Engine, EngineConfig, MediaTransport, Route, Step};
+use engine::{Engine, EngineConfig, EngineStats, MediaTransport, Route, Step};
+
+/// Engine threads a node can run (`media.threads`).
+pub const MAX_ENGINE_THREADS: usize = engine::MAX_SHARDS;
 use udp_batch::SendBatch;
 
 use crate::config::MediaConfig;
 use crate::limits::{ConnectionSlots, network_of};
 
-/// Inputs waiting for the engine thread; beyond this, sockets wait and commands fail.
+/// Inputs waiting for one engine thread; beyond this, sockets wait and commands fail.
 const INPUT_QUEUE: usize = 8192;
 /// Frames waiting for one slow ICE-TCP client before new ones are dropped.
 const TCP_OUTBOX: usize = 1024;
@@ -107,7 +114,8 @@ pub struct MediaHandle {
 }
 
 struct Inner {
-    input: SyncSender<Input>,
+    /// One per engine thread.
+    inputs: Vec<SyncSender<Input>>,
     stop: Arc<AtomicBool>,
     udp: Option<SocketAddr>,
     tcp: Option<SocketAddr>,
@@ -156,23 +164,32 @@ impl MediaHandle {
             .map(|s| s.local_addr())
             .transpose()?
             .map(|a| local(a.port()));
-        let (input, inputs) = sync_channel(INPUT_QUEUE);
+        let shards = config.engine_threads().clamp(1, MAX_ENGINE_THREADS);
+        let (inputs, receivers): (Vec<_>, Vec<_>) =
+            (0..shards).map(|_| sync_channel(INPUT_QUEUE)).unzip();
+        // Engines tell the UDP reader which routes they take (only needed with more
+        // than one).
+        let (route_reports, route_changes) = std::sync::mpsc::channel();
+        let route_reports = (shards > 1).then_some(route_reports);
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(MediaStats {
             running: AtomicBool::new(true),
             ..MediaStats::default()
         });
-        let udp_send = match &udp {
-            Some(socket) => Some(socket.try_clone()?),
-            None => None,
-        };
+        let mut udp_sends = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            udp_sends.push(match &udp {
+                Some(socket) => Some(socket.try_clone()?),
+                None => None,
+            });
+        }
         if let (Some(socket), Some(local)) = (udp, udp_local) {
             socket.set_read_timeout(Some(POLL))?;
-            let input = input.clone();
+            let inputs = inputs.clone();
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("media-udp".into())
-                .spawn(move || udp_reader(socket, local, input, stop))?;
+                .spawn(move || udp_reader(socket, local, inputs, route_changes, stop))?;
         }
         if let (Some(listener), Some(local)) = (tcp, tcp_local) {
             listener.set_nonblocking(true)?;
@@ -182,7 +199,7 @@ impl MediaHandle {
                 .build()?;
             let tcp = TcpServer {
                 local,
-                input: input.clone(),
+                inputs: inputs.clone(),
                 stop: stop.clone(),
                 stats: stats.clone(),
                 slots: ConnectionSlots::new(config.tcp_max_per_address),
@@ -193,24 +210,33 @@ impl MediaHandle {
                 .spawn(move || runtime.block_on(tcp.run(listener)))?;
         }
         let tcp_check = Duration::from_secs(u64::from(config.tcp_check_timeout_secs));
-        let engine = Engine::new(
-            EngineConfig {
-                udp: udp_local,
-                tcp: tcp_local,
-                announce,
-            },
-            rand::SeedableRng::from_entropy(),
-        );
-        {
-            let stats = stats.clone();
+        for (shard, (receiver, udp_send)) in receivers.into_iter().zip(udp_sends).enumerate() {
+            let engine = Engine::new(
+                EngineConfig {
+                    udp: udp_local,
+                    tcp: tcp_local,
+                    announce: announce.clone(),
+                    shard,
+                    report_routes: route_reports.is_some(),
+                },
+                rand::SeedableRng::from_entropy(),
+            );
+            let thread = EngineThread {
+                shard,
+                inputs: receiver,
+                udp: udp_send,
+                stats: stats.clone(),
+                routes: route_reports.clone(),
+                tcp_check,
+            };
             std::thread::Builder::new()
-                .name("media-engine".into())
-                .spawn(move || run_engine(engine, inputs, udp_send, stats, tcp_check))?;
+                .name(format!("media-engine-{shard}"))
+                .spawn(move || thread.run(engine))?;
         }
-        tracing::info!(udp = ?udp_local, tcp = ?tcp_local, "media ports open");
+        tracing::info!(udp = ?udp_local, tcp = ?tcp_local, threads = shards, "media ports open");
         Ok(Self {
             inner: Arc::new(Inner {
-                input,
+                inputs,
                 stop,
                 udp: udp_local,
                 tcp: tcp_local,
@@ -219,9 +245,16 @@ impl MediaHandle {
         })
     }
 
-    /// Hands a command to the media plane without waiting.
+    /// Hands a command to the engine thread of its call, without waiting.
     pub fn send(&self, command: MediaCommand) -> Result<(), Busy> {
-        match self.inner.input.try_send(Input::Command(command)) {
+        let shard = command
+            .call()
+            .map_or(0, |call| shard_of_call(call, self.inner.inputs.len()));
+        self.send_to(shard, command)
+    }
+
+    fn send_to(&self, shard: usize, command: MediaCommand) -> Result<(), Busy> {
+        match self.inner.inputs[shard].try_send(Input::Command(command)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(Busy),
         }
@@ -231,8 +264,15 @@ impl MediaHandle {
     #[cfg(feature = "test-tap")]
     pub fn tap(&self) -> Result<tap::Tap, Busy> {
         let tap = tap::Tap::default();
-        self.send(MediaCommand::Tap(tap.clone()))?;
+        for shard in 0..self.inner.inputs.len() {
+            self.send_to(shard, MediaCommand::Tap(tap.clone()))?;
+        }
         Ok(tap)
+    }
+
+    /// How many engine threads forward media on this node.
+    pub fn threads(&self) -> usize {
+        self.inner.inputs.len()
     }
 
     /// The UDP address announced to browsers.
@@ -249,7 +289,7 @@ impl MediaHandle {
         &self.inner.stats
     }
 
-    /// Whether the engine thread is still running.
+    /// Whether every engine thread is still running.
     pub fn running(&self) -> bool {
         self.inner.stats.running.load(Ordering::Relaxed)
     }
@@ -258,7 +298,9 @@ impl MediaHandle {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.input.try_send(Input::Shutdown);
+        for input in &self.inputs {
+            let _ = input.try_send(Input::Shutdown);
+        }
     }
 }
 
@@ -277,117 +319,170 @@ fn announced_ip(bind: IpAddr) -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
-fn run_engine(
-    mut engine: Engine,
+/// The engine thread for a call: calls are spread over the engines by key.
+fn shard_of_call(call: CallKey, shards: usize) -> usize {
+    usize::try_from(call.0.rem_euclid(i64::try_from(shards.max(1)).unwrap_or(1))).unwrap_or(0)
+}
+
+/// One engine thread: its engine, its inputs, its own handle on the UDP socket.
+struct EngineThread {
+    shard: usize,
     inputs: Receiver<Input>,
     udp: Option<UdpSocket>,
     stats: Arc<MediaStats>,
+    /// Where it reports the UDP routes it learns and forgets (several engines).
+    routes: Option<std::sync::mpsc::Sender<RouteReport>>,
     tcp_check: Duration,
-) {
-    let _running = Running(stats.clone());
-    let mut tcp_writers: HashMap<Route, TcpRoute> = HashMap::new();
-    let mut next_sweep = Instant::now() + TCP_SWEEP;
-    let mut batch = SendBatch::default();
-    let mut unattributed = 0;
-    let mut went = |step: Step| -> bool {
-        match step {
-            Step::Done | Step::Contained(_) => unattributed = 0,
-            Step::Unattributed => unattributed += 1,
-            Step::Broken => {
+}
+
+/// An engine took (or stopped taking) datagrams from a UDP address.
+#[derive(Debug, Clone, Copy)]
+struct RouteReport {
+    peer: SocketAddr,
+    shard: usize,
+    known: bool,
+}
+
+impl EngineThread {
+    fn run(self, mut engine: Engine) {
+        let _running = Running(self.stats.clone());
+        let mut tcp_writers: HashMap<Route, TcpRoute> = HashMap::new();
+        let mut next_sweep = Instant::now() + TCP_SWEEP;
+        let mut batch = SendBatch::default();
+        let mut published = EngineStats::default();
+        let mut unattributed = 0;
+        let mut went = |step: Step| -> bool {
+            match step {
+                Step::Done | Step::Contained(_) => unattributed = 0,
+                Step::Unattributed => unattributed += 1,
+                Step::Broken => {
+                    tracing::error!(
+                        shard = self.shard,
+                        "a media engine could not recover from a panic; media is down on this node"
+                    );
+                    return false;
+                }
+            }
+            if unattributed >= UNATTRIBUTED_PANICS {
                 tracing::error!(
-                    "the media engine could not recover from a panic; media is down on this node"
+                    shard = self.shard,
+                    "a media engine keeps panicking; media is down on this node"
                 );
                 return false;
             }
-        }
-        if unattributed >= UNATTRIBUTED_PANICS {
-            tracing::error!("the media engine keeps panicking; media is down on this node");
-            return false;
-        }
-        true
-    };
-    'run: loop {
-        let now = Instant::now();
-        let wait = engine
-            .poll_timeout()
-            .map_or(next_sweep, |t| t.min(next_sweep))
-            .saturating_duration_since(now);
-        let first = match inputs.recv_timeout(wait) {
-            Ok(input) => Some(input),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
+            true
         };
-        let mut next = first;
-        // Take whatever else is queued before looking at timers again.
-        let mut budget = 256;
-        while let Some(input) = next.take() {
+        'run: loop {
             let now = Instant::now();
-            let step = match input {
-                Input::Datagram(route, data) => {
-                    engine.guarded(|e| e.handle_datagram(now, route, data))
-                }
-                Input::Command(command) => engine.guarded(|e| e.handle_command(now, command)),
-                Input::TcpOpened(route, writer) => {
-                    tcp_writers.insert(
-                        route,
-                        TcpRoute {
-                            writer,
-                            opened: now,
-                        },
-                    );
-                    Step::Done
-                }
-                Input::TcpClosed(route) => {
-                    tcp_writers.remove(&route);
-                    engine.guarded(|e| e.handle_route_closed(route))
-                }
-                Input::Shutdown => return,
+            let wait = engine
+                .poll_timeout()
+                .map_or(next_sweep, |t| t.min(next_sweep))
+                .saturating_duration_since(now);
+            let first = match self.inputs.recv_timeout(wait) {
+                Ok(input) => Some(input),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
             };
-            if !went(step) {
-                break 'run;
+            let mut next = first;
+            // Take whatever else is queued before looking at timers again.
+            let mut budget = 256;
+            while let Some(input) = next.take() {
+                let now = Instant::now();
+                let step = match input {
+                    Input::Datagram(route, data) => {
+                        engine.guarded(|e| e.handle_datagram(now, route, data))
+                    }
+                    Input::Command(command) => engine.guarded(|e| e.handle_command(now, command)),
+                    Input::TcpOpened(route, writer) => {
+                        tcp_writers.insert(
+                            route,
+                            TcpRoute {
+                                writer,
+                                opened: now,
+                            },
+                        );
+                        Step::Done
+                    }
+                    Input::TcpClosed(route) => {
+                        tcp_writers.remove(&route);
+                        engine.guarded(|e| e.handle_route_closed(route))
+                    }
+                    Input::Shutdown => break 'run,
+                };
+                if !went(step) {
+                    break 'run;
+                }
+                budget -= 1;
+                if budget > 0 {
+                    next = self.inputs.try_recv().ok();
+                }
+                self.report_routes(&mut engine);
+                transmit(&mut engine, self.udp.as_ref(), &tcp_writers, &mut batch);
+                deliver_events(&mut engine, &self.stats);
             }
-            budget -= 1;
-            if budget > 0 {
-                next = inputs.try_recv().ok();
+            let now = Instant::now();
+            if engine.poll_timeout().is_some_and(|t| t <= now) {
+                if !went(engine.guarded(|e| e.handle_timeout(now))) {
+                    break 'run;
+                }
+                self.report_routes(&mut engine);
+                transmit(&mut engine, self.udp.as_ref(), &tcp_writers, &mut batch);
+                deliver_events(&mut engine, &self.stats);
             }
-            transmit(&mut engine, udp.as_ref(), &tcp_writers, &mut batch);
-            deliver_events(&mut engine, &stats);
-        }
-        let now = Instant::now();
-        if engine.poll_timeout().is_some_and(|t| t <= now) {
-            if !went(engine.guarded(|e| e.handle_timeout(now))) {
-                break 'run;
+            if let Some(socket) = self.udp.as_ref() {
+                batch.flush(socket);
             }
-            transmit(&mut engine, udp.as_ref(), &tcp_writers, &mut batch);
-            deliver_events(&mut engine, &stats);
+            if now >= next_sweep {
+                next_sweep = now + TCP_SWEEP;
+                // Closed by dropping its writer: a connection that never passed a
+                // check, or whose peer connection is gone (or that is another
+                // engine's: each engine hears of every connection).
+                tcp_writers.retain(|route, tcp| {
+                    now.saturating_duration_since(tcp.opened) < self.tcp_check
+                        || engine.knows_route(route)
+                });
+            }
+            publish(&engine, &self.stats, &mut published);
         }
-        if let Some(socket) = udp.as_ref() {
-            batch.flush(socket);
-        }
-        if now >= next_sweep {
-            next_sweep = now + TCP_SWEEP;
-            // Closed by dropping its writer: a connection that never passed a
-            // check, or whose peer connection is gone.
-            tcp_writers.retain(|route, tcp| {
-                now.saturating_duration_since(tcp.opened) < tcp_check || engine.knows_route(route)
-            });
-        }
-        publish(&engine, &stats);
+        publish(&engine, &self.stats, &mut published);
     }
-    publish(&engine, &stats);
+
+    /// Tells the UDP reader which addresses this engine now takes datagrams from.
+    fn report_routes(&self, engine: &mut Engine) {
+        while let Some(change) = engine.poll_route_change() {
+            if let (Some(routes), MediaTransport::Udp) = (&self.routes, change.route.protocol) {
+                let _ = routes.send(RouteReport {
+                    peer: change.route.peer,
+                    shard: self.shard,
+                    known: change.known,
+                });
+            }
+        }
+    }
 }
 
-/// Copies the engine's counters where the control plane reads them.
-fn publish(engine: &Engine, stats: &MediaStats) {
-    let s = engine.stats();
-    stats.packets_in.store(s.packets_in, Ordering::Relaxed);
-    stats
-        .packets_forwarded
-        .store(s.packets_forwarded, Ordering::Relaxed);
-    stats
-        .peer_connections
-        .store(s.peers as u64, Ordering::Relaxed);
-    stats.panics.store(s.panics, Ordering::Relaxed);
+/// Adds what changed in this engine's counters since it last published to the
+/// node's, where the control plane reads them.
+fn publish(engine: &Engine, stats: &MediaStats, published: &mut EngineStats) {
+    let now = engine.stats();
+    let add = |counter: &AtomicU64, now: u64, before: u64| {
+        if now != before {
+            counter.fetch_add(now.wrapping_sub(before), Ordering::Relaxed);
+        }
+    };
+    add(&stats.packets_in, now.packets_in, published.packets_in);
+    add(
+        &stats.packets_forwarded,
+        now.packets_forwarded,
+        published.packets_forwarded,
+    );
+    add(
+        &stats.peer_connections,
+        now.peers as u64,
+        published.peers as u64,
+    );
+    add(&stats.panics, now.panics, published.panics);
+    *published = now;
 }
 
 /// Hands the engine's events to the participants' connections; one a connection
@@ -425,23 +520,79 @@ fn transmit(
     }
 }
 
+/// Which engine thread a datagram goes to.
+///
+/// A connectivity check (a STUN binding request) goes to the engine its ICE
+/// username names: the first character of every username an engine makes is its
+/// own ([`engine::shard_of_ufrag`]). Anything else goes by the address it came
+/// from, as the engines report the routes they learn (only after `rtc` accepted a
+/// check with the right credentials) and forget; an address no engine reported
+/// goes to the first engine, which drops it as every engine drops strangers. The
+/// table holds exactly the routes the engines hold, so it is bounded as theirs are.
+#[derive(Debug)]
+pub(crate) struct Steering {
+    shards: usize,
+    routes: HashMap<SocketAddr, usize>,
+}
+
+impl Steering {
+    pub(crate) fn new(shards: usize) -> Self {
+        Self {
+            shards: shards.max(1),
+            routes: HashMap::new(),
+        }
+    }
+
+    fn learn(&mut self, report: RouteReport) {
+        if report.known {
+            self.routes.insert(report.peer, report.shard);
+        } else if self.routes.get(&report.peer) == Some(&report.shard) {
+            // Only the engine that holds a route forgets it: another may have
+            // taken the address over since (a port reused for another call).
+            self.routes.remove(&report.peer);
+        }
+    }
+
+    /// The engine for a datagram from `peer`.
+    pub(crate) fn shard_for(&self, peer: SocketAddr, data: &[u8]) -> usize {
+        if self.shards == 1 {
+            return 0;
+        }
+        if let Some(shard) = engine::stun_username(data)
+            .and_then(engine::shard_of_ufrag)
+            .filter(|s| *s < self.shards)
+        {
+            return shard;
+        }
+        self.routes.get(&peer).copied().unwrap_or(0)
+    }
+}
+
 fn udp_reader(
     socket: UdpSocket,
     local: SocketAddr,
-    input: SyncSender<Input>,
+    inputs: Vec<SyncSender<Input>>,
+    reports: Receiver<RouteReport>,
     stop: Arc<AtomicBool>,
 ) {
     let mut buf = [0u8; MAX_DATAGRAM];
+    let mut steering = Steering::new(inputs.len());
     while !stop.load(Ordering::Relaxed) {
         match socket.recv_from(&mut buf) {
             Ok((n, peer)) => {
+                // What the engines learned before they answered what led here.
+                while let Ok(report) = reports.try_recv() {
+                    steering.learn(report);
+                }
                 let route = Route {
                     protocol: MediaTransport::Udp,
                     local,
                     peer,
                 };
-                if input
-                    .send(Input::Datagram(route, BytesMut::from(&buf[..n])))
+                let data = &buf[..n];
+                let shard = steering.shard_for(peer, data);
+                if inputs[shard]
+                    .send(Input::Datagram(route, BytesMut::from(data)))
                     .is_err()
                 {
                     return;
@@ -457,7 +608,8 @@ fn udp_reader(
 /// Every ICE-TCP connection, as tasks on the `media-tcp` thread's event loop.
 struct TcpServer {
     local: SocketAddr,
-    input: SyncSender<Input>,
+    /// One per engine thread.
+    inputs: Vec<SyncSender<Input>>,
     stop: Arc<AtomicBool>,
     stats: Arc<MediaStats>,
     slots: ConnectionSlots,
@@ -523,9 +675,18 @@ impl TcpServer {
         };
         let _ = stream.set_nodelay(true);
         let (frames, outbox) = tokio::sync::mpsc::channel(TCP_OUTBOX);
-        if self.input.send(Input::TcpOpened(route, frames)).is_err() {
-            return;
+        // Every engine hears of the connection; those that never take its route
+        // let go of it after `media.tcp_check_timeout_secs`, as of any stranger.
+        for input in &self.inputs {
+            if input.send(Input::TcpOpened(route, frames.clone())).is_err() {
+                return;
+            }
         }
+        drop(frames);
+        // The engine this connection's frames go to: the one its first
+        // connectivity check names.
+        let steering = Steering::new(self.inputs.len());
+        let mut shard = None;
         let (mut reader, writer) = stream.into_split();
         let mut writing = tokio::spawn(write_frames(writer, outbox));
         let mut decoder = FrameDecoder::default();
@@ -544,7 +705,8 @@ impl TcpServer {
                 match decoder.next_frame() {
                     // Waits when the engine is behind, as the UDP reader does.
                     Ok(Some(frame)) => {
-                        if self.input.send(Input::Datagram(route, frame)).is_err() {
+                        let to = *shard.get_or_insert_with(|| steering.shard_for(peer, &frame));
+                        if self.inputs[to].send(Input::Datagram(route, frame)).is_err() {
                             break 'read;
                         }
                     }
@@ -554,7 +716,9 @@ impl TcpServer {
             }
         }
         writing.abort();
-        let _ = self.input.send(Input::TcpClosed(route));
+        for input in &self.inputs {
+            let _ = input.send(Input::TcpClosed(route));
+        }
     }
 }
 
@@ -670,6 +834,95 @@ mod tests {
         assert_eq!(d.next_frame().unwrap().unwrap().as_ref(), b"z");
         d.extend(&[0, 0]);
         assert_eq!(d.next_frame(), Err(()), "a zero length is not ICE-TCP");
+    }
+
+    /// A STUN binding request whose USERNAME is `local:remote`.
+    fn binding_request(username: &str) -> Vec<u8> {
+        let padded = username.len().div_ceil(4) * 4;
+        let mut msg = vec![0x00, 0x01];
+        msg.extend_from_slice(&u16::try_from(4 + padded).unwrap().to_be_bytes());
+        msg.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        msg.extend_from_slice(&[9; 12]);
+        msg.extend_from_slice(&[0x00, 0x06]);
+        msg.extend_from_slice(&u16::try_from(username.len()).unwrap().to_be_bytes());
+        msg.extend_from_slice(username.as_bytes());
+        msg.resize(20 + 4 + padded, 0);
+        msg
+    }
+
+    #[test]
+    fn datagrams_find_the_engine_of_their_call() {
+        let alice: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let bob: SocketAddr = "192.0.2.2:6000".parse().unwrap();
+        let srtp = [0x80, 0x6f, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        let mut steering = Steering::new(3);
+        // Checks go where their username says, before any route is known.
+        assert_eq!(
+            steering.shard_for(alice, &binding_request("cAbcdefghijklmno:x")),
+            2
+        );
+        assert_eq!(
+            steering.shard_for(alice, &binding_request("bAbcdefghijklmno:x")),
+            1
+        );
+        // A username no engine of this node makes, and media from an address no
+        // engine took, go to the first engine (which drops them).
+        assert_eq!(
+            steering.shard_for(alice, &binding_request("zAbcdefghijklmno:x")),
+            0
+        );
+        assert_eq!(steering.shard_for(alice, &srtp), 0);
+        // Media follows the routes the engines report.
+        steering.learn(RouteReport {
+            peer: alice,
+            shard: 2,
+            known: true,
+        });
+        steering.learn(RouteReport {
+            peer: bob,
+            shard: 1,
+            known: true,
+        });
+        assert_eq!(steering.shard_for(alice, &srtp), 2);
+        assert_eq!(steering.shard_for(bob, &srtp), 1);
+        // Engine 1 took Alice's address over (a reused port); engine 2 forgetting
+        // it afterwards does not undo that.
+        steering.learn(RouteReport {
+            peer: alice,
+            shard: 1,
+            known: true,
+        });
+        steering.learn(RouteReport {
+            peer: alice,
+            shard: 2,
+            known: false,
+        });
+        assert_eq!(steering.shard_for(alice, &srtp), 1);
+        steering.learn(RouteReport {
+            peer: alice,
+            shard: 1,
+            known: false,
+        });
+        assert_eq!(steering.shard_for(alice, &srtp), 0);
+        assert_eq!(steering.routes.len(), 1, "only Bob's route is left");
+        // One engine takes everything.
+        let one = Steering::new(1);
+        assert_eq!(
+            one.shard_for(alice, &binding_request("cAbcdefghijklmno:x")),
+            0
+        );
+    }
+
+    #[test]
+    fn calls_are_spread_over_the_engines() {
+        let shards: Vec<usize> = (1..=6).map(|k| shard_of_call(CallKey(k), 3)).collect();
+        assert_eq!(shards, [1, 2, 0, 1, 2, 0]);
+        assert_eq!(shard_of_call(CallKey(-4), 3), 2, "never out of range");
+        assert_eq!(shard_of_call(CallKey(7), 1), 0);
+        assert_eq!(engine::shard_of_ufrag("cxyz"), Some(2));
+        assert_eq!(engine::shard_of_ufrag("9xyz"), Some(61));
+        assert_eq!(engine::shard_of_ufrag("-xyz"), None);
+        assert_eq!(engine::shard_of_ufrag(""), None);
     }
 
     /// A TCP connection to `to` from `ip` (any loopback address).

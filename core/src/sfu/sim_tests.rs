@@ -49,6 +49,8 @@ impl Sim {
                 EngineConfig {
                     udp: Some(server),
                     tcp: None,
+                    shard: 0,
+                    report_routes: false,
                     announce: vec![server.ip()],
                 },
                 rand::SeedableRng::seed_from_u64(7),

@@ -52,28 +52,21 @@ fn assert_media(got: &Value, colour: &Value, what: &str) {
     );
 }
 
-#[tokio::test]
-async fn aiortc_participants_see_and_hear_each_other_and_a_listener_receives_both() {
-    let (app, base) = TestApp::served_with(|_| {}).await;
-    let owner = app.user_with_token("owner@example.org", Role::Member).await;
-    let colleague = app
-        .user_with_token("colleague@example.org", Role::Member)
-        .await;
-    let listener = app
-        .user_with_token("recorder@example.org", Role::Member)
-        .await;
-    let link = app.create_link(&owner, "With aiortc").await;
-    let link = link["id"].as_str().unwrap();
-
+/// Runs the aiortc client on `link` for 10 s; returns its report.
+async fn run_client(base: &str, link: &str, tokens: &[&str], listeners: &[&str]) -> Value {
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/aiortc/confab_client.py");
-    let run = tokio::process::Command::new("python3")
+    let mut command = tokio::process::Command::new("python3");
+    command
         .arg(script)
-        .args(["--url", &base, "--link", link, "--seconds", "10"])
-        .args(["--token", &owner, "--token", &colleague])
-        .args(["--receive-only", &listener])
-        .kill_on_drop(true)
-        .output();
+        .args(["--url", base, "--link", link, "--seconds", "10"]);
+    for token in tokens {
+        command.args(["--token", token]);
+    }
+    for token in listeners {
+        command.args(["--receive-only", token]);
+    }
+    let run = command.kill_on_drop(true).output();
     let out = tokio::time::timeout(Duration::from_secs(90), run)
         .await
         .expect("the aiortc client finishes within 90 s")
@@ -82,24 +75,56 @@ async fn aiortc_participants_see_and_hear_each_other_and_a_listener_receives_bot
     assert!(out.status.success(), "the aiortc client failed:\n{stderr}");
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}\n{stderr}", String::from_utf8_lossy(&out.stdout)));
-
     // Shown when the test fails.
-    eprintln!("aiortc client log:\n{stderr}\nreport: {report:#}");
-    let (a, b) = (&report[0], &report[1]);
-    for person in [a, b, &report[2]] {
+    eprintln!("aiortc client log ({link}):\n{stderr}\nreport: {report:#}");
+    for person in report.as_array().expect("one report per participant") {
         assert_eq!(person["errors"], serde_json::json!([]), "{report}");
     }
+    report
+}
+
+/// The first two participants of `report` published and each decoded the other.
+fn assert_both_ways(report: &Value) {
+    let (a, b) = (&report[0], &report[1]);
     assert_media(
-        received(&report, 0, &b["participant"]),
+        received(report, 0, &b["participant"]),
         &b["sent_colour"],
         "the owner receiving the colleague",
     );
     assert_media(
-        received(&report, 1, &a["participant"]),
+        received(report, 1, &a["participant"]),
         &a["sent_colour"],
         "the colleague receiving the owner",
     );
-    for publisher in [a, b] {
+}
+
+/// Two calls at once on a node with two engine threads: calls are spread over
+/// the engines by key, so one is on each, and both carry their media.
+#[tokio::test]
+async fn aiortc_participants_see_and_hear_each_other_and_a_listener_receives_both() {
+    let (app, base) = TestApp::served_with(|c| c.media.threads = 2).await;
+    let owner = app.user_with_token("owner@example.org", Role::Member).await;
+    let colleague = app
+        .user_with_token("colleague@example.org", Role::Member)
+        .await;
+    let listener = app
+        .user_with_token("recorder@example.org", Role::Member)
+        .await;
+    let first = app.create_link(&owner, "With aiortc").await;
+    let second = app.create_link(&owner, "Another call").await;
+    let (first, second) = (
+        first["id"].as_str().unwrap(),
+        second["id"].as_str().unwrap(),
+    );
+    let (publishers, listeners) = ([owner.as_str(), colleague.as_str()], [listener.as_str()]);
+    let (report, other) = tokio::join!(
+        run_client(&base, first, &publishers, &listeners),
+        run_client(&base, second, &publishers, &[]),
+    );
+
+    assert_both_ways(&report);
+    assert_both_ways(&other);
+    for publisher in [&report[0], &report[1]] {
         assert_media(
             received(&report, 2, &publisher["participant"]),
             &publisher["sent_colour"],

@@ -77,6 +77,7 @@ mod room;
 
 use self::fanout::*;
 use self::negotiate::*;
+pub(crate) use self::path::stun_username;
 use self::path::*;
 use self::peer::*;
 use self::room::*;
@@ -198,7 +199,7 @@ pub enum MediaCommand {
 
 impl MediaCommand {
     /// The call the command is about.
-    fn call(&self) -> Option<CallKey> {
+    pub fn call(&self) -> Option<CallKey> {
         match self {
             MediaCommand::Publish { call, .. }
             | MediaCommand::Subscribe { call, .. }
@@ -260,6 +261,32 @@ pub struct EngineConfig {
     pub tcp: Option<SocketAddr>,
     /// Addresses put in candidates, each with the ports above.
     pub announce: Vec<IpAddr>,
+    /// Which of the node's engine threads this is: the first character of every
+    /// ICE username fragment it makes names it ([`shard_of_ufrag`]), so that a
+    /// connectivity check finds its engine.
+    pub shard: usize,
+    /// Keep the routes learned and forgotten for [`Engine::poll_route_change`]
+    /// (a node with several engines steers datagrams by them).
+    pub report_routes: bool,
+}
+
+/// The characters that start ICE username fragments, one per engine thread.
+const SHARD_MARKS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+/// Engine threads a node can have: one per [`SHARD_MARKS`] character.
+pub const MAX_SHARDS: usize = SHARD_MARKS.len();
+
+/// The engine thread whose connection has this local ICE username fragment.
+pub fn shard_of_ufrag(ufrag: &str) -> Option<usize> {
+    let first = *ufrag.as_bytes().first()?;
+    SHARD_MARKS.iter().position(|&m| m == first)
+}
+
+/// A route an engine started or stopped taking datagrams from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteChange {
+    pub route: Route,
+    pub known: bool,
 }
 
 /// Counters for metrics and benchmarks.
@@ -291,6 +318,8 @@ pub struct Engine {
     peers: HashMap<PeerKey, Peer>,
     by_ufrag: HashMap<String, PeerKey>,
     by_route: HashMap<Route, PeerKey>,
+    /// Changes to `by_route`, when the config asks for them.
+    route_changes: VecDeque<RouteChange>,
     rooms: HashMap<CallKey, Room>,
     transmits: VecDeque<Transmit>,
     /// Events for browsers, until the driver takes them ([`Engine::poll_event`]).
@@ -321,6 +350,7 @@ impl Engine {
             peers: HashMap::new(),
             by_ufrag: HashMap::new(),
             by_route: HashMap::new(),
+            route_changes: VecDeque::new(),
             rooms: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -382,7 +412,7 @@ impl Engine {
             if let Some(peer) = self.peers.remove(&key) {
                 self.by_ufrag.remove(&peer.ufrag);
                 for route in &peer.routes {
-                    self.by_route.remove(route);
+                    self.forget_route(route);
                 }
             }
         }
@@ -481,7 +511,7 @@ impl Engine {
         };
         self.working_on = Some(key.call);
         let Some(peer) = self.peers.get_mut(&key) else {
-            self.by_route.remove(&route);
+            self.forget_route(&route);
             return;
         };
         let stun = is_stun(&data);
@@ -539,9 +569,35 @@ impl Engine {
         self.by_route.contains_key(route)
     }
 
+    /// The next route this engine started or stopped taking datagrams from (only
+    /// with [`EngineConfig::report_routes`]). Take them after every step, before
+    /// sending what the step produced: the answer to a connectivity check must not
+    /// reach a browser before the route it came from is known.
+    pub fn poll_route_change(&mut self) -> Option<RouteChange> {
+        self.route_changes.pop_front()
+    }
+
+    fn remember_route(&mut self, route: Route, key: PeerKey) {
+        if self.by_route.insert(route, key).is_none() && self.config.report_routes {
+            self.route_changes
+                .push_back(RouteChange { route, known: true });
+        }
+    }
+
+    fn forget_route(&mut self, route: &Route) -> Option<PeerKey> {
+        let key = self.by_route.remove(route);
+        if key.is_some() && self.config.report_routes {
+            self.route_changes.push_back(RouteChange {
+                route: *route,
+                known: false,
+            });
+        }
+        key
+    }
+
     /// A TCP connection closed: forget its route.
     pub fn handle_route_closed(&mut self, route: Route) {
-        if let Some(key) = self.by_route.remove(&route)
+        if let Some(key) = self.forget_route(&route)
             && let Some(peer) = self.peers.get_mut(&key)
         {
             peer.routes.retain(|r| *r != route);

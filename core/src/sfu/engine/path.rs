@@ -126,6 +126,7 @@ impl Engine {
         if self.by_route.contains_key(&route) {
             return;
         }
+        let mut evicted = None;
         if peer.routes.len() >= MAX_ROUTES
             && let Some(at) = peer
                 .routes
@@ -133,20 +134,23 @@ impl Engine {
                 .position(|r| peer.path.selected != Some(*r))
         {
             let oldest = peer.routes.remove(at);
-            self.by_route.remove(&oldest);
             if peer.path.moved == Some(oldest) {
                 peer.path.moved = None;
             }
+            evicted = Some(oldest);
         }
         tracing::trace!(call = %key.call, participant = key.participant, dir = ?key.dir, route = ?route, "route recorded");
         peer.routes.push(route);
-        self.by_route.insert(route, key);
+        if let Some(oldest) = evicted {
+            self.forget_route(&oldest);
+        }
+        self.remember_route(route, key);
     }
 }
 
 /// The local ICE username fragment named by a STUN binding request
 /// (`USERNAME = local:remote`), if `data` is one.
-pub(super) fn stun_username(data: &[u8]) -> Option<&str> {
+pub(crate) fn stun_username(data: &[u8]) -> Option<&str> {
     // STUN: first two bits zero, magic cookie at 4..8, 20-byte header.
     if data.len() < 20 || data[0] & 0xc0 != 0 || data[4..8] != [0x21, 0x12, 0xa4, 0x42] {
         return None;

@@ -54,7 +54,9 @@ impl Engine {
         let registry = configure_twcc_receiver_only(registry, &mut media).map_err(setup)?;
         let registry = configure_rtcp_reports(registry)
             .with(feedback::SLOT, feedback::FeedbackToApplication::default());
-        let ufrag = random_token(&mut self.rng, 16);
+        // The first character names this engine thread (`shard_of_ufrag`).
+        let mark = char::from(SHARD_MARKS[self.config.shard % MAX_SHARDS]);
+        let ufrag = format!("{mark}{}", random_token(&mut self.rng, 15));
         let settings = SettingEngineBuilder::new()
             .with_lite(true)
             .with_answering_dtls_role(answering_role)
@@ -122,7 +124,7 @@ impl Engine {
         let _ = peer.pc.close();
         self.by_ufrag.remove(&peer.ufrag);
         for route in &peer.routes {
-            self.by_route.remove(route);
+            self.forget_route(route);
         }
         let Some(room) = self.rooms.get_mut(&key.call) else {
             return;
