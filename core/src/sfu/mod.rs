@@ -6,7 +6,7 @@
 //! engine (its key modulo the number of engines), so the hot path shares nothing.
 //! A UDP reader thread and one ICE-TCP thread (every TCP connection is a task on
 //! its own small event loop, not a thread) turn sockets into `Input`s on each
-//! engine's bounded channel, steered by [`Steering`]: a connectivity check by the
+//! engine's bounded channel, steered by `Steering`: a connectivity check by the
 //! engine its ICE username names, anything else by the route it came from, which
 //! the engines report as they learn and forget routes. Each engine thread applies
 //! its inputs, runs timers, and writes what its engine wants sent. The control
@@ -44,7 +44,7 @@ use engine::{Engine, EngineConfig, EngineStats, MediaTransport, Route, Step};
 
 /// Engine threads a node can run (`media.threads`).
 pub const MAX_ENGINE_THREADS: usize = engine::MAX_SHARDS;
-use udp_batch::SendBatch;
+use udp_batch::{RecvBatch, SendBatch};
 
 use crate::config::MediaConfig;
 use crate::limits::{ConnectionSlots, network_of};
@@ -575,27 +575,28 @@ fn udp_reader(
     reports: Receiver<RouteReport>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut buf = [0u8; MAX_DATAGRAM];
+    let mut batch = RecvBatch::<MAX_DATAGRAM>::default();
     let mut steering = Steering::new(inputs.len());
     while !stop.load(Ordering::Relaxed) {
-        match socket.recv_from(&mut buf) {
-            Ok((n, peer)) => {
+        match batch.recv(&socket) {
+            Ok(_) => {
                 // What the engines learned before they answered what led here.
                 while let Ok(report) = reports.try_recv() {
                     steering.learn(report);
                 }
-                let route = Route {
-                    protocol: MediaTransport::Udp,
-                    local,
-                    peer,
-                };
-                let data = &buf[..n];
-                let shard = steering.shard_for(peer, data);
-                if inputs[shard]
-                    .send(Input::Datagram(route, BytesMut::from(data)))
-                    .is_err()
-                {
-                    return;
+                for (peer, data) in batch.datagrams() {
+                    let route = Route {
+                        protocol: MediaTransport::Udp,
+                        local,
+                        peer,
+                    };
+                    let shard = steering.shard_for(peer, data);
+                    if inputs[shard]
+                        .send(Input::Datagram(route, BytesMut::from(data)))
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
             }
             Err(err) if read_timed_out(&err) => {}

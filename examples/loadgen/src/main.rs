@@ -444,7 +444,8 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
                     "roster" if o.layer < 2 => {
                         for entry in value["participants"].as_array().into_iter().flatten() {
                             let Some(id) = entry["participant"].as_u64() else { continue };
-                            if !asked_quality.contains(&id) {
+                            // Layers are asked of the others' cameras, not one's own.
+                            if Some(id) != my_id && !asked_quality.contains(&id) {
                                 asked_quality.push(id);
                                 tx.send(Message::text(json!({"v": 1, "type": "set_quality", "participant": id, "layer": o.layer}).to_string())).await?;
                             }

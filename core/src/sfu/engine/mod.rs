@@ -273,7 +273,8 @@ pub struct EngineConfig {
 /// The characters that start ICE username fragments, one per engine thread.
 const SHARD_MARKS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
-/// Engine threads a node can have: one per [`SHARD_MARKS`] character.
+/// Engine threads a node can have: one per character that can start an ICE
+/// username fragment.
 pub const MAX_SHARDS: usize = SHARD_MARKS.len();
 
 /// The engine thread whose connection has this local ICE username fragment.
