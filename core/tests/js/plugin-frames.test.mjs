@@ -284,6 +284,44 @@ test("a frame that never starts is taken away and reported", async (t) => {
   assert.equal(host.element.isConnected, false);
 });
 
+test("a frame that stops answering pings is reported once, and again only after it recovered", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout", "setInterval"] });
+  const said = [];
+  const host = new frames.PluginFrame({
+    plugin: "stuck",
+    src: "/plugin-frame/stuck/call-page",
+    kind: "call-page",
+    area,
+    className: "plugin-area",
+    calls: {},
+    init: () => ({}),
+    report: (text) => said.push(text),
+  });
+  t.after(() => clearInterval(host.pinger));
+  const bridge = { bridge: "confab", v: 1 };
+  await host.receive({ ...bridge, call: "ready" });
+  const stuck = "The stuck plugin is not responding; the rest of the page goes on.";
+  // The first ping goes out; it is unanswered when the next is due.
+  t.mock.timers.tick(frames.PING_EVERY_MS);
+  assert.deepEqual(said, []);
+  t.mock.timers.tick(frames.PING_EVERY_MS);
+  assert.deepEqual(said, [stuck]);
+  // Still stuck: said once, not every five seconds.
+  t.mock.timers.tick(frames.PING_EVERY_MS * 3);
+  assert.deepEqual(said, [stuck]);
+  assert.equal(host.element.isConnected, true, "a slow frame stays; the call goes on");
+  // It answers the latest ping: well again, so a new hang is worth saying.
+  await host.receive({ ...bridge, call: "pong", args: { n: host.pingSent } });
+  assert.equal(host.silent, false);
+  t.mock.timers.tick(frames.PING_EVERY_MS);
+  assert.deepEqual(said, [stuck]);
+  t.mock.timers.tick(frames.PING_EVERY_MS);
+  assert.deepEqual(said, [stuck, stuck]);
+  // An answer to an older ping is not an answer to the latest.
+  await host.receive({ ...bridge, call: "pong", args: { n: host.pingSent - 1 } });
+  assert.equal(host.silent, true);
+});
+
 test("pluginUrl, requestHeaders and withLink", () => {
   const origin = "https://confab.example";
   assert.equal(frames.pluginUrl("cal", "/feed?x=1", origin).href, "https://confab.example/p/cal/feed?x=1");
