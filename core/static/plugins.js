@@ -185,7 +185,8 @@ export class CallPagePlugins {
       },
       captureStill: async ({ participant }) => this.captureStill(plugin, participant),
       notice: ({ text }) => {
-        this.notice(clip(text, MAX_NOTICE_CHARS));
+        // Named, so that a plugin's sentence cannot pass for the page's own.
+        this.notice(`${plugin}: ${clip(text, MAX_NOTICE_CHARS)}`);
         return null;
       },
       showLink: ({ id, label }) => {

@@ -234,9 +234,11 @@ test("fetch reaches only the plugin's own routes, as the user, and never asks fo
   assert.equal(fetched.length, 1, "nothing else went out");
 });
 
-test("notices are cut to 300 characters; showLink gives the page's link for an id", async () => {
+test("notices are cut to 300 characters and name their plugin; showLink gives the page's link for an id", async () => {
   await rawCall("notice", { text: "é".repeat(400) });
-  assert.equal(notices.at(-1), "é".repeat(300));
+  assert.equal(notices.at(-1), `hello: ${"é".repeat(300)}`);
+  await rawCall("notice", { text: "Confab: your connection is not secure" });
+  assert.equal(notices.at(-1), "hello: Confab: your connection is not secure");
   const refused = await rawCall("showLink", { id: "../x" });
   assert.equal(refused.error.code, "bad-request");
 });
