@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! confab-loadgen --server http://127.0.0.1:18090 --link ID --token cf_… \
-//!     --server-pid PID [--participants 16] [--seconds 30] [--warmup 8] [--layer 2]
+//!     --server-pid PID [--participants 16] [--seconds 30] [--warmup 8] [--layer 2] \
+//!     [--grid] [--screen]
 //! ```
 //! `examples/bench/sfu.sh` starts a server and runs this against it.
 //!
@@ -58,6 +59,15 @@ struct Options {
     /// The simulcast layer each participant asks of the others (0–2).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
     layer: u8,
+    /// Ask for layers as the browser does for a grid of small tiles: the smallest
+    /// layer of every camera, and `--layer` of the active speaker's (overrides
+    /// `--layer` for everyone else).
+    #[arg(long)]
+    grid: bool,
+    /// The second participant also shares a screen (one VP8 stream, 5 frames/s),
+    /// which everyone receives.
+    #[arg(long)]
+    screen: bool,
     #[command(flatten)]
     flood: flood::Flood,
 }
@@ -159,9 +169,21 @@ async fn main() -> Result<()> {
     let pct = |p: f64| percentile(&latencies, p);
     let forwarded_per_second = received as f64 / window;
     println!("participants:               {}", o.participants);
+    let asked = if o.grid {
+        format!(
+            "layer 0 of every camera, layer {} of the active speaker's",
+            o.layer
+        )
+    } else {
+        format!("layer {}", o.layer)
+    };
+    let screen = if o.screen {
+        "; one screen share, VP8 10 pkt/s"
+    } else {
+        ""
+    };
     println!(
-        "profile:                    Opus 50 pkt/s + VP8 q/h/f 30/60/180 pkt/s each; subscribers ask for layer {}",
-        o.layer
+        "profile:                    Opus 50 pkt/s + VP8 q/h/f 30/60/180 pkt/s each{screen}; subscribers ask for {asked}"
     );
     println!("measured window:            {window:.1} s");
     println!("streams received:           {streams}");
@@ -304,6 +326,8 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
     let mut counted = false;
     let mut baseline: Option<HashMap<u32, (u64, u64)>> = None;
     let mut asked_quality: Vec<u64> = Vec::new();
+    // With --grid: whose camera this participant gets at `--layer` (the speaker's).
+    let mut speaker_shown: Option<u64> = None;
     // The host's own guests waiting in the lobby, with when it last let them in:
     // what the server refuses (rate_limited, say) is asked again a second later.
     let mut waiting_own: HashMap<u64, Option<Instant>> = HashMap::new();
@@ -410,8 +434,15 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
                     "joined" => {
                         my_id = value["participant"].as_u64();
                         let mut p = Participant::new(index as u32 + 1, &Profile::camera(), publish_addr, subscribe_addr, run.epoch, now)?;
+                        let sharing = o.screen && index == 1;
+                        if sharing {
+                            p.add_screen()?;
+                        }
                         let offer = p.publish_offer(now)?;
                         tx.send(Message::text(json!({"v": 1, "type": "publish", "sdp": offer}).to_string())).await?;
+                        if sharing {
+                            tx.send(Message::text(json!({"v": 1, "type": "mute", "audio": false, "video": false, "screen": true}).to_string())).await?;
+                        }
                         me = Some(p);
                     }
                     "publish_answer" => {
@@ -441,14 +472,29 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
                             waiting_own.entry(id).or_insert(None);
                         }
                     }
-                    "roster" if o.layer < 2 => {
+                    "roster" if o.layer < 2 || o.grid => {
+                        let tile = if o.grid { 0 } else { o.layer };
                         for entry in value["participants"].as_array().into_iter().flatten() {
                             let Some(id) = entry["participant"].as_u64() else { continue };
                             // Layers are asked of the others' cameras, not one's own.
                             if Some(id) != my_id && !asked_quality.contains(&id) {
                                 asked_quality.push(id);
-                                tx.send(Message::text(json!({"v": 1, "type": "set_quality", "participant": id, "layer": o.layer}).to_string())).await?;
+                                let layer = if speaker_shown == Some(id) { o.layer } else { tile };
+                                tx.send(Message::text(json!({"v": 1, "type": "set_quality", "participant": id, "layer": layer}).to_string())).await?;
                             }
+                        }
+                    }
+                    "active_speaker" if o.grid => {
+                        // The speaker's tile is the large one; the last speaker's
+                        // goes back to a small tile.
+                        let speaker = value["participant"].as_u64();
+                        if speaker != speaker_shown && speaker != my_id {
+                            for (id, layer) in [(speaker_shown, 0), (speaker, o.layer)] {
+                                if let Some(id) = id.filter(|id| asked_quality.contains(id)) {
+                                    tx.send(Message::text(json!({"v": 1, "type": "set_quality", "participant": id, "layer": layer}).to_string())).await?;
+                                }
+                            }
+                            speaker_shown = speaker;
                         }
                     }
                     "error" => eprintln!("participant {index}: {value}"),
