@@ -154,6 +154,10 @@ impl Default for CallsConfig {
     }
 }
 
+/// Engine threads a node can run (`media.threads`): one per character that can
+/// start an ICE username fragment, which names the thread.
+pub const MAX_MEDIA_THREADS: usize = 62;
+
 /// The media plane (the SFU): one UDP port and one TCP port for every call on this node.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -181,7 +185,7 @@ pub struct MediaConfig {
     /// binding request with the right credentials) before it is closed.
     pub tcp_check_timeout_secs: u32,
     /// Engine threads that forward media; each call stays on one of them. 0: one
-    /// per core. At most [`crate::sfu::MAX_ENGINE_THREADS`].
+    /// per core. At most [`MAX_MEDIA_THREADS`].
     pub threads: u16,
 }
 
@@ -191,7 +195,7 @@ impl MediaConfig {
         match self.threads {
             0 => std::thread::available_parallelism()
                 .map_or(1, usize::from)
-                .min(crate::sfu::MAX_ENGINE_THREADS),
+                .min(MAX_MEDIA_THREADS),
             n => usize::from(n),
         }
     }
@@ -664,10 +668,10 @@ impl Config {
                 "media.tcp_max_connections, media.tcp_max_per_address and media.tcp_check_timeout_secs must be at least 1".into(),
             ));
         }
-        if usize::from(media.threads) > crate::sfu::MAX_ENGINE_THREADS {
+        if usize::from(media.threads) > MAX_MEDIA_THREADS {
             return Err(ConfigError::Invalid(format!(
                 "media.threads is at most {} (0: one per core)",
-                crate::sfu::MAX_ENGINE_THREADS
+                MAX_MEDIA_THREADS
             )));
         }
         if !self.media.udp_enabled && !self.media.tcp_enabled {

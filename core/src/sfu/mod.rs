@@ -44,6 +44,7 @@ use engine::{Engine, EngineConfig, EngineStats, MediaTransport, Route, Step};
 
 /// Engine threads a node can run (`media.threads`).
 pub const MAX_ENGINE_THREADS: usize = engine::MAX_SHARDS;
+const _: () = assert!(MAX_ENGINE_THREADS == crate::config::MAX_MEDIA_THREADS);
 use udp_batch::{RecvBatch, SendBatch};
 
 use crate::config::MediaConfig;
