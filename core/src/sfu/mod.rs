@@ -41,14 +41,14 @@ use tokio::io::AsyncReadExt;
 
 pub use engine::{CallKey, EventSink, Events, MAX_SDP_BYTES, MediaCommand, MediaEvent};
 use engine::{Engine, EngineConfig, EngineStats, MediaTransport, Route, Step};
-
-/// Engine threads a node can run (`media.threads`).
-pub const MAX_ENGINE_THREADS: usize = engine::MAX_SHARDS;
-const _: () = assert!(MAX_ENGINE_THREADS == crate::config::MAX_MEDIA_THREADS);
 use udp_batch::{RecvBatch, SendBatch};
 
 use crate::config::MediaConfig;
 use crate::limits::{ConnectionSlots, network_of};
+
+/// Engine threads a node can run (`media.threads`).
+pub const MAX_ENGINE_THREADS: usize = engine::MAX_SHARDS;
+const _: () = assert!(MAX_ENGINE_THREADS == crate::config::MAX_MEDIA_THREADS);
 
 /// Inputs waiting for one engine thread; beyond this, sockets wait and commands fail.
 const INPUT_QUEUE: usize = 8192;

@@ -267,19 +267,24 @@ test("messages from other windows are ignored", async () => {
   assert.equal(sent.length, 0);
 });
 
-test("a frame that never starts is taken away and reported", async (t) => {
-  t.mock.timers.enable({ apis: ["setTimeout", "setInterval"] });
-  const lost = [];
-  const host = new frames.PluginFrame({
-    plugin: "slow",
-    src: "/plugin-frame/slow/call-page",
+/** A call-page frame of `plugin` with no calls, whose reports go to `said`. */
+function bareFrame(plugin, said) {
+  return new frames.PluginFrame({
+    plugin,
+    src: `/plugin-frame/${plugin}/call-page`,
     kind: "call-page",
     area,
     className: "plugin-area",
     calls: {},
     init: () => ({}),
-    report: (text) => lost.push(text),
+    report: (text) => said.push(text),
   });
+}
+
+test("a frame that never starts is taken away and reported", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout", "setInterval"] });
+  const lost = [];
+  const host = bareFrame("slow", lost);
   assert.equal(host.element.isConnected, true);
   t.mock.timers.tick(frames.START_TIMEOUT_MS);
   assert.deepEqual(lost, ["The slow plugin could not start on this page."]);
@@ -289,16 +294,7 @@ test("a frame that never starts is taken away and reported", async (t) => {
 test("a frame that stops answering pings is reported once, and again only after it recovered", async (t) => {
   t.mock.timers.enable({ apis: ["setTimeout", "setInterval"] });
   const said = [];
-  const host = new frames.PluginFrame({
-    plugin: "stuck",
-    src: "/plugin-frame/stuck/call-page",
-    kind: "call-page",
-    area,
-    className: "plugin-area",
-    calls: {},
-    init: () => ({}),
-    report: (text) => said.push(text),
-  });
+  const host = bareFrame("stuck", said);
   t.after(() => clearInterval(host.pinger));
   const bridge = { bridge: "confab", v: 1 };
   await host.receive({ ...bridge, call: "ready" });
