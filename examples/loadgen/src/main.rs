@@ -14,8 +14,14 @@
 //! `--flood-slow-http N`, strangers from distinct loopback addresses knock while the
 //! call is measured (see `flood.rs`), and the host measures its signaling round trip
 //! through the call; `examples/bench/flood.sh` runs that.
+//!
+//! With `--janus ws://host:8188` the same participants join a Janus VideoRoom
+//! instead (see `janus.rs`); `examples/bench/vs-janus.sh` runs both servers side by
+//! side. `--bind` sets the address the participants' media sockets use.
 
 mod flood;
+mod janus;
+mod media;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,13 +29,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use bytes::BytesMut;
-use confab_testkit::{Participant, Profile, ReceiveStats};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use media::{Media, Received};
 
 /// What to measure (`confab-loadgen --help`).
 #[derive(Debug, Clone, clap::Parser)]
@@ -39,11 +44,24 @@ struct Options {
     #[arg(long, default_value = "http://127.0.0.1:18090")]
     server: String,
     /// The link's public id.
-    #[arg(long)]
-    link: String,
+    #[arg(long, required_unless_present = "janus")]
+    link: Option<String>,
     /// An API token of the link's owner (the first participant joins as them).
-    #[arg(long)]
-    token: String,
+    #[arg(long, required_unless_present = "janus")]
+    token: Option<String>,
+    /// Measure a Janus server's VideoRoom instead: the URL of its WebSocket API
+    /// (`ws://host:8188`). Every participant joins `--room` as a publisher and
+    /// subscribes to everyone else's streams.
+    #[arg(long, conflicts_with_all = ["grid", "screen"])]
+    janus: Option<String>,
+    /// The Janus VideoRoom room (configured with enough publishers, VP8 and Opus).
+    #[arg(long, default_value_t = 1234)]
+    room: u64,
+    /// The address the participants' media sockets bind (the generator's side of
+    /// the path to the server: a veth address when the server runs in a network
+    /// namespace).
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
     /// The server's process id, to read its CPU time and memory from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -102,9 +120,13 @@ async fn main() -> Result<()> {
     let mut tasks = Vec::new();
     for index in 0..o.participants {
         let (o, run) = (o.clone(), run.clone());
-        tasks.push(tokio::spawn(
-            async move { participant(index, o, run).await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            if o.janus.is_some() {
+                janus::participant(index, o, run).await
+            } else {
+                participant(index, o, run).await
+            }
+        }));
         if index == 0 {
             // The host starts the call before guests ask to join.
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -134,7 +156,7 @@ async fn main() -> Result<()> {
         tokio::spawn(flood::run(
             o.flood.clone(),
             o.server.clone(),
-            o.link.clone(),
+            o.link.clone().unwrap_or_default(),
             o.server_pid,
             run.done.clone(),
         ))
@@ -153,11 +175,11 @@ async fn main() -> Result<()> {
     let (mut round_trips, mut pongs) = (Vec::new(), Vec::new());
     for task in tasks {
         let report = task.await??;
-        received += report.received;
-        expected += report.expected;
-        missing += report.missing;
-        streams += report.streams;
-        latencies.extend(report.latencies);
+        received += report.received.received;
+        expected += report.received.expected;
+        missing += report.received.missing;
+        streams += report.received.streams;
+        latencies.extend(report.received.latencies);
         round_trips.extend(report.round_trips);
         pongs.extend(report.pongs);
     }
@@ -193,7 +215,7 @@ async fn main() -> Result<()> {
         100.0 * missing as f64 / expected.max(1) as f64
     );
     println!(
-        "added latency:              p50 {:.2} ms, p99 {:.2} ms (send to receive, loopback)",
+        "added latency:              p50 {:.2} ms, p99 {:.2} ms (send to receive, same clock)",
         pct(0.50),
         pct(0.99)
     );
@@ -287,11 +309,7 @@ fn print_flood(o: &flood::Flood, mut f: flood::FloodReport, calls: &mut [u32], p
 
 /// What one participant saw in the measured window.
 struct Report {
-    received: u64,
-    expected: u64,
-    missing: u64,
-    streams: usize,
-    latencies: Vec<u32>,
+    received: Received,
     /// The host's signaling round trips through the call (µs), when probing.
     round_trips: Vec<u32>,
     /// The host's ping round trips (µs), when probing.
@@ -299,13 +317,15 @@ struct Report {
 }
 
 async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> {
-    let ws_url = format!("{}/j/{}/ws", o.server.replacen("http", "ws", 1), o.link);
+    let link = o.link.as_deref().context("--link is required")?;
+    let ws_url = format!("{}/j/{link}/ws", o.server.replacen("http", "ws", 1));
     let mut request = ws_url.into_client_request()?;
     let host = index == 0;
     if host {
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {}", o.token).parse()?);
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", o.token.as_deref().unwrap_or_default()).parse()?,
+        );
     }
     let (ws, _) = tokio_tungstenite::connect_async(request)
         .await
@@ -318,21 +338,13 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
     };
     tx.send(Message::text(join.to_string())).await?;
 
-    let publish_socket = UdpSocket::bind("127.0.0.1:0").await?;
-    let subscribe_socket = UdpSocket::bind("127.0.0.1:0").await?;
-    let publish_addr = publish_socket.local_addr()?;
-    let subscribe_addr = subscribe_socket.local_addr()?;
-    let mut me: Option<Participant> = None;
-    let mut counted = false;
-    let mut baseline: Option<HashMap<u32, (u64, u64)>> = None;
+    let mut media = Media::bind(o.bind).await?;
     let mut asked_quality: Vec<u64> = Vec::new();
     // With --grid: whose camera this participant gets at `--layer` (the speaker's).
     let mut speaker_shown: Option<u64> = None;
     // The host's own guests waiting in the lobby, with when it last let them in:
     // what the server refuses (rate_limited, say) is asked again a second later.
     let mut waiting_own: HashMap<u64, Option<Instant>> = HashMap::new();
-    let mut buf_a = vec![0u8; 2048];
-    let mut buf_b = vec![0u8; 2048];
     // The host's probes while measuring under a flood: a change of its mute state
     // (answered by a roster through the call) and a ping (answered by its
     // connection), ten a second.
@@ -349,27 +361,7 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
             break;
         }
         let now = Instant::now();
-        if let Some(p) = me.as_mut() {
-            if p.poll_timeout().is_some_and(|t| t <= now) {
-                p.handle_timeout(now);
-            }
-            while let Some(d) = p.poll_transmit() {
-                let socket = if d.from == publish_addr {
-                    &publish_socket
-                } else {
-                    &subscribe_socket
-                };
-                let _ = socket.send_to(&d.data, d.to).await;
-            }
-            if !counted && p.connected() {
-                counted = true;
-                run.connected.fetch_add(1, Ordering::Relaxed);
-            }
-            if baseline.is_none() && run.measuring.load(Ordering::Relaxed) {
-                baseline = Some(snapshot(&p.stats));
-                p.stats.latencies_micros.clear();
-            }
-        }
+        media.step(&run, now).await;
         // Let the host's own guests in: one `admit_all` when nobody else knocks (as
         // a host letting a full room in does), else each of them by name.
         let due: Vec<u64> = waiting_own
@@ -410,11 +402,7 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
                     .await?;
             }
         }
-        let wake = me
-            .as_mut()
-            .and_then(|p| p.poll_timeout())
-            .unwrap_or(now + Duration::from_millis(50))
-            .min(now + Duration::from_millis(50));
+        let wake = media.wake(now);
         tokio::select! {
             message = rx.next() => {
                 let Some(message) = message else { bail!("participant {index}: signaling closed") };
@@ -433,7 +421,7 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
                 match value["type"].as_str().unwrap_or("") {
                     "joined" => {
                         my_id = value["participant"].as_u64();
-                        let mut p = Participant::new(index as u32 + 1, &Profile::camera(), publish_addr, subscribe_addr, run.epoch, now)?;
+                        let p = media.start(index as u32 + 1, &run, now)?;
                         let sharing = o.screen && index == 1;
                         if sharing {
                             p.add_screen()?;
@@ -443,13 +431,12 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
                         if sharing {
                             tx.send(Message::text(json!({"v": 1, "type": "mute", "audio": false, "video": false, "screen": true}).to_string())).await?;
                         }
-                        me = Some(p);
                     }
                     "publish_answer" => {
-                        me.as_mut().context("answer before joining")?.publish_answer(now, value["sdp"].as_str().unwrap_or("").to_owned())?;
+                        media.participant()?.publish_answer(now, value["sdp"].as_str().unwrap_or("").to_owned())?;
                     }
                     "subscribe_offer" => {
-                        let answer = me.as_mut().context("offer before joining")?.subscribe_offer(now, value["sdp"].as_str().unwrap_or("").to_owned())?;
+                        let answer = media.participant()?.subscribe_offer(now, value["sdp"].as_str().unwrap_or("").to_owned())?;
                         tx.send(Message::text(json!({"v": 1, "type": "subscribe_answer", "sdp": answer}).to_string())).await?;
                     }
                     "pong" => {
@@ -502,51 +489,21 @@ async fn participant(index: usize, o: Options, run: Arc<Run>) -> Result<Report> 
                     _ => {}
                 }
             }
-            got = publish_socket.recv_from(&mut buf_a) => {
-                let (n, from) = got?;
-                if let Some(p) = me.as_mut() {
-                    p.handle_datagram(Instant::now(), publish_addr, from, BytesMut::from(&buf_a[..n]));
-                }
-            }
-            got = subscribe_socket.recv_from(&mut buf_b) => {
-                let (n, from) = got?;
-                if let Some(p) = me.as_mut() {
-                    p.handle_datagram(Instant::now(), subscribe_addr, from, BytesMut::from(&buf_b[..n]));
-                }
-            }
+            got = media.recv() => got?,
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
     }
     let _ = tx
         .send(Message::text(json!({"v": 1, "type": "leave"}).to_string()))
         .await;
-    let p = me.ok_or_else(|| anyhow!("participant {index} never joined"))?;
-    let base = baseline.unwrap_or_default();
-    let (mut received, mut expected, mut missing) = (0, 0, 0);
-    for (ssrc, s) in &p.stats.streams {
-        let (r0, e0) = base.get(ssrc).copied().unwrap_or((0, 0));
-        let (r, e) = (s.received - r0, s.expected() - e0);
-        received += r;
-        expected += e;
-        missing += e.saturating_sub(r);
-    }
+    let r = media
+        .received()
+        .ok_or_else(|| anyhow!("participant {index} never joined"))?;
     Ok(Report {
-        received,
-        expected,
-        missing,
-        streams: p.stats.streams.len(),
-        latencies: p.stats.latencies_micros,
+        received: r,
         round_trips,
         pongs,
     })
-}
-
-fn snapshot(stats: &ReceiveStats) -> HashMap<u32, (u64, u64)> {
-    stats
-        .streams
-        .iter()
-        .map(|(ssrc, s)| (*ssrc, (s.received, s.expected())))
-        .collect()
 }
 
 /// User + system CPU seconds of a process (Linux; clock ticks of 1/100 s).
