@@ -50,10 +50,25 @@ impl Engine {
                 None,
             )
             .map_err(setup)?;
-        let registry = configure_nack(Registry::new(), &mut media);
-        let registry = configure_twcc_receiver_only(registry, &mut media).map_err(setup)?;
-        let registry = configure_rtcp_reports(registry)
-            .with(feedback::SLOT, feedback::FeedbackToApplication::default());
+        // Both directions offer the same feedback (NACK, PLI, transport-cc), but a
+        // publish connection only receives media and a subscribe connection only
+        // sends it, so each carries only its half of the interceptors: every
+        // forwarded packet walks the subscribe chain, and a shorter chain is fewer
+        // moves of it (docs/BENCHMARKS.md, "Side by side with Janus").
+        let _ = configure_nack(Registry::new(), &mut media);
+        let _ = configure_twcc_receiver_only(Registry::new(), &mut media).map_err(setup)?;
+        let registry = match dir {
+            // Asks for what was lost, reports arrivals for the browser's estimate.
+            Dir::Publish => Registry::new()
+                .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+                .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
+                .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build()),
+            // Keeps what it sent for retransmission, and sends sender reports.
+            Dir::Subscribe => Registry::new()
+                .with(Slot::NackResponder, NackResponderBuilder::new().build())
+                .with(Slot::SenderReport, SenderReportBuilder::new().build()),
+        }
+        .with(feedback::SLOT, feedback::FeedbackToApplication::default());
         // The first character names this engine thread (`shard_of_ufrag`).
         let mark = char::from(SHARD_MARKS[self.config.shard % MAX_SHARDS]);
         let ufrag = format!("{mark}{}", random_token(&mut self.rng, 15));
