@@ -93,6 +93,11 @@ const WARMUP: Duration = Duration::from_secs(8);
 const WARMUP_INTERVAL: Duration = Duration::from_secs(1);
 /// RTP header bytes counted with each payload when measuring rates.
 const RTP_HEADER_BYTES: usize = 12;
+/// Packets each forwarded stream keeps for retransmission on a NACK (a power of
+/// two): 1.4 s of the largest layer, 5 s of audio. Browsers stop asking for a
+/// packet well within that; the library's default (1,024) held 20 s of audio per
+/// stream per subscriber.
+const NACK_HISTORY: u16 = 256;
 /// A simulcast layer silent this long counts as paused.
 const LAYER_IDLE: Duration = Duration::from_millis(1000);
 /// How often the active speaker is re-evaluated.

@@ -65,7 +65,10 @@ impl Engine {
                 .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build()),
             // Keeps what it sent for retransmission, and sends sender reports.
             Dir::Subscribe => Registry::new()
-                .with(Slot::NackResponder, NackResponderBuilder::new().build())
+                .with(
+                    Slot::NackResponder,
+                    NackResponderBuilder::new().with_size(NACK_HISTORY).build(),
+                )
                 .with(Slot::SenderReport, SenderReportBuilder::new().build()),
         }
         .with(feedback::SLOT, feedback::FeedbackToApplication::default());
