@@ -69,10 +69,7 @@ impl Api {
             if value["janus"] == "success" {
                 return Ok(value);
             }
-            bail!(
-                "Janus refused {request_kind}: {value}",
-                request_kind = value["janus"]
-            );
+            bail!("Janus refused the request: {value}");
         }
     }
 

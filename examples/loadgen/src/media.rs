@@ -27,8 +27,8 @@ pub(crate) struct Received {
 pub(crate) struct Media {
     publish_socket: UdpSocket,
     subscribe_socket: UdpSocket,
-    pub(crate) publish_addr: SocketAddr,
-    pub(crate) subscribe_addr: SocketAddr,
+    publish_addr: SocketAddr,
+    subscribe_addr: SocketAddr,
     /// The participant, once signaling has let it in.
     pub(crate) me: Option<Participant>,
     counted: bool,
@@ -125,12 +125,12 @@ impl Media {
     }
 
     /// What arrived since the measured window started.
-    pub(crate) fn received(&self) -> Option<Received> {
-        let p = self.me.as_ref()?;
-        let base = self.baseline.clone().unwrap_or_default();
+    pub(crate) fn received(self) -> Option<Received> {
+        let mut p = self.me?;
+        let base = self.baseline.unwrap_or_default();
         let mut r = Received {
             streams: p.stats.streams.len(),
-            latencies: p.stats.latencies_micros.clone(),
+            latencies: std::mem::take(&mut p.stats.latencies_micros),
             ..Received::default()
         };
         for (ssrc, s) in &p.stats.streams {
