@@ -139,6 +139,13 @@ pub struct CallsConfig {
     /// Guests' join requests to one link from one address per minute (signaling and
     /// the no-JavaScript form together).
     pub join_requests_per_minute: u32,
+    /// Milliseconds a newcomer to a shared activity waits for another member's
+    /// page to send the state before the server's copy is sent.
+    pub activity_snapshot_wait_ms: u32,
+    /// Updates of one activity the server keeps after its stored snapshot.
+    pub activity_log_entries: u32,
+    /// KiB those updates may take.
+    pub activity_log_kib: u32,
 }
 
 impl Default for CallsConfig {
@@ -150,6 +157,9 @@ impl Default for CallsConfig {
             max_lobby_requests: 50,
             max_waiting_per_address: 3,
             join_requests_per_minute: 10,
+            activity_snapshot_wait_ms: 1000,
+            activity_log_entries: 256,
+            activity_log_kib: 1024,
         }
     }
 }
@@ -528,6 +538,15 @@ pub const KEYS: &[(&str, &str)] = &[
         "calls.join_requests_per_minute",
         "CONFAB_CALLS_JOIN_REQUESTS_PER_MINUTE",
     ),
+    (
+        "calls.activity_snapshot_wait_ms",
+        "CONFAB_CALLS_ACTIVITY_SNAPSHOT_WAIT_MS",
+    ),
+    (
+        "calls.activity_log_entries",
+        "CONFAB_CALLS_ACTIVITY_LOG_ENTRIES",
+    ),
+    ("calls.activity_log_kib", "CONFAB_CALLS_ACTIVITY_LOG_KIB"),
     ("media.bind", "CONFAB_MEDIA_BIND"),
     ("media.udp_port", "CONFAB_MEDIA_UDP_PORT"),
     ("media.tcp_port", "CONFAB_MEDIA_TCP_PORT"),
@@ -644,6 +663,15 @@ impl Config {
             ));
         }
         let c = &self.calls;
+        if c.activity_snapshot_wait_ms == 0
+            || c.activity_snapshot_wait_ms > 60_000
+            || c.activity_log_kib == 0
+            || c.activity_log_kib > 64 * 1024
+        {
+            return Err(ConfigError::Invalid(
+                "calls.activity_snapshot_wait_ms must be 1 to 60000, calls.activity_log_kib 1 to 65536".into(),
+            ));
+        }
         if c.max_lobby_requests == 0
             || c.max_waiting_per_address == 0
             || c.join_requests_per_minute == 0
@@ -861,6 +889,9 @@ mod tests {
             ("CONFAB_CALLS_MAX_LOBBY_REQUESTS", "12"),
             ("CONFAB_CALLS_MAX_WAITING_PER_ADDRESS", "2"),
             ("CONFAB_CALLS_JOIN_REQUESTS_PER_MINUTE", "5"),
+            ("CONFAB_CALLS_ACTIVITY_SNAPSHOT_WAIT_MS", "700"),
+            ("CONFAB_CALLS_ACTIVITY_LOG_ENTRIES", "64"),
+            ("CONFAB_CALLS_ACTIVITY_LOG_KIB", "128"),
             ("CONFAB_MEDIA_BIND", "0.0.0.0"),
             ("CONFAB_MEDIA_UDP_PORT", "3479"),
             ("CONFAB_MEDIA_TCP_PORT", "4443"),
@@ -935,6 +966,14 @@ mod tests {
                 c.calls.join_requests_per_minute
             ),
             (12, 2, 5)
+        );
+        assert_eq!(
+            (
+                c.calls.activity_snapshot_wait_ms,
+                c.calls.activity_log_entries,
+                c.calls.activity_log_kib
+            ),
+            (700, 64, 128)
         );
         assert_eq!(c.database_url(), "postgres://u@h/db");
         assert_eq!(c.database.max_connections, 3);
@@ -1025,6 +1064,16 @@ mod tests {
         ));
         assert!(load(None, &[("CONFAB_DATABASE_URL", "mysql://x")]).is_err());
         assert!(load(None, &[("CONFAB_PRIVACY_RETENTION_DAYS", "0")]).is_err());
+        // A shared activity's newcomer waits 1 ms to a minute; its log keeps 1 KiB to 64 MiB.
+        for (key, value) in [
+            ("CONFAB_CALLS_ACTIVITY_SNAPSHOT_WAIT_MS", "0"),
+            ("CONFAB_CALLS_ACTIVITY_SNAPSHOT_WAIT_MS", "60001"),
+            ("CONFAB_CALLS_ACTIVITY_LOG_KIB", "0"),
+            ("CONFAB_CALLS_ACTIVITY_LOG_KIB", "65537"),
+        ] {
+            assert!(load(None, &[(key, value)]).is_err(), "{key}={value}");
+        }
+        assert!(load(None, &[("CONFAB_CALLS_ACTIVITY_SNAPSHOT_WAIT_MS", "60000")]).is_ok());
         // Media needs at least one transport.
         assert!(
             load(

@@ -150,6 +150,15 @@ impl AppState {
             max_lobby_requests: usize::try_from(c.max_lobby_requests).unwrap_or(usize::MAX),
             max_waiting_per_network: usize::try_from(c.max_waiting_per_address)
                 .unwrap_or(usize::MAX),
+            activities: calls::activity::ActivityRules {
+                snapshot_wait: chrono::Duration::milliseconds(i64::from(
+                    c.activity_snapshot_wait_ms,
+                )),
+                log_entries: usize::try_from(c.activity_log_entries).unwrap_or(usize::MAX),
+                log_bytes: usize::try_from(c.activity_log_kib)
+                    .unwrap_or(usize::MAX)
+                    .saturating_mul(1024),
+            },
         }
     }
 }

@@ -92,6 +92,32 @@ pub enum ClientMessage {
         to: Option<u32>,
         payload: String,
     },
+    /// Start `plugin`'s shared activity on the call, or join it (again, after a
+    /// reconnect, to get its state anew): answered with `activity_snapshot`.
+    ActivityJoin { plugin: String },
+    /// Leave `plugin`'s activity; it ends when its last member leaves.
+    ActivityLeave { plugin: String },
+    /// A message for the other members of the activity, or for those in `to`;
+    /// `payload` is sealed by the page (at most 32 KiB, standard base64).
+    ActivitySend {
+        plugin: String,
+        #[serde(default)]
+        to: Option<Vec<u32>>,
+        payload: String,
+    },
+    /// An update to the activity's shared state (sealed), numbered by the server
+    /// and sent to every member, the sender included.
+    ActivityUpdate { plugin: String, payload: String },
+    /// The activity's state as of update `seq`, sealed by this page: for the
+    /// `newcomer` the server asked about, or (without it) as the copy the server
+    /// keeps for newcomers nobody answers.
+    ActivitySnapshot {
+        plugin: String,
+        #[serde(default)]
+        newcomer: Option<u32>,
+        seq: u64,
+        payload: String,
+    },
 }
 
 /// Largest `payload` of an `e2ee` message, in characters of base64.
@@ -183,6 +209,44 @@ pub enum ServerMessage {
         from: u32,
         payload: String,
     },
+    /// Who is in `plugin`'s shared activity (sent to everyone on the call when it
+    /// changes, and on joining the call). No members: the activity ended.
+    Activity {
+        plugin: String,
+        host: Option<u32>,
+        members: Vec<ActivityMember>,
+    },
+    /// A member's `activity_send`, as they sent it.
+    ActivityMessage {
+        plugin: String,
+        from: u32,
+        payload: String,
+    },
+    /// An update to the shared state, with its place in the order (`seq`, from 1).
+    ActivityUpdate {
+        plugin: String,
+        seq: u64,
+        from: u32,
+        payload: String,
+    },
+    /// `newcomer` joined the activity: send them the state with
+    /// `activity_snapshot`.
+    ActivitySnapshotRequest {
+        plugin: String,
+        newcomer: u32,
+    },
+    /// The state as of update `seq`, sealed by `from`'s page (no payload: empty,
+    /// before any update). The updates from `next` on that this page was not sent
+    /// live follow as `activity_update`s; `next` is `seq + 1` unless the server no
+    /// longer had them all, and then `complete` is false.
+    ActivitySnapshot {
+        plugin: String,
+        seq: u64,
+        from: Option<u32>,
+        payload: Option<String>,
+        next: u64,
+        complete: bool,
+    },
     /// The last message could not be carried out; nothing changed.
     Error {
         code: ErrorCode,
@@ -234,6 +298,26 @@ pub struct RosterEntry {
     /// For guests: until when any signed-in participant may remove them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub removable_until: Option<DateTime<Utc>>,
+}
+
+/// A member of a shared activity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActivityMember {
+    pub participant: u32,
+    pub role: ActivityRole,
+}
+
+/// What a member is in an activity: the plugin's web code may keep actions to
+/// some roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivityRole {
+    /// Started it (or, after they left, the earliest remaining member).
+    Host,
+    /// Signed in.
+    Member,
+    /// A web guest.
+    Guest,
 }
 
 /// One lobby request, as signed-in participants see it.
@@ -321,6 +405,8 @@ pub enum ErrorCode {
     /// The plugin named in a `plugin` message does not exist, is switched off, or
     /// failed to handle it.
     PluginUnavailable,
+    /// This needs an `activity_join` first.
+    NotInActivity,
 }
 
 /// A server message on the wire, with its version.

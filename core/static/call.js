@@ -122,8 +122,12 @@ function showSecurity() {
   views.showSecurity(encryption, state);
 }
 
+/** The call this page last joined (`joined`'s `call`). */
+let lastCall = null;
+
 function handle(message) {
   const outcome = reaction(state, message);
+  const wasMe = state.me;
   state = reduce(state, message, Date.now());
   switch (message.type) {
     case "welcome":
@@ -138,12 +142,22 @@ function handle(message) {
       // Keys first: frames that would leave before them are not sent at all.
       encryption.start(state.me, message.call).then(startMedia, mediaFailed);
       plugins.load();
+      // Resumed in the same place (same call, same number): back into the activities.
+      if (wasMe === message.participant && lastCall === message.call) plugins.rejoined();
+      lastCall = message.call;
       break;
     case "e2ee":
       encryption?.receive(message.from, message.payload);
       break;
     case "plugin":
       plugins.deliver(message.plugin, message.payload);
+      break;
+    case "activity":
+    case "activity_message":
+    case "activity_update":
+    case "activity_snapshot_request":
+    case "activity_snapshot":
+      plugins.activityMessage(message);
       break;
     case "publish_answer":
       media.onPublishAnswer(message.sdp).catch(mediaFailed);
@@ -311,6 +325,7 @@ const plugins = new CallPagePlugins({
   // The only way a plugin gets at the grid: one camera frame, after plugins.js asked.
   still: (participant) => captureStill(tiles.cameraVideo(participant)),
   notice: (text) => note(text),
+  generation: () => encryption?.generation ?? 0,
 });
 /**
  * What the page's scripts (and the benchmarks) may read of the encryption: its

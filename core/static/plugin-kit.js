@@ -160,6 +160,91 @@ async function pluginFetch(path, init = {}, options = {}) {
   });
 }
 
+/**
+ * `plugin.activity`: the plugin's shared activity on the call (sdk/README.md,
+ * "Shared activities"). The page holds it and seals everything with the call's
+ * keys; this side keeps a copy of what the page said, to read synchronously.
+ */
+function activityHandle(start) {
+  let presence = start ?? { active: false, joined: false, host: null, members: [] };
+  let state = start?.state ?? null;
+  let waitingFor = [];
+  const early = [];
+  let messageHandlers = 0;
+  on("activity", (value) => {
+    const left = presence.joined && !value.joined;
+    presence = value;
+    if (left || !value.active) state = null;
+    fire("activity-presence", value);
+  });
+  on("activitySync", ({ state: entries, complete, seq }) => {
+    state = { ...entries };
+    fire("activity-sync", { state: { ...entries }, complete, seq });
+  });
+  on("activityState", (change) => {
+    if (!state || change.key.startsWith("~")) return;
+    if (change.value === undefined) delete state[change.key];
+    else state[change.key] = change.value;
+    fire("activity-state", change);
+  });
+  on("activitySuspension", (value) => {
+    waitingFor = value.waitingFor ?? [];
+    fire("activity-suspension", value);
+  });
+  on("activityMessage", ({ bytes, from, role }) => {
+    if (messageHandlers === 0) {
+      if (early.length < 100) early.push([bytes, { from, role }]);
+      return;
+    }
+    fire("activity-message", bytes, { from, role });
+  });
+  return {
+    /** `{ active, joined, host, members: [{ participant, role, name }] }`. */
+    presence: () => presence,
+    onPresence: (handler) => on("activity-presence", handler),
+    /** Starts the activity on the call, or joins the one running. */
+    join: () => call("activityJoin").then(() => undefined),
+    leave: () => call("activityLeave").then(() => undefined),
+    /** The role of `participant` (host, member, guest), or null if not in it. */
+    role: (participant) => presence.members.find((m) => m.participant === participant)?.role ?? null,
+    /** Sends `data` to the others in the activity, or to `options.to` (participant numbers). */
+    send(data, options = {}) {
+      const bytes = toBytes(data);
+      return call("activitySend", { data: bytes, to: options.to }, [bytes.buffer]).then(() => undefined);
+    },
+    onMessage(handler) {
+      messageHandlers += 1;
+      const off = on("activity-message", handler);
+      queueMicrotask(() => {
+        for (const [bytes, meta] of early.splice(0)) fire("activity-message", bytes, meta);
+      });
+      return off;
+    },
+    state: {
+      /** Whether the state arrived (after `join`). */
+      ready: () => state !== null,
+      get: (key) => (state ? state[key] : undefined),
+      /** Every key and value. */
+      all: () => ({ ...(state ?? {}) }),
+      /** Sets `key` for everyone; applied here too when the server has put it in order. */
+      set: (key, value) => call("activitySet", { key, value }).then(() => undefined),
+      delete: (key) => call("activitySet", { key, remove: true }).then(() => undefined),
+      /** `handler({ key, value, from, role, seq })` for each change, in the same order everywhere. */
+      onChange: (handler) => on("activity-state", handler),
+      /** `handler({ state, complete })` once the whole state arrived (after `join`). */
+      onSync: (handler) => on("activity-sync", handler),
+    },
+    /** Keeps changes to `key` (or every key `prefix*` starts) to these roles. */
+    restrict: (key, roles) => call("activityRestrict", { key, roles }).then(() => undefined),
+    /** Tells everyone the activity waits for me (`reason`, e.g. "buffering"). */
+    suspend: (reason) => call("activitySuspend", { reason: String(reason ?? "") }).then(() => undefined),
+    resume: () => call("activityResume").then(() => undefined),
+    /** Who the activity waits for: `[{ participant, name, reason }]`. */
+    waitingFor: () => waitingFor,
+    onSuspension: (handler) => on("activity-suspension", handler),
+  };
+}
+
 /** The handle of a call-page frame. */
 function callPageHandle(start) {
   let me = start.me ?? null;
@@ -212,6 +297,7 @@ function callPageHandle(start) {
     notice: (text) => call("notice", { text: String(text ?? "") }).then(() => undefined),
     /** The page shows the link `id` with this call's secret, to copy. */
     showLink: (id, label) => call("showLink", { id, label }).then(() => undefined),
+    activity: activityHandle(start.activity),
   };
 }
 

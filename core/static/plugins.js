@@ -14,6 +14,9 @@
 //   plugin.notice(text)           → call `notice`
 //   plugin.showLink(id, label)    → call `showLink`: this page shows the link `id`
 //                                   with this call's secret (after a rotation)
+//   plugin.activity.…             → calls `activity*`, events `activity*`: the
+//                                   plugin's shared activity, which this page
+//                                   holds and seals (lib/activity.js)
 //
 // Messages travel over the signaling connection as `plugin` messages
 // (docs/signaling.md) to the plugin's `on-call-message` hook; the plugin answers
@@ -23,6 +26,7 @@
 // them); what the plugin itself sends arrives as it is, with `encrypted: false`.
 
 import { fromBase64, toBase64 } from "/static/lib/base64.js";
+import { ActivityHost } from "/static/lib/activity.js";
 import { BridgeError, PluginFrames, clip } from "/static/lib/plugin-frames.js";
 
 /** Largest payload of one message, as the server enforces it. */
@@ -86,6 +90,7 @@ export class CallPagePlugins {
     confirm = (question) => window.confirm(question),
     notice = (text) => report(text),
     showLink = (url, label) => report(`${label}: ${url}`),
+    generation = () => 0,
     now = () => Date.now(),
   }) {
     this.now = now;
@@ -115,6 +120,21 @@ export class CallPagePlugins {
     this.sends = { tokens: PLUGIN_SENDS_BURST, at: now() };
     this.asking = false;
     this.refusedUntil = new Map();
+    // Each plugin's shared activity, held here whether its frame runs yet or not.
+    this.activities = new Map();
+    for (const { plugin } of modules) {
+      this.activities.set(plugin, new ActivityHost({
+        plugin,
+        send: (message) => this.send(message),
+        seal: (bytes, label) => this.seal(bytes, label),
+        open: (bytes, label) => this.open(bytes, label),
+        emit: (event, data) => this.frames.get(plugin)?.emit(event, data),
+        me: () => this.me(),
+        names: () => new Map(this.participants().map((p) => [p.participant, p.name])),
+        generation,
+        report: (text) => this.report(text),
+      }));
+    }
   }
 
   /** Takes one of the plugins' sends, or says the frames are sending too fast. */
@@ -153,6 +173,7 @@ export class CallPagePlugins {
           participants: this.participants(),
           lobby: this.lobby(),
           address: this.address(),
+          activity: this.activityStart(plugin),
         }),
         calls: this.calls(plugin),
       });
@@ -165,6 +186,12 @@ export class CallPagePlugins {
       }));
     }
     await Promise.all(started);
+  }
+
+  /** The activity as a starting frame gets it: presence, and the state once it arrived. */
+  activityStart(plugin) {
+    const host = this.activities.get(plugin);
+    return { ...host.view(), state: host.synced ? host.entries() : null };
   }
 
   /** The link without its secret: what a frame may show. */
@@ -184,6 +211,7 @@ export class CallPagePlugins {
         return null;
       },
       captureStill: async ({ participant }) => this.captureStill(plugin, participant),
+      ...this.activityCalls(plugin),
       notice: ({ text }) => {
         // Named, so that a plugin's sentence cannot pass for the page's own.
         this.notice(`${plugin}: ${clip(text, MAX_NOTICE_CHARS)}`);
@@ -197,6 +225,72 @@ export class CallPagePlugins {
         return null;
       },
     };
+  }
+
+  /** What a call-page frame may ask of its plugin's activity. Everything that
+   * sends counts against the plugins' sending rate. */
+  activityCalls(plugin) {
+    const host = this.activities.get(plugin);
+    return {
+      activityJoin: () => {
+        this.takeSend();
+        return host.join();
+      },
+      activityLeave: () => {
+        this.takeSend();
+        return host.leave();
+      },
+      activitySend: async ({ data, to }) => {
+        const bytes = payloadBytes(data);
+        this.takeSend();
+        return host.sendTo(bytes, to);
+      },
+      activitySet: async ({ key, value, remove }) => {
+        host.checkKey(key);
+        this.takeSend();
+        return host.set(key, value, Boolean(remove));
+      },
+      activityRestrict: ({ key, roles }) => host.restrict(key, roles),
+      activitySuspend: async ({ reason }) => {
+        this.takeSend();
+        return host.suspend(reason);
+      },
+      activityResume: async () => {
+        this.takeSend();
+        return host.resume();
+      },
+    };
+  }
+
+  /** An `activity*` message from the server. */
+  activityMessage(message) {
+    const host = this.activities.get(message.plugin);
+    if (!host) return;
+    switch (message.type) {
+      case "activity":
+        host.presenceChanged(message);
+        break;
+      case "activity_message":
+        host.messageArrived(message);
+        break;
+      case "activity_update":
+        host.updateArrived(message);
+        break;
+      case "activity_snapshot_request":
+        host.snapshotAsked(message);
+        break;
+      case "activity_snapshot":
+        host.snapshotArrived(message);
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Back on the call after a reconnect: each activity this page was in is joined
+   * again, to take the updates the lost connection missed. */
+  rejoined() {
+    for (const host of this.activities.values()) if (host.joined) host.join();
   }
 
   async captureStill(plugin, participant) {
@@ -273,6 +367,12 @@ export class CallPagePlugins {
     for (const frame of this.frames.values()) {
       frame.emit("me", this.me());
       frame.emit("roster", list);
+    }
+    // Names in the activities' presence and suspensions follow the roster.
+    for (const host of this.activities.values()) {
+      if (!host.view().active) continue;
+      host.emit("activity", host.view());
+      host.suspensionChanged();
     }
   }
 

@@ -34,12 +34,15 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::secret::{constant_time_eq, random_base62, sha256_hex};
 
+pub mod activity;
 pub mod live;
 #[cfg(test)]
 mod tests;
 
 pub use crate::protocol::WaitingFor;
-pub use live::{Action, CallRegistry, CallRequest, ClientId, MediaState, next_client_id};
+pub use live::{
+    Action, ActivityRequest, CallRegistry, CallRequest, ClientId, MediaState, next_client_id,
+};
 
 /// The largest call: the SFU's limit.
 pub const MAX_PARTICIPANTS: u8 = 32;
@@ -57,6 +60,8 @@ pub struct CallRules {
     pub max_lobby_requests: usize,
     /// Guests' requests waiting at once from one network ([`Origin::network`]).
     pub max_waiting_per_network: usize,
+    /// The limits of shared activities.
+    pub activities: activity::ActivityRules,
 }
 
 impl Default for CallRules {
@@ -67,6 +72,7 @@ impl Default for CallRules {
             reconnect_grace: Duration::seconds(30),
             max_lobby_requests: 50,
             max_waiting_per_network: 3,
+            activities: activity::ActivityRules::default(),
         }
     }
 }

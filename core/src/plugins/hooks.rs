@@ -87,6 +87,16 @@ impl PluginHost {
             .is_some_and(|p| p.grants.manifest.wants(Hook::CallMessages))
     }
 
+    /// Whether a loaded plugin called `name` has call-page web code it was granted
+    /// (`web.call-page`): only such a plugin's frames can run a shared activity, so
+    /// `activity_*` messages for any other name are refused.
+    pub fn runs_activities(&self, name: &str) -> bool {
+        self.read().get(name).is_some_and(|p| {
+            p.grants.manifest.web.call_page.is_some()
+                && p.grants.granted.contains(&Capability::WebCallPage)
+        })
+    }
+
     pub fn screens_lobby_requests(&self) -> bool {
         self.read()
             .values()

@@ -12,7 +12,8 @@ use tokio::sync::{broadcast, mpsc};
 use crate::AppState;
 use crate::accounts::{self, Account, MAX_NAME_CHARS, SignIn};
 use crate::calls::{
-    Action, CallRequest, Decision, Identity, MediaState, ParticipantId, RequestId, next_client_id,
+    Action, ActivityRequest, CallRequest, Decision, Identity, MediaState, ParticipantId, RequestId,
+    next_client_id,
 };
 use crate::limits::ConnectionSlot;
 use crate::protocol::{
@@ -465,19 +466,87 @@ fn to_action(
                     format!("e2ee payloads are at most {MAX_E2EE_PAYLOAD} characters"),
                 ));
             }
-            let base64 = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=');
-            if payload.is_empty() || !payload.bytes().all(base64) {
-                return Err(error(
-                    ErrorCode::BadMessage,
-                    "payload is not standard base64",
-                ));
+            if !looks_like_base64(&payload) {
+                return Err(not_base64());
             }
             Action::Keys {
                 to: to.map(ParticipantId),
                 payload,
             }
         }
+        ClientMessage::ActivityJoin { plugin } => activity(plugin, ActivityRequest::Join)?,
+        ClientMessage::ActivityLeave { plugin } => activity(plugin, ActivityRequest::Leave)?,
+        ClientMessage::ActivitySend {
+            plugin,
+            to,
+            payload,
+        } => {
+            if to.as_ref().is_some_and(|to| {
+                to.is_empty() || to.len() > crate::calls::activity::MAX_ACTIVITY_RECIPIENTS
+            }) {
+                return Err(error(
+                    ErrorCode::BadMessage,
+                    "to names 1 to 32 participants, or is left out for everyone",
+                ));
+            }
+            let request = ActivityRequest::Send {
+                to: to.map(|to| to.into_iter().map(ParticipantId).collect()),
+                payload: activity_payload(payload)?,
+            };
+            activity(plugin, request)?
+        }
+        ClientMessage::ActivityUpdate { plugin, payload } => {
+            let payload = activity_payload(payload)?;
+            activity(plugin, ActivityRequest::Update { payload })?
+        }
+        ClientMessage::ActivitySnapshot {
+            plugin,
+            newcomer,
+            seq,
+            payload,
+        } => {
+            let request = ActivityRequest::Snapshot {
+                newcomer: newcomer.map(ParticipantId),
+                seq,
+                payload: activity_payload(payload)?,
+            };
+            activity(plugin, request)?
+        }
     })
+}
+
+/// An `activity_*` message for the call, once its plugin name is one.
+fn activity(plugin: String, request: ActivityRequest) -> Result<Action, ServerMessage> {
+    if !crate::policy::valid_plugin_name(&plugin) {
+        return Err(error(ErrorCode::BadMessage, "plugin is not a plugin name"));
+    }
+    Ok(Action::Activity { plugin, request })
+}
+
+/// A sealed activity payload: standard base64 of at most 32 KiB.
+fn activity_payload(payload: String) -> Result<String, ServerMessage> {
+    use crate::calls::activity::MAX_ACTIVITY_PAYLOAD;
+    if payload.len() > MAX_ACTIVITY_PAYLOAD {
+        return Err(error(
+            ErrorCode::MessageTooLarge,
+            format!("activity payloads are at most {MAX_ACTIVITY_PAYLOAD} characters of base64"),
+        ));
+    }
+    if !looks_like_base64(&payload) {
+        return Err(not_base64());
+    }
+    Ok(payload)
+}
+
+/// Whether a payload the server only relays is made of standard base64's
+/// characters (it is not decoded: the pages do that).
+fn looks_like_base64(payload: &str) -> bool {
+    let base64 = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=');
+    !payload.is_empty() && payload.bytes().all(base64)
+}
+
+fn not_base64() -> ServerMessage {
+    error(ErrorCode::BadMessage, "payload is not standard base64")
 }
 
 /// Rejects SDP that is too large or plainly not SDP before it reaches the SFU.

@@ -176,6 +176,9 @@ fn message(kind: &str, scene: &Scene) -> Value {
         "suspend_guests" => json!({ "suspended": true }),
         "plugin" => json!({ "plugin": "hello", "payload": payload }),
         "e2ee" => json!({ "to": scene.victim_id, "payload": payload }),
+        "activity_join" | "activity_leave" => json!({ "plugin": "hello" }),
+        "activity_send" | "activity_update" => json!({ "plugin": "hello", "payload": payload }),
+        "activity_snapshot" => json!({ "plugin": "hello", "seq": 0, "payload": payload }),
         other => panic!("no message for {other}"),
     };
     let mut message = body;
@@ -277,6 +280,28 @@ const MATRIX: &[(&str, [Want; 6])] = &[
     ("e2ee", [
         Refused("not_joined"), Seen("victim", "e2ee"), Refused("not_joined"),
         Seen("victim", "e2ee"), Seen("victim", "e2ee"), Refused("no_such_participant"),
+    ]),
+    // Everyone on the call hears who is in an activity, members of it or not.
+    ("activity_join", [
+        Refused("not_joined"), Seen("victim", "activity"), Refused("not_joined"),
+        Seen("victim", "activity"), Seen("victim", "activity"), Seen("me", "activity"),
+    ]),
+    // Nobody in the scene joined the activity: what only its members may do.
+    ("activity_leave", [
+        Refused("not_joined"), Refused("not_in_activity"), Refused("not_joined"),
+        Refused("not_in_activity"), Refused("not_in_activity"), Refused("not_in_activity"),
+    ]),
+    ("activity_send", [
+        Refused("not_joined"), Refused("not_in_activity"), Refused("not_joined"),
+        Refused("not_in_activity"), Refused("not_in_activity"), Refused("not_in_activity"),
+    ]),
+    ("activity_update", [
+        Refused("not_joined"), Refused("not_in_activity"), Refused("not_joined"),
+        Refused("not_in_activity"), Refused("not_in_activity"), Refused("not_in_activity"),
+    ]),
+    ("activity_snapshot", [
+        Refused("not_joined"), Refused("not_in_activity"), Refused("not_joined"),
+        Refused("not_in_activity"), Refused("not_in_activity"), Refused("not_in_activity"),
     ]),
 ];
 

@@ -233,6 +233,16 @@ async fn same_safety_code(a: &Browser, b: &Browser) -> String {
     }
 }
 
+/// The database key of link `link`, which the call registry goes by.
+async fn link_pk(app: &TestApp, link: &str) -> i64 {
+    app.store
+        .link_by_public_id(link)
+        .await
+        .unwrap()
+        .expect("the link exists")
+        .pk
+}
+
 fn tap_of(app: &TestApp) -> Tap {
     app.state
         .media
@@ -384,6 +394,54 @@ async fn callers_with_the_secret_see_each_other_and_the_server_forwards_only_cip
         !stored.windows(5).any(|w| w == b"waves") && !stored.windows(3).any(|w| w == b"Ana"),
         "the plugin saw plain text: {stored:?}"
     );
+
+    // A shared activity (the hello plugin's shared note): the host starts it and
+    // types; the guest joins later and gets the note from the host's page. The
+    // server holds the activity's copy and updates, all sealed.
+    host.frame("hello").await;
+    host.click(".note-toggle").await;
+    host.wait_js("!document.querySelector('.note').hidden")
+        .await;
+    host.fill(".note", "Meet at noon in room 4").await;
+    host.top().await;
+    guest.frame("hello").await;
+    guest
+        .wait_text(".note-status", "started a shared note")
+        .await;
+    guest.click(".note-toggle").await;
+    let note = guest
+        .wait_js("document.querySelector('.note').value === 'Meet at noon in room 4' && document.querySelector('.note').value")
+        .await;
+    assert_eq!(note, "Meet at noon in room 4");
+    guest.wait_text(".note-status", "2 in it").await;
+    guest.top().await;
+    // A change after the join reaches the guest in its place.
+    host.frame("hello").await;
+    host.fill(".note", "Noon, room 5").await;
+    host.top().await;
+    guest.frame("hello").await;
+    guest
+        .wait_js("document.querySelector('.note').value === 'Noon, room 5'")
+        .await;
+    guest.top().await;
+    let pk = link_pk(&app, &link).await;
+    let held = app
+        .state
+        .calls
+        .activity_payloads(pk, "hello")
+        .await
+        .expect("the call is live");
+    assert!(!held.is_empty(), "the server keeps the note's updates");
+    for payload in &held {
+        let sealed = unb64(payload);
+        assert_eq!(sealed[0], DATA_MAGIC, "{payload}");
+        assert!(
+            !sealed.windows(4).any(|w| w == b"oon,")
+                && !sealed.windows(4).any(|w| w == b"noon")
+                && !sealed.windows(4).any(|w| w == b"note"),
+            "the server holds plain text: {sealed:?}"
+        );
+    }
 
     // The SFU's copy: no window of the host's plain frames is in anything it forwarded.
     let probe: Vec<Vec<u8>> = host
@@ -555,13 +613,7 @@ async fn a_participant_the_server_makes_up_gets_no_key_and_every_page_warns() {
     // participant 99 that is on nobody's roster.
     let ghost = 99;
     let hello = forged_hello(&host, &link, ghost).await;
-    let pk = app
-        .store
-        .link_by_public_id(&link)
-        .await
-        .unwrap()
-        .unwrap()
-        .pk;
+    let pk = link_pk(&app, &link).await;
     assert!(app.state.calls.forge_e2ee(pk, ghost, hello));
 
     for page in [&host, &ana] {

@@ -385,3 +385,115 @@ async fn plugins_screen_guests_and_put_their_activity_into_the_call() {
     guest.close().await;
     spammer.close().await;
 }
+
+#[tokio::test]
+async fn a_shared_activity_numbers_updates_and_brings_a_late_joiner_up_to_date() {
+    let s = setup(true).await;
+    let mut owner = join_owner(&s).await;
+    let activity = |kind: &str, extra: Value| {
+        let mut message = json!({ "v": 1, "type": kind, "plugin": "hello" });
+        for (key, value) in extra.as_object().unwrap() {
+            message[key] = value.clone();
+        }
+        message
+    };
+
+    // The owner starts it: everyone on the call hears, and the state starts empty.
+    owner.send(activity("activity_join", json!({}))).await;
+    let presence = owner.expect("activity").await;
+    assert_eq!(presence["members"][0]["role"], "host");
+    let start = owner.expect("activity_snapshot").await;
+    assert_eq!(
+        (start["seq"].as_u64(), &start["payload"]),
+        (Some(0), &Value::Null)
+    );
+    for payload in ["AAAA", "BBBB"] {
+        owner
+            .send(activity("activity_update", json!({ "payload": payload })))
+            .await;
+        let update = owner.expect("activity_update").await;
+        assert_eq!(update["payload"], payload);
+    }
+
+    // Ana arrives on the call and hears of the activity, then joins it: the owner's
+    // page is asked, answers with the state as of update 1, and Ana gets it and
+    // then update 2 from the server's log.
+    let (mut ana, ana_id) = flagged_and_admitted(&s, &mut owner, "Ana", KEY_A).await;
+    let presence = ana.expect("activity").await;
+    assert_eq!(presence["members"].as_array().unwrap().len(), 1);
+    ana.send(activity("activity_join", json!({}))).await;
+    let asked = owner.expect("activity").await;
+    assert_eq!(asked["members"][1]["role"], "guest");
+    let asked = owner.expect("activity_snapshot_request").await;
+    assert_eq!(asked["newcomer"], ana_id);
+    owner
+        .send(activity(
+            "activity_snapshot",
+            json!({ "newcomer": ana_id, "seq": 1, "payload": "U1RBVEU=" }),
+        ))
+        .await;
+    ana.expect("activity").await;
+    let snapshot = ana.expect("activity_snapshot").await;
+    assert_eq!(snapshot["seq"], 1);
+    assert_eq!(snapshot["payload"], "U1RBVEU=");
+    assert_eq!(snapshot["next"], 2);
+    assert_eq!(snapshot["complete"], true);
+    let missed = ana.expect("activity_update").await;
+    assert_eq!(
+        (missed["seq"].as_u64(), &missed["payload"]),
+        (Some(2), &json!("BBBB"))
+    );
+
+    // A message to one member.
+    ana.send(activity(
+        "activity_send",
+        json!({ "to": [presence["host"]], "payload": "SEk=" }),
+    ))
+    .await;
+    let message = owner.expect("activity_message").await;
+    assert_eq!(
+        (message["from"].as_u64(), &message["payload"]),
+        (Some(ana_id), &json!("SEk="))
+    );
+
+    // Limits, each with a clear error, and nothing reaches anyone else.
+    let too_big = "A".repeat(43_693);
+    ana.send(activity("activity_update", json!({ "payload": too_big })))
+        .await;
+    ana.expect_error("message_too_large").await;
+    let crowd: Vec<u64> = (1..=33).collect();
+    ana.send(activity(
+        "activity_send",
+        json!({ "to": crowd, "payload": "SEk=" }),
+    ))
+    .await;
+    ana.expect_error("bad_message").await;
+    ana.send(activity(
+        "activity_update",
+        json!({ "payload": "not base64!" }),
+    ))
+    .await;
+    ana.expect_error("bad_message").await;
+    ana.send(activity(
+        "activity_send",
+        json!({ "to": [999], "payload": "SEk=" }),
+    ))
+    .await;
+    ana.expect_error("no_such_participant").await;
+    ana.send(json!({ "v": 1, "type": "activity_join", "plugin": "nobody-here" }))
+        .await;
+    ana.expect_error("plugin_unavailable").await;
+    ana.send(activity(
+        "activity_snapshot",
+        json!({ "seq": 9, "payload": "U1RBVEU=" }),
+    ))
+    .await;
+    ana.expect_error("bad_message").await;
+
+    // Ana leaves it: the owner is alone in it again.
+    ana.send(activity("activity_leave", json!({}))).await;
+    let presence = owner.expect("activity").await;
+    assert_eq!(presence["members"].as_array().unwrap().len(), 1);
+    owner.send(json!({ "v": 1, "type": "ping" })).await;
+    owner.expect("pong").await;
+}

@@ -394,3 +394,60 @@ test("after a no, the page does not ask for a still again for a while", async ()
   assert.equal(again.error.code, "busy");
   assert.equal(asked, 1, "asked once");
 });
+
+/** The first element under `element` with class `name`. */
+function byClass(element, name) {
+  for (const child of element.children) {
+    if (!(child instanceof FakeElement)) continue;
+    if (child.className.split(" ").includes(name)) return child;
+    const inner = byClass(child, name);
+    if (inner) return inner;
+  }
+  return null;
+}
+
+test("the hello plugin's shared note: joined through the page, sealed there, and handed to a late joiner", async () => {
+  page.sends = { tokens: 20, at: page.now() };
+  sent.length = 0;
+  const toggle = byClass(root, "note-toggle");
+  const note = byClass(root, "note");
+  assert.equal(toggle.textContent, "Start a shared note");
+  assert.equal(note.hidden, true);
+  toggle.click();
+  await settle();
+  assert.deepEqual(sent, [{ type: "activity_join", plugin: "hello" }]);
+  // The server says who is in it, then the (empty) state.
+  page.activityMessage({ type: "activity", plugin: "hello", host: 1, members: [{ participant: 1, role: "host" }] });
+  page.activityMessage({ type: "activity_snapshot", plugin: "hello", seq: 0, from: null, payload: null, next: 1, complete: true });
+  await settle();
+  assert.equal(byClass(root, "note-status").textContent, "Ana started a shared note · 1 in it");
+  assert.equal(note.hidden, false);
+  assert.equal(toggle.textContent, "Leave the note");
+  // What is typed leaves the page sealed, as an update.
+  sent.length = 0;
+  note.value = "Meet at noon";
+  for (const handler of note.listeners.input) handler({ type: "input" });
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  assert.equal(sent.length, 1, JSON.stringify(sent));
+  assert.equal(sent[0].type, "activity_update");
+  const sealed = Buffer.from(sent[0].payload, "base64");
+  assert.equal(sealed[0], 0xee, "sealed by the page");
+  assert.deepEqual(JSON.parse(sealed.subarray(1).toString()), { k: "note", v: "Meet at noon" });
+  // Ordered by the server and back; then a newcomer asks for the state.
+  page.activityMessage({ type: "activity_update", plugin: "hello", seq: 1, from: 1, payload: sent[0].payload });
+  sent.length = 0;
+  page.activityMessage({ type: "activity_snapshot_request", plugin: "hello", newcomer: 2 });
+  await settle();
+  assert.equal(sent.length, 1, JSON.stringify(sent));
+  assert.equal(sent[0].type, "activity_snapshot");
+  assert.equal(sent[0].newcomer, 2);
+  assert.equal(sent[0].seq, 1);
+  const snapshot = JSON.parse(Buffer.from(sent[0].payload, "base64").subarray(1).toString());
+  assert.equal(snapshot.seq, 1);
+  assert.deepEqual(snapshot.entries.map(([key, value]) => [key, value]), [["note", "Meet at noon"]]);
+  // Someone else's change reaches the box.
+  page.activityMessage({ type: "activity_update", plugin: "hello", seq: 2, from: 2, payload: Buffer.from([0xee, ...Buffer.from(JSON.stringify({ k: "note", v: "Noon, room 4" }))]).toString("base64") });
+  await settle();
+  assert.equal(note.value, "Noon, room 4");
+  page.activities.get("hello").close();
+});

@@ -41,6 +41,11 @@ impl CallTask {
                 self.tell_everyone_on_call(&ServerMessage::E2ee { from, payload });
                 return;
             }
+            #[cfg(feature = "test-tap")]
+            Action::PeekActivity { plugin, reply } => {
+                let _ = reply.try_send(self.activities.held_payloads(&plugin));
+                return;
+            }
             other => other,
         };
         if !matches!(action, Action::Disconnected) {
@@ -103,9 +108,12 @@ impl CallTask {
                 self.plugin_message(client, role, plugin, payload)
             }
             Action::Keys { to, payload } => self.relay_keys(client, role, to, payload),
+            Action::Activity { plugin, request } => {
+                self.activity(client, role, plugin, request, now);
+            }
             Action::Plugin { .. } => {}
             #[cfg(feature = "test-tap")]
-            Action::ForgeKeys { .. } => {}
+            Action::ForgeKeys { .. } | Action::PeekActivity { .. } => {}
             Action::LinkGone => {
                 // What the call's own copy of the notice would do, if it has not yet;
                 // then the call's end reaches every page before this connection's
@@ -129,7 +137,7 @@ impl CallTask {
     }
 
     /// The participant `client` speaks for, or (after telling it why) none.
-    fn on_call(&mut self, client: ClientId, role: Role) -> Option<ParticipantId> {
+    pub(super) fn on_call(&mut self, client: ClientId, role: Role) -> Option<ParticipantId> {
         match role {
             Role::On(me) => Some(me),
             _ => {

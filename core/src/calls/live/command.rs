@@ -94,6 +94,11 @@ pub enum Action {
         plugin: String,
         payload: Vec<u8>,
     },
+    /// A shared activity's request (`activity_*` messages).
+    Activity {
+        plugin: String,
+        request: ActivityRequest,
+    },
     /// End-to-end encryption keys for one participant or everyone else, relayed as
     /// they are.
     Keys {
@@ -117,6 +122,13 @@ pub enum Action {
         from: u32,
         payload: String,
     },
+    /// Every payload the call holds for `plugin`'s activity (its copy and its log),
+    /// to check that the server holds only ciphertext (tests only).
+    #[cfg(feature = "test-tap")]
+    PeekActivity {
+        plugin: String,
+        reply: mpsc::Sender<Vec<String>>,
+    },
 }
 
 /// Where a call answers a plugin's request (taken once).
@@ -131,6 +143,26 @@ impl PluginReply {
             let _ = reply.send(answer);
         }
     }
+}
+
+/// What a participant asks of a shared activity; payloads are sealed base64,
+/// checked for size by the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActivityRequest {
+    Join,
+    Leave,
+    Send {
+        to: Option<Vec<ParticipantId>>,
+        payload: String,
+    },
+    Update {
+        payload: String,
+    },
+    Snapshot {
+        newcomer: Option<ParticipantId>,
+        seq: u64,
+        payload: String,
+    },
 }
 
 /// What a participant says it sends.

@@ -28,6 +28,9 @@ pub trait CallHost: Send + Sync + 'static {
     fn screens_lobby_requests(&self) -> bool;
     /// Whether `plugin` takes messages from people on calls.
     fn takes_call_messages(&self, plugin: &str) -> bool;
+    /// Whether `plugin` may run a shared activity (it has call-page web code it
+    /// was granted).
+    fn runs_activities(&self, plugin: &str) -> bool;
     /// The plugins' verdict on a lobby request.
     fn lobby_decision(&self, request: LobbyInfo) -> HostFuture<Verdict>;
     /// Hands a participant's message to `plugin`.
@@ -79,6 +82,10 @@ impl CallHost for AppState {
 
     fn takes_call_messages(&self, plugin: &str) -> bool {
         self.plugins.takes_call_messages(plugin)
+    }
+
+    fn runs_activities(&self, plugin: &str) -> bool {
+        self.plugins.runs_activities(plugin)
     }
 
     fn lobby_decision(&self, request: LobbyInfo) -> HostFuture<Verdict> {

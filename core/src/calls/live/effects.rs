@@ -105,7 +105,10 @@ impl CallTask {
                 let answer = self.plugin_action(action, self.deps.clock.now());
                 self.effects.push(Effect::Answer { reply, answer });
             }
-            Input::Tick(now) => self.call.tick(now),
+            Input::Tick(now) => {
+                self.call.tick(now);
+                self.activities_tick(now);
+            }
             Input::Link(change) => self.link_changed(change),
             Input::Recheck => self.effects.push(Effect::RecheckLink),
         }

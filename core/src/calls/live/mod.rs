@@ -14,13 +14,16 @@
 //!
 //! The files: `command.rs` (what a task is asked), `registry.rs` (the live calls
 //! by link), `task.rs` (the task and its loop), `effects.rs` (inputs, effects and
-//! carrying them out), `actions.rs` (each action), `plugin_calls.rs` (screening,
+//! carrying them out), `actions.rs` (each action), `activities.rs` (shared
+//! activities, around [`Activities`](crate::calls::activity::Activities)),
+//! `plugin_calls.rs` (screening,
 //! plugin requests and events), `outputs.rs` (media commands, messages for events,
 //! snapshots).
 
 use std::time::Duration;
 
 mod actions;
+mod activities;
 mod command;
 mod deps;
 mod effects;
@@ -31,7 +34,7 @@ mod task;
 #[cfg(test)]
 mod tests;
 
-pub use command::{Action, CallRequest, ClientId, MediaState, next_client_id};
+pub use command::{Action, ActivityRequest, CallRequest, ClientId, MediaState, next_client_id};
 pub use registry::CallRegistry;
 
 /// Commands waiting for a call's task; beyond this, senders wait.

@@ -113,10 +113,15 @@ impl CallTask {
                         }
                     }
                 }
-                CallEvent::Admitted { request, .. } => {
+                CallEvent::Admitted {
+                    request,
+                    participant,
+                    ..
+                } => {
                     self.request_warnings.remove(&request);
                     let name = self.request_names.remove(&request);
                     self.record(CallEventKind::Admitted, name);
+                    self.activities_for_newcomer(participant);
                 }
                 CallEvent::Denied {
                     request, blocked, ..
@@ -144,6 +149,7 @@ impl CallTask {
                     }
                 }
                 CallEvent::Removed { participant, by } => {
+                    self.activities_left(participant, self.deps.clock.now());
                     self.media_leave(participant);
                     let name = self.participant_names.remove(&participant);
                     self.record(CallEventKind::Removed, name);
@@ -154,6 +160,7 @@ impl CallTask {
                     }
                 }
                 CallEvent::Left { participant, why } => {
+                    self.activities_left(participant, self.deps.clock.now());
                     self.media_leave(participant);
                     self.participant_names.remove(&participant);
                     if why == LeaveReason::ConnectionLost
@@ -173,9 +180,10 @@ impl CallTask {
                         self.media_suspend(guest, suspended);
                     }
                 }
-                CallEvent::Joined { .. }
-                | CallEvent::ConnectionDropped { .. }
-                | CallEvent::Resumed { .. }
+                CallEvent::Joined { participant } | CallEvent::Resumed { participant } => {
+                    self.activities_for_newcomer(participant);
+                }
+                CallEvent::ConnectionDropped { .. }
                 | CallEvent::LobbyLockChanged { .. }
                 | CallEvent::Closed => {}
             }

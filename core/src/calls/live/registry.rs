@@ -208,6 +208,27 @@ impl CallRegistry {
         )
     }
 
+    /// Every sealed payload the live call of `link_pk` holds for `plugin`'s
+    /// activity; none when no call is live.
+    #[cfg(feature = "test-tap")]
+    pub async fn activity_payloads(&self, link_pk: i64, plugin: &str) -> Option<Vec<String>> {
+        let (out, _) = mpsc::channel(1);
+        let (reply, mut answer) = mpsc::channel(1);
+        let action = Action::PeekActivity {
+            plugin: plugin.to_string(),
+            reply,
+        };
+        let request = CallRequest {
+            client: 0,
+            out,
+            action,
+        };
+        if !self.send_if_live(link_pk, request) {
+            return None;
+        }
+        answer.recv().await
+    }
+
     /// How many calls are live.
     pub fn live_calls(&self) -> usize {
         self.calls.lock().unwrap_or_else(|e| e.into_inner()).len()

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use tokio::sync::{broadcast, mpsc};
+use tokio::time::sleep_until;
 
+use crate::calls::activity::Activities;
 use crate::calls::{
     Call, CallPolicy, Identity, JoinError, JoinOutcome, Origin, ParticipantId, RequestEnd,
     RequestId, Seat,
@@ -73,6 +75,8 @@ pub(super) struct CallTask {
     pub(super) plugin_inboxes: HashMap<String, mpsc::Sender<InboxMessage>>,
     /// Warnings plugins gave about lobby requests, shown next to them.
     pub(super) request_warnings: HashMap<RequestId, Vec<LobbyWarning>>,
+    /// The call's shared activities.
+    pub(super) activities: Activities,
     /// This call's own queue, for answers from tasks it started (screening).
     pub(super) own_queue: mpsc::WeakSender<CallRequest>,
     pub(super) deps: CallDeps,
@@ -127,6 +131,7 @@ impl CallTask {
             plugin_people: HashMap::new(),
             plugin_inboxes: HashMap::new(),
             request_warnings: HashMap::new(),
+            activities: Activities::new(deps.rules.activities),
             own_queue: queue.downgrade(),
             deps,
             effects: Vec::new(),
@@ -147,6 +152,14 @@ impl CallTask {
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut changes = self.deps.store.link_changes();
         loop {
+            // A newcomer waiting for an activity's snapshot has a sharper deadline
+            // than the call's ticks.
+            let next = self.activities.next_deadline();
+            let due_set = next.is_some();
+            let due = tokio::time::Instant::now()
+                + next
+                    .and_then(|at| (at - self.deps.clock.now()).to_std().ok())
+                    .unwrap_or_default();
             let input = tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => Input::from(command),
@@ -161,6 +174,7 @@ impl CallTask {
                     Err(broadcast::error::RecvError::Closed) => continue,
                 },
                 _ = recheck.tick() => Input::Recheck,
+                _ = sleep_until(due), if due_set => Input::Tick(self.deps.clock.now()),
             };
             self.step(input);
             self.execute();

@@ -38,6 +38,9 @@ impl CallHost for Host {
     fn takes_call_messages(&self, _plugin: &str) -> bool {
         false
     }
+    fn runs_activities(&self, plugin: &str) -> bool {
+        plugin == "watch-together"
+    }
     fn lobby_decision(&self, _request: LobbyInfo) -> HostFuture<Verdict> {
         let verdict = self.verdict.clone().unwrap_or(Verdict::Allow);
         Box::pin(async move { verdict })
@@ -139,15 +142,18 @@ impl Harness {
             device: None,
             opened_as: "link-1".into(),
         };
-        self.queue
-            .send(CallRequest {
-                client,
-                out,
-                action,
-            })
-            .await
-            .unwrap();
+        self.request(client, out, action).await;
         Connection(messages)
+    }
+
+    /// `action` from connection `client`, answered on `out`.
+    async fn request(&self, client: u64, out: mpsc::Sender<ServerMessage>, action: Action) {
+        let request = CallRequest {
+            client,
+            out,
+            action,
+        };
+        self.queue.send(request).await.unwrap();
     }
 }
 
@@ -343,4 +349,102 @@ async fn a_step_decides_and_its_effects_wait_until_they_are_carried_out() {
         host.told.lock().unwrap().clone(),
         ["CallStarted", "ParticipantJoined", "LobbyRequest"]
     );
+}
+
+impl Harness {
+    /// `action` from connection `client`, which is already open.
+    async fn act(&self, client: u64, action: Action) {
+        let (out, _) = mpsc::channel(1);
+        self.request(client, out, action).await;
+    }
+
+    async fn activity(&self, client: u64, plugin: &str, request: super::ActivityRequest) {
+        let plugin = plugin.to_string();
+        self.act(client, Action::Activity { plugin, request }).await;
+    }
+}
+
+#[tokio::test]
+async fn a_newcomer_nobody_answers_gets_the_servers_copy_when_the_wait_passes_on_the_calls_clock() {
+    use super::ActivityRequest as A;
+    let call = Harness::start(Host::default()).await;
+    let mut owner = call.owner_joins().await;
+    let plugin = "watch-together";
+
+    call.activity(1, "not-a-plugin-here", A::Join).await;
+    let code = owner
+        .next(|m| match m {
+            ServerMessage::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, crate::protocol::ErrorCode::PluginUnavailable);
+
+    call.activity(1, plugin, A::Join).await;
+    let seq = owner
+        .next(|m| match m {
+            ServerMessage::ActivitySnapshot { seq, payload, .. } => Some((*seq, payload.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(seq, (0, None), "started from nothing");
+    let update = A::Update {
+        payload: "AAAA".into(),
+    };
+    call.activity(1, plugin, update).await;
+    owner
+        .next(|m| matches!(m, ServerMessage::ActivityUpdate { seq: 1, .. }).then_some(()))
+        .await;
+    let copy = A::Snapshot {
+        newcomer: None,
+        seq: 1,
+        payload: "BBBB".into(),
+    };
+    call.activity(1, plugin, copy).await;
+
+    // A guest, admitted, hears of the activity on arriving.
+    let mut guest = call.join(2, guest("guest-key-0123456789"), "Guest").await;
+    let request = owner
+        .next(|m| match m {
+            ServerMessage::Lobby { requests, .. } => requests.first().map(|r| r.request),
+            _ => None,
+        })
+        .await;
+    let decide = Action::Decide {
+        request: crate::calls::RequestId(request),
+        decision: crate::calls::Decision::Admit,
+    };
+    call.act(1, decide).await;
+    let me = guest
+        .next(|m| match m {
+            ServerMessage::Joined { participant, .. } => Some(*participant),
+            _ => None,
+        })
+        .await;
+    guest
+        .next(|m| matches!(m, ServerMessage::Activity { host: Some(_), .. }).then_some(()))
+        .await;
+
+    // The owner's page is asked and does not answer.
+    call.activity(2, plugin, A::Join).await;
+    let asked = owner
+        .next(|m| match m {
+            ServerMessage::ActivitySnapshotRequest { newcomer, .. } => Some(*newcomer),
+            _ => None,
+        })
+        .await;
+    assert_eq!(asked, me);
+    call.clock.advance(chrono::Duration::seconds(1));
+    let got = guest
+        .next(|m| match m {
+            ServerMessage::ActivitySnapshot {
+                seq,
+                payload,
+                complete,
+                ..
+            } => Some((*seq, payload.clone(), *complete)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(got, (1, Some("BBBB".into()), true));
 }

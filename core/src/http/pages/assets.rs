@@ -35,6 +35,7 @@ pub(super) const STATIC_FILES: &[(&str, &str)] = &[
     static_file!("plugin-kit.js"),
     static_file!("lib/base64.js"),
     static_file!("lib/still.js"),
+    static_file!("lib/activity.js"),
 ];
 
 pub(super) async fn static_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
