@@ -331,6 +331,14 @@ pub struct PluginsConfig {
     pub max_memory_mib: u32,
     /// The most invocations of one plugin at a time.
     pub max_concurrency: u32,
+    /// Milliseconds a plugin's frame has from loading to its module's start.
+    pub frame_start_timeout_ms: u32,
+    /// How often a page asks each plugin frame whether it still answers.
+    pub frame_ping_ms: u32,
+    /// Requests one frame may have waiting at once.
+    pub frame_max_fetches: u32,
+    /// Tallest a frame may make itself, in CSS pixels.
+    pub frame_max_height_px: u32,
     /// Per plugin, by name.
     pub settings: BTreeMap<String, PluginSettings>,
 }
@@ -379,6 +387,10 @@ impl Default for PluginsConfig {
             failures_before_disable: 5,
             max_memory_mib: 256,
             max_concurrency: 32,
+            frame_start_timeout_ms: 10_000,
+            frame_ping_ms: 5_000,
+            frame_max_fetches: 8,
+            frame_max_height_px: 4000,
             settings: BTreeMap::new(),
         }
     }
@@ -584,6 +596,19 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("plugins.max_memory_mib", "CONFAB_PLUGINS_MAX_MEMORY_MIB"),
     ("plugins.max_concurrency", "CONFAB_PLUGINS_MAX_CONCURRENCY"),
+    (
+        "plugins.frame_start_timeout_ms",
+        "CONFAB_PLUGINS_FRAME_START_TIMEOUT_MS",
+    ),
+    ("plugins.frame_ping_ms", "CONFAB_PLUGINS_FRAME_PING_MS"),
+    (
+        "plugins.frame_max_fetches",
+        "CONFAB_PLUGINS_FRAME_MAX_FETCHES",
+    ),
+    (
+        "plugins.frame_max_height_px",
+        "CONFAB_PLUGINS_FRAME_MAX_HEIGHT_PX",
+    ),
     ("mail.from", "CONFAB_MAIL_FROM"),
     ("mail.smtp_host", "CONFAB_MAIL_SMTP_HOST"),
     ("mail.smtp_port", "CONFAB_MAIL_SMTP_PORT"),
@@ -708,6 +733,15 @@ impl Config {
             ));
         }
         let p = &self.plugins;
+        if !(1_000..=120_000).contains(&p.frame_start_timeout_ms)
+            || !(1_000..=60_000).contains(&p.frame_ping_ms)
+            || !(1..=64).contains(&p.frame_max_fetches)
+            || !(100..=20_000).contains(&p.frame_max_height_px)
+        {
+            return Err(ConfigError::Invalid(
+                "plugins.frame_start_timeout_ms must be 1000 to 120000, plugins.frame_ping_ms 1000 to 60000, plugins.frame_max_fetches 1 to 64 and plugins.frame_max_height_px 100 to 20000".into(),
+            ));
+        }
         if !(1..=1024).contains(&p.max_memory_mib) || p.max_concurrency == 0 {
             return Err(ConfigError::Invalid(
                 "plugins.max_memory_mib must be 1 to 1024 and plugins.max_concurrency at least 1"
@@ -914,6 +948,10 @@ mod tests {
             ("CONFAB_PLUGINS_FAILURES_BEFORE_DISABLE", "3"),
             ("CONFAB_PLUGINS_MAX_MEMORY_MIB", "128"),
             ("CONFAB_PLUGINS_MAX_CONCURRENCY", "4"),
+            ("CONFAB_PLUGINS_FRAME_START_TIMEOUT_MS", "20000"),
+            ("CONFAB_PLUGINS_FRAME_PING_MS", "2000"),
+            ("CONFAB_PLUGINS_FRAME_MAX_FETCHES", "3"),
+            ("CONFAB_PLUGINS_FRAME_MAX_HEIGHT_PX", "900"),
             ("CONFAB_MAIL_FROM", "Meet <meet@example.org>"),
             ("CONFAB_MAIL_SMTP_HOST", "smtp.example.org"),
             ("CONFAB_MAIL_SMTP_PORT", "2525"),
@@ -1042,6 +1080,15 @@ mod tests {
         assert_eq!(p.watch_interval_ms, 500);
         assert_eq!(p.failures_before_disable, 3);
         assert_eq!((p.max_memory_mib, p.max_concurrency), (128, 4));
+        assert_eq!(
+            (
+                p.frame_start_timeout_ms,
+                p.frame_ping_ms,
+                p.frame_max_fetches,
+                p.frame_max_height_px
+            ),
+            (20_000, 2_000, 3, 900)
+        );
     }
 
     #[test]
@@ -1074,6 +1121,14 @@ mod tests {
             assert!(load(None, &[(key, value)]).is_err(), "{key}={value}");
         }
         assert!(load(None, &[("CONFAB_CALLS_ACTIVITY_SNAPSHOT_WAIT_MS", "60000")]).is_ok());
+        for (key, value) in [
+            ("CONFAB_PLUGINS_FRAME_START_TIMEOUT_MS", "999"),
+            ("CONFAB_PLUGINS_FRAME_PING_MS", "60001"),
+            ("CONFAB_PLUGINS_FRAME_MAX_FETCHES", "0"),
+            ("CONFAB_PLUGINS_FRAME_MAX_HEIGHT_PX", "20001"),
+        ] {
+            assert!(load(None, &[(key, value)]).is_err(), "{key}={value}");
+        }
         // Media needs at least one transport.
         assert!(
             load(

@@ -12,6 +12,7 @@ import { CallCrypto, frameApi } from "/static/call-crypto.js";
 import { secretFromHash } from "/static/e2ee.js";
 import { MediaSession } from "/static/media.js";
 import { CallPagePlugins } from "/static/plugins.js";
+import { frameLimits } from "/static/lib/plugin-frames.js";
 import { randomToken } from "/static/lib/random.js";
 import { captureStill } from "/static/lib/still.js";
 import { findSecret, forgetSecret, fullLink as linkWithSecret, hideSecret, keepSecret } from "/static/call/secret.js";
@@ -326,6 +327,7 @@ const plugins = new CallPagePlugins({
   still: (participant) => captureStill(tiles.cameraVideo(participant)),
   notice: (text) => note(text),
   generation: () => encryption?.generation ?? 0,
+  limits: frameLimits(callCard.dataset.pluginLimits),
 });
 /**
  * What the page's scripts (and the benchmarks) may read of the encryption: its

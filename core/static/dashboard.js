@@ -1,6 +1,6 @@
 // Dashboard behaviour: link secrets, copy buttons and confirmation before revoking.
 
-import { BridgeError, PluginFrames, clip } from "/static/lib/plugin-frames.js";
+import { BridgeError, PluginFrames, clip, frameLimits } from "/static/lib/plugin-frames.js";
 import { randomToken } from "/static/lib/random.js";
 
 // The link secret (docs/security.md, "The link secret"): the full link is
@@ -202,6 +202,7 @@ try {
 }
 if (area && modules.length > 0) {
   const frames = new PluginFrames();
+  const limits = frameLimits(dashboard.dataset.pluginLimits);
   const plainLinks = () => pageLinks().map(({ element, ...link }) => link);
   for (const { plugin, frame: src, link_secret: linkSecret } of modules) {
     const admin = src.endsWith("/admin");
@@ -214,6 +215,7 @@ if (area && modules.length > 0) {
       csrf: dashboard.dataset.csrf,
       linkSecret,
       fullLink: (id) => (typeof id === "string" ? fullLink(id) : null),
+      limits,
       report,
       init: () => ({ admin, links: plainLinks() }),
       calls: dashboardCalls(plugin),

@@ -10,7 +10,7 @@
 //   export default function setup(plugin) { … }   // plugin: the handle below
 
 /** The kit's version: the SDK version that documents it. */
-export const KIT_VERSION = "1.2.0";
+export const KIT_VERSION = "1.3.0";
 /** The bridge's version (lib/plugin-frames.js). */
 const BRIDGE_VERSION = 1;
 

@@ -91,8 +91,10 @@ export class CallPagePlugins {
     notice = (text) => report(text),
     showLink = (url, label) => report(`${label}: ${url}`),
     generation = () => 0,
+    limits = undefined,
     now = () => Date.now(),
   }) {
+    this.limits = limits;
     this.now = now;
     this.modules = modules;
     this.area = area;
@@ -166,6 +168,7 @@ export class CallPagePlugins {
         csrf: this.csrf,
         linkSecret,
         fullLink: () => this.link(),
+        limits: this.limits,
         report: (text) => this.report(text),
         init: () => ({
           signedIn: this.signedIn,

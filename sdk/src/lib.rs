@@ -5,7 +5,7 @@
 //! [`Plugin`] (every hook has a default that does nothing) and names its type in
 //! [`export_plugin!`]; the capabilities it may call are the modules of this crate
 //! ([`log`], [`kv`], [`links`], [`users`], [`calls`], [`mail`], [`http`],
-//! [`templates`], [`config`], [`moderation`]). The contract underneath is the WIT package `confab:plugin@1.2.0` in
+//! [`templates`], [`config`], [`moderation`]). The contract underneath is the WIT package `confab:plugin@1.3.0` in
 //! `sdk/wit/`; this crate is the only place that touches its generated bindings.
 //!
 //! ```no_run
@@ -36,7 +36,7 @@
 /// The version of the WIT package this SDK implements. Embedded in every plugin
 /// (custom section `confab-sdk-version`) so the server can refuse a plugin built for
 /// an incompatible major version before running it.
-pub const SDK_VERSION: &str = "1.2.0";
+pub const SDK_VERSION: &str = "1.3.0";
 
 #[doc(hidden)]
 #[allow(unsafe_code)] // the canonical ABI glue wit-bindgen generates
@@ -437,6 +437,13 @@ pub mod calls {
     pub fn remove(link: &str, as_user: i64, participant: u32) -> Result<(), Error> {
         calls::remove(link, as_user, participant)
     }
+    /// Who is in this plugin's shared activity on the call of `link`, in the
+    /// order they joined (empty when none runs); never what they share, which
+    /// stays end-to-end encrypted between their pages (since 1.3).
+    pub fn activity(link: &str) -> Result<Vec<ActivityMember>, Error> {
+        calls::activity(link)
+    }
+    pub use crate::bindings::confab::plugin::calls::{ActivityMember, ActivityRole};
 }
 
 /// Mail through the server's durable outbox (needs the `mail` permission).

@@ -143,6 +143,15 @@ impl Activities {
             .collect()
     }
 
+    /// The members of `plugin`'s activity in the order they joined, and whether
+    /// each is its host (empty when none runs).
+    pub fn members(&self, plugin: &str) -> Vec<(ParticipantId, bool)> {
+        self.by_plugin
+            .get(plugin)
+            .map(|a| a.members.iter().map(|&p| (p, a.host == Some(p))).collect())
+            .unwrap_or_default()
+    }
+
     /// When the next newcomer stops waiting for a member's snapshot.
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
         self.by_plugin

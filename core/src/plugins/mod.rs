@@ -43,7 +43,8 @@ pub mod scaffold;
 
 pub use admin::{LoadProblem, PluginInfo, PluginList, frame_url};
 pub use capabilities::calls::{
-    CallerOrigin, OriginOf, PluginCallAction, PluginCallAnswer, PluginCallError, RosterMember,
+    CallerOrigin, MemberRole, OriginOf, PluginCallAction, PluginCallAnswer, PluginCallError,
+    RosterMember,
 };
 pub use capabilities::link_record;
 /// `plugin.toml`, from the plugin contract the SDK's test harness shares.
@@ -243,7 +244,8 @@ mod tests {
         assert!(err.contains("SDK 2.0.0") && err.contains("1.x"), "{err}");
         assert!(check_sdk(&semver::Version::new(1, 1, 0)).is_ok());
         assert!(check_sdk(&semver::Version::new(1, 2, 0)).is_ok());
-        let err = check_sdk(&semver::Version::new(1, 3, 0)).unwrap_err();
+        assert!(check_sdk(&semver::Version::new(1, 3, 0)).is_ok());
+        let err = check_sdk(&semver::Version::new(1, 4, 0)).unwrap_err();
         assert!(err.contains("newer"), "{err}");
     }
 

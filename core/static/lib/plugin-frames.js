@@ -25,6 +25,30 @@ export const PING_EVERY_MS = 5_000;
 export const MAX_FETCHES = 8;
 /** Tallest a frame may make itself, in CSS pixels. */
 export const MAX_HEIGHT = 4000;
+/** The limits a page's frames get, unless the server says otherwise
+ * (`plugins.frame_*`, docs/operations.md; the page passes them as `limits`). */
+export const DEFAULT_LIMITS = Object.freeze({
+  startMs: START_TIMEOUT_MS,
+  pingMs: PING_EVERY_MS,
+  maxFetches: MAX_FETCHES,
+  maxHeight: MAX_HEIGHT,
+});
+
+/** The server's frame limits as a page's `data-plugin-limits` carries them (JSON), over the defaults. */
+export function frameLimits(json) {
+  let given = {};
+  try {
+    given = JSON.parse(json || "{}") ?? {};
+  } catch {
+    given = {};
+  }
+  const limits = { ...DEFAULT_LIMITS };
+  for (const key of Object.keys(DEFAULT_LIMITS)) {
+    const value = Number(given[key]);
+    if (Number.isInteger(value) && value > 0) limits[key] = value;
+  }
+  return limits;
+}
 /** Longest text of a report or notice. */
 export const MAX_TEXT_CHARS = 300;
 /** The colours and measures of app.css a frame gets, so it follows the page. */
@@ -130,8 +154,20 @@ export function withLink(body, field, link) {
  * `(args, frame) => value or promise`), `init()` gives what the frame starts
  * with, `report(text)` shows a problem on the page.
  */
+/**
+ * Whether the user just clicked or typed (in this page or in one of its frames:
+ * activation reaches the ancestors of the frame it happened in). Browsers
+ * without `navigator.userActivation` (Safari before 16.4) are taken at their
+ * word.
+ */
+export function userActive() {
+  return globalThis.navigator?.userActivation?.isActive ?? true;
+}
+
 export class PluginFrame {
-  constructor({ plugin, src, kind, area, className, calls, init, report, csrf = null, linkSecret = false, fullLink = () => null }) {
+  constructor({ plugin, src, kind, area, className, calls, init, report, csrf = null, linkSecret = false, fullLink = () => null, gesture = userActive, limits = DEFAULT_LIMITS }) {
+    this.gesture = gesture;
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
     this.plugin = plugin;
     this.kind = kind;
     this.calls = calls;
@@ -168,7 +204,7 @@ export class PluginFrame {
     this.element.append(this.iframe);
     area.append(this.element);
     this.started = new Promise((resolve) => { this.resolveStarted = resolve; });
-    this.startTimer = setTimeout(() => this.fail("could not start on this page"), START_TIMEOUT_MS);
+    this.startTimer = setTimeout(() => this.fail("could not start on this page"), this.limits.startMs);
   }
 
   /** The frame's window, to tell its messages from everyone else's. */
@@ -207,7 +243,7 @@ export class PluginFrame {
         this.watch();
         return;
       case "resize": {
-        const height = Math.max(0, Math.min(MAX_HEIGHT, Math.ceil(Number(args?.height) || 0)));
+        const height = Math.max(0, Math.min(this.limits.maxHeight, Math.ceil(Number(args?.height) || 0)));
         this.iframe.style.height = `${height}px`;
         this.element.hidden = height === 0;
         return;
@@ -265,18 +301,24 @@ export class PluginFrame {
       }
       this.pingSent += 1;
       this.post({ event: "ping", data: { n: this.pingSent } });
-    }, PING_EVERY_MS);
+    }, this.limits.pingMs);
   }
 
   /** `fetch` of the plugin's own routes as the viewer, for the frame. */
   async fetch({ path, method = "GET", headers, body, withLink: linkField, link, download }) {
     const url = pluginUrl(this.plugin, path);
-    if (this.fetches >= MAX_FETCHES) throw new BridgeError("busy", `at most ${MAX_FETCHES} requests at once`);
+    const { maxFetches } = this.limits;
+    if (this.fetches >= maxFetches) throw new BridgeError("busy", `at most ${maxFetches} requests at once`);
     let payload = requestBody(body);
     const verb = String(method).toUpperCase();
     if (linkField !== undefined) {
       if (!this.linkSecret) {
         throw new BridgeError("access-denied", `the operator has not granted web.link-secret to the ${this.plugin} plugin`);
+      }
+      // The full link leaves only on the user's say: a frame cannot collect the
+      // links of a page in the background.
+      if (!this.gesture()) {
+        throw new BridgeError("needs-gesture", "the full link goes only right after a click or key press of the user's");
       }
       if (verb === "GET" || verb === "HEAD" || !(payload === undefined || typeof payload === "string" || payload instanceof FormData)) {
         throw new BridgeError("bad-request", "withLink goes into the JSON or form body of a POST, PUT or PATCH");

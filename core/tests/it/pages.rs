@@ -228,6 +228,16 @@ async fn link_page_shows_title_and_asks_for_a_name(app: TestApp) {
             && html.contains("required")
     );
     assert!(html.contains("Ask to join"));
+    // The limits of plugins' frames, as configured (`plugins.frame_*`).
+    let limits = unescape(&html);
+    for limit in [
+        "\"startMs\":10000",
+        "\"pingMs\":5000",
+        "\"maxFetches\":8",
+        "\"maxHeight\":4000",
+    ] {
+        assert!(limits.contains(limit), "{limit} in data-plugin-limits");
+    }
 
     let csrf = page
         .cookie("confab_csrf")

@@ -443,6 +443,15 @@ async fn a_shared_activity_numbers_updates_and_brings_a_late_joiner_up_to_date()
         (missed["seq"].as_u64(), &missed["payload"]),
         (Some(2), &json!("BBBB"))
     );
+    // The plugin's server side learns who is in it (calls.activity), nothing more.
+    let members = s
+        .app
+        .get(&format!("/p/hello/activity?link={}", s.link))
+        .send()
+        .await;
+    assert_eq!(members.status, StatusCode::OK);
+    let owner_id = presence["host"].as_u64().unwrap();
+    assert_eq!(members.text(), format!("{owner_id} host\n{ana_id} guest\n"));
 
     // A message to one member.
     ana.send(activity(

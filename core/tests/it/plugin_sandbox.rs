@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::plugins::hello_and_rogue;
 use crate::support::TestApp;
 use crate::support::browser::{Browser, Driver, member_joins};
+use crate::support::netns::Netns;
 
 /// What the probe found in the frame (or page) the browser is in.
 async fn results(page: &Browser) -> Value {
@@ -44,9 +45,25 @@ fn assert_refused(found: &Value, where_: &str, bridge: bool) {
 
 #[tokio::test]
 async fn a_hostile_plugin_reaches_no_cookie_storage_secret_or_api_from_its_frames_or_pages() {
+    hostile_plugin_in(false).await;
+}
+
+#[tokio::test]
+async fn in_firefox_too_a_hostile_plugin_reaches_nothing_from_its_frames_or_pages() {
+    hostile_plugin_in(true).await;
+}
+
+/// The probe in every place, in Chromium or (in a network namespace of its own,
+/// as the Firefox tests run) in Firefox.
+async fn hostile_plugin_in(firefox: bool) {
+    let netns = firefox.then(Netns::create);
+    let outside = netns.as_ref().map(|n| n.outside);
     let (_plugins, configure) = hello_and_rogue();
     let (app, base) = TestApp::served_with(|c| {
         configure(c);
+        if let Some(outside) = outside {
+            c.media.bind = outside.into();
+        }
         let rogue = c.plugins.settings.entry("rogue".into()).or_default();
         rogue.grant = Some(vec![
             "web.call-page".into(),
@@ -65,7 +82,14 @@ async fn a_hostile_plugin_reaches_no_cookie_storage_secret_or_api_from_its_frame
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
     let link = res.json()["id"].as_str().unwrap().to_string();
 
-    let driver = Driver::start();
+    let _pages = match &netns {
+        Some(netns) => Some(netns.relay_http(&base).await),
+        None => None,
+    };
+    let driver = match &netns {
+        Some(netns) => Driver::start_firefox(netns),
+        None => Driver::start(),
+    };
     let page = member_joins(driver.browser().await, &base, &link, "host@example.org").await;
     // Something worth stealing in Confab's storage, besides the call's own secret.
     page.client
@@ -95,8 +119,19 @@ async fn a_hostile_plugin_reaches_no_cookie_storage_secret_or_api_from_its_frame
             .await;
         let found = results(&page).await;
         assert_refused(&found, kind, true);
+        assert_eq!(
+            found["actions"], "added,added,added,added,too-many",
+            "{kind}: a frame puts at most 4 buttons on each link ({found})"
+        );
         page.top().await;
     }
+    // Four from each of the two frames on the link, and no more.
+    let buttons = page
+        .wait_js(
+            "document.querySelectorAll(\"li[data-link-id] button[data-plugin='rogue']\").length",
+        )
+        .await;
+    assert_eq!(buttons, 8);
 
     // The plugin's own page, opened directly: sandboxed by its CSP.
     page.goto(&format!("{base}/p/rogue/page")).await;

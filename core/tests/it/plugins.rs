@@ -523,7 +523,7 @@ async fn administrators_list_disable_enable_and_reload_plugins() {
         .collect();
     assert_eq!(names, ["hello", "rogue"]);
     let hello = &list["plugins"][0];
-    assert_eq!(hello["sdk"], "1.2.0");
+    assert_eq!(hello["sdk"], "1.3.0");
     assert_eq!(hello["source"], "installed");
     assert_eq!(hello["call_page"], "/p/hello/static/hello.js");
     assert_eq!(hello["config"]["greeting"], "Hi");
@@ -651,10 +651,10 @@ fn bump_mtime(path: &Path) {
 async fn components_for_another_sdk_major_or_broken_files_are_refused_with_the_reason() {
     let plugins = tempfile::tempdir().unwrap();
     let crate_dir = repo().join("core/tests/plugins/rogue");
-    // Same component, but claiming SDK 2.2.0 in its version section.
+    // Same component, but claiming SDK 2.3.0 in its version section.
     let v2 = install(plugins.path(), &crate_dir, rogue_wasm(), "v2");
     let bytes = std::fs::read(v2.join("plugin.wasm")).unwrap();
-    let needle = b"confab-sdk-version1.2.0";
+    let needle = b"confab-sdk-version1.3.0";
     let at = bytes
         .windows(needle.len())
         .position(|w| w == needle)
@@ -709,7 +709,7 @@ async fn components_for_another_sdk_major_or_broken_files_are_refused_with_the_r
     };
     let v2 = problem("v2");
     assert!(
-        v2.contains("built for SDK 2.2.0") && v2.contains("1.x"),
+        v2.contains("built for SDK 2.3.0") && v2.contains("1.x"),
         "{v2}"
     );
     assert!(

@@ -268,7 +268,7 @@ test("messages from other windows are ignored", async () => {
 });
 
 /** A call-page frame of `plugin` with no calls, whose reports go to `said`. */
-function bareFrame(plugin, said) {
+function bareFrame(plugin, said, options = {}) {
   return new frames.PluginFrame({
     plugin,
     src: `/plugin-frame/${plugin}/call-page`,
@@ -278,6 +278,7 @@ function bareFrame(plugin, said) {
     calls: {},
     init: () => ({}),
     report: (text) => said.push(text),
+    ...options,
   });
 }
 
@@ -450,4 +451,45 @@ test("the hello plugin's shared note: joined through the page, sealed there, and
   await settle();
   assert.equal(note.value, "Noon, room 4");
   page.activities.get("hello").close();
+});
+
+test("the full link goes to a plugin granted web.link-secret only right after the user clicked or typed", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  let active = false;
+  const frame = bareFrame("calendar", [], {
+    src: "/plugin-frame/calendar/dashboard",
+    kind: "dashboard",
+    linkSecret: true,
+    fullLink: () => "https://confab.example/j/LinkForTests1#k=SECRET",
+    gesture: () => active,
+  });
+  fetched.length = 0;
+  const ask = () => frame.fetch({ path: "/ics", method: "POST", body: { text: "{}" }, withLink: "url" });
+  await assert.rejects(ask(), { code: "needs-gesture" });
+  assert.equal(fetched.length, 0, "nothing left the page");
+  // Without a link in the request, no gesture is needed.
+  await frame.fetch({ path: "/ics", method: "POST", body: { text: "{}" } });
+  assert.equal(fetched.length, 1);
+  active = true;
+  await ask();
+  assert.equal(fetched.length, 2);
+  assert.equal(JSON.parse(fetched[1].init.body).url, "https://confab.example/j/LinkForTests1#k=SECRET");
+  frame.fail("test over");
+});
+
+test("the server's frame limits replace the defaults; anything else keeps them", async (t) => {
+  assert.deepEqual(frames.frameLimits('{"startMs":2000,"pingMs":1000,"maxFetches":3,"maxHeight":500}'), { startMs: 2000, pingMs: 1000, maxFetches: 3, maxHeight: 500 });
+  assert.deepEqual(frames.frameLimits("not json"), frames.DEFAULT_LIMITS);
+  assert.deepEqual(frames.frameLimits('{"maxFetches":-1,"maxHeight":"tall"}'), frames.DEFAULT_LIMITS);
+  t.mock.timers.enable({ apis: ["setTimeout", "setInterval"] });
+  const said = [];
+  const small = bareFrame("small", said, {
+    limits: frames.frameLimits('{"startMs":2000,"maxHeight":500}'),
+  });
+  await small.receive({ bridge: "confab", v: 1, call: "resize", args: { height: 9000 } });
+  assert.equal(small.iframe.style.height, "500px");
+  t.mock.timers.tick(1999);
+  assert.deepEqual(said, []);
+  t.mock.timers.tick(1);
+  assert.deepEqual(said, ["The small plugin could not start on this page."]);
 });

@@ -5,7 +5,8 @@
 //! - `POST /p/hello/links` creates a link for the signed-in user (links);
 //! - `GET /p/hello/roster?link=ID` lists who is on a call, and
 //!   `POST /p/hello/remove?link=ID&participant=N` removes someone as the signed-in
-//!   user would (calls);
+//!   user would (calls), and `GET /p/hello/activity?link=ID` lists who is in the
+//!   shared note (calls, since 1.3: never what they write);
 //! - lobby requests whose name contains the configured `blocked-word` are denied;
 //! - messages on the plugin's channel in a call are relayed to everyone on it, and the
 //!   last one is kept for people who join later (calls + kv);
@@ -132,6 +133,29 @@ fn roster(request: &HttpRequest) -> HttpResponse {
     }
 }
 
+fn activity(request: &HttpRequest) -> HttpResponse {
+    let Some(link) = query_value(&request.query, "link") else {
+        return HttpResponse::text(400, "give ?link=ID");
+    };
+    match calls::activity(&link) {
+        Ok(members) => HttpResponse::text(
+            200,
+            members
+                .iter()
+                .map(|m| {
+                    let role = match m.role {
+                        calls::ActivityRole::Host => "host",
+                        calls::ActivityRole::Member => "member",
+                        calls::ActivityRole::Guest => "guest",
+                    };
+                    format!("{} {role}\n", m.participant)
+                })
+                .collect::<String>(),
+        ),
+        Err(e) => HttpResponse::text(404, format!("{e:?}")),
+    }
+}
+
 fn remove(request: &HttpRequest) -> HttpResponse {
     let Some(user) = request.user else {
         return HttpResponse::text(401, "sign in first");
@@ -159,6 +183,7 @@ impl Plugin for Hello {
             },
             ("POST", "/links") => create_link(&request),
             ("GET", "/roster") => roster(&request),
+            ("GET", "/activity") => activity(&request),
             ("POST", "/remove") => remove(&request),
             _ => HttpResponse::text(404, "not found"),
         }

@@ -18,7 +18,7 @@ pub mod rrule;
 pub use manifest::{Capability, Manifest, ManifestError, host_allowed};
 
 /// The version of `confab:plugin` the server implements (and the SDK crate's).
-pub const SDK_VERSION: semver::Version = semver::Version::new(1, 2, 0);
+pub const SDK_VERSION: semver::Version = semver::Version::new(1, 3, 0);
 
 /// Whether `name` may name a plugin: 1–64 of `a-z`, `0-9` and `-` (it is the
 /// plugin's URL prefix, `/p/{name}/`).

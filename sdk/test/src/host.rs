@@ -155,6 +155,8 @@ pub(crate) struct LiveCall {
     pub lobby_locked: bool,
     /// The plugin suspended every guest (`moderation.suspend-guests`).
     pub guests_suspended: bool,
+    /// Who is in the plugin's shared activity (`calls.activity`), as the test set it.
+    pub activity: Vec<calls::ActivityMember>,
 }
 
 impl LiveCall {
@@ -169,6 +171,7 @@ impl LiveCall {
             next_request: 1,
             lobby_locked: false,
             guests_suspended: false,
+            activity: Vec::new(),
         }
     }
 }
@@ -660,6 +663,12 @@ impl calls::Host for HostState {
         self.setup.check(Capability::Calls)?;
         let live = self.world.live_call(&link)?;
         Ok(live.map(|c| c.roster.clone()).unwrap_or_default())
+    }
+
+    fn activity(&mut self, link: String) -> Result<Vec<calls::ActivityMember>, Error> {
+        self.setup.check(Capability::Calls)?;
+        let live = self.world.live_call(&link)?;
+        Ok(live.map(|c| c.activity.clone()).unwrap_or_default())
     }
 
     fn send(&mut self, link: String, to: Option<u32>, payload: Vec<u8>) -> Result<(), Error> {
@@ -1251,6 +1260,16 @@ mod tests {
         ));
         s.send(link.clone(), Some(3), b"hi".to_vec()).unwrap();
         assert_eq!(s.world.sent[0].to, Some(3));
+        // The activity is what the test set, and nothing without a call.
+        assert_eq!(s.activity(link.clone()).unwrap(), []);
+        let member = |participant, role| calls::ActivityMember { participant, role };
+        let members = vec![
+            member(2, calls::ActivityRole::Host),
+            member(3, calls::ActivityRole::Guest),
+        ];
+        s.world.calls.get_mut(&link).unwrap().activity = members.clone();
+        assert_eq!(s.activity(link.clone()).unwrap(), members);
+        assert!(matches!(s.activity("nope".into()), Err(Error::NotFound(_))));
 
         s.acting_user = Some(8);
         s.world.now += REMOVAL_WINDOW_MS + 1;

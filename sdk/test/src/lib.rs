@@ -62,6 +62,8 @@ mod bindings {
     });
 }
 
+/// A member of the plugin's shared activity and their role (`calls.activity`, SDK 1.3).
+pub use bindings::confab::plugin::calls::{ActivityMember, ActivityRole};
 /// A request the plugin sends with `http-client`.
 pub use bindings::confab::plugin::http_client::Request as OutboundRequest;
 /// The answer to an [`OutboundRequest`], as the test scripts it.
@@ -479,6 +481,22 @@ impl Harness {
     /// Ends the call of `link`; the link stays.
     pub fn end_call(&mut self, link: &str) {
         self.world.calls.remove(link);
+    }
+
+    /// Puts the participants `members` (participant number and role, the first
+    /// its host) into the plugin's shared activity on the call of `link`, as
+    /// `calls.activity` then answers; an empty list ends it. What the members
+    /// share never reaches a plugin, so there is nothing else to set.
+    ///
+    /// # Panics
+    ///
+    /// When no call is running on `link`.
+    pub fn set_activity(&mut self, link: &str, members: &[(u32, ActivityRole)]) {
+        let live = self.live_call(link);
+        live.activity = members
+            .iter()
+            .map(|&(participant, role)| ActivityMember { participant, role })
+            .collect();
     }
 
     /// Who is on the call of `link` (empty when none is running).

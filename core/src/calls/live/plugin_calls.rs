@@ -7,7 +7,8 @@ use crate::calls::{
     CallEvent, DecideError, Decision, Identity, Origin, ParticipantId, RemoveError, RequestId,
 };
 use crate::plugins::{
-    self, CallerOrigin, OriginOf, PluginCallAction, PluginCallAnswer, PluginCallError, RosterMember,
+    self, CallerOrigin, MemberRole, OriginOf, PluginCallAction, PluginCallAnswer, PluginCallError,
+    RosterMember,
 };
 use crate::protocol::ServerMessage;
 
@@ -76,6 +77,26 @@ impl CallTask {
                     })
                     .collect(),
             )),
+            PluginCallAction::Activity { plugin } => {
+                let members = self
+                    .activities
+                    .members(&plugin)
+                    .into_iter()
+                    .map(|(p, host)| {
+                        let guest = self
+                            .call
+                            .participant(p)
+                            .is_some_and(|p| !p.identity.is_authenticated());
+                        let role = match (host, guest) {
+                            (true, _) => MemberRole::Host,
+                            (false, true) => MemberRole::Guest,
+                            (false, false) => MemberRole::Member,
+                        };
+                        (p.0, role)
+                    })
+                    .collect();
+                Ok(PluginCallAnswer::Activity(members))
+            }
             PluginCallAction::Send {
                 plugin,
                 to,

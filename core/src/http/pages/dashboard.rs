@@ -101,6 +101,7 @@ pub(super) async fn render_dashboard(
         "plugin_modules",
         &serde_json::to_string(&modules).unwrap_or_else(|_| "[]".into()),
     );
+    ctx.insert("plugin_limits", &super::plugin_frame_limits(state));
     Ok((status, render(state, "pages/dashboard.html", &ctx)).into_response())
 }
 

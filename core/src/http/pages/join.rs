@@ -121,6 +121,7 @@ pub(super) async fn render_join(
         "plugin_modules",
         &serde_json::to_string(&modules).unwrap_or_else(|_| "[]".into()),
     );
+    ctx.insert("plugin_limits", &super::plugin_frame_limits(state));
     (status, jar, render(state, "pages/join.html", &ctx)).into_response()
 }
 

@@ -112,6 +112,19 @@ fn message_page(
 }
 
 /// Renders a page template; a template error becomes a plain 500.
+/// The limits of plugin frames, as the page's `data-plugin-limits` carries them to
+/// `lib/plugin-frames.js` (`frameLimits`).
+fn plugin_frame_limits(state: &AppState) -> String {
+    let p = &state.config.plugins;
+    serde_json::json!({
+        "startMs": p.frame_start_timeout_ms,
+        "pingMs": p.frame_ping_ms,
+        "maxFetches": p.frame_max_fetches,
+        "maxHeight": p.frame_max_height_px,
+    })
+    .to_string()
+}
+
 pub(crate) fn render(state: &AppState, name: &str, ctx: &Context) -> Response {
     match state.templates.render(name, ctx) {
         Ok(html) => Html(html).into_response(),

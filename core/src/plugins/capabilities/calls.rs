@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{ActingUser, Grants, unavailable};
 use crate::links::{self, PublicLink};
-use crate::plugins::bindings::confab::plugin::calls::Host;
+use crate::plugins::bindings::confab::plugin::calls::{ActivityMember, ActivityRole, Host};
 use crate::plugins::bindings::confab::plugin::types::{Error, Participant};
 use crate::plugins::deps::{LiveCalls, PluginDeps};
 use crate::plugins::manifest::Capability;
@@ -17,6 +17,10 @@ use crate::store::Store;
 #[derive(Debug, Clone)]
 pub enum PluginCallAction {
     Roster,
+    /// Who is in `plugin`'s shared activity.
+    Activity {
+        plugin: String,
+    },
     /// Send `payload` on the plugin's channel to one participant or everyone.
     Send {
         plugin: String,
@@ -48,6 +52,14 @@ pub enum PluginCallAction {
     },
 }
 
+/// What a member is in a shared activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberRole {
+    Host,
+    Member,
+    Guest,
+}
+
 /// Whose origin a plugin asks for.
 #[derive(Debug, Clone, Copy)]
 pub enum OriginOf {
@@ -60,6 +72,8 @@ pub enum OriginOf {
 pub enum PluginCallAnswer {
     Done,
     Roster(Vec<RosterMember>),
+    /// The members of an activity, in the order they joined.
+    Activity(Vec<(u32, MemberRole)>),
     Origin(CallerOrigin),
 }
 
@@ -168,6 +182,28 @@ impl CallsHost {
         }
     }
 
+    async fn activity(&self, link: String) -> Result<Vec<ActivityMember>, Error> {
+        let link = self.live_link(&link).await?;
+        let action = PluginCallAction::Activity {
+            plugin: self.plugin.to_string(),
+        };
+        match self.calls.plugin_action(link.pk, action).await {
+            Ok(PluginCallAnswer::Activity(members)) => Ok(members
+                .into_iter()
+                .map(|(participant, role)| ActivityMember {
+                    participant,
+                    role: match role {
+                        MemberRole::Host => ActivityRole::Host,
+                        MemberRole::Member => ActivityRole::Member,
+                        MemberRole::Guest => ActivityRole::Guest,
+                    },
+                })
+                .collect()),
+            Ok(_) | Err(PluginCallError::NoCall) => Ok(Vec::new()),
+            Err(e) => Err(call_error(e)),
+        }
+    }
+
     async fn send(&self, link: String, to: Option<u32>, payload: Vec<u8>) -> Result<(), Error> {
         let link = self.live_link(&link).await?;
         if payload.len() > MAX_PAYLOAD_BYTES {
@@ -213,6 +249,13 @@ impl HostState {
 impl Host for HostState {
     async fn roster(&mut self, link: String) -> wasmtime::Result<Result<Vec<Participant>, Error>> {
         Ok(async { self.calls()?.roster(link).await }.await)
+    }
+
+    async fn activity(
+        &mut self,
+        link: String,
+    ) -> wasmtime::Result<Result<Vec<ActivityMember>, Error>> {
+        Ok(async { self.calls()?.activity(link).await }.await)
     }
 
     async fn send(

@@ -73,6 +73,14 @@ export async function probe(handle) {
     results.link = await attempt(() => handle.fetch("/echo", { method: "POST", body: "{}" }, { withLink: "url" }).then((r) => r.status));
     results.raw = await rawBridgeCall(handle.page === "call-page" ? "addLinkAction" : "send");
     results.secretInLink = handle.link ? (String(handle.link()).includes("#") ? "leaked" : "no secret") : "no link";
+    if (typeof handle.addLinkAction === "function") {
+      // A frame that would crowd every link with buttons: the page takes 4.
+      const added = [];
+      for (let i = 0; i < 5; i += 1) {
+        added.push(await handle.addLinkAction(`Grab ${i}`, () => {}).then(() => "added", (error) => error?.code));
+      }
+      results.actions = added.join(",");
+    }
   }
   return results;
 }
