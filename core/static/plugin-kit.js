@@ -218,7 +218,13 @@ function activityHandle(start) {
       queueMicrotask(() => {
         for (const [bytes, meta] of early.splice(0)) fire("activity-message", bytes, meta);
       });
-      return off;
+      let done = false;
+      return () => {
+        if (done) return;
+        done = true;
+        messageHandlers -= 1;
+        off();
+      };
     },
     state: {
       /** Whether the state arrived (after `join`). */

@@ -149,7 +149,7 @@ export class ActivityHost {
   /** Sets (or with `remove`, deletes) `key` of the shared state. */
   async set(key, value, remove = false) {
     this.mustBeIn();
-    this.checkKey(key, true);
+    this.checkKey(key);
     if (key.startsWith(SUSPEND)) throw new BridgeError("bad-request", `keys starting with ${SUSPEND} are the page's`);
     return this.write(key, value, remove);
   }
@@ -161,7 +161,11 @@ export class ActivityHost {
     }
     if (!remove && value === undefined) throw new BridgeError("bad-request", "a value that JSON can carry");
     const bytes = encodeJson(remove ? { k: key, d: 1 } : { k: key, v: value });
-    const after = this.stateBytes() + bytes.length;
+    // The state as it would be: this key's value replaced (or gone).
+    const old = this.state.get(key);
+    const after = this.stateBytes()
+      - (old ? encodeJson([key, old.value]).length : 0)
+      + (remove ? 0 : encodeJson([key, value]).length);
     if (after > MAX_STATE_BYTES) throw new BridgeError("too-large", `the shared state is at most ${MAX_STATE_BYTES} bytes as JSON`);
     const sealed = await this.seal(bytes, this.label("update"));
     this.sendMessage({ type: "activity_update", plugin: this.plugin, payload: toBase64(sealed) });

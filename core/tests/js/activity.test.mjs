@@ -314,3 +314,17 @@ test("the state is bounded so that a snapshot fits one message", async () => {
   const outsider = page(server, 4);
   await assert.rejects(outsider.host.set("a", 1), { code: "not-joined" });
 });
+
+test("replacing a large value counts the new value, not both", async () => {
+  const server = new FakeServer();
+  const ana = page(server, 1);
+  await joined(ana);
+  const big = "x".repeat(MAX_STATE_BYTES * 0.6);
+  await ana.host.set("film", big);
+  await settle();
+  // Twice the size would not fit; the same size again does.
+  await ana.host.set("film", big.replace("x", "y"));
+  await settle();
+  assert.equal(ana.host.entries().film[0], "y");
+  await assert.rejects(ana.host.set("other", big), { code: "too-large" });
+});
