@@ -161,6 +161,41 @@ async function pluginFetch(path, init = {}, options = {}) {
 }
 
 /**
+ * Messages fired as `event`, held back (up to 100) until the module's first
+ * handler: `deliver(bytes, meta)` for each arriving one, and `onMessage(handler)`
+ * for the handle, which returns an unsubscribe function that works once.
+ */
+function heldMessages(event) {
+  const early = [];
+  let handlers = 0;
+  return {
+    deliver(bytes, meta) {
+      if (handlers === 0) {
+        if (early.length < 100) early.push([bytes, meta]);
+        return;
+      }
+      fire(event, bytes, meta);
+    },
+    onMessage(handler) {
+      handlers += 1;
+      const off = on(event, handler);
+      // Held-back messages after this call returns, so the handler may use what
+      // it returned.
+      queueMicrotask(() => {
+        for (const [bytes, meta] of early.splice(0)) fire(event, bytes, meta);
+      });
+      let done = false;
+      return () => {
+        if (done) return;
+        done = true;
+        handlers -= 1;
+        off();
+      };
+    },
+  };
+}
+
+/**
  * `plugin.activity`: the plugin's shared activity on the call (sdk/README.md,
  * "Shared activities"). The page holds it and seals everything with the call's
  * keys; this side keeps a copy of what the page said, to read synchronously.
@@ -169,8 +204,7 @@ function activityHandle(start) {
   let presence = start ?? { active: false, joined: false, host: null, members: [] };
   let state = start?.state ?? null;
   let waitingFor = [];
-  const early = [];
-  let messageHandlers = 0;
+  const messages = heldMessages("activity-message");
   on("activity", (value) => {
     const left = presence.joined && !value.joined;
     presence = value;
@@ -191,13 +225,7 @@ function activityHandle(start) {
     waitingFor = value.waitingFor ?? [];
     fire("activity-suspension", value);
   });
-  on("activityMessage", ({ bytes, from, role }) => {
-    if (messageHandlers === 0) {
-      if (early.length < 100) early.push([bytes, { from, role }]);
-      return;
-    }
-    fire("activity-message", bytes, { from, role });
-  });
+  on("activityMessage", ({ bytes, from, role }) => messages.deliver(bytes, { from, role }));
   return {
     /** `{ active, joined, host, members: [{ participant, role, name }] }`. */
     presence: () => presence,
@@ -212,20 +240,7 @@ function activityHandle(start) {
       const bytes = toBytes(data);
       return call("activitySend", { data: bytes, to: options.to }, [bytes.buffer]).then(() => undefined);
     },
-    onMessage(handler) {
-      messageHandlers += 1;
-      const off = on("activity-message", handler);
-      queueMicrotask(() => {
-        for (const [bytes, meta] of early.splice(0)) fire("activity-message", bytes, meta);
-      });
-      let done = false;
-      return () => {
-        if (done) return;
-        done = true;
-        messageHandlers -= 1;
-        off();
-      };
-    },
+    onMessage: messages.onMessage,
     state: {
       /** Whether the state arrived (after `join`). */
       ready: () => state !== null,
@@ -256,18 +271,11 @@ function callPageHandle(start) {
   let me = start.me ?? null;
   let participants = start.participants ?? [];
   let lobby = start.lobby ?? [];
-  const early = [];
-  let messageHandlers = 0;
+  const messages = heldMessages("plugin-message");
   on("me", (value) => { me = value; });
   on("roster", (list) => { participants = list; fire("participants", list); });
   on("lobby", (list) => { lobby = list; fire("lobby-list", list); });
-  on("message", ({ bytes, meta }) => {
-    if (messageHandlers === 0) {
-      if (early.length < 100) early.push([bytes, meta]);
-      return;
-    }
-    fire("plugin-message", bytes, meta);
-  });
+  on("message", ({ bytes, meta }) => messages.deliver(bytes, meta));
   return {
     signedIn: Boolean(start.signedIn),
     /** Sends `data` (≤ 32 KiB less 37 bytes), sealed by the page, to the plugin. */
@@ -275,22 +283,7 @@ function callPageHandle(start) {
       const bytes = toBytes(data);
       return call("send", { data: bytes }, [bytes.buffer]).then(() => undefined);
     },
-    onMessage(handler) {
-      messageHandlers += 1;
-      const off = on("plugin-message", handler);
-      // Held-back messages after this call returns, so the handler may use what
-      // it returned.
-      queueMicrotask(() => {
-        for (const [bytes, meta] of early.splice(0)) fire("plugin-message", bytes, meta);
-      });
-      let done = false;
-      return () => {
-        if (done) return;
-        done = true;
-        messageHandlers -= 1;
-        off();
-      };
-    },
+    onMessage: messages.onMessage,
     me: () => me,
     participants: () => participants,
     onParticipants: (handler) => on("participants", handler),

@@ -2,14 +2,20 @@
 //! sends them, carried out by the call's [`Activities`], and their deliveries
 //! turned into messages for connections.
 
-use crate::calls::ParticipantId;
 use crate::calls::activity::{Delivery, Recipients};
+use crate::calls::{Call, ParticipantId};
 use crate::protocol::{ErrorCode, ServerMessage, error};
 
 use super::command::{ActivityRequest, ClientId};
 use super::task::{CallTask, Role};
 
 type Now = chrono::DateTime<chrono::Utc>;
+
+/// Whether participant `p` of `call` is a web guest (their role in an activity).
+pub(super) fn is_guest_of(call: &Call, p: ParticipantId) -> bool {
+    call.participant(p)
+        .is_some_and(|p| !p.identity.is_authenticated())
+}
 
 impl CallTask {
     /// An `activity_*` message from `client`.
@@ -34,10 +40,7 @@ impl CallTask {
             );
         }
         let call = &self.call;
-        let is_guest = |p: ParticipantId| {
-            call.participant(p)
-                .is_some_and(|p| !p.identity.is_authenticated())
-        };
+        let is_guest = |p| is_guest_of(call, p);
         let activities = &mut self.activities;
         let result = match request {
             ActivityRequest::Join => Ok(activities.join(&plugin, me, now, &is_guest)),
@@ -62,10 +65,7 @@ impl CallTask {
             return;
         };
         let call = &self.call;
-        let is_guest = |p: ParticipantId| {
-            call.participant(p)
-                .is_some_and(|p| !p.identity.is_authenticated())
-        };
+        let is_guest = |p| is_guest_of(call, p);
         for message in self.activities.presences(&is_guest) {
             self.tell(client, message);
         }
@@ -74,10 +74,7 @@ impl CallTask {
     /// `participant` left the call: out of every activity.
     pub(super) fn activities_left(&mut self, participant: ParticipantId, now: Now) {
         let call = &self.call;
-        let is_guest = |p: ParticipantId| {
-            call.participant(p)
-                .is_some_and(|p| !p.identity.is_authenticated())
-        };
+        let is_guest = |p| is_guest_of(call, p);
         let deliveries = self.activities.left_call(participant, now, &is_guest);
         self.deliver_activity(deliveries);
     }

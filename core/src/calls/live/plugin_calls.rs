@@ -83,10 +83,7 @@ impl CallTask {
                     .members(&plugin)
                     .into_iter()
                     .map(|(p, host)| {
-                        let guest = self
-                            .call
-                            .participant(p)
-                            .is_some_and(|p| !p.identity.is_authenticated());
+                        let guest = super::activities::is_guest_of(&self.call, p);
                         let role = match (host, guest) {
                             (true, _) => MemberRole::Host,
                             (false, true) => MemberRole::Guest,
