@@ -19,6 +19,7 @@ import { findSecret, forgetSecret, fullLink as linkWithSecret, hideSecret, keepS
 import { Signaling } from "/static/call/signaling.js";
 import { MESSAGES, backToForm, initialState, publicLobby, publicRoster, reaction, reduce, serverNow } from "/static/call/state.js";
 import { Controls, Tiles } from "/static/call/tiles.js";
+import { Ducking } from "/static/call/ducking.js";
 import { CallViews, Preview } from "/static/call/views.js";
 
 const joinCard = document.getElementById("join");
@@ -307,6 +308,9 @@ function showPluginLink(url, label) {
   input.focus();
 }
 
+// The call's audio, lowered while a plugin plays something.
+const ducking = new Ducking({ setVolume: (volume) => tiles.setVolume(volume), before: pluginArea });
+
 // Plugins' call-page frames, started once on the call (static/plugins.js).
 const plugins = new CallPagePlugins({
   modules: JSON.parse(callCard.dataset.pluginModules || "[]"),
@@ -328,6 +332,7 @@ const plugins = new CallPagePlugins({
   notice: (text) => note(text),
   generation: () => encryption?.generation ?? 0,
   limits: frameLimits(callCard.dataset.pluginLimits),
+  duck: (plugin, on) => ducking.ask(plugin, on),
 });
 /**
  * What the page's scripts (and the benchmarks) may read of the encryption: its

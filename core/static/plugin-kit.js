@@ -294,6 +294,9 @@ function callPageHandle(start) {
     fetch: pluginFetch,
     captureStill: (participant) => call("captureStill", { participant }),
     notice: (text) => call("notice", { text: String(text ?? "") }).then(() => undefined),
+    /** Asks the page to lower the call's audio while this plays something (`on`), or no
+     * longer; the person can put it back, and the page says so. */
+    duckCallAudio: (on) => call("duckCallAudio", { on: Boolean(on) }).then(() => undefined),
     /** The page shows the link `id` with this call's secret, to copy. */
     showLink: (id, label) => call("showLink", { id, label }).then(() => undefined),
     activity: activityHandle(start.activity),

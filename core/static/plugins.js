@@ -12,6 +12,8 @@
 //   plugin.fetch(path, init)      → call `fetch`: `/p/{plugin}{path}` as the user
 //   plugin.captureStill(p)        → call `captureStill`: this page asks the user
 //   plugin.notice(text)           → call `notice`
+//   plugin.duckCallAudio(on)      → call `duckCallAudio`: this page lowers the
+//                                   call's audio while it plays (call/ducking.js)
 //   plugin.showLink(id, label)    → call `showLink`: this page shows the link `id`
 //                                   with this call's secret (after a rotation)
 //   plugin.activity.…             → calls `activity*`, events `activity*`: the
@@ -93,7 +95,9 @@ export class CallPagePlugins {
     generation = () => 0,
     limits = undefined,
     now = () => Date.now(),
+    duck = () => {},
   }) {
+    this.duck = duck;
     this.limits = limits;
     this.now = now;
     this.modules = modules;
@@ -133,6 +137,7 @@ export class CallPagePlugins {
         emit: (event, data) => this.frames.get(plugin)?.emit(event, data),
         me: () => this.me(),
         names: () => new Map(this.participants().map((p) => [p.participant, p.name])),
+        isGuest: (participant) => this.participants().find((p) => p.participant === participant)?.guest !== false,
         generation,
         report: (text) => this.report(text),
       }));
@@ -218,6 +223,10 @@ export class CallPagePlugins {
       notice: ({ text }) => {
         // Named, so that a plugin's sentence cannot pass for the page's own.
         this.notice(`${plugin}: ${clip(text, MAX_NOTICE_CHARS)}`);
+        return null;
+      },
+      duckCallAudio: ({ on }) => {
+        this.duck(plugin, Boolean(on));
         return null;
       },
       showLink: ({ id, label }) => {

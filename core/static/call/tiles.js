@@ -25,6 +25,16 @@ export class Tiles {
     this.encryption = encryption;
     // The layer asked of the server for each participant's camera.
     this.sentQuality = new Map();
+    // The others' audio: lowered while a plugin plays something (call/ducking.js).
+    this.volume = 1;
+  }
+
+  /** Sets the volume of everyone else's audio, 0 to 1. */
+  setVolume(volume) {
+    this.volume = volume;
+    for (const tile of this.grid.children) {
+      if (tile.dataset.stream !== "local") tile.querySelector("video").volume = volume;
+    }
   }
 
   /** The streams with a tile, in the grid's order. */
@@ -54,6 +64,7 @@ export class Tiles {
       video.playsInline = true;
       // Your own tile never plays your microphone back.
       if (id === "local") video.muted = true;
+      else video.volume = this.volume;
       const label = document.createElement("figcaption");
       tile.append(video, label);
       this.grid.append(tile);

@@ -38,7 +38,8 @@ export const COPY_AFTER_UPDATES = 32;
 export const COPY_CHECK_MS = 5_000;
 /** Updates held back for their turn (or the snapshot); past this, a missing one is given up on. */
 const HELD_UPDATES = 1_000;
-const ROLES = new Set(["host", "member", "guest"]);
+// `signed-in` is anyone in it who is not a guest: a member, or a host who signed in.
+const ROLES = new Set(["host", "member", "guest", "signed-in"]);
 const SUSPEND = "~suspend/";
 
 const text = new TextEncoder();
@@ -67,6 +68,8 @@ export class ActivityHost {
   constructor({
     plugin, send, seal, open, emit, me,
     names = () => new Map(),
+    // Whether a participant came in as a guest (the roster says), for `signed-in`.
+    isGuest = () => true,
     generation = () => 0,
     report = () => {},
     // Called as methods of this object: the browser's own would throw "Illegal invocation".
@@ -75,7 +78,7 @@ export class ActivityHost {
     setRepeat = (fn, ms) => setInterval(fn, ms),
     clearRepeat = (id) => clearInterval(id),
   }) {
-    Object.assign(this, { plugin, sendMessage: send, seal, open, emit, me, names, generation, report, setTimer, clearTimer, setRepeat, clearRepeat });
+    Object.assign(this, { plugin, sendMessage: send, seal, open, emit, me, names, isGuest, generation, report, setTimer, clearTimer, setRepeat, clearRepeat });
     this.presence = { host: null, members: [] };
     this.joined = false;
     this.synced = false;
@@ -156,7 +159,7 @@ export class ActivityHost {
 
   async write(key, value, remove) {
     const allowed = key.startsWith(SUSPEND) ? null : this.allowedRoles(key);
-    if (allowed && !allowed.has(this.roleOf(this.me()))) {
+    if (allowed && !this.mayChange(allowed, this.me())) {
       throw new BridgeError("not-allowed", `only ${[...allowed].join(", ")} may change ${clip(key, 40)}`);
     }
     if (!remove && value === undefined) throw new BridgeError("bad-request", "a value that JSON can carry");
@@ -176,7 +179,7 @@ export class ActivityHost {
   restrict(key, roles) {
     if (typeof key !== "string" || !key || key.length > MAX_KEY_CHARS) throw new BridgeError("bad-request", "restrict takes a key");
     if (!Array.isArray(roles) || !roles.every((r) => ROLES.has(r))) {
-      throw new BridgeError("bad-request", "roles are host, member and guest");
+      throw new BridgeError("bad-request", "roles are host, member, guest and signed-in");
     }
     this.rules.set(key, new Set(roles));
     return null;
@@ -202,6 +205,13 @@ export class ActivityHost {
     if (typeof key !== "string" || !key || Array.from(key).length > MAX_KEY_CHARS) {
       throw new BridgeError("bad-request", `a key is 1 to ${MAX_KEY_CHARS} characters`);
     }
+  }
+
+  /** Whether `participant` has one of `roles` in the activity. */
+  mayChange(roles, participant) {
+    const role = this.roleOf(participant);
+    if (role === null) return false;
+    return roles.has(role) || (roles.has("signed-in") && role !== "guest" && !this.isGuest(participant));
   }
 
   allowedRoles(key) {
@@ -345,7 +355,7 @@ export class ActivityHost {
       if (key !== `${SUSPEND}${from}`) return;
     } else {
       const allowed = this.allowedRoles(key);
-      if (allowed && !allowed.has(this.roleOf(from))) return;
+      if (allowed && !this.mayChange(allowed, from)) return;
     }
     if (update.d) this.state.delete(key);
     else this.state.set(key, { value: update.v, seq, from });

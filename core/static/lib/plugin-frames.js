@@ -190,6 +190,9 @@ export class PluginFrame {
     this.iframe = document.createElement("iframe");
     this.iframe.setAttribute("sandbox", "allow-scripts allow-forms allow-popups allow-popups-to-escape-sandbox allow-downloads");
     this.iframe.setAttribute("title", `${plugin} plugin`);
+    // A frame may play sound (a shared video) and show it full screen; nothing else
+    // of the page's permissions (camera, microphone) reaches it.
+    this.iframe.setAttribute("allow", "autoplay; fullscreen");
     this.iframe.setAttribute("referrerpolicy", "no-referrer");
     this.iframe.className = "plugin-frame";
     this.iframe.dataset.plugin = plugin;

@@ -30,3 +30,4 @@ mod privacy;
 mod signaling;
 mod smtp;
 mod spam_guard;
+mod watch_together;

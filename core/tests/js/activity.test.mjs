@@ -134,7 +134,7 @@ function timers() {
 }
 
 /** Page `me` on `server`: its host and what its frame was told. */
-function page(server, me, names = new Map([[1, "Ana"], [2, "Ben"], [3, "Cy"], [4, "Dee"]])) {
+function page(server, me, names = new Map([[1, "Ana"], [2, "Ben"], [3, "Cy"], [4, "Dee"]]), guests = server.guests) {
   const told = [];
   const clock = timers();
   const reports = [];
@@ -145,6 +145,7 @@ function page(server, me, names = new Map([[1, "Ana"], [2, "Ben"], [3, "Cy"], [4
     emit: (event, data) => told.push({ event, data }),
     me: () => me,
     names: () => names,
+    isGuest: (participant) => guests.has(participant),
     report: (text) => reports.push(text),
     ...clock,
   });
@@ -263,6 +264,27 @@ test("a key kept to the host is refused to others here, and dropped by every pag
   await settle();
   assert.equal(ana.host.entries().playback, "play");
   assert.equal(cy.host.entries().playback, "play");
+});
+
+test("a key kept to people who signed in is refused to a guest, even one who hosts it", async () => {
+  const server = new FakeServer();
+  server.guests.add(1);
+  // Ana came as a guest and started it: she is its host, and still a guest.
+  const ana = page(server, 1);
+  const ben = page(server, 2);
+  await joined(ana, ben);
+  assert.equal(ana.host.roleOf(1), "host");
+  for (const p of [ana, ben]) p.host.restrict("video", ["signed-in"]);
+  await assert.rejects(ana.host.set("video", "spam"), { code: "not-allowed" });
+  ana.host.rules.clear();
+  await ana.host.set("video", "spam");
+  await settle();
+  assert.equal(ben.host.entries().video, undefined, "the guest host's update is dropped");
+  await ben.host.set("video", "film");
+  await settle();
+  assert.equal(ben.host.entries().video, "film");
+  assert.equal(ana.host.entries().video, "film");
+  assert.throws(() => ben.host.restrict("video", ["admins"]), { code: "bad-request" });
 });
 
 test("a member who buffers suspends the activity for everyone until they resume or leave", async () => {

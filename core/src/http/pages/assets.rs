@@ -28,6 +28,7 @@ pub(super) const STATIC_FILES: &[(&str, &str)] = &[
     static_file!("call/secret.js"),
     static_file!("call/views.js"),
     static_file!("call/tiles.js"),
+    static_file!("call/ducking.js"),
     static_file!("lib/dom.js"),
     static_file!("lib/time.js"),
     static_file!("lib/random.js"),
