@@ -458,7 +458,7 @@ def kill_leftovers(profiles):
 
 
 class Server:
-    def __init__(self, binary, work, port, media_port):
+    def __init__(self, binary, work, port, media_port, plugins=False):
         self.binary, self.port = binary, port
         self.base = f"http://127.0.0.1:{port}"
         self.env = dict(os.environ)
@@ -470,8 +470,8 @@ class Server:
             "CONFAB_MEDIA_BIND": "127.0.0.1",
             "CONFAB_MEDIA_UDP_PORT": str(media_port),
             "CONFAB_MEDIA_TCP_PORT": str(media_port),
-            # Only the call itself: no bundled plugin on the page.
-            "CONFAB_PLUGINS_BUNDLED": "false",
+            # Only the call itself, unless asked: no bundled plugin on the page.
+            "CONFAB_PLUGINS_BUNDLED": "true" if plugins else "false",
         })
         self.log = open(os.path.join(work, "serve.log"), "wb")
         self.proc = None
@@ -492,8 +492,8 @@ class Server:
             raise RuntimeError(f"the server exited ({self.proc.returncode}); see {self.log.name}")
         return answers(self.base + "/readyz")
 
-    def link(self):
-        status, raw = request("POST", self.base + "/api/v1/links", {"title": "E2EE benchmark", "max_participants": 8}, {"Authorization": f"Bearer {self.token}"})
+    def link(self, title="E2EE benchmark"):
+        status, raw = request("POST", self.base + "/api/v1/links", {"title": title, "max_participants": 8}, {"Authorization": f"Bearer {self.token}"})
         if status != 201:
             raise RuntimeError(f"link creation: {status} {raw[:200]}")
         return json.loads(raw)["id"]
