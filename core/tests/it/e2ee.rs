@@ -20,7 +20,7 @@ use crate::support::browser::{
 /// Last byte of a sealed frame (core/static/e2ee.js).
 const FRAME_MAGIC: u8 = 0xcf;
 /// First byte of a sealed plugin payload.
-const DATA_MAGIC: u8 = 0xcd;
+pub(crate) const DATA_MAGIC: u8 = 0xcd;
 /// kid · counter · clear length · magic.
 const TRAILER: usize = 10;
 /// A secret other than [`SECRET`].
@@ -234,7 +234,7 @@ async fn same_safety_code(a: &Browser, b: &Browser) -> String {
 }
 
 /// The database key of link `link`, which the call registry goes by.
-async fn link_pk(app: &TestApp, link: &str) -> i64 {
+pub(crate) async fn link_pk(app: &TestApp, link: &str) -> i64 {
     app.store
         .link_by_public_id(link)
         .await
@@ -263,7 +263,7 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn unb64(text: &str) -> Vec<u8> {
+pub(crate) fn unb64(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .unwrap()

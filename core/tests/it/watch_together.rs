@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::support::browser::{Browser, Driver, admits, app_with_link_and, asks_to_join, member_joins};
+use crate::e2ee::{DATA_MAGIC, link_pk, unb64};
+use crate::support::browser::{
+    Browser, Driver, admits, app_with_link_and, asks_to_join, member_joins,
+};
 
 fn with_bundled(c: &mut confab_core::Config) {
     c.plugins.bundled = true;
@@ -96,7 +99,11 @@ async fn apart(a: &Browser, b: &Browser) -> f64 {
     let x = player(a).await;
     let y = player(b).await;
     let position = |p: &Value, at: f64| {
-        let rate = if p["paused"].as_bool().unwrap() { 0.0 } else { p["rate"].as_f64().unwrap() };
+        let rate = if p["paused"].as_bool().unwrap() {
+            0.0
+        } else {
+            p["rate"].as_f64().unwrap()
+        };
         p["time"].as_f64().unwrap() + (at - p["at"].as_f64().unwrap()) / 1000.0 * rate
     };
     let at = y["at"].as_f64().unwrap();
@@ -112,7 +119,10 @@ async fn a_link_owner_keeps_starting_videos_to_people_who_signed_in() {
     // Anyone may read the option (the guest's page needs it); nobody signed out changes it.
     let res = app.get(&path).send().await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
-    assert_eq!(res.json(), json!({ "signed_in_only": false, "can_change": false }));
+    assert_eq!(
+        res.json(),
+        json!({ "signed_in_only": false, "can_change": false })
+    );
     let res = app
         .req(Method::PUT, &path)
         .json(&json!({ "signed_in_only": true }))
@@ -133,7 +143,11 @@ async fn a_link_owner_keeps_starting_videos_to_people_who_signed_in() {
         .send()
         .await;
     assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.text());
-    for bad in [json!({ "signed_in_only": "yes" }), json!({ "other": 1 }), json!([])] {
+    for bad in [
+        json!({ "signed_in_only": "yes" }),
+        json!({ "other": 1 }),
+        json!([]),
+    ] {
         let res = app
             .req(Method::PUT, &path)
             .cookie(&owner.cookies)
@@ -141,7 +155,12 @@ async fn a_link_owner_keeps_starting_videos_to_people_who_signed_in() {
             .json(&bad)
             .send()
             .await;
-        assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {}", res.text());
+        assert_eq!(
+            res.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            res.text()
+        );
     }
     let res = app
         .req(Method::PUT, &path)
@@ -152,22 +171,39 @@ async fn a_link_owner_keeps_starting_videos_to_people_who_signed_in() {
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     let res = app.get(&path).cookie(&owner.cookies).send().await;
-    assert_eq!(res.json(), json!({ "signed_in_only": true, "can_change": true }));
+    assert_eq!(
+        res.json(),
+        json!({ "signed_in_only": true, "can_change": true })
+    );
     assert_eq!(app.get(&path).send().await.json()["signed_in_only"], true);
 
     // Unknown and malformed links.
-    let res = app.get("/p/watch-together/options?link=NoSuchLink").send().await;
+    let res = app
+        .get("/p/watch-together/options?link=NoSuchLink")
+        .send()
+        .await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     for query in ["", "?link=", "?link=a%20b", "?link=../x"] {
-        let res = app.get(&format!("/p/watch-together/options{query}")).send().await;
-        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{query}: {}", res.text());
+        let res = app
+            .get(&format!("/p/watch-together/options{query}"))
+            .send()
+            .await;
+        assert_eq!(
+            res.status,
+            StatusCode::BAD_REQUEST,
+            "{query}: {}",
+            res.text()
+        );
         assert_eq!(res.error_code(), "bad_request");
     }
     let res = app.req(Method::DELETE, &path).send().await;
     assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
     // Who is watching is the owner's to see, and nobody is.
     let watching = format!("/p/watch-together/watching?link={link}");
-    assert_eq!(app.get(&watching).send().await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get(&watching).send().await.status,
+        StatusCode::FORBIDDEN
+    );
     let res = app.get(&watching).cookie(&owner.cookies).send().await;
     assert_eq!(res.json(), json!({ "watching": [] }));
 }
@@ -214,7 +250,10 @@ async fn a_video_plays_in_step_for_everyone_and_every_command_reaches_every_play
             break;
         }
         worst = worst.max(gap);
-        assert!(Instant::now() < deadline, "the players stay {gap:.3} s apart (worst {worst:.3})");
+        assert!(
+            Instant::now() < deadline,
+            "the players stay {gap:.3} s apart (worst {worst:.3})"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let host_src = player(&host).await["src"].clone();
@@ -223,21 +262,23 @@ async fn a_video_plays_in_step_for_everyone_and_every_command_reaches_every_play
     // The host's page lowered the call's audio (the guest's tile) while the video
     // plays; the host puts it back.
     host.top().await;
-    let tile_volume = format!(
-        "document.querySelector('[data-stream=\"p{bea}-0\"] video')?.volume"
-    );
+    let tile_volume = format!("document.querySelector('[data-stream=\"p{bea}-0\"] video')?.volume");
     host.wait_js(&format!("{tile_volume} === 0.3")).await;
     host.wait_text(".ducking", "Call audio lowered while watch-together plays")
         .await;
     host.click(".ducking button").await;
     host.wait_js(&format!("{tile_volume} === 1")).await;
-    host.wait_text(".ducking", "call audio at full volume").await;
+    host.wait_text(".ducking", "call audio at full volume")
+        .await;
 
     // The guest pauses: every player stops at the same frame.
     guest.click(".watch .controls .play").await;
     host.frame("watch-together").await;
-    host.wait_js("document.querySelector('.watch video').paused").await;
-    guest.wait_js("document.querySelector('.watch video').paused").await;
+    host.wait_js("document.querySelector('.watch video').paused")
+        .await;
+    guest
+        .wait_js("document.querySelector('.watch video').paused")
+        .await;
     let paused_at = host
         .wait_js("(() => { const v = document.querySelector('.watch video'); return !v.seeking && v.currentTime; })()")
         .await
@@ -272,7 +313,8 @@ async fn a_video_plays_in_step_for_everyone_and_every_command_reaches_every_play
             .await;
     }
     // Faster, for everyone.
-    guest.client
+    guest
+        .client
         .execute(
             "const s = document.querySelector('.watch .controls select'); s.value = '1.5'; \
              s.dispatchEvent(new Event('change')); return null;",
@@ -283,17 +325,44 @@ async fn a_video_plays_in_step_for_everyone_and_every_command_reaches_every_play
     host.wait_js("document.querySelector('.watch .controls select').value === '1.5'")
         .await;
 
+    // What the server holds of it is sealed: neither the address nor the clip's name.
+    let pk = link_pk(&app, &link).await;
+    let held = app
+        .state
+        .calls
+        .activity_payloads(pk, "watch-together")
+        .await
+        .expect("the call is live");
+    // Its copy of the state (every page's keeper leaves one) and the updates after it.
+    assert!(!held.is_empty(), "the server keeps the playback");
+    for payload in &held {
+        let sealed = unb64(payload);
+        assert_eq!(sealed[0], DATA_MAGIC, "{payload}");
+        for plain in [&b"clip"[..], b"https", b"playing", b"127.0"] {
+            assert!(
+                !sealed.windows(plain.len()).any(|w| w == plain),
+                "the server holds {:?} in plain text",
+                String::from_utf8_lossy(plain)
+            );
+        }
+    }
+
     // The owner keeps starting videos to people who signed in: the guest's page
     // hears of it, hides its form and says why; the video playing was the host's.
     host.click(".watch .option input").await;
-    guest
-        .wait_text(".watch .barred", "Only people who signed in may start a video on this link")
-        .await;
-    // Even once they stop watching, no form to start one.
+    // Once the guest stops watching, their page offers no form to start one, and says why.
     guest.click(".watch .controls .leave").await;
-    guest.wait_text(".watch .status", "1 watching a video together").await;
+    guest
+        .wait_text(".watch .status", "1 watching a video together")
+        .await;
     guest
         .wait_js("document.querySelector('.watch .start').hidden && !document.querySelector('.watch .barred').hidden")
+        .await;
+    guest
+        .wait_text(
+            ".watch .barred",
+            "Only people who signed in may start a video on this link",
+        )
         .await;
     let options = app
         .get(&format!("/p/watch-together/options?link={link}"))
@@ -304,7 +373,8 @@ async fn a_video_plays_in_step_for_everyone_and_every_command_reaches_every_play
 
     // The host stops the video: the activity ends for everyone.
     host.click(".watch .controls .stop").await;
-    host.wait_js("document.querySelector('.watch .stage').hidden").await;
+    host.wait_js("document.querySelector('.watch .stage').hidden")
+        .await;
     drop(video);
 }
 
