@@ -128,6 +128,13 @@ export class Element {
     this.nodes = [];
     this.append(...nodes);
   }
+  /** Puts `nodes` just before this element, under its parent. */
+  before(...nodes) {
+    const parent = this.parent;
+    if (!parent) return;
+    const adopted = nodes.map((n) => parent.adopt(n));
+    parent.nodes.splice(parent.nodes.indexOf(this), 0, ...adopted);
+  }
   removeChild(node) {
     this.nodes = this.nodes.filter((n) => n !== node);
     node.parent = null;
