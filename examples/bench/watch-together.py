@@ -17,9 +17,11 @@ clip's HTTPS server (plugins/watch-together/tests/video_server.py), then:
 4. COMMANDS rounds of pause, play and seek (to a point 20 s on), each given in turn
    by one of the three pages: the time from the click, on its page's clock, to the
    moment each of the other two players shows it (`pause` event; `playing` event;
-   `seeked` event at the target).
+   `seeking` event to the target, and `seeked` there: the seek landed).
 
-Prints per run and the medians over runs (with their range). Needs: python3 with
+The call's own cameras play a 320×180 pattern at 10 fps (--camera-*): the three
+browsers share the machine's two cores, where each participant of a real call has
+a machine of their own. Prints per run and the medians over runs (with their range). Needs: python3 with
 PyAV and cryptography (aiortc brings both), /usr/bin/chromium, /usr/bin/chromedriver,
 and a release build: `cargo build --release -p confab-core`. Run as
 `bash examples/bench/watch-together.sh`.
@@ -55,7 +57,7 @@ if (!window.__wt) {
     }
     w.samples.push([now(), v.currentTime, v.paused ? 1 : 0, v.playbackRate]);
   }, 50);
-  for (const e of ['pause', 'playing', 'seeked']) v.addEventListener(e, () => w.events.push([e, now(), v.currentTime]));
+  for (const e of ['pause', 'playing', 'seeking', 'seeked']) v.addEventListener(e, () => w.events.push([e, now(), v.currentTime]));
 }
 return true;
 """
@@ -69,8 +71,11 @@ return out;
 
 
 def frame(page):
-    """Enters the watch-together frame of `page`."""
-    element = page.find("iframe[data-plugin='watch-together']")
+    """Enters the watch-together frame of `page`, once it is there."""
+    css = "iframe[data-plugin='watch-together']"
+    page.call("POST", "/frame", {"id": None})
+    kit.wait_until("the watch-together frame", lambda: page.js("return Boolean(document.querySelector(arguments[0]))", css), 20)
+    element = page.find(css)
     page.call("POST", "/frame", {"id": {kit.ELEMENT: element}})
 
 
@@ -131,13 +136,15 @@ class VideoServer:
         self.proc.wait(timeout=10)
 
 
-def one_run(args, binary, driver, scratch, video):
+def one_run(args, binary, driver, scratch, video, camera):
     work = tempfile.mkdtemp(prefix="run-", dir=scratch)
     server = None
     pages = []
     profiles = []
     try:
         server = kit.Server(binary, work, args.port, args.media_port, plugins=True)
+        # The plugins are compiled after the server is ready: wait for this one.
+        kit.wait_until("the watch-together plugin", lambda: b"No such link" in kit.request("GET", server.base + "/p/watch-together/options?link=none")[1], 60, every=0.2)
         link = server.link("Watch together")
         url = f"{server.base}/j/{link}#k=" + "A" * 22
 
@@ -148,6 +155,7 @@ def one_run(args, binary, driver, scratch, video):
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={camera}",
                 "--autoplay-policy=no-user-gesture-required", "--window-size=1280,900",
                 "--ignore-certificate-errors", f"--user-data-dir={profile}",
             ]
@@ -175,8 +183,8 @@ def one_run(args, binary, driver, scratch, video):
             host.wait_text("#lobby", name)
             clicked = time.time() * 1000
             host.click("#lobby li button.primary")
+            frame(host)
             page.wait_text("#roster", "(you)")
-            kit.wait_until(f"{name}'s watch-together frame", lambda: page.js("return Boolean(document.querySelector(\"iframe[data-plugin='watch-together']\"))"), 20)
             frame(page)
             kit.wait_until(f"{name}'s panel", lambda: page.js("return Boolean(document.querySelector('.watch video'))"), 20)
             page.js(SAMPLER_JS)
@@ -193,21 +201,44 @@ def one_run(args, binary, driver, scratch, video):
             kit.wait_until("playing", lambda page=page: page.js(playing), 30)
         time.sleep(args.warmup)
 
-        # The late joiner.
+        # A newcomer: Bo joins the call while the others watch.
         bo, admitted = guest("Bo")
         kit.wait_until("Bo's player given the video", lambda: bo.js("return window.__wt.src"), 20)
         got_video = bo.js("return window.__wt.src")
-        time.sleep(max(0.0, (got_video + args.late_after * 1000 - time.time() * 1000) / 1000) + 0.2)
+        time.sleep(3)
         taken = [p.js(TAKE_JS) for p in (host, ana, bo)]
-        at = got_video + args.late_after * 1000
+        in_step = None
+        first = taken[2]["samples"][0][0] if taken[2]["samples"] else None
+        for s in taken[2]["samples"]:
+            here = [position(taken[0]["samples"], s[0]), position(taken[1]["samples"], s[0])]
+            if all(h is not None for h in here) and max(abs(s[1] - h) for h in here) < 0.150:
+                in_step = s[0] - got_video
+                break
+        late_run = {
+            "admitted_to_video_ms": got_video - admitted,
+            # Bo's page is sampled from when WebDriver reached its frame: an
+            # in-step time at the first sample is an upper bound.
+            "newcomer_in_step_ms": in_step,
+            "newcomer_first_sample_ms": None if first is None else first - got_video,
+        }
+
+        # A late joiner as the activity sees it: Ana stops watching, and comes back.
+        ana.click(".watch .controls .leave")
+        time.sleep(3)
+        for p in (host, ana, bo):
+            p.js(TAKE_JS)
+        rejoined = ana.js("const t = performance.timeOrigin + performance.now(); document.querySelector('.watch .start').hidden || true; "
+                          "[...document.querySelectorAll('button')].find((b) => b.textContent === 'Watch with them').click(); return t;")
+        time.sleep(args.late_after + 0.5)
+        taken = [p.js(TAKE_JS) for p in (host, ana, bo)]
+        at = rejoined + args.late_after * 1000
         where = [position(t["samples"], at) for t in taken]
-        late = None
+        late_run["rejoin_ms"] = None
         if all(w is not None for w in where):
-            late = max(abs(where[2] - where[0]), abs(where[2] - where[1])) * 1000
-        late_run = {"admitted_to_video_ms": got_video - admitted, "late_joiner_ms": late}
+            late_run["rejoin_ms"] = max(abs(where[1] - where[0]), abs(where[1] - where[2])) * 1000
 
         # Steady playback, all three.
-        kit.wait_until("Bo playing", lambda: bo.js(playing), 30)
+        kit.wait_until("Ana playing", lambda: ana.js(playing), 30)
         time.sleep(2)
         for p in (host, ana, bo):
             p.js(TAKE_JS)
@@ -228,6 +259,7 @@ def one_run(args, binary, driver, scratch, video):
                 for p in players:
                     p.js(TAKE_JS)
                 if kind == "seek":
+                    event = "seeking"
                     target = giver.js("return document.querySelector('.watch video').currentTime") + 20
                     if target > 200:
                         target = 10
@@ -242,8 +274,16 @@ def one_run(args, binary, driver, scratch, video):
                 time.sleep(2.0)
                 for p in others:
                     events = p.js(TAKE_JS)["events"]
-                    times = [e[1] for e in events if e[0] == event and e[1] >= given and (kind != "seek" or abs(e[2] - target) < 1)]
-                    latencies[kind].append(times[0] - given if times else float("inf"))
+
+                    def first(name):
+                        times = [e[1] for e in events if e[0] == name and e[1] >= given and (kind != "seek" or abs(e[2] - target) < 1)]
+                        return times[0] - given if times else float("inf")
+
+                    # A seek reaches a player when it starts seeking to the target;
+                    # it lands when the player has the picture there (`seeked`).
+                    latencies[kind].append(first("seeking" if kind == "seek" else event))
+                    if kind == "seek":
+                        latencies.setdefault("seek landed", []).append(first("seeked"))
                 time.sleep(1.0)
         return {"late": late_run, "drift": drift, "commands": latencies}
     finally:
@@ -263,6 +303,9 @@ def main():
     parser.add_argument("--late-after", type=float, default=1.0, help="the late joiner is measured this long after it got the video")
     parser.add_argument("--steady", type=float, default=20, help="seconds of steady playback measured")
     parser.add_argument("--commands", type=int, default=4, help="rounds of pause, play and seek")
+    parser.add_argument("--camera-width", type=int, default=320)
+    parser.add_argument("--camera-height", type=int, default=180)
+    parser.add_argument("--camera-fps", type=int, default=10)
     parser.add_argument("--port", type=int, default=18290)
     parser.add_argument("--media-port", type=int, default=18291)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
@@ -283,15 +326,20 @@ def main():
         driver = f"http://127.0.0.1:{driver_port}"
         kit.wait_until("chromedriver listening", lambda: kit.answers(driver + "/status"), 20)
         video = VideoServer(scratch)
+        # The call's own cameras, small: three browsers share the machine's cores,
+        # where each participant of a real call has a machine of their own.
+        camera = os.path.join(scratch, "camera.y4m")
+        kit.write_pattern(camera, args.camera_width, args.camera_height, args.camera_fps)
         kit.log(f"machine: {os.cpu_count()} cores; load {os.getloadavg()[0]:.2f}")
         for n in range(1, args.runs + 1):
             kit.log(f"== run {n}; load {os.getloadavg()[0]:.2f}")
-            run = one_run(args, args.bin, driver, scratch, video)
+            run = one_run(args, args.bin, driver, scratch, video, camera)
             runs.append(run)
             c = run["commands"]
             kit.log(f"  drift median {statistics.median(run['drift']):.1f} ms, p95 {pct(run['drift'], 95):.1f} ms, max {max(run['drift']):.1f} ms "
-                    f"({len(run['drift'])} pair-instants); late joiner {run['late']['late_joiner_ms']:.1f} ms "
-                    f"(video {run['late']['admitted_to_video_ms']:.0f} ms after admission); commands p95: "
+                    f"({len(run['drift'])} pair-instants); late joiner {args.late_after:.0f} s after it joined: {run['late']['rejoin_ms']} ms; "
+                    f"newcomer in step {run['late']['newcomer_in_step_ms']} ms after its player asked for the video (first sample at {run['late']['newcomer_first_sample_ms']} ms; "
+                    f"video {run['late']['admitted_to_video_ms']:.0f} ms after admission); commands p95: "
                     + ", ".join(f"{k} {pct(v, 95):.0f} ms" for k, v in c.items()))
             if args.json:
                 with open(args.json, "w") as f:
@@ -312,9 +360,11 @@ def main():
     print(row("pairwise drift, median", [statistics.median(r["drift"]) for r in runs]))
     print(row("pairwise drift, p95", [pct(r["drift"], 95) for r in runs]))
     print(row("pairwise drift, max", [max(r["drift"]) for r in runs]))
-    print(row(f"late joiner {args.late_after:.0f} s after it got the video", [r["late"]["late_joiner_ms"] for r in runs]))
-    print(row("late joiner: admission to video", [r["late"]["admitted_to_video_ms"] for r in runs]))
-    for kind in ("pause", "play", "seek"):
+    print(row(f"late joiner, {args.late_after:.0f} s after joining the activity", [r["late"]["rejoin_ms"] for r in runs if r["late"]["rejoin_ms"] is not None]))
+    print(row("newcomer: in step (< 150 ms) after its player asked for the video", [r["late"]["newcomer_in_step_ms"] for r in runs if r["late"]["newcomer_in_step_ms"] is not None]))
+    print(row("newcomer: its first sample", [r["late"]["newcomer_first_sample_ms"] for r in runs if r["late"]["newcomer_first_sample_ms"] is not None]))
+    print(row("newcomer: admission to its player asking for the video", [r["late"]["admitted_to_video_ms"] for r in runs]))
+    for kind in ("pause", "play", "seek", "seek landed"):
         print(row(f"{kind} reaches every other player, p95", [pct(r["commands"][kind], 95) for r in runs]))
         print(row(f"{kind} reaches every other player, median", [statistics.median(r["commands"][kind]) for r in runs]))
 

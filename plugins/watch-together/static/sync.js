@@ -305,7 +305,8 @@ export class Follower {
     this.cancelStart();
     if (!this.player.paused()) this.player.pause();
     this.setRate(this.play.rate);
-    this.player.seek(target);
+    // A paused player already there (the group resumes) only waits for the start.
+    if (this.player.seeking() || Math.abs(this.player.time() - target) > 0.01) this.player.seek(target);
     this.preparing = { target, startAt, since: now };
     this.tries += 1;
   }

@@ -193,10 +193,10 @@ export class Watch {
 
   presenceChanged() {
     const { active, joined, host } = this.activity.presence();
-    if (!active) {
-      this.declined = false;
-      this.showVideo(null);
-    } else if (!joined && !this.declined) {
+    if (!active) this.declined = false;
+    // Not watching (any more): this player stops.
+    if (!joined) this.showVideo(null);
+    if (active && !joined && !this.declined) {
       // Someone started watching: this player opens it too.
       this.activity.join().catch((e) => this.say(e.message));
     }

@@ -185,6 +185,19 @@ test("a late joiner is with the group within 150 ms a second after it joined, an
   }
 });
 
+test("a group that resumes from where every player paused starts without a seek", () => {
+  const time = new Time();
+  const player = new FakePlayer(time, { seekMs: 300, startMs: 0 });
+  const f = follower(time, player);
+  f.follow({ video: "v", playing: false, position: 12, rate: 1, at: 0 });
+  play(time, f, 400);
+  const seeks = player.seeks;
+  f.follow({ video: "v", playing: true, position: 12, rate: 1, at: time.now + 150 });
+  play(time, f, 200);
+  assert.equal(player.seeks, seeks, "already there: no seek, which would take 300 ms");
+  assert.ok(!player.paused(), "started at the announced moment");
+});
+
 test("a start announced for later begins then, from the position", () => {
   const time = new Time();
   const player = new FakePlayer(time, { seekMs: 50, startMs: 0 });

@@ -180,6 +180,8 @@ test("someone starts a video: every page joins and opens it; one who stops watch
   ben.watch.leaveButton.click();
   await settle();
   assert.ok(!room.members.includes(2));
+  assert.equal(ben.watch.video, null, "Ben's player stopped");
+  assert.ok(!ben.watch.player.hasAttribute("src"));
   room.broadcastPresence();
   await settle();
   assert.ok(!room.members.includes(2), "not pulled back in");
