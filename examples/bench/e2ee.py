@@ -177,6 +177,18 @@ def write_pattern(path, width, height, fps, seconds=2):
 # ---- WebDriver ----------------------------------------------------------------------
 
 
+def chromium_flags(profile, camera, *extra):
+    """Headless Chromium with a fresh profile and the fake camera playing `camera`."""
+    return [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera}",
+        "--autoplay-policy=no-user-gesture-required", "--window-size=1280,900",
+        f"--user-data-dir={profile}", *extra,
+    ]
+
+
 class WebDriverError(Exception):
     pass
 
@@ -587,15 +599,7 @@ def one_run(args, label, binary, driver, camera, scratch):
         def browser():
             profile = tempfile.mkdtemp(prefix="profile-", dir=work)
             profiles.append(profile)
-            flags = [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={camera}",
-                "--autoplay-policy=no-user-gesture-required", "--window-size=1280,900",
-                f"--user-data-dir={profile}",
-            ]
-            page = Page(driver, args.chromium, flags, profile)
+            page = Page(driver, args.chromium, chromium_flags(profile, camera), profile)
             pages.append(page)
             return page
 

@@ -151,14 +151,7 @@ def one_run(args, binary, driver, scratch, video, camera):
         def browser():
             profile = tempfile.mkdtemp(prefix="profile-", dir=work)
             profiles.append(profile)
-            flags = [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={camera}",
-                "--autoplay-policy=no-user-gesture-required", "--window-size=1280,900",
-                "--ignore-certificate-errors", f"--user-data-dir={profile}",
-            ]
+            flags = kit.chromium_flags(profile, camera, "--ignore-certificate-errors")
             page = kit.Page(driver, args.chromium, flags, profile)
             pages.append(page)
             return page

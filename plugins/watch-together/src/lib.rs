@@ -118,6 +118,17 @@ fn may_change(user: Option<i64>, link: &confab_plugin_sdk::Link) -> bool {
     user.is_some_and(|u| u == link.owner || users::is_admin(u).unwrap_or(false))
 }
 
+/// The link works and the signed-in user may change it; otherwise the answer
+/// (404, or 403 saying `refusal`).
+fn owned_link(request: &HttpRequest, id: &str, refusal: &str) -> Result<(), HttpResponse> {
+    let link = live_link(id)?;
+    if may_change(request.user, &link) {
+        Ok(())
+    } else {
+        Err(HttpResponse::error_with_code(403, "forbidden", refusal))
+    }
+}
+
 fn answer(options: Options, can_change: bool) -> HttpResponse {
     HttpResponse::json(
         200,
@@ -144,16 +155,12 @@ fn put_options(request: &HttpRequest, id: &str) -> HttpResponse {
     if request.user.is_none() {
         return HttpResponse::error_with_code(401, "unauthorized", "Sign in first.");
     }
-    let link = match live_link(id) {
-        Ok(link) => link,
-        Err(response) => return response,
-    };
-    if !may_change(request.user, &link) {
-        return HttpResponse::error_with_code(
-            403,
-            "forbidden",
-            "Only the link's owner or an administrator changes who may start a video.",
-        );
+    if let Err(response) = owned_link(
+        request,
+        id,
+        "Only the link's owner or an administrator changes who may start a video.",
+    ) {
+        return response;
     }
     let Some(options) = request
         .text()
@@ -179,16 +186,12 @@ fn put_options(request: &HttpRequest, id: &str) -> HttpResponse {
 }
 
 fn watching(request: &HttpRequest, id: &str) -> HttpResponse {
-    let link = match live_link(id) {
-        Ok(link) => link,
-        Err(response) => return response,
-    };
-    if !may_change(request.user, &link) {
-        return HttpResponse::error_with_code(
-            403,
-            "forbidden",
-            "Only the link's owner or an administrator sees who is watching.",
-        );
+    if let Err(response) = owned_link(
+        request,
+        id,
+        "Only the link's owner or an administrator sees who is watching.",
+    ) {
+        return response;
     }
     match calls::activity(id) {
         Ok(members) => {
