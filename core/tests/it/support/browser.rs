@@ -354,16 +354,17 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        // What the call page said meanwhile (a failure to start media or a screen share).
-        let note = self
+        // What the call page said meanwhile (a failure to start media or a screen
+        // share, a refusal, a lost connection), hidden or not.
+        let said = self
             .client
             .execute(
-                "return document.getElementById('call-note')?.textContent ?? null",
+                "return ['status', 'call-note'].map((id) => `${id}: ${JSON.stringify(document.getElementById(id)?.textContent ?? null)}`).join('; ')",
                 vec![],
             )
             .await
             .unwrap_or_default();
-        panic!("{css} never showed {needle:?}; last text: {last:?}; call note: {note}");
+        panic!("{css} never showed {needle:?}; last text: {last:?}; the page said {said}");
     }
 
     /// Polls a JavaScript expression until it returns something truthy; returns it.
@@ -596,6 +597,11 @@ pub(crate) async fn asks_to_join(guest: Browser, base: &str, link: &str, name: &
 pub(crate) async fn admits(host: &Browser, guest: &Browser, name: &str) -> u64 {
     host.wait_text("#lobby", name).await;
     host.click("#lobby li button.primary").await;
+    // The server took the decision: the request leaves the host's lobby.
+    host.wait_js(&format!(
+        "!document.getElementById('lobby').textContent.includes({name:?})"
+    ))
+    .await;
     guest.wait_text("#roster", &format!("{name} (you)")).await;
     guest.me().await
 }
