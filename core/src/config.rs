@@ -41,6 +41,24 @@ pub struct Config {
     pub templates: TemplatesConfig,
     pub plugins: PluginsConfig,
     pub mail: MailConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// Several nodes as one service (docs/scaling.md): they share one PostgreSQL
+/// database and talk over a NATS bus. Empty `nats_url`: a single node.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The NATS server(s), such as `nats://10.0.0.5:4222` (several separated by
+    /// commas). Empty: this process is a single node.
+    pub nats_url: String,
+    /// This node's name in the cluster, unique among its nodes: 1–64 of `A-Z`,
+    /// `a-z`, `0-9`, `-` and `_`. Empty: derived from the host name and
+    /// `server.listen` ([`Config::node_id`]).
+    pub node_id: String,
+    /// The first tokens of every NATS subject the cluster uses, so that several
+    /// clusters (or tests) can share one NATS server. Empty: `confab`.
+    pub subject_prefix: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -410,6 +428,7 @@ impl Default for Config {
             templates: TemplatesConfig::default(),
             plugins: PluginsConfig::default(),
             mail: MailConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -623,6 +642,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("mail.retry_initial_ms", "CONFAB_MAIL_RETRY_INITIAL_MS"),
     ("mail.retry_max_ms", "CONFAB_MAIL_RETRY_MAX_MS"),
     ("mail.poll_interval_ms", "CONFAB_MAIL_POLL_INTERVAL_MS"),
+    ("cluster.nats_url", "CONFAB_CLUSTER_NATS_URL"),
+    ("cluster.node_id", "CONFAB_CLUSTER_NODE_ID"),
+    ("cluster.subject_prefix", "CONFAB_CLUSTER_SUBJECT_PREFIX"),
 ];
 
 impl Config {
@@ -783,7 +805,73 @@ impl Config {
                 ConfigError::Invalid(format!("server.public_url is not a URL: {e}"))
             })?;
         }
+        self.validate_cluster()
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        if !c.node_id.is_empty() && !is_subject_token(&c.node_id) {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.node_id must be 1-64 of A-Z, a-z, 0-9, - and _, got {:?}",
+                c.node_id
+            )));
+        }
+        if !c.subject_prefix.is_empty() && !c.subject_prefix.split('.').all(is_subject_token) {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.subject_prefix must be dot-separated tokens of A-Z, a-z, 0-9, - and _, got {:?}",
+                c.subject_prefix
+            )));
+        }
+        if self.clustered() && self.database_url().starts_with("sqlite:") {
+            return Err(ConfigError::Invalid(
+                "cluster.nats_url is set, but the database is SQLite: the nodes of a cluster share one PostgreSQL database (set database.url to postgres://…), or leave cluster.nats_url empty to run a single node".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether this process is a node of a cluster (`cluster.nats_url` is set).
+    pub fn clustered(&self) -> bool {
+        !self.cluster.nats_url.trim().is_empty()
+    }
+
+    /// This node's id: `cluster.node_id`, or the host name and `server.listen`
+    /// (`web1-0-0-0-0-8080`), in the characters a node id may have.
+    pub fn node_id(&self) -> String {
+        if !self.cluster.node_id.is_empty() {
+            return self.cluster.node_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".into());
+        let listen = self.server.listen;
+        let raw = format!("{host}-{}-{}", listen.ip(), listen.port());
+        let mut id: String = raw
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        if id.len() > 64 {
+            id = id.split_off(id.len() - 64);
+        }
+        id
+    }
+
+    /// The first tokens of the cluster's NATS subjects.
+    pub fn subject_prefix(&self) -> &str {
+        if self.cluster.subject_prefix.is_empty() {
+            "confab"
+        } else {
+            &self.cluster.subject_prefix
+        }
     }
 
     /// The database URL, with the embedded SQLite default filled in.
@@ -848,6 +936,15 @@ fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) {
             set_path(entry.as_table_mut().expect("table"), rest, value);
         }
     }
+}
+
+/// One token of a NATS subject as Confab writes them: 1–64 of `A-Z`, `a-z`,
+/// `0-9`, `-` and `_` (no dots, wildcards or spaces).
+fn is_subject_token(token: &str) -> bool {
+    (1..=64).contains(&token.len())
+        && token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 #[cfg(test)]
@@ -966,6 +1063,9 @@ mod tests {
             ("CONFAB_MAIL_RETRY_INITIAL_MS", "500"),
             ("CONFAB_MAIL_RETRY_MAX_MS", "9000"),
             ("CONFAB_MAIL_POLL_INTERVAL_MS", "250"),
+            ("CONFAB_CLUSTER_NATS_URL", "nats://10.0.0.5:4222"),
+            ("CONFAB_CLUSTER_NODE_ID", "web-1"),
+            ("CONFAB_CLUSTER_SUBJECT_PREFIX", "acme.confab"),
         ]
         .into_iter()
         .collect();
@@ -974,6 +1074,10 @@ mod tests {
         let c = load(None, &env).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.server.listen.port(), 9000);
+        assert_eq!(
+            (c.cluster.nats_url.as_str(), c.node_id(), c.subject_prefix()),
+            ("nats://10.0.0.5:4222", "web-1".to_string(), "acme.confab")
+        );
         assert_eq!(c.server.max_body_bytes, 2048);
         assert_eq!(c.server.max_websockets_per_address, 7);
         assert_eq!(c.server.signaling_messages_per_sec, 9);
@@ -1110,6 +1214,37 @@ mod tests {
             Err(ConfigError::Parse { .. })
         ));
         assert!(load(None, &[("CONFAB_DATABASE_URL", "mysql://x")]).is_err());
+        // A cluster shares PostgreSQL; its names go into NATS subjects.
+        let refused = load(
+            None,
+            &[("CONFAB_CLUSTER_NATS_URL", "nats://127.0.0.1:4222")],
+        );
+        assert!(
+            matches!(&refused, Err(ConfigError::Invalid(m)) if m.contains("the database is SQLite")),
+            "{refused:?}"
+        );
+        let pg = ("CONFAB_DATABASE_URL", "postgres://u@h/db");
+        let nats = ("CONFAB_CLUSTER_NATS_URL", "nats://127.0.0.1:4222");
+        for (key, value) in [
+            ("CONFAB_CLUSTER_NODE_ID", "a.b"),
+            ("CONFAB_CLUSTER_NODE_ID", "node *"),
+            ("CONFAB_CLUSTER_NODE_ID", &"n".repeat(65)),
+            ("CONFAB_CLUSTER_SUBJECT_PREFIX", "a..b"),
+            ("CONFAB_CLUSTER_SUBJECT_PREFIX", "a.>"),
+        ] {
+            assert!(
+                load(None, &[pg, nats, (key, value)]).is_err(),
+                "{key}={value}"
+            );
+        }
+        let c = load(None, &[pg, nats]).unwrap();
+        assert!(c.clustered());
+        assert_eq!(c.subject_prefix(), "confab");
+        let derived = c.node_id();
+        assert!(
+            derived.ends_with("-127-0-0-1-8080") && is_subject_token(&derived),
+            "{derived}"
+        );
         assert!(load(None, &[("CONFAB_PRIVACY_RETENTION_DAYS", "0")]).is_err());
         // A shared activity's newcomer waits 1 ms to a minute; its log keeps 1 KiB to 64 MiB.
         for (key, value) in [

@@ -34,6 +34,7 @@ use std::sync::Arc;
 pub mod accounts;
 pub(crate) mod calls;
 pub(crate) mod clock;
+pub mod cluster;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzz;
@@ -81,6 +82,8 @@ pub enum AppError {
     Media(std::io::Error),
     #[error("mail: {0}")]
     Mail(String),
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -115,6 +118,9 @@ pub struct SharedState {
     pub media: Option<sfu::MediaHandle>,
     /// The plugins of this server.
     pub plugins: Arc<plugins::PluginHost>,
+    /// This node's membership of a cluster, once [`App::join_cluster`] joined one
+    /// (`cluster.nats_url` set).
+    pub cluster: Option<cluster::Cluster>,
     /// The database's outbox: the mail capability queues plugins' messages in it,
     /// and the delivery worker empties it.
     pub mail: mail::Outbox,
@@ -178,7 +184,8 @@ impl App {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
         let store = Store::connect(&config.database_url(), config.database.max_connections).await?;
         store.migrate().await?;
-        let app = Self::with_store(config, store, clock)?;
+        let mut app = Self::with_store(config, store, clock)?;
+        app.join_cluster().await?;
         app.load_plugins().await;
         Ok(app)
     }
@@ -229,6 +236,7 @@ impl App {
         };
         let state = AppState(Arc::new(SharedState {
             media: None,
+            cluster: None,
             plugins,
             mail: outbox,
             store,
@@ -255,6 +263,26 @@ impl App {
             // Clones made before keep what they had (none is made before serving).
             Arc::make_mut(&mut self.state.0).media = Some(media);
         }
+        Ok(())
+    }
+
+    /// Joins the cluster `cluster.nats_url` names (done by [`App::build`]; nothing
+    /// when it is empty).
+    pub async fn join_cluster(&mut self) -> Result<(), AppError> {
+        if !self.state.config.clustered() || self.state.cluster.is_some() {
+            return Ok(());
+        }
+        let calls = self.state.calls.clone();
+        let parts = cluster::NodeParts {
+            store: self.state.store.clone(),
+            policy: self.state.policy.clone(),
+            metrics: self.state.metrics.clone(),
+            live_calls: Arc::new(move || calls.live_calls()),
+            connections: self.state.connections.clone(),
+        };
+        let joined = cluster::Cluster::join(&self.state.config, parts).await?;
+        // Clones made before keep what they had (none is made before serving).
+        Arc::make_mut(&mut self.state.0).cluster = Some(joined);
         Ok(())
     }
 
@@ -335,6 +363,9 @@ impl App {
         delivery.stop().await;
         if let Some(watcher) = watcher {
             let _ = watcher.await;
+        }
+        if let Some(cluster) = &state.cluster {
+            cluster.leave(&state.store).await;
         }
         state.store.clone().close().await;
         result.map_err(AppError::Serve)

@@ -100,6 +100,12 @@ impl ConnectionSlots {
         })
     }
 
+    /// Connections open now, from every address.
+    pub fn total(&self) -> u32 {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.values().sum()
+    }
+
     /// Connections open now from `address`.
     #[cfg(test)]
     fn open_from(&self, address: IpAddr) -> u32 {

@@ -56,6 +56,9 @@ enum CliCommand {
     /// The mail outbox.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// The nodes of a cluster (`cluster.nats_url` set).
+    #[command(subcommand)]
+    Node(NodeCommand),
 }
 
 #[derive(Args, Clone, Copy)]
@@ -103,6 +106,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let store = Store::connect(&config.database_url(), 2).await?;
     store.migrate().await?;
+    // What this command changes, for the nodes of a cluster (they cache links and
+    // the policy, and keep sign-ins open).
+    let mut made_here = store.changes_made_here();
     let clock = SystemClock;
     let public_url = config.public_url();
     let result = match cli.command {
@@ -115,6 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         CliCommand::Token(cmd) => token_command(&store, &clock, cmd).await,
         CliCommand::Link(cmd) => link_command(&store, &clock, &public_url, cmd).await,
         CliCommand::Policy(cmd) => policy_command(&store, &clock, cmd).await,
+        CliCommand::Node(cmd) => node_command(&store, &clock, cmd).await,
         CliCommand::Plugin(cmd) => plugin_command(config.clone(), store.clone(), cmd).await,
         CliCommand::Mail(MailCommand::Status { out }) => {
             let status = confab_core::mail::status(&store, &config)
@@ -146,6 +153,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
     };
+    let mut changes = Vec::new();
+    loop {
+        match made_here.try_recv() {
+            Ok(change) => changes.push(change),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
+                changes.push(confab_core::store::SharedChange::Resync);
+            }
+            Err(_) => break,
+        }
+    }
+    if config.clustered()
+        && let Err(err) = confab_core::cluster::announce(&config, changes).await
+    {
+        eprintln!(
+            "warning: the change is saved, but the other nodes were not told ({err}); they see it within {} s",
+            confab_core::cluster::CONNECTED_CACHE_TTL.as_secs()
+        );
+    }
     store.close().await;
     result
 }

@@ -74,6 +74,17 @@ pub struct Metrics {
     mail_attempts: Family<OutcomeLabels, Counter>,
     mail_delivery_seconds: Histogram,
     refused: Family<ReasonLabels, Counter>,
+    /// 1 while this node of a cluster is connected to its bus (0 otherwise, and
+    /// on a single node).
+    pub cluster_bus_up: Gauge,
+    /// Times this node's bus connection came back after it was lost.
+    pub cluster_bus_reconnects: Counter,
+    /// Changes other nodes made (links, sign-ins, policy) applied on this node.
+    pub cluster_changes_applied: Counter,
+    /// From a change leaving another node to its application here, in seconds.
+    pub cluster_change_seconds: Histogram,
+    /// Nodes whose heartbeat is current, this one included, set when metrics are read.
+    pub cluster_nodes_live: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -205,9 +216,44 @@ impl Default for Metrics {
             "Requests and connections refused by a limit (docs/security.md, Limits), by limit",
             refused.clone(),
         );
+        let cluster_bus_up = Gauge::default();
+        registry.register(
+            "cluster_bus_up",
+            "1 while this node is connected to the cluster's NATS bus",
+            cluster_bus_up.clone(),
+        );
+        let cluster_bus_reconnects = Counter::default();
+        registry.register(
+            "cluster_bus_reconnects",
+            "Times this node's connection to the cluster's bus came back after it was lost",
+            cluster_bus_reconnects.clone(),
+        );
+        let cluster_changes_applied = Counter::default();
+        registry.register(
+            "cluster_changes_applied",
+            "Changes other nodes made (links, sign-ins, policy) applied on this node",
+            cluster_changes_applied.clone(),
+        );
+        let cluster_change_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "cluster_change_delay_seconds",
+            "From a change leaving another node to its application on this one (relay latency of the bus)",
+            cluster_change_seconds.clone(),
+        );
+        let cluster_nodes_live = Gauge::default();
+        registry.register(
+            "cluster_nodes_live",
+            "Nodes of the cluster whose heartbeat is current, this one included",
+            cluster_nodes_live.clone(),
+        );
         Self {
             registry,
             refused,
+            cluster_bus_up,
+            cluster_bus_reconnects,
+            cluster_changes_applied,
+            cluster_change_seconds,
+            cluster_nodes_live,
             mail_outbox,
             mail_attempts,
             mail_delivery_seconds,

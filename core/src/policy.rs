@@ -3,6 +3,7 @@
 //! answer with a clear message, never an error page.
 
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -65,22 +66,57 @@ impl OrgPolicy {
 /// Plugin names: 1–64 of `a-z`, `0-9` and `-`.
 pub use confab_plugin_contract::valid_plugin_name;
 
-/// Reads the policy through a short-lived cache.
-#[derive(Debug, Default)]
+/// Reads the policy through a short-lived cache ([`CACHE_TTL`], or longer on a
+/// node of a cluster that hears of every change: [`PolicyCache::set_ttl`]).
+#[derive(Debug)]
 pub struct PolicyCache {
     cached: RwLock<Option<(OrgPolicy, Instant)>>,
+    ttl_ms: AtomicU64,
+    /// Bumped by every [`PolicyCache::forget`]: a row read before a change must
+    /// not be cached after it.
+    generation: AtomicU64,
+}
+
+impl Default for PolicyCache {
+    fn default() -> Self {
+        Self {
+            cached: RwLock::default(),
+            ttl_ms: AtomicU64::new(u64::try_from(CACHE_TTL.as_millis()).unwrap_or(u64::MAX)),
+            generation: AtomicU64::new(0),
+        }
+    }
 }
 
 impl PolicyCache {
+    /// Changes how long the policy stays cached, and forgets it.
+    pub fn set_ttl(&self, ttl: Duration) {
+        self.ttl_ms.store(
+            u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.forget();
+    }
+
+    /// Forgets the cached policy (another node changed it).
+    pub fn forget(&self) {
+        let mut cached = self.cached.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        *cached = None;
+    }
+
     pub async fn get(&self, store: &Store) -> Result<OrgPolicy, StoreError> {
+        let ttl = Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed));
         if let Some((policy, at)) = &*self.cached.read().unwrap_or_else(|e| e.into_inner())
-            && at.elapsed() < CACHE_TTL
+            && at.elapsed() < ttl
         {
             return Ok(policy.clone());
         }
+        let generation = self.generation.load(Ordering::SeqCst);
         let policy = OrgPolicy::from_row(store.org_policy().await?);
-        *self.cached.write().unwrap_or_else(|e| e.into_inner()) =
-            Some((policy.clone(), Instant::now()));
+        let mut cached = self.cached.write().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::SeqCst) == generation {
+            *cached = Some((policy.clone(), Instant::now()));
+        }
         Ok(policy)
     }
 

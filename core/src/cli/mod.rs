@@ -3,6 +3,7 @@
 
 pub(crate) mod links;
 pub(crate) mod mail;
+pub(crate) mod nodes;
 pub(crate) mod plugins;
 pub(crate) mod policy;
 pub(crate) mod privacy;
@@ -11,6 +12,7 @@ pub(crate) mod users;
 
 pub(crate) use links::*;
 pub(crate) use mail::*;
+pub(crate) use nodes::*;
 pub(crate) use plugins::*;
 pub(crate) use policy::*;
 pub(crate) use privacy::*;

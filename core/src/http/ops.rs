@@ -23,7 +23,9 @@ async fn healthz() -> impl IntoResponse {
 }
 
 /// The process can serve calls: the database answers and, where this node carries
-/// media, the media engine runs.
+/// media, the media engine runs. On a node of a cluster it also says whether the
+/// bus is connected; a lost bus does not make the node unready (every node loses
+/// it alike, and calls on a node go on without it), it says `degraded`.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = match state.store.ping().await {
         Ok(()) => "ok",
@@ -40,15 +42,27 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "stopped"
         }
     };
+    let bus = match &state.cluster {
+        None => "off",
+        Some(cluster) if cluster.bus_connected() => "ok",
+        Some(_) => "disconnected",
+    };
     let ready = database == "ok" && media != "stopped";
-    let (code, status) = if ready {
-        (StatusCode::OK, "ready")
-    } else {
+    let (code, status) = if !ready {
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    } else if bus == "disconnected" {
+        (StatusCode::OK, "degraded")
+    } else {
+        (StatusCode::OK, "ready")
     };
     (
         code,
-        axum::Json(serde_json::json!({ "status": status, "database": database, "media": media })),
+        axum::Json(serde_json::json!({
+            "status": status,
+            "database": database,
+            "media": media,
+            "bus": bus,
+        })),
     )
 }
 

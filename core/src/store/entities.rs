@@ -283,3 +283,29 @@ pub mod mail_outbox_attachment {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod cluster_node {
+    use sea_orm::entity::prelude::*;
+
+    /// A node of a cluster, as its last heartbeat left it.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "cluster_nodes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub node_id: String,
+        /// Random per process: tells two processes with one node id apart.
+        pub instance: String,
+        /// The node's own base URL (`server.public_url` or its listen address).
+        pub url: String,
+        pub started_at: DateTimeUtc,
+        pub heartbeat_at: DateTimeUtc,
+        pub calls: i32,
+        pub participants: i32,
+        pub draining: bool,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,9 +1,11 @@
 //! A small cache of links by public id, for the public link page (the hottest read).
 //!
-//! Entries expire after [`TTL`], so a change made through another node (PostgreSQL
-//! deployments) is seen within that time; every link update or delete through this
-//! node clears the cache at once. Only links that exist are cached, so ids that were
-//! never valid cannot fill it.
+//! Entries expire after [`TTL`], so a change made through another process sharing
+//! the database (the CLI, a node without a cluster bus) is seen within that time;
+//! every link update or delete through this node clears the cache at once, and so
+//! does one announced by another node of a cluster, whose nodes cache longer while
+//! their bus is connected ([`LinkCache::set_ttl`]). Only links that exist are
+//! cached, so ids that were never valid cannot fill it.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -15,19 +17,47 @@ use super::link;
 pub(super) const TTL: Duration = Duration::from_secs(2);
 const CAPACITY: usize = 10_000;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct LinkCache {
     entries: RwLock<HashMap<String, (link::Model, Instant)>>,
     /// Bumped by every clear: a row read before a write must not be cached after it.
     generation: AtomicU64,
+    /// How long an entry lives, in milliseconds ([`TTL`] unless set).
+    ttl_ms: AtomicU64,
+}
+
+impl Default for LinkCache {
+    fn default() -> Self {
+        Self {
+            entries: RwLock::default(),
+            generation: AtomicU64::new(0),
+            ttl_ms: AtomicU64::new(millis(TTL)),
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl LinkCache {
+    fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed))
+    }
+
+    /// Changes how long entries live, and drops every entry (a shorter life means
+    /// changes may have been missed).
+    pub(super) fn set_ttl(&self, ttl: Duration) {
+        self.ttl_ms.store(millis(ttl), Ordering::Relaxed);
+        self.clear();
+    }
+
     pub(super) fn get(&self, public_id: &str) -> Option<link::Model> {
+        let ttl = self.ttl();
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         entries
             .get(public_id)
-            .filter(|(_, at)| at.elapsed() < TTL)
+            .filter(|(_, at)| at.elapsed() < ttl)
             .map(|(link, _)| link.clone())
     }
 
@@ -43,7 +73,8 @@ impl LinkCache {
             return;
         }
         if entries.len() >= CAPACITY {
-            entries.retain(|_, (_, at)| at.elapsed() < TTL);
+            let ttl = self.ttl();
+            entries.retain(|_, (_, at)| at.elapsed() < ttl);
             if entries.len() >= CAPACITY {
                 entries.clear();
             }

@@ -286,8 +286,7 @@ impl Store {
         changes.apply(&mut row);
         let _turn = self.write_turn().await;
         let updated = row.update(self.conn()).await?;
-        self.link_cache.clear();
-        let _ = self.link_changes.send(super::LinkChange::of(&updated));
+        self.link_changed(super::LinkChange::of(&updated));
         Ok(updated)
     }
 
@@ -295,8 +294,7 @@ impl Store {
         let _turn = self.write_turn().await;
         let pk = link.pk;
         link.into_active_model().delete(self.conn()).await?;
-        self.link_cache.clear();
-        let _ = self.link_changes.send(super::LinkChange::Deleted { pk });
+        self.link_changed(super::LinkChange::Deleted { pk });
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, SqlErr};
 
+mod cluster;
 pub mod entities;
 mod events;
 mod link_cache;
@@ -21,9 +22,10 @@ mod sessions;
 mod tokens;
 mod users;
 
+pub use cluster::NodeBeat;
 pub use entities::{
-    api_token, call_event, link, mail_outbox, mail_outbox_attachment, org_policy, plugin_kv,
-    plugin_status, session, user,
+    api_token, call_event, cluster_node, link, mail_outbox, mail_outbox_attachment, org_policy,
+    plugin_kv, plugin_status, session, user,
 };
 pub use links::{LinkFilter, LinkPage, LinkUpdate, NewLinkRow, ScheduleRow};
 pub use outbox::{
@@ -76,6 +78,33 @@ pub struct Store {
     /// Sign-ins ended through this store (signed out, token revoked), for the open
     /// connections that speak for them.
     sign_ins_ended: tokio::sync::broadcast::Sender<SignInEnded>,
+    /// Changes made through this store (not those announced from elsewhere), for
+    /// the other nodes of a cluster (see [`SharedChange`]).
+    made_here: tokio::sync::broadcast::Sender<SharedChange>,
+}
+
+/// A change to state every node of a cluster caches or acts on, made through this
+/// node's store: the cluster passes it to the others (`cluster` module), which
+/// apply it with [`Store::apply_shared_change`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SharedChange {
+    Link {
+        pk: i64,
+        /// The public id now; none when the link was deleted.
+        public_id: Option<String>,
+        revoked: bool,
+    },
+    SessionEnded {
+        id_hash: String,
+    },
+    TokenEnded {
+        token_hash: String,
+    },
+    /// The organization policy was saved.
+    Policy,
+    /// Changes were missed on the way out: drop everything cached.
+    Resync,
 }
 
 /// A sign-in that ended: the SHA-256 (hex) of its session cookie or API token, as
@@ -175,7 +204,91 @@ impl Store {
             kv_usage: Arc::default(),
             link_changes: tokio::sync::broadcast::channel(LINK_CHANGES).0,
             sign_ins_ended: tokio::sync::broadcast::channel(LINK_CHANGES).0,
+            made_here: tokio::sync::broadcast::channel(LINK_CHANGES).0,
         })
+    }
+
+    /// Changes made through this store from now on (see [`SharedChange`]).
+    pub fn changes_made_here(&self) -> tokio::sync::broadcast::Receiver<SharedChange> {
+        self.made_here.subscribe()
+    }
+
+    /// A link changed through this store: this node's calls and connections and
+    /// (through the cluster) the other nodes hear of it.
+    fn link_changed(&self, change: LinkChange) {
+        self.link_cache.clear();
+        let _ = self.made_here.send(match &change {
+            LinkChange::Updated {
+                pk,
+                public_id,
+                revoked,
+            } => SharedChange::Link {
+                pk: *pk,
+                public_id: Some(public_id.clone()),
+                revoked: *revoked,
+            },
+            LinkChange::Deleted { pk } => SharedChange::Link {
+                pk: *pk,
+                public_id: None,
+                revoked: true,
+            },
+        });
+        let _ = self.link_changes.send(change);
+    }
+
+    /// A sign-in ended through this store (see [`Store::link_changed`]).
+    fn sign_in_ended(&self, ended: SignInEnded) {
+        let _ = self.made_here.send(match &ended {
+            SignInEnded::Session { id_hash } => SharedChange::SessionEnded {
+                id_hash: id_hash.clone(),
+            },
+            SignInEnded::Token { token_hash } => SharedChange::TokenEnded {
+                token_hash: token_hash.clone(),
+            },
+        });
+        let _ = self.sign_ins_ended.send(ended);
+    }
+
+    /// Applies a change another node made: drops what this node cached of it and
+    /// tells its calls and connections, as if the change had been made here (it is
+    /// not passed on again).
+    pub fn apply_shared_change(&self, change: &SharedChange) {
+        match change {
+            SharedChange::Link {
+                pk,
+                public_id,
+                revoked,
+            } => {
+                self.link_cache.clear();
+                let change = match public_id {
+                    Some(public_id) => LinkChange::Updated {
+                        pk: *pk,
+                        public_id: public_id.clone(),
+                        revoked: *revoked,
+                    },
+                    None => LinkChange::Deleted { pk: *pk },
+                };
+                let _ = self.link_changes.send(change);
+            }
+            SharedChange::SessionEnded { id_hash } => {
+                let _ = self.sign_ins_ended.send(SignInEnded::Session {
+                    id_hash: id_hash.clone(),
+                });
+            }
+            SharedChange::TokenEnded { token_hash } => {
+                let _ = self.sign_ins_ended.send(SignInEnded::Token {
+                    token_hash: token_hash.clone(),
+                });
+            }
+            SharedChange::Resync => self.link_cache.clear(),
+            SharedChange::Policy => {}
+        }
+    }
+
+    /// How long a link read stays cached: [`link_cache::TTL`] unless changes from
+    /// other nodes arrive as they happen (a cluster whose bus is connected).
+    pub fn set_link_cache_ttl(&self, ttl: Duration) {
+        self.link_cache.set_ttl(ttl);
     }
 
     /// Changes to links from now on (see [`LinkChange`]).

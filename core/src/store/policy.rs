@@ -26,6 +26,8 @@ impl Store {
         row.member_link_creation = Set(member_link_creation);
         row.disabled_plugins = Set(disabled_plugins_json);
         row.updated_at = Set(Some(now));
-        Ok(row.update(self.conn()).await?)
+        let saved = row.update(self.conn()).await?;
+        let _ = self.made_here.send(super::SharedChange::Policy);
+        Ok(saved)
     }
 }

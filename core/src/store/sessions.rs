@@ -42,7 +42,7 @@ impl Store {
         session::Entity::delete_by_id(id_hash.to_string())
             .exec(self.conn())
             .await?;
-        let _ = self.sign_ins_ended.send(super::SignInEnded::Session {
+        self.sign_in_ended(super::SignInEnded::Session {
             id_hash: id_hash.to_string(),
         });
         Ok(())

@@ -80,9 +80,7 @@ impl Store {
         let mut active: api_token::ActiveModel = token.into();
         active.revoked_at = Set(Some(now));
         let revoked = active.update(self.conn()).await?;
-        let _ = self
-            .sign_ins_ended
-            .send(super::SignInEnded::Token { token_hash });
+        self.sign_in_ended(super::SignInEnded::Token { token_hash });
         Ok(Some(revoked))
     }
 }

@@ -166,7 +166,7 @@ fn allowed(from: &str, to: &str) -> bool {
             4
         } else if m == "calls" {
             5
-        } else if m == "signaling" {
+        } else if m == "signaling" || m == "cluster" {
             6
         } else if EDGES.contains(&m) {
             7

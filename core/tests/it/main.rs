@@ -13,6 +13,7 @@ mod aiortc;
 mod authz;
 mod calendar;
 mod cli;
+mod cluster;
 mod e2ee;
 mod email_invites;
 mod fuzz_corpus;

@@ -98,7 +98,12 @@ pub struct TestApp {
 
 enum DbGuard {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    /// Another node's database: the first node's guard drops it.
+    Shared,
 }
 
 impl Drop for DbGuard {
@@ -186,6 +191,19 @@ impl TestApp {
         config.data_dir = dir.path().to_path_buf();
         tweak(&mut config);
         let mut app = Self::build(config, guard).await;
+        app._data = Some(dir);
+        app
+    }
+
+    /// Another node of the same cluster as `self` (a PostgreSQL app with
+    /// `cluster.nats_url` set): the same database and bus, its own node id, media
+    /// ports and data directory. Drop it before `self`.
+    pub async fn another_node(&self, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = (*self.state.config).clone();
+        let dir = tempfile::tempdir().unwrap();
+        config.data_dir = dir.path().to_path_buf();
+        tweak(&mut config);
+        let mut app = Self::build(config, DbGuard::Shared).await;
         app._data = Some(dir);
         app
     }

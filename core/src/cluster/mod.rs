@@ -1,0 +1,408 @@
+//! Several nodes, one service (docs/scaling.md). With `cluster.nats_url` set, this
+//! process is a node of a cluster: the nodes share one PostgreSQL database (the
+//! source of truth) and talk over a NATS bus.
+//!
+//! What a node does here:
+//! - **heartbeat**: every [`HEARTBEAT`] it writes its row in `cluster_nodes`
+//!   (calls, open connections, drain state); a node whose heartbeat is older than
+//!   [`NODE_LOST_AFTER`] counts as lost. A node id held by a live process is
+//!   refused at start ([`ClusterError::NodeIdTaken`]).
+//! - **shared changes**: every change made through this node's store that other
+//!   nodes cache or act on ([`SharedChange`]: a link revoked, rotated, edited or
+//!   deleted; a session or API token ended; the organization policy) is published
+//!   on `{prefix}.changes`; changes from other nodes are applied here as if made
+//!   here (caches dropped, calls and connections told). While the bus is
+//!   connected, caches live [`CONNECTED_CACHE_TTL`]; while it is not, they go back
+//!   to their short single-node lives, and they are dropped when it comes back.
+//!
+//! The bus reconnects by itself (every [`RECONNECT_MAX`] at most), so a NATS
+//! restart needs no restart of the nodes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::limits::ConnectionSlots;
+use crate::metrics::Metrics;
+use crate::policy::PolicyCache;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::store::{NodeBeat, SharedChange, Store, StoreError};
+
+/// How often a node writes its heartbeat.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A node whose heartbeat is this old is lost: it takes no new calls, and its node
+/// id may be taken by another process.
+pub const NODE_LOST_AFTER: Duration = Duration::from_secs(5);
+/// How long links and the policy stay cached on a node whose bus is connected
+/// (every change reaches it over the bus; this bounds what a lost message costs).
+pub const CONNECTED_CACHE_TTL: Duration = Duration::from_secs(30);
+/// The longest wait between two attempts to reach a lost bus.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// How long a node waits for the bus at start, and the CLI before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest message read from the bus; anything bigger is not Confab's.
+const MAX_MESSAGE: usize = 64 * 1024;
+/// Link and policy cache lives without a bus (the stores' own defaults).
+const SINGLE_NODE_LINK_TTL: Duration = Duration::from_secs(2);
+const SINGLE_NODE_POLICY_TTL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot reach the cluster's NATS bus at {url}: {message}")]
+    Bus { url: String, message: String },
+    #[error(
+        "node id {0:?} is in use by another running node (its heartbeat is current): give each node its own cluster.node_id"
+    )]
+    NodeIdTaken(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What goes over the bus: a change and who made it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    /// The node (or `cli`) that made the change.
+    node: String,
+    /// Its process ([`Cluster::instance`]): a node skips its own messages.
+    instance: String,
+    /// When it was sent, in milliseconds since the Unix epoch.
+    sent_at_ms: i64,
+    change: SharedChange,
+}
+
+/// What the cluster reaches of the node.
+#[derive(Clone)]
+pub(crate) struct NodeParts {
+    pub store: Store,
+    pub policy: Arc<PolicyCache>,
+    pub metrics: Arc<Metrics>,
+    /// Calls live on this node, for the heartbeat.
+    pub live_calls: Arc<dyn Fn() -> usize + Send + Sync>,
+    pub connections: Arc<ConnectionSlots>,
+}
+
+/// This node's membership of the cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster(Arc<Inner>);
+
+struct Inner {
+    node_id: String,
+    instance: String,
+    url: String,
+    subject: String,
+    client: async_nats::Client,
+    started_at: DateTime<Utc>,
+    draining: AtomicBool,
+    stop: ShutdownTrigger,
+    stopped: Shutdown,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node_id", &self.0.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The subject shared changes travel on.
+fn changes_subject(config: &Config) -> String {
+    format!("{}.changes", config.subject_prefix())
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// Connects to the bus; `on_event` hears of its connection's ups and downs.
+async fn connect_bus(
+    config: &Config,
+    name: &str,
+    on_event: Option<Arc<dyn Fn(async_nats::Event) + Send + Sync>>,
+) -> Result<async_nats::Client, ClusterError> {
+    let url = config.cluster.nats_url.trim().to_string();
+    let mut options = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .reconnect_delay_callback(|attempts| {
+            let ms = 100u64.saturating_mul(1 << attempts.min(5));
+            Duration::from_millis(ms).min(RECONNECT_MAX)
+        });
+    if let Some(on_event) = on_event {
+        options = options.event_callback(move |event| {
+            on_event(event);
+            async {}
+        });
+    }
+    let connecting = options.connect(url.as_str());
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(err)) => Err(ClusterError::Bus {
+            url,
+            message: err.to_string(),
+        }),
+        Err(_) => Err(ClusterError::Bus {
+            url,
+            message: format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+        }),
+    }
+}
+
+impl Cluster {
+    /// Joins the cluster `config` names: connects to the bus, claims the node id
+    /// and starts the heartbeat and the exchange of changes.
+    pub(crate) async fn join(config: &Config, parts: NodeParts) -> Result<Self, ClusterError> {
+        let node_id = config.node_id();
+        let instance = crate::secret::random_base62(16);
+        let ever_connected = Arc::new(AtomicBool::new(false));
+        let on_event = {
+            let parts = parts.clone();
+            let ever_connected = ever_connected.clone();
+            let node_id = node_id.clone();
+            Arc::new(move |event: async_nats::Event| match event {
+                async_nats::Event::Connected => {
+                    parts.metrics.cluster_bus_up.set(1);
+                    if ever_connected.swap(true, Ordering::SeqCst) {
+                        parts.metrics.cluster_bus_reconnects.inc();
+                        tracing::info!(node = %node_id, "the cluster's bus is back");
+                    }
+                    // Changes arrive as they happen again; what was cached while
+                    // they did not is dropped by setting the lives.
+                    parts.store.set_link_cache_ttl(CONNECTED_CACHE_TTL);
+                    parts.policy.set_ttl(CONNECTED_CACHE_TTL);
+                }
+                async_nats::Event::Disconnected => {
+                    parts.metrics.cluster_bus_up.set(0);
+                    tracing::warn!(node = %node_id, "lost the cluster's bus; reconnecting");
+                    parts.store.set_link_cache_ttl(SINGLE_NODE_LINK_TTL);
+                    parts.policy.set_ttl(SINGLE_NODE_POLICY_TTL);
+                }
+                other => tracing::debug!(node = %node_id, event = %other, "cluster bus"),
+            }) as Arc<dyn Fn(async_nats::Event) + Send + Sync>
+        };
+        let client = connect_bus(config, &format!("confab {node_id}"), Some(on_event)).await?;
+        // The first connection's event may come after connect returns.
+        parts.metrics.cluster_bus_up.set(1);
+        ever_connected.store(true, Ordering::SeqCst);
+        parts.store.set_link_cache_ttl(CONNECTED_CACHE_TTL);
+        parts.policy.set_ttl(CONNECTED_CACHE_TTL);
+        let subject = changes_subject(config);
+        let subscription =
+            client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| ClusterError::Bus {
+                    url: config.cluster.nats_url.clone(),
+                    message: e.to_string(),
+                })?;
+        let (stop, stopped) = Shutdown::new();
+        let cluster = Cluster(Arc::new(Inner {
+            node_id,
+            instance,
+            url: config.public_url(),
+            subject,
+            client,
+            started_at: Utc::now(),
+            draining: AtomicBool::new(false),
+            stop,
+            stopped,
+        }));
+        if !cluster.beat(&parts).await? {
+            return Err(ClusterError::NodeIdTaken(cluster.0.node_id.clone()));
+        }
+        tokio::spawn(cluster.clone().run_heartbeat(parts.clone()));
+        tokio::spawn(
+            cluster
+                .clone()
+                .run_publisher(parts.store.changes_made_here()),
+        );
+        tokio::spawn(cluster.clone().run_subscriber(subscription, parts));
+        tracing::info!(node = %cluster.0.node_id, bus = %config.cluster.nats_url, "joined the cluster");
+        Ok(cluster)
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.0.node_id
+    }
+
+    /// Whether the bus is connected now.
+    pub fn bus_connected(&self) -> bool {
+        self.0.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Leaves the cluster: stops the heartbeat and the exchange, sends what is
+    /// queued and removes this node's row.
+    pub async fn leave(&self, store: &Store) {
+        self.0.stop.trigger();
+        let _ = tokio::time::timeout(CONNECT_TIMEOUT, self.0.client.flush()).await;
+        if let Err(err) = store.leave_cluster(&self.0.node_id, &self.0.instance).await {
+            tracing::warn!(error = %err, "could not remove this node's row from cluster_nodes");
+        }
+    }
+
+    /// Writes this node's heartbeat; false when another process holds the node id.
+    async fn beat(&self, parts: &NodeParts) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let beat = NodeBeat {
+            node_id: self.0.node_id.clone(),
+            instance: self.0.instance.clone(),
+            url: self.0.url.clone(),
+            started_at: self.0.started_at,
+            now,
+            calls: i32::try_from((parts.live_calls)()).unwrap_or(i32::MAX),
+            participants: i32::try_from(parts.connections.total()).unwrap_or(i32::MAX),
+            draining: self.0.draining.load(Ordering::Relaxed),
+        };
+        let stale_before = now - chrono::Duration::from_std(NODE_LOST_AFTER).unwrap_or_default();
+        parts.store.node_heartbeat(&beat, stale_before).await
+    }
+
+    async fn run_heartbeat(self, parts: NodeParts) {
+        let mut ticker = tokio::time::interval(HEARTBEAT);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.0.stopped.wait() => break,
+                _ = ticker.tick() => {}
+            }
+            match self.beat(&parts).await {
+                Ok(true) => {}
+                Ok(false) => tracing::error!(
+                    node = %self.0.node_id,
+                    "another process took this node's id while its heartbeat was late; give each node its own cluster.node_id"
+                ),
+                Err(err) => tracing::warn!(error = %err, "cluster heartbeat not written"),
+            }
+            match parts.store.cluster_nodes().await {
+                Ok(nodes) => {
+                    let live = nodes
+                        .iter()
+                        .filter(|n| is_live(n.heartbeat_at, Utc::now()))
+                        .count();
+                    parts
+                        .metrics
+                        .cluster_nodes_live
+                        .set(i64::try_from(live).unwrap_or(i64::MAX));
+                }
+                Err(err) => tracing::debug!(error = %err, "cluster nodes not read"),
+            }
+        }
+    }
+
+    fn envelope(&self, change: SharedChange) -> Envelope {
+        Envelope {
+            node: self.0.node_id.clone(),
+            instance: self.0.instance.clone(),
+            sent_at_ms: now_ms(),
+            change,
+        }
+    }
+
+    async fn run_publisher(self, mut changes: tokio::sync::broadcast::Receiver<SharedChange>) {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let change = tokio::select! {
+                _ = self.0.stopped.wait() => break,
+                change = changes.recv() => match change {
+                    Ok(change) => change,
+                    // Changes were missed: the others drop everything they cache.
+                    Err(RecvError::Lagged(_)) => SharedChange::Resync,
+                    Err(RecvError::Closed) => break,
+                },
+            };
+            publish(&self.0.client, &self.0.subject, &self.envelope(change)).await;
+        }
+    }
+
+    async fn run_subscriber(self, mut subscription: async_nats::Subscriber, parts: NodeParts) {
+        loop {
+            let message = tokio::select! {
+                _ = self.0.stopped.wait() => break,
+                message = subscription.next() => match message {
+                    Some(message) => message,
+                    None => break,
+                },
+            };
+            if message.payload.len() > MAX_MESSAGE {
+                tracing::warn!(
+                    bytes = message.payload.len(),
+                    "ignored an oversized cluster message"
+                );
+                continue;
+            }
+            let envelope: Envelope = match serde_json::from_slice(&message.payload) {
+                Ok(envelope) => envelope,
+                Err(err) => {
+                    tracing::warn!(error = %err, "ignored a malformed cluster message");
+                    continue;
+                }
+            };
+            if envelope.instance == self.0.instance {
+                continue;
+            }
+            apply(&parts, &envelope.change);
+            parts.metrics.cluster_changes_applied.inc();
+            let delay_ms = (now_ms() - envelope.sent_at_ms).max(0);
+            #[allow(clippy::cast_precision_loss)]
+            parts
+                .metrics
+                .cluster_change_seconds
+                .observe(delay_ms as f64 / 1000.0);
+        }
+    }
+}
+
+/// Applies a change another node (or the CLI) made.
+fn apply(parts: &NodeParts, change: &SharedChange) {
+    parts.store.apply_shared_change(change);
+    if matches!(change, SharedChange::Policy | SharedChange::Resync) {
+        parts.policy.forget();
+    }
+}
+
+async fn publish(client: &async_nats::Client, subject: &str, envelope: &Envelope) {
+    let payload = match serde_json::to_vec(envelope) {
+        Ok(payload) => payload,
+        Err(err) => {
+            tracing::error!(error = %err, "a cluster change could not be encoded");
+            return;
+        }
+    };
+    if let Err(err) = client.publish(subject.to_string(), payload.into()).await {
+        tracing::warn!(error = %err, "a change was not sent to the other nodes; they see it when their caches expire");
+    }
+}
+
+/// Whether a heartbeat written at `heartbeat_at` is current at `now`.
+pub fn is_live(heartbeat_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now - heartbeat_at < chrono::Duration::from_std(NODE_LOST_AFTER).unwrap_or_default()
+}
+
+/// Sends changes the command line made to the nodes of the cluster `config` names
+/// (the CLI is no node: it connects, publishes and leaves).
+pub async fn announce(config: &Config, changes: Vec<SharedChange>) -> Result<(), ClusterError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let client = connect_bus(config, "confab cli", None).await?;
+    let subject = changes_subject(config);
+    let instance = crate::secret::random_base62(16);
+    for change in changes {
+        let envelope = Envelope {
+            node: "cli".into(),
+            instance: instance.clone(),
+            sent_at_ms: now_ms(),
+            change,
+        };
+        publish(&client, &subject, &envelope).await;
+    }
+    client.flush().await.map_err(|e| ClusterError::Bus {
+        url: config.cluster.nats_url.clone(),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,195 @@
+//! Several nodes on one PostgreSQL database and one NATS bus (docs/scaling.md):
+//! what one node changes, the others apply at once; nodes heartbeat and a node id
+//! is held by one process. Each test has its own database and subject prefix on
+//! the machine's PostgreSQL and NATS (`CONFAB_TEST_NATS_URL`, default
+//! `nats://127.0.0.1:4222`).
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use confab_core::cluster::{CONNECTED_CACHE_TTL, is_live};
+use confab_core::{App, Config, SystemClock};
+use serde_json::{Value, json};
+
+use crate::support::TestApp;
+use crate::support::ws::Ws;
+
+fn nats_url() -> String {
+    std::env::var("CONFAB_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// Two nodes, `a` and `b`, of a cluster of their own.
+async fn two_nodes() -> (TestApp, TestApp) {
+    let prefix = format!(
+        "confab-test.{}",
+        confab_core::secret::random_base62(10).to_lowercase()
+    );
+    let a = TestApp::postgres_with(|c| {
+        c.cluster.nats_url = nats_url();
+        c.cluster.subject_prefix = prefix.clone();
+        c.cluster.node_id = "node-a".into();
+    })
+    .await;
+    let b = a
+        .another_node(|c| c.cluster.node_id = "node-b".into())
+        .await;
+    (a, b)
+}
+
+/// Polls `probe` until it is true; fails after `limit`, well within the caches'
+/// life on a connected node ([`CONNECTED_CACHE_TTL`]), so only a change that
+/// crossed the bus can pass.
+async fn within_cache_life(what: &str, mut probe: impl AsyncFnMut() -> bool) {
+    let limit = CONNECTED_CACHE_TTL / 3;
+    let deadline = tokio::time::Instant::now() + limit;
+    while !probe().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not reach the other node within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_link_revoked_on_one_node_stops_working_on_the_other_and_ends_its_call_there() {
+    let (a, b) = two_nodes().await;
+    let token = a.admin_token().await;
+    let link = a.create_link(&token, "Across nodes").await;
+    let id = link["id"].as_str().unwrap().to_string();
+    let revoke = async |id: &str| {
+        let revoked = a
+            .post(&format!("/api/v1/links/{id}/revoke"))
+            .bearer(&token)
+            .send()
+            .await;
+        assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text());
+    };
+
+    // Node b reads the link (and caches it); nothing else on node b reads it again.
+    let page = b.get(&format!("/j/{id}")).send().await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains("Across nodes"));
+    revoke(&id).await;
+    within_cache_life("the revocation", async || {
+        b.get(&format!("/j/{id}")).send().await.status == StatusCode::GONE
+    })
+    .await;
+    let page = b.get(&format!("/j/{id}")).send().await;
+    assert!(page.text().contains("This link was revoked"));
+
+    // A call on node b ends when its link is revoked through node a, and the page
+    // is told why.
+    let link = a.create_link(&token, "Second call").await;
+    let id = link["id"].as_str().unwrap().to_string();
+    let host = a.sign_in("admin@example.org").await;
+    let addr = b.serve().await;
+    let mut ws = Ws::open(&addr, &id, Some(&host.cookies)).await;
+    ws.send(json!({ "v": 1, "type": "join" })).await;
+    ws.expect("joined").await;
+    revoke(&id).await;
+    let said = ws
+        .seen_until(Duration::from_secs(10), |m: &Value| {
+            m["type"] == "call_ended" || m["type"] == "error"
+        })
+        .await;
+    let last = said.last().expect("node b's call says something");
+    assert!(
+        last["type"] == "call_ended" || last["code"] == "link_revoked",
+        "{said:?}"
+    );
+    drop(b);
+}
+
+#[tokio::test]
+async fn a_policy_change_on_one_node_applies_on_the_other() {
+    let (a, b) = two_nodes().await;
+    let token = a.admin_token().await;
+    // Node b reads the policy (and caches it).
+    let before = b.get("/api/v1/admin/policy").bearer(&token).send().await;
+    assert_eq!(before.status, StatusCode::OK, "{}", before.text());
+    assert_eq!(before.json()["guest_access"], true);
+    let res = a
+        .req(axum::http::Method::PATCH, "/api/v1/admin/policy")
+        .bearer(&token)
+        .json(&json!({ "guest_access": false }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    within_cache_life("the policy change", async || {
+        let now = b.get("/api/v1/admin/policy").bearer(&token).send().await;
+        now.json()["guest_access"] == false
+    })
+    .await;
+    drop(b);
+}
+
+#[tokio::test]
+async fn signing_out_on_one_node_takes_the_member_powers_of_that_sign_in_on_the_other() {
+    let (a, b) = two_nodes().await;
+    let token = a.admin_token().await;
+    let link = a.create_link(&token, "Team call").await;
+    let id = link["id"].as_str().unwrap();
+    let host = a.sign_in("admin@example.org").await;
+    let addr = b.serve().await;
+    let mut ws = Ws::open(&addr, id, Some(&host.cookies)).await;
+    ws.send(json!({ "v": 1, "type": "join" })).await;
+    ws.expect("joined").await;
+    let mut guest = Ws::open(&addr, id, None).await;
+    let waiting = guest.join_as_guest("Gwen", "guest-key-gwen-00001").await;
+    assert_eq!(waiting["type"], "waiting", "{waiting}");
+    ws.lobby_until(|r| r.len() == 1).await;
+
+    let out = a
+        .post("/logout")
+        .cookie(&host.cookies)
+        .form(&format!("csrf={}", host.csrf))
+        .send()
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.text());
+    // The page on node b loses the lobby at once (a connection re-reads its
+    // sign-in only every 15 s by itself) and may no longer admit.
+    let said = ws
+        .seen_until(CONNECTED_CACHE_TTL / 3, |m: &Value| {
+            m["type"] == "lobby" && m["requests"] == json!([])
+        })
+        .await;
+    assert_eq!(said.last().unwrap()["requests"], json!([]), "{said:?}");
+    ws.send(json!({ "v": 1, "type": "admit", "request": waiting["request"] }))
+        .await;
+    ws.expect_error("not_allowed").await;
+    drop(b);
+}
+
+#[tokio::test]
+async fn nodes_heartbeat_and_a_node_id_in_use_is_refused() {
+    let (a, b) = two_nodes().await;
+    let nodes = a.store.cluster_nodes().await.unwrap();
+    let ids: Vec<&str> = nodes.iter().map(|n| n.node_id.as_str()).collect();
+    assert_eq!(ids, ["node-a", "node-b"]);
+    assert!(
+        nodes
+            .iter()
+            .all(|n| is_live(n.heartbeat_at, chrono::Utc::now()))
+    );
+    let ready = b.get("/readyz").send().await;
+    assert_eq!(ready.json()["bus"], "ok", "{}", ready.text());
+    assert_eq!(ready.json()["status"], "ready");
+
+    // A third process with node a's id is turned away while node a is alive.
+    let mut config: Config = (*a.state.config).clone();
+    let data = tempfile::tempdir().unwrap();
+    config.data_dir = data.path().to_path_buf();
+    let refused = App::build_with_clock(config, std::sync::Arc::new(SystemClock)).await;
+    let err = refused.err().expect("a node id in use is refused");
+    assert!(
+        err.to_string()
+            .contains("node id \"node-a\" is in use by another running node"),
+        "{err}"
+    );
+
+    // A single node never joins: its readiness says so.
+    let single = TestApp::sqlite().await;
+    assert_eq!(single.get("/readyz").send().await.json()["bus"], "off");
+    drop(b);
+}

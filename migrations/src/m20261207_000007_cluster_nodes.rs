@@ -1,0 +1,80 @@
+//! The nodes of a cluster (several Confab processes on one PostgreSQL database and
+//! a NATS bus): each node's row says it is alive (its heartbeat) and how loaded it
+//! is. A single node without a cluster bus never writes here.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum ClusterNodes {
+    Table,
+    NodeId,
+    Instance,
+    Url,
+    StartedAt,
+    HeartbeatAt,
+    Calls,
+    Participants,
+    Draining,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(ClusterNodes::Table)
+                    .col(
+                        ColumnDef::new(ClusterNodes::NodeId)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    // A random id per process: a second process started with the
+                    // same node id is told apart from the first.
+                    .col(
+                        ColumnDef::new(ClusterNodes::Instance)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ClusterNodes::Url)
+                            .string_len(2048)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ClusterNodes::StartedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ClusterNodes::HeartbeatAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(ClusterNodes::Calls).integer().not_null())
+                    .col(
+                        ColumnDef::new(ClusterNodes::Participants)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ClusterNodes::Draining)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(ClusterNodes::Table).to_owned())
+            .await
+    }
+}
