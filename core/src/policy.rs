@@ -66,7 +66,7 @@ impl OrgPolicy {
 /// Plugin names: 1–64 of `a-z`, `0-9` and `-`.
 pub use confab_plugin_contract::valid_plugin_name;
 
-/// Reads the policy through a short-lived cache ([`CACHE_TTL`], or longer on a
+/// Reads the policy through a short-lived cache (5 s, or longer on a
 /// node of a cluster that hears of every change: [`PolicyCache::set_ttl`]).
 #[derive(Debug)]
 pub struct PolicyCache {

@@ -285,7 +285,7 @@ impl Store {
         }
     }
 
-    /// How long a link read stays cached: [`link_cache::TTL`] unless changes from
+    /// How long a link read stays cached: 2 s unless changes from
     /// other nodes arrive as they happen (a cluster whose bus is connected).
     pub fn set_link_cache_ttl(&self, ttl: Duration) {
         self.link_cache.set_ttl(ttl);

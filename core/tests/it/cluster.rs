@@ -172,6 +172,19 @@ async fn nodes_heartbeat_and_a_node_id_in_use_is_refused() {
             .iter()
             .all(|n| is_live(n.heartbeat_at, chrono::Utc::now()))
     );
+    // `confab node list`, as an operator runs it against the cluster's database.
+    let listed = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["node", "list", "--json"])
+        .env("CONFAB_DATABASE_URL", &a.state.config.database.url)
+        .env("CONFAB_DATA_DIR", a.state.config.data_dir.as_os_str())
+        .output()
+        .await
+        .unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["node_id"], "node-a", "{listed}");
+    assert_eq!(listed[1]["node_id"], "node-b", "{listed}");
+    assert_eq!(listed[1]["state"], "live", "{listed}");
     let ready = b.get("/readyz").send().await;
     assert_eq!(ready.json()["bus"], "ok", "{}", ready.text());
     assert_eq!(ready.json()["status"], "ready");
