@@ -12,7 +12,7 @@ mod m20261122_000003_plugins;
 mod m20261123_000004_mail_outbox;
 mod m20261201_000005_mail_delivery;
 mod m20261206_000006_mail_list_unsubscribe;
-mod m20261207_000007_cluster_nodes;
+mod m20261207_000007_cluster;
 
 /// The ordered list of Confab's migrations.
 pub struct Migrator;
@@ -27,7 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_mail_outbox::Migration),
             Box::new(m20261201_000005_mail_delivery::Migration),
             Box::new(m20261206_000006_mail_list_unsubscribe::Migration),
-            Box::new(m20261207_000007_cluster_nodes::Migration),
+            Box::new(m20261207_000007_cluster::Migration),
         ]
     }
 

@@ -19,7 +19,7 @@
 //! restart needs no restart of the nodes.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -159,15 +159,16 @@ impl Cluster {
     pub(crate) async fn join(config: &Config, parts: NodeParts) -> Result<Self, ClusterError> {
         let node_id = config.node_id();
         let instance = crate::secret::random_base62(16);
-        let ever_connected = Arc::new(AtomicBool::new(false));
+        // Every connection, the first one included, is announced once.
+        let connections = Arc::new(AtomicU64::new(0));
         let on_event = {
             let parts = parts.clone();
-            let ever_connected = ever_connected.clone();
+            let connections = connections.clone();
             let node_id = node_id.clone();
             Arc::new(move |event: async_nats::Event| match event {
                 async_nats::Event::Connected => {
                     parts.metrics.cluster_bus_up.set(1);
-                    if ever_connected.swap(true, Ordering::SeqCst) {
+                    if connections.fetch_add(1, Ordering::SeqCst) > 0 {
                         parts.metrics.cluster_bus_reconnects.inc();
                         tracing::info!(node = %node_id, "the cluster's bus is back");
                     }
@@ -188,7 +189,6 @@ impl Cluster {
         let client = connect_bus(config, &format!("confab {node_id}"), Some(on_event)).await?;
         // The first connection's event may come after connect returns.
         parts.metrics.cluster_bus_up.set(1);
-        ever_connected.store(true, Ordering::SeqCst);
         parts.store.set_link_cache_ttl(CONNECTED_CACHE_TTL);
         parts.policy.set_ttl(CONNECTED_CACHE_TTL);
         let subject = changes_subject(config);

@@ -259,6 +259,48 @@ impl PluginHost {
         .await
     }
 
+    /// Whether this node makes the run of `plugin`'s `timer` that fell `due`: on a
+    /// single node, always; on a node of a cluster, when no other node ran it
+    /// since (a cron timer's minute is run once; an `every` timer runs when the
+    /// cluster's last run is at least nine tenths of its interval ago, on the
+    /// system clock, whichever node's turn came first).
+    async fn claim_timer_run(
+        &self,
+        deps: &PluginDeps,
+        plugin: &str,
+        timer: &str,
+        schedule: &manifest::Schedule,
+        due: manifest::Due,
+    ) -> bool {
+        let Some(node) = &self.cluster_node else {
+            return true;
+        };
+        let (run_at, threshold) = match (schedule, due) {
+            (_, manifest::Due::At(minute)) => (minute, minute),
+            (manifest::Schedule::Every(every), _) => {
+                let now = chrono::Utc::now();
+                let gap = chrono::Duration::from_std(every.mul_f64(0.9)).unwrap_or_default();
+                (now, now - gap + chrono::Duration::milliseconds(1))
+            }
+            (manifest::Schedule::Cron(_), manifest::Due::After(_)) => return true,
+        };
+        match deps
+            .store
+            .claim_timer_run(plugin, timer, run_at, threshold, node)
+            .await
+        {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::debug!(%plugin, %timer, "another node ran this timer");
+                false
+            }
+            Err(err) => {
+                tracing::warn!(%plugin, %timer, error = %err, "plugin timer not run: the database did not answer its claim");
+                false
+            }
+        }
+    }
+
     /// Fires timers as their intervals pass, and cron timers at their minutes of the
     /// app's clock, until `shutdown`.
     pub async fn run_timers(deps: PluginDeps, shutdown: crate::shutdown::Shutdown) {
@@ -293,10 +335,17 @@ impl PluginHost {
                 if entry.0 != schedule {
                     *entry = (schedule.clone(), schedule.next(now, wall));
                 }
-                if entry.1.is_some_and(|due| due.reached(now, wall)) {
+                if let Some(due) = entry.1.filter(|due| due.reached(now, wall)) {
                     entry.1 = schedule.next(now, wall);
                     let deps = deps.clone();
                     tokio::spawn(async move {
+                        if !deps
+                            .plugins
+                            .claim_timer_run(&deps, &plugin, &timer, &schedule, due)
+                            .await
+                        {
+                            return;
+                        }
                         match deps.plugins.fire_timer(&deps, &plugin, &timer).await {
                             Ok(()) | Err(InvokeError::Disabled(_)) => {}
                             Err(e) => {

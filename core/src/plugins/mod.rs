@@ -174,6 +174,9 @@ pub struct PluginHost {
     problems: RwLock<BTreeMap<PathBuf, LoadProblem>>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// This node's id when it is a node of a cluster: each timer run is then
+    /// claimed in the database first, so that it runs on one node only.
+    cluster_node: Option<String>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -216,6 +219,7 @@ impl PluginHost {
             plugins: RwLock::default(),
             problems: RwLock::default(),
             reloading: tokio::sync::Mutex::new(()),
+            cluster_node: config.clustered().then(|| config.node_id()),
         }
     }
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
-use super::{Store, StoreResult, cluster_node};
+use super::{Store, StoreResult, cluster_node, plugin_timer_run};
 
 /// What a node says of itself every heartbeat.
 #[derive(Debug, Clone)]
@@ -85,5 +85,43 @@ impl Store {
             .exec(self.conn())
             .await?;
         Ok(())
+    }
+
+    /// Claims a run of `plugin`'s `timer` for `node_id` at `run_at`: true when no
+    /// node ran it at or after `threshold` (the run is this node's to make), false
+    /// when another node did.
+    pub async fn claim_timer_run(
+        &self,
+        plugin: &str,
+        timer: &str,
+        run_at: DateTime<Utc>,
+        threshold: DateTime<Utc>,
+        node_id: &str,
+    ) -> StoreResult<bool> {
+        let _turn = self.write_turn().await;
+        let row = plugin_timer_run::ActiveModel {
+            plugin: Set(plugin.to_string()),
+            timer: Set(timer.to_string()),
+            last_run: Set(run_at),
+            node_id: Set(node_id.to_string()),
+        };
+        let due =
+            Expr::col((plugin_timer_run::Entity, plugin_timer_run::Column::LastRun)).lt(threshold);
+        let written = plugin_timer_run::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([
+                    plugin_timer_run::Column::Plugin,
+                    plugin_timer_run::Column::Timer,
+                ])
+                .update_columns([
+                    plugin_timer_run::Column::LastRun,
+                    plugin_timer_run::Column::NodeId,
+                ])
+                .action_and_where(due)
+                .to_owned(),
+            )
+            .exec_without_returning(self.conn())
+            .await?;
+        Ok(written == 1)
     }
 }

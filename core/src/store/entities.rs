@@ -309,3 +309,24 @@ pub mod cluster_node {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod plugin_timer_run {
+    use sea_orm::entity::prelude::*;
+
+    /// When a plugin's timer last ran in a cluster, and on which node.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "plugin_timer_runs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub plugin: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub timer: String,
+        pub last_run: DateTimeUtc,
+        pub node_id: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -25,7 +25,7 @@ mod users;
 pub use cluster::NodeBeat;
 pub use entities::{
     api_token, call_event, cluster_node, link, mail_outbox, mail_outbox_attachment, org_policy,
-    plugin_kv, plugin_status, session, user,
+    plugin_kv, plugin_status, plugin_timer_run, session, user,
 };
 pub use links::{LinkFilter, LinkPage, LinkUpdate, NewLinkRow, ScheduleRow};
 pub use outbox::{

@@ -12,24 +12,27 @@ use confab_core::{App, Config, SystemClock};
 use serde_json::{Value, json};
 
 use crate::support::TestApp;
+use crate::support::relay::Relay;
 use crate::support::ws::Ws;
 
 fn nats_url() -> String {
     std::env::var("CONFAB_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
 }
 
-/// Two nodes, `a` and `b`, of a cluster of their own.
-async fn two_nodes() -> (TestApp, TestApp) {
-    let prefix = format!(
+/// Makes `c` the configuration of node `node_id` of a cluster of its own: the
+/// test's NATS server, a subject prefix no other test uses.
+pub(crate) fn first_node(c: &mut Config, node_id: &str) {
+    c.cluster.nats_url = nats_url();
+    c.cluster.subject_prefix = format!(
         "confab-test.{}",
         confab_core::secret::random_base62(10).to_lowercase()
     );
-    let a = TestApp::postgres_with(|c| {
-        c.cluster.nats_url = nats_url();
-        c.cluster.subject_prefix = prefix.clone();
-        c.cluster.node_id = "node-a".into();
-    })
-    .await;
+    c.cluster.node_id = node_id.into();
+}
+
+/// Two nodes, `a` and `b`, of a cluster of their own.
+async fn two_nodes() -> (TestApp, TestApp) {
+    let a = TestApp::postgres_with(|c| first_node(c, "node-a")).await;
     let b = a
         .another_node(|c| c.cluster.node_id = "node-b".into())
         .await;
@@ -101,6 +104,23 @@ async fn a_link_revoked_on_one_node_stops_working_on_the_other_and_ends_its_call
     drop(b);
 }
 
+/// An administrator turns guest access off through node `from`; node `to` (which
+/// has the policy cached) applies it within the caches' life.
+async fn guest_access_goes_off(from: &TestApp, to: &TestApp, token: &str, what: &str) {
+    let res = from
+        .req(axum::http::Method::PATCH, "/api/v1/admin/policy")
+        .bearer(token)
+        .json(&json!({ "guest_access": false }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    within_cache_life(what, async || {
+        let now = to.get("/api/v1/admin/policy").bearer(token).send().await;
+        now.json()["guest_access"] == false
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_policy_change_on_one_node_applies_on_the_other() {
     let (a, b) = two_nodes().await;
@@ -109,18 +129,7 @@ async fn a_policy_change_on_one_node_applies_on_the_other() {
     let before = b.get("/api/v1/admin/policy").bearer(&token).send().await;
     assert_eq!(before.status, StatusCode::OK, "{}", before.text());
     assert_eq!(before.json()["guest_access"], true);
-    let res = a
-        .req(axum::http::Method::PATCH, "/api/v1/admin/policy")
-        .bearer(&token)
-        .json(&json!({ "guest_access": false }))
-        .send()
-        .await;
-    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
-    within_cache_life("the policy change", async || {
-        let now = b.get("/api/v1/admin/policy").bearer(&token).send().await;
-        now.json()["guest_access"] == false
-    })
-    .await;
+    guest_access_goes_off(&a, &b, &token, "the policy change").await;
     drop(b);
 }
 
@@ -205,4 +214,83 @@ async fn nodes_heartbeat_and_a_node_id_in_use_is_refused() {
     let single = TestApp::sqlite().await;
     assert_eq!(single.get("/readyz").send().await.json()["bus"], "off");
     drop(b);
+}
+
+/// The bus goes away under one node (its connection cut by a relay the test
+/// controls) and comes back: the node stays ready, says it is degraded, still turns
+/// revoked links away from the database, and rejoins by itself.
+#[tokio::test]
+async fn a_node_rides_out_a_lost_bus_and_rejoins_without_a_restart() {
+    let (b, _) = two_nodes().await;
+    let upstream = url::Url::parse(&nats_url()).unwrap();
+    let upstream = tokio::net::lookup_host((
+        upstream.host_str().unwrap(),
+        upstream.port().unwrap_or(4222),
+    ))
+    .await
+    .unwrap()
+    .next()
+    .unwrap();
+    let relay = Relay::server_first(upstream).await;
+    let a = b
+        .another_node(|c| {
+            c.cluster.node_id = "node-behind-relay".into();
+            c.cluster.nats_url = format!("nats://{}", relay.addr);
+        })
+        .await;
+    let token = b.admin_token().await;
+    let link = b.create_link(&token, "Through the outage").await;
+    let id = link["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        a.get(&format!("/j/{id}")).send().await.status,
+        StatusCode::OK
+    );
+
+    relay.down(|_| true);
+    within_cache_life("the lost bus", async || {
+        a.get("/readyz").send().await.json()["bus"] == "disconnected"
+    })
+    .await;
+    let ready = a.get("/readyz").send().await;
+    assert_eq!(
+        ready.status,
+        StatusCode::OK,
+        "calls go on: the node stays ready"
+    );
+    assert_eq!(ready.json()["status"], "degraded", "{}", ready.text());
+    // A revocation through the other node does not reach this one over the bus,
+    // but its caches went back to their short single-node lives.
+    let revoked = b
+        .post(&format!("/api/v1/links/{id}/revoke"))
+        .bearer(&token)
+        .send()
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK);
+    within_cache_life("the revocation, from the database", async || {
+        a.get(&format!("/j/{id}")).send().await.status == StatusCode::GONE
+    })
+    .await;
+
+    relay.up();
+    within_cache_life("the bus coming back", async || {
+        a.get("/readyz").send().await.json()["status"] == "ready"
+    })
+    .await;
+    let metrics = a.get("/metrics").send().await.text();
+    assert!(
+        metrics.contains("confab_cluster_bus_reconnects_total 1"),
+        "{metrics}"
+    );
+    // Subscribed again: the next change arrives over the bus (the policy would
+    // otherwise stay cached for 30 s).
+    assert_eq!(
+        a.get("/api/v1/admin/policy")
+            .bearer(&token)
+            .send()
+            .await
+            .json()["guest_access"],
+        true
+    );
+    guest_access_goes_off(&b, &a, &token, "a change after the bus came back").await;
+    drop(a);
 }

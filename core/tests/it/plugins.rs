@@ -777,6 +777,17 @@ async fn rogue_app_with(
     caps: &[&str],
     tweak: impl FnOnce(&mut Config),
 ) -> (TestApp, tempfile::TempDir) {
+    let plugins = install_rogue(patch);
+    let app = TestApp::sqlite_with(|c| {
+        with_rogue(c, plugins.path(), caps);
+        tweak(c);
+    })
+    .await;
+    (app, plugins)
+}
+
+/// A plugins directory with the rogue plugin, its manifest patched by `patch`.
+fn install_rogue(patch: impl FnOnce(String) -> String) -> tempfile::TempDir {
     let plugins = tempfile::tempdir().unwrap();
     let installed = install(
         plugins.path(),
@@ -789,15 +800,14 @@ async fn rogue_app_with(
         .unwrap()
         .replace("deadline-ms = 300", "deadline-ms = 5000");
     std::fs::write(&manifest, patch(text)).unwrap();
-    let dir = plugins.path().to_path_buf();
-    let app = TestApp::sqlite_with(|c| {
-        c.plugins.dir = dir.display().to_string();
-        c.plugins.cache_dir = dir.join(".cache").display().to_string();
-        grant(c, "rogue", caps, &[]);
-        tweak(c);
-    })
-    .await;
-    (app, plugins)
+    plugins
+}
+
+/// Loads the plugins of `dir` (see [`install_rogue`]), granting the rogue `caps`.
+fn with_rogue(c: &mut Config, dir: &Path, caps: &[&str]) {
+    c.plugins.dir = dir.display().to_string();
+    c.plugins.cache_dir = dir.join(".cache").display().to_string();
+    grant(c, "rogue", caps, &[]);
 }
 
 /// POSTs `body` to one of the rogue plugin's routes (`/mail`: the subject of the
@@ -1009,6 +1019,69 @@ async fn timers_fire_and_cron_timers_fire_at_their_minute_of_the_clock() {
         .await
         .expect("the timers stop on shutdown")
         .unwrap();
+}
+
+/// Two nodes of a cluster, one PostgreSQL database and the NATS bus of this
+/// machine (`CONFAB_TEST_NATS_URL`).
+mod cluster {
+    use super::*;
+
+    /// The rogue plugin's timers, due on both nodes, run on one: its cron minute
+    /// once, and its `every` timer (10 s here) once each time it is due.
+    #[tokio::test]
+    async fn a_timer_runs_on_one_node_of_a_cluster_each_time_it_is_due() {
+        let plugins = install_rogue(|m| {
+            m.replace("every = \"1h\"", "every = \"10s\"")
+                .replace("[permissions]\n", "[permissions]\nkv = {}\n")
+        });
+        let a = TestApp::postgres_with(|c| {
+            with_rogue(c, plugins.path(), &["kv"]);
+            crate::cluster::first_node(c, "node-a");
+        })
+        .await;
+        let b = a
+            .another_node(|c| c.cluster.node_id = "node-b".into())
+            .await;
+        let (trigger, shutdown) = confab_core::shutdown::Shutdown::new();
+        let timers: Vec<_> = [&a, &b]
+            .into_iter()
+            .map(|node| {
+                tokio::spawn(confab_core::plugins::PluginHost::run_timers(
+                    node.state.plugin_deps().clone(),
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
+        // The clocks say 12:00 UTC; once the timers were seen, both nodes reach the
+        // cron timer's 12:30 at once.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        a.clock.advance(chrono::Duration::minutes(30));
+        b.clock.advance(chrono::Duration::minutes(30));
+        // The `every` timer is due about 10 s and 20 s in, on each node (checked
+        // once a second).
+        tokio::time::sleep(Duration::from_millis(22_500)).await;
+        trigger.trigger();
+        for timer in timers {
+            timer.await.unwrap();
+        }
+        let runs = a.get("/p/rogue/runs").send().await.text();
+        let runs_of = |timer: &str| -> Vec<u128> {
+            let prefix = format!("runs:{timer}:");
+            let mut at: Vec<u128> = runs
+                .lines()
+                .filter_map(|key| key.strip_prefix(prefix.as_str()))
+                .map(|nanos| nanos.parse().unwrap())
+                .collect();
+            at.sort_unstable();
+            at
+        };
+        assert_eq!(runs_of("half-past-noon").len(), 1, "{runs}");
+        let every = runs_of("hourly");
+        assert_eq!(every.len(), 2, "{runs}");
+        let gap_ms = (every[1] - every[0]) / 1_000_000;
+        assert!(gap_ms >= 9_000, "two runs {gap_ms} ms apart: {runs}");
+        drop(b);
+    }
 }
 
 /// The outbox and the purge, on both databases.

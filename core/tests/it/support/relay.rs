@@ -16,6 +16,8 @@ type Cut = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
 /// ones like them at once, until [`Relay::up`].
 pub(crate) struct Relay {
     cut: watch::Sender<Option<Cut>>,
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
 }
 
 impl Relay {
@@ -25,13 +27,27 @@ impl Relay {
     }
 
     pub(crate) fn start_on(listener: TcpListener, upstream: SocketAddr) -> Relay {
+        Relay::spawn(listener, upstream, true)
+    }
+
+    /// A relay for a protocol whose server speaks first (NATS): a cut picks
+    /// connections by no bytes at all (`which(&[])`).
+    pub(crate) async fn server_first(upstream: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("relay listens");
+        Relay::spawn(listener, upstream, false)
+    }
+
+    fn spawn(listener: TcpListener, upstream: SocketAddr, client_first: bool) -> Relay {
         let (cut, watching) = watch::channel(None);
+        let addr = listener.local_addr().expect("relay has an address");
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                tokio::spawn(relay(client, upstream, watching.clone()));
+                tokio::spawn(relay(client, upstream, watching.clone(), client_first));
             }
         });
-        Relay { cut }
+        Relay { cut, addr }
     }
 
     pub(crate) fn down(&self, which: impl Fn(&[u8]) -> bool + Send + Sync + 'static) {
@@ -44,15 +60,27 @@ impl Relay {
 }
 
 /// Relays one connection until either side closes it or a cut picks it. Browsers
-/// speak first on both HTTP and ICE-TCP, so the first bytes are there to pick by.
-async fn relay(mut client: TcpStream, upstream: SocketAddr, mut cut: watch::Receiver<Option<Cut>>) {
-    let mut first = vec![0; 4096];
-    let Ok(n) = client.read(&mut first).await else {
-        return;
-    };
-    first.truncate(n);
+/// speak first on both HTTP and ICE-TCP, so the first bytes are there to pick by;
+/// where the server speaks first, there are none.
+async fn relay(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    mut cut: watch::Receiver<Option<Cut>>,
+    client_first: bool,
+) {
+    let mut first = Vec::new();
+    if client_first {
+        first.resize(4096, 0);
+        let Ok(n) = client.read(&mut first).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        first.truncate(n);
+    }
     let picked = |cut: &Option<Cut>| cut.as_ref().is_some_and(|c| c(&first));
-    if n == 0 || picked(&cut.borrow()) {
+    if picked(&cut.borrow()) {
         return;
     }
     let Ok(mut server) = TcpStream::connect(upstream).await else {

@@ -71,13 +71,23 @@ impl Plugin for Rogue {
                 Ok(keys) => HttpResponse::text(200, keys.join("\n")),
                 Err(e) => refused(e),
             },
+            "/runs" => match kv::keys("runs:", None, 100) {
+                Ok(keys) => HttpResponse::text(200, keys.join("\n")),
+                Err(e) => refused(e),
+            },
             _ => HttpResponse::text(404, "no such page"),
         }
     }
 
-    /// Notes that the timer fired (the tests grant `kv` for this).
+    /// Notes that the timer fired, and each run under its own key (the tests
+    /// grant `kv` for this).
     fn on_timer(name: String) {
         let _ = kv::set(&format!("fired:{name}"), b"1");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let _ = kv::set(&format!("runs:{name}:{nanos}"), b"1");
     }
 
     fn lobby_decision(request: LobbyRequest) -> Decision {

@@ -1,6 +1,8 @@
-//! The nodes of a cluster (several Confab processes on one PostgreSQL database and
-//! a NATS bus): each node's row says it is alive (its heartbeat) and how loaded it
-//! is. A single node without a cluster bus never writes here.
+//! A cluster (several Confab processes on one PostgreSQL database and a NATS bus):
+//! `cluster_nodes`, each node's row saying it is alive (its heartbeat) and how
+//! loaded it is, and `plugin_timer_runs`, when each plugin timer last ran in the
+//! cluster, so that it runs on one node only. A single node without a cluster bus
+//! never writes here.
 
 use sea_orm_migration::prelude::*;
 
@@ -18,6 +20,15 @@ enum ClusterNodes {
     Calls,
     Participants,
     Draining,
+}
+
+#[derive(DeriveIden)]
+enum PluginTimerRuns {
+    Table,
+    Plugin,
+    Timer,
+    LastRun,
+    NodeId,
 }
 
 #[async_trait::async_trait]
@@ -69,10 +80,45 @@ impl MigrationTrait for Migration {
                     )
                     .to_owned(),
             )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(PluginTimerRuns::Table)
+                    .col(
+                        ColumnDef::new(PluginTimerRuns::Plugin)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PluginTimerRuns::Timer)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PluginTimerRuns::LastRun)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PluginTimerRuns::NodeId)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .primary_key(
+                        Index::create()
+                            .col(PluginTimerRuns::Plugin)
+                            .col(PluginTimerRuns::Timer),
+                    )
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(PluginTimerRuns::Table).to_owned())
+            .await?;
         manager
             .drop_table(Table::drop().table(ClusterNodes::Table).to_owned())
             .await
