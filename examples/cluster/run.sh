@@ -58,7 +58,7 @@ for n in $(seq 1 "$nodes"); do
     curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
     sleep 0.1
   done
-  curl -fsS "http://127.0.0.1:$port/readyz" || { echo "node-$n did not start:"; cat "$work/node-$n.log"; exit 1; }
+  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { echo "node-$n did not start:"; cat "$work/node-$n.log"; exit 1; }
   echo "  node-$n on http://127.0.0.1:$port"
 done
 "$confab" node list
