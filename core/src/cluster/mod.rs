@@ -159,6 +159,7 @@ impl Cluster {
     pub(crate) async fn join(config: &Config, parts: NodeParts) -> Result<Self, ClusterError> {
         let node_id = config.node_id();
         let instance = crate::secret::random_base62(16);
+        parts.store.set_shared_with_other_nodes();
         // Every connection, the first one included, is announced once.
         let connections = Arc::new(AtomicU64::new(0));
         let on_event = {

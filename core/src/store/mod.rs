@@ -81,6 +81,9 @@ pub struct Store {
     /// Changes made through this store (not those announced from elsewhere), for
     /// the other nodes of a cluster (see [`SharedChange`]).
     made_here: tokio::sync::broadcast::Sender<SharedChange>,
+    /// Other processes (the nodes of a cluster) write the same database: totals
+    /// this process keeps of what it wrote (plugins' storage) are not to be trusted.
+    shared: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A change to state every node of a cluster caches or acts on, made through this
@@ -205,7 +208,20 @@ impl Store {
             link_changes: tokio::sync::broadcast::channel(LINK_CHANGES).0,
             sign_ins_ended: tokio::sync::broadcast::channel(LINK_CHANGES).0,
             made_here: tokio::sync::broadcast::channel(LINK_CHANGES).0,
+            shared: Arc::default(),
         })
+    }
+
+    /// Says that other nodes write this database too (a node of a cluster): each
+    /// plugin's storage is then counted in the database on every write, under a
+    /// lock per plugin, instead of from this process's running totals.
+    pub fn set_shared_with_other_nodes(&self) {
+        self.shared
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn shared_with_other_nodes(&self) -> bool {
+        self.shared.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Changes made through this store from now on (see [`SharedChange`]).

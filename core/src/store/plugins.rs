@@ -114,6 +114,12 @@ impl Store {
         let mut usage = self.kv_usage.lock().await;
         let _turn = self.write_turn().await;
         let txn = self.conn().begin().await?;
+        if self.shared_with_other_nodes() {
+            // Other nodes write this plugin's entries too: one writer per plugin
+            // at a time across the cluster, each counting what is stored.
+            usage.remove(plugin);
+            self.kv_lock_across_nodes(&txn, plugin).await?;
+        }
         let keys: Vec<String> = entries.iter().map(|(k, _)| k.clone()).collect();
         let size: i64 = entries
             .iter()
@@ -170,6 +176,26 @@ impl Store {
         txn.commit().await?;
         usage.insert(plugin.to_string(), besides + size);
         Ok(KvSetOutcome::Stored)
+    }
+
+    /// Holds, until `txn` ends, the lock of `plugin`'s entries that every node of a
+    /// cluster takes before counting and writing them (PostgreSQL; a cluster is
+    /// refused on SQLite).
+    async fn kv_lock_across_nodes(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        plugin: &str,
+    ) -> StoreResult<()> {
+        use sea_orm::ConnectionTrait;
+        if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            txn.execute(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(hashtext('confab.plugin_kv.' || $1))",
+                [plugin.into()],
+            ))
+            .await?;
+        }
+        Ok(())
     }
 
     /// What the plugin's entries under `keys` take up now (expired or not).

@@ -294,3 +294,28 @@ async fn a_node_rides_out_a_lost_bus_and_rejoins_without_a_restart() {
     guest_access_goes_off(&b, &a, &token, "a change after the bus came back").await;
     drop(a);
 }
+
+/// Plugin storage quotas count what every node stored: a node's own running total
+/// would miss what another node wrote.
+#[tokio::test]
+async fn a_plugin_s_storage_quota_counts_what_every_node_stored() {
+    use confab_core::store::KvSetOutcome;
+    let (a, b) = two_nodes().await;
+    let now = a.clock_now();
+    let set = async |node: &TestApp, key: &str, bytes: usize| {
+        node.store
+            .plugin_kv_set("p", key, vec![0; bytes], None, 3_000, now)
+            .await
+            .unwrap()
+    };
+    assert!(matches!(set(&b, "small", 100).await, KvSetOutcome::Stored));
+    assert!(matches!(set(&a, "big", 2_000).await, KvSetOutcome::Stored));
+    // 2,105 bytes stored: 2,000 more would pass node b's count of its own writes.
+    let over = set(&b, "more", 2_000).await;
+    assert!(
+        matches!(over, KvSetOutcome::OverQuota { used: 2_108 }),
+        "{over:?}"
+    );
+    assert!(matches!(set(&b, "fits", 800).await, KvSetOutcome::Stored));
+    drop(b);
+}
