@@ -385,6 +385,9 @@ pub enum ErrorCode {
     LinkRotated,
     /// The server could not do this now (its database did not answer): try again.
     Unavailable,
+    /// Another server of the same service holds this call (a cluster whose load
+    /// balancer sent this connection elsewhere): try again later, or through it.
+    CallOnAnotherNode,
     /// Only signed-in participants may do this.
     NotAllowed,
     NoSuchRequest,

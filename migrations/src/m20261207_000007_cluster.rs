@@ -1,7 +1,8 @@
 //! A cluster (several Confab processes on one PostgreSQL database and a NATS bus):
 //! `cluster_nodes`, each node's row saying it is alive (its heartbeat) and how
 //! loaded it is, and `plugin_timer_runs`, when each plugin timer last ran in the
-//! cluster, so that it runs on one node only. A single node without a cluster bus
+//! cluster, so that it runs on one node only, and `cluster_calls`, which node hosts
+//! each live call. A single node without a cluster bus
 //! never writes here.
 
 use sea_orm_migration::prelude::*;
@@ -20,6 +21,15 @@ enum ClusterNodes {
     Calls,
     Participants,
     Draining,
+}
+
+#[derive(DeriveIden)]
+enum ClusterCalls {
+    Table,
+    LinkPk,
+    NodeId,
+    Epoch,
+    ClaimedAt,
 }
 
 #[derive(DeriveIden)]
@@ -84,6 +94,31 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .table(ClusterCalls::Table)
+                    .col(
+                        ColumnDef::new(ClusterCalls::LinkPk)
+                            .big_integer()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(ClusterCalls::NodeId)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    // Bumped each time another node takes the call over.
+                    .col(ColumnDef::new(ClusterCalls::Epoch).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(ClusterCalls::ClaimedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
                     .table(PluginTimerRuns::Table)
                     .col(
                         ColumnDef::new(PluginTimerRuns::Plugin)
@@ -116,6 +151,9 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(ClusterCalls::Table).to_owned())
+            .await?;
         manager
             .drop_table(Table::drop().table(PluginTimerRuns::Table).to_owned())
             .await?;

@@ -231,6 +231,29 @@ impl Cluster {
         &self.0.node_id
     }
 
+    /// Which node hosts the call of link `link_pk`: this one (`None`: it claimed
+    /// the call, or already held it), or the node id that does. A call held by a
+    /// lost node (no heartbeat for [`NODE_LOST_AFTER`]) is taken over.
+    pub async fn claim_call(
+        &self,
+        store: &Store,
+        link_pk: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let now = Utc::now();
+        let lost_before = now - chrono::Duration::from_std(NODE_LOST_AFTER).unwrap_or_default();
+        let (holder, _epoch) = store
+            .claim_call(link_pk, &self.0.node_id, now, lost_before)
+            .await?;
+        Ok((holder != self.0.node_id).then_some(holder))
+    }
+
+    /// The call of link `link_pk` ended on this node at `ended_at`.
+    pub async fn release_call(&self, store: &Store, link_pk: i64, ended_at: DateTime<Utc>) {
+        if let Err(err) = store.release_call(link_pk, &self.0.node_id, ended_at).await {
+            tracing::warn!(error = %err, link = link_pk, "a call's row in cluster_calls was not removed; it is taken over once this node is lost");
+        }
+    }
+
     /// Whether the bus is connected now.
     pub fn bus_connected(&self) -> bool {
         self.0.client.connection_state() == async_nats::connection::State::Connected

@@ -124,4 +124,71 @@ impl Store {
             .await?;
         Ok(written == 1)
     }
+
+    /// Claims the call of link `link_pk` for `node_id` (again, if it holds it),
+    /// unless another node whose heartbeat is newer than `lost_before` holds it; returns the node that holds
+    /// it now and its epoch (bumped each time the call changes hands). One
+    /// statement: of nodes racing for a call, one wins and all see the same
+    /// holder. PostgreSQL only (a cluster is refused on SQLite).
+    pub async fn claim_call(
+        &self,
+        link_pk: i64,
+        node_id: &str,
+        now: DateTime<Utc>,
+        lost_before: DateTime<Utc>,
+    ) -> StoreResult<(String, i64)> {
+        use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+        self.conn()
+            .execute(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "INSERT INTO cluster_calls (link_pk, node_id, epoch, claimed_at) \
+                 VALUES ($1, $2, 1, $3) \
+                 ON CONFLICT (link_pk) DO UPDATE \
+                 SET node_id = EXCLUDED.node_id, claimed_at = EXCLUDED.claimed_at, \
+                     epoch = CASE WHEN cluster_calls.node_id = EXCLUDED.node_id \
+                             THEN cluster_calls.epoch ELSE cluster_calls.epoch + 1 END \
+                 WHERE cluster_calls.node_id = EXCLUDED.node_id OR NOT EXISTS ( \
+                     SELECT 1 FROM cluster_nodes n \
+                     WHERE n.node_id = cluster_calls.node_id AND n.heartbeat_at >= $4)",
+                [
+                    link_pk.into(),
+                    node_id.into(),
+                    now.into(),
+                    lost_before.into(),
+                ],
+            ))
+            .await?;
+        let row = self
+            .conn()
+            .query_one(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT node_id, epoch FROM cluster_calls WHERE link_pk = $1",
+                [link_pk.into()],
+            ))
+            .await?
+            .ok_or_else(|| {
+                sea_orm::DbErr::RecordNotFound(format!("cluster_calls row of link {link_pk}"))
+            })?;
+        Ok((row.try_get("", "node_id")?, row.try_get("", "epoch")?))
+    }
+
+    /// The call of link `link_pk` ended on `node_id` at `ended_at`: the next node
+    /// asked for it may host it (unless `node_id` claimed it again since).
+    pub async fn release_call(
+        &self,
+        link_pk: i64,
+        node_id: &str,
+        ended_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+        self.conn()
+            .execute(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "DELETE FROM cluster_calls \
+                 WHERE link_pk = $1 AND node_id = $2 AND claimed_at <= $3",
+                [link_pk.into(), node_id.into(), ended_at.into()],
+            ))
+            .await?;
+        Ok(())
+    }
 }

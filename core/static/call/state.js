@@ -16,6 +16,7 @@ export const MESSAGES = Object.freeze({
   too_many_requests: "Too many requests to join came from your network. Wait a minute and try again.",
   link_rotated: "This link was replaced with a new one. Ask the person who shared it for the new link.",
   unavailable: "The server couldn't do that just now. Try again.",
+  call_on_another_node: "This call is running on another server of this service. Try again in a moment.",
   resume_expired: "Connection lost. Ask to join again.",
   invalid_name: "Enter a name of 1 to 64 characters.",
 });

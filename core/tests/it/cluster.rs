@@ -319,3 +319,117 @@ async fn a_plugin_s_storage_quota_counts_what_every_node_stored() {
     assert!(matches!(set(&b, "fits", 800).await, KvSetOutcome::Stored));
     drop(b);
 }
+
+/// Ten nodes asked for the same call at once agree on one host; a host that is
+/// lost (no heartbeat for 5 s) is replaced, with the next epoch.
+#[tokio::test]
+async fn ten_nodes_racing_for_a_call_agree_on_one_host() {
+    use confab_core::store::{NodeBeat, Store};
+    let (a, _b) = two_nodes().await;
+    let url = a.state.config.database.url.clone();
+    let now = chrono::Utc::now();
+    let lost_before = now - chrono::Duration::seconds(5);
+    let beat = |node: &str, at| NodeBeat {
+        node_id: node.into(),
+        instance: format!("instance-{node}"),
+        url: String::new(),
+        started_at: now,
+        now: at,
+        calls: 0,
+        participants: 0,
+        draining: false,
+    };
+    let mut stores = Vec::new();
+    for i in 0..10 {
+        let store = Store::connect(&url, 2).await.unwrap();
+        assert!(
+            store
+                .node_heartbeat(&beat(&format!("racer-{i}"), now), lost_before)
+                .await
+                .unwrap()
+        );
+        stores.push(store);
+    }
+    let claims: Vec<_> = stores
+        .iter()
+        .enumerate()
+        .map(|(i, store)| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .claim_call(4242, &format!("racer-{i}"), now, lost_before)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut holders = Vec::new();
+    for claim in claims {
+        holders.push(claim.await.unwrap());
+    }
+    let (holder, epoch) = holders[0].clone();
+    assert!(
+        holders.iter().all(|h| *h == (holder.clone(), 1)),
+        "{holders:?}"
+    );
+    assert_eq!(epoch, 1);
+    // Asking again changes nothing while the holder lives.
+    assert_eq!(
+        stores[0]
+            .claim_call(4242, "racer-0", now, lost_before)
+            .await
+            .unwrap()
+            .0,
+        holder
+    );
+    // The holder's heartbeat stops: six seconds later, another node takes over.
+    let later = now + chrono::Duration::seconds(6);
+    let other = if holder == "racer-0" {
+        "racer-1"
+    } else {
+        "racer-0"
+    };
+    stores[0]
+        .node_heartbeat(&beat(other, later), later - chrono::Duration::seconds(5))
+        .await
+        .unwrap();
+    let taken = stores[0]
+        .claim_call(4242, other, later, later - chrono::Duration::seconds(5))
+        .await
+        .unwrap();
+    assert_eq!(taken, (other.to_string(), 2));
+}
+
+/// A call has one host: while it runs on node a, node b does not start a second
+/// call for the same link, and says why; once it ended, node b may host the next.
+#[tokio::test]
+async fn a_call_held_by_one_node_is_not_started_again_on_another() {
+    let (a, b) = two_nodes().await;
+    let token = a.admin_token().await;
+    let link = a.create_link(&token, "One host").await;
+    let id = link["id"].as_str().unwrap();
+    let host = a.sign_in("admin@example.org").await;
+    let (addr_a, addr_b) = (a.serve().await, b.serve().await);
+    let mut on_a = Ws::open(&addr_a, id, Some(&host.cookies)).await;
+    on_a.send(json!({ "v": 1, "type": "join" })).await;
+    on_a.expect("joined").await;
+
+    let mut on_b = Ws::open(&addr_b, id, Some(&host.cookies)).await;
+    on_b.send(json!({ "v": 1, "type": "join" })).await;
+    let refused = on_b.expect("error").await;
+    assert_eq!(refused["code"], "call_on_another_node", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("node-a"),
+        "{refused}"
+    );
+
+    on_a.send(json!({ "v": 1, "type": "leave" })).await;
+    on_a.close().await;
+    within_cache_life("the end of the call on node a", async || {
+        on_b.send(json!({ "v": 1, "type": "join" })).await;
+        let answer = on_b.next().await;
+        answer["type"] == "joined"
+    })
+    .await;
+    drop(b);
+}

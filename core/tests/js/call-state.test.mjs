@@ -228,7 +228,7 @@ test("error: media troubles on the call, refusals before it", () => {
   assert.equal(reduce(state, error("resume_expired"), NOW).me, null);
   // Not on the call yet: the form says why.
   for (const code of ["call_full", "blocked", "removed", "lobby_locked", "lobby_full", "too_many_requests",
-    "link_rotated", "unavailable", "invalid_name"]) {
+    "link_rotated", "unavailable", "call_on_another_node", "invalid_name"]) {
     assert.deepEqual(reaction(initialState(), error(code)), { form: MESSAGES[code] }, code);
   }
   assert.deepEqual(reaction(initialState(), error("new_code", "Something new.")), { form: "Something new." });

@@ -120,6 +120,11 @@ impl CallHost for AppState {
 
     fn call_ended(&self, link_pk: i64, queue: &mpsc::Sender<CallRequest>) {
         self.calls.forget(link_pk, queue);
+        if let Some(cluster) = self.cluster.clone() {
+            let store = self.store.clone();
+            let ended_at = chrono::Utc::now();
+            tokio::spawn(async move { cluster.release_call(&store, link_pk, ended_at).await });
+        }
     }
 
     fn redeliver(&self, link_id: String, request: CallRequest) {

@@ -66,6 +66,30 @@ impl CallRegistry {
             }
         }
         let link = current.as_ref().unwrap_or(link);
+        // On a cluster, a call has one host: this node starts one only once it
+        // holds the link's call.
+        if let Some(cluster) = &state.cluster
+            && !self.is_live(link.pk)
+        {
+            match cluster.claim_call(&state.store, link.pk).await {
+                Ok(None) => {}
+                Ok(Some(holder)) => {
+                    let _ = command.out.try_send(error(
+                        ErrorCode::CallOnAnotherNode,
+                        format!("this call is held by another server of this service ({holder}); try again in a moment"),
+                    ));
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not claim a call");
+                    let _ = command.out.try_send(error(
+                        ErrorCode::Unavailable,
+                        "the server could not start this call; try again",
+                    ));
+                    return;
+                }
+            }
+        }
         // A call that just ended may close its queue between lookup and send: retry once
         // with a fresh call.
         for _ in 0..2 {
