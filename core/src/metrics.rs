@@ -53,6 +53,9 @@ pub struct Metrics {
     pub links_created: Counter,
     /// Calls live on this node, set when metrics are read.
     pub live_calls: Gauge,
+    /// Signaling connections open on this node (people on its calls and waiting
+    /// in their lobbies), set when metrics are read.
+    pub signaling_connections: Gauge,
     /// The media plane's counters, copied from the engine when metrics are read.
     pub media_packets_in: Counter,
     pub media_packets_forwarded: Counter,
@@ -124,6 +127,12 @@ impl Default for Metrics {
         );
         registry.register("links_created", "Call links created", links_created.clone());
         registry.register("live_calls", "Calls live on this node", live_calls.clone());
+        let signaling_connections = Gauge::default();
+        registry.register(
+            "signaling_connections",
+            "Signaling connections open on this node: people on its calls and waiting in their lobbies",
+            signaling_connections.clone(),
+        );
         let media_packets_in = Counter::default();
         let media_packets_forwarded = Counter::default();
         let media_peer_connections = Gauge::default();
@@ -248,6 +257,7 @@ impl Default for Metrics {
         );
         Self {
             registry,
+            signaling_connections,
             refused,
             cluster_bus_up,
             cluster_bus_reconnects,

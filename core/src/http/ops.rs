@@ -69,6 +69,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let live = i64::try_from(state.calls.live_calls()).unwrap_or(i64::MAX);
     state.metrics.live_calls.set(live);
+    state
+        .metrics
+        .signaling_connections
+        .set(i64::from(state.connections.total()));
     match state.store.outbox_counts().await {
         Ok(counts) => state.metrics.set_mail_outbox(counts),
         Err(err) => tracing::warn!(error = %err, "metrics: cannot count the mail outbox"),

@@ -51,6 +51,17 @@ async fn metrics_count_requests_by_route_not_by_link_id() {
     assert!(!text.contains(id), "link ids never appear in metrics");
     assert!(text.contains("confab_links_created_total 1"));
     assert!(text.contains("confab_live_calls 0"), "{text}");
+    assert!(text.contains("confab_signaling_connections 0"), "{text}");
+    // Someone on the call: one call, one connection.
+    let host = app.sign_in("admin@example.org").await;
+    let addr = app.serve().await;
+    let mut ws = crate::support::ws::Ws::open(&addr, id, Some(&host.cookies)).await;
+    ws.send(serde_json::json!({ "v": 1, "type": "join" })).await;
+    ws.expect("joined").await;
+    let text = app.get("/metrics").send().await.text();
+    assert!(text.contains("confab_live_calls 1"), "{text}");
+    assert!(text.contains("confab_signaling_connections 1"), "{text}");
+    ws.close().await;
     assert!(text.contains("confab_http_request_duration_seconds_bucket"));
     // The media plane is running in the test app: its counters are exported.
     assert!(
