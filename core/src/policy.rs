@@ -15,7 +15,7 @@ use crate::validate::Invalid;
 
 /// How long a node trusts its cached copy of the policy. Changes made through this
 /// node apply at once; changes made through another node within this time.
-const CACHE_TTL: Duration = Duration::from_secs(5);
+pub const CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// The current restrictions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]

@@ -19,7 +19,7 @@
 //! restart needs no restart of the nodes.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -47,9 +47,6 @@ pub const RECONNECT_MAX: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest message read from the bus; anything bigger is not Confab's.
 const MAX_MESSAGE: usize = 64 * 1024;
-/// Link and policy cache lives without a bus (the stores' own defaults).
-const SINGLE_NODE_LINK_TTL: Duration = Duration::from_secs(2);
-const SINGLE_NODE_POLICY_TTL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -75,6 +72,18 @@ struct Envelope {
     change: SharedChange,
 }
 
+impl Envelope {
+    /// `change`, sent now by `node`'s process `instance`.
+    fn new(node: &str, instance: &str, change: SharedChange) -> Self {
+        Envelope {
+            node: node.to_string(),
+            instance: instance.to_string(),
+            sent_at_ms: now_ms(),
+            change,
+        }
+    }
+}
+
 /// What the cluster reaches of the node.
 #[derive(Clone)]
 pub(crate) struct NodeParts {
@@ -97,7 +106,6 @@ struct Inner {
     subject: String,
     client: async_nats::Client,
     started_at: DateTime<Utc>,
-    draining: AtomicBool,
     stop: ShutdownTrigger,
     stopped: Shutdown,
 }
@@ -181,8 +189,9 @@ impl Cluster {
                 async_nats::Event::Disconnected => {
                     parts.metrics.cluster_bus_up.set(0);
                     tracing::warn!(node = %node_id, "lost the cluster's bus; reconnecting");
-                    parts.store.set_link_cache_ttl(SINGLE_NODE_LINK_TTL);
-                    parts.policy.set_ttl(SINGLE_NODE_POLICY_TTL);
+                    // Back to a single node's lives until it returns.
+                    parts.store.set_link_cache_ttl(crate::store::LINK_CACHE_TTL);
+                    parts.policy.set_ttl(crate::policy::CACHE_TTL);
                 }
                 other => tracing::debug!(node = %node_id, event = %other, "cluster bus"),
             }) as Arc<dyn Fn(async_nats::Event) + Send + Sync>
@@ -209,7 +218,6 @@ impl Cluster {
             subject,
             client,
             started_at: Utc::now(),
-            draining: AtomicBool::new(false),
             stop,
             stopped,
         }));
@@ -240,9 +248,8 @@ impl Cluster {
         link_pk: i64,
     ) -> Result<Option<String>, StoreError> {
         let now = Utc::now();
-        let lost_before = now - chrono::Duration::from_std(NODE_LOST_AFTER).unwrap_or_default();
         let (holder, _epoch) = store
-            .claim_call(link_pk, &self.0.node_id, now, lost_before)
+            .claim_call(link_pk, &self.0.node_id, now, lost_before(now))
             .await?;
         Ok((holder != self.0.node_id).then_some(holder))
     }
@@ -280,10 +287,10 @@ impl Cluster {
             now,
             calls: i32::try_from((parts.live_calls)()).unwrap_or(i32::MAX),
             participants: i32::try_from(parts.connections.total()).unwrap_or(i32::MAX),
-            draining: self.0.draining.load(Ordering::Relaxed),
+            // No drain yet (docs/scaling.md, "Not yet").
+            draining: false,
         };
-        let stale_before = now - chrono::Duration::from_std(NODE_LOST_AFTER).unwrap_or_default();
-        parts.store.node_heartbeat(&beat, stale_before).await
+        parts.store.node_heartbeat(&beat, lost_before(now)).await
     }
 
     async fn run_heartbeat(self, parts: NodeParts) {
@@ -319,12 +326,7 @@ impl Cluster {
     }
 
     fn envelope(&self, change: SharedChange) -> Envelope {
-        Envelope {
-            node: self.0.node_id.clone(),
-            instance: self.0.instance.clone(),
-            sent_at_ms: now_ms(),
-            change,
-        }
+        Envelope::new(&self.0.node_id, &self.0.instance, change)
     }
 
     async fn run_publisher(self, mut changes: tokio::sync::broadcast::Receiver<SharedChange>) {
@@ -404,7 +406,12 @@ async fn publish(client: &async_nats::Client, subject: &str, envelope: &Envelope
 
 /// Whether a heartbeat written at `heartbeat_at` is current at `now`.
 pub fn is_live(heartbeat_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    now - heartbeat_at < chrono::Duration::from_std(NODE_LOST_AFTER).unwrap_or_default()
+    heartbeat_at > lost_before(now)
+}
+
+/// A heartbeat written at or before this time, seen at `now`, is a lost node's.
+fn lost_before(now: DateTime<Utc>) -> DateTime<Utc> {
+    now - chrono::Duration::from_std(NODE_LOST_AFTER).unwrap_or_default()
 }
 
 /// Sends changes the command line made to the nodes of the cluster `config` names
@@ -417,13 +424,7 @@ pub async fn announce(config: &Config, changes: Vec<SharedChange>) -> Result<(),
     let subject = changes_subject(config);
     let instance = crate::secret::random_base62(16);
     for change in changes {
-        let envelope = Envelope {
-            node: "cli".into(),
-            instance: instance.clone(),
-            sent_at_ms: now_ms(),
-            change,
-        };
-        publish(&client, &subject, &envelope).await;
+        publish(&client, &subject, &Envelope::new("cli", &instance, change)).await;
     }
     client.flush().await.map_err(|e| ClusterError::Bus {
         url: config.cluster.nats_url.clone(),

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use super::link;
 
-pub(super) const TTL: Duration = Duration::from_secs(2);
+/// How long a link read stays cached on a single node (see `Store::set_link_cache_ttl`).
+pub const TTL: Duration = Duration::from_secs(2);
 const CAPACITY: usize = 10_000;
 
 #[derive(Debug)]
