@@ -171,6 +171,12 @@ export class CallViews {
     }
     this.lobbyMore.hidden = lobbyTotal <= lobby.length;
     this.lobbyMore.textContent = `and ${lobbyTotal - lobby.length} more waiting`;
+    // Rebuilt only when the requests changed: a roster message arriving between a
+    // host's mouse-down and mouse-up on Admit would otherwise swap the button out
+    // and lose the click.
+    const entries = JSON.stringify(lobby.map((r) => [r.request, r.name, r.asked_at, r.flags, r.warnings]));
+    if (entries === this.lobbyShown) return;
+    this.lobbyShown = entries;
     this.lobbyList.replaceChildren(...lobby.map((r) => {
       const li = document.createElement("li");
       li.dataset.request = r.request;

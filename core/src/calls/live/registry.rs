@@ -74,9 +74,11 @@ impl CallRegistry {
             match cluster.claim_call(&state.store, link.pk).await {
                 Ok(None) => {}
                 Ok(Some(holder)) => {
+                    // The node's name stays in the log: it may name an internal host.
+                    tracing::info!(link = link.pk, %holder, "a join reached a node that does not host its call");
                     let _ = command.out.try_send(error(
                         ErrorCode::CallOnAnotherNode,
-                        format!("this call is held by another server of this service ({holder}); try again in a moment"),
+                        "this call is held by another server of this service; try again in a moment",
                     ));
                     return;
                 }
