@@ -286,6 +286,18 @@ impl App {
         Ok(())
     }
 
+    /// On a cluster, starts relaying the signaling of calls another node hosts (done
+    /// by [`App::serve_on`], once media started: the relay's calls use this state);
+    /// it stops when the node leaves the cluster.
+    pub fn start_relay(&self) {
+        if let Some(cluster) = &self.state.cluster {
+            tokio::spawn(calls::live::relay::run(
+                self.state.clone(),
+                cluster.stopped(),
+            ));
+        }
+    }
+
     /// Starts delivering the outbox's mail (done by [`App::serve_on`]; the CLI's
     /// other commands never do).
     pub fn start_mail(&self) -> Result<mail::Delivery, AppError> {
@@ -342,6 +354,7 @@ impl App {
             state.plugin_deps().clone(),
             shutdown.clone(),
         ));
+        self.start_relay();
         let watcher = state.config.plugins.watch.then(|| {
             tokio::spawn(plugins::PluginHost::watch(
                 state.plugin_deps().clone(),

@@ -88,6 +88,9 @@ pub struct Metrics {
     pub cluster_change_seconds: Histogram,
     /// Nodes whose heartbeat is current, this one included, set when metrics are read.
     pub cluster_nodes_live: Gauge,
+    /// From a relayed signaling message leaving one node to its handling on
+    /// another, in seconds (both ways).
+    pub cluster_relay_seconds: Histogram,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -255,6 +258,12 @@ impl Default for Metrics {
             "Nodes of the cluster whose heartbeat is current, this one included",
             cluster_nodes_live.clone(),
         );
+        let cluster_relay_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "cluster_relay_seconds",
+            "From a relayed signaling message leaving one node to its handling on another (a connection and the node hosting its call)",
+            cluster_relay_seconds.clone(),
+        );
         Self {
             registry,
             signaling_connections,
@@ -264,6 +273,7 @@ impl Default for Metrics {
             cluster_changes_applied,
             cluster_change_seconds,
             cluster_nodes_live,
+            cluster_relay_seconds,
             mail_outbox,
             mail_attempts,
             mail_delivery_seconds,

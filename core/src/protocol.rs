@@ -127,6 +127,14 @@ pub const MAX_E2EE_PAYLOAD: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
+    /// A message the node hosting the call encoded, relayed as it is by the node
+    /// that holds the connection (never made up here).
+    #[serde(skip)]
+    Relayed(String),
+    /// Not a message: the connection closes (its call's host was lost), so that
+    /// the page comes back through a fresh one.
+    #[serde(skip)]
+    Hangup,
     /// First message on every connection.
     Welcome {
         title: String,
@@ -414,6 +422,9 @@ pub enum ErrorCode {
 
 /// A server message on the wire, with its version.
 pub fn encode(message: &ServerMessage) -> String {
+    if let ServerMessage::Relayed(text) = message {
+        return text.clone();
+    }
     #[derive(Serialize)]
     struct Versioned<'a> {
         v: u32,

@@ -87,7 +87,7 @@ pub struct CallPolicy {
 }
 
 /// Who someone is, as far as admission is concerned.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Identity {
     /// A signed-in member of the organization.
     Member { user_id: i64 },
@@ -167,11 +167,15 @@ pub enum Concern {
 }
 
 /// A participant's id within one call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct ParticipantId(pub u32);
 
 /// A lobby request's id within one call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct RequestId(pub u32);
 
 /// Whether a participant's connection is up.
@@ -246,7 +250,7 @@ pub enum JoinError {
 }
 
 /// A decision on a lobby request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Decision {
     Admit,
     Deny,

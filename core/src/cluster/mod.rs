@@ -15,11 +15,16 @@
 //!   connected, caches live [`CONNECTED_CACHE_TTL`]; while it is not, they go back
 //!   to their short single-node lives, and they are dropped when it comes back.
 //!
+//! - **node mail**: each node listens on `{prefix}.node.{node_id}` for messages
+//!   addressed to it ([`Cluster::mail_to`], [`Cluster::take_mail`]); the calls
+//!   module relays the signaling of a call hosted elsewhere over it.
+//!
 //! The bus reconnects by itself (every [`RECONNECT_MAX`] at most), so a NATS
 //! restart needs no restart of the nodes.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -47,6 +52,22 @@ pub const RECONNECT_MAX: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest message read from the bus; anything bigger is not Confab's.
 const MAX_MESSAGE: usize = 64 * 1024;
+/// The largest piece of node mail: a relayed signaling message (SDP, sealed
+/// activity payloads) with its envelope.
+pub const MAX_MAIL: usize = 256 * 1024;
+/// Node mail waiting to be handled before more is dropped (and counted).
+const MAIL_QUEUE: usize = 4096;
+
+/// Node mail could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("the cluster's bus is not connected")]
+    BusDown,
+    #[error("node mail of {0} bytes is larger than {MAX_MAIL}")]
+    TooLarge(usize),
+    #[error("node mail was not sent: {0}")]
+    Publish(String),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -108,6 +129,12 @@ struct Inner {
     started_at: DateTime<Utc>,
     stop: ShutdownTrigger,
     stopped: Shutdown,
+    /// Prefix of node mail subjects (`{prefix}.node.`).
+    mail_prefix: String,
+    /// Mail addressed to this node, until the calls module takes it.
+    mail: Mutex<Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>>,
+    /// Nodes whose heartbeat was current at the last heartbeat (this one included).
+    live: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -210,6 +237,15 @@ impl Cluster {
                     url: config.cluster.nats_url.clone(),
                     message: e.to_string(),
                 })?;
+        let mail_prefix = format!("{}.node.", config.subject_prefix());
+        let mailbox = client
+            .subscribe(format!("{mail_prefix}{node_id}"))
+            .await
+            .map_err(|e| ClusterError::Bus {
+                url: config.cluster.nats_url.clone(),
+                message: e.to_string(),
+            })?;
+        let (mail_in, mail) = tokio::sync::mpsc::channel(MAIL_QUEUE);
         let (stop, stopped) = Shutdown::new();
         let cluster = Cluster(Arc::new(Inner {
             node_id,
@@ -220,6 +256,9 @@ impl Cluster {
             started_at: Utc::now(),
             stop,
             stopped,
+            mail_prefix,
+            mail: Mutex::new(Some(mail)),
+            live: Mutex::default(),
         }));
         if !cluster.beat(&parts).await? {
             return Err(ClusterError::NodeIdTaken(cluster.0.node_id.clone()));
@@ -230,6 +269,7 @@ impl Cluster {
                 .clone()
                 .run_publisher(parts.store.changes_made_here()),
         );
+        tokio::spawn(cluster.clone().run_mailbox(mailbox, mail_in));
         tokio::spawn(cluster.clone().run_subscriber(subscription, parts));
         tracing::info!(node = %cluster.0.node_id, bus = %config.cluster.nats_url, "joined the cluster");
         Ok(cluster)
@@ -259,6 +299,44 @@ impl Cluster {
         if let Err(err) = store.release_call(link_pk, &self.0.node_id, ended_at).await {
             tracing::warn!(error = %err, link = link_pk, "a call's row in cluster_calls was not removed; it is taken over once this node is lost");
         }
+    }
+
+    /// Sends `payload` to node `node` (its [`Cluster::take_mail`]). Refused at once
+    /// while the bus is down, so that a caller can say so instead of waiting.
+    pub async fn mail_to(&self, node: &str, payload: Vec<u8>) -> Result<(), MailError> {
+        if payload.len() > MAX_MAIL {
+            return Err(MailError::TooLarge(payload.len()));
+        }
+        if !self.bus_connected() {
+            return Err(MailError::BusDown);
+        }
+        self.0
+            .client
+            .publish(format!("{}{node}", self.0.mail_prefix), payload.into())
+            .await
+            .map_err(|e| MailError::Publish(e.to_string()))
+    }
+
+    /// The mail other nodes send this one, in the order each sent it; once (the
+    /// calls module takes it when the node starts).
+    pub fn take_mail(&self) -> Option<tokio::sync::mpsc::Receiver<bytes::Bytes>> {
+        self.0.mail.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Whether node `node`'s heartbeat was current at this node's last heartbeat.
+    pub fn is_node_live(&self, node: &str) -> bool {
+        node == self.0.node_id
+            || self
+                .0
+                .live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(node)
+    }
+
+    /// Resolves once this node leaves the cluster.
+    pub fn stopped(&self) -> Shutdown {
+        self.0.stopped.clone()
     }
 
     /// Whether the bus is connected now.
@@ -311,16 +389,50 @@ impl Cluster {
             }
             match parts.store.cluster_nodes().await {
                 Ok(nodes) => {
-                    let live = nodes
-                        .iter()
-                        .filter(|n| is_live(n.heartbeat_at, Utc::now()))
-                        .count();
+                    let now = Utc::now();
+                    let live: HashSet<String> = nodes
+                        .into_iter()
+                        .filter(|n| is_live(n.heartbeat_at, now))
+                        .map(|n| n.node_id)
+                        .collect();
+                    let count = live.len();
+                    *self.0.live.lock().unwrap_or_else(|e| e.into_inner()) = live;
+                    let live = count;
                     parts
                         .metrics
                         .cluster_nodes_live
                         .set(i64::try_from(live).unwrap_or(i64::MAX));
                 }
                 Err(err) => tracing::debug!(error = %err, "cluster nodes not read"),
+            }
+        }
+    }
+
+    /// Passes this node's mail on to [`Cluster::take_mail`]'s receiver, in order;
+    /// oversized mail, and mail that finds the queue full, is dropped and logged.
+    async fn run_mailbox(
+        self,
+        mut mailbox: async_nats::Subscriber,
+        mail: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) {
+        loop {
+            let message = tokio::select! {
+                _ = self.0.stopped.wait() => break,
+                message = mailbox.next() => match message {
+                    Some(message) => message,
+                    None => break,
+                },
+            };
+            if message.payload.len() > MAX_MAIL {
+                tracing::warn!(bytes = message.payload.len(), "ignored oversized node mail");
+                continue;
+            }
+            match mail.try_send(message.payload) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!("node mail dropped: {MAIL_QUEUE} messages wait already");
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
     }

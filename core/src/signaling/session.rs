@@ -104,8 +104,8 @@ pub async fn run_session(socket: WebSocket, state: AppState, link: link::Model, 
         loop {
             let frame = tokio::select! {
                 message = outbox.recv() => match message {
+                    Some(ServerMessage::Hangup) | None => break,
                     Some(message) => Message::Text(encode(&message).into()),
-                    None => break,
                 },
                 Some(()) = pings.recv() => Message::Ping(Vec::new().into()),
             };

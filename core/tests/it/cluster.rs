@@ -246,6 +246,12 @@ async fn a_node_rides_out_a_lost_bus_and_rejoins_without_a_restart() {
         StatusCode::OK
     );
 
+    let host = b.sign_in("admin@example.org").await;
+    let addr_a = a.serve().await;
+    let mut host_ws = Ws::open(&b.serve().await, &id, Some(&host.cookies)).await;
+    host_ws.send(json!({ "v": 1, "type": "join" })).await;
+    host_ws.expect("joined").await;
+
     relay.down(|_| true);
     within_cache_life("the lost bus", async || {
         a.get("/readyz").send().await.json()["bus"] == "disconnected"
@@ -258,6 +264,23 @@ async fn a_node_rides_out_a_lost_bus_and_rejoins_without_a_restart() {
         "calls go on: the node stays ready"
     );
     assert_eq!(ready.json()["status"], "degraded", "{}", ready.text());
+    // A call on node b goes on; joining it through this node gets a clear answer
+    // at once instead of a wait.
+    host_ws.send(json!({ "v": 1, "type": "ping" })).await;
+    host_ws.expect("pong").await;
+    let mut cut_off = Ws::open(&addr_a, &id, None).await;
+    let answer = cut_off
+        .join_as_guest("Cut off", "guest-key-cut-off-1")
+        .await;
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert_eq!(answer["code"], "unavailable", "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be reached"),
+        "{answer}"
+    );
     // A revocation through the other node does not reach this one over the bus,
     // but its caches went back to their short single-node lives.
     let revoked = b
@@ -400,10 +423,11 @@ async fn ten_nodes_racing_for_a_call_agree_on_one_host() {
     assert_eq!(taken, (other.to_string(), 2));
 }
 
-/// A call has one host: while it runs on node a, node b does not start a second
-/// call for the same link, and says why; once it ended, node b may host the next.
+/// Any node accepts anyone: a call hosted on node a is joined through node b,
+/// whose connections the relay carries to node a (one call, one lobby, one
+/// roster), and a connection lost by node b leaves the call on node a.
 #[tokio::test]
-async fn a_call_held_by_one_node_is_not_started_again_on_another() {
+async fn a_call_hosted_on_one_node_is_joined_through_another() {
     let (a, b) = two_nodes().await;
     let token = a.admin_token().await;
     let link = a.create_link(&token, "One host").await;
@@ -412,24 +436,85 @@ async fn a_call_held_by_one_node_is_not_started_again_on_another() {
     let (addr_a, addr_b) = (a.serve().await, b.serve().await);
     let mut on_a = Ws::open(&addr_a, id, Some(&host.cookies)).await;
     on_a.send(json!({ "v": 1, "type": "join" })).await;
-    on_a.expect("joined").await;
+    let joined = on_a.expect("joined").await;
+    let call = joined["call"].clone();
 
-    let mut on_b = Ws::open(&addr_b, id, Some(&host.cookies)).await;
-    on_b.send(json!({ "v": 1, "type": "join" })).await;
-    let refused = on_b.expect("error").await;
-    assert_eq!(refused["code"], "call_on_another_node", "{refused}");
-    assert!(
-        !refused["message"].as_str().unwrap().contains("node-a"),
-        "a stranger with the link learns no node's name: {refused}"
+    // A guest through node b waits in node a's lobby and is admitted there.
+    let mut guest = Ws::open(&addr_b, id, None).await;
+    let guest_joined = guest
+        .join_admitted_by(&mut on_a, "Guest on b", "guest-key-on-node-b")
+        .await;
+    assert_eq!(
+        guest_joined["call"], call,
+        "one call, not a second one on b"
     );
+    let roster = guest.roster_until(|p| p.len() == 2).await;
+    assert!(
+        roster.iter().any(|p| p["name"] == "Guest on b"),
+        "{roster:?}"
+    );
+    on_a.roster_until(|p| p.len() == 2).await;
+    assert_eq!(b.state.calls.live_calls(), 0, "node b hosts no call");
 
-    on_a.send(json!({ "v": 1, "type": "leave" })).await;
-    on_a.close().await;
-    within_cache_life("the end of the call on node a", async || {
-        on_b.send(json!({ "v": 1, "type": "join" })).await;
-        let answer = on_b.next().await;
-        answer["type"] == "joined"
+    // Errors come back too: a guest may not admit anyone.
+    guest
+        .send(json!({ "v": 1, "type": "admit", "request": 1 }))
+        .await;
+    guest.expect_error("not_allowed").await;
+
+    // A member through node b joins without the lobby, and keys pass both ways.
+    let mut member = Ws::open(&addr_b, id, Some(&host.cookies)).await;
+    member.send(json!({ "v": 1, "type": "join" })).await;
+    let member_joined = member.expect("joined").await;
+    assert_eq!(member_joined["call"], call);
+    member
+        .send(json!({ "v": 1, "type": "e2ee", "payload": "a2V5IGZyb20gYg==" }))
+        .await;
+    let keys = on_a.expect("e2ee").await;
+    assert_eq!(keys["from"], member_joined["participant"], "{keys}");
+    assert_eq!(keys["payload"], "a2V5IGZyb20gYg==");
+    on_a.send(json!({ "v": 1, "type": "e2ee", "to": member_joined["participant"], "payload": "a2V5IGZyb20gYQ==" }))
+        .await;
+    let keys = member.expect("e2ee").await;
+    assert_eq!(keys["payload"], "a2V5IGZyb20gYQ==", "{keys}");
+    assert_eq!(keys["from"], joined["participant"]);
+
+    // The guest's connection to node b drops: node a's call hears of it, and the
+    // guest takes the place back through a fresh connection, without the lobby.
+    guest.close().await;
+    on_a.roster_until(|p| {
+        p.iter()
+            .any(|e| e["name"] == "Guest on b" && e["connected"] == false)
     })
     .await;
+    let mut back = Ws::open(&addr_b, id, None).await;
+    back.send(json!({ "v": 1, "type": "resume", "resume_token": guest_joined["resume_token"] }))
+        .await;
+    let resumed = back.expect("joined").await;
+    assert_eq!(resumed["participant"], guest_joined["participant"]);
+    on_a.roster_until(|p| p.iter().all(|e| e["connected"] == true))
+        .await;
+    let metrics = b.get("/metrics").send().await.text();
+    let relayed = metrics
+        .lines()
+        .find(|l| l.starts_with("confab_cluster_relay_seconds_count"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(relayed > 0, "node b counts what came back: {metrics}");
+
+    // Once the call on node a ended, node b hosts the next one itself.
+    for ws in [&mut back, &mut member, &mut on_a] {
+        ws.send(json!({ "v": 1, "type": "leave" })).await;
+    }
+    within_cache_life("the end of the call on node a", async || {
+        a.state.calls.live_calls() == 0
+    })
+    .await;
+    let mut next = Ws::open(&addr_b, id, Some(&host.cookies)).await;
+    next.send(json!({ "v": 1, "type": "join" })).await;
+    let again = next.expect("joined").await;
+    assert_ne!(again["call"], call, "a new call");
+    assert_eq!(b.state.calls.live_calls(), 1, "hosted by node b");
     drop(b);
 }

@@ -29,8 +29,9 @@ pub struct CallRequest {
     pub action: Action,
 }
 
-/// What a connection asks of its call.
-#[derive(Debug, Clone)]
+/// What a connection asks of its call. What a connection can ask travels between
+/// the nodes of a cluster as JSON (the relay); what only the server makes up does not.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     Join {
         identity: Identity,
@@ -45,6 +46,7 @@ pub enum Action {
         opened_as: String,
     },
     /// The plugins' verdict on a guest's request (sent by the call to itself).
+    #[serde(skip)]
     Screened {
         identity: Identity,
         origin: Origin,
@@ -111,6 +113,7 @@ pub enum Action {
     /// (if it has not yet), then the connection is told why it closes.
     LinkGone,
     /// A plugin's request (not from a connection).
+    #[serde(skip)]
     Plugin {
         action: PluginCallAction,
         reply: PluginReply,
@@ -118,6 +121,7 @@ pub enum Action {
     /// An `e2ee` message the server makes up, as if from participant `from`, for
     /// everyone on the call: what a malicious server could do (tests only).
     #[cfg(feature = "test-tap")]
+    #[serde(skip)]
     ForgeKeys {
         from: u32,
         payload: String,
@@ -125,6 +129,7 @@ pub enum Action {
     /// Every payload the call holds for `plugin`'s activity (its copy and its log),
     /// to check that the server holds only ciphertext (tests only).
     #[cfg(feature = "test-tap")]
+    #[serde(skip)]
     PeekActivity {
         plugin: String,
         reply: mpsc::Sender<Vec<String>>,
@@ -147,7 +152,7 @@ impl PluginReply {
 
 /// What a participant asks of a shared activity; payloads are sealed base64,
 /// checked for size by the connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ActivityRequest {
     Join,
     Leave,
@@ -166,7 +171,7 @@ pub enum ActivityRequest {
 }
 
 /// What a participant says it sends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MediaState {
     pub audio_muted: bool,
     pub video_muted: bool,

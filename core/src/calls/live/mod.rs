@@ -30,6 +30,7 @@ mod effects;
 mod outputs;
 mod plugin_calls;
 mod registry;
+pub mod relay;
 mod task;
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@ use crate::store::link;
 use super::COMMAND_QUEUE;
 use super::command::{Action, CallRequest, PluginReply};
 use super::deps::CallDeps;
+use super::relay::{self, Relay};
 use super::task::CallTask;
 
 /// Live calls by link.
@@ -27,6 +28,9 @@ pub struct CallRegistry {
     calls: Mutex<HashMap<i64, mpsc::Sender<CallRequest>>>,
     /// Guests' join requests per (link, network) in the last minute.
     join_rate: RateWindow<(i64, IpAddr)>,
+    /// On a cluster: connections whose call another node hosts, and other nodes'
+    /// connections on calls hosted here.
+    pub(super) relay: Relay,
 }
 
 impl CallRegistry {
@@ -34,6 +38,7 @@ impl CallRegistry {
         Self {
             calls: Mutex::default(),
             join_rate: RateWindow::new(config.join_requests_per_minute, Duration::from_secs(60)),
+            relay: Relay::default(),
         }
     }
 
@@ -47,9 +52,38 @@ impl CallRegistry {
     /// Delivers `command` to the link's live call, starting one if there is none.
     /// Joins and resumes first re-check the link as it is now, not as it was when
     /// the connection opened: a revoked link admits nobody, and a rotated one
-    /// nobody new through its old id.
+    /// nobody new through its old id. On a cluster, a call another node hosts
+    /// gets it through the relay.
     pub async fn send(&self, state: &AppState, link: &link::Model, command: CallRequest) {
+        self.deliver(state, link, command, true).await;
+    }
+
+    /// [`CallRegistry::send`]; `may_relay` is false for a connection another node
+    /// relays here, which is never relayed again.
+    pub(super) async fn deliver(
+        &self,
+        state: &AppState,
+        link: &link::Model,
+        command: CallRequest,
+        may_relay: bool,
+    ) {
         let mut command = command;
+        let starts = matches!(command.action, Action::Join { .. } | Action::Resume { .. });
+        // A relayed connection's messages go to its call's host; a join or resume
+        // looks for the call again (it may have moved).
+        if may_relay
+            && !starts
+            && let Some(cluster) = &state.cluster
+            && let Some(node) = self.relay.route_of(command.client)
+        {
+            let client = command.client;
+            let last = matches!(command.action, Action::Disconnected);
+            let _ = relay::forward(cluster, &node, link.pk, command).await;
+            if last {
+                self.relay.clear_route(client);
+            }
+            return;
+        }
         if matches!(command.action, Action::Disconnected | Action::SignedOut)
             && !self.is_live(link.pk)
         {
@@ -73,9 +107,23 @@ impl CallRegistry {
         {
             match cluster.claim_call(&state.store, link.pk).await {
                 Ok(None) => {}
+                Ok(Some(holder)) if may_relay => {
+                    if let Some(old) = self.relay.set_route(command.client, &holder, &command.out) {
+                        relay::disconnect(cluster, &old, link.pk, command.client).await;
+                    }
+                    if relay::forward(cluster, &holder, link.pk, command)
+                        .await
+                        .is_err()
+                    {
+                        state.metrics.count_refused("cluster_bus_down");
+                    }
+                    return;
+                }
                 Ok(Some(holder)) => {
-                    // The node's name stays in the log: it may name an internal host.
-                    tracing::info!(link = link.pk, %holder, "a join reached a node that does not host its call");
+                    // Relayed here, yet another node holds the call (it moved
+                    // meanwhile). The node's name stays in the log: it may name an
+                    // internal host.
+                    tracing::info!(link = link.pk, %holder, "a relayed join reached a node that no longer hosts its call");
                     let _ = command.out.try_send(error(
                         ErrorCode::CallOnAnotherNode,
                         "this call is held by another server of this service; try again in a moment",
@@ -91,6 +139,14 @@ impl CallRegistry {
                     return;
                 }
             }
+        }
+        // The call is here now: a connection relayed elsewhere before leaves that.
+        if may_relay
+            && starts
+            && let Some(cluster) = &state.cluster
+            && let Some(old) = self.relay.clear_route(command.client)
+        {
+            relay::disconnect(cluster, &old, link.pk, command.client).await;
         }
         // A call that just ended may close its queue between lookup and send: retry once
         // with a fresh call.

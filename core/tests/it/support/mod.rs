@@ -243,6 +243,7 @@ impl TestApp {
             .await
             .expect("app builds");
         app.start_media().expect("media ports open");
+        app.start_relay();
         Self {
             router: app.router(),
             state: app.state().clone(),
