@@ -46,7 +46,7 @@ pub struct Config {
 
 /// Several nodes as one service (docs/scaling.md): they share one PostgreSQL
 /// database and talk over a NATS bus. Empty `nats_url`: a single node.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// The NATS server(s), such as `nats://10.0.0.5:4222` (several separated by
@@ -59,6 +59,27 @@ pub struct ClusterConfig {
     /// The first tokens of every NATS subject the cluster uses, so that several
     /// clusters (or tests) can share one NATS server. Empty: `confab`.
     pub subject_prefix: String,
+    /// How long a draining node (`confab node drain`, or SIGTERM on a node of a
+    /// cluster) waits for its calls to end before it closes their connections
+    /// (each page comes back through another node) and exits.
+    pub drain_timeout_secs: u32,
+    /// Where a new call goes: `least_loaded` (the live node with the fewest
+    /// participants, its processor use counted too) or `first_asked` (the node the
+    /// first connection reached, for a load balancer that already spreads links
+    /// over nodes, such as by hashing the link's path).
+    pub placement: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: String::new(),
+            node_id: String::new(),
+            subject_prefix: String::new(),
+            drain_timeout_secs: 600,
+            placement: "least_loaded".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -645,6 +666,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ("cluster.nats_url", "CONFAB_CLUSTER_NATS_URL"),
     ("cluster.node_id", "CONFAB_CLUSTER_NODE_ID"),
     ("cluster.subject_prefix", "CONFAB_CLUSTER_SUBJECT_PREFIX"),
+    (
+        "cluster.drain_timeout_secs",
+        "CONFAB_CLUSTER_DRAIN_TIMEOUT_SECS",
+    ),
+    ("cluster.placement", "CONFAB_CLUSTER_PLACEMENT"),
 ];
 
 impl Config {
@@ -820,6 +846,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "cluster.subject_prefix must be dot-separated tokens of A-Z, a-z, 0-9, - and _, got {:?}",
                 c.subject_prefix
+            )));
+        }
+        if !matches!(c.placement.as_str(), "least_loaded" | "first_asked") {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.placement is least_loaded or first_asked, got {:?}",
+                c.placement
             )));
         }
         if self.clustered() && self.database_url().starts_with("sqlite:") {
@@ -1066,6 +1098,8 @@ mod tests {
             ("CONFAB_CLUSTER_NATS_URL", "nats://10.0.0.5:4222"),
             ("CONFAB_CLUSTER_NODE_ID", "web-1"),
             ("CONFAB_CLUSTER_SUBJECT_PREFIX", "acme.confab"),
+            ("CONFAB_CLUSTER_DRAIN_TIMEOUT_SECS", "120"),
+            ("CONFAB_CLUSTER_PLACEMENT", "first_asked"),
         ]
         .into_iter()
         .collect();
@@ -1077,6 +1111,10 @@ mod tests {
         assert_eq!(
             (c.cluster.nats_url.as_str(), c.node_id(), c.subject_prefix()),
             ("nats://10.0.0.5:4222", "web-1".to_string(), "acme.confab")
+        );
+        assert_eq!(
+            (c.cluster.drain_timeout_secs, c.cluster.placement.as_str()),
+            (120, "first_asked")
         );
         assert_eq!(c.server.max_body_bytes, 2048);
         assert_eq!(c.server.max_websockets_per_address, 7);
@@ -1231,6 +1269,7 @@ mod tests {
             ("CONFAB_CLUSTER_NODE_ID", &"n".repeat(65)),
             ("CONFAB_CLUSTER_SUBJECT_PREFIX", "a..b"),
             ("CONFAB_CLUSTER_SUBJECT_PREFIX", "a.>"),
+            ("CONFAB_CLUSTER_PLACEMENT", "random"),
         ] {
             assert!(
                 load(None, &[pg, nats, (key, value)]).is_err(),

@@ -277,8 +277,11 @@ impl App {
             store: self.state.store.clone(),
             policy: self.state.policy.clone(),
             metrics: self.state.metrics.clone(),
-            live_calls: Arc::new(move || calls.live_calls()),
-            connections: self.state.connections.clone(),
+            live_calls: Arc::new({
+                let calls = calls.clone();
+                move || calls.live_calls()
+            }),
+            participants: Arc::new(move || calls.participants()),
         };
         let joined = cluster::Cluster::join(&self.state.config, parts).await?;
         // Clones made before keep what they had (none is made before serving).
@@ -365,8 +368,21 @@ impl App {
         tracing::info!(address = %local, url = %state.public_url(), database = state.store.backend_name(), "Confab is ready");
         let header_read_timeout =
             std::time::Duration::from_secs(u64::from(state.config.server.header_read_timeout_secs));
+        let draining = state.clone();
         let result = http::serve(listener, self.router(), header_read_timeout, async move {
-            stop.await;
+            // A node of a cluster stops on SIGTERM or SIGINT (`stop`), or when a drain
+            // is asked of it (`confab node drain`); either way it drains first,
+            // serving its calls meanwhile.
+            match draining.cluster.as_ref().map(cluster::Cluster::drain_asked) {
+                Some(asked) => {
+                    tokio::select! {
+                        () = stop => {}
+                        () = asked.wait() => {}
+                    }
+                    drain(&draining).await;
+                }
+                None => stop.await,
+            }
             tracing::info!("shutting down: finishing in-flight requests");
         })
         .await;
@@ -382,6 +398,38 @@ impl App {
         }
         state.store.clone().close().await;
         result.map_err(AppError::Serve)
+    }
+}
+
+/// Drains a node of a cluster (nothing on a single node): it takes no new calls
+/// (other nodes get them), waits up to `cluster.drain_timeout_secs` for its calls
+/// to end, then closes the connections of those still going, so that each page
+/// comes back through another node. [`App::serve_on`] does it before stopping.
+pub async fn drain(state: &AppState) {
+    let Some(cluster) = &state.cluster else {
+        return;
+    };
+    cluster.start_draining();
+    let timeout =
+        std::time::Duration::from_secs(u64::from(state.config.cluster.drain_timeout_secs));
+    tracing::info!(
+        calls = state.calls.live_calls(),
+        timeout_secs = timeout.as_secs(),
+        "draining: no new calls here; waiting for the calls to end"
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    while state.calls.live_calls() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let left = state.calls.live_calls();
+    if left > 0 {
+        tracing::warn!(
+            calls = left,
+            "drain time is up: closing the connections of the calls still going"
+        );
+        state.calls.evacuate();
+        // Time for the closes to leave (relayed ones cross the bus).
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub links_created: Counter,
     /// Calls live on this node, set when metrics are read.
     pub live_calls: Gauge,
+    /// Participants on the calls this node hosts, set when metrics are read.
+    pub call_participants: Gauge,
     /// Signaling connections open on this node (people on its calls and waiting
     /// in their lobbies), set when metrics are read.
     pub signaling_connections: Gauge,
@@ -130,6 +132,12 @@ impl Default for Metrics {
         );
         registry.register("links_created", "Call links created", links_created.clone());
         registry.register("live_calls", "Calls live on this node", live_calls.clone());
+        let call_participants = Gauge::default();
+        registry.register(
+            "call_participants",
+            "Participants on the calls this node hosts (on a cluster, wherever their connections are)",
+            call_participants.clone(),
+        );
         let signaling_connections = Gauge::default();
         registry.register(
             "signaling_connections",
@@ -285,6 +293,7 @@ impl Default for Metrics {
             durations,
             links_created,
             live_calls,
+            call_participants,
             media_packets_in,
             media_packets_forwarded,
             media_peer_connections,

@@ -4,7 +4,8 @@
 #
 #   bash examples/cluster/run.sh            # start, print the nodes, run until Ctrl-C
 #   bash examples/cluster/run.sh --bench    # start, measure how fast a revocation
-#                                           # reaches the other nodes, stop
+#                                           # reaches the other nodes and what the
+#                                           # relay adds to signaling, stop
 #
 # Settings (environment): PG_URL (default postgres://postgres@127.0.0.1:5432),
 # NATS_URL (default nats://127.0.0.1:4222), NODES (default 3), FIRST_PORT (default
@@ -70,6 +71,7 @@ if [ "${1:-}" = "--bench" ]; then
   ports=()
   for n in $(seq 1 "$nodes"); do ports+=($((first_port + n - 1))); done
   TOKEN="$token" ROUNDS="${ROUNDS:-20}" python3 examples/cluster/revocation.py "${ports[@]}"
+  TOKEN="$token" python3 examples/cluster/relay.py "${ports[@]}"
   exit 0
 fi
 

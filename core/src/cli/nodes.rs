@@ -15,6 +15,13 @@ pub(crate) enum NodeCommand {
         #[command(flatten)]
         out: Output,
     },
+    /// Drains a node: it takes no new calls (other nodes get them), lets its calls
+    /// finish for up to cluster.drain_timeout_secs, then closes the connections of
+    /// those still going (each page comes back through another node) and exits 0.
+    Drain {
+        /// The node's id, as `confab node list` shows it.
+        node_id: String,
+    },
 }
 
 #[derive(Serialize)]
@@ -27,7 +34,10 @@ struct NodeRow {
     heartbeat_at: chrono::DateTime<chrono::Utc>,
     heartbeat_age_ms: i64,
     calls: i32,
-    connections: i32,
+    /// Participants on the calls the node hosts.
+    participants: i32,
+    /// Share of one core its process used over the last heartbeat, in percent.
+    cpu_percent: f64,
 }
 
 pub(crate) async fn node_command(
@@ -56,7 +66,8 @@ pub(crate) async fn node_command(
                     started_at: n.started_at,
                     heartbeat_at: n.heartbeat_at,
                     calls: n.calls,
-                    connections: n.participants,
+                    participants: n.participants,
+                    cpu_percent: f64::from(n.cpu_permille) / 10.0,
                 })
                 .collect();
             print(out, &rows, || {
@@ -64,18 +75,35 @@ pub(crate) async fn node_command(
                     return "No nodes: this server runs as a single node (cluster.nats_url is empty), or none has started.".into();
                 }
                 let mut text = format!(
-                    "{:<28} {:<9} {:>10} {:>6} {:>12}  {}",
-                    "NODE", "STATE", "HEARTBEAT", "CALLS", "CONNECTIONS", "URL"
+                    "{:<28} {:<9} {:>10} {:>6} {:>12} {:>6}  {}",
+                    "NODE", "STATE", "HEARTBEAT", "CALLS", "PARTICIPANTS", "CPU", "URL"
                 );
                 for r in &rows {
                     let age = format!("{:.1} s ago", r.heartbeat_age_ms as f64 / 1000.0);
+                    let cpu = format!("{:.0} %", r.cpu_percent);
                     text.push_str(&format!(
-                        "\n{:<28} {:<9} {:>10} {:>6} {:>12}  {}",
-                        r.node_id, r.state, age, r.calls, r.connections, r.url
+                        "\n{:<28} {:<9} {:>10} {:>6} {:>12} {:>6}  {}",
+                        r.node_id, r.state, age, r.calls, r.participants, cpu, r.url
                     ));
                 }
                 text
             })
+        }
+        NodeCommand::Drain { node_id } => {
+            let live = store
+                .cluster_nodes()
+                .await?
+                .into_iter()
+                .any(|n| n.node_id == node_id && is_live(n.heartbeat_at, clock.now()));
+            if !live || !store.set_draining(&node_id).await? {
+                anyhow::bail!(
+                    "no live node {node_id:?}: `confab node list` shows the nodes and their state"
+                );
+            }
+            println!(
+                "{node_id} drains: it takes no new calls, and stops once its calls end (within cluster.drain_timeout_secs)."
+            );
+            Ok(())
         }
     }
 }

@@ -32,7 +32,6 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::limits::ConnectionSlots;
 use crate::metrics::Metrics;
 use crate::policy::PolicyCache;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
@@ -50,6 +49,8 @@ pub const CONNECTED_CACHE_TTL: Duration = Duration::from_secs(30);
 pub const RECONNECT_MAX: Duration = Duration::from_secs(2);
 /// How long a node waits for the bus at start, and the CLI before giving up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The shortest window over which a node works out its processor use.
+const CPU_WINDOW_MS: i64 = 900;
 /// The largest message read from the bus; anything bigger is not Confab's.
 const MAX_MESSAGE: usize = 64 * 1024;
 /// The largest piece of node mail: a relayed signaling message (SDP, sealed
@@ -113,7 +114,8 @@ pub(crate) struct NodeParts {
     pub metrics: Arc<Metrics>,
     /// Calls live on this node, for the heartbeat.
     pub live_calls: Arc<dyn Fn() -> usize + Send + Sync>,
-    pub connections: Arc<ConnectionSlots>,
+    /// Participants on the calls hosted here, for the heartbeat.
+    pub participants: Arc<dyn Fn() -> usize + Send + Sync>,
 }
 
 /// This node's membership of the cluster. Cheap to clone.
@@ -135,6 +137,15 @@ struct Inner {
     mail: Mutex<Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>>,
     /// Nodes whose heartbeat was current at the last heartbeat (this one included).
     live: Mutex<HashSet<String>>,
+    draining: std::sync::atomic::AtomicBool,
+    /// `cluster.placement` is `least_loaded` (else `first_asked`).
+    least_loaded: bool,
+    /// Fired once a drain is asked of this node (`confab node drain`).
+    drain_asked: ShutdownTrigger,
+    drain_asked_wait: Shutdown,
+    /// When the processor time was last sampled, what it was (ticks), and the
+    /// share of a core worked out then.
+    cpu: Mutex<Option<(DateTime<Utc>, u64, i32)>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -247,6 +258,7 @@ impl Cluster {
             })?;
         let (mail_in, mail) = tokio::sync::mpsc::channel(MAIL_QUEUE);
         let (stop, stopped) = Shutdown::new();
+        let (drain_asked, drain_asked_wait) = Shutdown::new();
         let cluster = Cluster(Arc::new(Inner {
             node_id,
             instance,
@@ -259,6 +271,11 @@ impl Cluster {
             mail_prefix,
             mail: Mutex::new(Some(mail)),
             live: Mutex::default(),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            least_loaded: config.cluster.placement == "least_loaded",
+            drain_asked,
+            drain_asked_wait,
+            cpu: Mutex::default(),
         }));
         if !cluster.beat(&parts).await? {
             return Err(ClusterError::NodeIdTaken(cluster.0.node_id.clone()));
@@ -292,6 +309,65 @@ impl Cluster {
             .claim_call(link_pk, &self.0.node_id, now, lost_before(now))
             .await?;
         Ok((holder != self.0.node_id).then_some(holder))
+    }
+
+    /// Which node hosts the call of link `link_pk`, for a connection of this node:
+    /// this one (`None`), or the node id that does. A call nobody hosts goes to
+    /// the least-loaded live node that is not draining ([`Store::place_call`]), or
+    /// with `cluster.placement = "first_asked"` to this node.
+    pub async fn place_call(
+        &self,
+        store: &Store,
+        link_pk: i64,
+    ) -> Result<Option<String>, StoreError> {
+        if !self.0.least_loaded {
+            return self.claim_call(store, link_pk).await;
+        }
+        let now = Utc::now();
+        let (holder, _epoch) = store
+            .place_call(link_pk, &self.0.node_id, now, lost_before(now))
+            .await?;
+        Ok((holder != self.0.node_id).then_some(holder))
+    }
+
+    /// Whether this node drains: it takes no new calls.
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::Relaxed)
+    }
+
+    /// Drains this node (its next heartbeat says so): other nodes take its new calls.
+    pub fn start_draining(&self) {
+        self.0.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Resolves once a drain of this node was asked from outside it
+    /// (`confab node drain`, seen in its row at a heartbeat).
+    pub fn drain_asked(&self) -> Shutdown {
+        self.0.drain_asked_wait.clone()
+    }
+
+    /// The share of one core this process used since the last heartbeat, in
+    /// thousandths (0 where the system does not say).
+    fn cpu_permille(&self, now: DateTime<Utc>) -> i32 {
+        let Some(ticks) = process_cpu_ticks() else {
+            return 0;
+        };
+        let mut last = self.0.cpu.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((then, before, permille)) = *last else {
+            *last = Some((now, ticks, 0));
+            return 0;
+        };
+        let wall_ms = (now - then).num_milliseconds();
+        // A window shorter than this says more about the scheduler's ticks than
+        // about the load: keep the last figure until the window is long enough.
+        if wall_ms < CPU_WINDOW_MS {
+            return permille;
+        }
+        // /proc counts in USER_HZ: 100 ticks a second on Linux.
+        let used_ms = i64::try_from(ticks.saturating_sub(before)).unwrap_or(0) * 10;
+        let permille = i32::try_from(used_ms * 1000 / wall_ms).unwrap_or(i32::MAX);
+        *last = Some((now, ticks, permille));
+        permille
     }
 
     /// The call of link `link_pk` ended on this node at `ended_at`.
@@ -364,9 +440,9 @@ impl Cluster {
             started_at: self.0.started_at,
             now,
             calls: i32::try_from((parts.live_calls)()).unwrap_or(i32::MAX),
-            participants: i32::try_from(parts.connections.total()).unwrap_or(i32::MAX),
-            // No drain yet (docs/scaling.md, "Not yet").
-            draining: false,
+            participants: i32::try_from((parts.participants)()).unwrap_or(i32::MAX),
+            draining: self.is_draining(),
+            cpu_permille: self.cpu_permille(now),
         };
         parts.store.node_heartbeat(&beat, lost_before(now)).await
     }
@@ -390,6 +466,14 @@ impl Cluster {
             match parts.store.cluster_nodes().await {
                 Ok(nodes) => {
                     let now = Utc::now();
+                    let asked = nodes
+                        .iter()
+                        .any(|n| n.node_id == self.0.node_id && n.draining);
+                    if asked && !self.is_draining() {
+                        tracing::info!(node = %self.0.node_id, "asked to drain: taking no new calls");
+                        self.start_draining();
+                        self.0.drain_asked.trigger();
+                    }
                     let live: HashSet<String> = nodes
                         .into_iter()
                         .filter(|n| is_live(n.heartbeat_at, now))
@@ -514,6 +598,19 @@ async fn publish(client: &async_nats::Client, subject: &str, envelope: &Envelope
     if let Err(err) = client.publish(subject.to_string(), payload.into()).await {
         tracing::warn!(error = %err, "a change was not sent to the other nodes; they see it when their caches expire");
     }
+}
+
+/// Processor time this process used (user and system, every thread), in the
+/// kernel's USER_HZ ticks; `None` off Linux.
+fn process_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses:
+    // state is the first, utime the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
 }
 
 /// Whether a heartbeat written at `heartbeat_at` is current at `now`.

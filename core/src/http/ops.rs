@@ -25,7 +25,9 @@ async fn healthz() -> impl IntoResponse {
 /// The process can serve calls: the database answers and, where this node carries
 /// media, the media engine runs. On a node of a cluster it also says whether the
 /// bus is connected; a lost bus does not make the node unready (every node loses
-/// it alike, and calls on a node go on without it), it says `degraded`.
+/// it alike, and calls on a node go on without it), it says `degraded`. A draining
+/// node is unready (`draining`): a load balancer sends it no new connections, while
+/// those it holds go on.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = match state.store.ping().await {
         Ok(()) => "ok",
@@ -48,8 +50,11 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Some(_) => "disconnected",
     };
     let ready = database == "ok" && media != "stopped";
+    let draining = state.cluster.as_ref().is_some_and(|c| c.is_draining());
     let (code, status) = if !ready {
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    } else if draining {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
     } else if bus == "disconnected" {
         (StatusCode::OK, "degraded")
     } else {
@@ -69,6 +74,8 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let live = i64::try_from(state.calls.live_calls()).unwrap_or(i64::MAX);
     state.metrics.live_calls.set(live);
+    let participants = i64::try_from(state.calls.participants()).unwrap_or(i64::MAX);
+    state.metrics.call_participants.set(participants);
     state
         .metrics
         .signaling_connections

@@ -19,6 +19,7 @@ pub struct NodeBeat {
     pub calls: i32,
     pub participants: i32,
     pub draining: bool,
+    pub cpu_permille: i32,
 }
 
 impl Store {
@@ -40,6 +41,7 @@ impl Store {
             calls: Set(beat.calls),
             participants: Set(beat.participants),
             draining: Set(beat.draining),
+            cpu_permille: Set(beat.cpu_permille),
         };
         let ours = Expr::col((cluster_node::Entity, cluster_node::Column::Instance))
             .eq(beat.instance.clone())
@@ -57,14 +59,34 @@ impl Store {
                         cluster_node::Column::HeartbeatAt,
                         cluster_node::Column::Calls,
                         cluster_node::Column::Participants,
-                        cluster_node::Column::Draining,
+                        cluster_node::Column::CpuPermille,
                     ])
+                    // A drain asked of this process (`set_draining`) holds until
+                    // it ends; a new process with the node id starts afresh.
+                    .value(
+                        cluster_node::Column::Draining,
+                        Expr::cust(
+                            "excluded.draining OR (cluster_nodes.instance = excluded.instance AND cluster_nodes.draining)",
+                        ),
+                    )
                     .action_and_where(ours)
                     .to_owned(),
             )
             .exec_without_returning(self.conn())
             .await?;
         Ok(written == 1)
+    }
+
+    /// Asks node `node_id` to drain (it sees it at its next heartbeat); false
+    /// when no such node has a row.
+    pub async fn set_draining(&self, node_id: &str) -> StoreResult<bool> {
+        let _turn = self.write_turn().await;
+        let updated = cluster_node::Entity::update_many()
+            .col_expr(cluster_node::Column::Draining, Expr::value(true))
+            .filter(cluster_node::Column::NodeId.eq(node_id))
+            .exec(self.conn())
+            .await?;
+        Ok(updated.rows_affected == 1)
     }
 
     /// Every node that ever joined and did not leave, by node id.
@@ -158,6 +180,53 @@ impl Store {
                 ],
             ))
             .await?;
+        self.call_host(link_pk).await
+    }
+
+    /// Places the call of link `link_pk`: the node that hosts it, if that node is
+    /// live (heartbeat at or after `lost_before`); else the least-loaded live node
+    /// that is not draining (the lowest load: participants plus one for every 3 %
+    /// of a core its process uses; then the fewest calls; `asking` on a tie, and
+    /// when no node qualifies)
+    /// claims it, in one statement, as [`Store::claim_call`]. Returns the host.
+    pub async fn place_call(
+        &self,
+        link_pk: i64,
+        asking: &str,
+        now: DateTime<Utc>,
+        lost_before: DateTime<Utc>,
+    ) -> StoreResult<(String, i64)> {
+        use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+        self.conn()
+            .execute(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "INSERT INTO cluster_calls (link_pk, node_id, epoch, claimed_at) \
+                 VALUES ($1, COALESCE(( \
+                     SELECT n.node_id FROM cluster_nodes n \
+                     WHERE n.heartbeat_at >= $4 AND NOT n.draining \
+                     ORDER BY n.participants + n.cpu_permille / 30, n.calls, \
+                              (n.node_id = $2) DESC, n.node_id \
+                     LIMIT 1), $2), 1, $3) \
+                 ON CONFLICT (link_pk) DO UPDATE \
+                 SET node_id = EXCLUDED.node_id, claimed_at = EXCLUDED.claimed_at, \
+                     epoch = cluster_calls.epoch + 1 \
+                 WHERE NOT EXISTS ( \
+                     SELECT 1 FROM cluster_nodes n \
+                     WHERE n.node_id = cluster_calls.node_id AND n.heartbeat_at >= $4)",
+                [
+                    link_pk.into(),
+                    asking.into(),
+                    now.into(),
+                    lost_before.into(),
+                ],
+            ))
+            .await?;
+        self.call_host(link_pk).await
+    }
+
+    /// The host of link `link_pk`'s call and its epoch, as claimed.
+    async fn call_host(&self, link_pk: i64) -> StoreResult<(String, i64)> {
+        use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
         let row = self
             .conn()
             .query_one(Statement::from_sql_and_values(

@@ -300,8 +300,12 @@ pub mod cluster_node {
         pub started_at: DateTimeUtc,
         pub heartbeat_at: DateTimeUtc,
         pub calls: i32,
+        /// Participants on the calls the node hosts.
         pub participants: i32,
         pub draining: bool,
+        /// The share of one core the node's process used over its last
+        /// heartbeat, in thousandths.
+        pub cpu_permille: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -28,6 +28,9 @@ pub(crate) fn first_node(c: &mut Config, node_id: &str) {
         confab_core::secret::random_base62(10).to_lowercase()
     );
     c.cluster.node_id = node_id.into();
+    // The node a test's first connection reaches hosts the call; the placement
+    // test sets least_loaded itself.
+    c.cluster.placement = "first_asked".into();
 }
 
 /// Two nodes, `a` and `b`, of a cluster of their own.
@@ -213,6 +216,29 @@ async fn nodes_heartbeat_and_a_node_id_in_use_is_refused() {
     // A single node never joins: its readiness says so.
     let single = TestApp::sqlite().await;
     assert_eq!(single.get("/readyz").send().await.json()["bus"], "off");
+
+    // `confab node drain`: a node that is not there is named in the error; a live
+    // one sees the drain at its next heartbeat.
+    let drain = async |node: &str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+            .args(["node", "drain", node])
+            .env("CONFAB_DATABASE_URL", &a.state.config.database.url)
+            .env("CONFAB_DATA_DIR", a.state.config.data_dir.as_os_str())
+            .output()
+            .await
+            .unwrap()
+    };
+    let unknown = drain("node-x").await;
+    assert!(!unknown.status.success());
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(said.contains("no live node \"node-x\""), "{said}");
+    let drained = drain("node-b").await;
+    assert!(drained.status.success(), "{drained:?}");
+    within_cache_life("the drain", async || {
+        b.state.cluster.as_ref().unwrap().is_draining()
+    })
+    .await;
+    assert!(!a.state.cluster.as_ref().unwrap().is_draining());
     drop(b);
 }
 
@@ -361,6 +387,7 @@ async fn ten_nodes_racing_for_a_call_agree_on_one_host() {
         calls: 0,
         participants: 0,
         draining: false,
+        cpu_permille: 0,
     };
     let mut stores = Vec::new();
     for i in 0..10 {
@@ -516,5 +543,171 @@ async fn a_call_hosted_on_one_node_is_joined_through_another() {
     let again = next.expect("joined").await;
     assert_ne!(again["call"], call, "a new call");
     assert_eq!(b.state.calls.live_calls(), 1, "hosted by node b");
+    drop(b);
+}
+
+/// Two browsers whose pages come from different nodes are on one call: the host's
+/// page from node a (which hosts the call), the guest's from node b (which relays
+/// its signaling); each sees and hears the other, media going to node a's SFU.
+#[tokio::test]
+async fn browsers_on_two_nodes_see_and_hear_each_other() {
+    use crate::support::browser::{Driver, admits, guest_asks, host_joins};
+    let (a, base_a) = TestApp::served_node(None, "node-a").await;
+    let (b, base_b) = TestApp::served_node(Some(&a), "node-b").await;
+    let token = a
+        .user_with_token("host@example.org", confab_core::accounts::Role::Admin)
+        .await;
+    let res = a
+        .post("/api/v1/links")
+        .bearer(&token)
+        .json(&json!({ "title": "Family call" }))
+        .send()
+        .await;
+    let link = res.json()["id"].as_str().unwrap().to_string();
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base_a, &link).await;
+    let guest = guest_asks(&driver, &base_b, &link, "Ana").await;
+    let ana = admits(&host, &guest, "Ana").await;
+    let me = host.me().await;
+    assert_eq!(a.state.calls.live_calls(), 1, "node a hosts the call");
+    assert_eq!(b.state.calls.live_calls(), 0, "node b only relays");
+    for (page, other) in [(&host, ana), (&guest, me)] {
+        page.wait_media_from(&[other]).await;
+        page.wait_video_flowing(&format!("p{other}-0")).await;
+    }
+    host.close().await;
+    guest.close().await;
+    drop(b);
+}
+
+/// Members `count` of node `app`, each joined to the call of `link` through `addr`
+/// (they read in the background, so they cost the test nothing to keep).
+async fn members_on(app: &TestApp, addr: &str, link: &str, count: usize) -> Vec<Ws> {
+    let mut joined = Vec::new();
+    for i in 0..count {
+        let token = app
+            .user_with_token(
+                &format!(
+                    "member{i}-{}@example.org",
+                    confab_core::secret::random_base62(6)
+                ),
+                confab_core::accounts::Role::Member,
+            )
+            .await;
+        let mut ws = Ws::open_with(
+            addr,
+            link,
+            Some(("authorization", format!("Bearer {token}"))),
+        )
+        .await;
+        ws.send(json!({ "v": 1, "type": "join" })).await;
+        ws.expect("joined").await;
+        joined.push(ws);
+    }
+    joined
+}
+
+/// Waits until node `node`'s heartbeat row satisfies `check`.
+async fn row_until(
+    app: &TestApp,
+    node: &str,
+    what: &str,
+    check: impl Fn(&confab_core::store::cluster_node::Model) -> bool,
+) {
+    within_cache_life(what, async || {
+        app.store
+            .cluster_nodes()
+            .await
+            .unwrap()
+            .iter()
+            .any(|n| n.node_id == node && check(n))
+    })
+    .await;
+}
+
+/// A new call goes to the least-loaded live node, not to the node first asked,
+/// and never to a draining one; a drained node's calls end there and then the
+/// connections of those still going are closed, relayed ones included, so that
+/// each page comes back elsewhere.
+#[tokio::test]
+async fn new_calls_go_to_the_least_loaded_node_and_a_draining_node_takes_none() {
+    let a = TestApp::postgres_with(|c| {
+        first_node(c, "node-a");
+        c.cluster.placement = "least_loaded".into();
+        c.cluster.drain_timeout_secs = 2;
+    })
+    .await;
+    let b = a
+        .another_node(|c| {
+            c.cluster.node_id = "node-b".into();
+        })
+        .await;
+    let token = a.admin_token().await;
+    let (addr_a, addr_b) = (a.serve().await, b.serve().await);
+    // A call of five, on whichever node was the less loaded (both are idle: their
+    // processor use decides); the other node is the quiet one.
+    let busy = a.create_link(&token, "Busy").await;
+    let busy = busy["id"].as_str().unwrap().to_string();
+    let mut crowd = members_on(&a, &addr_a, &busy, 5).await;
+    let ((busy_node, busy_id), (quiet_node, quiet_id, quiet_addr)) =
+        if a.state.calls.live_calls() == 1 {
+            ((&a, "node-a"), (&b, "node-b", &addr_b))
+        } else {
+            ((&b, "node-b"), (&a, "node-a", &addr_a))
+        };
+    assert_eq!(busy_node.state.calls.live_calls(), 1);
+    row_until(&a, busy_id, "the busy node's load", |n| n.participants == 5).await;
+
+    // A new call asked of the busy node goes to the quiet one, which the busy
+    // node relays to.
+    let quiet = a.create_link(&token, "Quiet").await;
+    let quiet = quiet["id"].as_str().unwrap().to_string();
+    let busy_addr = if busy_id == "node-a" {
+        &addr_a
+    } else {
+        &addr_b
+    };
+    let mut relayed = members_on(busy_node, busy_addr, &quiet, 1).await;
+    assert_eq!(
+        quiet_node.state.calls.live_calls(),
+        1,
+        "the quiet node hosts it"
+    );
+    assert_eq!(busy_node.state.calls.live_calls(), 1);
+
+    // The quiet node drains: the next new call, even asked of it, goes to the busy
+    // node, loaded as it is.
+    assert!(a.store.set_draining(quiet_id).await.unwrap());
+    within_cache_life("the drain", async || {
+        quiet_node.state.cluster.as_ref().unwrap().is_draining()
+    })
+    .await;
+    row_until(&a, quiet_id, "the drain in the node's row", |n| n.draining).await;
+    let ready = quiet_node.get("/readyz").send().await;
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.text()
+    );
+    assert_eq!(ready.json()["status"], "draining");
+    let third = a.create_link(&token, "Third").await;
+    let third = third["id"].as_str().unwrap().to_string();
+    let _on_quiet = members_on(quiet_node, quiet_addr, &third, 1).await;
+    assert_eq!(
+        busy_node.state.calls.live_calls(),
+        2,
+        "the busy node takes it"
+    );
+    assert_eq!(quiet_node.state.calls.live_calls(), 1);
+
+    // The draining node's time (2 s) is up: the page relayed to it from the busy
+    // node is closed too, to come back through another node; the busy node's own
+    // calls go on.
+    let state = quiet_node.state.clone();
+    tokio::spawn(async move { confab_core::drain(&state).await });
+    relayed[0].closed().await;
+    crowd[0].send(json!({ "v": 1, "type": "ping" })).await;
+    crowd[0].expect("pong").await;
     drop(b);
 }

@@ -112,6 +112,12 @@ impl CallTask {
                 self.activity(client, role, plugin, request, now);
             }
             Action::Plugin { .. } => {}
+            Action::Evacuate => {
+                let everyone: Vec<ClientId> = self.clients.keys().copied().collect();
+                for id in everyone {
+                    self.tell(id, ServerMessage::Hangup);
+                }
+            }
             #[cfg(feature = "test-tap")]
             Action::ForgeKeys { .. } | Action::PeekActivity { .. } => {}
             Action::LinkGone => {

@@ -109,6 +109,10 @@ pub enum Action {
     },
     /// The connection closed.
     Disconnected,
+    /// The node drains and its time is up: every connection of the call is closed,
+    /// so that each page comes back through another node (not from a connection).
+    #[serde(skip)]
+    Evacuate,
     /// The connection learnt that the link was revoked or deleted: the call ends
     /// (if it has not yet), then the connection is told why it closes.
     LinkGone,

@@ -47,6 +47,8 @@ pub trait CallHost: Send + Sync + 'static {
     fn call_ended(&self, link_pk: i64, queue: &mpsc::Sender<CallRequest>);
     /// A request that reached the call as it ended, for the link's next call.
     fn redeliver(&self, link_id: String, request: CallRequest);
+    /// The call's participants went up (or down, negative) by `delta`.
+    fn participants_changed(&self, _delta: i64) {}
 }
 
 /// Everything else a call's task works with.
@@ -125,6 +127,10 @@ impl CallHost for AppState {
             let ended_at = chrono::Utc::now();
             tokio::spawn(async move { cluster.release_call(&store, link_pk, ended_at).await });
         }
+    }
+
+    fn participants_changed(&self, delta: i64) {
+        self.calls.count_participants(delta);
     }
 
     fn redeliver(&self, link_id: String, request: CallRequest) {

@@ -31,6 +31,8 @@ pub struct CallRegistry {
     /// On a cluster: connections whose call another node hosts, and other nodes'
     /// connections on calls hosted here.
     pub(super) relay: Relay,
+    /// Participants on the calls this node hosts.
+    participants: std::sync::atomic::AtomicI64,
 }
 
 impl CallRegistry {
@@ -39,6 +41,7 @@ impl CallRegistry {
             calls: Mutex::default(),
             join_rate: RateWindow::new(config.join_requests_per_minute, Duration::from_secs(60)),
             relay: Relay::default(),
+            participants: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -101,11 +104,17 @@ impl CallRegistry {
         }
         let link = current.as_ref().unwrap_or(link);
         // On a cluster, a call has one host: this node starts one only once it
-        // holds the link's call.
+        // holds the link's call. A connection of this node is placed (the call may
+        // go to a less loaded node); a relayed one asks for this node only.
         if let Some(cluster) = &state.cluster
             && !self.is_live(link.pk)
         {
-            match cluster.claim_call(&state.store, link.pk).await {
+            let host = if may_relay {
+                cluster.place_call(&state.store, link.pk).await
+            } else {
+                cluster.claim_call(&state.store, link.pk).await
+            };
+            match host {
                 Ok(None) => {}
                 Ok(Some(holder)) if may_relay => {
                     if let Some(old) = self.relay.set_route(command.client, &holder, &command.out) {
@@ -309,6 +318,34 @@ impl CallRegistry {
             return None;
         }
         answer.recv().await
+    }
+
+    /// Adds `delta` to the participants on calls hosted here.
+    pub(super) fn count_participants(&self, delta: i64) {
+        self.participants
+            .fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many participants the calls hosted here have.
+    pub fn participants(&self) -> usize {
+        usize::try_from(self.participants.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// Closes every connection of every call hosted here (a draining node whose
+    /// time is up): each page comes back through another node.
+    pub fn evacuate(&self) {
+        let queues: Vec<mpsc::Sender<CallRequest>> = {
+            let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            calls.values().cloned().collect()
+        };
+        for queue in queues {
+            let (out, _) = mpsc::channel(1);
+            let _ = queue.try_send(CallRequest {
+                client: 0,
+                out,
+                action: Action::Evacuate,
+            });
+        }
     }
 
     /// How many calls are live.

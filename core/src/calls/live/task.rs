@@ -151,6 +151,8 @@ impl CallTask {
             tokio::time::interval_at(tokio::time::Instant::now() + LINK_RECHECK, LINK_RECHECK);
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut changes = self.deps.store.link_changes();
+        // Participants this call counts in the node's total.
+        let mut counted: usize = 0;
         loop {
             // A newcomer waiting for an activity's snapshot has a sharper deadline
             // than the call's ticks.
@@ -178,10 +180,22 @@ impl CallTask {
             };
             self.step(input);
             self.execute();
+            let participants = self.call.participants().count();
+            if participants != counted {
+                let delta = i64::try_from(participants).unwrap_or(i64::MAX)
+                    - i64::try_from(counted).unwrap_or(i64::MAX);
+                self.deps.host.participants_changed(delta);
+                counted = participants;
+            }
             let nobody = self.clients.is_empty() && self.call.participants().next().is_none();
             if self.call.is_ended() || nobody {
                 break;
             }
+        }
+        if counted > 0 {
+            self.deps
+                .host
+                .participants_changed(-i64::try_from(counted).unwrap_or(i64::MAX));
         }
         // Stop taking commands; senders that raced us start a fresh call.
         commands.close();

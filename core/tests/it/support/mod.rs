@@ -208,6 +208,40 @@ impl TestApp {
         app
     }
 
+    /// A node of a cluster on PostgreSQL, already listening on loopback with
+    /// `public_url` set to its address (as [`TestApp::served_with`]): the first node
+    /// of a cluster of its own (`first` is `None`), or another node of `first`'s.
+    pub async fn served_node(first: Option<&TestApp>, node_id: &str) -> (Self, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = match first {
+            None => {
+                Self::postgres_with(|c| {
+                    crate::cluster::first_node(c, node_id);
+                    c.server.public_url = base.clone();
+                })
+                .await
+            }
+            Some(first) => {
+                first
+                    .another_node(|c| {
+                        c.cluster.node_id = node_id.into();
+                        c.server.public_url = base.clone();
+                    })
+                    .await
+            }
+        };
+        let router = app.router.clone();
+        let timeout = header_read_timeout(&app);
+        tokio::spawn(confab_core::serve(
+            listener,
+            router,
+            timeout,
+            std::future::pending(),
+        ));
+        (app, base)
+    }
+
     /// A SQLite app already listening on loopback, with `public_url` set to its address
     /// (browsers send an Origin that must match it). Returns the app and its base URL.
     /// Like [`TestApp::served`], with a configuration tweak.
