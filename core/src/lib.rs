@@ -403,8 +403,9 @@ impl App {
 
 /// Drains a node of a cluster (nothing on a single node): it takes no new calls
 /// (other nodes get them), waits up to `cluster.drain_timeout_secs` for its calls
-/// to end, then closes the connections of those still going, so that each page
-/// comes back through another node. [`App::serve_on`] does it before stopping.
+/// to end, then gives up those still going and closes their connections: each
+/// page comes back through another node, which seats everyone again as after a
+/// node's death. [`App::serve_on`] does it before stopping.
 pub async fn drain(state: &AppState) {
     let Some(cluster) = &state.cluster else {
         return;
@@ -425,8 +426,11 @@ pub async fn drain(state: &AppState) {
     if left > 0 {
         tracing::warn!(
             calls = left,
-            "drain time is up: closing the connections of the calls still going"
+            "drain time is up: moving the calls still going to other nodes"
         );
+        // Given up first, so that the pages coming back find the calls placed on
+        // other nodes, which seat everyone again from their kept places.
+        cluster.release_all_calls(&state.store).await;
         state.calls.evacuate();
         // Time for the closes to leave (relayed ones cross the bus).
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;

@@ -53,6 +53,7 @@ const signaling = new Signaling({
   url: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/j/${linkId}/ws`,
   onMessage: (message) => handle(message),
   resumeToken: () => (state.me !== null ? sessionStorage.getItem(resumeKey) : null),
+  askAgain: () => (state.me === null ? waitingWith : null),
   onReconnecting: () => inform("Connection lost. Reconnecting…"),
   onLost: () => {
     if (state.me !== null || form.hidden) showForm("Connection lost. Ask to join again.");
@@ -126,6 +127,10 @@ function showSecurity() {
 
 /** The call this page last joined (`joined`'s `call`). */
 let lastCall = null;
+/** The join request waiting in the lobby, to make again after a drop; null otherwise. */
+let waitingWith = null;
+/** The join request last sent. */
+let lastJoin = null;
 
 function handle(message) {
   const outcome = reaction(state, message);
@@ -135,9 +140,11 @@ function handle(message) {
     case "welcome":
       break;
     case "waiting":
+      waitingWith = lastJoin;
       views.showWaiting(outcome.waiting);
       break;
     case "joined":
+      waitingWith = null;
       sessionStorage.setItem(resumeKey, message.resume_token);
       views.say("");
       showCall();
@@ -181,6 +188,9 @@ function handle(message) {
       break;
     default:
       // denied, removed, request_ended, call_ended, error: what `reaction` says.
+      if (["denied", "removed", "request_ended", "call_ended", "error"].includes(message.type)) {
+        waitingWith = null;
+      }
       if (outcome) act(outcome);
       break;
   }
@@ -207,6 +217,7 @@ form.addEventListener("submit", (event) => {
   }
   signaling.leaving = false;
   const join = { type: "join", name, ...(signedIn ? {} : { guest_key: guestKey() }) };
+  lastJoin = join;
   signaling.sendOrConnect(join);
   views.say("Connecting…");
 });
@@ -219,6 +230,7 @@ document.getElementById("suspend-guests")
   .addEventListener("click", () => send({ type: "suspend_guests", suspended: !state.guestsSuspended }));
 
 withdrawButton.addEventListener("click", () => {
+  waitingWith = null;
   send({ type: "withdraw" });
   showForm("");
 });

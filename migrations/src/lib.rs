@@ -13,7 +13,7 @@ mod m20261123_000004_mail_outbox;
 mod m20261201_000005_mail_delivery;
 mod m20261206_000006_mail_list_unsubscribe;
 mod m20261207_000007_cluster;
-mod m20261208_000008_node_cpu;
+mod m20261208_000008_failover;
 
 /// The ordered list of Confab's migrations.
 pub struct Migrator;
@@ -29,7 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_mail_delivery::Migration),
             Box::new(m20261206_000006_mail_list_unsubscribe::Migration),
             Box::new(m20261207_000007_cluster::Migration),
-            Box::new(m20261208_000008_node_cpu::Migration),
+            Box::new(m20261208_000008_failover::Migration),
         ]
     }
 

@@ -941,6 +941,41 @@ impl Call {
         Ok(self.seat_unchecked(identity, origin, name, is_owner, now, Via::Direct))
     }
 
+    /// Seats again someone who was on this link's call on another node of a cluster
+    /// when that node died: with the resume token they hold and the time they first
+    /// joined (the removal window counts from it), without the lobby; refused
+    /// only when the call is full.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore(
+        &mut self,
+        identity: Identity,
+        name: &str,
+        is_owner: bool,
+        joined_at: DateTime<Utc>,
+        resume_token: String,
+        now: DateTime<Utc>,
+    ) -> Result<Seat, JoinError> {
+        if self.is_full() {
+            return Err(JoinError::Full);
+        }
+        let seat = self.seat_unchecked(
+            identity,
+            Origin::default(),
+            name,
+            is_owner,
+            now,
+            Via::Direct,
+        );
+        if let Some(p) = self.participants.get_mut(&seat.participant) {
+            p.joined_at = joined_at.min(now);
+            p.resume_token_hash = sha256_hex(&resume_token);
+        }
+        Ok(Seat {
+            participant: seat.participant,
+            resume_token,
+        })
+    }
+
     /// Adds a participant; opens the lobby (and lets guests in directly where the
     /// policy allows) if this is the first authenticated participant.
     fn seat_unchecked(

@@ -22,7 +22,7 @@
 //! The bus reconnects by itself (every [`RECONNECT_MAX`] at most), so a NATS
 //! restart needs no restart of the nodes.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,6 +42,10 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node whose heartbeat is this old is lost: it takes no new calls, and its node
 /// id may be taken by another process.
 pub const NODE_LOST_AFTER: Duration = Duration::from_secs(5);
+/// A node whose heartbeat is this old missed beats: it may have died. Its
+/// connections' pages are sent to come back, and new ones wait until it is live
+/// again or lost.
+pub const SUSPECT_AFTER: Duration = Duration::from_secs(3);
 /// How long links and the policy stay cached on a node whose bus is connected
 /// (every change reaches it over the bus; this bounds what a lost message costs).
 pub const CONNECTED_CACHE_TTL: Duration = Duration::from_secs(30);
@@ -135,8 +139,8 @@ struct Inner {
     mail_prefix: String,
     /// Mail addressed to this node, until the calls module takes it.
     mail: Mutex<Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>>,
-    /// Nodes whose heartbeat was current at the last heartbeat (this one included).
-    live: Mutex<HashSet<String>>,
+    /// Every node's last heartbeat, as read at this node's last heartbeat.
+    heartbeats: Mutex<HashMap<String, DateTime<Utc>>>,
     draining: std::sync::atomic::AtomicBool,
     /// `cluster.placement` is `least_loaded` (else `first_asked`).
     least_loaded: bool,
@@ -270,7 +274,7 @@ impl Cluster {
             stopped,
             mail_prefix,
             mail: Mutex::new(Some(mail)),
-            live: Mutex::default(),
+            heartbeats: Mutex::default(),
             draining: std::sync::atomic::AtomicBool::new(false),
             least_loaded: config.cluster.placement == "least_loaded",
             drain_asked,
@@ -370,6 +374,14 @@ impl Cluster {
         permille
     }
 
+    /// Gives up every call this node hosts, keeping everyone's place for the nodes
+    /// that take them (a drain whose time is up).
+    pub async fn release_all_calls(&self, store: &Store) {
+        if let Err(err) = store.release_calls_of(&self.0.node_id).await {
+            tracing::warn!(error = %err, "this node's calls were not given up; they move once it has left");
+        }
+    }
+
     /// The call of link `link_pk` ended on this node at `ended_at`.
     pub async fn release_call(&self, store: &Store, link_pk: i64, ended_at: DateTime<Utc>) {
         if let Err(err) = store.release_call(link_pk, &self.0.node_id, ended_at).await {
@@ -399,15 +411,29 @@ impl Cluster {
         self.0.mail.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    /// Whether node `node`'s heartbeat was current at this node's last heartbeat.
+    /// How old node `node`'s heartbeat is, as of this node's last read of the
+    /// heartbeats (`None`: it has no row, it left or never came).
+    fn heartbeat_age(&self, node: &str) -> Option<Duration> {
+        let beats = self.0.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
+        let at = *beats.get(node)?;
+        Some((Utc::now() - at).to_std().unwrap_or_default())
+    }
+
+    /// Whether node `node`'s heartbeat is current (this node always is).
     pub fn is_node_live(&self, node: &str) -> bool {
         node == self.0.node_id
             || self
-                .0
-                .live
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(node)
+                .heartbeat_age(node)
+                .is_some_and(|age| age < NODE_LOST_AFTER)
+    }
+
+    /// Whether node `node` missed heartbeats ([`SUSPECT_AFTER`]): it may have died
+    /// and be about to count as lost. This node never is.
+    pub fn is_node_suspect(&self, node: &str) -> bool {
+        node != self.0.node_id
+            && self
+                .heartbeat_age(node)
+                .is_none_or(|age| age >= SUSPECT_AFTER)
     }
 
     /// Resolves once this node leaves the cluster.
@@ -474,14 +500,15 @@ impl Cluster {
                         self.start_draining();
                         self.0.drain_asked.trigger();
                     }
-                    let live: HashSet<String> = nodes
-                        .into_iter()
+                    let live = nodes
+                        .iter()
                         .filter(|n| is_live(n.heartbeat_at, now))
-                        .map(|n| n.node_id)
+                        .count();
+                    let beats: HashMap<String, DateTime<Utc>> = nodes
+                        .into_iter()
+                        .map(|n| (n.node_id, n.heartbeat_at))
                         .collect();
-                    let count = live.len();
-                    *self.0.live.lock().unwrap_or_else(|e| e.into_inner()) = live;
-                    let live = count;
+                    *self.0.heartbeats.lock().unwrap_or_else(|e| e.into_inner()) = beats;
                     parts
                         .metrics
                         .cluster_nodes_live

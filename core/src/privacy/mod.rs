@@ -69,12 +69,20 @@ pub struct PurgeReport {
     pub mail: u64,
     /// Messages of the file outbox older than the retention period.
     pub outbox_files: u64,
+    /// Places on calls of a cluster kept for a day or more (calls whose every
+    /// node died; a call that ends forgets its own at once).
+    pub call_seats: u64,
 }
 
 impl PurgeReport {
     /// Rows deleted, all kinds together.
     pub fn total(&self) -> u64 {
-        self.call_events + self.sessions + self.plugin_kv + self.mail + self.outbox_files
+        self.call_events
+            + self.sessions
+            + self.plugin_kv
+            + self.mail
+            + self.outbox_files
+            + self.call_seats
     }
 }
 
@@ -93,6 +101,7 @@ pub async fn purge(
         plugin_kv: store.delete_expired_plugin_kv(now).await?,
         mail: store.delete_outbox_before(cutoff).await?,
         outbox_files: 0,
+        call_seats: store.prune_seats(now - Duration::days(1)).await?,
     })
 }
 

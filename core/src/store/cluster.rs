@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
-use super::{Store, StoreResult, cluster_node, plugin_timer_run};
+use super::{Store, StoreResult, call_seat, cluster_node, plugin_timer_run};
 
 /// What a node says of itself every heartbeat.
 #[derive(Debug, Clone)]
@@ -258,6 +258,78 @@ impl Store {
                 [link_pk.into(), node_id.into(), ended_at.into()],
             ))
             .await?;
+        // The call is over: nobody's place on it is kept any more.
+        call_seat::Entity::delete_many()
+            .filter(call_seat::Column::LinkPk.eq(link_pk))
+            .filter(call_seat::Column::SavedAt.lte(ended_at))
+            .exec(self.conn())
+            .await?;
         Ok(())
+    }
+
+    /// Gives up every call `node_id` hosts (a draining node whose time is up), so
+    /// that the next node asked places them again; their kept places stay, for the
+    /// new hosts to seat everyone again.
+    pub async fn release_calls_of(&self, node_id: &str) -> StoreResult<()> {
+        use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+        self.conn()
+            .execute(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "DELETE FROM cluster_calls WHERE node_id = $1",
+                [node_id.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps `seat` (a participant's place on a call this node hosts), replacing
+    /// what was kept for the same resume token.
+    pub async fn save_seat(&self, seat: call_seat::Model) -> StoreResult<()> {
+        call_seat::Entity::insert(call_seat::ActiveModel::from(seat))
+            .on_conflict(
+                OnConflict::column(call_seat::Column::TokenHash)
+                    .update_columns([
+                        call_seat::Column::NodeId,
+                        call_seat::Column::Name,
+                        call_seat::Column::SavedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// The participant whose resume token hashes to `token_hash` left the call of
+    /// `link_pk` for good.
+    pub async fn forget_seat(&self, link_pk: i64, token_hash: &str) -> StoreResult<()> {
+        call_seat::Entity::delete_many()
+            .filter(call_seat::Column::LinkPk.eq(link_pk))
+            .filter(call_seat::Column::TokenHash.eq(token_hash))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// The place kept on the call of `link_pk` for the resume token that hashes to
+    /// `token_hash`, if any.
+    pub async fn seat(
+        &self,
+        link_pk: i64,
+        token_hash: &str,
+    ) -> StoreResult<Option<call_seat::Model>> {
+        Ok(call_seat::Entity::find_by_id(token_hash.to_string())
+            .filter(call_seat::Column::LinkPk.eq(link_pk))
+            .one(self.conn())
+            .await?)
+    }
+
+    /// Forgets places kept since before `before` (calls whose every node died).
+    pub async fn prune_seats(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let done = call_seat::Entity::delete_many()
+            .filter(call_seat::Column::SavedAt.lt(before))
+            .exec(self.conn())
+            .await?;
+        Ok(done.rows_affected)
     }
 }

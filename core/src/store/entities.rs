@@ -314,6 +314,36 @@ pub mod cluster_node {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod call_seat {
+    use sea_orm::entity::prelude::*;
+
+    /// A participant's place on a call hosted by a node of a cluster, kept so that
+    /// another node can seat them again if the host dies.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "call_seats")]
+    pub struct Model {
+        /// SHA-256 (hex) of the participant's resume token.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token_hash: String,
+        pub link_pk: i64,
+        /// The node that saved it (the call's host then).
+        pub node_id: String,
+        /// A signed-in member's account; `None` for a guest.
+        pub user_id: Option<i64>,
+        /// A guest's key for the link (what their browser sent); `None` for a member.
+        pub guest_key: Option<String>,
+        pub name: String,
+        pub is_owner: bool,
+        pub joined_at: DateTimeUtc,
+        pub saved_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod plugin_timer_run {
     use sea_orm::entity::prelude::*;
 

@@ -24,8 +24,8 @@ mod users;
 
 pub use cluster::NodeBeat;
 pub use entities::{
-    api_token, call_event, cluster_node, link, mail_outbox, mail_outbox_attachment, org_policy,
-    plugin_kv, plugin_status, plugin_timer_run, session, user,
+    api_token, call_event, call_seat, cluster_node, link, mail_outbox, mail_outbox_attachment,
+    org_policy, plugin_kv, plugin_status, plugin_timer_run, session, user,
 };
 /// How long a link read stays cached on a single node.
 pub use link_cache::TTL as LINK_CACHE_TTL;

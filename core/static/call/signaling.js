@@ -15,14 +15,18 @@ export class Signaling {
    * @param {(message: object) => void} hooks.onMessage each message from the server
    * @param {() => string | null} hooks.resumeToken the token that takes my place on
    *   the call back, or null when there is none (not on the call)
+   * @param {() => object | null} [hooks.askAgain] the join request to make again
+   *   after a drop while waiting in the lobby (the server that held it may be
+   *   gone), or null when not waiting
    * @param {() => void} hooks.onReconnecting the connection dropped; a try to take
    *   the place back is on its way
    * @param {() => void} hooks.onLost the connection dropped, and no try is left
    */
-  constructor({ url, onMessage, resumeToken, onReconnecting, onLost }) {
+  constructor({ url, onMessage, resumeToken, askAgain = () => null, onReconnecting, onLost }) {
     this.url = url;
     this.onMessage = onMessage;
     this.resumeToken = resumeToken;
+    this.askAgain = askAgain;
     this.onReconnecting = onReconnecting;
     this.onLost = onLost;
     this.socket = null;
@@ -56,13 +60,17 @@ export class Signaling {
       this.socket = null;
       if (this.leaving) return;
       const token = this.resumeToken();
-      if (token && this.resumeTries < RESUME_DELAYS_MS.length) {
-        // The network dropped: come back to the same place, without the lobby. A try
-        // while the network is still down fails the same way and leads to the next.
+      // On the call: back to the same place, without the lobby. Waiting in the
+      // lobby: the same request again (a server of a cluster that held it may be
+      // gone; another one takes it).
+      const again = token ? { type: "resume", resume_token: token } : this.askAgain();
+      if (again && this.resumeTries < RESUME_DELAYS_MS.length) {
+        // A try while the network is still down fails the same way and leads to
+        // the next.
         const delay = RESUME_DELAYS_MS[this.resumeTries];
         this.resumeTries += 1;
         this.onReconnecting();
-        setTimeout(() => this.connect({ type: "resume", resume_token: token }), delay);
+        setTimeout(() => this.connect(again), delay);
       } else {
         this.onLost();
       }
@@ -71,8 +79,8 @@ export class Signaling {
 
   /** A message from the server. */
   dispatch(message) {
-    // Back in place: a later drop gets every try again.
-    if (message.type === "joined") this.resumeTries = 0;
+    // Back in place (or in the lobby again): a later drop gets every try again.
+    if (message.type === "joined" || message.type === "waiting") this.resumeTries = 0;
     this.onMessage(message);
   }
 

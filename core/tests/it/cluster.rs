@@ -667,7 +667,17 @@ async fn new_calls_go_to_the_least_loaded_node_and_a_draining_node_takes_none() 
     } else {
         &addr_b
     };
-    let mut relayed = members_on(busy_node, busy_addr, &quiet, 1).await;
+    let relayed_token = a
+        .user_with_token("moved@example.org", confab_core::accounts::Role::Member)
+        .await;
+    let mut relayed = Ws::open_with(
+        busy_addr,
+        &quiet,
+        Some(("authorization", format!("Bearer {relayed_token}"))),
+    )
+    .await;
+    relayed.send(json!({ "v": 1, "type": "join" })).await;
+    let relayed_joined = relayed.expect("joined").await;
     assert_eq!(
         quiet_node.state.calls.live_calls(),
         1,
@@ -702,12 +712,231 @@ async fn new_calls_go_to_the_least_loaded_node_and_a_draining_node_takes_none() 
     assert_eq!(quiet_node.state.calls.live_calls(), 1);
 
     // The draining node's time (2 s) is up: the page relayed to it from the busy
-    // node is closed too, to come back through another node; the busy node's own
-    // calls go on.
+    // node is closed too, and comes back through the busy node, which now hosts
+    // that call, without the lobby; the busy node's own calls go on.
     let state = quiet_node.state.clone();
     tokio::spawn(async move { confab_core::drain(&state).await });
-    relayed[0].closed().await;
+    relayed.closed().await;
+    let (_back, joined) = resume_through(
+        busy_addr,
+        &quiet,
+        Some(("authorization", format!("Bearer {}", relayed_token))),
+        &relayed_joined,
+    )
+    .await;
+    assert_eq!(joined["resume_token"], relayed_joined["resume_token"]);
+    assert_eq!(
+        busy_node.state.calls.live_calls(),
+        3,
+        "the busy node took it"
+    );
     crowd[0].send(json!({ "v": 1, "type": "ping" })).await;
     crowd[0].expect("pong").await;
+    drop(b);
+}
+
+/// Node `node_id` of `first`'s cluster as a child process (`confab serve`), so
+/// that it can be killed; returns the process and its address.
+async fn child_node(first: &TestApp, node_id: &str) -> (tokio::process::Child, String) {
+    child_node_with(first, node_id, &[]).await
+}
+
+/// [`child_node`] with more environment variables.
+async fn child_node_with(
+    first: &TestApp,
+    node_id: &str,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let port = free();
+    let data = tempfile::tempdir().unwrap().keep();
+    let config = &first.state.config;
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .arg("serve")
+        .env("CONFAB_DATABASE_URL", &config.database.url)
+        .env("CONFAB_DATA_DIR", &data)
+        .env("CONFAB_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "CONFAB_SERVER_PUBLIC_URL",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .env("CONFAB_MEDIA_UDP_PORT", "0")
+        .env("CONFAB_MEDIA_TCP_PORT", "0")
+        .env("CONFAB_PLUGINS_BUNDLED", "false")
+        .env("CONFAB_CLUSTER_NATS_URL", &config.cluster.nats_url)
+        .env(
+            "CONFAB_CLUSTER_SUBJECT_PREFIX",
+            &config.cluster.subject_prefix,
+        )
+        .env("CONFAB_CLUSTER_NODE_ID", node_id)
+        .env("CONFAB_CLUSTER_PLACEMENT", "first_asked")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("confab serve starts");
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = reqwest::get(format!("http://{addr}/readyz")).await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node {node_id} did not get ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (child, addr)
+}
+
+/// Takes `joined`'s place back through `addr` after the connection dropped:
+/// resumes until the call is back (the node that held it may still count as
+/// live for a few seconds); returns the connection and its new `joined`.
+async fn resume_through(
+    addr: &str,
+    link: &str,
+    header: Option<(&'static str, String)>,
+    joined: &Value,
+) -> (Ws, Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut ws = Ws::open_with(addr, link, header.clone()).await;
+        ws.send(json!({ "v": 1, "type": "resume", "resume_token": joined["resume_token"] }))
+            .await;
+        let said = ws
+            .seen_until(Duration::from_secs(12), |m| {
+                m["type"] == "joined" || m["type"] == "error"
+            })
+            .await;
+        if let Some(back) = said.iter().find(|m| m["type"] == "joined") {
+            return (ws, back.clone());
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place never came back: {said:?}"
+        );
+    }
+}
+
+/// The node hosting a call is killed (SIGKILL): every participant, whether its
+/// connection was to that node or relayed through another, comes back to the
+/// call on a node that lives, with its resume token, without the lobby.
+#[tokio::test]
+async fn when_a_call_s_node_is_killed_everyone_comes_back_on_another_without_the_lobby() {
+    let b = TestApp::postgres_with(|c| first_node(c, "node-b")).await;
+    let addr_b = b.serve().await;
+    let (mut node_a, addr_a) = child_node(&b, "node-a").await;
+    let token = b.admin_token().await;
+    let link = b.create_link(&token, "Survives").await;
+    let id = link["id"].as_str().unwrap().to_string();
+    // The child node keeps real time, the test's nodes their own clock: the host
+    // signs in with an API token, which does not expire.
+    let host = Some(("authorization", format!("Bearer {token}")));
+
+    // The host on node a (which hosts the call), a guest relayed through node b.
+    let mut on_a = Ws::open_with(&addr_a, &id, host.clone()).await;
+    on_a.send(json!({ "v": 1, "type": "join" })).await;
+    let host_joined = on_a.expect("joined").await;
+    let mut guest = Ws::open(&addr_b, &id, None).await;
+    let guest_joined = guest
+        .join_admitted_by(&mut on_a, "Guest", "guest-key-survivor-1")
+        .await;
+    assert_eq!(b.state.calls.live_calls(), 0, "node a hosts the call");
+    // Give node a time to keep both places.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    node_a.start_kill().unwrap();
+    let killed = std::time::Instant::now();
+    node_a.wait().await.unwrap();
+    // The guest's connection through node b is closed once node a misses beats.
+    let said = guest.seen_until(Duration::from_secs(15), |_| false).await;
+    assert_eq!(said.last().unwrap()["type"], "closed", "{said:?}");
+
+    let (_host_ws, host_back) = resume_through(&addr_b, &id, host.clone(), &host_joined).await;
+    let (_guest_ws, guest_back) = resume_through(&addr_b, &id, None, &guest_joined).await;
+    let took = killed.elapsed();
+    assert_ne!(
+        host_back["call"], host_joined["call"],
+        "a new run of the call"
+    );
+    assert_eq!(host_back["call"], guest_back["call"], "one call");
+    assert_eq!(host_back["resume_token"], host_joined["resume_token"]);
+    assert_eq!(b.state.calls.live_calls(), 1, "node b hosts it now");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    eprintln!("back on node b {took:?} after the kill");
+
+    // Who is who survived: the guest is still a guest and may be removed by the
+    // host; the host still decides.
+    let mut watcher = Ws::open_with(&addr_b, &id, host.clone()).await;
+    watcher.send(json!({ "v": 1, "type": "join" })).await;
+    watcher.expect("joined").await;
+    let roster = watcher.roster_until(|p| p.len() == 3).await;
+    let guest_row = roster
+        .iter()
+        .find(|p| p["participant"] == guest_back["participant"])
+        .unwrap_or_else(|| panic!("{roster:?}"));
+    assert_eq!(guest_row["name"], "Guest", "{roster:?}");
+    assert_eq!(guest_row["guest"], true, "{roster:?}");
+    drop(b);
+}
+
+/// SIGTERM on a node of a cluster drains it: it stops taking connections (its
+/// readiness says `draining`), gives its calls the drain time, then moves them
+/// (everyone comes back through another node without the lobby) and exits 0.
+#[tokio::test]
+async fn sigterm_drains_a_node_whose_calls_then_come_back_elsewhere() {
+    let b = TestApp::postgres_with(|c| first_node(c, "node-b")).await;
+    let addr_b = b.serve().await;
+    let (mut node_a, addr_a) =
+        child_node_with(&b, "node-a", &[("CONFAB_CLUSTER_DRAIN_TIMEOUT_SECS", "3")]).await;
+    let token = b.admin_token().await;
+    let link = b.create_link(&token, "Rolling upgrade").await;
+    let id = link["id"].as_str().unwrap().to_string();
+    let host = Some(("authorization", format!("Bearer {token}")));
+    let mut on_a = Ws::open_with(&addr_a, &id, host.clone()).await;
+    on_a.send(json!({ "v": 1, "type": "join" })).await;
+    let joined = on_a.expect("joined").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let pid = node_a.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let ready = reqwest::get(format!("http://{addr_a}/readyz"))
+            .await
+            .unwrap();
+        if ready.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            let body: Value = serde_json::from_str(&ready.text().await.unwrap()).unwrap();
+            assert_eq!(body["status"], "draining");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no drain seen");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The call goes on while the drain time lasts.
+    on_a.send(json!({ "v": 1, "type": "ping" })).await;
+    on_a.expect("pong").await;
+    let said = on_a.seen_until(Duration::from_secs(10), |_| false).await;
+    assert_eq!(said.last().unwrap()["type"], "closed", "{said:?}");
+    let status = tokio::time::timeout(Duration::from_secs(10), node_a.wait())
+        .await
+        .expect("the drained node exits")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let (_ws, back) = resume_through(&addr_b, &id, host, &joined).await;
+    assert_eq!(back["resume_token"], joined["resume_token"]);
+    assert_eq!(b.state.calls.live_calls(), 1);
     drop(b);
 }

@@ -50,8 +50,11 @@ const { RESUME_DELAYS_MS, Signaling } = await import("../../static/call/signalin
 
 const URL_ = "wss://confab.example/j/LinkForTests1/ws";
 
-/** A client; `token` is the resume token the page has (null: not on the call). */
-function client(token = "resume-me") {
+/**
+ * A client; `token` is the resume token the page has (null: not on the call),
+ * `waiting` the join request it waits in the lobby with (null: not waiting).
+ */
+function client(token = "resume-me", waiting = null) {
   FakeSocket.made.length = 0;
   timers.length = 0;
   const heard = { messages: [], reconnecting: 0, lost: 0 };
@@ -59,10 +62,12 @@ function client(token = "resume-me") {
     url: URL_,
     onMessage: (message) => heard.messages.push(message),
     resumeToken: () => heard.token,
+    askAgain: () => heard.waiting,
     onReconnecting: () => { heard.reconnecting += 1; },
     onLost: () => { heard.lost += 1; },
   });
   heard.token = token;
+  heard.waiting = waiting;
   return { signaling, heard };
 }
 
@@ -132,6 +137,29 @@ test("no place to take back (not on the call): the connection is lost at once", 
   signaling.connect({ type: "join", name: "Ana" });
   last().drop();
   assert.deepEqual([heard.reconnecting, heard.lost, timers.length], [0, 1, 0]);
+});
+
+test("a drop while waiting in the lobby: the same request again, on a fresh connection", () => {
+  const join = { type: "join", name: "Ana", guest_key: "key-of-ana-0123456" };
+  const { signaling, heard } = client(null, join);
+  signaling.connect(join);
+  last().open();
+  last().receive({ type: "waiting", request: 4, waiting_for: "approval" });
+  last().drop();
+  assert.deepEqual([heard.reconnecting, heard.lost], [1, 0]);
+  assert.equal(timers.at(-1).delay, RESUME_DELAYS_MS[0]);
+  timers.at(-1).callback();
+  last().open();
+  assert.deepEqual(last().sent, [{ v: 1, ...join }]);
+  // In the lobby again: a later drop starts over from the first wait.
+  last().receive({ type: "waiting", request: 1, waiting_for: "approval" });
+  last().drop();
+  assert.equal(timers.at(-1).delay, RESUME_DELAYS_MS[0]);
+  // No longer waiting (admitted, denied, withdrawn): a drop is no reason to ask.
+  heard.waiting = null;
+  timers.at(-1).callback();
+  last().drop();
+  assert.equal(heard.lost, 1);
 });
 
 test("leaving on purpose: no reconnecting, nothing to tell", () => {

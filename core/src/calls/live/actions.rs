@@ -71,6 +71,9 @@ impl CallTask {
                 verdict,
             } => self.screened(client, role, identity, origin, name, verdict, now),
             Action::Resume { resume_token } => self.resume(client, role, resume_token, now),
+            Action::Restored { resume_token, seat } => {
+                self.restored(client, role, resume_token, seat, now);
+            }
             Action::Decide { request, decision } => {
                 self.decide(client, role, request, decision, now);
             }
@@ -259,7 +262,65 @@ impl CallTask {
                     },
                 );
             }
+            // On a cluster the place may have been kept by a node that died.
+            Err(_) if self.deps.host.keeps_seats() => self.effects.push(Effect::FindSeat {
+                client,
+                resume_token,
+            }),
             Err(err) => self.tell(client, error(ErrorCode::ResumeExpired, err.to_string())),
+        }
+    }
+
+    /// The answer to [`Effect::FindSeat`]: the place a dead node kept, if any.
+    fn restored(
+        &mut self,
+        client: ClientId,
+        role: Role,
+        resume_token: String,
+        seat: Option<Box<crate::store::call_seat::Model>>,
+        now: Now,
+    ) {
+        if role != Role::Idle {
+            return;
+        }
+        let identity = match seat.as_deref() {
+            Some(crate::store::call_seat::Model {
+                user_id: Some(user_id),
+                ..
+            }) => Identity::Member { user_id: *user_id },
+            Some(crate::store::call_seat::Model {
+                guest_key: Some(guest_key),
+                ..
+            }) => Identity::Guest {
+                guest_key: guest_key.clone(),
+            },
+            _ => {
+                return self.tell(
+                    client,
+                    error(
+                        ErrorCode::ResumeExpired,
+                        "this place on the call is no longer kept; join again",
+                    ),
+                );
+            }
+        };
+        let Some(seat) = seat else { return };
+        match self.call.restore(
+            identity,
+            &seat.name,
+            seat.is_owner,
+            seat.joined_at,
+            resume_token,
+            now,
+        ) {
+            Ok(placed) => {
+                tracing::info!(link = %self.link_id, "seated again someone whose call's node died");
+                self.participant_names
+                    .insert(placed.participant, seat.name.clone());
+                self.call.rebind(placed.participant, client);
+                self.seat_client(client, placed);
+            }
+            Err(err) => self.tell(client, error(ErrorCode::CallFull, err.to_string())),
         }
     }
 

@@ -107,6 +107,13 @@ pub enum Action {
         to: Option<ParticipantId>,
         payload: String,
     },
+    /// The place a dead node kept for `resume_token`, looked up by the call (sent
+    /// by the call to itself after a resume it did not know).
+    #[serde(skip)]
+    Restored {
+        resume_token: String,
+        seat: Option<Box<crate::store::call_seat::Model>>,
+    },
     /// The connection closed.
     Disconnected,
     /// The node drains and its time is up: every connection of the call is closed,

@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::plugins::{self, CallInfo, Event, InvokeError, LobbyInfo, Verdict};
 use crate::sfu::MediaHandle;
-use crate::store::Store;
+use crate::store::{Store, call_seat};
 
 /// A boxed future a [`CallHost`] answers with (it runs off the call's task).
 pub type HostFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -49,6 +49,23 @@ pub trait CallHost: Send + Sync + 'static {
     fn redeliver(&self, link_id: String, request: CallRequest);
     /// The call's participants went up (or down, negative) by `delta`.
     fn participants_changed(&self, _delta: i64) {}
+    /// Whether participants' places are kept for another node to seat them again
+    /// should this one die (a node of a cluster).
+    fn keeps_seats(&self) -> bool {
+        false
+    }
+    /// Keeps a participant's place (`node_id` and `saved_at` are the host's to set).
+    fn keep_seat(&self, _seat: call_seat::Model) {}
+    /// The participant whose resume token hashes to `token_hash` left for good.
+    fn forget_seat(&self, _link_pk: i64, _token_hash: String) {}
+    /// The place kept on the call of `link_pk` for a resume token's hash, if any.
+    fn kept_seat(
+        &self,
+        _link_pk: i64,
+        _token_hash: String,
+    ) -> HostFuture<Option<call_seat::Model>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Everything else a call's task works with.
@@ -131,6 +148,49 @@ impl CallHost for AppState {
 
     fn participants_changed(&self, delta: i64) {
         self.calls.count_participants(delta);
+    }
+
+    fn keeps_seats(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    fn keep_seat(&self, seat: call_seat::Model) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let seat = call_seat::Model {
+            node_id: cluster.node_id().to_string(),
+            saved_at: chrono::Utc::now(),
+            ..seat
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(err) = store.save_seat(seat).await {
+                tracing::warn!(error = %err, "a participant's place was not kept for another node");
+            }
+        });
+    }
+
+    fn forget_seat(&self, link_pk: i64, token_hash: String) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(err) = store.forget_seat(link_pk, &token_hash).await {
+                tracing::warn!(error = %err, "a participant's kept place was not forgotten");
+            }
+        });
+    }
+
+    fn kept_seat(&self, link_pk: i64, token_hash: String) -> HostFuture<Option<call_seat::Model>> {
+        let store = self.store.clone();
+        Box::pin(async move {
+            match store.seat(link_pk, &token_hash).await {
+                Ok(seat) => seat,
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not read a kept place");
+                    None
+                }
+            }
+        })
     }
 
     fn redeliver(&self, link_id: String, request: CallRequest) {

@@ -10,7 +10,7 @@ use crate::plugins::{self, PluginCallAction, PluginCallAnswer, PluginCallError};
 use crate::privacy::{self, CallEventKind};
 use crate::protocol::{ErrorCode, ServerMessage, error};
 use crate::sfu;
-use crate::store::LinkChange;
+use crate::store::{LinkChange, call_seat};
 
 use super::command::{Action, CallRequest, ClientId, PluginReply};
 use super::task::{CallTask, InboxMessage, PLUGIN_INBOX};
@@ -93,6 +93,16 @@ pub(super) enum Effect {
     },
     /// Re-read the link off the task.
     RecheckLink,
+    /// Keep a participant's place for another node (a cluster).
+    KeepSeat(call_seat::Model),
+    /// A participant left for good: forget their kept place.
+    ForgetSeat(String),
+    /// Look for a place kept by a dead node for `resume_token`; the answer comes
+    /// back as [`Action::Restored`] from `client`.
+    FindSeat {
+        client: ClientId,
+        resume_token: String,
+    },
 }
 
 impl CallTask {
@@ -220,6 +230,36 @@ impl CallTask {
             }
             Effect::Answer { reply, answer } => reply.send(answer),
             Effect::RecheckLink => self.recheck_link(),
+            Effect::KeepSeat(seat) => self.deps.host.keep_seat(seat),
+            Effect::ForgetSeat(token_hash) => self.deps.host.forget_seat(self.link_pk, token_hash),
+            Effect::FindSeat {
+                client,
+                resume_token,
+            } => {
+                let Some(out) = self.clients.get(&client).map(|c| c.out.clone()) else {
+                    return;
+                };
+                let lookup = self
+                    .deps
+                    .host
+                    .kept_seat(self.link_pk, crate::secret::sha256_hex(&resume_token));
+                let queue = self.own_queue.clone();
+                tokio::spawn(async move {
+                    let seat = lookup.await;
+                    if let Some(queue) = queue.upgrade() {
+                        let _ = queue
+                            .send(CallRequest {
+                                client,
+                                out,
+                                action: Action::Restored {
+                                    resume_token,
+                                    seat: seat.map(Box::new),
+                                },
+                            })
+                            .await;
+                    }
+                });
+            }
         }
     }
 

@@ -149,6 +149,9 @@ impl CallTask {
                     }
                 }
                 CallEvent::Removed { participant, by } => {
+                    if let Some(token_hash) = self.kept_seats.remove(&participant) {
+                        self.effects.push(Effect::ForgetSeat(token_hash));
+                    }
                     self.activities_left(participant, self.deps.clock.now());
                     self.media_leave(participant);
                     let name = self.participant_names.remove(&participant);
@@ -160,6 +163,9 @@ impl CallTask {
                     }
                 }
                 CallEvent::Left { participant, why } => {
+                    if let Some(token_hash) = self.kept_seats.remove(&participant) {
+                        self.effects.push(Effect::ForgetSeat(token_hash));
+                    }
                     self.activities_left(participant, self.deps.clock.now());
                     self.media_leave(participant);
                     self.participant_names.remove(&participant);

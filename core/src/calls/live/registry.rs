@@ -22,6 +22,10 @@ use super::deps::CallDeps;
 use super::relay::{self, Relay};
 use super::task::CallTask;
 
+/// The longest a join or resume waits for a call's host that missed heartbeats
+/// to beat again or count as lost.
+const PLACEMENT_WAIT: Duration = Duration::from_secs(8);
+
 /// Live calls by link.
 #[derive(Debug)]
 pub struct CallRegistry {
@@ -110,7 +114,7 @@ impl CallRegistry {
             && !self.is_live(link.pk)
         {
             let host = if may_relay {
-                cluster.place_call(&state.store, link.pk).await
+                self.place(cluster, state, link.pk).await
             } else {
                 cluster.claim_call(&state.store, link.pk).await
             };
@@ -170,6 +174,30 @@ impl CallRegistry {
             }
         }
         tracing::warn!("could not reach a call task twice in a row");
+    }
+
+    /// The host of link `link_pk`'s call for a connection of this node. A host
+    /// that missed heartbeats may have died: wait until it beats again or counts as
+    /// lost (then the call is placed anew) rather than relay to a node that may not
+    /// answer.
+    async fn place(
+        &self,
+        cluster: &crate::cluster::Cluster,
+        state: &AppState,
+        link_pk: i64,
+    ) -> Result<Option<String>, crate::store::StoreError> {
+        let deadline = tokio::time::Instant::now() + PLACEMENT_WAIT;
+        loop {
+            let host = cluster.place_call(&state.store, link_pk).await?;
+            match &host {
+                Some(node)
+                    if cluster.is_node_suspect(node) && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                _ => return Ok(host),
+            }
+        }
     }
 
     /// The link as it is now, if `action` may go ahead on it; else the error to send.

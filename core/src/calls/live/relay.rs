@@ -365,23 +365,26 @@ async fn run_remote(
     let _ = writer.await;
 }
 
-/// Connections held here whose host is lost are closed (the page comes back
-/// through a fresh connection, to wherever the call is now); connections of lost
-/// nodes hosted here are disconnected from their calls.
+/// Connections held here whose host missed heartbeats are closed (the page comes
+/// back through a fresh connection, to wherever the call is then: the same host
+/// if it was only late, another once it is lost); connections of lost nodes
+/// hosted here are disconnected from their calls.
 fn sweep_lost_nodes(state: &AppState, cluster: &Cluster) {
     let relay = &state.calls.relay;
     let lost_routes: Vec<Route> = {
         let mut routes = relay.routes.lock().unwrap_or_else(|e| e.into_inner());
         let lost: Vec<ClientId> = routes
             .iter()
-            .filter(|(_, route)| lost(cluster, &route.node, route.since))
+            .filter(|(_, route)| {
+                route.since.elapsed() > NEWCOMER && cluster.is_node_suspect(&route.node)
+            })
             .map(|(client, _)| *client)
             .collect();
         lost.iter().filter_map(|c| routes.remove(c)).collect()
     };
     for route in lost_routes {
         tracing::info!(
-            "the node hosting a relayed connection's call was lost: closing the connection"
+            "the node hosting a relayed connection's call missed heartbeats: closing the connection"
         );
         let _ = route.out.try_send(ServerMessage::Hangup);
     }

@@ -17,7 +17,7 @@ use crate::privacy::CallEventKind;
 use crate::protocol::{
     CallEndReason, ErrorCode, LobbyWarning, RequestEndReason, ServerMessage, error,
 };
-use crate::store::{LinkChange, link};
+use crate::store::{LinkChange, call_seat, link};
 
 use super::command::{CallRequest, ClientId, MediaState};
 use super::deps::CallDeps;
@@ -77,6 +77,9 @@ pub(super) struct CallTask {
     pub(super) request_warnings: HashMap<RequestId, Vec<LobbyWarning>>,
     /// The call's shared activities.
     pub(super) activities: Activities,
+    /// On a cluster: the hash of each participant's resume token, whose place is
+    /// kept in the database for another node, until they leave.
+    pub(super) kept_seats: HashMap<ParticipantId, String>,
     /// This call's own queue, for answers from tasks it started (screening).
     pub(super) own_queue: mpsc::WeakSender<CallRequest>,
     pub(super) deps: CallDeps,
@@ -132,6 +135,7 @@ impl CallTask {
             plugin_inboxes: HashMap::new(),
             request_warnings: HashMap::new(),
             activities: Activities::new(deps.rules.activities),
+            kept_seats: HashMap::new(),
             own_queue: queue.downgrade(),
             deps,
             effects: Vec::new(),
@@ -375,6 +379,27 @@ impl CallTask {
 
     pub(super) fn seat_client(&mut self, client: ClientId, seat: Seat) {
         self.set_role(client, Role::On(seat.participant));
+        if self.deps.host.keeps_seats()
+            && let Some(p) = self.call.participant(seat.participant)
+        {
+            let token_hash = crate::secret::sha256_hex(&seat.resume_token);
+            let (user_id, guest_key) = match &p.identity {
+                Identity::Member { user_id } => (Some(*user_id), None),
+                Identity::Guest { guest_key } => (None, Some(guest_key.clone())),
+            };
+            self.effects.push(Effect::KeepSeat(call_seat::Model {
+                token_hash: token_hash.clone(),
+                link_pk: self.link_pk,
+                node_id: String::new(),
+                user_id,
+                guest_key,
+                name: p.name.clone(),
+                is_owner: p.is_owner,
+                joined_at: p.joined_at,
+                saved_at: p.joined_at,
+            }));
+            self.kept_seats.insert(seat.participant, token_hash);
+        }
         self.tell(
             client,
             ServerMessage::Joined {
