@@ -197,29 +197,49 @@ export class CallCrypto {
    * reconnect: same keys.
    */
   start(me, call = "") {
+    const again = this.me === me && this.call === call;
+    // Who I am and which call, at once: the roster that follows `joined` is read
+    // as this call's (a call that came back on another server numbers everyone
+    // anew), even before my keys are ready.
+    if (!again) this.enter(me, call);
     // In line with the messages: one that arrives meanwhile waits for my keys.
-    this.inbox = (this.inbox ?? this.ready).catch(() => {}).then(() => this.begin(me, call));
+    this.inbox = (this.inbox ?? this.ready).catch(() => {}).then(() => this.begin(again));
     return this.inbox;
   }
 
-  async begin(me, call) {
-    const again = this.me === me && this.call === call;
+  /** A new call (or a new place on one): nothing of the one before carries over. */
+  enter(me, call) {
+    const first = this.me === null;
+    // Keys of the call before: its participant numbers come again in this one
+    // (from 1), and a key under an old number must not stand for a new person.
+    for (const p of new Set([...this.peers.keys(), ...this.onRoster])) {
+      this.ring.forget(p);
+      this.worker.postMessage({ op: "forget", participant: p });
+    }
+    this.me = me;
+    this.call = call;
+    this.peers.clear();
+    this.answered.clear();
+    this.failed.clear();
+    this.departed.clear();
+    this.held.clear();
+    this.ghosts.clear();
+    this.commits.clear();
+    this.reveals.clear();
+    this.round = null;
+    this.code = "";
+    this.onRoster.delete(me);
+    if (!first) {
+      // The roster of the call before says nothing of this one.
+      this.onRoster = new Set();
+      this.roster = [];
+    }
+    // Who may have my first key: whoever the first roster shows (they were there).
+    this.audience = this.roster.length ? new Set(this.onRoster) : null;
+  }
+
+  async begin(again) {
     if (!again) {
-      this.me = me;
-      this.call = call;
-      this.peers.clear();
-      this.answered.clear();
-      this.failed.clear();
-      this.departed.clear();
-      this.held.clear();
-      this.ghosts.clear();
-      this.commits.clear();
-      this.reveals.clear();
-      this.round = null;
-      this.code = "";
-      // Who may have my first key: whoever the first roster shows (they were there).
-      this.onRoster.delete(me);
-      this.audience = this.roster.length ? new Set(this.onRoster) : null;
       // A key pair of its own for each call.
       this.identity = await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, false, ["deriveBits"]);
       this.publicKey = new Uint8Array(await crypto.subtle.exportKey("raw", this.identity.publicKey));

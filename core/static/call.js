@@ -369,6 +369,8 @@ window.confab = {
   plugins,
   e2ee: testHooks ? encryption : encryptionStatus(encryption),
   tiles: () => tiles.ids(),
+  /** The run of the call this page is on (`joined`'s `call`; not a secret). */
+  get call() { return lastCall; },
 };
 
 const controls = new Controls({ media, tiles, send, note, link: () => fullLink() });

@@ -6,6 +6,8 @@
 #   bash examples/cluster/run.sh --bench    # start, measure how fast a revocation
 #                                           # reaches the other nodes and what the
 #                                           # relay adds to signaling, stop
+#   bash examples/cluster/run.sh --failover # start, kill a call's node ROUNDS times
+#                                           # and time the call's return, stop
 #
 # Settings (environment): PG_URL (default postgres://postgres@127.0.0.1:5432),
 # NATS_URL (default nats://127.0.0.1:4222), NODES (default 3), FIRST_PORT (default
@@ -32,6 +34,8 @@ export CONFAB_DATABASE_URL="$pg_url/$database"
 export CONFAB_CLUSTER_NATS_URL="$nats_url"
 export CONFAB_CLUSTER_SUBJECT_PREFIX="confab-example"
 export CONFAB_PLUGINS_BUNDLED=false
+# The benchmarks place each call on the node its first member reaches.
+if [ -n "${1:-}" ]; then export CONFAB_CLUSTER_PLACEMENT=first_asked; fi
 "$confab" migrate >/dev/null
 
 pids=()
@@ -64,12 +68,16 @@ for n in $(seq 1 "$nodes"); do
 done
 "$confab" node list
 
-if [ "${1:-}" = "--bench" ]; then
+if [ "${1:-}" = "--bench" ] || [ "${1:-}" = "--failover" ]; then
   email="bench-$(date +%s%N)@example.org"
   "$confab" user create --email "$email" --name "Cluster bench" --admin >/dev/null
   token="$("$confab" token create --user "$email" --name cluster-bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
   ports=()
   for n in $(seq 1 "$nodes"); do ports+=($((first_port + n - 1))); done
+  if [ "$1" = "--failover" ]; then
+    TOKEN="$token" CONFAB="$confab" ROUNDS="${ROUNDS:-20}" python3 examples/cluster/failover.py "${ports[@]}"
+    exit 0
+  fi
   TOKEN="$token" ROUNDS="${ROUNDS:-20}" python3 examples/cluster/revocation.py "${ports[@]}"
   TOKEN="$token" python3 examples/cluster/relay.py "${ports[@]}"
   exit 0

@@ -940,3 +940,95 @@ async fn sigterm_drains_a_node_whose_calls_then_come_back_elsewhere() {
     assert_eq!(b.state.calls.live_calls(), 1);
     drop(b);
 }
+
+/// A load balancer in front of `backends`: each connection goes to the first
+/// backend that takes it (a killed node refuses, so the next one gets it).
+async fn balancer(listener: tokio::net::TcpListener, backends: Vec<std::net::SocketAddr>) {
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let backends = backends.clone();
+            tokio::spawn(async move {
+                for backend in backends {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(backend).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Two browsers behind a load balancer on a call whose node is killed: both pages
+/// reconnect by themselves, land on the other node, take their places back
+/// without the lobby and see each other's video again.
+#[tokio::test]
+async fn browsers_come_back_with_media_when_their_call_s_node_is_killed() {
+    use crate::support::browser::{Driver, admits, guest_asks, host_joins};
+    // The test's database, and the accounts and the link in it; not a node.
+    let owner = TestApp::postgres().await;
+    let token = owner
+        .user_with_token("host@example.org", confab_core::accounts::Role::Admin)
+        .await;
+    let res = owner
+        .post("/api/v1/links")
+        .bearer(&token)
+        .json(&json!({ "title": "Family call" }))
+        .send()
+        .await;
+    let link = res.json()["id"].as_str().unwrap().to_string();
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", front.local_addr().unwrap());
+    let prefix = format!(
+        "confab-test.{}",
+        confab_core::secret::random_base62(10).to_lowercase()
+    );
+    let nats = nats_url();
+    let env = [
+        ("CONFAB_CLUSTER_NATS_URL", nats.as_str()),
+        ("CONFAB_CLUSTER_SUBJECT_PREFIX", prefix.as_str()),
+        ("CONFAB_SERVER_PUBLIC_URL", base.as_str()),
+    ];
+    let (mut node_a, addr_a) = child_node_with(&owner, "node-a", &env).await;
+    let (_node_b, addr_b) = child_node_with(&owner, "node-b", &env).await;
+    balancer(
+        front,
+        vec![addr_a.parse().unwrap(), addr_b.parse().unwrap()],
+    )
+    .await;
+
+    let driver = Driver::start();
+    let host = host_joins(&driver, &base, &link).await;
+    let guest = guest_asks(&driver, &base, &link, "Ana").await;
+    let ana = admits(&host, &guest, "Ana").await;
+    let me = host.me().await;
+    for (page, other) in [(&host, ana), (&guest, me)] {
+        page.wait_media_from(&[other]).await;
+    }
+
+    let call = host.wait_js("window.confab.call").await;
+    assert_eq!(guest.wait_js("window.confab.call").await, call);
+
+    node_a.start_kill().unwrap();
+    let killed = std::time::Instant::now();
+    node_a.wait().await.unwrap();
+    // Each page is back on the call (a new run of it, so new numbers) with the
+    // other one in its roster, and decodes the other's video again.
+    for page in [&host, &guest] {
+        let script = format!(
+            "(() => {{ const rows = document.querySelectorAll('#roster li'); \
+             return rows.length === 2 && window.confab.call !== {call}; }})()"
+        );
+        page.wait_js_within(&script, Duration::from_secs(30)).await;
+    }
+    let (me, ana) = (host.me().await, guest.me().await);
+    host.wait_video_flowing(&format!("p{ana}-0")).await;
+    guest.wait_video_flowing(&format!("p{me}-0")).await;
+    eprintln!(
+        "both pages decode each other's video again {:?} after the kill",
+        killed.elapsed()
+    );
+    guest.wait_text("#roster", "Ana (you)").await;
+    host.close().await;
+    guest.close().await;
+}

@@ -375,6 +375,34 @@ test("after a reconnect or a reloaded page, the round starts over and the codes 
   for (const p of [alice, bob, reloaded]) p.close();
 });
 
+test("a call that came back on another server: new numbers, the roster read as the new call's, no old key kept", async () => {
+  const { alice, bob } = await twoOnACall();
+  // The server that held the call died; another one starts it again and numbers
+  // everyone anew: Bob came back first (1), Alice second (2). As on the page, each
+  // gets `joined` (start) and the new roster straight after, before its keys are ready.
+  const NEXT = "TheCallCameBack1";
+  const bobStarted = bob.start(1, NEXT);
+  bob.rosterChanged(roster(1));
+  await bobStarted;
+  const aliceStarted = alice.start(2, NEXT);
+  alice.rosterChanged(roster(1, 2));
+  bob.rosterChanged(roster(1, 2));
+  await aliceStarted;
+  assert.deepEqual([...alice.onRoster], [1], "Alice's roster is the new call's, without herself");
+  assert.deepEqual([...bob.onRoster], [2]);
+  // Keys held under the old numbers were dropped, in the page and in its worker.
+  for (const [p, old] of [[alice, 2], [bob, 1]]) {
+    assert.ok(p.worker.posted.some((m) => m.op === "forget" && m.participant === old), "the old peer's keys are forgotten");
+  }
+  await settle(alice, bob);
+  assert.deepEqual([...alice.peers.keys()], [1]);
+  assert.deepEqual([...bob.peers.keys()], [2]);
+  assert.ok(alice.ring.has(1) && bob.ring.has(2));
+  assert.match(alice.code, CODE);
+  assert.equal(alice.code, bob.code);
+  for (const p of [alice, bob]) p.close();
+});
+
 test("round messages that are malformed or out of bounds are ignored", async () => {
   const alice = await page(1);
   alice.rosterChanged(roster(1, 2));
