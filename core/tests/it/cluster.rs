@@ -1032,3 +1032,32 @@ async fn browsers_come_back_with_media_when_their_call_s_node_is_killed() {
     host.close().await;
     guest.close().await;
 }
+
+/// A call's participant cap holds whichever nodes its people come through: the
+/// call has one host, which counts everyone.
+#[tokio::test]
+async fn a_call_s_cap_counts_people_on_every_node() {
+    let (a, b) = two_nodes().await;
+    let token = a.admin_token().await;
+    let res = a
+        .post("/api/v1/links")
+        .bearer(&token)
+        .json(&json!({ "title": "Two seats", "max_participants": 2 }))
+        .send()
+        .await;
+    let id = res.json()["id"].as_str().unwrap().to_string();
+    let (addr_a, addr_b) = (a.serve().await, b.serve().await);
+    let mut seated = members_on(&a, &addr_a, &id, 1).await;
+    seated.extend(members_on(&a, &addr_b, &id, 1).await);
+    let late = a
+        .user_with_token("late@example.org", confab_core::accounts::Role::Member)
+        .await;
+    for addr in [&addr_b, &addr_a] {
+        let mut third =
+            Ws::open_with(addr, &id, Some(("authorization", format!("Bearer {late}")))).await;
+        third.send(json!({ "v": 1, "type": "join" })).await;
+        third.expect_error("call_full").await;
+    }
+    assert_eq!(a.state.calls.live_calls() + b.state.calls.live_calls(), 1);
+    drop(b);
+}

@@ -1082,6 +1082,57 @@ mod cluster {
         assert!(gap_ms >= 9_000, "two runs {gap_ms} ms apart: {runs}");
         drop(b);
     }
+
+    /// A call's plugin events fire once, on the node that hosts it, whichever
+    /// node its people's connections reach.
+    #[tokio::test]
+    async fn a_call_s_plugin_events_fire_once_on_its_host() {
+        let plugins = install_rogue(|m| m.replace("[permissions]\n", "[permissions]\nkv = {}\n"));
+        let a = TestApp::postgres_with(|c| {
+            with_rogue(c, plugins.path(), &["kv"]);
+            crate::cluster::first_node(c, "node-a");
+        })
+        .await;
+        let b = a
+            .another_node(|c| c.cluster.node_id = "node-b".into())
+            .await;
+        let token = a.admin_token().await;
+        let link = a.create_link(&token, "Events once").await;
+        let id = link["id"].as_str().unwrap();
+        let (addr_a, addr_b) = (a.serve().await, b.serve().await);
+        let bearer = |token: &str| Some(("authorization", format!("Bearer {token}")));
+        let mut host = crate::support::ws::Ws::open_with(&addr_a, id, bearer(&token)).await;
+        host.send(json!({ "v": 1, "type": "join" })).await;
+        host.expect("joined").await;
+        let other = a.user_with_token("other@example.org", Role::Member).await;
+        let mut relayed = crate::support::ws::Ws::open_with(&addr_b, id, bearer(&other)).await;
+        relayed.send(json!({ "v": 1, "type": "join" })).await;
+        relayed.expect("joined").await;
+        // Events are handed to plugins off the call's task.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while a
+            .get("/p/rogue/runs")
+            .send()
+            .await
+            .text()
+            .matches("runs:participant-joined:")
+            .count()
+            < 2
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // A moment more for a second copy, had there been one.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let runs = a.get("/p/rogue/runs").send().await.text();
+        assert_eq!(runs.matches("runs:call-started:").count(), 1, "{runs}");
+        assert_eq!(
+            runs.matches("runs:participant-joined:").count(),
+            2,
+            "{runs}"
+        );
+        drop(b);
+    }
 }
 
 /// The outbox and the purge, on both databases.

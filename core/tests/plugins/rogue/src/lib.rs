@@ -1,7 +1,8 @@
 //! A plugin that misbehaves on request, for the sandbox tests.
 
 use confab_plugin_sdk::{
-    Decision, Error, HttpRequest, HttpResponse, LobbyRequest, Plugin, export_plugin, http, kv, mail,
+    Decision, Error, Event, HttpRequest, HttpResponse, LobbyRequest, Plugin, export_plugin, http,
+    kv, mail,
 };
 
 struct Rogue;
@@ -79,15 +80,21 @@ impl Plugin for Rogue {
         }
     }
 
+    /// Notes each call event under its own key (where the tests grant `kv`).
+    fn on_event(event: Event) {
+        let kind = match event {
+            Event::CallStarted(_) => "call-started",
+            Event::ParticipantJoined(_) => "participant-joined",
+            _ => return,
+        };
+        let _ = kv::set(&format!("runs:{kind}:{}", nanos()), b"1");
+    }
+
     /// Notes that the timer fired, and each run under its own key (the tests
     /// grant `kv` for this).
     fn on_timer(name: String) {
         let _ = kv::set(&format!("fired:{name}"), b"1");
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let _ = kv::set(&format!("runs:{name}:{nanos}"), b"1");
+        let _ = kv::set(&format!("runs:{name}:{}", nanos()), b"1");
     }
 
     fn lobby_decision(request: LobbyRequest) -> Decision {
@@ -102,6 +109,14 @@ impl Plugin for Rogue {
 }
 
 /// The capability's error as the response: 403 for a refusal, 422 otherwise.
+/// Nanoseconds since the Unix epoch: a key of its own for each run.
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
 fn refused(error: Error) -> HttpResponse {
     let status = if matches!(error, Error::AccessDenied(_)) {
         403
