@@ -1026,14 +1026,13 @@ async fn timers_fire_and_cron_timers_fire_at_their_minute_of_the_clock() {
 mod cluster {
     use super::*;
 
-    /// The rogue plugin's timers, due on both nodes, run on one: its cron minute
-    /// once, and its `every` timer (10 s here) once each time it is due.
-    #[tokio::test]
-    async fn a_timer_runs_on_one_node_of_a_cluster_each_time_it_is_due() {
-        let plugins = install_rogue(|m| {
-            m.replace("every = \"1h\"", "every = \"10s\"")
-                .replace("[permissions]\n", "[permissions]\nkv = {}\n")
-        });
+    /// Nodes a and b of a cluster of their own with the rogue plugin (its manifest
+    /// patched by `patch`), granted `kv`, where it notes each run of its hooks.
+    async fn two_nodes_with_rogue(
+        patch: impl FnOnce(String) -> String,
+    ) -> (tempfile::TempDir, TestApp, TestApp) {
+        let plugins =
+            install_rogue(|m| patch(m.replace("[permissions]\n", "[permissions]\nkv = {}\n")));
         let a = TestApp::postgres_with(|c| {
             with_rogue(c, plugins.path(), &["kv"]);
             crate::cluster::first_node(c, "node-a");
@@ -1042,6 +1041,15 @@ mod cluster {
         let b = a
             .another_node(|c| c.cluster.node_id = "node-b".into())
             .await;
+        (plugins, a, b)
+    }
+
+    /// The rogue plugin's timers, due on both nodes, run on one: its cron minute
+    /// once, and its `every` timer (10 s here) once each time it is due.
+    #[tokio::test]
+    async fn a_timer_runs_on_one_node_of_a_cluster_each_time_it_is_due() {
+        let (_plugins, a, b) =
+            two_nodes_with_rogue(|m| m.replace("every = \"1h\"", "every = \"10s\"")).await;
         let (trigger, shutdown) = confab_core::shutdown::Shutdown::new();
         let timers: Vec<_> = [&a, &b]
             .into_iter()
@@ -1087,15 +1095,7 @@ mod cluster {
     /// node its people's connections reach.
     #[tokio::test]
     async fn a_call_s_plugin_events_fire_once_on_its_host() {
-        let plugins = install_rogue(|m| m.replace("[permissions]\n", "[permissions]\nkv = {}\n"));
-        let a = TestApp::postgres_with(|c| {
-            with_rogue(c, plugins.path(), &["kv"]);
-            crate::cluster::first_node(c, "node-a");
-        })
-        .await;
-        let b = a
-            .another_node(|c| c.cluster.node_id = "node-b".into())
-            .await;
+        let (_plugins, a, b) = two_nodes_with_rogue(|m| m).await;
         let token = a.admin_token().await;
         let link = a.create_link(&token, "Events once").await;
         let id = link["id"].as_str().unwrap();
