@@ -594,7 +594,7 @@ impl Cluster {
             if envelope.instance == self.0.instance {
                 continue;
             }
-            apply(&parts, &envelope.change);
+            apply(&parts, &envelope.change).await;
             parts.metrics.cluster_changes_applied.inc();
             let delay_ms = (now_ms() - envelope.sent_at_ms).max(0);
             #[allow(clippy::cast_precision_loss)]
@@ -607,8 +607,8 @@ impl Cluster {
 }
 
 /// Applies a change another node (or the CLI) made.
-fn apply(parts: &NodeParts, change: &SharedChange) {
-    parts.store.apply_shared_change(change);
+async fn apply(parts: &NodeParts, change: &SharedChange) {
+    parts.store.apply_shared_change(change).await;
     if matches!(change, SharedChange::Policy | SharedChange::Resync) {
         parts.policy.forget();
     }

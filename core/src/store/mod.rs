@@ -269,22 +269,21 @@ impl Store {
 
     /// Applies a change another node made: drops what this node cached of it and
     /// tells its calls and connections, as if the change had been made here (it is
-    /// not passed on again).
-    pub fn apply_shared_change(&self, change: &SharedChange) {
+    /// not passed on again). A link's change is read back from the database, not
+    /// taken from the message: a message that says a link was revoked when it was
+    /// not ends no call.
+    pub async fn apply_shared_change(&self, change: &SharedChange) {
         match change {
-            SharedChange::Link {
-                pk,
-                public_id,
-                revoked,
-            } => {
+            SharedChange::Link { pk, .. } => {
                 self.link_cache.clear();
-                let change = match public_id {
-                    Some(public_id) => LinkChange::Updated {
-                        pk: *pk,
-                        public_id: public_id.clone(),
-                        revoked: *revoked,
-                    },
-                    None => LinkChange::Deleted { pk: *pk },
+                let change = match self.link_by_pk(*pk).await {
+                    Ok(Some(link)) => LinkChange::of(&link),
+                    Ok(None) => LinkChange::Deleted { pk: *pk },
+                    // The calls re-read their link every few seconds themselves.
+                    Err(err) => {
+                        tracing::warn!(error = %err, link = pk, "a link another node changed was not read back");
+                        return;
+                    }
                 };
                 let _ = self.link_changes.send(change);
             }

@@ -1061,3 +1061,57 @@ async fn a_call_s_cap_counts_people_on_every_node() {
     assert_eq!(a.state.calls.live_calls() + b.state.calls.live_calls(), 1);
     drop(b);
 }
+
+/// A message on the bus that says a link was revoked when it was not ends no call:
+/// a node reads the link back from the database before it acts.
+#[tokio::test]
+async fn a_forged_revocation_on_the_bus_ends_no_call() {
+    let (a, b) = two_nodes().await;
+    let token = a.admin_token().await;
+    let link = a.create_link(&token, "Not revoked").await;
+    let id = link["id"].as_str().unwrap().to_string();
+    let addr_b = b.serve().await;
+    let mut on_b = members_on(&a, &addr_b, &id, 1).await;
+    let pk = a
+        .store
+        .link_by_public_id(&id)
+        .await
+        .unwrap()
+        .expect("the link")
+        .pk;
+    let bus = async_nats::connect(nats_url()).await.unwrap();
+    let forged = json!({
+        "node": "node-a",
+        "instance": "forger",
+        "sent_at_ms": chrono::Utc::now().timestamp_millis(),
+        "change": { "kind": "link", "pk": pk, "public_id": id, "revoked": true },
+    });
+    let subject = format!("{}.changes", b.state.config.cluster.subject_prefix);
+    bus.publish(subject, forged.to_string().into())
+        .await
+        .unwrap();
+    bus.flush().await.unwrap();
+    // Node b applied it (it counts), and the call goes on.
+    within_cache_life("the forged message", async || {
+        b.get("/metrics")
+            .send()
+            .await
+            .text()
+            .contains("confab_cluster_changes_applied_total 1")
+    })
+    .await;
+    let said = on_b[0]
+        .seen_until(Duration::from_millis(500), |m| {
+            m["type"] == "call_ended" || m["type"] == "error"
+        })
+        .await;
+    assert!(
+        said.iter()
+            .all(|m| m["type"] != "call_ended" && m["type"] != "closed"),
+        "{said:?}"
+    );
+    on_b[0].send(json!({ "v": 1, "type": "ping" })).await;
+    on_b[0].expect("pong").await;
+    assert_eq!(b.state.calls.live_calls(), 1);
+    drop(b);
+}
