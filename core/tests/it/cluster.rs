@@ -580,6 +580,20 @@ async fn browsers_on_two_nodes_see_and_hear_each_other() {
     drop(b);
 }
 
+/// The signaling connection of whoever holds API token `token`, joined to the call
+/// of `link` through `addr`, with its `joined` message.
+async fn join_with_token(addr: &str, link: &str, token: &str) -> (Ws, Value) {
+    let mut ws = Ws::open_with(addr, link, bearer(token)).await;
+    ws.send(json!({ "v": 1, "type": "join" })).await;
+    let joined = ws.expect("joined").await;
+    (ws, joined)
+}
+
+/// An `Authorization` header for API token `token`.
+fn bearer(token: &str) -> Option<(&'static str, String)> {
+    Some(("authorization", format!("Bearer {token}")))
+}
+
 /// Members `count` of node `app`, each joined to the call of `link` through `addr`
 /// (they read in the background, so they cost the test nothing to keep).
 async fn members_on(app: &TestApp, addr: &str, link: &str, count: usize) -> Vec<Ws> {
@@ -594,15 +608,7 @@ async fn members_on(app: &TestApp, addr: &str, link: &str, count: usize) -> Vec<
                 confab_core::accounts::Role::Member,
             )
             .await;
-        let mut ws = Ws::open_with(
-            addr,
-            link,
-            Some(("authorization", format!("Bearer {token}"))),
-        )
-        .await;
-        ws.send(json!({ "v": 1, "type": "join" })).await;
-        ws.expect("joined").await;
-        joined.push(ws);
+        joined.push(join_with_token(addr, link, &token).await.0);
     }
     joined
 }
@@ -670,14 +676,7 @@ async fn new_calls_go_to_the_least_loaded_node_and_a_draining_node_takes_none() 
     let relayed_token = a
         .user_with_token("moved@example.org", confab_core::accounts::Role::Member)
         .await;
-    let mut relayed = Ws::open_with(
-        busy_addr,
-        &quiet,
-        Some(("authorization", format!("Bearer {relayed_token}"))),
-    )
-    .await;
-    relayed.send(json!({ "v": 1, "type": "join" })).await;
-    let relayed_joined = relayed.expect("joined").await;
+    let (mut relayed, relayed_joined) = join_with_token(busy_addr, &quiet, &relayed_token).await;
     assert_eq!(
         quiet_node.state.calls.live_calls(),
         1,
@@ -717,13 +716,8 @@ async fn new_calls_go_to_the_least_loaded_node_and_a_draining_node_takes_none() 
     let state = quiet_node.state.clone();
     tokio::spawn(async move { confab_core::drain(&state).await });
     relayed.closed().await;
-    let (_back, joined) = resume_through(
-        busy_addr,
-        &quiet,
-        Some(("authorization", format!("Bearer {}", relayed_token))),
-        &relayed_joined,
-    )
-    .await;
+    let (_back, joined) =
+        resume_through(busy_addr, &quiet, bearer(&relayed_token), &relayed_joined).await;
     assert_eq!(joined["resume_token"], relayed_joined["resume_token"]);
     assert_eq!(
         busy_node.state.calls.live_calls(),
@@ -839,12 +833,10 @@ async fn when_a_call_s_node_is_killed_everyone_comes_back_on_another_without_the
     let id = link["id"].as_str().unwrap().to_string();
     // The child node keeps real time, the test's nodes their own clock: the host
     // signs in with an API token, which does not expire.
-    let host = Some(("authorization", format!("Bearer {token}")));
+    let host = bearer(&token);
 
     // The host on node a (which hosts the call), a guest relayed through node b.
-    let mut on_a = Ws::open_with(&addr_a, &id, host.clone()).await;
-    on_a.send(json!({ "v": 1, "type": "join" })).await;
-    let host_joined = on_a.expect("joined").await;
+    let (mut on_a, host_joined) = join_with_token(&addr_a, &id, &token).await;
     let mut guest = Ws::open(&addr_b, &id, None).await;
     let guest_joined = guest
         .join_admitted_by(&mut on_a, "Guest", "guest-key-survivor-1")
@@ -900,10 +892,8 @@ async fn sigterm_drains_a_node_whose_calls_then_come_back_elsewhere() {
     let token = b.admin_token().await;
     let link = b.create_link(&token, "Rolling upgrade").await;
     let id = link["id"].as_str().unwrap().to_string();
-    let host = Some(("authorization", format!("Bearer {token}")));
-    let mut on_a = Ws::open_with(&addr_a, &id, host.clone()).await;
-    on_a.send(json!({ "v": 1, "type": "join" })).await;
-    let joined = on_a.expect("joined").await;
+    let host = bearer(&token);
+    let (mut on_a, joined) = join_with_token(&addr_a, &id, &token).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let pid = node_a.id().unwrap().to_string();
@@ -1053,8 +1043,7 @@ async fn a_call_s_cap_counts_people_on_every_node() {
         .user_with_token("late@example.org", confab_core::accounts::Role::Member)
         .await;
     for addr in [&addr_b, &addr_a] {
-        let mut third =
-            Ws::open_with(addr, &id, Some(("authorization", format!("Bearer {late}")))).await;
+        let mut third = Ws::open_with(addr, &id, bearer(&late)).await;
         third.send(json!({ "v": 1, "type": "join" })).await;
         third.expect_error("call_full").await;
     }

@@ -231,14 +231,7 @@ impl TestApp {
                     .await
             }
         };
-        let router = app.router.clone();
-        let timeout = header_read_timeout(&app);
-        tokio::spawn(confab_core::serve(
-            listener,
-            router,
-            timeout,
-            std::future::pending(),
-        ));
+        app.serve_from(listener);
         (app, base)
     }
 
@@ -253,14 +246,7 @@ impl TestApp {
             tweak(c);
         })
         .await;
-        let router = app.router.clone();
-        let timeout = header_read_timeout(&app);
-        tokio::spawn(confab_core::serve(
-            listener,
-            router,
-            timeout,
-            std::future::pending(),
-        ));
+        app.serve_from(listener);
         (app, base)
     }
 
@@ -292,15 +278,19 @@ impl TestApp {
     pub async fn serve(&self) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        // As `confab serve` does: the server knows each client's address, and slow
-        // clients are timed out.
+        self.serve_from(listener);
+        addr.to_string()
+    }
+
+    /// Serves the app on `listener` until the test ends, as `confab serve` does: the
+    /// server knows each client's address, and slow clients are timed out.
+    fn serve_from(&self, listener: tokio::net::TcpListener) {
         tokio::spawn(confab_core::serve(
             listener,
             self.router.clone(),
             header_read_timeout(self),
             std::future::pending(),
         ));
-        addr.to_string()
     }
 
     pub fn req(&self, method: Method, path: &str) -> Req<'_> {
