@@ -1,6 +1,7 @@
-//! The bundled watch-together plugin: its per-link option over HTTP, and a video
+//! The bundled watch-together plugin: its per-link option over HTTP, a video
 //! watched together in two headless Chromium browsers (the host signed in, a guest
-//! who comes later), from an HTTPS server the test starts
+//! who comes later), and three viewers, one in Firefox whose video arrives too
+//! slowly, waiting for each other; from an HTTPS server the test starts
 //! (`plugins/watch-together/tests/video_server.py`, a clip made with PyAV).
 
 use std::process::Stdio;
@@ -8,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::e2ee::{DATA_MAGIC, link_pk, unb64};
 use crate::support::browser::{
     Browser, Driver, admits, app_with_link_and, asks_to_join, member_joins,
 };
+use crate::support::netns::Netns;
 
 fn with_bundled(c: &mut confab_core::Config) {
     c.plugins.bundled = true;
@@ -30,6 +32,8 @@ fn script() -> String {
 
 /// The test clip, served over HTTPS on loopback; stopped when dropped.
 struct VideoServer {
+    stdin: ChildStdin,
+    answers: Lines<BufReader<ChildStdout>>,
     _child: Child,
     _dir: tempfile::TempDir,
     url: String,
@@ -37,6 +41,11 @@ struct VideoServer {
 
 impl VideoServer {
     async fn start() -> VideoServer {
+        VideoServer::start_on("127.0.0.1").await
+    }
+
+    /// Listening on `host` (a loopback or a test namespace's veth address).
+    async fn start_on(host: &str) -> VideoServer {
         let dir = tempfile::tempdir().unwrap();
         let made = Command::new("python3")
             .arg(script())
@@ -51,7 +60,7 @@ impl VideoServer {
         );
         let mut child = Command::new("python3")
             .arg(script())
-            .args(["--serve", dir.path().to_str().unwrap()])
+            .args(["--serve", dir.path().to_str().unwrap(), "--host", host])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -68,9 +77,25 @@ impl VideoServer {
             .unwrap_or_else(|| panic!("the video server said {ready:?}"));
         VideoServer {
             url: format!("{base}clip.webm"),
+            stdin: child.stdin.take().unwrap(),
+            answers: lines,
             _child: child,
             _dir: dir,
         }
+    }
+
+    /// Tells the server a line (`slow ADDRESS BYTES_PER_S`, `fast`) and waits for its "ok".
+    async fn command(&mut self, line: &str) {
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        self.stdin.flush().await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), self.answers.next_line())
+            .await
+            .expect("the video server answers")
+            .unwrap();
+        assert_eq!(answer.as_deref(), Some("ok"), "{line}");
     }
 }
 
@@ -381,4 +406,189 @@ async fn a_video_plays_in_step_for_everyone_and_every_command_reaches_every_play
 /// The host signs in and joins, in a browser that accepts the test certificate.
 async fn host_joins_with(driver: &Driver, base: &str, link: &str) -> Browser {
     member_joins(browser(driver).await, base, link, "host@example.org").await
+}
+
+/// Whether the player of the frame a page is in plays, past `after` s.
+fn playing_past(after: f64) -> String {
+    format!(
+        "(() => {{ const v = document.querySelector('.watch video'); return !v.paused && v.readyState >= 3 && v.currentTime > {after}; }})()"
+    )
+}
+
+/// Clicks `css` in the frame `page` is in, from the frame's script. (geckodriver's
+/// click does not reach into a sandboxed frame in Firefox headless, and a
+/// WebDriver click in Chromium misses while the frame resizes itself around a
+/// player that just loaded; the two-browser test above clicks as a person does.)
+async fn press(page: &Browser, css: &str) {
+    page.client
+        .execute(
+            "document.querySelector(arguments[0]).click(); return null;",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap();
+}
+
+/// What the player and panel of the frame `page` is in show, for a failure message.
+async fn panel(page: &Browser) -> Value {
+    page.client
+        .execute(
+            "const v = document.querySelector('.watch video'); const b = v.buffered; \
+             return { time: v.currentTime, paused: v.paused, seeking: v.seeking, ready: v.readyState, \
+               buffered: Array.from({ length: b.length }, (_, i) => [b.start(i), b.end(i)]), \
+               status: document.querySelector('.watch .status').textContent, \
+               problem: document.querySelector('.watch .problem').textContent, \
+               ...((w) => w && { suspended: w.suspended, waitingFor: w.activity.waitingFor(), stuckFor: w.follower.stuckFor(), \
+                 aligned: w.follower.aligned, preparing: w.follower.preparing, tries: w.follower.tries, lead: w.follower.lead, \
+                 held: w.follower.held, play: w.currentPlay(), now: w.clock.now(), state: w.activity.state.ready() && w.activity.state.all(), \
+                 presence: w.activity.presence() })(globalThis.watchTogether) };",
+            vec![],
+        )
+        .await
+        .unwrap_or_else(|e| json!(e.to_string()))
+}
+
+/// Waits until `expression` has held on each of `pages` (in their frames), within
+/// `limit`; on failure, says what each page's player and panel show.
+async fn each_sees(pages: &[(&str, &Browser)], what: &str, expression: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let script = format!("return Boolean({expression});");
+    let mut seen = vec![false; pages.len()];
+    while !seen.iter().all(|s| *s) {
+        for (n, (_, page)) in pages.iter().enumerate() {
+            if !seen[n] {
+                seen[n] = page.client.execute(&script, vec![]).await.unwrap() == json!(true);
+            }
+        }
+        if Instant::now() > deadline {
+            let mut report = String::new();
+            for (n, (name, page)) in pages.iter().enumerate() {
+                report += &format!(
+                    "\n  {name} ({}): {}",
+                    if seen[n] { "saw it" } else { "did not" },
+                    panel(page).await
+                );
+                page.top().await;
+                let note = page.client.execute("const a = window.confab.plugins?.activities?.get('watch-together'); return [document.getElementById('call-note')?.textContent, window.confab.e2ee?.peers, a && { synced: a.synced, joined: a.joined, seq: a.seq, held: [...a.held.keys()], keys: [...a.state.keys()], undecryptable: a.undecryptable, asked: a.askedFor }];", vec![]).await;
+                report += &format!("\n    its page: {note:?}");
+                page.frame("watch-together").await;
+            }
+            panic!("{what}: not on every page within {limit:?}{report}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn three_viewers_one_in_firefox_wait_together_for_the_one_whose_video_arrives_slowly() {
+    // Firefox runs in a namespace of its own (as in the media tests); the clip is
+    // served on the veth address, which the Chromium pages reach too, so the video
+    // server tells Firefox's fetches (from the namespace's address) from theirs.
+    let netns = Netns::create();
+    let outside = netns.outside;
+    let mut video = VideoServer::start_on(&outside.to_string()).await;
+    let (_app, base, link) = app_with_link_and(4, |c| {
+        with_bundled(c);
+        c.media.bind = outside.into();
+    })
+    .await;
+    let _pages = netns.relay_http(&base).await;
+    let chromium = Driver::start_beside(&netns);
+    let firefox = Driver::start_firefox(&netns);
+
+    let host = host_joins_with(&chromium, &base, &link).await;
+    let bea = asks_to_join(browser(&chromium).await, &base, &link, "Bea").await;
+    admits(&host, &bea, "Bea").await;
+    let fox = asks_to_join(firefox.browser().await, &base, &link, "Fox").await;
+    admits(&host, &fox, "Fox").await;
+
+    // Fox's video trickles in at 8 kB/s; the clip needs about 42.
+    video.command(&format!("slow {} 8000", netns.inside)).await;
+    host.frame("watch-together").await;
+    host.fill(".watch .start input", &video.url).await;
+    host.click(".watch .start button").await;
+    for page in [&bea, &fox] {
+        page.frame("watch-together").await;
+    }
+    let everyone = [("host", &host), ("Bea", &bea), ("Fox", &fox)];
+    // Fox's player cannot keep up: everyone's page says whom the group waits for,
+    // and every player stands still meanwhile.
+    each_sees(
+        &everyone,
+        "waiting for Fox",
+        "document.querySelector('.watch .status').textContent.includes('Waiting for Fox (buffering)') \
+         && document.querySelector('.watch video').paused",
+        Duration::from_secs(30),
+    )
+    .await;
+    // Fox's video comes at full speed again: the three go on together, and stay.
+    video.command("fast").await;
+    each_sees(
+        &everyone,
+        "playing again",
+        &playing_past(1.0),
+        Duration::from_secs(30),
+    )
+    .await;
+    each_sees(
+        &everyone,
+        "nobody waited for",
+        "!document.querySelector('.watch .status').textContent.includes('Waiting')",
+        Duration::from_secs(20),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let gaps = [apart(&host, &fox).await, apart(&bea, &fox).await];
+        if gaps.iter().all(|g| *g < 0.25) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Fox's player stays {gaps:?} s apart from the others"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Fox pauses, from Firefox: every player stops at the same frame.
+    press(&fox, ".watch .controls .play").await;
+    let still = "(() => { const v = document.querySelector('.watch video'); return v.paused && !v.seeking; })()";
+    each_sees(&everyone, "paused", still, Duration::from_secs(15)).await;
+    // Each where the group paused (a player within 10 ms of it does not seek).
+    let group = host
+        .client
+        .execute("return watchTogether.currentPlay().position;", vec![])
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    for (name, page) in &everyone {
+        let at = player(page).await["time"].as_f64().unwrap();
+        assert!(
+            (at - group).abs() <= 0.0105,
+            "{name}'s player paused at {at}, the group at {group}"
+        );
+    }
+
+    // Bea seeks to 0:30 and plays: Fox's player follows.
+    bea.client
+        .execute(
+            "const bar = document.querySelector('.watch .controls input[type=range]'); \
+             bar.value = '30'; bar.dispatchEvent(new Event('change')); return null;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    press(&bea, ".watch .controls .play").await;
+    each_sees(
+        &everyone,
+        "playing from 0:30",
+        &playing_past(30.5),
+        Duration::from_secs(30),
+    )
+    .await;
+    for page in [host, bea, fox] {
+        page.close().await;
+    }
+    drop(video);
 }

@@ -19,6 +19,13 @@
 //   the group reaches that position. The first lead is 400 ms; a seek that lands
 //   late is tried again with a longer one.
 //
+// A player that cannot play where the group is (it waits for data: after a seek,
+// when its buffer ran out, or while it loads the video) counts as stuck from when
+// it should have been playing (`stuckFor`); watch.js makes the group wait for it.
+// A held group (someone is stuck) stays paused where it is until the host's pause
+// arrives, and then waits at that position; the stuck player is ready again
+// (`readyToGo`) once it has RESUME_AHEAD_S of video there.
+//
 // The group's clock is the activity host's `Date.now()`: each page measures its
 // offset to it over the activity's messages (GroupClock, as NTP does: the sample
 // with the shortest round trip wins).
@@ -44,6 +51,8 @@ export const MIN_SEEK_LEAD_MS = 150;
 export const MAX_SEEK_LEAD_MS = 5_000;
 /** Prepared starts in a row that land late before the player just plays and nudges. */
 export const PREPARE_TRIES = 3;
+/** A stuck player is ready to go on once it holds this much video ahead. */
+export const RESUME_AHEAD_S = 2;
 /** Playback rates a person may choose. */
 export const RATES = [0.5, 0.75, 1, 1.25, 1.5, 2];
 
@@ -181,8 +190,9 @@ export class GroupClock {
 
 /**
  * Steers a player after the group. `player` is
- * `{ time(), paused(), seeking(), ready(), duration(), rate(), setRate(r), play(), pause(), seek(s) }`
- * (`play` returns a promise; `ready` is "can play on from here");
+ * `{ time(), paused(), seeking(), ready(), duration(), rate(), setRate(r), play(), pause(), seek(s), ahead() }`
+ * (`play` returns a promise; `ready` is "can play on from here"; `ahead`, the
+ * seconds of video it holds from here on: optional);
  * `now()` is the group's clock; `setTimer`/`clearTimer` schedule a start.
  */
 export class Follower {
@@ -201,6 +211,7 @@ export class Follower {
     this.aligned = false;
     this.nudging = false;
     this.tries = 0;
+    this.stuckSince = null;
   }
 
   /** The group's playback changed (or a new video: `reset` first). */
@@ -228,6 +239,23 @@ export class Follower {
     this.tick();
   }
 
+  /** How long (ms) this player has been unable to play while the group plays; 0 if it can. */
+  stuckFor() {
+    return this.stuckSince === null ? 0 : Math.max(0, this.now() - this.stuckSince);
+  }
+
+  /** Whether this player, having made the group wait, can go on: ready where the
+   * group waits (once the host paused it there) with RESUME_AHEAD_S of video. */
+  readyToGo() {
+    const { player, play } = this;
+    if (!play || player.seeking() || !player.ready()) return false;
+    if (this.held && play.playing) return false;
+    if (!play.playing && Math.abs(player.time() - play.position) > 0.01) return false;
+    const ahead = player.ahead?.() ?? Infinity;
+    const end = player.duration();
+    return ahead >= RESUME_AHEAD_S || (Number.isFinite(end) && player.time() + ahead >= end - 0.1);
+  }
+
   /** Where this player should be now, and how far off it is (seconds, + = behind). */
   drift() {
     if (!this.play) return 0;
@@ -239,11 +267,13 @@ export class Follower {
     const { player, play } = this;
     if (!play) return;
     if (this.held || !play.playing) {
+      this.stuckSince = null;
       this.cancelStart();
       if (!player.paused()) player.pause();
       this.setRate(play.rate);
-      if (this.held) return;
-      // Paused: exactly where the group paused.
+      // Held while the group still plays (the host's pause is on its way): stay.
+      if (this.held && play.playing) return;
+      // Paused (or held there): exactly where the group paused, and goes on from.
       if (!player.seeking() && Math.abs(player.time() - play.position) > 0.01) player.seek(play.position);
       this.aligned = true;
       return;
@@ -252,10 +282,18 @@ export class Follower {
     const end = player.duration();
     if (Number.isFinite(end) && end > 0 && positionAt(play, now) >= end - 0.05) {
       // The group reached the end: so does this player.
+      this.stuckSince = null;
       this.cancelStart();
       this.setRate(play.rate);
       if (player.paused() && !player.seeking() && player.time() < end - 0.25) player.seek(end);
       return;
+    }
+    // Due to play (since the group's start, or this player's prepared one) and
+    // waiting for data: stuck, from then on, until it can play again.
+    if (player.seeking() || !player.ready()) {
+      if (this.stuckSince === null && now >= (this.preparing?.startAt ?? play.at)) this.stuckSince = now;
+    } else {
+      this.stuckSince = null;
     }
     if (this.preparing) {
       this.checkPrepared(now);

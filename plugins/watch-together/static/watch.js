@@ -14,8 +14,11 @@ import {
 /** The group starts a new video this long after it was chosen, so that every
  * player has loaded it. */
 export const START_VIDEO_LEAD_MS = 1_000;
-/** A player that stalls this long while the group plays makes the group wait. */
+/** A player that stalls this long while the group plays in step makes the group
+ * wait for it (sync.js, `stuckFor`) … */
 export const STALL_MS = 500;
+/** … and one that cannot start (it loads the video, or seeks) this long. */
+export const START_STALL_MS = 3_000;
 /** Clock pings to the host when it changes, this far apart, and then this often. */
 const FIRST_PINGS = 5;
 const PING_EVERY_MS = 200;
@@ -59,6 +62,8 @@ export default function setup(plugin) {
   }
   const watch = new Watch(plugin);
   watch.start();
+  // For a look from the browser's console (and the browser tests' failure reports).
+  globalThis.watchTogether = watch;
   return watch;
 }
 
@@ -72,7 +77,6 @@ export class Watch {
     this.video = null; // the shared `video`
     this.declined = false; // left the activity: do not join again until it ends
     this.suspended = false; // I made the group wait
-    this.stallTimer = null;
     this.ducked = false;
     this.hostAction = null;
     this.lastHost = null;
@@ -142,8 +146,7 @@ export class Watch {
     this.onlySignedIn.addEventListener("change", () => this.changeOption(this.onlySignedIn.checked).catch((e) => this.say(e.message)));
 
     const p = this.player;
-    p.addEventListener("waiting", () => this.stalled());
-    for (const event of ["playing", "canplay", "seeked"]) p.addEventListener(event, () => this.unstalled());
+    for (const event of ["waiting", "playing", "canplay", "seeked"]) p.addEventListener(event, () => this.tick());
     for (const event of ["play", "pause", "volumechange"]) p.addEventListener(event, () => this.duck());
     p.addEventListener("loadedmetadata", () => this.render());
     p.addEventListener("error", () => {
@@ -164,6 +167,13 @@ export class Watch {
       play: () => p.play(),
       pause: () => p.pause(),
       seek: (s) => { p.currentTime = s; },
+      ahead: () => {
+        const t = p.currentTime;
+        for (let i = 0; i < p.buffered.length; i += 1) {
+          if (p.buffered.start(i) <= t + 0.05 && p.buffered.end(i) > t) return p.buffered.end(i) - t;
+        }
+        return 0;
+      },
     };
   }
 
@@ -185,7 +195,6 @@ export class Watch {
   stop() {
     clearInterval(this.ticker);
     clearInterval(this.pings);
-    clearTimeout(this.stallTimer);
     this.follower.reset();
   }
 
@@ -351,31 +360,25 @@ export class Watch {
   tick() {
     if (!this.video) return;
     this.follower.tick();
-    if (this.suspended && this.player.readyState >= HTMLMediaElement.HAVE_FUTURE_DATA && !this.player.seeking) this.resumeGroup();
+    this.waitForMe();
     this.renderTime();
   }
 
-  stalled() {
-    const play = this.currentPlay();
-    if (!play?.playing || this.follower.preparing || !this.follower.aligned || this.suspended) return;
-    clearTimeout(this.stallTimer);
-    this.stallTimer = setTimeout(() => {
-      this.stallTimer = null;
-      if (this.player.readyState >= HTMLMediaElement.HAVE_FUTURE_DATA) return;
+  /** A player that cannot play where the group is makes the group wait (suspends
+   * the activity, "buffering"), and lets it go on once it is ready there. */
+  waitForMe() {
+    if (this.suspended) {
+      if (this.follower.readyToGo()) this.resumeGroup();
+      return;
+    }
+    if (!this.currentPlay()?.playing || !this.activity.presence().joined) return;
+    if (this.follower.stuckFor() >= (this.follower.aligned ? STALL_MS : START_STALL_MS)) {
       this.suspended = true;
       this.activity.suspend("buffering").catch(() => { this.suspended = false; });
-    }, STALL_MS);
-  }
-
-  unstalled() {
-    clearTimeout(this.stallTimer);
-    this.stallTimer = null;
-    this.follower.tick();
+    }
   }
 
   resumeGroup() {
-    clearTimeout(this.stallTimer);
-    this.stallTimer = null;
     if (!this.suspended) return;
     this.suspended = false;
     this.activity.resume().catch(() => {});

@@ -3,7 +3,8 @@
 benchmark (the player accepts only https:// addresses).
 
     python3 video_server.py --make DIR [--seconds 120]   # writes DIR/clip.webm
-    python3 video_server.py --serve DIR [--port 0]        # prints "ready https://127.0.0.1:PORT/"
+    python3 video_server.py --serve DIR [--port 0] [--host 127.0.0.1]
+                                                          # prints "ready https://HOST:PORT/"
 
 The clip is VP8 and Opus in WebM (PyAV, which aiortc brings): a bar that crosses
 the picture every second on a background whose colour changes every second, and
@@ -11,7 +12,15 @@ a tone. The server answers
 `Range` requests (206), as a player's seeks need, with a self-signed certificate
 made at start (the `cryptography` package, which aiortc brings too); browsers are
 started with --ignore-certificate-errors. It serves only files of DIR, on
-loopback, and stops on SIGTERM or when its standard input closes.
+loopback (or --host, a test's own veth address), and stops on SIGTERM or when its
+standard input closes.
+
+A test makes one viewer buffer by writing lines to its standard input:
+
+    slow ADDRESS BYTES_PER_S   # answers to ADDRESS trickle out at that rate
+    fast                       # every answer at full speed again
+
+Each command is acknowledged with a line "ok" on standard output.
 """
 
 import argparse
@@ -25,6 +34,7 @@ import ssl
 import sys
 import tempfile
 import threading
+import time
 from fractions import Fraction
 
 
@@ -90,14 +100,14 @@ def make(directory, seconds, width=320, height=180, fps=25):
     return path
 
 
-def certificate(directory):
+def certificate(directory, host="127.0.0.1"):
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder()
@@ -107,7 +117,7 @@ def certificate(directory):
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_path = os.path.join(directory, "cert.pem")
@@ -123,7 +133,30 @@ RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 TYPES = {".webm": "video/webm", ".mp4": "video/mp4", ".ogg": "video/ogg"}
 
 
-def handler_for(root):
+class Throttle:
+    """The client addresses whose answers trickle, and at what rate (bytes a second)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.slow = {}
+
+    def rate(self, address):
+        with self.lock:
+            return self.slow.get(address)
+
+    def command(self, line):
+        words = line.split()
+        with self.lock:
+            if len(words) == 3 and words[0] == "slow":
+                self.slow[words[1]] = max(1, int(words[2]))
+            elif words == ["fast"]:
+                self.slow.clear()
+            else:
+                return False
+        return True
+
+
+def handler_for(root, throttle):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -176,33 +209,45 @@ def handler_for(root):
                 left = end - start + 1
                 try:
                     while left > 0:
-                        chunk = f.read(min(65536, left))
+                        rate = throttle.rate(self.client_address[0])
+                        # Slow: a tenth of a second's worth at a time.
+                        chunk = f.read(min(65536 if rate is None else max(1, rate // 10), left))
                         if not chunk:
                             break
                         self.wfile.write(chunk)
                         left -= len(chunk)
+                        if rate is not None:
+                            self.wfile.flush()
+                            time.sleep(len(chunk) / rate)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
     return Handler
 
 
-def serve(root, port):
+def serve(root, port, host):
     scratch = tempfile.mkdtemp(prefix="confab-video-")
-    cert, key = certificate(scratch)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler_for(root))
+    cert, key = certificate(scratch, host)
+    throttle = Throttle()
+    server = http.server.ThreadingHTTPServer((host, port), handler_for(root, throttle))
     server.daemon_threads = True
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    print(f"ready https://127.0.0.1:{server.server_address[1]}/", flush=True)
+    print(f"ready https://{host}:{server.server_address[1]}/", flush=True)
 
     def stop(*_args):
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
-    # The parent went away (its end of our standard input closed): stop too.
-    threading.Thread(target=lambda: (sys.stdin.read(), stop()), daemon=True).start()
+    def commands():
+        for line in sys.stdin:
+            if line.strip():
+                print("ok" if throttle.command(line) else f"unknown command {line.strip()!r}", flush=True)
+        # The parent went away (its end of our standard input closed): stop too.
+        stop()
+
+    threading.Thread(target=commands, daemon=True).start()
     server.serve_forever()
 
 
@@ -212,11 +257,12 @@ def main():
     parser.add_argument("--seconds", type=int, default=120)
     parser.add_argument("--serve", metavar="DIR")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (a loopback or test veth address)")
     args = parser.parse_args()
     if args.make:
         print(make(args.make, args.seconds), flush=True)
     if args.serve:
-        serve(args.serve, args.port)
+        serve(args.serve, args.port, args.host)
 
 
 if __name__ == "__main__":

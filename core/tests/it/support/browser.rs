@@ -225,6 +225,8 @@ impl Driver {
         });
         let mut caps = Capabilities::new();
         caps.insert("browserName".into(), json!("firefox"));
+        // The watch-together test's video server has a self-signed certificate.
+        caps.insert("acceptInsecureCerts".into(), json!(true));
         caps.insert(
             "moz:firefoxOptions".into(),
             json!({ "binary": firefox(), "args": args, "prefs": prefs }),

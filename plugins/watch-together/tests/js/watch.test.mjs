@@ -10,7 +10,9 @@ import { Element, installDom, json, recordingFetch, settle, shown } from "../../
 
 installDom();
 globalThis.HTMLMediaElement = { HAVE_FUTURE_DATA: 3 };
-const { Watch } = await import("../../static/watch.js");
+const { START_STALL_MS, STALL_MS, Watch } = await import("../../static/watch.js");
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const ADDRESS = "https://confab.example/j/LinkForTests1";
 const VIDEO = "https://videos.example.org/film.webm";
@@ -138,9 +140,17 @@ function page(room, me, { signedIn = true, guests = new Set(), options = { signe
   Object.defineProperty(v, "src", { value: "", writable: true });
   Object.assign(v, {
     currentTime: 0, paused: true, seeking: false, readyState: 4, duration: 600, playbackRate: 1, muted: false, volume: 1,
+    // What it holds: from `from` to `to` seconds (`buffered`).
+    held: { from: 0, to: 600 },
     play() { this.paused = false; this.dispatch("play"); return Promise.resolve(); },
     pause() { this.paused = true; this.dispatch("pause"); },
     load() {},
+  });
+  Object.defineProperty(v, "buffered", {
+    get() {
+      const { from, to } = this.held;
+      return { length: 1, start: () => from, end: () => to };
+    },
   });
   watch.start();
   p.watch = watch;
@@ -235,7 +245,8 @@ test("a video that claims another writer than its sender is ignored", async () =
   assert.equal(ana.watch.video, null, "an address the form would refuse is refused from others too");
 });
 
-test("someone who buffers makes the group wait; the host pauses it there and starts everyone together after", async () => {
+/** Ana (the host) and Ben watching Ana's video, at 0:11 now. */
+async function twoWatching() {
   const room = new Room();
   const ana = open(room, 1);
   const ben = open(room, 2);
@@ -243,6 +254,11 @@ test("someone who buffers makes the group wait; the host pauses it there and sta
   await startVideo(ana);
   const id = room.state.get("video").id;
   room.update(1, "play", { video: id, playing: true, position: 10, rate: 1, at: Date.now() - 1_000 });
+  return { room, ana, ben };
+}
+
+test("someone who buffers makes the group wait; the host pauses it there and starts everyone together after", async () => {
+  const { room, ana, ben } = await twoWatching();
   // Ben's page stalls.
   await ben.activity.suspend("buffering");
   const held = room.state.get("play");
@@ -256,6 +272,55 @@ test("someone who buffers makes the group wait; the host pauses it there and sta
   assert.equal(resumed.playing, true, "everyone goes on together");
   assert.equal(resumed.position, held.position);
   assert.ok(resumed.at > Date.now() - 50, "from a moment ahead");
+});
+
+test("a player that runs out of video makes the group wait, and lets it go on once it holds enough where the group waits", async () => {
+  const { room, ana, ben } = await twoWatching();
+  await sleep(300);
+  assert.deepEqual(room.waiting, [], "both play");
+  // Ben's player runs out: it has the picture where it is, and nothing after.
+  const v = ben.watch.player;
+  v.readyState = 2;
+  v.held = { from: 0, to: v.currentTime };
+  v.dispatch("waiting");
+  await sleep(STALL_MS + 300);
+  assert.deepEqual(room.waiting.map((w) => [w.participant, w.reason]), [[2, "buffering"]]);
+  const held = room.state.get("play");
+  assert.equal(held.playing, false, "the host paused the group");
+  assert.equal(held.hold, true);
+  assert.ok(ana.watch.player.paused && v.paused);
+  assert.match(ana.watch.status.textContent, /Waiting for P2 \(buffering\)/);
+  // Ben's player waits where the group will go on from.
+  assert.ok(Math.abs(v.currentTime - held.position) < 0.011, `at ${v.currentTime}, the group at ${held.position}`);
+  // Some video arrives, not yet enough to go on with.
+  v.readyState = 3;
+  v.held = { from: 0, to: held.position + 0.5 };
+  await sleep(300);
+  assert.equal(room.waiting.length, 1, "half a second ahead is not enough");
+  v.held = { from: 0, to: held.position + 5 };
+  await sleep(300);
+  assert.deepEqual(room.waiting, []);
+  const resumed = room.state.get("play");
+  assert.equal(resumed.playing, true, "everyone goes on together");
+  assert.equal(resumed.position, held.position);
+});
+
+test("a player that cannot start the video within a few seconds makes the group wait too", async () => {
+  const room = new Room();
+  const ana = open(room, 1);
+  const ben = open(room, 2);
+  await settle();
+  // Ben's player has nothing yet: it loads the video.
+  ben.watch.player.readyState = 1;
+  ben.watch.player.held = { from: 0, to: 0 };
+  await startVideo(ana);
+  const id = room.state.get("video").id;
+  room.update(1, "play", { video: id, playing: true, position: 10, rate: 1, at: Date.now() - 1_000 });
+  await sleep(STALL_MS + 300);
+  assert.deepEqual(room.waiting, [], `not after ${STALL_MS} ms: loading a video takes a moment`);
+  await sleep(START_STALL_MS - STALL_MS);
+  assert.deepEqual(room.waiting.map((w) => [w.participant, w.reason]), [[2, "buffering"]]);
+  assert.equal(room.state.get("play").hold, true);
 });
 
 test("the host answers clock pings; a member takes answers from the host only", async () => {
