@@ -291,8 +291,10 @@ export class ActivityHost {
     return this.later(async () => {
       const rejoining = this.rejoining;
       this.rejoining = false;
-      if (rejoining && seq <= this.seq) {
-        // Back after a reconnect with the state already here: only what is new.
+      if ((rejoining || this.synced) && seq <= this.seq) {
+        // Back after a reconnect with the state already here, or the answer to a
+        // join sent twice, older than what arrived since: only what is new. (Taken
+        // as it is, it would roll the state back to before updates already applied.)
       } else {
         this.state.clear();
         if (payload) {

@@ -247,6 +247,28 @@ test("updates that arrive before the ones they follow are applied in the server'
   assert.deepEqual(dee.all("activityState").map((c) => c.value), ["first", "second"]);
 });
 
+test("a second answer to a join sent twice, older than the updates since, rolls nothing back", async () => {
+  // As a browser did: the frame asked to join twice before its page heard it was
+  // in, the earliest member answered both, and the later answer came last.
+  const dee = page({ receive: () => {}, pages: new Map() }, 4);
+  const seal = crypto(1).seal;
+  const sealed = async (k, v) => Buffer.from(await seal(new TextEncoder().encode(JSON.stringify({ k, v })), `${PLUGIN}/activity-update`)).toString("base64");
+  const snapshot = async (seq, entries) => Buffer.from(
+    await seal(new TextEncoder().encode(JSON.stringify({ seq, entries })), `${PLUGIN}/activity-snapshot`),
+  ).toString("base64");
+  dee.host.presenceChanged({ host: 1, members: [{ participant: 1, role: "host" }, { participant: 4, role: "member" }] });
+  dee.host.join();
+  dee.host.join();
+  dee.host.snapshotArrived({ seq: 0, payload: null, next: 1, complete: true });
+  dee.host.updateArrived({ seq: 1, payload: await sealed("video", "a.webm") });
+  dee.host.updateArrived({ seq: 2, payload: await sealed("play", { at: 5 }) });
+  dee.host.snapshotArrived({ seq: 1, payload: await snapshot(1, [["video", "a.webm", 1, 1]]), next: 2, complete: true });
+  await settle();
+  assert.deepEqual(dee.host.entries(), { video: "a.webm", play: { at: 5 } });
+  assert.equal(dee.host.seq, 2);
+  assert.deepEqual(dee.last("activitySync").state, { video: "a.webm", play: { at: 5 } });
+});
+
 test("a key kept to the host is refused to others here, and dropped by every page if sent anyway", async () => {
   const server = new FakeServer();
   server.guests.add(3);

@@ -24,6 +24,8 @@ const FIRST_PINGS = 5;
 const PING_EVERY_MS = 200;
 const REPING_MS = 10_000;
 const TICK_MS = 100;
+/** A join not answered by a presence that shows this page in is asked again after this long. */
+const JOIN_AGAIN_MS = 5_000;
 
 const STYLE = `
 .watch video { width: 100%; max-height: 60vh; background: #000; border-radius: 6px; display: block; }
@@ -77,6 +79,7 @@ export class Watch {
     this.video = null; // the shared `video`
     this.declined = false; // left the activity: do not join again until it ends
     this.suspended = false; // I made the group wait
+    this.joinAsked = null; // when this page asked to join, until it is in
     this.ducked = false;
     this.hostAction = null;
     this.lastHost = null;
@@ -205,8 +208,11 @@ export class Watch {
     if (!active) this.declined = false;
     // Not watching (any more): this player stops.
     if (!joined) this.showVideo(null);
-    if (active && !joined && !this.declined) {
-      // Someone started watching: this player opens it too.
+    if (joined || !active) this.joinAsked = null;
+    if (active && !joined && !this.declined && !(Date.now() - this.joinAsked < JOIN_AGAIN_MS)) {
+      // Someone started watching: this player opens it too (once: the presence
+      // that says so may change again before it shows this page in).
+      this.joinAsked = Date.now();
       this.activity.join().catch((e) => this.say(e.message));
     }
     if (host !== this.lastHost) this.hostChanged(host);

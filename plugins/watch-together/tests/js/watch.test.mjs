@@ -201,6 +201,20 @@ test("someone starts a video: every page joins and opens it; one who stops watch
   assert.ok(room.members.includes(2));
 });
 
+test("a page asks to join once, while the presence does not show it in yet", async () => {
+  const room = new Room();
+  const ana = open(room, 1);
+  const ben = open(room, 2);
+  await settle();
+  let asked = 0;
+  // Ben's join is slow to show: the presence changes twice before it does.
+  ben.activity.join = async () => { asked += 1; };
+  await ana.activity.join();
+  room.broadcastPresence();
+  await settle();
+  assert.equal(asked, 1);
+});
+
 test("an address that is not https is refused with a sentence, and nothing is shared", async () => {
   const room = new Room();
   const ana = open(room, 1);
