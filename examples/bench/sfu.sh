@@ -24,7 +24,8 @@ MEDIA_PORT="${MEDIA_PORT:-18091}"
 cargo build --release --quiet -p confab-core -p confab-loadgen
 # SERVER=path/to/confab measures another build of the server (say, an older commit's).
 bin="${SERVER:-$PWD/target/release/confab}"
-gen="$PWD/target/release/confab-loadgen"
+# GEN=path/to/confab-loadgen does the same for the load generator.
+gen="${GEN:-$PWD/target/release/confab-loadgen}"
 work="$(mktemp -d)"
 pid=""
 trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT

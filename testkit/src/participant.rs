@@ -576,6 +576,21 @@ impl Participant {
         from: SocketAddr,
         data: BytesMut,
     ) {
+        self.handle_datagram_arrived(now, now, local, from, data);
+    }
+
+    /// A datagram that reached the socket at `arrived` (the kernel's receive time,
+    /// at or before `now`), handled at `now`: the latency recorded for the packet
+    /// it carries runs to `arrived`, so the time it waited in the socket for this
+    /// participant's turn is not counted as the server's.
+    pub fn handle_datagram_arrived(
+        &mut self,
+        now: Instant,
+        arrived: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: BytesMut,
+    ) {
         if local == self.subscribe_addr && self.lose_on_purpose(&data) {
             return;
         }
@@ -599,7 +614,7 @@ impl Participant {
             self.stats.read_errors += 1;
             self.stats.last_read_error = Some(err.to_string());
         }
-        self.drain(now);
+        self.drain(arrived.min(now));
     }
 
     /// Whether the simulated network loses this datagram: SRTP keeps the RTP header in
@@ -762,7 +777,9 @@ impl Participant {
         }
     }
 
-    fn drain(&mut self, now: Instant) {
+    /// Takes what the connections produced; `arrived` is when the input that
+    /// produced it reached the socket (for the latency of stamped packets).
+    fn drain(&mut self, arrived: Instant) {
         while let Some(event) = self.publish.pc.poll_event() {
             if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
                 self.publish.connected = state == RTCPeerConnectionState::Connected;
@@ -840,7 +857,7 @@ impl Participant {
                     }
                 }
                 let sent = self.epoch + Duration::from_micros(stamp.sent_micros);
-                let latency = now.saturating_duration_since(sent).as_micros();
+                let latency = arrived.saturating_duration_since(sent).as_micros();
                 self.stats
                     .latencies_micros
                     .push(latency.min(u128::from(u32::MAX)) as u32);

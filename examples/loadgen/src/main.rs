@@ -19,6 +19,7 @@
 //! instead (see `janus.rs`); `examples/bench/vs-janus.sh` runs both servers side by
 //! side. `--bind` sets the address the participants' media sockets use.
 
+mod arrival;
 mod flood;
 mod janus;
 mod media;
@@ -150,6 +151,7 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(o.warmup)).await;
 
     let cpu_before = o.server_pid.map(cpu_seconds).transpose()?;
+    let own_cpu_before = cpu_seconds(std::process::id())?;
     let measured_from = Instant::now();
     run.measuring.store(true, Ordering::SeqCst);
     let flooding = o.flood.any().then(|| {
@@ -164,6 +166,7 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(o.seconds)).await;
     let call_rss = o.server_pid.map(rss_kib).transpose()?;
     let cpu_after = o.server_pid.map(cpu_seconds).transpose()?;
+    let own_cpu = cpu_seconds(std::process::id())? - own_cpu_before;
     run.done.store(true, Ordering::SeqCst);
     let window = measured_from.elapsed().as_secs_f64();
 
@@ -171,6 +174,7 @@ async fn main() -> Result<()> {
     let mut expected = 0u64;
     let mut missing = 0u64;
     let mut latencies = Vec::new();
+    let mut waits = Vec::new();
     let mut streams = 0usize;
     let (mut round_trips, mut pongs) = (Vec::new(), Vec::new());
     for task in tasks {
@@ -180,6 +184,7 @@ async fn main() -> Result<()> {
         missing += report.received.missing;
         streams += report.received.streams;
         latencies.extend(report.received.latencies);
+        waits.extend(report.received.waits);
         round_trips.extend(report.round_trips);
         pongs.extend(report.pongs);
     }
@@ -188,6 +193,7 @@ async fn main() -> Result<()> {
         None => None,
     };
     latencies.sort_unstable();
+    waits.sort_unstable();
     let pct = |p: f64| percentile(&latencies, p);
     let forwarded_per_second = received as f64 / window;
     println!("participants:               {}", o.participants);
@@ -215,9 +221,14 @@ async fn main() -> Result<()> {
         100.0 * missing as f64 / expected.max(1) as f64
     );
     println!(
-        "added latency:              p50 {:.2} ms, p99 {:.2} ms (send to receive, same clock)",
+        "added latency:              p50 {:.2} ms, p99 {:.2} ms (sent to arrived at the receiving socket, same clock)",
         pct(0.50),
         pct(0.99)
+    );
+    println!(
+        "generator's own delay:      p50 {:.2} ms, p99 {:.2} ms (arrived to handled, not in the latency above)",
+        percentile(&waits, 0.50),
+        percentile(&waits, 0.99)
     );
     if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
         let cpu = b - a;
@@ -230,6 +241,10 @@ async fn main() -> Result<()> {
             received as f64 / cpu.max(0.001)
         );
     }
+    println!(
+        "generator CPU:              {own_cpu:.2} s in {window:.1} s ({:.0} % of one core)",
+        100.0 * own_cpu / window
+    );
     if let (Some(idle), Some(call)) = (idle_rss, call_rss) {
         println!(
             "server memory:              {:.1} MiB idle, {:.1} MiB in the call, {:.2} MiB per participant",

@@ -12,7 +12,10 @@ use bytes::BytesMut;
 use confab_testkit::{Participant, Profile, ReceiveStats};
 use tokio::net::UdpSocket;
 
-use crate::Run;
+use crate::{Run, arrival};
+
+/// Rounds of datagrams taken from the sockets per wake-up.
+const BATCH: usize = 64;
 
 /// What one participant received in the measured window.
 #[derive(Default)]
@@ -22,6 +25,9 @@ pub(crate) struct Received {
     pub(crate) missing: u64,
     pub(crate) streams: usize,
     pub(crate) latencies: Vec<u32>,
+    /// How long each datagram waited in the socket for the participant's turn on
+    /// the generator's threads (µs): the generator's own delay, not in `latencies`.
+    pub(crate) waits: Vec<u32>,
 }
 
 pub(crate) struct Media {
@@ -35,6 +41,7 @@ pub(crate) struct Media {
     baseline: Option<HashMap<u32, (u64, u64)>>,
     buf_a: Vec<u8>,
     buf_b: Vec<u8>,
+    waits: Vec<u32>,
 }
 
 impl Media {
@@ -42,6 +49,8 @@ impl Media {
     pub(crate) async fn bind(ip: IpAddr) -> Result<Media> {
         let publish_socket = UdpSocket::bind((ip, 0)).await?;
         let subscribe_socket = UdpSocket::bind((ip, 0)).await?;
+        arrival::enable(&publish_socket)?;
+        arrival::enable(&subscribe_socket)?;
         Ok(Media {
             publish_addr: publish_socket.local_addr()?,
             subscribe_addr: subscribe_socket.local_addr()?,
@@ -52,6 +61,7 @@ impl Media {
             baseline: None,
             buf_a: vec![0u8; 2048],
             buf_b: vec![0u8; 2048],
+            waits: Vec::new(),
         })
     }
 
@@ -106,22 +116,45 @@ impl Media {
             .map_or(cap, |t| t.min(cap))
     }
 
-    /// Waits for a datagram on either socket and hands it to the participant.
+    /// Waits until either socket has datagrams, then hands the participant every
+    /// datagram queued on both (up to [`BATCH`] rounds), so that a busy receiver
+    /// goes through the participant's loop once per batch, not once per packet.
     pub(crate) async fn recv(&mut self) -> Result<()> {
-        let (local, n, from, buf) = tokio::select! {
-            got = self.publish_socket.recv_from(&mut self.buf_a) => {
-                let (n, from) = got?;
-                (self.publish_addr, n, from, &self.buf_a)
+        tokio::select! {
+            ready = self.publish_socket.readable() => ready?,
+            ready = self.subscribe_socket.readable() => ready?,
+        }
+        for _ in 0..BATCH {
+            let from_publish = self.take(true)?;
+            let from_subscribe = self.take(false)?;
+            if !from_publish && !from_subscribe {
+                break;
             }
-            got = self.subscribe_socket.recv_from(&mut self.buf_b) => {
-                let (n, from) = got?;
-                (self.subscribe_addr, n, from, &self.buf_b)
-            }
-        };
-        if let Some(p) = self.me.as_mut() {
-            p.handle_datagram(Instant::now(), local, from, BytesMut::from(&buf[..n]));
         }
         Ok(())
+    }
+
+    /// One datagram from one socket to the participant, if one is queued.
+    fn take(&mut self, publish: bool) -> Result<bool> {
+        let (socket, local, buf) = if publish {
+            (&self.publish_socket, self.publish_addr, &mut self.buf_a)
+        } else {
+            (&self.subscribe_socket, self.subscribe_addr, &mut self.buf_b)
+        };
+        let now = Instant::now();
+        let (n, from, arrived) = match arrival::try_recv(socket, buf, now) {
+            Ok(got) => got,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(p) = self.me.as_mut() {
+            if self.baseline.is_some() {
+                let waited = now.duration_since(arrived).as_micros();
+                self.waits.push(waited.min(u128::from(u32::MAX)) as u32);
+            }
+            p.handle_datagram_arrived(now, arrived, local, from, BytesMut::from(&buf[..n]));
+        }
+        Ok(true)
     }
 
     /// What arrived since the measured window started.
@@ -131,6 +164,7 @@ impl Media {
         let mut r = Received {
             streams: p.stats.streams.len(),
             latencies: std::mem::take(&mut p.stats.latencies_micros),
+            waits: self.waits,
             ..Received::default()
         };
         for (ssrc, s) in &p.stats.streams {
