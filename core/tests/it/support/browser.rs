@@ -611,7 +611,10 @@ pub(crate) async fn admits(host: &Browser, guest: &Browser, name: &str) -> u64 {
             .find(Locator::Css("#lobby li button.primary"))
             .await
         {
-            let _ = button.click().await;
+            // Shown when the test fails: a click WebDriver refused, or none.
+            if let Err(err) = button.click().await {
+                eprintln!("the host's Admit click for {name} failed: {err}");
+            }
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
