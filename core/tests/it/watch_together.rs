@@ -320,14 +320,7 @@ async fn a_video_plays_in_step_for_everyone_and_every_command_reaches_every_play
     );
 
     // The host seeks to 0:40 while paused, then plays: both go on from there.
-    host.client
-        .execute(
-            "const bar = document.querySelector('.watch .controls input[type=range]'); \
-             bar.value = '40'; bar.dispatchEvent(new Event('change')); return null;",
-            vec![],
-        )
-        .await
-        .unwrap();
+    seek_to(&host, 40).await;
     for page in [&host, &guest] {
         page.wait_js("Math.abs(document.querySelector('.watch video').currentTime - 40) < 0.011")
             .await;
@@ -424,6 +417,19 @@ async fn press(page: &Browser, css: &str) {
         .execute(
             "document.querySelector(arguments[0]).click(); return null;",
             vec![json!(css)],
+        )
+        .await
+        .unwrap();
+}
+
+/// Moves the seek bar of the frame `page` is in to `seconds`, as a drag that ends
+/// there does.
+async fn seek_to(page: &Browser, seconds: u32) {
+    page.client
+        .execute(
+            "const bar = document.querySelector('.watch .controls input[type=range]'); \
+             bar.value = String(arguments[0]); bar.dispatchEvent(new Event('change')); return null;",
+            vec![json!(seconds)],
         )
         .await
         .unwrap();
@@ -571,14 +577,7 @@ async fn three_viewers_one_in_firefox_wait_together_for_the_one_whose_video_arri
     }
 
     // Bea seeks to 0:30 and plays: Fox's player follows.
-    bea.client
-        .execute(
-            "const bar = document.querySelector('.watch .controls input[type=range]'); \
-             bar.value = '30'; bar.dispatchEvent(new Event('change')); return null;",
-            vec![],
-        )
-        .await
-        .unwrap();
+    seek_to(&bea, 30).await;
     press(&bea, ".watch .controls .play").await;
     each_sees(
         &everyone,
